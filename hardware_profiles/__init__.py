@@ -1,0 +1,1 @@
+"""Hardware profiles shipped with neurodeploy (TOML files, one per chip)."""

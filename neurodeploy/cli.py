@@ -1,0 +1,241 @@
+"""The ``neurodeploy`` command: a thin shell over the library.
+
+Every user error is printed as one line ``error: ...`` on stderr with exit status 2; an interrupted
+run exits with 130 and can be continued with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from neurodeploy import __version__
+from neurodeploy.errors import ConfigError, NeurodeployError
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn):
+    """Turn library errors into one-line messages and exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NeurodeployError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; completed stages and epochs are saved, rerun with --resume", 130)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Exception as exc:  # a bug: still one line unless asked for the traceback
+            if os.environ.get("NEURODEPLOY_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _fail(f"internal error ({type(exc).__name__}: {first}); "
+                  "set NEURODEPLOY_DEBUG=1 for the traceback", 1)
+
+    return wrapper
+
+
+def _parse_widths(text: str | None, what: str) -> list[Any] | None:
+    if text is None:
+        return None
+    out: list[Any] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part.upper() == "P":
+            out.append("P")
+            continue
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+    return out
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--surrogate-param takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="neurodeploy")
+def main() -> None:
+    """Train spiking networks, fit them to neuromorphic chips, and predict on-chip accuracy."""
+
+
+# ---------------------------------------------------------------------------------------- train
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run configuration.")
+@click.option("--model", "arch", help="Architecture: mlp, convnet or vgg.")
+@click.option("--dataset", help="digits, mnist, torchvision:<Name> or tonic:<Name>.")
+@click.option("--data-root", help="Dataset folder (mnist: IDX files).")
+@click.option("--limit", type=int, help="Use only the first N samples of each split.")
+@click.option("--hidden", help="Hidden widths/channels, e.g. 128,128 (vgg: 16,P,32).")
+@click.option("--dense", help="Dense head widths of a convnet/vgg, e.g. 64.")
+@click.option("--steps", type=int, help="Time steps per sample.")
+@click.option("--encoding", help="Input encoding: direct, rate or latency.")
+@click.option("--neuron", help="Neuron model: lif, if, cuba or plif.")
+@click.option("--tau", type=float, help="Membrane time constant (steps).")
+@click.option("--threshold", type=float, help="Firing threshold.")
+@click.option("--learn-threshold/--fixed-threshold", default=None, help="Learn the threshold.")
+@click.option("--reset", help="Reset: zero or subtract.")
+@click.option("--surrogate", help="Surrogate: atan, sigmoid, fast_sigmoid, triangle, softsign, "
+              "rectangular, adali.")
+@click.option("--surrogate-param", multiple=True, help="Surrogate parameter KEY=VALUE (repeatable).")
+@click.option("--scale", help="Surrogate scale: absolute, relative or threshold_robust (TrSG).")
+@click.option("--mp-init/--no-mp-init", default=None, help="Membrane-potential initialisation.")
+@click.option("--batch-norm/--no-batch-norm", default=None, help="BatchNorm after each layer.")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--seed", type=int)
+@click.option("--auto-remedy/--no-auto-remedy", default=None,
+              help="Let the dead-neuron doctor apply its remedies.")
+@click.option("-o", "--out", "out_dir", default="runs/train", show_default=True, help="Output folder.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@guarded
+def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, encoding, neuron, tau,
+          threshold, learn_threshold, reset, surrogate, surrogate_param, scale, mp_init, batch_norm,
+          epochs, batch_size, lr, seed, auto_remedy, out_dir, resume, progress):
+    """Train a spiking network with surrogate gradients; writes OUT/checkpoint.pt."""
+    import torch
+
+    from neurodeploy.data import load_dataset
+    from neurodeploy.models import build_model
+    from neurodeploy.train.config import RunConfig, load_run_config, run_config_from_dict
+    from neurodeploy.train.trainer import Trainer
+
+    cfg = load_run_config(config_path) if config_path else RunConfig()
+    d = cfg.to_dict()
+    m, n, t, data = d["model"], d["model"]["neuron"], d["train"], d["data"]
+    if arch is not None:
+        m["arch"] = arch
+        if hidden is None:
+            m["hidden"] = []
+    for key, value in (("hidden", _parse_widths(hidden, "--hidden")),
+                       ("dense", _parse_widths(dense, "--dense")), ("steps", steps),
+                       ("batch_norm", batch_norm)):
+        if value is not None:
+            m[key] = value
+    if encoding is not None:
+        m["encoding"] = {"kind": encoding}
+    for key, value in (("model", neuron), ("tau", tau), ("threshold", threshold),
+                       ("learn_threshold", learn_threshold), ("reset", reset), ("scale", scale),
+                       ("mp_init", mp_init)):
+        if value is not None:
+            n[key] = value
+    if surrogate is not None or surrogate_param:
+        base = {"name": surrogate} if surrogate else dict(n["surrogate"])
+        n["surrogate"] = {**base, **_parse_params(surrogate_param)}
+    for key, value in (("name", dataset), ("root", data_root), ("limit", limit)):
+        if value is not None:
+            data[key] = value
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed),
+                       ("auto_remedy", auto_remedy)):
+        if value is not None:
+            t[key] = value
+    ds = load_dataset(data["name"], data["root"], limit=data["limit"])
+    m["input_shape"] = list(ds.input_shape)
+    m["num_classes"] = ds.num_classes
+    cfg = run_config_from_dict(d)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    out = Path(out_dir)
+    if not resume and (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a checkpoint; use --resume to continue it or "
+                          "choose another --out")
+    click.echo(f"training {cfg.model.arch} on {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} "
+               f"test; {ds.split}) → {out}", err=True)
+    result = Trainer(model, ds, cfg.train, out, progress=progress).fit(resume=resume)
+    for f in result.findings:
+        click.echo(f"doctor: {f['layer']} ({f['kind']}): {f['message']}; likely cause: {f['cause']}",
+                   err=True)
+    for r in result.remedies:
+        click.echo(f"remedy: {r}", err=True)
+    click.echo(f"test accuracy {100 * result.test_accuracy:.2f}% after {result.epochs} epochs "
+               f"({result.seconds:.1f} s); checkpoint {result.checkpoint}")
+
+
+# ---------------------------------------------------------------------------------------- inspect
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--dataset", help="Dataset to measure on (default: the one it was trained on).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("--limit", type=int, help="Use only the first N test samples.")
+@click.option("-o", "--out", "out_dir", help="Folder for inspect.json and activity.png "
+              "(default: next to the checkpoint).")
+@guarded
+def inspect(checkpoint, dataset, data_root, limit, out_dir):
+    """Firing rates, dead neurons and parameter ranges of a checkpoint (table + PNG plot)."""
+    from neurodeploy.atomic import write_json
+    from neurodeploy.data import load_dataset
+    from neurodeploy.report.inspect import inspect_checkpoint
+    from neurodeploy.report.plots import plot_activity
+    from neurodeploy.train.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    name = dataset or ck.meta.get("dataset") or "digits"
+    ds = load_dataset(name, data_root, limit=None)
+    if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
+        raise ConfigError(f"dataset {name} has inputs of shape {tuple(ds.input_shape)} but the "
+                          f"checkpoint expects {tuple(ck.spec.input_shape)}")
+    insp = inspect_checkpoint(checkpoint, ds, limit=limit)
+    out = Path(out_dir) if out_dir else Path(checkpoint).parent
+    write_json(out / "inspect.json", insp.to_dict())
+    plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{Path(checkpoint).name}")
+    click.echo(insp.table())
+    click.echo(f"wrote {out / 'inspect.json'} and {out / 'activity.png'}", err=True)
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+@main.command()
+@click.option("-o", "--out", "out_dir", default="runs/pipeline", show_default=True, help="Run folder.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TOML run configuration (default: the embedded digits MLP).")
+@click.option("--epochs", type=int, help="Override the number of training epochs.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@guarded
+def pipeline(out_dir, config_path, epochs, resume, progress):
+    """The main job: train on the embedded default (or a config), inspect, and report."""
+    from neurodeploy.pipeline import default_run_config, run_pipeline
+    from neurodeploy.train.config import load_run_config
+
+    cfg = load_run_config(config_path) if config_path else default_run_config()
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+        cfg.train.epochs = epochs
+    out = Path(out_dir)
+    if not resume and (out / "train" / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    run_pipeline(out, cfg, resume=resume, progress=progress,
+                 log=lambda msg: click.echo(msg, err=True))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

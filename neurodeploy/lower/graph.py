@@ -1,0 +1,248 @@
+"""The deployment graph: the integer program a chip runs.
+
+A :class:`DeployGraph` is what :mod:`neurodeploy.lower` produces from a trained model and a hardware
+profile, what :mod:`neurodeploy.sim` runs bit-accurately, and what the exporters write. Every number
+in it is an integer in the units of the profile's arithmetic family (see
+:mod:`neurodeploy.arith`); nothing in it is a float that a chip would have to round.
+
+Timing follows the chip: every synapse layer (``Dense``, ``Conv2d``, ``SumPool2d``) delivers at step
+``t`` what its inputs emitted at step ``t - delay`` (``delay`` from the profile, 1 on Loihi).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.atomic import atomic_path
+from neurodeploy.errors import FormatError
+
+
+@dataclass
+class NeuronGroup:
+    """Integer parameters of one group of neurons fed by one synapse layer.
+
+    Attributes:
+        shape: per-sample shape of the group, e.g. ``(128,)`` or ``(C, H, W)``.
+        current_decay: current (synaptic) decay, in the family's decay units (Loihi: iDecay,
+            0..4096, factor ``(4096 - current_decay) / 4096`` per step).
+        voltage_decay: voltage decay, same units (Loihi: vDecay, 0..4096).
+        threshold: threshold mantissa (Loihi: vThMant; a neuron spikes iff ``v > threshold << 6``).
+        bias: per-neuron (or per-channel for conv) bias mantissa, int64, added every step.
+        bias_exp: bias exponent (Loihi: the bias added is ``bias << bias_exp``).
+        spiking: ``False`` for a read-out integrator that never spikes (its ``v`` is read).
+        reset: ``"zero"`` (v := 0 after a spike) or ``"subtract"`` (v -= threshold).
+        initial_v: initial membrane potential in state units (MP-Init), 0 when unused.
+    """
+
+    shape: tuple[int, ...]
+    current_decay: int
+    voltage_decay: int
+    threshold: int
+    bias: np.ndarray
+    bias_exp: int = 0
+    spiking: bool = True
+    reset: str = "zero"
+    initial_v: int = 0
+
+    @property
+    def size(self) -> int:
+        """Number of neurons in the group."""
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Dense:
+    """Fully connected synapses ``a = (W @ s) << weight_exp`` (a negative exponent floors)."""
+
+    weight: np.ndarray  # int64 [out, in]
+    neurons: NeuronGroup
+    weight_exp: int = 0
+    name: str = ""
+    kind: str = field(default="dense", init=False)
+
+
+@dataclass
+class Conv2d:
+    """2-D convolution synapses, torch layout ``[out, in/groups, kH, kW]``, weights used as given."""
+
+    weight: np.ndarray  # int64 [out, in/groups, kH, kW]
+    neurons: NeuronGroup
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    weight_exp: int = 0
+    name: str = ""
+    kind: str = field(default="conv", init=False)
+
+
+@dataclass
+class SumPool2d:
+    """Sum pooling synapses (unit weights) feeding their own neuron group."""
+
+    kernel: tuple[int, int]
+    neurons: NeuronGroup
+    stride: tuple[int, int] | None = None
+    name: str = ""
+    kind: str = field(default="sumpool", init=False)
+
+
+@dataclass
+class Flatten:
+    """Reshape ``(C, H, W)`` spikes to ``(C*H*W,)`` in torch (C, H, W) order; no delay, no neurons."""
+
+    name: str = ""
+    kind: str = field(default="flatten", init=False)
+
+
+Layer = Dense | Conv2d | SumPool2d | Flatten
+
+_LAYER_TYPES: dict[str, type] = {"dense": Dense, "conv": Conv2d, "sumpool": SumPool2d, "flatten": Flatten}
+
+
+@dataclass
+class DeployGraph:
+    """An integer network for one hardware profile.
+
+    Attributes:
+        profile: name of the hardware profile the integers were chosen for.
+        family: arithmetic family of that profile (e.g. ``"loihi"``), which the simulator runs.
+        input_shape: per-sample shape of the input spikes.
+        layers: ordered layers; the last neuron group is the read-out.
+        steps: number of input time steps (T) the network was trained for.
+        encoding: how samples become input spikes, e.g. ``{"kind": "rate", ...}`` or
+            ``{"kind": "direct", "bits": 8}`` (graded input payload).
+        readout: ``{"kind": "potential"}`` (argmax of the last group's ``v`` at the last step) or
+            ``{"kind": "spike_count"}``.
+        metadata: free-form provenance (source checkpoint, scales used, warnings).
+    """
+
+    profile: str
+    family: str
+    input_shape: tuple[int, ...]
+    layers: list[Layer]
+    steps: int
+    encoding: dict[str, Any] = field(default_factory=dict)
+    readout: dict[str, Any] = field(default_factory=lambda: {"kind": "potential"})
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def neuron_layers(self) -> list[Layer]:
+        """Layers that own a neuron group, in order."""
+        return [layer for layer in self.layers if not isinstance(layer, Flatten)]
+
+    # ------------------------------------------------------------------ serialisation
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Split the graph into a JSON-able header and a dict of named integer arrays."""
+        arrays: dict[str, np.ndarray] = {}
+        layers = []
+        for i, layer in enumerate(self.layers):
+            entry: dict[str, Any] = {"kind": layer.kind}
+            for f in dataclasses.fields(layer):
+                if f.name == "kind":
+                    continue
+                value = getattr(layer, f.name)
+                if isinstance(value, np.ndarray):
+                    key = f"layer{i}.{f.name}"
+                    arrays[key] = np.asarray(value, dtype=np.int64)
+                    entry[f.name] = {"array": key}
+                elif isinstance(value, NeuronGroup):
+                    group: dict[str, Any] = {}
+                    for g in dataclasses.fields(value):
+                        gv = getattr(value, g.name)
+                        if isinstance(gv, np.ndarray):
+                            key = f"layer{i}.neurons.{g.name}"
+                            arrays[key] = np.asarray(gv, dtype=np.int64)
+                            group[g.name] = {"array": key}
+                        else:
+                            group[g.name] = list(gv) if isinstance(gv, tuple) else gv
+                    entry[f.name] = group
+                else:
+                    entry[f.name] = list(value) if isinstance(value, tuple) else value
+            layers.append(entry)
+        header = {
+            "format": "neurodeploy.DeployGraph",
+            "version": 1,
+            "profile": self.profile,
+            "family": self.family,
+            "input_shape": list(self.input_shape),
+            "steps": self.steps,
+            "encoding": self.encoding,
+            "readout": self.readout,
+            "metadata": self.metadata,
+            "layers": layers,
+        }
+        return header, arrays
+
+    @classmethod
+    def from_arrays(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> DeployGraph:
+        """Rebuild a graph from :meth:`to_arrays` output; raises :class:`FormatError` if malformed."""
+        if header.get("format") != "neurodeploy.DeployGraph":
+            raise FormatError("not a neurodeploy deployment graph (missing format tag)")
+        try:
+            layers: list[Layer] = []
+            for entry in header["layers"]:
+                entry = dict(entry)
+                kind = entry.pop("kind")
+                if kind not in _LAYER_TYPES:
+                    raise FormatError(f"deployment graph has an unknown layer kind {kind!r}")
+                kwargs: dict[str, Any] = {}
+                for name, value in entry.items():
+                    if isinstance(value, dict) and "array" in value:
+                        kwargs[name] = np.asarray(arrays[value["array"]], dtype=np.int64)
+                    elif name == "neurons":
+                        group = {}
+                        for gname, gv in value.items():
+                            if isinstance(gv, dict) and "array" in gv:
+                                group[gname] = np.asarray(arrays[gv["array"]], dtype=np.int64)
+                            elif isinstance(gv, list):
+                                group[gname] = tuple(gv)
+                            else:
+                                group[gname] = gv
+                        kwargs[name] = NeuronGroup(**group)
+                    elif isinstance(value, list):
+                        kwargs[name] = tuple(value)
+                    else:
+                        kwargs[name] = value
+                layers.append(_LAYER_TYPES[kind](**kwargs))
+            return cls(
+                profile=header["profile"],
+                family=header["family"],
+                input_shape=tuple(header["input_shape"]),
+                layers=layers,
+                steps=int(header["steps"]),
+                encoding=header.get("encoding", {}),
+                readout=header.get("readout", {"kind": "potential"}),
+                metadata=header.get("metadata", {}),
+            )
+        except FormatError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"malformed deployment graph: {exc}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the graph to an ``.npz`` file (JSON header + int64 arrays), atomically."""
+        header, arrays = self.to_arrays()
+        with atomic_path(path, suffix=".tmp.npz") as tmp:
+            np.savez_compressed(tmp, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                                **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeployGraph:
+        """Read a graph written by :meth:`save`; raises :class:`FormatError` on a bad file."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(bytes(data["__header__"]).decode())
+                arrays = {k: data[k] for k in data.files if k != "__header__"}
+        except FileNotFoundError:
+            raise FormatError(f"deployment graph {path} does not exist") from None
+        except Exception as exc:  # zip, json and key errors all mean a bad file
+            raise FormatError(f"{path} is not a readable deployment graph ({type(exc).__name__})") \
+                from None
+        return cls.from_arrays(header, arrays)

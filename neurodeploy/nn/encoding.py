@@ -1,0 +1,105 @@
+"""Input encoders: samples ``[B, ...]`` with values in [0, 1] → sequences ``[T, B, ...]``.
+
+* ``direct``: the analogue sample repeated at every step (optionally rounded to ``bits`` bits, which is
+  what a chip with graded input spikes receives).
+* ``rate``: Bernoulli spikes with probability equal to the value, drawn from a seeded generator so
+  that training, the simulator and exports see the same spikes.
+* ``latency``: one spike per input at step ``round((1 - x) (T - 1))``; values at or below
+  ``min_value`` never spike (bright pixels spike early).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from neurodeploy.errors import ConfigError
+
+ENCODINGS = ("direct", "rate", "latency")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How samples become input sequences.
+
+    Attributes:
+        kind: ``"direct"``, ``"rate"`` or ``"latency"``.
+        bits: for ``direct``: round values to ``2**bits - 1`` levels (``None`` keeps floats).
+        min_value: for ``latency``: values ``<= min_value`` emit no spike.
+        seed: for ``rate``: seed of the spike generator used at evaluation time.
+    """
+
+    kind: str = "direct"
+    bits: int | None = None
+    min_value: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ENCODINGS:
+            raise ConfigError(f"unknown encoding {self.kind!r}; choose one of {', '.join(ENCODINGS)}")
+        if self.bits is not None and (
+            not isinstance(self.bits, int) or isinstance(self.bits, bool) or not 1 <= self.bits <= 16
+        ):
+            raise ConfigError(f"encoding bits must be an integer in 1..16, got {self.bits!r}")
+
+    @classmethod
+    def from_config(cls, cfg: str | dict[str, Any] | Encoding) -> Encoding:
+        """Build from a name or a table; unknown keys raise :class:`ConfigError`."""
+        if isinstance(cfg, Encoding):
+            return cfg
+        if isinstance(cfg, str):
+            cfg = {"kind": cfg}
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"an encoding must be a name or a table, got {cfg!r}")
+        unknown = set(cfg) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"encoding has unknown key(s) {', '.join(sorted(unknown))}")
+        return cls(**cfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def binary(self) -> bool:
+        """Whether the encoded input is binary spikes (rate, latency) rather than graded values."""
+        return self.kind != "direct"
+
+
+def encode(x: torch.Tensor, steps: int, encoding: Encoding | str = "direct",
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Encode samples ``x`` (``[B, ...]``, values in [0, 1]) into ``[steps, B, ...]``.
+
+    Args:
+        x: input batch, values in [0, 1].
+        steps: number of time steps ``T`` (``>= 1``).
+        encoding: an :class:`Encoding` or its name.
+        generator: random generator for ``rate`` (a fresh one seeded with ``encoding.seed`` if None).
+    """
+    enc = Encoding.from_config(encoding)
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"the number of time steps must be a positive integer, got {steps!r}")
+    x = x.clamp(0.0, 1.0)
+    if enc.kind == "direct":
+        if enc.bits is not None:
+            levels = 2**enc.bits - 1
+            x = torch.round(x * levels) / levels
+        return x.unsqueeze(0).expand(steps, *x.shape)
+    if enc.kind == "rate":
+        if generator is None:
+            generator = torch.Generator(device="cpu").manual_seed(enc.seed)
+        u = torch.rand((steps, *x.shape), generator=generator, device="cpu").to(x.device, x.dtype)
+        return (u < x.unsqueeze(0)).to(x.dtype)
+    # latency
+    t_spike = torch.round((1.0 - x) * (steps - 1)).long()
+    t = torch.arange(steps, device=x.device).view(steps, *([1] * x.dim()))
+    fire = (x > enc.min_value).unsqueeze(0)
+    return ((t == t_spike.unsqueeze(0)) & fire).to(x.dtype)
+
+
+def graded_levels(encoding: Encoding) -> int | None:
+    """Number of integer levels of a graded (direct) input, or ``None`` for float/binary inputs."""
+    if encoding.kind == "direct" and encoding.bits is not None:
+        return 2**encoding.bits - 1
+    return None

@@ -1,0 +1,94 @@
+"""PNG plots of training runs and layer activity (matplotlib, headless, written atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from neurodeploy.atomic import atomic_path  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Four panels: loss and accuracy per epoch, firing rate and dead fraction per layer over steps."""
+    epochs = [h for h in history if h["kind"] == "epoch"]
+    points = [h for h in history if h["kind"] == "batch" and h.get("layers")]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    ax = axes[0, 0]
+    ep = [h["epoch"] for h in epochs]
+    ax.plot(ep, [h["train_loss"] for h in epochs], "o-", label="train")
+    ax.plot(ep, [h["test_loss"] for h in epochs], "s-", label="test")
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax.legend()
+    ax = axes[0, 1]
+    ax.plot(ep, [100 * h["train_accuracy"] for h in epochs], "o-", label="train")
+    ax.plot(ep, [100 * h["test_accuracy"] for h in epochs], "s-", label="test")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    ax.legend()
+    layers = sorted({name for h in points for name in h["layers"]},
+                    key=lambda n: int(n.split(".")[-1]) if n.split(".")[-1].isdigit() else 0)
+    steps = [h["step"] for h in points]
+    for name in layers:
+        axes[1, 0].plot(steps, [h["layers"].get(name, {}).get("rate", float("nan")) for h in points],
+                        label=name)
+        axes[1, 1].plot(steps, [100 * h["layers"].get(name, {}).get("dead", float("nan")) for h in points],
+                        label=name)
+    axes[1, 0].set(xlabel="step", ylabel="spikes / step / neuron", title="firing rate")
+    axes[1, 1].set(xlabel="step", ylabel="% of neurons", title="dead fraction (monitor window)")
+    if layers:
+        axes[1, 0].legend(fontsize=8)
+        axes[1, 1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_activity(metrics: dict[str, dict[str, float]], params: dict[str, dict[str, float]],
+                  path: str | Path, title: str = "") -> Path:
+    """Per-layer bars (firing rate, dead/saturated/gradient-dead fractions), potential quantiles,
+    and parameter ranges."""
+    names = list(metrics)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    x = range(len(names))
+    ax = axes[0]
+    width = 0.2
+    for j, (key, label) in enumerate([("rate", "rate"), ("dead", "dead"), ("saturated", "saturated"),
+                                      ("grad_dead", "gradient-dead")]):
+        ax.bar([i + (j - 1.5) * width for i in x], [metrics[n][key] for n in names], width, label=label)
+    ax.set_xticks(list(x), names, rotation=30, fontsize=8)
+    ax.set(ylabel="fraction", title="activity per layer")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for i, n in enumerate(names):
+        m = metrics[n]
+        ax.plot([i, i], [m["q01"], m["q99"]], color="tab:blue", lw=1)
+        ax.plot([i, i], [m["q05"], m["q95"]], color="tab:blue", lw=5, alpha=0.6)
+        ax.plot(i, m["q50"], "o", color="black")
+    ax.axhline(1.0, color="tab:red", ls="--", label="threshold")
+    ax.set_xticks(list(x), names, rotation=30, fontsize=8)
+    ax.set(ylabel="potential / threshold", title="membrane potential quantiles (1-5-50-95-99 %)")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    pnames = list(params)
+    for i, n in enumerate(pnames):
+        p = params[n]
+        ax.plot([i, i], [p["min"], p["max"]], color="tab:green", lw=2)
+        ax.plot(i, p["mean"], "o", color="black")
+    ax.set_xticks(list(range(len(pnames))), pnames, rotation=45, fontsize=7, ha="right")
+    ax.set(title="parameter ranges (min–max, mean)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

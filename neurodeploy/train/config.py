@@ -1,0 +1,151 @@
+"""Run configuration: ``[model]``, ``[data]`` and ``[train]`` tables, from TOML or from options.
+
+Unknown keys and wrong types are refused with a one-line :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from neurodeploy.errors import ConfigError
+from neurodeploy.models import ModelSpec
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("cosine", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: samples per optimiser step.
+        lr: learning rate; ``momentum``/``weight_decay`` as in torch's optimisers.
+        optimizer: ``"adam"`` or ``"sgd"``; ``scheduler``: ``"cosine"`` (to 0) or ``"none"``.
+        seed: seeds weights, shuffling and rate-encoding spikes.
+        threads: torch CPU threads.
+        log_every: batches between monitor logging points (one point is also logged at step 0).
+        monitor_window: batches over which the dead/saturated fractions are measured.
+        doctor: run the dead-neuron doctor at every logging point.
+        auto_remedy: let the doctor apply its remedies when it finds dead or collapsing layers.
+        max_remedies: how many times the doctor may intervene in one run.
+        activity_regulariser: switch the lower-bound activity regulariser on from the start.
+        theta_low: its lower bound on each neuron's rate (spikes/step); ``lambda_low`` its weight.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 10
+    monitor_window: int = 20
+    doctor: bool = True
+    auto_remedy: bool = False
+    max_remedies: int = 3
+    activity_regulariser: bool = False
+    theta_low: float = 0.02
+    lambda_low: float = 1.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ConfigError(f"train.{f.name} must be of type {type(default).__name__}, got {value!r}")
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if self.threads < 1 or self.log_every < 1 or self.monitor_window < 1:
+            raise ConfigError("train.threads, train.log_every and train.monitor_window must be >= 1")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to train on: a registered name, an optional folder and an optional size limit."""
+
+    name: str = "digits"
+    root: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class RunConfig:
+    """A whole training run."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "data": asdict(self.data), "train": asdict(self.train)}
+
+
+def _table(d: Any, name: str, cls: type) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"[{name}] has unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"known keys: {', '.join(sorted(known))}")
+    return d
+
+
+def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
+    """Validate and build a :class:`RunConfig` from plain data."""
+    unknown = set(d) - {"model", "data", "train"}
+    if unknown:
+        raise ConfigError(f"config has unknown table(s) {', '.join(sorted(unknown))}; "
+                          "expected [model], [data], [train]")
+    model = ModelSpec.from_dict(_table(d.get("model", {}), "model", ModelSpec))
+    data_d = _table(d.get("data", {}), "data", DataConfig)
+    for key, typ in (("name", str), ("root", str), ("limit", int)):
+        if key in data_d and data_d[key] is not None and (
+            not isinstance(data_d[key], typ) or isinstance(data_d[key], bool)
+        ):
+            raise ConfigError(f"data.{key} must be of type {typ.__name__}, got {data_d[key]!r}")
+    train = TrainConfig(**_table(d.get("train", {}), "train", TrainConfig))
+    return RunConfig(model, DataConfig(**data_d), train)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a TOML run configuration; a missing or malformed file raises :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {type(exc).__name__}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return run_config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
