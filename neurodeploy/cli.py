@@ -211,17 +211,108 @@ def inspect(checkpoint, dataset, data_root, limit, out_dir):
     click.echo(f"wrote {out / 'inspect.json'} and {out / 'activity.png'}", err=True)
 
 
+# ---------------------------------------------------------------------------------------- profiles
+@main.group()
+def profiles() -> None:
+    """List, show and validate hardware profiles."""
+
+
+@profiles.command("list")
+@guarded
+def profiles_list():
+    """Names of the shipped profiles."""
+    from neurodeploy.hardware import list_profiles, load_profile
+
+    for name in list_profiles():
+        p = load_profile(name)
+        click.echo(f"{name:<10} {p.family:<7} {p.profile.description}")
+
+
+@profiles.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@guarded
+def profiles_show(name, as_json):
+    """Every field of a profile (a shipped NAME or a path to a TOML file)."""
+    import json
+
+    from neurodeploy.hardware import load_profile
+
+    p = load_profile(name)
+    if as_json:
+        click.echo(json.dumps(p.to_dict(), indent=2))
+    else:
+        click.echo("\n".join(p.summary()))
+
+
+@profiles.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@guarded
+def profiles_validate(file):
+    """Check a profile file; prints 'ok' or one line naming the problem."""
+    from neurodeploy.hardware import validate_profile_file
+
+    p = validate_profile_file(file)
+    click.echo(f"ok: {file} is a valid {p.family} profile named {p.name}")
+
+
+# ---------------------------------------------------------------------------------------- simulate
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--profile", "profile_name", default="loihi2", show_default=True,
+              help="Profile name or path to a TOML profile.")
+@click.option("--dataset", help="Dataset (default: the one it was trained on).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("--steps", type=int, help="Input time steps (default: the trained number).")
+@click.option("--limit", type=int, help="Simulate only the first N test samples.")
+@click.option("--weight-bits", type=int, help="Weight precision override (bits).")
+@click.option("--jitter", type=int, help="Spike-time jitter: max shift in steps (uniform).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
+@click.option("-o", "--out", "out_path", help="JSON report path (default: simulate-PROFILE.json "
+              "next to the checkpoint); the deployment graph is written beside it (.npz).")
+@click.option("--progress/--no-progress", default=None)
+@guarded
+def simulate(checkpoint, profile_name, dataset, data_root, steps, limit, weight_bits, jitter, seed,
+             out_path, progress):
+    """Bit-accurate deployed accuracy, spikes, SynOps, energy and cores on a chip profile."""
+    from neurodeploy.atomic import write_json
+    from neurodeploy.data import load_dataset
+    from neurodeploy.sim.deploy import simulate_checkpoint
+    from neurodeploy.train.checkpoint import load_checkpoint
+
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {steps}")
+    if jitter is not None and jitter < 0:
+        raise ConfigError(f"--jitter must be a non-negative number of steps, got {jitter}")
+    ck = load_checkpoint(checkpoint)
+    ds = load_dataset(dataset or ck.meta.get("dataset") or "digits", data_root)
+    if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
+        raise ConfigError(f"dataset {ds.name} has inputs of shape {tuple(ds.input_shape)} but the "
+                          f"checkpoint expects {tuple(ck.spec.input_shape)}")
+    dep = simulate_checkpoint(ck.build(), profile_name, ds, steps=steps, limit=limit,
+                              weight_bits=weight_bits, jitter=jitter, seed=seed, progress=progress)
+    out = Path(out_path) if out_path else Path(checkpoint).parent / f"simulate-{dep.profile}.json"
+    write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
+                     **dep.to_dict()})
+    dep.graph.save(out.with_suffix(".npz"))
+    click.echo(dep.table())
+    click.echo(f"wrote {out} and {out.with_suffix('.npz')}", err=True)
+
+
 # ---------------------------------------------------------------------------------------- pipeline
 @main.command()
 @click.option("-o", "--out", "out_dir", default="runs/pipeline", show_default=True, help="Run folder.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML run configuration (default: the embedded digits MLP).")
 @click.option("--epochs", type=int, help="Override the number of training epochs.")
+@click.option("--profile", "profile_name", default="loihi2", show_default=True,
+              help="Hardware profile to simulate the deployment on.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @guarded
-def pipeline(out_dir, config_path, epochs, resume, progress):
-    """The main job: train on the embedded default (or a config), inspect, and report."""
+def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
+    """The main job: train on the embedded default (or a config), inspect, simulate on a chip
+    profile, and report."""
     from neurodeploy.pipeline import default_run_config, run_pipeline
     from neurodeploy.train.config import load_run_config
 
@@ -233,8 +324,11 @@ def pipeline(out_dir, config_path, epochs, resume, progress):
     out = Path(out_dir)
     if not resume and (out / "train" / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    from neurodeploy.hardware import load_profile
+
+    load_profile(profile_name)  # fail before training on a bad profile
     run_pipeline(out, cfg, resume=resume, progress=progress,
-                 log=lambda msg: click.echo(msg, err=True))
+                 log=lambda msg: click.echo(msg, err=True), profile=profile_name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,11 @@
-"""The main job: train on a dataset, inspect the result, write a report — one resumable run folder.
+"""The main job: train, inspect, simulate on a chip profile, report — one resumable run folder.
 
 Layout of a run folder::
 
     run/
       train/checkpoint.pt, train/metrics.jsonl   training (resumable)
       inspect.json, activity.png, training.png   activity of the trained network
+      deploy/simulate-PROFILE.json, .npz         bit-accurate deployment and its integer graph
       report.json, report.md                     the summary a person reads
 
 With ``resume=True`` a stage whose outputs are complete is not run again, and an interrupted
@@ -23,6 +24,7 @@ from neurodeploy.data import load_dataset
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.report.inspect import inspect_checkpoint
 from neurodeploy.report.plots import plot_activity, plot_training
+from neurodeploy.sim.deploy import simulate_checkpoint
 from neurodeploy.train.checkpoint import load_checkpoint
 from neurodeploy.train.config import DataConfig, RunConfig, TrainConfig
 from neurodeploy.train.trainer import CHECKPOINT_NAME, Trainer
@@ -51,9 +53,13 @@ class PipelineResult:
     report: dict[str, Any]
 
 
+DEFAULT_PROFILE = "loihi2"
+
+
 def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: bool = False,
-                 progress: bool | None = None, log=print) -> PipelineResult:
-    """Train → inspect → report into ``out_dir``; see the module docstring."""
+                 progress: bool | None = None, log=print,
+                 profile: str = DEFAULT_PROFILE) -> PipelineResult:
+    """Train → inspect → simulate on ``profile`` → report into ``out_dir``; see the module docstring."""
     cfg = config or default_run_config()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,7 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
 
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model)
-        log(f"[1/3] training {cfg.model.arch} on {data.name} ({len(data.x_train)} train / "
+        log(f"[1/4] training {cfg.model.arch} on {data.name} ({len(data.x_train)} train / "
             f"{len(data.x_test)} test; {data.split})")
         trainer = Trainer(model, data, cfg.train, train_dir, progress=progress)
         result = trainer.fit(resume=resume and ck_path.exists())
@@ -84,18 +90,25 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
         for f in result.findings:
             log(f"      doctor: {f['layer']}: {f['message']}")
     else:
-        log(f"[1/3] training already complete ({done_epochs} epochs), skipped")
+        log(f"[1/4] training already complete ({done_epochs} epochs), skipped")
     ck = load_checkpoint(ck_path)
 
     # 2. inspect
-    log("[2/3] inspecting activity on the test split")
+    log("[2/4] inspecting activity on the test split")
     insp = inspect_checkpoint(ck_path, data)
     write_json(out / "inspect.json", insp.to_dict())
     plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{data.name}: activity")
     plot_training(ck.train.get("history", []), out / "training.png", title=f"{data.name}: training")
 
-    # 3. report
-    log("[3/3] writing report")
+    # 3. simulate on the chip profile
+    log(f"[3/4] simulating the deployment on profile {profile}")
+    dep = simulate_checkpoint(ck.build(), profile, data, progress=progress)
+    write_json(out / "deploy" / f"simulate-{dep.profile}.json", dep.to_dict())
+    dep.graph.save(out / "deploy" / f"simulate-{dep.profile}.npz")
+    log(f"      deployed accuracy {100 * dep.accuracy:.2f}% (float {100 * dep.float_accuracy:.2f}%)")
+
+    # 4. report
+    log("[4/4] writing report")
     report = {
         "dataset": data.name,
         "split": data.split,
@@ -104,15 +117,16 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
                   "findings": ck.train.get("findings", []), "remedies": ck.train.get("remedies", [])},
         "activity": insp.layers,
         "spikes_per_neuron": insp.spikes_per_neuron,
+        "deployment": dep.to_dict(),
         "seconds": time.perf_counter() - start,
     }
     write_json(out / "report.json", report)
-    write_text(out / "report.md", render_markdown(report, insp.table()))
+    write_text(out / "report.md", render_markdown(report, insp.table(), dep.table()))
     log(f"done: test accuracy {100 * insp.accuracy:.2f}%; report in {out / 'report.md'}")
     return PipelineResult(out, ck_path, insp.accuracy, time.perf_counter() - start, report)
 
 
-def render_markdown(report: dict[str, Any], activity_table: str) -> str:
+def render_markdown(report: dict[str, Any], activity_table: str, deploy_table: str) -> str:
     """The human-readable report."""
     tr = report["train"]
     lines = [
@@ -133,6 +147,12 @@ def render_markdown(report: dict[str, Any], activity_table: str) -> str:
         "![activity](activity.png)",
         "",
         "![training](training.png)",
+        "",
+        f"## Deployment on {report['deployment']['profile']} (bit-accurate simulation)",
+        "",
+        "```",
+        deploy_table,
+        "```",
         "",
     ]
     if tr["findings"]:

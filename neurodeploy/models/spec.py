@@ -91,7 +91,7 @@ class ModelSpec:
             else NeuronConfig(**self.neuron.to_dict()).to_dict()
         if not isinstance(self.overrides, dict):
             raise ConfigError("overrides must be a table of per-layer neuron settings")
-        for name, over in self.overrides.items():
+        for name in self.overrides:
             self.layer_neuron_config(name)  # validates
 
     def layer_neuron_config(self, stage_name: str) -> NeuronConfig:

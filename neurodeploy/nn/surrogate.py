@@ -320,7 +320,7 @@ def make_surrogate(spec: str | dict[str, Any] | Surrogate) -> Surrogate:
     for key, value in params.items():
         default = cls.__dataclass_fields__[key].default
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if isinstance(default, int | float) and not number and not (default is None):
+        if isinstance(default, int | float) and not number and default is not None:
             raise ConfigError(f"surrogate {name!r} parameter {key!r} must be a number, got {value!r}")
         if isinstance(default, str) and not isinstance(value, str):
             raise ConfigError(f"surrogate {name!r} parameter {key!r} must be a string, got {value!r}")

@@ -5,10 +5,11 @@ Unknown keys and wrong types are refused with a one-line :class:`ConfigError` na
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from neurodeploy.errors import ConfigError
 from neurodeploy.models import ModelSpec

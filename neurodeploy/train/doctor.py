@@ -134,7 +134,7 @@ class DeadNeuronDoctor:
         if len(rates) < k:
             return False
         r = rates[-k:]
-        falls = sum(b < a for a, b in zip(r, r[1:]))
+        falls = sum(b < a for a, b in zip(r, r[1:], strict=False))
         if falls < 0.75 * (k - 1) or r[-1] > 0.5 * r[0]:
             return False
         half = k // 2

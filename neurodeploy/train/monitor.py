@@ -103,7 +103,7 @@ class FiringRateMonitor:
                 "grad_dead": 1.0 - w.grad_alive / w.elements,
                 "density": w.in_support / w.elements,
                 "p_above": w.p_above / w.elements,
-                **{f"q{int(round(q * 100)):02d}": float(v) for q, v in zip(QUANTILES, qs)},
+                **{f"q{int(round(q * 100)):02d}": float(v) for q, v in zip(QUANTILES, qs, strict=True)},
             }
             w.elements = w.spikes = w.grad_alive = w.in_support = w.p_above = 0.0
             w.batches = 0
