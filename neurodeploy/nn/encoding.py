@@ -98,6 +98,25 @@ def encode(x: torch.Tensor, steps: int, encoding: Encoding | str = "direct",
     return ((t == t_spike.unsqueeze(0)) & fire).to(x.dtype)
 
 
+def encode_integers(x: torch.Tensor, steps: int, encoding: Encoding | str | dict,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Encode samples as the integer events a chip receives: int64 ``[B, steps, ...]``.
+
+    ``direct`` with ``bits``: graded values ``round(x * (2**bits - 1))`` at every step (the float
+    model sees the same values divided by ``2**bits - 1``); ``rate``/``latency``: the binary spikes
+    :func:`encode` draws (with the same generator, the spikes the float model saw).
+    """
+    enc = Encoding.from_config(encoding)
+    if enc.kind == "direct":
+        if enc.bits is None:
+            raise ConfigError("direct float input has no integer form; give the encoding a bit width")
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"the number of time steps must be a positive integer, got {steps!r}")
+        q = torch.round(x.clamp(0, 1).double() * (2**enc.bits - 1)).to(torch.int64)
+        return q.unsqueeze(1).expand(q.shape[0], steps, *q.shape[1:]).contiguous()
+    return encode(x, steps, enc, generator).transpose(0, 1).to(torch.int64).contiguous()
+
+
 def graded_levels(encoding: Encoding) -> int | None:
     """Number of integer levels of a graded (direct) input, or ``None`` for float/binary inputs."""
     if encoding.kind == "direct" and encoding.bits is not None:

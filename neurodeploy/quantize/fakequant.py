@@ -1,0 +1,317 @@
+"""The fake-quant forward: the chip's integer program in PyTorch, with straight-through gradients.
+
+:class:`FakeQuantNet` holds float weights (trainable) and fixed per-layer scales. Its forward pass
+computes *exactly* what the chip computes — it calls the profile family's own integer functions
+(:mod:`neurodeploy.arith`) for every synapse and neuron step, with the chip's timing (one step of
+delay per synapse layer, ``T + latency`` steps, zero input after ``T``) — and carries those exact
+integers in float64 tensors. Gradients flow through a float "shadow" of the same dynamics:
+
+* weights: ``W_int = clamp(round(s·W))``, gradient of ``s·W`` inside the range (straight-through);
+* synapse output, current ``u`` and voltage ``v``: the value is the family's integer result, the
+  gradient that of the linear update (decay, input, bias) without rounding, wrap or saturation;
+* spikes: the value is the strict integer comparison, the gradient the network's surrogate of the
+  distance to threshold in float potential units.
+
+So fine-tuning sees the chip's rounding, truncation, wrap and saturation, and
+:func:`neurodeploy.lower.lowering.graph_from_fakequant` writes out exactly the integers it used.
+Optional constraints act inside the forward pass: spike-time jitter (input and hidden spikes),
+fewer input steps (latency budget), a narrower weight or state width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from neurodeploy.arith import get_family
+from neurodeploy.arith.jitter import jitter_spikes, parse_spec
+from neurodeploy.errors import ConfigError, UnsupportedError
+from neurodeploy.hardware import HardwareProfile, load_profile
+from neurodeploy.models import SpikingNet
+from neurodeploy.nn.encoding import Encoding, encode_integers
+from neurodeploy.nn.surrogate import Surrogate, make_surrogate, spike
+from neurodeploy.quantize.calibrate import choose_scale, weight_range
+from neurodeploy.quantize.fold import FloatBlock, fold_model, run_blocks
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Hardware constraints applied while fine-tuning and simulating.
+
+    Attributes:
+        weight_bits: weight precision in bits (2..16, within the profile's weight range), or
+            ``None`` for the profile's own.
+        jitter: spike-time jitter (an int ``k`` = uniform shift in ``[-k, k]`` steps, or a dict
+            ``{"kind": "gaussian", "sigma": s}``), applied to input and hidden spikes, or ``None``.
+        max_steps: latency budget: input steps per sample (``<=`` the trained ``T``), or ``None``.
+        state_bits: width of the neuron state ``u``/``v`` in bits (overrides the profile), or
+            ``None``.
+    """
+
+    weight_bits: int | None = None
+    jitter: Any = None
+    max_steps: int | None = None
+    state_bits: int | None = None
+
+    def __post_init__(self):
+        if self.weight_bits is not None and (
+            isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int)
+            or not 2 <= self.weight_bits <= 16
+        ):
+            raise ConfigError(f"weight bits must be an integer in 2..16, got {self.weight_bits!r}")
+        if self.max_steps is not None and (
+            isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1
+        ):
+            raise ConfigError(f"max steps must be a positive integer, got {self.max_steps!r}")
+        if self.state_bits is not None and (
+            isinstance(self.state_bits, bool) or not isinstance(self.state_bits, int)
+            or not 4 <= self.state_bits <= 32
+        ):
+            raise ConfigError(f"state bits must be an integer in 4..32, got {self.state_bits!r}")
+        if self.jitter is not None:
+            parse_spec(self.jitter)  # raises ConfigError on a negative or malformed spec
+
+    def apply_to_profile(self, profile: HardwareProfile) -> HardwareProfile:
+        """The profile with the state width overridden (if asked)."""
+        if self.state_bits is None:
+            return profile
+        st = dataclasses.replace(profile.state, current_bits=self.state_bits,
+                                 voltage_bits=self.state_bits)
+        return dataclasses.replace(profile, state=st)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _STE(torch.autograd.Function):
+    """Value of ``exact``, gradient of ``shadow``."""
+
+    @staticmethod
+    def forward(ctx, shadow, exact):
+        return exact.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def straight_through(shadow: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """A tensor with ``exact``'s values and ``shadow``'s gradient."""
+    return _STE.apply(shadow, exact.detach())
+
+
+class FakeQuantLayer(nn.Module):
+    """One synapse layer and its neuron group, in integer units of the profile."""
+
+    def __init__(self, block: FloatBlock, scale: float, input_unit: float, profile: HardwareProfile,
+                 weight_bits: int | None, surrogate: Surrogate):
+        super().__init__()
+        self.kind, self.name = block.kind, block.name
+        self.weight = nn.Parameter(block.weight.clone().double())
+        self.bias = nn.Parameter(block.bias.clone().double())
+        self.scale = float(scale)
+        self.input_unit = float(input_unit)
+        self.stride, self.padding = tuple(block.stride), tuple(block.padding)
+        self.out_shape = tuple(int(v) for v in block.out_shape)
+        self.w_lo, self.w_hi = weight_range(profile, weight_bits)
+        n = block.neurons
+        self.current_decay, self.voltage_decay = int(n.current_decay), int(n.voltage_decay)
+        self.spiking, self.reset = bool(n.spiking), n.reset
+        lo, hi = profile.neuron.threshold_range
+        self.threshold = int(min(max(round(scale * n.threshold), lo), hi)) if n.spiking else int(hi)
+        self.act_shift = profile.neuron.activation_shift
+        self.thr_shift = profile.neuron.threshold_shift
+        be_lo, be_hi = profile.neuron.bias_exponent_range
+        self.bias_exp = self.act_shift if be_lo <= self.act_shift <= be_hi else be_hi
+        self.initial_v = int(round(2**self.act_shift * scale * n.initial_v))
+        self.surrogate = surrogate
+        self.float_threshold = float(n.threshold)
+
+    def int_weight(self) -> torch.Tensor:
+        """Integer weights (float64 values) with a straight-through gradient."""
+        shadow = self.weight * (self.scale * self.input_unit)
+        exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
+        inside = ((shadow >= self.w_lo) & (shadow <= self.w_hi)).double()
+        return straight_through(shadow * inside + shadow.detach() * (1 - inside), exact)
+
+    def int_bias(self) -> torch.Tensor:
+        """Integer bias mantissas (float64 values) with a straight-through gradient."""
+        shadow = self.bias * self.scale * 2.0 ** (self.act_shift - self.bias_exp)
+        return straight_through(shadow, torch.round(shadow.detach()))
+
+
+class FakeQuantNet(nn.Module):
+    """A network in the chip's integer arithmetic, trainable with straight-through gradients.
+
+    Build it with :func:`fake_quantize`. ``forward(x)`` returns logits in float potential units
+    (the read-out potential divided by ``2**shift · s · T``); :meth:`readout_integers` returns the
+    exact read-out the chip produces.
+    """
+
+    def __init__(self, layers: list[FakeQuantLayer], flatten_before: list[bool], profile: HardwareProfile,
+                 encoding: Encoding, steps: int, input_shape: tuple[int, ...], readout: str,
+                 constraints: Constraints):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.flatten_before = flatten_before
+        self.profile = profile
+        self.encoding = encoding
+        self.steps = int(steps)
+        self.input_shape = tuple(input_shape)
+        self.readout_kind = readout
+        self.constraints = constraints
+        self.family = get_family(profile.family)
+        self.config = self.family.Config.from_profile(profile)
+        t = profile.timing
+        self.delays = [t.input_delay if k == 0 else t.synapse_delay for k in range(len(layers))]
+
+    @property
+    def latency(self) -> int:
+        """Steps from an input event to the read-out (sum of synapse delays)."""
+        return sum(self.delays)
+
+    @property
+    def input_steps(self) -> int:
+        """Input steps per sample (the latency budget if one is set)."""
+        return self.constraints.max_steps or self.steps
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Integer input events ``[B, T_in, ...]`` (int64) for samples ``x``."""
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.encoding.seed)
+        return encode_integers(x, self.input_steps, self.encoding, generator)
+
+    def run(self, events: torch.Tensor, jitter_generator: torch.Generator | None = None,
+            record: bool = False) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        """Run integer input events ``[B, T_in, ...]``; returns (final read-out potential or spike
+        counts ``[B, N]`` as float64 integers, per-layer records if ``record``)."""
+        b, t_in = events.shape[:2]
+        steps = t_in + self.latency
+        x = torch.cat([events.double(), events.new_zeros((b, self.latency, *events.shape[2:])).double()], 1)
+        jit = parse_spec(self.constraints.jitter) if self.constraints.jitter is not None else None
+        if jit is not None and not jit.is_null():
+            x = straight_through(x, jitter_spikes(x.detach(), jit, jitter_generator or torch.Generator()))
+        records = []
+        h = x
+        final = None
+        for k, layer in enumerate(self.layers):
+            if self.flatten_before[k]:
+                h = h.reshape(b, steps, -1)
+            h, v_last, rec = self._run_layer(layer, h, self.delays[k], record)
+            if jit is not None and not jit.is_null() and layer.spiking and k < len(self.layers) - 1:
+                h = straight_through(h, jitter_spikes(h.detach(), jit, jitter_generator or torch.Generator()))
+            records.append(rec)
+            final = v_last
+        if self.readout_kind == "spike_count":
+            return h.sum(dim=1).reshape(b, -1), records
+        return final.reshape(b, -1), records
+
+    def _synapse(self, layer: FakeQuantLayer, s: torch.Tensor) -> torch.Tensor:
+        w = layer.int_weight()
+        if layer.kind == "dense":
+            shadow = s @ w.T
+            exact, _ = self.family.dense(w.detach(), s.detach(), 0, config=self.config)
+        else:
+            shadow = nn.functional.conv2d(s, w, None, layer.stride, layer.padding)
+            exact, _ = self.family.conv(w.detach(), s.detach(), layer.stride, layer.padding, 1,
+                                        config=self.config)
+        return straight_through(shadow, exact.to(shadow.dtype))
+
+    def _run_layer(self, layer: FakeQuantLayer, s_in: torch.Tensor, delay: int, record: bool):
+        b, steps = s_in.shape[:2]
+        flat = s_in.reshape(b * steps, *s_in.shape[2:])
+        a_all = self._synapse(layer, flat).reshape(b, steps, *layer.out_shape)
+        bias = layer.int_bias()
+        bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
+        u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
+        v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
+        fi = (4096 - layer.current_decay) / 4096
+        fv = (4096 - layer.voltage_decay) / 4096
+        act = 2.0**layer.act_shift
+        theta = float(layer.threshold * 2**layer.thr_shift)
+        unit = act * layer.scale  # state units per float potential unit
+        out, vs = [], []
+        zero = torch.zeros_like(u)
+        for t in range(steps):
+            a_in = a_all[:, t - delay] if t >= delay else zero
+            step = self.family.neuron_step(
+                u.detach(), v.detach(), a_in.detach(), current_decay=layer.current_decay,
+                voltage_decay=layer.voltage_decay, threshold=layer.threshold, bias=bias_b.detach(),
+                bias_exp=layer.bias_exp, spiking=False, reset=layer.reset, config=self.config)
+            u = straight_through(fi * u + act * a_in, step.u)
+            v_pre = straight_through(fv * v + u + bias_b * 2.0**layer.bias_exp, step.v)
+            if layer.spiking:
+                s = spike((v_pre - theta) / unit, layer.surrogate)
+                v = v_pre * (1 - s) if layer.reset == "zero" else v_pre - theta * s
+            else:
+                s = zero
+                v = v_pre
+            out.append(s)
+            if record:
+                vs.append(v.detach())
+        rec = {"v": torch.stack(vs, 1)} if record else {}
+        return torch.stack(out, 1), v, rec
+
+    def readout_integers(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                         jitter_generator: torch.Generator | None = None) -> torch.Tensor:
+        """The chip's exact read-out ``[B, N]`` (float64 holding integers) for samples ``x``."""
+        with torch.no_grad():
+            return self.run(self.encode(x, generator), jitter_generator)[0]
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                jitter_generator: torch.Generator | None = None) -> torch.Tensor:
+        out, _ = self.run(self.encode(x, generator), jitter_generator)
+        last = self.layers[-1]
+        if self.readout_kind == "spike_count":
+            return out / self.input_steps
+        return out / (2.0**last.act_shift * last.scale * self.input_steps)
+
+
+def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration: torch.Tensor,
+                  constraints: Constraints | None = None) -> FakeQuantNet:
+    """Build the fake-quant network of ``model`` for ``profile``: fold, calibrate scales on
+    ``calibration`` samples, and wrap each block in a :class:`FakeQuantLayer`.
+
+    Raises :class:`UnsupportedError` for what the profile cannot run (see
+    :func:`neurodeploy.lower.lowering.check_supported`).
+    """
+    from neurodeploy.quantize.support import check_supported, input_unit
+
+    c = constraints or Constraints()
+    p = c.apply_to_profile(load_profile(profile))
+    if p.family != "loihi":
+        raise UnsupportedError(
+            f"lowering trained networks to the {p.family} family is not available; profile "
+            f"{p.name} can be simulated from a deployment graph written by hand")
+    model = model.eval()
+    unit, enc = input_unit(model, p)
+    blocks = fold_model(model)
+    check_supported(blocks, p)
+    if c.max_steps is not None and c.max_steps > model.spec.steps:
+        raise ConfigError(f"max steps {c.max_steps} exceeds the {model.spec.steps} steps the network "
+                          "was trained for")
+    gen = torch.Generator().manual_seed(enc.seed)
+    with torch.no_grad():
+        seq = model.encode(calibration.to(torch.float32), generator=gen)
+    _, stats = run_blocks(blocks, seq, record=True)
+    surrogate = make_surrogate(model.spec.neuron["surrogate"])
+    layers, flatten_before = [], []
+    pending_flatten = False
+    for blk, st in zip(blocks, stats, strict=True):
+        if blk.kind == "flatten":
+            pending_flatten = True
+            continue
+        sc = choose_scale(blk, st, p, unit, c.weight_bits)
+        layer = FakeQuantLayer(blk, sc.scale, unit, p, c.weight_bits, surrogate)
+        layer.limited_by = sc.limited_by
+        layers.append(layer)
+        flatten_before.append(pending_flatten)
+        pending_flatten = False
+        unit = 1.0
+    readout = "spike_count" if model.spec.readout == "spike_count" else "potential"
+    return FakeQuantNet(layers, flatten_before, p, enc, model.spec.steps, tuple(model.spec.input_shape),
+                        readout, c)
