@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from neurodeploy.hardware import HardwareProfile, check_fit
-from neurodeploy.lower.graph import Conv2d, DeployGraph, Dense, Flatten, NeuronGroup
+from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup
 from neurodeploy.models import SpikingNet
 from neurodeploy.quantize.fakequant import Constraints, FakeQuantNet, fake_quantize
 
@@ -33,31 +33,28 @@ def graph_from_fakequant(fq: FakeQuantNet, check: bool = True, metadata: dict[st
     layers: list[Any] = []
     warnings: list[str] = []
     scales = []
-    with torch.no_grad():
-        for layer, flat in zip(fq.layers, fq.flatten_before, strict=True):
-            if flat:
-                layers.append(Flatten(name=f"{layer.name}.flatten"))
-            w = layer.int_weight().detach().to(torch.int64).numpy()
-            bias = layer.int_bias().detach().to(torch.int64).numpy().reshape(-1)
-            if layer.spiking and layer.threshold < PRECISION_WARNING_LEVELS:
-                warnings.append(f"{layer.name}: threshold has only {layer.threshold} integer levels "
-                                f"(scale limited by {getattr(layer, 'limited_by', '?')})")
-            if layer.initial_v:
-                warnings.append(f"{layer.name}: MP-Init initial potential {layer.initial_v} is "
-                                "simulated; netx files cannot carry it")
-            group = NeuronGroup(
-                shape=layer.out_shape, current_decay=layer.current_decay,
-                voltage_decay=layer.voltage_decay, threshold=layer.threshold, bias=bias,
-                bias_exp=int(layer.bias_exp), spiking=layer.spiking, reset=layer.reset,
-                initial_v=layer.initial_v)
-            if layer.kind == "dense":
-                layers.append(Dense(weight=w, neurons=group, weight_exp=0, name=layer.name))
-            else:
-                layers.append(Conv2d(weight=w, neurons=group, stride=layer.stride, padding=layer.padding,
-                                     groups=1, weight_exp=0, name=layer.name))
-            scales.append({"name": layer.name, "scale": layer.scale,
-                           "limited_by": getattr(layer, "limited_by", ""),
-                           "float_threshold": layer.float_threshold})
+    for (layer, w_int, b_int), flat in zip(fq.integer_layers(), fq.flatten_before, strict=True):
+        if flat:
+            layers.append(Flatten(name=f"{layer.name}.flatten"))
+        w = w_int.numpy()
+        bias = b_int.numpy().reshape(-1)
+        if layer.spiking and layer.threshold < PRECISION_WARNING_LEVELS:
+            warnings.append(f"{layer.name}: threshold has only {layer.threshold} integer levels "
+                            f"(scale limited by {layer.limited_by})")
+        if layer.initial_v:
+            warnings.append(f"{layer.name}: MP-Init initial potential {layer.initial_v} is "
+                            "simulated; netx files cannot carry it")
+        group = NeuronGroup(
+            shape=layer.out_shape, current_decay=layer.current_decay,
+            voltage_decay=layer.voltage_decay, threshold=layer.threshold, bias=bias,
+            bias_exp=int(layer.bias_exp), spiking=layer.spiking, reset=layer.reset,
+            initial_v=layer.initial_v)
+        if layer.kind == "dense":
+            layers.append(Dense(weight=w, neurons=group, weight_exp=0, name=layer.name))
+        else:
+            layers.append(Conv2d(weight=w, neurons=group, stride=layer.stride, padding=layer.padding,
+                                 groups=1, weight_exp=0, name=layer.name))
+        scales.append(layer.to_dict())
     lo, hi = fq.layers[0].w_lo, fq.layers[0].w_hi
     graph = DeployGraph(
         profile=fq.profile.name, family=fq.profile.family, input_shape=fq.input_shape, layers=layers,

@@ -104,17 +104,16 @@ def straight_through(shadow: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
     return _STE.apply(shadow, exact.detach())
 
 
-class FakeQuantLayer(nn.Module):
-    """One synapse layer and its neuron group, in integer units of the profile."""
+class FakeQuantLayer:
+    """Static integer settings of one synapse layer and its neuron group (weights come from the
+    model at every forward pass, through the fold)."""
 
     def __init__(self, block: FloatBlock, scale: float, input_unit: float, profile: HardwareProfile,
-                 weight_bits: int | None, surrogate: Surrogate):
-        super().__init__()
+                 weight_bits: int | None, surrogate: Surrogate, limited_by: str = ""):
         self.kind, self.name = block.kind, block.name
-        self.weight = nn.Parameter(block.weight.clone().double())
-        self.bias = nn.Parameter(block.bias.clone().double())
         self.scale = float(scale)
         self.input_unit = float(input_unit)
+        self.limited_by = limited_by
         self.stride, self.padding = tuple(block.stride), tuple(block.padding)
         self.out_shape = tuple(int(v) for v in block.out_shape)
         self.w_lo, self.w_hi = weight_range(profile, weight_bits)
@@ -127,41 +126,53 @@ class FakeQuantLayer(nn.Module):
         self.thr_shift = profile.neuron.threshold_shift
         be_lo, be_hi = profile.neuron.bias_exponent_range
         self.bias_exp = self.act_shift if be_lo <= self.act_shift <= be_hi else be_hi
+        self.b_hi = 2 ** (profile.neuron.bias_mantissa_bits - 1) - 1
+        self.b_lo = -self.b_hi - 1
         self.initial_v = int(round(2**self.act_shift * scale * n.initial_v))
         self.surrogate = surrogate
         self.float_threshold = float(n.threshold)
 
-    def int_weight(self) -> torch.Tensor:
-        """Integer weights (float64 values) with a straight-through gradient."""
-        shadow = self.weight * (self.scale * self.input_unit)
+    def int_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """Integer weights (float64 values) of folded float ``weight``, straight-through inside
+        the weight range and zero gradient where clipped."""
+        shadow = weight * (self.scale * self.input_unit)
         exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
-        inside = ((shadow >= self.w_lo) & (shadow <= self.w_hi)).double()
-        return straight_through(shadow * inside + shadow.detach() * (1 - inside), exact)
+        inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
+        return straight_through(shadow * inside, exact)
 
-    def int_bias(self) -> torch.Tensor:
-        """Integer bias mantissas (float64 values) with a straight-through gradient."""
-        shadow = self.bias * self.scale * 2.0 ** (self.act_shift - self.bias_exp)
-        return straight_through(shadow, torch.round(shadow.detach()))
+    def int_bias(self, bias: torch.Tensor) -> torch.Tensor:
+        """Integer bias mantissas (float64 values) of folded float ``bias``, straight-through
+        inside the bias mantissa range and clipped to it."""
+        shadow = bias * self.scale * 2.0 ** (self.act_shift - self.bias_exp)
+        exact = torch.clamp(torch.round(shadow.detach()), self.b_lo, self.b_hi)
+        inside = ((shadow.detach() >= self.b_lo) & (shadow.detach() <= self.b_hi)).to(shadow.dtype)
+        return straight_through(shadow * inside, exact)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "scale": self.scale, "limited_by": self.limited_by,
+                "threshold": self.threshold, "float_threshold": self.float_threshold}
 
 
 class FakeQuantNet(nn.Module):
     """A network in the chip's integer arithmetic, trainable with straight-through gradients.
 
-    Build it with :func:`fake_quantize`. ``forward(x)`` returns logits in float potential units
-    (the read-out potential divided by ``2**shift · s · T``); :meth:`readout_integers` returns the
-    exact read-out the chip produces.
+    It wraps the float :class:`SpikingNet` (its only parameters): every forward pass folds the
+    model (differentiably) and quantizes the folded weights with fixed per-layer scales, so
+    fine-tuning updates the model itself. Build it with :func:`fake_quantize`. ``forward(x)``
+    returns logits in float potential units (the read-out potential divided by ``2**shift · s · T``);
+    :meth:`readout_integers` returns the exact read-out the chip produces.
     """
 
-    def __init__(self, layers: list[FakeQuantLayer], flatten_before: list[bool], profile: HardwareProfile,
-                 encoding: Encoding, steps: int, input_shape: tuple[int, ...], readout: str,
-                 constraints: Constraints):
+    def __init__(self, model: SpikingNet, layers: list[FakeQuantLayer], flatten_before: list[bool],
+                 profile: HardwareProfile, encoding: Encoding, readout: str, constraints: Constraints):
         super().__init__()
-        self.layers = nn.ModuleList(layers)
+        self.model = model
+        self.layers = layers
         self.flatten_before = flatten_before
         self.profile = profile
         self.encoding = encoding
-        self.steps = int(steps)
-        self.input_shape = tuple(input_shape)
+        self.steps = int(model.spec.steps)
+        self.input_shape = tuple(model.spec.input_shape)
         self.readout_kind = readout
         self.constraints = constraints
         self.family = get_family(profile.family)
@@ -198,11 +209,13 @@ class FakeQuantNet(nn.Module):
         records = []
         h = x
         final = None
-        for k, layer in enumerate(self.layers):
+        blocks = [blk for blk in fold_model(self.model, keep_grad=True) if blk.kind != "flatten"]
+        for k, (layer, blk) in enumerate(zip(self.layers, blocks, strict=True)):
             if self.flatten_before[k]:
                 h = h.reshape(b, steps, -1)
-            h, v_last, rec = self._run_layer(layer, h, self.delays[k], record)
-            if jit is not None and not jit.is_null() and layer.spiking and k < len(self.layers) - 1:
+            h, v_last, rec = self._run_layer(layer, layer.int_weight(blk.weight), layer.int_bias(blk.bias),
+                                             h, self.delays[k], record)
+            if jit is not None and not jit.is_null() and layer.spiking:
                 h = straight_through(h, jitter_spikes(h.detach(), jit, jitter_generator or torch.Generator()))
             records.append(rec)
             final = v_last
@@ -210,8 +223,7 @@ class FakeQuantNet(nn.Module):
             return h.sum(dim=1).reshape(b, -1), records
         return final.reshape(b, -1), records
 
-    def _synapse(self, layer: FakeQuantLayer, s: torch.Tensor) -> torch.Tensor:
-        w = layer.int_weight()
+    def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
             shadow = s @ w.T
             exact, _ = self.family.dense(w.detach(), s.detach(), 0, config=self.config)
@@ -221,11 +233,11 @@ class FakeQuantNet(nn.Module):
                                         config=self.config)
         return straight_through(shadow, exact.to(shadow.dtype))
 
-    def _run_layer(self, layer: FakeQuantLayer, s_in: torch.Tensor, delay: int, record: bool):
+    def _run_layer(self, layer: FakeQuantLayer, w: torch.Tensor, bias: torch.Tensor, s_in: torch.Tensor,
+                   delay: int, record: bool):
         b, steps = s_in.shape[:2]
         flat = s_in.reshape(b * steps, *s_in.shape[2:])
-        a_all = self._synapse(layer, flat).reshape(b, steps, *layer.out_shape)
-        bias = layer.int_bias()
+        a_all = self._synapse(layer, w, flat).reshape(b, steps, *layer.out_shape)
         bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
         u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
         v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
@@ -256,6 +268,18 @@ class FakeQuantNet(nn.Module):
         rec = {"v": torch.stack(vs, 1)} if record else {}
         return torch.stack(out, 1), v, rec
 
+    def integer_layers(self) -> list[tuple[FakeQuantLayer, torch.Tensor, torch.Tensor]]:
+        """Per layer: its settings, integer weights and integer bias mantissas (int64), exactly as
+        the forward pass uses them."""
+        with torch.no_grad():
+            blocks = [blk for blk in fold_model(self.model) if blk.kind != "flatten"]
+            return [(layer, layer.int_weight(blk.weight).to(torch.int64),
+                     layer.int_bias(blk.bias).to(torch.int64)) for layer, blk in zip(self.layers, blocks, strict=True)]
+
+    def scales(self) -> list[dict[str, Any]]:
+        """The per-layer scales and what limited them (stored with fine-tuned checkpoints)."""
+        return [layer.to_dict() for layer in self.layers]
+
     def readout_integers(self, x: torch.Tensor, generator: torch.Generator | None = None,
                          jitter_generator: torch.Generator | None = None) -> torch.Tensor:
         """The chip's exact read-out ``[B, N]`` (float64 holding integers) for samples ``x``."""
@@ -271,10 +295,11 @@ class FakeQuantNet(nn.Module):
         return out / (2.0**last.act_shift * last.scale * self.input_steps)
 
 
-def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration: torch.Tensor,
-                  constraints: Constraints | None = None) -> FakeQuantNet:
+def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration: torch.Tensor | None,
+                  constraints: Constraints | None = None, scales: list[float] | None = None) -> FakeQuantNet:
     """Build the fake-quant network of ``model`` for ``profile``: fold, calibrate scales on
-    ``calibration`` samples, and wrap each block in a :class:`FakeQuantLayer`.
+    ``calibration`` samples (or reuse ``scales``, one per synapse layer, e.g. those stored with a
+    fine-tuned checkpoint), and describe each block by a :class:`FakeQuantLayer`.
 
     Raises :class:`UnsupportedError` for what the profile cannot run (see
     :func:`neurodeploy.lower.lowering.check_supported`).
@@ -294,24 +319,35 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
     if c.max_steps is not None and c.max_steps > model.spec.steps:
         raise ConfigError(f"max steps {c.max_steps} exceeds the {model.spec.steps} steps the network "
                           "was trained for")
-    gen = torch.Generator().manual_seed(enc.seed)
-    with torch.no_grad():
-        seq = model.encode(calibration.to(torch.float32), generator=gen)
-    _, stats = run_blocks(blocks, seq, record=True)
+    n_syn = sum(1 for blk in blocks if blk.kind != "flatten")
+    if scales is not None:
+        if len(scales) != n_syn:
+            raise ConfigError(f"{len(scales)} stored scales for {n_syn} synapse layers")
+        stats = [{} for _ in blocks]
+    else:
+        if calibration is None:
+            raise ConfigError("fake quantization needs calibration samples or stored scales")
+        gen = torch.Generator().manual_seed(enc.seed)
+        with torch.no_grad():
+            seq = model.encode(calibration.to(torch.float32), generator=gen)
+        _, stats = run_blocks(blocks, seq, record=True)
     surrogate = make_surrogate(model.spec.neuron["surrogate"])
     layers, flatten_before = [], []
     pending_flatten = False
+    k = 0
     for blk, st in zip(blocks, stats, strict=True):
         if blk.kind == "flatten":
             pending_flatten = True
             continue
-        sc = choose_scale(blk, st, p, unit, c.weight_bits)
-        layer = FakeQuantLayer(blk, sc.scale, unit, p, c.weight_bits, surrogate)
-        layer.limited_by = sc.limited_by
-        layers.append(layer)
+        if scales is not None:
+            scale, limited = float(scales[k]), "stored"
+        else:
+            sc = choose_scale(blk, st, p, unit, c.weight_bits)
+            scale, limited = sc.scale, sc.limited_by
+        k += 1
+        layers.append(FakeQuantLayer(blk, scale, unit, p, c.weight_bits, surrogate, limited))
         flatten_before.append(pending_flatten)
         pending_flatten = False
         unit = 1.0
     readout = "spike_count" if model.spec.readout == "spike_count" else "potential"
-    return FakeQuantNet(layers, flatten_before, p, enc, model.spec.steps, tuple(model.spec.input_shape),
-                        readout, c)
+    return FakeQuantNet(model, layers, flatten_before, p, enc, readout, c)

@@ -85,10 +85,14 @@ def _neuron_form(layer: SpikingNeuron) -> tuple[int, int, float]:
     return DECAY_UNIT, v_decay, factor
 
 
-def _bn_fold(weight: torch.Tensor, bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+def _param(p: torch.Tensor, keep_grad: bool) -> torch.Tensor:
+    return p.double() if keep_grad else p.detach().double()
+
+
+def _bn_fold(weight: torch.Tensor, bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, keep_grad: bool):
+    scale = _param(bn.weight, keep_grad) / torch.sqrt(bn.running_var.double() + bn.eps)
     shape = (-1,) + (1,) * (weight.dim() - 1)
-    return weight * scale.view(shape), (bias - bn.running_mean.double()) * scale + bn.bias.detach().double()
+    return weight * scale.view(shape), (bias - bn.running_mean.double()) * scale + _param(bn.bias, keep_grad)
 
 
 def _shape_after(stage: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -98,8 +102,11 @@ def _shape_after(stage: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(stage(torch.zeros(1, *shape, dtype=dtype)).shape[1:])
 
 
-def fold_model(model: SpikingNet) -> list[FloatBlock]:
+def fold_model(model: SpikingNet, keep_grad: bool = False) -> list[FloatBlock]:
     """Rewrite ``model`` (eval semantics) as chip-shaped :class:`FloatBlock` s (see module doc).
+
+    With ``keep_grad`` the block weights and biases stay differentiable functions of the model's
+    parameters (fine-tuning through the fold); thresholds and decays are constants either way.
 
     Raises :class:`UnsupportedError` for what has no exact chip form (max pooling, a pool that is
     not followed by a dense/conv layer, two synapse layers without neurons between them).
@@ -138,9 +145,9 @@ def fold_model(model: SpikingNet) -> list[FloatBlock]:
         if isinstance(stage, nn.Linear | nn.Conv2d):
             if pending is not None:
                 raise UnsupportedError(f"{name}: two synapse layers without neurons between them")
-            w = stage.weight.detach().double() * in_scale
-            b = stage.bias.detach().double() if stage.bias is not None else torch.zeros(w.shape[0],
-                                                                                        dtype=torch.float64)
+            w = _param(stage.weight, keep_grad) * in_scale
+            b = _param(stage.bias, keep_grad) if stage.bias is not None else \
+                torch.zeros(w.shape[0], dtype=torch.float64)
             in_shape = shape
             stride, padding = (1, 1), (0, 0)
             if isinstance(stage, nn.Conv2d):
@@ -158,7 +165,7 @@ def fold_model(model: SpikingNet) -> list[FloatBlock]:
         if isinstance(stage, nn.BatchNorm1d | nn.BatchNorm2d):
             if pending is None:
                 raise UnsupportedError(f"{name}: batch norm must follow a linear or conv layer")
-            pending["weight"], pending["bias"] = _bn_fold(pending["weight"], pending["bias"], stage)
+            pending["weight"], pending["bias"] = _bn_fold(pending["weight"], pending["bias"], stage, keep_grad)
             continue
         if isinstance(stage, SpikingNeuron):
             if pending is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.hardware import HardwareProfile
 from neurodeploy.models import SpikingNet

@@ -1,0 +1,109 @@
+"""Constraint-aware fine-tuning: train the float model through the chip's integer forward pass.
+
+The loss is computed on :class:`~neurodeploy.quantize.fakequant.FakeQuantNet`'s output, so the
+network adapts to the profile's rounding, truncation, wrap and saturation, and to the constraints
+(weight bits, spike-time jitter, latency budget, state width) that act inside that forward pass.
+BatchNorm statistics and MP-Init means stay frozen (the chip runs them as constants).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from neurodeploy.errors import ConfigError
+from neurodeploy.quantize.fakequant import FakeQuantNet
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning settings: ``epochs`` passes, Adam with learning rate ``lr`` (cosine-annealed),
+    ``batch_size`` samples per step, seeds from ``seed``, ``threads`` CPU threads."""
+
+    epochs: int = 3
+    lr: float = 5e-4
+    batch_size: int = 64
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ConfigError(f"finetune {f.name} must be a number, got {v!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.threads < 1:
+            raise ConfigError("finetune epochs, batch size and threads must be at least 1")
+        if not self.lr > 0:
+            raise ConfigError(f"finetune learning rate must be positive, got {self.lr}")
+
+
+def _gen(seed: int, epoch: int, salt: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + salt)
+
+
+@torch.no_grad()
+def fakequant_accuracy(fq: FakeQuantNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+                       seed: int = 0) -> float:
+    """Accuracy of the chip's integer forward pass on ``(x, y)`` (rate spikes and jitter seeded)."""
+    enc_gen = torch.Generator().manual_seed(fq.encoding.seed)
+    jit_gen = torch.Generator().manual_seed(seed)
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        out = fq.readout_integers(x[i : i + batch_size], enc_gen, jit_gen)
+        correct += int((out.argmax(1) == y[i : i + batch_size]).sum())
+    return correct / max(len(y), 1)
+
+
+def finetune(fq: FakeQuantNet, dataset: Any, config: FinetuneConfig | None = None,
+             progress: bool | None = None, log=None) -> list[dict[str, Any]]:
+    """Fine-tune ``fq.model`` in place on ``dataset``'s training split; returns per-epoch records
+    (loss, training accuracy of the integer forward pass, seconds)."""
+    c = config or FinetuneConfig()
+    torch.set_num_threads(c.threads)
+    model = fq.model
+    model.eval()  # BN statistics, MP-Init means frozen; gradients still flow
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=c.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
+    x, y = dataset.x_train, dataset.y_train
+    show = progress if progress is not None else sys.stderr.isatty()
+    history = []
+    start = time.perf_counter()
+    for epoch in range(c.epochs):
+        order = torch.randperm(len(x), generator=_gen(c.seed, epoch, 1))
+        enc_gen, jit_gen = _gen(c.seed, epoch, 2), _gen(c.seed, epoch, 3)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(0, len(x), c.batch_size), desc=f"finetune {epoch + 1}/{c.epochs}",
+                   disable=not show, leave=False, unit="batch")
+        for i in bar:
+            idx = order[i : i + c.batch_size]
+            logits = fq(x[idx], enc_gen, jit_gen)
+            loss = nn.functional.cross_entropy(logits, y[idx])
+            if not torch.isfinite(loss):
+                raise ConfigError(f"fine-tuning diverged at epoch {epoch + 1}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == y[idx]).sum())
+            seen += len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        sched.step()
+        rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+               "seconds": time.perf_counter() - start}
+        history.append(rec)
+        if log:
+            log(f"      finetune epoch {epoch + 1}/{c.epochs}: loss {rec['loss']:.4f}, "
+                f"integer train accuracy {100 * rec['train_accuracy']:.2f}%")
+    return history
+
+
+def config_dict(config: FinetuneConfig) -> dict[str, Any]:
+    """Plain-data form of a fine-tuning configuration."""
+    return asdict(config)

@@ -1,0 +1,387 @@
+"""Batched bit-accurate simulation of a deployment graph.
+
+The simulator runs a :class:`~neurodeploy.lower.graph.DeployGraph` with the integer arithmetic
+of its profile's family (:mod:`neurodeploy.arith`), vectorised over the batch: Python loops run
+only over layers and time steps.
+
+Timing (loihi.md §2): synapse layer ``l`` delivers at step ``t`` what its input emitted at step
+``t - d_l``, where ``d_l`` is the profile's ``timing.input_delay`` for the first synapse layer and
+``timing.synapse_delay`` for the others (Loihi: 1 and 1, so layer ``L``'s output lags the input by
+``L`` steps; Xylo: 0 and 1). Steps before ``d_l`` receive no input (Lava's ``a_buff`` starts at
+0). Flatten reshapes in torch's (C, H, W) order and adds no delay.
+
+Because a deployment graph is feed-forward, each layer is simulated over the whole window before
+the next one (layer-major order). This gives the same integers as the step-major loop of loihi.md
+§2 (a layer at step ``t`` only depends on earlier layers up to step ``t``), lets the synapses of
+all steps be computed as one exact matrix product, and gives spike-time jitter the whole raster.
+
+Counting: SynOps of a layer = sum over presynaptic events of the neurons each one reaches
+(dense: events x out_features; an event count of ``n`` counts ``n`` times; a graded input payload
+counts once). Every event of the window is counted, including the last steps' events whose
+effect would arrive after the window. Neuron updates = neurons x steps. Energy per sample =
+SynOps x ``energy.synaptic_op_pj`` + updates x ``energy.neuron_update_pj`` + emitted spikes x
+``energy.spike_pj``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.arith import get_family
+from neurodeploy.arith.jitter import JitterConfig, jitter_spikes, parse_config
+from neurodeploy.arith.overflow import count
+from neurodeploy.errors import ConfigError, DataError, FormatError, UnsupportedError
+from neurodeploy.hardware.profile import HardwareProfile, load_profile
+from neurodeploy.hardware.structure import LayerStructure, layer_structure
+from neurodeploy.sim.result import SimResult
+
+RECORD_KEYS = ("spikes", "u", "v", "input")
+READOUT_KINDS = ("potential", "spike_count")
+_CHUNK_ELEMENTS = 1 << 23  # about 64 MB of int64 per synapse chunk
+
+
+@dataclass
+class _Stage:
+    struct: LayerStructure
+    layer: Any
+    delay: int
+    params: dict[str, Any]
+    initial_v: int
+    max_spikes: int
+    spiking: bool
+    payload_input: bool  # events of this stage's input are graded payloads (count once)
+    work: int  # elements touched per sample and step by the synapse kernel
+
+
+def _bias_array(label: str, bias: Any, out_shape: tuple[int, ...]) -> Any:
+    b = np.asarray(bias, dtype=np.int64)
+    if b.size == 0:
+        raise FormatError(f"{label}: bias is empty")
+    if b.size == 1 or np.all(b == b.reshape(-1)[0]):
+        return int(b.reshape(-1)[0])  # a uniform bias is a scalar: cheaper to add
+    size = int(np.prod(out_shape))
+    if b.size == size:
+        return b.reshape(out_shape)
+    if len(out_shape) == 3 and b.size == out_shape[0]:
+        return b.reshape(out_shape[0], 1, 1)
+    raise FormatError(f"{label}: bias of {b.size} values fits neither the {size} neurons nor the "
+                      f"{out_shape[0]} channels")
+
+
+class Simulator:
+    """Bit-accurate, batched simulator of a deployment graph.
+
+    Args:
+        graph: the :class:`~neurodeploy.lower.graph.DeployGraph` to run.
+        profile: a profile, profile name or path; default ``graph.profile``.
+
+    Raises:
+        ProfileError: the profile cannot be loaded.
+        ConfigError: the profile's family differs from the graph's, or the read-out is unknown.
+        UnsupportedError: a layer kind or a conv exponent the profile's chip does not run.
+        FormatError: the graph's shapes or parameters are malformed.
+    """
+
+    def __init__(self, graph: Any, profile: HardwareProfile | str | None = None):
+        self.graph = graph
+        self.profile = load_profile(profile if profile is not None else graph.profile)
+        p = self.profile
+        if graph.family != p.family:
+            raise ConfigError(f"graph was lowered for family {graph.family!r} but profile "
+                              f"{p.name} runs family {p.family!r}")
+        for i, layer in enumerate(graph.layers):
+            if layer.kind not in p.layers.kinds:
+                raise UnsupportedError(f"layer {i} ({layer.kind}): not supported by profile "
+                                       f"{p.name} (layers.kinds = {list(p.layers.kinds)})")
+        self.readout_kind = (graph.readout or {}).get("kind", "potential")
+        if self.readout_kind not in READOUT_KINDS:
+            raise ConfigError(f"unknown read-out {self.readout_kind!r}; expected one of "
+                              f"{', '.join(READOUT_KINDS)}")
+        self.family = get_family(p.family)
+        self.config = self.family.Config.from_profile(p)
+        self.structure = layer_structure(graph)
+        self.input_shape = tuple(int(d) for d in graph.input_shape)
+        self._stages = [self._stage(k, st) for k, st in enumerate(self.structure)]
+
+    # ------------------------------------------------------------------ set-up
+    def _stage(self, k: int, st: LayerStructure) -> _Stage:
+        p = self.profile
+        layer = self.graph.layers[st.index]
+        g = layer.neurons
+        last = k == len(self.structure) - 1
+        if layer.kind == "conv" and not p.weights.conv_exponent and int(layer.weight_exp) != 0:
+            raise UnsupportedError(f"{st.label}: weight_exp {layer.weight_exp} but conv layers "
+                                   f"on {p.name} use weights as given (weights.conv_exponent)")
+        if layer.kind in ("dense", "conv") and not np.issubdtype(
+                np.asarray(layer.weight).dtype, np.integer):
+            raise FormatError(f"{st.label}: weights must be integers, got dtype "
+                              f"{np.asarray(layer.weight).dtype}")
+        if g.reset not in ("zero", "subtract"):
+            raise FormatError(f"{st.label}: unknown reset {g.reset!r}")
+        params = {
+            "current_decay": _decay(g.current_decay, st.label),
+            "voltage_decay": _decay(g.voltage_decay, st.label),
+            "threshold": int(g.threshold),
+            "bias": _bias_array(st.label, g.bias, st.out_shape),
+            "bias_exp": int(g.bias_exp),
+            "spiking": bool(g.spiking),
+            "reset": g.reset,
+        }
+        max_spikes = p.neuron.max_output_spikes_per_step if last else p.neuron.max_spikes_per_step
+        in_size = int(np.prod(st.in_shape))
+        out_size = int(np.prod(st.out_shape))
+        work = max(in_size, out_size)
+        if layer.kind == "conv":
+            o, cg, kh, kw = np.asarray(layer.weight).shape
+            work = max(work, int(np.prod(st.out_shape[1:])) * cg * kh * kw)
+        return _Stage(
+            struct=st, layer=layer,
+            delay=p.timing.input_delay if k == 0 else p.timing.synapse_delay,
+            params=params, initial_v=int(g.initial_v), max_spikes=max_spikes,
+            spiking=bool(g.spiking),
+            payload_input=(k == 0 and p.input.graded_bits > 0
+                           and p.input.graded_mode == "payload"),
+            work=work,
+        )
+
+    @property
+    def latency(self) -> int:
+        """Steps from an input event to the earliest effect on the read-out (sum of delays)."""
+        return sum(s.delay for s in self._stages)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the neuron layers."""
+        return [s.struct.name for s in self._stages]
+
+    def _synapse(self, stage: _Stage, s: np.ndarray, s_max: int) -> tuple[np.ndarray, Any]:
+        layer, cfg, fam = stage.layer, self.config, self.family
+        if layer.kind == "dense":
+            return fam.dense(layer.weight, s, int(layer.weight_exp), config=cfg, s_max=s_max)
+        if layer.kind == "conv":
+            return fam.conv(layer.weight, s, tuple(layer.stride), tuple(layer.padding),
+                            int(layer.groups), config=cfg, s_max=s_max)
+        stride = tuple(layer.stride) if layer.stride is not None else tuple(layer.kernel)
+        return fam.sumpool(s, tuple(layer.kernel), stride, config=cfg)
+
+    # ------------------------------------------------------------------ inputs
+    def _check_inputs(self, inputs: Any) -> tuple[np.ndarray, int]:
+        if type(inputs).__module__.split(".", 1)[0] == "torch":
+            inputs = inputs.detach().cpu().numpy()
+        x = np.asarray(inputs)
+        want = len(self.input_shape) + 2
+        if x.ndim != want or tuple(x.shape[2:]) != self.input_shape:
+            raise DataError(f"inputs must have shape [batch, steps, {', '.join(map(str, self.input_shape))}], "  # noqa: E501
+                            f"got {tuple(x.shape)}")
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise DataError(f"inputs need at least one sample and one step, got {tuple(x.shape)}")
+        if x.dtype == np.bool_:
+            return x.astype(np.uint8), int(x.any())
+        if np.issubdtype(x.dtype, np.floating):
+            if not np.all(np.isfinite(x)) or not np.all(x == np.rint(x)):
+                raise DataError("inputs must be integers (spikes or graded event values)")
+            x = x.astype(np.int64)
+        elif not np.issubdtype(x.dtype, np.integer):
+            raise DataError(f"inputs must be integers, got dtype {x.dtype}")
+        gb = self.profile.input.graded_bits
+        hi = 1 if gb == 0 else (1 << gb) - 1
+        lo_v, hi_v = int(x.min()), int(x.max())
+        if lo_v < 0 or hi_v > hi:
+            what = "binary spikes (0 or 1)" if gb == 0 else f"{gb}-bit graded values 0..{hi}"
+            bad = lo_v if lo_v < 0 else hi_v
+            raise DataError(f"input value {bad} out of range: profile {self.profile.name} takes "
+                            f"{what} (input.graded_bits = {gb})")
+        return x.astype(np.uint8 if hi <= 255 else np.int64, copy=False), hi_v
+
+    # ------------------------------------------------------------------ run
+    def run(
+        self,
+        inputs: Any,
+        *,
+        extra_steps: int = 0,
+        record: tuple[str, ...] | list[str] = ("spikes",),
+        jitter: Any = None,
+        seed: int = 0,
+    ) -> SimResult:
+        """Simulate a batch.
+
+        Args:
+            inputs: integer array ``[B, T, *graph.input_shape]``: binary spikes, or graded values
+                (``0 .. 2**input.graded_bits - 1``) when the profile allows graded input.
+            extra_steps: steps run after the input ends, with zero input (e.g. ``latency``).
+            record: any of ``"spikes"`` (rasters of every layer), ``"u"``, ``"v"`` (states after
+                every step) and ``"input"`` (the input raster after jitter).
+            jitter: spike-time jitter: ``None``; a spec (int max shift in steps, or a dict, see
+                :mod:`neurodeploy.arith.jitter`) for the input and every spiking layer; or
+                ``{"input": spec|None, "layers": spec|None}``.
+            seed: seed of the jitter generator (input first, then layers in order).
+
+        Layer jitter moves spikes on their way to the next layer (or to the host, for the last
+        layer): recorded rasters, per-neuron counts and energy use the emitted spikes, a
+        ``spike_count`` read-out counts the delivered (jittered) ones.
+
+        Returns:
+            A :class:`SimResult`.
+        """
+        record = tuple(record)
+        unknown = [r for r in record if r not in RECORD_KEYS]
+        if unknown:
+            raise ConfigError(f"unknown record key(s) {unknown}; expected any of "
+                              f"{', '.join(RECORD_KEYS)}")
+        if isinstance(extra_steps, bool) or not isinstance(extra_steps, (int, np.integer)) \
+                or extra_steps < 0:
+            raise ConfigError(f"extra_steps must be a non-negative integer, got {extra_steps!r}")
+        jit: JitterConfig | None = parse_config(jitter)
+        x, x_max = self._check_inputs(inputs)
+        b, t_in = int(x.shape[0]), int(x.shape[1])
+        steps = t_in + int(extra_steps)
+        if extra_steps:
+            pad = np.zeros((b, int(extra_steps), *self.input_shape), dtype=x.dtype)
+            x = np.concatenate([x, pad], axis=1)
+        rng = np.random.default_rng(seed)
+        if jit is not None and jit.input is not None:
+            x = jitter_spikes(x, jit.input, rng)
+
+        n_layers = len(self._stages)
+        spike_counts = np.zeros((b, n_layers), dtype=np.int64)
+        synops = np.zeros((b, n_layers), dtype=np.int64)
+        u_ovf = np.zeros((b, n_layers), dtype=np.int64)
+        v_ovf = np.zeros((b, n_layers), dtype=np.int64)
+        acc_ovf = np.zeros((b, n_layers), dtype=np.int64)
+        neuron_counts: list[np.ndarray] = []
+        rasters: dict[str, np.ndarray] = {}
+        states: dict[str, dict[str, np.ndarray]] = {}
+        if "input" in record:
+            rasters["input"] = x
+        if "u" in record:
+            states["u"] = {}
+        if "v" in record:
+            states["v"] = {}
+        final_v = None
+        delivered = x
+        delivered_max = x_max
+        input_spikes = np.zeros(b, dtype=np.int64)
+        for k, stage in enumerate(self._stages):
+            raster, v_last, counts = self._run_stage(stage, delivered, delivered_max, steps,
+                                                     record, states)
+            name = stage.struct.name
+            s_in = delivered.reshape(b, steps, -1)
+            events = (s_in != 0) if stage.payload_input else s_in
+            per_input = events.sum(axis=1, dtype=np.int64)  # [B, M] events per input
+            synops[:, k] = per_input @ stage.struct.fan_out.reshape(-1)
+            if k == 0:
+                input_spikes = per_input.sum(axis=1)
+            u_ovf[:, k], v_ovf[:, k], acc_ovf[:, k] = counts
+            per_neuron = raster.sum(axis=1, dtype=np.int64)
+            neuron_counts.append(per_neuron)
+            spike_counts[:, k] = per_neuron.reshape(b, -1).sum(axis=1)
+            if "spikes" in record:
+                rasters[name] = raster
+            if jit is not None and jit.layers is not None and stage.spiking:
+                raster = jitter_spikes(raster, jit.layers, rng)
+            delivered = raster
+            delivered_max = stage.max_spikes if stage.spiking else 0
+            final_v = v_last
+        if self.readout_kind == "potential":
+            readout = final_v.reshape(b, -1).astype(np.int64)
+        else:
+            readout = delivered.reshape(b, steps, -1).sum(axis=1, dtype=np.int64)
+        predictions = np.argmax(readout, axis=1).astype(np.int64)
+        updates = np.array([s.struct.neurons * steps for s in self._stages], dtype=np.int64)
+        e = self.profile.energy
+        e_syn = synops.sum(axis=1) * e.synaptic_op_pj * 1e-12
+        e_upd = float(updates.sum()) * e.neuron_update_pj * 1e-12
+        e_spk = spike_counts.sum(axis=1) * e.spike_pj * 1e-12
+        energy = e_syn + e_upd + e_spk
+        return SimResult(
+            readout=readout,
+            predictions=predictions,
+            readout_kind=self.readout_kind,
+            steps=steps,
+            input_steps=t_in,
+            layer_names=self.layer_names,
+            layer_sizes=[s.struct.neurons for s in self._stages],
+            spiking=[s.spiking for s in self._stages],
+            input_spikes=np.asarray(input_spikes, dtype=np.int64),
+            spike_counts=spike_counts,
+            neuron_spike_counts=neuron_counts,
+            synops=synops,
+            neuron_updates=updates,
+            u_overflows=u_ovf,
+            v_overflows=v_ovf,
+            acc_overflows=acc_ovf,
+            energy_j=np.asarray(energy, dtype=np.float64),
+            energy_breakdown_j={
+                "synops": float(np.mean(e_syn)),
+                "neuron_updates": e_upd,
+                "spikes": float(np.mean(e_spk)),
+            },
+            rasters=rasters,
+            states=states,
+        )
+
+    def _run_stage(self, stage: _Stage, s_in: np.ndarray, s_max: int, steps: int,
+                   record: tuple[str, ...], states: dict[str, dict[str, np.ndarray]]):
+        """Simulate one layer over all steps; returns (raster, final v, overflow counts)."""
+        st = stage.struct
+        b = int(s_in.shape[0])
+        out_shape = st.out_shape
+        s_in = s_in.reshape(b, steps, *st.in_shape)
+        rdt = np.uint8 if stage.max_spikes <= 255 else np.int64
+        raster = np.zeros((b, steps, *out_shape), dtype=rdt)
+        u = np.zeros((b, *out_shape), dtype=np.int64)
+        v = np.full((b, *out_shape), stage.initial_v, dtype=np.int64)
+        cu = np.zeros(b, dtype=np.int64)
+        cv = np.zeros(b, dtype=np.int64)
+        ca = np.zeros(b, dtype=np.int64)
+        rec_u = np.zeros((b, steps, *out_shape), dtype=np.int64) if "u" in record else None
+        rec_v = np.zeros((b, steps, *out_shape), dtype=np.int64) if "v" in record else None
+        step_fn = self.family.neuron_step
+        cfg = self.config
+        params = stage.params
+
+        def advance(t: int, a_in: Any) -> None:
+            nonlocal u, v
+            res = step_fn(u, v, a_in, max_spikes=stage.max_spikes, config=cfg, **params)
+            u, v = res.u, res.v
+            raster[:, t] = res.spikes
+            if res.u_overflow is not None and res.u_overflow.any():
+                cu[:] += count(res.u_overflow)
+            if res.v_overflow is not None and res.v_overflow.any():
+                cv[:] += count(res.v_overflow)
+            if rec_u is not None:
+                rec_u[:, t] = u
+            if rec_v is not None:
+                rec_v[:, t] = v
+
+        d = stage.delay
+        for t in range(min(d, steps)):
+            advance(t, 0)
+        # The synapse runs on every step's events, as the chip's does; the output of the last
+        # d steps would be delivered after the window (it still counts for acc overflows).
+        chunk = max(1, min(steps, _CHUNK_ELEMENTS // max(1, b * stage.work)))
+        for c0 in range(0, steps, chunk):
+            c1 = min(c0 + chunk, steps)
+            n = c1 - c0
+            src = s_in[:, c0:c1].reshape(b * n, *st.in_shape)
+            a, mask = self._synapse(stage, src, s_max)
+            a = a.reshape(b, n, *out_shape)
+            if mask is not None and mask.any():
+                ca[:] += count(mask.reshape(b, n, -1), batch_axes=1)
+            for j in range(min(n, steps - d - c0)):
+                advance(c0 + j + d, a[:, j])
+        if rec_u is not None:
+            states["u"][st.name] = rec_u
+        if rec_v is not None:
+            states["v"][st.name] = rec_v
+        return raster, v, (cu, cv, ca)
+
+
+def _decay(value: Any, label: str) -> Any:
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise FormatError(f"{label}: decays must be integers, got {value!r}")
+    return int(arr) if arr.ndim == 0 else arr.astype(np.int64)

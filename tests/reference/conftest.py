@@ -1,0 +1,87 @@
+"""Shared fixtures for the optional reference tests against Lava 0.10 (see docs/lava_reference.md).
+
+The Lava environment is found through ``NEURODEPLOY_LAVA_PYTHON`` (the interpreter of an
+environment built by ``bash tools/lava_env.sh``) or, failing that, ``<repo>/.lava-env/bin/python``
+when that environment was completed. Without either, every test here is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAVA_SCRIPT = REPO_ROOT / "tools" / "lava_reference.py"
+DEFAULT_ENV = REPO_ROOT / ".lava-env"
+BUILD_HINT = "build it with `bash tools/lava_env.sh` (1-2 minutes, 1.5 GB) or set " \
+             "NEURODEPLOY_LAVA_PYTHON to the python of such an environment"
+
+
+def find_lava_python() -> tuple[Path | None, str]:
+    """Return ``(interpreter, why)``: the Lava environment's python, or ``None`` and the reason.
+
+    Raises ``pytest.UsageError`` when ``NEURODEPLOY_LAVA_PYTHON`` names a missing file: a user who
+    asked for the reference run should not get a silent skip.
+    """
+    explicit = os.environ.get("NEURODEPLOY_LAVA_PYTHON")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise pytest.UsageError(f"NEURODEPLOY_LAVA_PYTHON={explicit} does not exist; "
+                                    f"{BUILD_HINT}")
+        return path, "NEURODEPLOY_LAVA_PYTHON"
+    default = DEFAULT_ENV / "bin" / "python"
+    if not default.exists():
+        return None, f"no Lava reference environment at {DEFAULT_ENV}; {BUILD_HINT}"
+    if not (DEFAULT_ENV / ".complete").exists():
+        return None, (f"the Lava environment at {DEFAULT_ENV} is incomplete (an earlier build "
+                      f"failed); rerun `bash tools/lava_env.sh`")
+    return default, str(DEFAULT_ENV)
+
+
+def load_lava_script():
+    """Import ``tools/lava_reference.py`` (its request/result helpers need only numpy)."""
+    spec = importlib.util.spec_from_file_location("lava_reference", LAVA_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_lava(python: Path, jobs: list[tuple[Path, Path]], timeout: float = 600.0) -> None:
+    """Run request files through Lava, one subprocess per ``(request, result)`` pair, one after
+    the other (concurrent Lava runtimes on two cores are slower than sequential ones). Fails the
+    calling test with Lava's stderr if a subprocess fails."""
+    for req, res in jobs:
+        try:
+            proc = subprocess.run([str(python), str(LAVA_SCRIPT), "run", str(req), str(res)],
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"Lava reference run of {req} timed out after {timeout:.0f} s")
+        if proc.returncode != 0 or not Path(res).exists():
+            pytest.fail(f"Lava reference run of {req} failed (exit {proc.returncode}):\n"
+                        f"{proc.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def lava_python() -> Path:
+    """The Lava environment's interpreter; skips the test when there is none."""
+    python, why = find_lava_python()
+    if python is None:
+        pytest.skip(why)
+    return python
+
+
+@pytest.fixture(scope="session")
+def lava_run(lava_python):
+    """``lava_run([(request, result), ...])``: run request files in the Lava environment."""
+    return lambda jobs: run_lava(lava_python, [(Path(a), Path(b)) for a, b in jobs])
+
+
+@pytest.fixture(scope="session")
+def lava_script():
+    """The ``tools/lava_reference.py`` module (request builder and result reader)."""
+    return load_lava_script()
