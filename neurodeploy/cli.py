@@ -256,47 +256,162 @@ def profiles_validate(file):
     click.echo(f"ok: {file} is a valid {p.family} profile named {p.name}")
 
 
-# ---------------------------------------------------------------------------------------- simulate
-@main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--profile", "profile_name", default="loihi2", show_default=True,
-              help="Profile name or path to a TOML profile.")
-@click.option("--dataset", help="Dataset (default: the one it was trained on).")
-@click.option("--data-root", help="Dataset folder.")
-@click.option("--steps", type=int, help="Input time steps (default: the trained number).")
-@click.option("--limit", type=int, help="Simulate only the first N test samples.")
-@click.option("--weight-bits", type=int, help="Weight precision override (bits).")
-@click.option("--jitter", type=int, help="Spike-time jitter: max shift in steps (uniform).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
-@click.option("-o", "--out", "out_path", help="JSON report path (default: simulate-PROFILE.json "
-              "next to the checkpoint); the deployment graph is written beside it (.npz).")
-@click.option("--progress/--no-progress", default=None)
-@guarded
-def simulate(checkpoint, profile_name, dataset, data_root, steps, limit, weight_bits, jitter, seed,
-             out_path, progress):
-    """Bit-accurate deployed accuracy, spikes, SynOps, energy and cores on a chip profile."""
-    from neurodeploy.atomic import write_json
+# ---------------------------------------------------------------------------------------- deployment
+def _load_for_deploy(checkpoint: str, dataset: str | None, data_root: str | None):
     from neurodeploy.data import load_dataset
-    from neurodeploy.sim.deploy import simulate_checkpoint
     from neurodeploy.train.checkpoint import load_checkpoint
 
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {steps}")
-    if jitter is not None and jitter < 0:
-        raise ConfigError(f"--jitter must be a non-negative number of steps, got {jitter}")
     ck = load_checkpoint(checkpoint)
     ds = load_dataset(dataset or ck.meta.get("dataset") or "digits", data_root)
     if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
         raise ConfigError(f"dataset {ds.name} has inputs of shape {tuple(ds.input_shape)} but the "
                           f"checkpoint expects {tuple(ck.spec.input_shape)}")
-    dep = simulate_checkpoint(ck.build(), profile_name, ds, steps=steps, limit=limit,
-                              weight_bits=weight_bits, jitter=jitter, seed=seed, progress=progress)
+    return ck, ds
+
+
+def _constraints(weight_bits=None, jitter=None, max_steps=None, state_bits=None):
+    from neurodeploy.quantize.fakequant import Constraints
+
+    return Constraints(weight_bits=weight_bits, jitter=jitter, max_steps=max_steps, state_bits=state_bits)
+
+
+def _deploy_options(fn):
+    for opt in reversed([
+        click.option("--dataset", help="Dataset (default: the one it was trained on)."),
+        click.option("--data-root", help="Dataset folder."),
+        click.option("--weight-bits", type=int, help="Weight precision in bits (2..16, within the profile)."),
+        click.option("--state-bits", type=int, help="Neuron state width in bits (overrides the profile)."),
+        click.option("--progress/--no-progress", default=None),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--profile", "profile_name", default=None,
+              help="Profile name or TOML path (default: a quantized checkpoint's own, else loihi2).")
+@click.option("--steps", type=int, help="Input time steps (latency budget; default: the trained number).")
+@click.option("--limit", type=int, help="Simulate only the first N test samples.")
+@click.option("--jitter", type=int, help="Spike-time jitter: uniform shift of every spike in ±J steps.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
+@click.option("-o", "--out", "out_path", help="JSON report path (default: simulate-PROFILE.json "
+              "next to the checkpoint); the deployment graph is written beside it (.npz).")
+@_deploy_options
+@guarded
+def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dataset, data_root, weight_bits,
+             state_bits, progress):
+    """Bit-accurate deployed accuracy, spikes, SynOps, energy and cores on a chip profile."""
+    from neurodeploy.atomic import write_json
+    from neurodeploy.sim.deploy import deploy_model
+    from neurodeploy.workflows import stored_quantization
+
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
+    profile_name, stored, scales = stored_quantization(ck.meta, profile_name)
+    c = stored or _constraints()
+    given = {k: v for k, v in (("weight_bits", weight_bits), ("jitter", jitter), ("max_steps", steps),
+                               ("state_bits", state_bits)) if v is not None}
+    if given:
+        if scales is not None and any(k in given for k in ("weight_bits", "state_bits")):
+            scales = None  # a new number format needs new scales
+        c = _constraints(**{**c.to_dict(), **given})
+    dep = deploy_model(ck.build(), profile_name or "loihi2", ds, constraints=c, scales=scales, limit=limit,
+                       seed=seed, progress=progress)
     out = Path(out_path) if out_path else Path(checkpoint).parent / f"simulate-{dep.profile}.json"
     write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
-                     **dep.to_dict()})
+                     "constraints": c.to_dict(), **dep.to_dict()})
     dep.graph.save(out.with_suffix(".npz"))
     click.echo(dep.table())
     click.echo(f"wrote {out} and {out.with_suffix('.npz')}", err=True)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
+@click.option("-o", "--out", "out_path", required=True, help="Quantized checkpoint to write (.pt).")
+@_deploy_options
+@guarded
+def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits, state_bits, progress):
+    """Post-training quantization to a profile: calibrated per-layer scales, and the accuracy drop the
+    simulator predicts."""
+    from neurodeploy.workflows import quantize_model, save_quantized
+
+    c = _constraints(weight_bits=weight_bits, state_bits=state_bits)
+    ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
+    res = quantize_model(ck.build(), profile_name, ds, c, progress=progress)
+    save_quantized(ck.build(), out_path, res.deployment, c, res.scales, meta=ck.meta)
+    click.echo(res.deployment.table())
+    click.echo(f"post-training quantization: {100 * res.deployment.float_accuracy:.2f}% → "
+               f"{100 * res.deployment.accuracy:.2f}% (drop {100 * res.drop:.2f} points); wrote {out_path}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
+@click.option("--jitter", type=int, help="Spike-time jitter while fine-tuning and simulating: ±J steps.")
+@click.option("--max-steps", type=int, help="Latency budget: input steps per sample.")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", "out_path", required=True, help="Fine-tuned checkpoint to write (.pt).")
+@_deploy_options
+@guarded
+def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size, seed, out_path, dataset,
+             data_root, weight_bits, state_bits, progress):
+    """Fine-tune through the chip's integer arithmetic under hardware constraints."""
+    from neurodeploy.quantize.finetune import FinetuneConfig
+    from neurodeploy.workflows import finetune_model, save_quantized
+
+    c = _constraints(weight_bits, jitter, max_steps, state_bits)
+    cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
+    res = finetune_model(ck.build(), profile_name, ds, c, cfg, progress=progress,
+                         log=lambda m: click.echo(m, err=True))
+    save_quantized(res.model, out_path, res.after, c, res.scales, meta=ck.meta,
+                   ptq_accuracy=res.before.accuracy, finetune=res.summary())
+    click.echo(res.after.table())
+    click.echo(f"simulated accuracy: float {100 * res.before.float_accuracy:.2f}%, after quantization "
+               f"{100 * res.before.accuracy:.2f}%, after fine-tuning {100 * res.after.accuracy:.2f}%; "
+               f"wrote {out_path}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
+@click.option("--bits", help="Weight bits to sweep, e.g. 8,6,4,3.")
+@click.option("--jitter", "jitter_values", help="Jitter bounds (± steps) to sweep, e.g. 0,1,2.")
+@click.option("--steps", "step_values", help="Latency budgets (input steps) to sweep, e.g. 8,6,4.")
+@click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs per point.")
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("-o", "--out", "out_dir", default="runs/sweep", show_default=True, help="Folder for sweep.json/png.")
+@click.option("--dataset", help="Dataset (default: the one it was trained on).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("--progress/--no-progress", default=None)
+@guarded
+def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr, out_dir, dataset, data_root,
+          progress):
+    """Simulated accuracy before and after fine-tuning against weight bits, jitter and latency (JSON + PNG)."""
+    from neurodeploy.quantize.finetune import FinetuneConfig
+    from neurodeploy.workflows import parse_values, run_sweep
+
+    b = parse_values(bits, "--bits", 2)
+    j = parse_values(jitter_values, "--jitter", 0)
+    st = parse_values(step_values, "--steps", 1)
+    for v in b:
+        _constraints(weight_bits=v)
+    cfg = FinetuneConfig(epochs=epochs, lr=lr)
+    ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
+    report = run_sweep(ck.build(), profile_name, ds, weight_bits=b, jitter=j, max_steps=st, config=cfg,
+                       out_dir=out_dir, progress=progress, log=lambda m: click.echo(m, err=True))
+    click.echo(f"float {100 * report['float_accuracy']:.2f}%, quantized {100 * report['ptq_accuracy']:.2f}% "
+               f"on {report['profile']}")
+    for p in report["points"]:
+        click.echo(f"{p['axis']:<12}{p['value']:>4}: {100 * p['ptq_accuracy']:6.2f}% → "
+                   f"{100 * p['finetuned_accuracy']:6.2f}%")
+    click.echo(f"wrote {Path(out_dir) / 'sweep.json'} and {Path(out_dir) / 'sweep.png'}", err=True)
 
 
 # ---------------------------------------------------------------------------------------- pipeline

@@ -5,7 +5,8 @@ Layout of a run folder::
     run/
       train/checkpoint.pt, train/metrics.jsonl   training (resumable)
       inspect.json, activity.png, training.png   activity of the trained network
-      deploy/simulate-PROFILE.json, .npz         bit-accurate deployment and its integer graph
+      deploy/finetuned.pt, finetuned.npz         fine-tuned checkpoint for the profile and its integer graph
+      deploy/simulate-PROFILE.json               bit-accurate deployment figures
       report.json, report.md                     the summary a person reads
 
 With ``resume=True`` a stage whose outputs are complete is not run again, and an interrupted
@@ -22,12 +23,15 @@ from typing import Any
 from neurodeploy.atomic import write_json, write_text
 from neurodeploy.data import load_dataset
 from neurodeploy.models import ModelSpec, build_model
+from neurodeploy.quantize.fakequant import Constraints
+from neurodeploy.quantize.finetune import FinetuneConfig
 from neurodeploy.report.inspect import inspect_checkpoint
 from neurodeploy.report.plots import plot_activity, plot_training
-from neurodeploy.sim.deploy import simulate_checkpoint
+from neurodeploy.sim.deploy import deploy_model
 from neurodeploy.train.checkpoint import load_checkpoint
 from neurodeploy.train.config import DataConfig, RunConfig, TrainConfig
 from neurodeploy.train.trainer import CHECKPOINT_NAME, Trainer
+from neurodeploy.workflows import finetune_model, save_quantized
 
 
 def default_run_config() -> RunConfig:
@@ -54,12 +58,14 @@ class PipelineResult:
 
 
 DEFAULT_PROFILE = "loihi2"
+FINETUNE_EPOCHS = 2
 
 
 def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: bool = False,
-                 progress: bool | None = None, log=print,
-                 profile: str = DEFAULT_PROFILE) -> PipelineResult:
-    """Train → inspect → simulate on ``profile`` → report into ``out_dir``; see the module docstring."""
+                 progress: bool | None = None, log=print, profile: str = DEFAULT_PROFILE,
+                 finetune_epochs: int = FINETUNE_EPOCHS) -> PipelineResult:
+    """Train → inspect → quantize, fine-tune and simulate on ``profile`` → report into ``out_dir``;
+    see the module docstring."""
     cfg = config or default_run_config()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,12 +106,26 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
     plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{data.name}: activity")
     plot_training(ck.train.get("history", []), out / "training.png", title=f"{data.name}: training")
 
-    # 3. simulate on the chip profile
-    log(f"[3/4] simulating the deployment on profile {profile}")
-    dep = simulate_checkpoint(ck.build(), profile, data, progress=progress)
+    # 3. quantize for the profile, fine-tune through its integer arithmetic, simulate
+    log(f"[3/4] quantizing for {profile}, fine-tuning ({finetune_epochs} epochs) and simulating")
+    tuned_path = out / "deploy" / "finetuned.pt"
+    if resume and tuned_path.exists():
+        tuned = load_checkpoint(tuned_path)
+        q = tuned.meta["quant"]
+        dep = deploy_model(tuned.build(), q["profile"], data, constraints=Constraints(**q["constraints"]),
+                           scales=q["scales"], progress=progress)
+        ptq_acc = q["ptq_accuracy"]
+        log("      fine-tuning already complete, simulated again")
+    else:
+        ft = finetune_model(ck.build(), profile, data, Constraints(),
+                            FinetuneConfig(epochs=finetune_epochs, threads=cfg.train.threads), progress=progress)
+        dep, ptq_acc = ft.after, ft.before.accuracy
+        dep.float_accuracy = ft.before.float_accuracy
+        save_quantized(ft.model, tuned_path, dep, ft.constraints, ft.scales, meta=ck.meta, ptq_accuracy=ptq_acc,
+                       finetune=ft.summary())
     write_json(out / "deploy" / f"simulate-{dep.profile}.json", dep.to_dict())
-    dep.graph.save(out / "deploy" / f"simulate-{dep.profile}.npz")
-    log(f"      deployed accuracy {100 * dep.accuracy:.2f}% (float {100 * dep.float_accuracy:.2f}%)")
+    log(f"      simulated accuracy on {dep.profile}: {100 * ptq_acc:.2f}% after quantization, "
+        f"{100 * dep.accuracy:.2f}% after fine-tuning (float {100 * dep.float_accuracy:.2f}%)")
 
     # 4. report
     log("[4/4] writing report")
@@ -117,12 +137,13 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
                   "findings": ck.train.get("findings", []), "remedies": ck.train.get("remedies", [])},
         "activity": insp.layers,
         "spikes_per_neuron": insp.spikes_per_neuron,
-        "deployment": dep.to_dict(),
+        "deployment": {**dep.to_dict(), "ptq_accuracy": ptq_acc},
         "seconds": time.perf_counter() - start,
     }
     write_json(out / "report.json", report)
     write_text(out / "report.md", render_markdown(report, insp.table(), dep.table()))
-    log(f"done: test accuracy {100 * insp.accuracy:.2f}%; report in {out / 'report.md'}")
+    log(f"done: float test accuracy {100 * insp.accuracy:.2f}%, simulated on {dep.profile} "
+        f"{100 * dep.accuracy:.2f}%; report in {out / 'report.md'}")
     return PipelineResult(out, ck_path, insp.accuracy, time.perf_counter() - start, report)
 
 
@@ -149,6 +170,10 @@ def render_markdown(report: dict[str, Any], activity_table: str, deploy_table: s
         "![training](training.png)",
         "",
         f"## Deployment on {report['deployment']['profile']} (bit-accurate simulation)",
+        "",
+        f"- float accuracy {100 * report['deployment']['float_accuracy']:.2f}%, after post-training quantization "
+        f"{100 * report['deployment']['ptq_accuracy']:.2f}%, after fine-tuning through the chip arithmetic "
+        f"**{100 * report['deployment']['deployed_accuracy']:.2f}%**",
         "",
         "```",
         deploy_table,

@@ -92,3 +92,26 @@ def plot_activity(metrics: dict[str, dict[str, float]], params: dict[str, dict[s
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+AXIS_LABELS = {"weight_bits": "weight bits", "jitter": "spike-time jitter (± steps, uniform)",
+               "max_steps": "input steps (latency budget)"}
+
+
+def plot_sweep(report: dict[str, Any], path: str | Path) -> Path:
+    """One panel per swept constraint: simulated accuracy before and after fine-tuning, with the
+    float accuracy and the unconstrained post-training accuracy as reference lines."""
+    axes_present = [a for a in AXIS_LABELS if any(p["axis"] == a for p in report["points"])]
+    fig, axes = plt.subplots(1, len(axes_present), figsize=(5.2 * len(axes_present), 4), squeeze=False)
+    for ax, axis in zip(axes[0], axes_present, strict=True):
+        pts = sorted((p for p in report["points"] if p["axis"] == axis), key=lambda p: p["value"])
+        xs = [p["value"] for p in pts]
+        ax.plot(xs, [100 * p["ptq_accuracy"] for p in pts], "o--", label="after quantization")
+        ax.plot(xs, [100 * p["finetuned_accuracy"] for p in pts], "s-", label="after fine-tuning")
+        ax.axhline(100 * report["float_accuracy"], color="gray", ls=":", label="float")
+        ax.set(xlabel=AXIS_LABELS[axis], ylabel="simulated accuracy (%)", xticks=xs)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{report.get('dataset', '')} on {report['profile']}: accuracy under constraints")
+    fig.tight_layout()
+    return _save(fig, path)

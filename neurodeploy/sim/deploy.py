@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from neurodeploy.hardware import fit_report, load_profile
+from neurodeploy.hardware import HardwareProfile, fit_report, load_profile
 from neurodeploy.lower.graph import DeployGraph
 from neurodeploy.lower.inputs import encode_inputs
-from neurodeploy.lower.lowering import lower_model
+from neurodeploy.lower.lowering import graph_from_fakequant
 from neurodeploy.models import SpikingNet
+from neurodeploy.quantize.fakequant import Constraints, FakeQuantNet, fake_quantize
 from neurodeploy.sim.accuracy import simulate_accuracy
 from neurodeploy.sim.simulator import Simulator
 
@@ -67,14 +68,17 @@ class Deployment:
 @torch.no_grad()
 def float_accuracy(model: SpikingNet, x: torch.Tensor, y: torch.Tensor, steps: int | None = None,
                    batch_size: int = 256) -> float:
-    """Accuracy of the float model with the deployment's input spikes (same encoding draws)."""
+    """Accuracy of the float model with the deployment's input events (same encoding draws)."""
     model.eval()
     enc = model.spec.encoding_config
     gen = torch.Generator().manual_seed(enc.seed)
     t = steps or model.spec.steps
-    seq = torch.from_numpy(encode_inputs(x, t, enc, gen)).transpose(0, 1).to(torch.float32)
-    if enc.kind == "direct":
-        seq = seq / (2**enc.bits - 1)
+    if enc.kind == "direct" and enc.bits is None:
+        seq = model.encode(x, gen)
+    else:
+        seq = torch.from_numpy(encode_inputs(x, t, enc, gen)).transpose(0, 1).to(torch.float32)
+        if enc.kind == "direct":
+            seq = seq / (2**enc.bits - 1)
     correct = 0
     for i in range(0, seq.shape[1], batch_size):
         out = model.readout(model.forward_sequence(seq[:, i : i + batch_size]))
@@ -82,46 +86,67 @@ def float_accuracy(model: SpikingNet, x: torch.Tensor, y: torch.Tensor, steps: i
     return correct / max(len(y), 1)
 
 
-def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, steps: int | None = None,
-                   jitter: Any = None, seed: int = 0, batch_size: int = 256,
-                   progress: bool | None = None) -> dict[str, Any]:
+def graph_profile(graph: DeployGraph) -> HardwareProfile:
+    """The profile a graph was lowered for, with the constraints it was lowered under (state
+    width) applied."""
+    c = Constraints(**graph.metadata.get("constraints", {}))
+    return c.apply_to_profile(load_profile(graph.profile))
+
+
+def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitter: Any = None, seed: int = 0,
+                   batch_size: int = 256, progress: bool | None = None) -> dict[str, Any]:
     """Bit-accurate accuracy and activity of ``graph`` on samples ``x`` with labels ``y``.
 
-    ``steps`` overrides the number of input steps (a latency budget); the simulator then runs
-    ``steps + latency`` steps so the read-out sees every input step.
+    The simulator runs ``graph.steps`` input steps plus the chip's latency (zero input), so the
+    read-out sees every input step; ``jitter`` (default: the constraint the graph was lowered
+    under) displaces input and hidden spikes, seeded with ``seed``.
     """
-    t = steps or graph.steps
+    profile = graph_profile(graph)
+    if jitter is None:
+        jitter = graph.metadata.get("constraints", {}).get("jitter")
     gen = torch.Generator().manual_seed(int(graph.encoding.get("seed", 0)))
-    inputs = encode_inputs(x, t, graph.encoding, gen)
-    latency = Simulator(graph).latency
-    return simulate_accuracy(graph, inputs, y.numpy(), batch_size, extra_steps=latency,
+    inputs = encode_inputs(x, graph.steps, graph.encoding, gen)
+    latency = Simulator(graph, profile).latency
+    return simulate_accuracy(graph, inputs, y.numpy(), batch_size, profile=profile, extra_steps=latency,
                              jitter=jitter, seed=seed, progress=progress)
+
+
+def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any, *,
+                 constraints: Constraints | None = None, scales: list[float] | None = None,
+                 limit: int | None = None, seed: int = 0, progress: bool | None = None,
+                 fq: FakeQuantNet | None = None) -> Deployment:
+    """Lower ``model`` for ``profile`` and simulate ``dataset``'s test split.
+
+    Args:
+        model: trained network.
+        profile: profile name, path or object.
+        dataset: a :class:`neurodeploy.data.Dataset` (its first training samples calibrate the
+            scales unless ``scales`` are given).
+        constraints: weight bits, jitter, latency budget (``max_steps``), state bits.
+        scales: per-layer scales to reuse (a quantized checkpoint's), instead of calibrating.
+        limit: simulate only the first ``limit`` test samples.
+        seed: jitter seed.
+        fq: an already built fake-quant network of ``model`` (e.g. after fine-tuning).
+    """
+    c = constraints or Constraints()
+    if fq is None:
+        fq = fake_quantize(model, profile, dataset.x_train[:CALIBRATION_SAMPLES], c, scales=scales)
+    graph = graph_from_fakequant(fq, metadata={"source": {"arch": model.spec.arch, "neuron": model.spec.neuron}})
+    x, y = dataset.x_test, dataset.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    figs = simulate_graph(graph, x, y, seed=seed, progress=progress)
+    p = fq.profile
+    return Deployment(
+        profile=p.name, graph=graph, float_accuracy=float_accuracy(model, x, y, fq.input_steps),
+        accuracy=float(figs["accuracy"]), samples=int(figs["samples"]), input_steps=graph.steps,
+        latency_steps=fq.latency, figures=figs, fit=fit_report(graph, p).to_dict(),
+        warnings=list(graph.metadata.get("warnings", [])))
 
 
 def simulate_checkpoint(model: SpikingNet, profile: str, dataset: Any, *, steps: int | None = None,
                         limit: int | None = None, weight_bits: int | None = None, jitter: Any = None,
                         seed: int = 0, progress: bool | None = None) -> Deployment:
-    """Lower ``model`` for ``profile`` (calibrated on training samples) and simulate the test split.
-
-    Args:
-        model: trained network.
-        profile: profile name or path.
-        dataset: a :class:`neurodeploy.data.Dataset`.
-        steps: input steps (default: the trained ``T``).
-        limit: simulate only the first ``limit`` test samples.
-        weight_bits: weight precision override (bits).
-        jitter: spike-time jitter spec for the simulator (see :mod:`neurodeploy.arith.jitter`).
-        seed: jitter seed.
-    """
-    p = load_profile(profile)
-    graph = lower_model(model, p, dataset.x_train[:CALIBRATION_SAMPLES], weight_bits=weight_bits)
-    x, y = dataset.x_test, dataset.y_test
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    figs = simulate_graph(graph, x, y, steps=steps, jitter=jitter, seed=seed, progress=progress)
-    fit = fit_report(graph, p).to_dict()
-    return Deployment(
-        profile=p.name, graph=graph, float_accuracy=float_accuracy(model, x, y, steps),
-        accuracy=float(figs["accuracy"]), samples=int(figs["samples"]),
-        input_steps=steps or graph.steps, latency_steps=Simulator(graph).latency, figures=figs,
-        fit=fit, warnings=list(graph.metadata.get("warnings", [])))
+    """:func:`deploy_model` with the constraints given one by one (``steps`` = latency budget)."""
+    c = Constraints(weight_bits=weight_bits, jitter=jitter, max_steps=steps)
+    return deploy_model(model, profile, dataset, constraints=c, limit=limit, seed=seed, progress=progress)
