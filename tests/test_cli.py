@@ -83,3 +83,24 @@ def test_console_script_error_exit_code(tmp_path):
                            "-o", str(tmp_path / "x")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_profiles_commands(tmp_path):
+    res = run("profiles", "list")
+    assert res.exit_code == 0 and {"loihi", "loihi2", "xylo"} <= {ln.split()[0] for ln in res.output.splitlines()}
+    res = run("profiles", "show", "loihi2")
+    assert res.exit_code == 0 and "24-bit" in res.output
+    res = run("profiles", "show", "loihi", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["profile"]["family"] == "loihi"
+    _one_line_error(run("profiles", "show", "no-such-chip"), "no-such-chip")
+    from pathlib import Path
+
+    good = (Path(__file__).parents[1] / "hardware_profiles" / "loihi.toml").read_text()
+    mine = tmp_path / "mine.toml"
+    mine.write_text(good.replace('name = "loihi"', 'name = "mine"'))
+    res = run("profiles", "validate", mine)
+    assert res.exit_code == 0 and "ok" in res.output
+    mine.write_text(good.replace("bits = 8", "bits = 0", 1))
+    _one_line_error(run("profiles", "validate", mine), "bits")
+    mine.write_text(good.replace("[limits]", "[limits]\ncorse = 3"))
+    _one_line_error(run("profiles", "validate", mine), "corse")
