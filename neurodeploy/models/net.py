@@ -61,9 +61,10 @@ def _apply_overrides(spec: ModelSpec, stages: list[nn.Module]) -> list[nn.Module
     return stages
 
 
-def _dense_head(spec: ModelSpec, in_features: int) -> list[nn.Module]:
+def _dense_head(spec: ModelSpec, in_features: int, widths: list[int]) -> list[nn.Module]:
+    """Hidden dense layers of ``widths`` (each Linear [+ BN] + neurons) and the read-out layer."""
     stages: list[nn.Module] = []
-    for width in spec.dense:
+    for width in widths:
         stages.append(nn.Linear(in_features, width, bias=spec.bias))
         if spec.batch_norm:
             stages.append(nn.BatchNorm1d(width))
@@ -86,19 +87,10 @@ def build_model(spec: ModelSpec | dict) -> SpikingNet:
     stages: list[nn.Module] = []
     c, *hw = spec.input_shape
     if spec.arch == "mlp":
-        stages.append(nn.Flatten())
         in_features = 1
         for v in spec.input_shape:
             in_features *= v
-        for width in spec.hidden:
-            stages.append(nn.Linear(in_features, width, bias=spec.bias))
-            if spec.batch_norm:
-                stages.append(nn.BatchNorm1d(width))
-            stages.append(_neuron(spec))
-            in_features = width
-        stages.append(nn.Linear(in_features, spec.num_classes, bias=spec.bias))
-        if spec.readout == "spike_count":
-            stages.append(_neuron(spec))
+        stages = [nn.Flatten(), *_dense_head(spec, in_features, spec.hidden)]
         return SpikingNet(spec, _apply_overrides(spec, stages))
 
     h, w = hw
@@ -130,5 +122,5 @@ def build_model(spec: ModelSpec | dict) -> SpikingNet:
         stages.append(_neuron(spec))
         channels = item
     stages.append(nn.Flatten())
-    stages.extend(_dense_head(spec, channels * h * w))
+    stages.extend(_dense_head(spec, channels * h * w, spec.dense))
     return SpikingNet(spec, _apply_overrides(spec, stages))
