@@ -308,6 +308,8 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {steps}")
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
     profile_name, stored, scales = stored_quantization(ck.meta, profile_name)
     c = stored or _constraints()

@@ -170,7 +170,7 @@ def ck_path(networks, tmp_path_factory):
     (["finetune", "--epochs", "0"], ["epochs"]),
     (["quantize", "--state-bits", "2"], ["state bits"]),
     (["quantize", "--profile", "nochip"], ["nochip"]),
-    (["simulate", "--steps", "0"], ["max steps"]),
+    (["simulate", "--steps", "0"], ["--steps"]),
     (["simulate", "--limit", "0"], ["--limit"]),
     (["sweep", "--bits", "8,x"], ["--bits"]),
     (["sweep", "--bits", "1"], ["--bits"]),

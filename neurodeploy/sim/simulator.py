@@ -15,6 +15,11 @@ the next one (layer-major order). This gives the same integers as the step-major
 §2 (a layer at step ``t`` only depends on earlier layers up to step ``t``), lets the synapses of
 all steps be computed as one exact matrix product, and gives spike-time jitter the whole raster.
 
+Kernels: a family may provide whole-window kernels (``NeuronScan``, ``dense_input``; the
+``loihi`` family does, see :mod:`neurodeploy.arith.loihi_scan`); where they apply to a layer the
+simulator uses them, else it calls the family's ``neuron_step`` once per step. Both give the same
+integers and counts (``Simulator(..., fast=False)`` forces the per-step path).
+
 Counting: SynOps of a layer = sum over presynaptic events of the neurons each one reaches
 (dense: events x out_features; an event count of ``n`` counts ``n`` times; a graded input payload
 counts once). Every event of the window is counted, including the last steps' events whose
@@ -54,6 +59,9 @@ class _Stage:
     spiking: bool
     payload_input: bool  # events of this stage's input are graded payloads (count once)
     work: int  # elements touched per sample and step by the synapse kernel
+    fan_out: int | None  # the fan-out of every input when they are all equal, else None
+    scan: bool  # the family's NeuronScan computes this group
+    row_bound: int | None  # max_o sum_i |W[o, i]| of a dense layer
 
 
 def _bias_array(label: str, bias: Any, out_shape: tuple[int, ...]) -> Any:
@@ -77,6 +85,8 @@ class Simulator:
     Args:
         graph: the :class:`~neurodeploy.lower.graph.DeployGraph` to run.
         profile: a profile, profile name or path; default ``graph.profile``.
+        fast: use the family's whole-window kernels where they apply (same integers); ``False``
+            runs every layer step by step through ``neuron_step``.
 
     Raises:
         ProfileError: the profile cannot be loaded.
@@ -85,7 +95,8 @@ class Simulator:
         FormatError: the graph's shapes or parameters are malformed.
     """
 
-    def __init__(self, graph: Any, profile: HardwareProfile | str | None = None):
+    def __init__(self, graph: Any, profile: HardwareProfile | str | None = None, *,
+                 fast: bool = True):
         self.graph = graph
         self.profile = load_profile(profile if profile is not None else graph.profile)
         p = self.profile
@@ -102,6 +113,7 @@ class Simulator:
                               f"{', '.join(READOUT_KINDS)}")
         self.family = get_family(p.family)
         self.config = self.family.Config.from_profile(p)
+        self._scan_kernel = getattr(self.family, "NeuronScan", None) if fast else None
         self.structure = layer_structure(graph)
         self.input_shape = tuple(int(d) for d in graph.input_shape)
         self._stages = [self._stage(k, st) for k, st in enumerate(self.structure)]
@@ -137,6 +149,14 @@ class Simulator:
         if layer.kind == "conv":
             o, cg, kh, kw = np.asarray(layer.weight).shape
             work = max(work, int(np.prod(st.out_shape[1:])) * cg * kh * kw)
+        fan = np.asarray(st.fan_out).reshape(-1)
+        kernel = self._scan_kernel
+        scan = kernel is not None and kernel.supported(params, self.config, max_spikes)
+        row_bound = None
+        if scan and layer.kind == "dense":
+            from neurodeploy.arith.loihi_scan import row_abs_bound
+
+            row_bound = row_abs_bound(layer.weight)
         return _Stage(
             struct=st, layer=layer,
             delay=p.timing.input_delay if k == 0 else p.timing.synapse_delay,
@@ -145,6 +165,9 @@ class Simulator:
             payload_input=(k == 0 and p.input.graded_bits > 0
                            and p.input.graded_mode == "payload"),
             work=work,
+            fan_out=int(fan[0]) if fan.size and fan.min() == fan.max() else None,
+            scan=scan,
+            row_bound=row_bound,
         )
 
     @property
@@ -179,7 +202,7 @@ class Simulator:
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise DataError(f"inputs need at least one sample and one step, got {tuple(x.shape)}")
         if x.dtype == np.bool_:
-            return x.astype(np.uint8), int(x.any())
+            return x.view(np.uint8), 1
         if np.issubdtype(x.dtype, np.floating):
             if not np.all(np.isfinite(x)) or not np.all(x == np.rint(x)):
                 raise DataError("inputs must be integers (spikes or graded event values)")
@@ -188,13 +211,15 @@ class Simulator:
             raise DataError(f"inputs must be integers, got dtype {x.dtype}")
         gb = self.profile.input.graded_bits
         hi = 1 if gb == 0 else (1 << gb) - 1
-        lo_v, hi_v = int(x.min()), int(x.max())
-        if lo_v < 0 or hi_v > hi:
+        # one pass: seen as unsigned, a negative value is huge, so max <= hi proves 0 <= x <= hi
+        top = int(x.view(np.dtype(f"u{x.dtype.itemsize}")).max())
+        if top > hi:
+            lo_v, hi_v = int(x.min()), int(x.max())
             what = "binary spikes (0 or 1)" if gb == 0 else f"{gb}-bit graded values 0..{hi}"
             bad = lo_v if lo_v < 0 else hi_v
             raise DataError(f"input value {bad} out of range: profile {self.profile.name} takes "
                             f"{what} (input.graded_bits = {gb})")
-        return x.astype(np.uint8 if hi <= 255 else np.int64, copy=False), hi_v
+        return x.astype(np.uint8 if hi <= 255 else np.int64, copy=False), top
 
     # ------------------------------------------------------------------ run
     def run(
@@ -268,12 +293,15 @@ class Simulator:
             raster, v_last, counts = self._run_stage(stage, delivered, delivered_max, steps,
                                                      record, states)
             name = stage.struct.name
-            s_in = delivered.reshape(b, steps, -1)
-            events = (s_in != 0) if stage.payload_input else s_in
-            per_input = events.sum(axis=1, dtype=np.int64)  # [B, M] events per input
-            synops[:, k] = per_input @ stage.struct.fan_out.reshape(-1)
+            events = _events(delivered, b, steps, stage.payload_input or delivered_max <= 1,
+                             per_input=stage.fan_out is None)
+            if stage.fan_out is None:  # [B, M] events per input
+                synops[:, k] = events @ stage.struct.fan_out.reshape(-1)
+                events = events.sum(axis=1)
+            else:  # [B] events per sample
+                synops[:, k] = events * stage.fan_out
             if k == 0:
-                input_spikes = per_input.sum(axis=1)
+                input_spikes = events
             u_ovf[:, k], v_ovf[:, k], acc_ovf[:, k] = counts
             per_neuron = raster.sum(axis=1, dtype=np.int64)
             neuron_counts.append(per_neuron)
@@ -326,6 +354,8 @@ class Simulator:
     def _run_stage(self, stage: _Stage, s_in: np.ndarray, s_max: int, steps: int,
                    record: tuple[str, ...], states: dict[str, dict[str, np.ndarray]]):
         """Simulate one layer over all steps; returns (raster, final v, overflow counts)."""
+        if stage.scan:
+            return self._run_stage_scan(stage, s_in, s_max, steps, record, states)
         st = stage.struct
         b = int(s_in.shape[0])
         out_shape = st.out_shape
@@ -362,12 +392,9 @@ class Simulator:
             advance(t, 0)
         # The synapse runs on every step's events, as the chip's does; the output of the last
         # d steps would be delivered after the window (it still counts for acc overflows).
-        chunk = max(1, min(steps, _CHUNK_ELEMENTS // max(1, b * stage.work)))
-        for c0 in range(0, steps, chunk):
-            c1 = min(c0 + chunk, steps)
+        for c0, c1 in self._chunks(stage, b, steps):
             n = c1 - c0
-            src = s_in[:, c0:c1].reshape(b * n, *st.in_shape)
-            a, mask = self._synapse(stage, src, s_max)
+            a, mask = self._synapse(stage, s_in[:, c0:c1].reshape(b * n, *st.in_shape), s_max)
             a = a.reshape(b, n, *out_shape)
             if mask is not None and mask.any():
                 ca[:] += count(mask.reshape(b, n, -1), batch_axes=1)
@@ -378,6 +405,84 @@ class Simulator:
         if rec_v is not None:
             states["v"][st.name] = rec_v
         return raster, v, (cu, cv, ca)
+
+    def _chunks(self, stage: _Stage, b: int, steps: int, first: int = 0):
+        """Consecutive ``(c0, c1)`` step ranges whose synapse work fits one chunk."""
+        chunk = max(1, min(steps, _CHUNK_ELEMENTS // max(1, b * stage.work)))
+        for c0 in range(first, steps, chunk):
+            yield c0, min(c0 + chunk, steps)
+
+    def _run_stage_scan(self, stage: _Stage, s_in: np.ndarray, s_max: int, steps: int,
+                        record: tuple[str, ...], states: dict[str, dict[str, np.ndarray]]):
+        """:meth:`_run_stage` with the family's whole-window kernels (same results)."""
+        st, layer, cfg = stage.struct, stage.layer, self.config
+        b = int(s_in.shape[0])
+        n_out = int(np.prod(st.out_shape))
+        s_in = s_in.reshape(b, steps, *st.in_shape)
+        raster = np.zeros((b, steps, *st.out_shape), dtype=np.uint8)
+        flat = raster.reshape(b, steps, n_out)
+        scan = self._scan_kernel(b, st.out_shape, stage.params, cfg, stage.initial_v, steps,
+                                 "u" in record, "v" in record)
+        ca = np.zeros(b, dtype=np.int64)
+        d = min(stage.delay, steps)
+        if d:
+            scan.run(None, 0.0, flat, 0, d)
+        scale = float(1 << cfg.activation_shift)
+        for c0, c1 in self._chunks(stage, b, steps):
+            n = c1 - c0
+            deliver = min(n, steps - d - c0)  # steps of this chunk delivered in the window
+            src = s_in[:, c0:c1].reshape(b * n, *st.in_shape)
+            res = None
+            if layer.kind == "dense":
+                # exact only where no accumulator or storage rule can act: then the output of
+                # the last d steps, delivered after the window, is not needed either
+                if deliver <= 0:
+                    if self.family.dense_input(layer.weight, src[:0].reshape(0, -1),
+                                               int(layer.weight_exp), cfg, s_max,
+                                               stage.row_bound) is not None:
+                        break
+                else:
+                    src_d = s_in[:, c0:c0 + deliver].reshape(b * deliver, -1)
+                    res = self.family.dense_input(layer.weight, src_d, int(layer.weight_exp),
+                                                  cfg, s_max, stage.row_bound)
+                    if res is not None and deliver < n:
+                        # the undelivered rest cannot change a count either
+                        res = (res[0].reshape(b, deliver, n_out), res[1])
+                    elif res is not None:
+                        res = (res[0].reshape(b, n, n_out), res[1])
+            if res is None:
+                a, mask = self._synapse(stage, src, s_max)
+                if mask is not None and mask.any():
+                    ca[:] += count(mask.reshape(b, n, -1), batch_axes=1)
+                if deliver <= 0:
+                    continue
+                a = a.reshape(b, n, n_out)[:, :deliver]
+                af = np.multiply(a, scale, dtype=np.float64)
+                bound = float(np.abs(af).max()) if af.size else 0.0
+                if bound >= 2.0**52:
+                    raise UnsupportedError(f"{st.label}: synaptic input {bound:.3g} is too "
+                                           f"large to simulate exactly")
+                res = (af, bound)
+            scan.run(res[0], res[1], flat, c0 + d, deliver)
+        if scan.states_u is not None:
+            states["u"][st.name] = scan.states_u.reshape(b, steps, *st.out_shape)
+        if scan.states_v is not None:
+            states["v"][st.name] = scan.states_v.reshape(b, steps, *st.out_shape)
+        return raster, scan.v, (scan.u_overflows, scan.v_overflows, ca)
+
+
+def _events(x: np.ndarray, b: int, steps: int, nonzero: bool, per_input: bool) -> np.ndarray:
+    """Events in raster ``x`` ``[B, steps, ...]``: per sample and input ``[B, M]``
+    (``per_input``) or per sample ``[B]``; a non-zero entry counts once when ``nonzero``, else
+    by its value."""
+    flat = x.reshape(b, steps, -1)
+    if per_input:
+        if nonzero:
+            return np.count_nonzero(flat, axis=1).astype(np.int64)
+        return flat.sum(axis=1, dtype=np.int64)
+    if nonzero:
+        return np.array([np.count_nonzero(row) for row in flat], dtype=np.int64)
+    return flat.reshape(b, -1).sum(axis=1, dtype=np.int64)
 
 
 def _decay(value: Any, label: str) -> Any:
