@@ -160,7 +160,8 @@ def run_sweep(model: SpikingNet, profile: str, dataset: Any, *, weight_bits: lis
                 log(f"      {axis} = {v}: simulated accuracy {100 * res.before.accuracy:.2f}% → "
                     f"{100 * res.after.accuracy:.2f}% after fine-tuning ({res.seconds:.1f} s)")
     report = {"profile": base.profile, "float_accuracy": base.float_accuracy,
-              "ptq_accuracy": base.accuracy, "finetune": config_dict(config or FinetuneConfig()),
+              "ptq_accuracy": base.accuracy, "samples": base.samples,
+              "finetune": config_dict(config or FinetuneConfig()),
               "dataset": getattr(dataset, "name", ""), "split": getattr(dataset, "split", ""),
               "points": points}
     if out_dir is not None:

@@ -99,19 +99,29 @@ AXIS_LABELS = {"weight_bits": "weight bits", "jitter": "spike-time jitter (± st
 
 
 def plot_sweep(report: dict[str, Any], path: str | Path) -> Path:
-    """One panel per swept constraint: simulated accuracy before and after fine-tuning, with the
-    float accuracy and the unconstrained post-training accuracy as reference lines."""
+    """One panel per swept constraint: simulated accuracy before and after fine-tuning (error bars:
+    one binomial standard error over the test samples), with the float accuracy as reference."""
+    import math
+
+    n = max(int(report.get("samples", 0)), 1)
+
+    def se(acc: float) -> float:
+        return 100 * math.sqrt(max(acc * (1 - acc), 0.0) / n)
+
     axes_present = [a for a in AXIS_LABELS if any(p["axis"] == a for p in report["points"])]
     fig, axes = plt.subplots(1, len(axes_present), figsize=(5.2 * len(axes_present), 4), squeeze=False)
     for ax, axis in zip(axes[0], axes_present, strict=True):
         pts = sorted((p for p in report["points"] if p["axis"] == axis), key=lambda p: p["value"])
         xs = [p["value"] for p in pts]
-        ax.plot(xs, [100 * p["ptq_accuracy"] for p in pts], "o--", label="after quantization")
-        ax.plot(xs, [100 * p["finetuned_accuracy"] for p in pts], "s-", label="after fine-tuning")
+        for key, fmt, label in (("ptq_accuracy", "o--", "after quantization"),
+                                ("finetuned_accuracy", "s-", "after fine-tuning")):
+            ys = [100 * p[key] for p in pts]
+            ax.errorbar(xs, ys, yerr=[se(p[key]) for p in pts], fmt=fmt, capsize=3, label=label)
         ax.axhline(100 * report["float_accuracy"], color="gray", ls=":", label="float")
         ax.set(xlabel=AXIS_LABELS[axis], ylabel="simulated accuracy (%)", xticks=xs)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{report.get('dataset', '')} on {report['profile']}: accuracy under constraints")
+    fig.suptitle(f"{report.get('dataset', '')} on {report['profile']}: simulated accuracy under constraints "
+                 f"({n} test samples; bars: ±1 standard error)")
     fig.tight_layout()
     return _save(fig, path)
