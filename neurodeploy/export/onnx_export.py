@@ -1,0 +1,728 @@
+"""ONNX export of a float :class:`~neurodeploy.models.SpikingNet` (eval semantics).
+
+Two variants, both in the standard ONNX domain (opset 17, IR version 8, no custom operators),
+built node by node with ``onnx.helper`` so every operation mirrors the PyTorch forward pass:
+
+* ``"step"`` (default): one time step, ``(x_t, state...) -> (out_t, state'...)``. Inputs ``x``
+  ``[batch, *input_shape]`` and one tensor per neuron state (``v``, the post-reset potential of
+  every spiking layer; CUBA layers also carry their synaptic current ``i``); outputs ``out``
+  (the last stage's output at this step) and the updated states. The host runs the loop
+  (:func:`run_onnx_sequence`).
+* ``"sequence"``: the whole sequence in one graph: the step graph is the body of an ONNX ``Scan``
+  whose loop-carried variables are the states (initialised inside the graph). Input ``x``
+  ``[steps, batch, *input_shape]``; outputs ``outputs`` ``[steps, batch, N]`` and ``logits``
+  ``[batch, N]``.
+
+Operators: ``Gemm`` (Linear), ``Conv``, ``BatchNormalization`` (running statistics),
+``AveragePool``, ``MaxPool``, ``Flatten``; neurons with ``Mul``/``Add`` (decay and charge),
+``Sub``/``Div`` (distance to threshold exactly as the spike function forms it: ``M - V`` for the
+absolute scale mode, ``M / V - 1`` for the relative and TrSG modes), ``Greater`` + ``Cast``
+(strict Heaviside), ``Mul`` by ``V`` (TrSG's output ``V·S``), and ``M·(1 - S)`` or ``M - V·S``
+(reset to zero or by subtraction). Neuron models: LIF (leak and decay-input forms), IF, PLIF and
+CUBA, fixed or learned thresholds (exported as the constant the model uses), MP-Init (the initial
+``v``). Surrogate gradients only shape training and are not exported.
+
+``metadata_props`` (all strings; JSON where structured): ``neurodeploy.format`` (=
+``neurodeploy.onnx``), ``neurodeploy.format_version``, ``neurodeploy.variant``,
+``neurodeploy.dtype``, ``neurodeploy.steps`` (``T``), ``neurodeploy.input_shape``,
+``neurodeploy.encoding``, ``neurodeploy.neurons`` (per spiking layer: model, form, reset, scale
+mode, threshold, decays), ``neurodeploy.states`` (per state: input and output names, per-sample
+shape, initial value), ``neurodeploy.readout`` and ``neurodeploy.readout_rule``,
+``neurodeploy.model_spec``, and for a quantized checkpoint ``neurodeploy.profile`` (and
+``neurodeploy.dt_s`` when the profile has a time step). The models have no physical time step:
+one step is one model step.
+
+Read-out rule: ``logits = mean over the T steps of out``; the prediction is its argmax (ties to
+the lowest index), as :meth:`SpikingNet.readout` computes.
+
+Refused: layers other than those above, ``Flatten`` other than ``start_dim=1``, padding modes
+other than zeros, batch norm without running statistics, and ``float64`` exports of ``Conv`` or
+``AveragePool`` (onnxruntime's CPU provider has no float64 kernel for them).
+
+Every file is checked with ``onnx.checker`` (full check) and opened and run once with
+onnxruntime before it is renamed into place. :func:`read_onnx` raises :class:`FormatError` (one
+line) for a missing, corrupt, truncated or foreign file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.atomic import atomic_path
+from neurodeploy.errors import (
+    ConfigError,
+    DataError,
+    FormatError,
+    NeurodeployError,
+    UnsupportedError,
+)
+
+ONNX_FORMAT = "neurodeploy.onnx"
+ONNX_VERSION = 1
+OPSET = 17
+IR_VERSION = 8
+VARIANTS = ("step", "sequence")
+DTYPES = ("float32", "float64")
+PREFIX = "neurodeploy."
+
+
+# --------------------------------------------------------------------------------- graph building
+class _Builder:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self, np_dtype: Any, elem: int, prefix: str = ""):
+        self.np_dtype = np_dtype
+        self.elem = elem
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self._n = 0
+        self._prefix = prefix
+
+    def fresh(self, hint: str) -> str:
+        self._n += 1
+        return f"{self._prefix}{hint}_{self._n}"
+
+    def const(self, hint: str, value: Any, dtype: Any = None) -> str:
+        from onnx import numpy_helper
+
+        name = self.fresh(hint)
+        arr = np.asarray(value, dtype=dtype or self.np_dtype)
+        self.inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, output: str | None = None,
+           **attrs: Any) -> str:
+        from onnx import helper
+
+        out = output or self.fresh(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{out}/{op_type}",
+                                           **attrs))
+        return out
+
+
+@dataclass
+class _NeuronPlan:
+    stage: str
+    model: str
+    form: str
+    reset: str
+    scale: str
+    shape: tuple[int, ...]
+    threshold: np.ndarray
+    decay: np.ndarray | None  # membrane factor (LIF/PLIF), None for IF (factor exactly 1)
+    input_factor: np.ndarray | None  # (1 - decay) of the decay-input form
+    current_factor: np.ndarray | None  # CUBA
+    voltage_factor: np.ndarray | None  # CUBA
+    initial_v: float
+    states: list[str]
+
+    def describe(self) -> dict[str, Any]:
+        d = {"stage": self.stage, "model": self.model, "form": self.form, "reset": self.reset,
+             "scale": self.scale, "threshold": float(self.threshold), "shape": list(self.shape),
+             "states": self.states, "initial_v": self.initial_v}
+        for key in ("decay", "input_factor", "current_factor", "voltage_factor"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = float(value)
+        return d
+
+
+def _dtype_info(dtype: str):
+    from onnx import TensorProto
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"ONNX dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    import torch
+
+    if dtype == "float32":
+        return np.float32, TensorProto.FLOAT, torch.float32
+    return np.float64, TensorProto.DOUBLE, torch.float64
+
+
+def _plan(model: Any, torch_dtype: Any) -> tuple[list[tuple[int, Any, Any]], tuple[int, ...]]:
+    """Per stage: (index, module, neuron plan or None); and the output shape per sample."""
+    import torch
+    from torch import nn
+
+    from neurodeploy.nn import functional as F  # noqa: N812
+    from neurodeploy.nn.neurons import SpikingNeuron
+
+    np_dtype = np.float32 if torch_dtype == torch.float32 else np.float64
+    h = torch.zeros((1, *model.spec.input_shape), dtype=torch_dtype)
+    stages: list[tuple[int, Any, Any]] = []
+    with torch.no_grad():
+        for i, stage in enumerate(model.stages):
+            name = f"stages.{i}"
+            if isinstance(stage, SpikingNeuron):
+                cfg = stage.config
+                vth = stage.threshold.to(torch_dtype).detach().numpy().astype(np_dtype)
+                decay = input_factor = cf = vf = None
+                form = "leak"
+                if cfg.model == "cuba":
+                    cf = np_dtype(F.cuba_factor(cfg.current_decay))
+                    vf = np_dtype(F.cuba_factor(cfg.voltage_decay))
+                    form = "current"
+                elif cfg.model != "if":
+                    form = cfg.form
+                    d = stage.decay()
+                    if isinstance(d, torch.Tensor):
+                        d32 = d.detach().to(torch_dtype)
+                        decay = d32.numpy().astype(np_dtype)
+                        input_factor = (1 - d32).numpy().astype(np_dtype)
+                    else:
+                        decay = np_dtype(d)
+                        input_factor = np_dtype(1 - d)
+                    if form == "leak":
+                        input_factor = None
+                init = float(stage.mp_mean.to(torch_dtype)) if cfg.mp_init else 0.0
+                states = ["i", "v"] if cfg.model == "cuba" else ["v"]
+                plan = _NeuronPlan(name, cfg.model, form, cfg.reset, cfg.scale,
+                                   tuple(int(v) for v in h.shape[1:]), vth, decay, input_factor,
+                                   cf, vf, init, states)
+                stages.append((i, stage, plan))
+                continue
+            if isinstance(stage, nn.Flatten):
+                if stage.start_dim != 1 or stage.end_dim != -1:
+                    raise UnsupportedError(f"{name}: only Flatten(start_dim=1, end_dim=-1) is "
+                                           "exported")
+            elif isinstance(stage, nn.Linear):
+                if h.dim() != 2:
+                    raise UnsupportedError(f"{name}: a Linear layer on a {h.dim()}-D input needs a "
+                                           "Flatten before it")
+            elif isinstance(stage, nn.Conv2d | nn.AvgPool2d) and np_dtype is np.float64:
+                raise UnsupportedError(f"{name}: {type(stage).__name__} cannot be exported in "
+                                       "float64 (onnxruntime has no float64 kernel for it); use "
+                                       "dtype float32")
+            elif isinstance(stage, nn.Conv2d):
+                if stage.padding_mode != "zeros" or isinstance(stage.padding, str):
+                    raise UnsupportedError(f"{name}: only explicit zero padding is exported")
+            elif isinstance(stage, nn.BatchNorm1d | nn.BatchNorm2d):
+                if not stage.track_running_stats or stage.running_mean is None:
+                    raise UnsupportedError(f"{name}: batch norm without running statistics has no "
+                                           "eval-mode export")
+                if isinstance(stage, nn.BatchNorm1d) and h.dim() != 2:
+                    raise UnsupportedError(f"{name}: BatchNorm1d on a {h.dim()}-D input")
+            elif isinstance(stage, nn.AvgPool2d):
+                if stage.divisor_override is not None:
+                    raise UnsupportedError(f"{name}: average pooling with divisor_override")
+            elif isinstance(stage, nn.MaxPool2d):
+                if stage.return_indices:
+                    raise UnsupportedError(f"{name}: max pooling that returns indices")
+            elif not isinstance(stage, nn.Identity | nn.Dropout):
+                raise UnsupportedError(f"{name}: layer {type(stage).__name__} has no ONNX export")
+            stages.append((i, stage, None))
+            h = stage(h)
+    return stages, tuple(int(v) for v in h.shape[1:])
+
+
+def _pair(v: Any) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
+
+
+def _emit_stateless(b: _Builder, stage: Any, h: str, name: str) -> str:
+    from torch import nn
+
+    def arr(t):
+        return t.detach().cpu().numpy().astype(b.np_dtype)
+
+    if isinstance(stage, nn.Flatten):
+        return b.op("Flatten", [h], f"{name}.flatten", axis=1)
+    if isinstance(stage, nn.Linear):
+        ins = [h, b.const(f"{name}.weight", arr(stage.weight))]
+        if stage.bias is not None:
+            ins.append(b.const(f"{name}.bias", arr(stage.bias)))
+        return b.op("Gemm", ins, f"{name}.linear", transB=1)
+    if isinstance(stage, nn.Conv2d):
+        ins = [h, b.const(f"{name}.weight", arr(stage.weight))]
+        if stage.bias is not None:
+            ins.append(b.const(f"{name}.bias", arr(stage.bias)))
+        ph, pw = _pair(stage.padding)
+        return b.op("Conv", ins, f"{name}.conv", kernel_shape=_pair(stage.kernel_size),
+                    strides=_pair(stage.stride), pads=[ph, pw, ph, pw],
+                    dilations=_pair(stage.dilation), group=int(stage.groups))
+    if isinstance(stage, nn.BatchNorm1d | nn.BatchNorm2d):
+        n = stage.num_features
+        scale = arr(stage.weight) if stage.weight is not None else np.ones(n, b.np_dtype)
+        bias = arr(stage.bias) if stage.bias is not None else np.zeros(n, b.np_dtype)
+        ins = [h, b.const(f"{name}.scale", scale), b.const(f"{name}.shift", bias),
+               b.const(f"{name}.mean", arr(stage.running_mean)),
+               b.const(f"{name}.var", arr(stage.running_var))]
+        return b.op("BatchNormalization", ins, f"{name}.bn", epsilon=float(stage.eps))
+    if isinstance(stage, nn.AvgPool2d):
+        k = _pair(stage.kernel_size)
+        s = _pair(stage.stride) if stage.stride is not None else k
+        ph, pw = _pair(stage.padding)
+        return b.op("AveragePool", [h], f"{name}.avgpool", kernel_shape=k, strides=s,
+                    pads=[ph, pw, ph, pw], ceil_mode=int(stage.ceil_mode),
+                    count_include_pad=int(stage.count_include_pad))
+    if isinstance(stage, nn.MaxPool2d):
+        k = _pair(stage.kernel_size)
+        s = _pair(stage.stride) if stage.stride is not None else k
+        ph, pw = _pair(stage.padding)
+        return b.op("MaxPool", [h], f"{name}.maxpool", kernel_shape=k, strides=s,
+                    pads=[ph, pw, ph, pw], dilations=_pair(stage.dilation),
+                    ceil_mode=int(stage.ceil_mode))
+    return h  # Identity, Dropout (eval)
+
+
+def _emit_neuron(b: _Builder, p: _NeuronPlan, current: str, state_in: list[str],
+                 state_out: list[str]) -> str:
+    """One neuron step; writes the new states to the names in ``state_out``; returns the
+    output (spikes, or ``V·S`` for TrSG)."""
+    n = p.stage
+    one = b.const(f"{n}.one", 1.0)
+    vth = b.const(f"{n}.threshold", p.threshold)
+    if p.model == "cuba":
+        i_in, v_in = state_in
+        i_new = b.op("Add", [b.op("Mul", [b.const(f"{n}.current_factor", p.current_factor), i_in],
+                                  f"{n}.i_decayed"), current], f"{n}.i", output=state_out[0])
+        m = b.op("Add", [b.op("Mul", [b.const(f"{n}.voltage_factor", p.voltage_factor), v_in],
+                              f"{n}.v_decayed"), i_new], f"{n}.m")
+        v_out = state_out[1]
+    else:
+        (v_in,) = state_in
+        v_out = state_out[0]
+        if p.decay is None:  # IF: 1.0 * v + I
+            m = b.op("Add", [v_in, current], f"{n}.m")
+        else:
+            decayed = b.op("Mul", [b.const(f"{n}.decay", p.decay), v_in], f"{n}.v_decayed")
+            inp = current
+            if p.input_factor is not None:
+                inp = b.op("Mul", [b.const(f"{n}.input_factor", p.input_factor), current],
+                           f"{n}.input")
+            m = b.op("Add", [decayed, inp], f"{n}.m")
+    if p.scale == "absolute":
+        x = b.op("Sub", [m, vth], f"{n}.distance")
+    else:
+        x = b.op("Sub", [b.op("Div", [m, vth], f"{n}.ratio"), one], f"{n}.distance")
+    s = b.op("Cast", [b.op("Greater", [x, b.const(f"{n}.zero", 0.0)], f"{n}.above")],
+             f"{n}.spikes", to=b.elem)
+    if p.reset == "zero":
+        b.op("Mul", [m, b.op("Sub", [one, s], f"{n}.keep")], f"{n}.v", output=v_out)
+    else:
+        b.op("Sub", [m, b.op("Mul", [vth, s], f"{n}.reset")], f"{n}.v", output=v_out)
+    if p.scale == "threshold_robust":
+        return b.op("Mul", [vth, s], f"{n}.out")
+    return s
+
+
+def _state_names(plans: list[_NeuronPlan]) -> list[tuple[str, str, _NeuronPlan, str]]:
+    out = []
+    for p in plans:
+        for kind in p.states:
+            out.append((f"state.{p.stage}.{kind}", f"next.{p.stage}.{kind}", p, kind))
+    return out
+
+
+def _emit_step(b: _Builder, stages: list[tuple[int, Any, Any]], x: str,
+               names: list[tuple[str, str, _NeuronPlan, str]], out_name: str,
+               rename: dict[str, str] | None = None) -> None:
+    """The step graph: from input ``x`` and the state inputs to ``out_name`` and the states'
+    outputs (names optionally mapped through ``rename``)."""
+    rename = rename or {}
+    h = x
+    pos = 0
+    last = len(stages) - 1
+    for k, (i, stage, plan) in enumerate(stages):
+        name = f"stages.{i}"
+        if plan is None:
+            h = _emit_stateless(b, stage, h, name)
+        else:
+            mine = names[pos:pos + len(plan.states)]
+            pos += len(plan.states)
+            h = _emit_neuron(b, plan, h, [rename.get(a, a) for a, _, _, _ in mine],
+                             [rename.get(o, o) for _, o, _, _ in mine])
+        if k == last:
+            b.op("Identity", [h], "out", output=out_name)
+
+
+def _value_info(name: str, elem: int, dims: list[Any]) -> Any:
+    from onnx import helper
+
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def _build(model: Any, variant: str, dtype: str, metadata: dict[str, str]) -> tuple[Any, list]:
+    from onnx import helper
+
+    np_dtype, elem, torch_dtype = _dtype_info(dtype)
+    stages, out_shape = _plan(model, torch_dtype)
+    plans = [p for _, _, p in stages if p is not None]
+    names = _state_names(plans)
+    in_shape = [int(v) for v in model.spec.input_shape]
+    states = [{"input": a, "output": o, "shape": list(p.shape), "initial": p.initial_v if k == "v"
+               else 0.0, "stage": p.stage, "kind": k} for a, o, p, k in names]
+    metadata[PREFIX + "neurons"] = json.dumps([p.describe() for p in plans])
+    if variant == "step":
+        b = _Builder(np_dtype, elem)
+        _emit_step(b, stages, "x", names, "out")
+        inputs = [_value_info("x", elem, ["batch", *in_shape])]
+        inputs += [_value_info(a, elem, ["batch", *p.shape]) for a, _, p, _ in names]
+        outputs = [_value_info("out", elem, ["batch", *out_shape])]
+        outputs += [_value_info(o, elem, ["batch", *p.shape]) for _, o, p, _ in names]
+        graph = helper.make_graph(b.nodes, "neurodeploy_step", inputs, outputs, b.inits)
+    else:
+        body = _Builder(np_dtype, elem, prefix="body.")
+        rename = {}
+        for a, o, _, _ in names:
+            rename[a] = f"body.{a}"
+            rename[o] = f"body.{o}"
+        _emit_step(body, stages, "body.x", names, "body.out", rename)
+        b_in = [_value_info(rename[a], elem, ["batch", *p.shape]) for a, _, p, _ in names]
+        b_in.append(_value_info("body.x", elem, ["batch", *in_shape]))
+        b_out = [_value_info(rename[o], elem, ["batch", *p.shape]) for _, o, p, _ in names]
+        b_out.append(_value_info("body.out", elem, ["batch", *out_shape]))
+        body_graph = helper.make_graph(body.nodes, "neurodeploy_step_body", b_in, b_out,
+                                       body.inits)
+        b = _Builder(np_dtype, elem)
+        shape_x = b.op("Shape", ["x"], "x_shape")
+        batch = b.op("Slice", [shape_x, b.const("one_i", [1], np.int64),
+                               b.const("two_i", [2], np.int64)], "batch")
+        init_names = []
+        for st in states:
+            dims = b.op("Concat", [batch, b.const(f"{st['stage']}.shape", st["shape"], np.int64)],
+                        f"{st['stage']}.{st['kind']}.dims", axis=0)
+            init_names.append(b.op("Expand", [b.const(f"{st['stage']}.{st['kind']}.init",
+                                                      st["initial"]), dims],
+                                   f"{st['stage']}.{st['kind']}.initial"))
+        finals = [f"final.{st['stage']}.{st['kind']}" for st in states]
+        b.nodes.append(helper.make_node("Scan", init_names + ["x"], finals + ["outputs"],
+                                        name="time_loop", num_scan_inputs=1, body=body_graph))
+        b.op("ReduceMean", ["outputs"], "logits", output="logits", axes=[0], keepdims=0)
+        inputs = [_value_info("x", elem, ["steps", "batch", *in_shape])]
+        outputs = [_value_info("outputs", elem, ["steps", "batch", *out_shape]),
+                   _value_info("logits", elem, ["batch", *out_shape])]
+        graph = helper.make_graph(b.nodes, "neurodeploy_sequence", inputs, outputs, b.inits)
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                   producer_name="neurodeploy", ir_version=IR_VERSION)
+    from neurodeploy import __version__
+
+    onnx_model.producer_version = str(__version__)
+    metadata[PREFIX + "states"] = json.dumps(states)
+    helper.set_model_props(onnx_model, metadata)
+    return onnx_model, states
+
+
+# ------------------------------------------------------------------------------------ exporting
+@dataclass
+class OnnxFile:
+    """A neurodeploy ONNX file read back by :func:`read_onnx`.
+
+    Attributes:
+        path: the file.
+        model: the ``onnx.ModelProto``.
+        metadata: all ``metadata_props`` (strings).
+        variant: ``"step"`` or ``"sequence"``.
+        dtype: ``"float32"`` or ``"float64"``.
+        steps: the number of time steps ``T`` the network was trained for.
+        input_shape: per-sample input shape.
+        encoding: the input encoding (plain data, see :class:`~neurodeploy.nn.Encoding`).
+        states: per state: ``input``/``output`` names, per-sample ``shape``, ``initial`` value.
+    """
+
+    path: Path
+    model: Any
+    metadata: dict[str, str]
+    variant: str
+    dtype: str
+    steps: int
+    input_shape: tuple[int, ...]
+    encoding: dict[str, Any]
+    states: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def np_dtype(self) -> Any:
+        return np.float32 if self.dtype == "float32" else np.float64
+
+
+@dataclass
+class OnnxRun:
+    """Result of :func:`run_onnx_sequence`: ``outputs`` ``[T, B, N]`` (the last stage's output
+    at every step) and ``logits`` ``[B, N]`` (their mean over the steps)."""
+
+    outputs: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Arg-max of the logits (ties to the lowest index)."""
+        return np.argmax(self.logits, axis=1)
+
+
+def _session(model_bytes_or_path: Any, src: str) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    try:
+        return ort.InferenceSession(model_bytes_or_path, sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise FormatError(f"{src}: onnxruntime cannot load the model ({first})") from None
+
+
+def _smoke_run(f: OnnxFile, sess: Any) -> None:
+    """Run one step (or a one-step sequence) on a zero batch and check the output shapes."""
+    x = np.zeros((1, 1, *f.input_shape), dtype=f.np_dtype)
+    try:
+        res = _run(f, sess, x)
+    except NeurodeployError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise FormatError(f"{f.path}: onnxruntime failed to run the model ({first})") from None
+    if res.outputs.shape[:2] != (1, 1) or res.logits.shape[0] != 1:
+        raise FormatError(f"{f.path}: the model returned outputs of shape {res.outputs.shape}")
+
+
+def export_onnx(model: Any, path: str | Path, *, variant: str = "step", dtype: str = "float32",
+                profile: str | None = None, dt_s: float | None = None,
+                extra_metadata: dict[str, Any] | None = None) -> OnnxFile:
+    """Write ``model`` (a :class:`~neurodeploy.models.SpikingNet`, eval semantics) as ONNX.
+
+    Args:
+        model: the float network; it is not modified (a copy is converted to ``dtype``).
+        path: destination ``.onnx`` file, written atomically after validation.
+        variant: ``"step"`` (one time step; the host loops) or ``"sequence"`` (``Scan`` over
+            all steps).
+        dtype: ``"float32"`` (default) or ``"float64"`` tensors.
+        profile: name of the hardware profile a quantized checkpoint was tuned for (metadata).
+        dt_s: the profile's time step in seconds, if it has one (metadata).
+        extra_metadata: more ``neurodeploy.*`` entries (values stored as JSON unless strings).
+
+    Returns:
+        The validated file as :class:`OnnxFile`.
+
+    Raises:
+        UnsupportedError: a stage that has no ONNX export.
+        ConfigError: unknown variant or dtype.
+    """
+    from onnx import checker
+
+    from neurodeploy.models import SpikingNet
+
+    if variant not in VARIANTS:
+        raise ConfigError(f"ONNX variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    _, _, torch_dtype = _dtype_info(dtype)
+    if not isinstance(model, SpikingNet):
+        raise UnsupportedError(f"ONNX export takes a neurodeploy SpikingNet, got "
+                               f"{type(model).__name__}")
+    net = copy.deepcopy(model).to(torch_dtype).eval()
+    spec = net.spec
+    meta: dict[str, str] = {
+        PREFIX + "format": ONNX_FORMAT, PREFIX + "format_version": str(ONNX_VERSION),
+        PREFIX + "variant": variant, PREFIX + "dtype": dtype, PREFIX + "steps": str(spec.steps),
+        PREFIX + "input_shape": json.dumps(list(spec.input_shape)),
+        PREFIX + "encoding": json.dumps(spec.encoding),
+        PREFIX + "readout": spec.readout,
+        PREFIX + "readout_rule": (
+            "logits = mean over the T time steps of 'out' (step variant: host loop, see "
+            "run_onnx_sequence; sequence variant: output 'logits'); prediction = argmax"),
+        PREFIX + "model_spec": json.dumps(spec.to_dict()),
+    }
+    if profile is not None:
+        meta[PREFIX + "profile"] = str(profile)
+    if dt_s is not None:
+        meta[PREFIX + "dt_s"] = repr(float(dt_s))
+    for key, value in (extra_metadata or {}).items():
+        meta[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+    onnx_model, _ = _build(net, variant, dtype, meta)
+    try:
+        checker.check_model(onnx_model, full_check=True)
+    except Exception as exc:  # a bug in the builder: report it in one line
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise FormatError(f"the ONNX graph fails onnx.checker ({first})") from None
+    dest = Path(path)
+    with atomic_path(dest, suffix=".tmp.onnx") as tmp:
+        tmp.write_bytes(onnx_model.SerializeToString())
+        written = read_onnx(tmp)
+        _smoke_run(written, _session(str(tmp), str(dest)))
+    written.path = dest
+    return written
+
+
+# ------------------------------------------------------------------------------------- reading
+def _meta_json(meta: dict[str, str], key: str, src: str, kind: type) -> Any:
+    if PREFIX + key not in meta:
+        raise FormatError(f"{src}: metadata '{PREFIX}{key}' is missing")
+    try:
+        value = json.loads(meta[PREFIX + key])
+    except ValueError:
+        raise FormatError(f"{src}: metadata '{PREFIX}{key}' is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise FormatError(f"{src}: metadata '{PREFIX}{key}' must be a {kind.__name__}")
+    return value
+
+
+def read_onnx(path: str | Path) -> OnnxFile:
+    """Read and check an ONNX file written by :func:`export_onnx`.
+
+    Raises:
+        FormatError: the file is missing, not ONNX (corrupt or truncated), fails
+            ``onnx.checker``, was not written by neurodeploy, or has malformed metadata.
+    """
+    import onnx
+    from onnx import checker
+
+    p = Path(path)
+    src = str(p)
+    if not p.exists():
+        raise FormatError(f"ONNX file {p} does not exist")
+    if p.is_dir():
+        raise FormatError(f"ONNX file {p} is a folder")
+    try:
+        model = onnx.load_model_from_string(p.read_bytes())
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise FormatError(f"{src} is not a readable ONNX file (corrupt, truncated or another "
+                          f"format: {type(exc).__name__})") from None
+    try:
+        checker.check_model(model, full_check=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise FormatError(f"{src} is not a valid ONNX model ({first})") from None
+    meta = {prop.key: prop.value for prop in model.metadata_props}
+    if meta.get(PREFIX + "format") != ONNX_FORMAT:
+        raise FormatError(f"{src} was not written by neurodeploy (no '{PREFIX}format' metadata)")
+    if meta.get(PREFIX + "format_version") != str(ONNX_VERSION):
+        raise FormatError(f"{src} has format version {meta.get(PREFIX + 'format_version')!r}; "
+                          f"this neurodeploy reads version {ONNX_VERSION}")
+    variant = meta.get(PREFIX + "variant")
+    dtype = meta.get(PREFIX + "dtype")
+    if variant not in VARIANTS or dtype not in DTYPES:
+        raise FormatError(f"{src}: unknown variant {variant!r} or dtype {dtype!r} in metadata")
+    try:
+        steps = int(meta.get(PREFIX + "steps", ""))
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise FormatError(f"{src}: metadata '{PREFIX}steps' must be a positive integer")
+    shape = _meta_json(meta, "input_shape", src, list)
+    if not shape or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                            for v in shape):
+        raise FormatError(f"{src}: metadata input shape {shape!r} is not positive integers")
+    encoding = _meta_json(meta, "encoding", src, dict)
+    states = _meta_json(meta, "states", src, list)
+    inputs = {v.name for v in model.graph.input}
+    outputs = {v.name for v in model.graph.output}
+    for st in states:
+        ok = isinstance(st, dict) and isinstance(st.get("shape"), list) and \
+            isinstance(st.get("initial"), int | float)
+        if ok and variant == "step":
+            ok = st.get("input") in inputs and st.get("output") in outputs
+        if not ok:
+            raise FormatError(f"{src}: metadata state {st!r} does not match the graph")
+    want_in = {"x"}
+    want_out = {"out"} if variant == "step" else {"outputs", "logits"}
+    if not want_in <= inputs or not want_out <= outputs:
+        raise FormatError(f"{src}: the graph lacks the inputs/outputs of a {variant} export")
+    return OnnxFile(p, model, meta, variant, dtype, steps, tuple(shape), encoding, states)
+
+
+# --------------------------------------------------------------------------------- running
+def _run(f: OnnxFile, sess: Any, seq: np.ndarray) -> OnnxRun:
+    if f.variant == "sequence":
+        outs, logits = sess.run(["outputs", "logits"], {"x": seq})
+        return OnnxRun(np.asarray(outs), np.asarray(logits))
+    b = seq.shape[1]
+    state = {st["input"]: np.full((b, *st["shape"]), st["initial"], dtype=f.np_dtype)
+             for st in f.states}
+    names = ["out"] + [st["output"] for st in f.states]
+    outs = []
+    for t in range(seq.shape[0]):
+        res = sess.run(names, {"x": seq[t], **state})
+        outs.append(res[0])
+        state = {st["input"]: value for st, value in zip(f.states, res[1:], strict=True)}
+    outputs = np.stack(outs)
+    logits = outputs.mean(axis=0, dtype=np.float64).astype(f.np_dtype)
+    return OnnxRun(outputs, logits)
+
+
+def run_onnx_sequence(path: str | Path | OnnxFile, sequence: Any) -> OnnxRun:
+    """Run an exported network over a whole input sequence with onnxruntime (CPU).
+
+    The host loop of the step variant: states start at their ``initial`` values (zeros, or the
+    MP-Init potential), then for ``t = 0 .. T-1`` the step graph maps ``(x[t], states)`` to
+    ``(out[t], states')``; the logits are the mean of ``out`` over the steps. The sequence
+    variant runs the same loop inside its ``Scan`` in one call.
+
+    Args:
+        path: an ONNX file from :func:`export_onnx` (or an :class:`OnnxFile`).
+        sequence: encoded input ``[T, B, *input_shape]`` (numpy or torch; time-major, as
+            :meth:`SpikingNet.encode` and :func:`onnx_input_sequence` produce).
+
+    Raises:
+        FormatError: the file is not a readable neurodeploy ONNX export.
+        DataError: the sequence has the wrong shape or non-finite values.
+    """
+    f = path if isinstance(path, OnnxFile) else read_onnx(path)
+    if type(sequence).__module__.split(".", 1)[0] == "torch":
+        sequence = sequence.detach().cpu().numpy()
+    seq = np.asarray(sequence)
+    want = len(f.input_shape) + 2
+    if seq.ndim != want or tuple(seq.shape[2:]) != f.input_shape or seq.shape[0] < 1 \
+            or seq.shape[1] < 1:
+        raise DataError(f"the sequence must have shape [steps, batch, "
+                        f"{', '.join(map(str, f.input_shape))}], got {tuple(seq.shape)}")
+    if seq.dtype.kind not in "fiub" or not np.all(np.isfinite(seq)):
+        raise DataError("the sequence must hold finite numbers")
+    seq = np.ascontiguousarray(seq.astype(f.np_dtype))
+    sess = _session(str(f.path), str(f.path))
+    try:
+        return _run(f, sess, seq)
+    except NeurodeployError:
+        raise
+    except Exception as exc:  # onnxruntime errors of a damaged file
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise FormatError(f"{f.path}: onnxruntime failed to run the model ({first})") from None
+
+
+def onnx_input_sequence(path: str | Path | OnnxFile, x: Any, generator: Any = None) -> np.ndarray:
+    """Encode samples ``x`` ``[B, *input_shape]`` (values in [0, 1]) into the time-major input
+    sequence ``[T, B, *input_shape]`` of an exported network, with its stored encoding and
+    ``T`` (rate encoding draws from ``generator``, default: seeded with the encoding's seed, as
+    the PyTorch model does)."""
+    import torch
+
+    from neurodeploy.nn.encoding import Encoding, encode
+
+    f = path if isinstance(path, OnnxFile) else read_onnx(path)
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if tuple(xt.shape[1:]) != f.input_shape:
+        raise DataError(f"samples must have shape [batch, {', '.join(map(str, f.input_shape))}], "
+                        f"got {tuple(xt.shape)}")
+    try:
+        enc = Encoding.from_config(f.encoding)
+    except ConfigError as exc:
+        raise FormatError(f"{f.path}: stored encoding is invalid ({exc})") from None
+    return encode(xt, f.steps, enc, generator).numpy().astype(f.np_dtype)
+
+
+def export_checkpoint_onnx(checkpoint: str | Path, path: str | Path, *, variant: str = "step",
+                           dtype: str = "float32") -> OnnxFile:
+    """Export a checkpoint's float network with :func:`export_onnx`; a quantized checkpoint's
+    profile (and its time step, if any) goes into the metadata."""
+    from neurodeploy.hardware import load_profile
+    from neurodeploy.train.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    quant = ck.meta.get("quant") if isinstance(ck.meta, dict) else None
+    profile = dt_s = None
+    extra: dict[str, Any] = {}
+    if quant:
+        profile = quant.get("profile")
+        extra["quantization"] = {k: quant.get(k) for k in ("constraints", "scales") if k in quant}
+        try:
+            dt_s = load_profile(profile).timing.dt_s
+        except NeurodeployError:
+            dt_s = None
+    return export_onnx(ck.build(), path, variant=variant, dtype=dtype, profile=profile, dt_s=dt_s,
+                       extra_metadata=extra)
+
