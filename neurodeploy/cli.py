@@ -448,5 +448,209 @@ def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
                  log=lambda msg: click.echo(msg, err=True), profile=profile_name)
 
 
+# ---------------------------------------------------------------------------------------- ttfs
+def _parse_floats(text: str | None, what: str) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _ttfs_constraints(weight_bits=None, time_bits=None, jitter=None, jitter_sigma=None,
+                      latency_quantile=None, latency_budget=None):
+    """TTFS constraints from the command-line options (None when no option was given)."""
+    from neurodeploy.ttfs import TTFSConstraints
+
+    if jitter is not None and jitter_sigma is not None:
+        raise ConfigError("give either --jitter (grid steps) or --jitter-sigma (window lengths), not both")
+    given = (weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
+    if all(v is None for v in given):
+        return None
+    j = {"kind": "gaussian", "sigma": jitter_sigma} if jitter_sigma is not None else jitter
+    return TTFSConstraints(weight_bits=weight_bits, jitter=j, time_bits=time_bits,
+                           latency_quantile=latency_quantile, latency_budget=latency_budget)
+
+
+def _ttfs_constraint_options(fn):
+    for opt in reversed([
+        click.option("--weight-bits", type=int, help="Weight precision in bits (2..16)."),
+        click.option("--time-bits", type=int, help="Spike-time grid: 2^B clock steps per window."),
+        click.option("--jitter", type=int, help="Spike-time jitter: uniform shift of every spike by ±J grid steps."),
+        click.option("--jitter-sigma", type=float, help="Gaussian spike-time jitter, sigma in window lengths "
+                     "(e.g. 0.05)."),
+        click.option("--latency-quantile", type=float, help="Shorter windows: activation quantile Q in (0, 1] "
+                     "instead of 1.5 x the maximum."),
+        click.option("--latency-budget", type=float, help="Total latency budget 1 + sum of windows (input-window "
+                     "units); the windows come from the largest quantile that fits."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--to", "target", type=click.Choice(["ttfs"]), required=True, help="Target network kind.")
+@click.option("-o", "--out", "out_path", required=True, help="TTFS checkpoint to write (.pt).")
+@click.option("--dataset", default="digits", show_default=True,
+              help="Dataset whose training split sets the windows (test split: the equivalence check).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("--limit", type=int, help="Use only the first N samples of each split.")
+@click.option("--headroom", type=float, default=1.5, show_default=True,
+              help="Window = HEADROOM x the largest activation of the layer on the training split.")
+@click.option("--quantile", type=float, default=1.0, show_default=True,
+              help="Activation quantile the windows start from (1 = maximum).")
+@click.option("--variant", type=click.Choice(["b1", "alpha1"]), default="b1", show_default=True,
+              help="Neuron: b1 (slope 1, exact) or alpha1 (ramp current 1, for comparison).")
+@click.option("--input-range", help="Range P,Q of the network's inputs (default 0,1).")
+@guarded
+def convert(model, target, out_path, dataset, data_root, limit, headroom, quantile, variant, input_range):
+    """Convert a ReLU network (ONNX file or a saved torch nn.Sequential) to a TTFS network, exactly."""
+    from neurodeploy.ttfs.workflows import convert_model
+
+    rng = None
+    if input_range is not None:
+        vals = _parse_floats(input_range, "--input-range")
+        if len(vals) != 2:
+            raise ConfigError(f"--input-range takes P,Q, got {input_range!r}")
+        rng = (vals[0], vals[1])
+    rep = convert_model(model, out_path, dataset=dataset, data_root=data_root, limit=limit, headroom=headroom,
+                        quantile=quantile, variant=variant, input_range=rng)
+    eq = rep["equivalence"]
+    click.echo(f"{rep['source_kind']} ReLU network -> {variant} TTFS on {rep['dataset']} ({rep['split']})")
+    click.echo(f"test accuracy: ReLU {100 * eq['relu_accuracy']:.2f}%, TTFS {100 * eq['ttfs_accuracy']:.2f}%; "
+               f"max |z_TTFS - z_ReLU| {eq['max_abs_logit_difference']:.2e}; arg-max agreement "
+               f"{100 * eq['argmax_agreement']:.2f}% on {eq['samples']} samples")
+    click.echo(f"spikes per neuron {eq['spikes_per_neuron']:.4f} (active ReLU fraction "
+               f"{eq['relu_active_fraction']:.4f}); windows {[round(w, 4) for w in rep['windows']]}; "
+               f"latency {rep['latency']:.3f}; wrote {out_path}")
+
+
+@main.group()
+def ttfs() -> None:
+    """Time-to-first-spike networks: train, fine-tune under constraints, sweep, simulate."""
+
+
+@ttfs.command("train")
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--data-root", help="Dataset folder.")
+@click.option("--limit", type=int, help="Use only the first N samples of each split.")
+@click.option("--hidden", default="340", show_default=True, help="Hidden widths, e.g. 340 or 256,256.")
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@click.option("-o", "--out", "out_path", required=True, help="TTFS checkpoint to write (.pt).")
+@guarded
+def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, threads, out_path):
+    """Train a TTFS MLP from scratch in float64 (Adam, windows 1500 growing; saved with 1.5 x max windows)."""
+    from neurodeploy.ttfs import TTFSTrainConfig
+    from neurodeploy.ttfs.workflows import train_checkpoint
+
+    cfg = TTFSTrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
+    rep = train_checkpoint(out_path, dataset=dataset, data_root=data_root, limit=limit,
+                           hidden=_parse_widths(hidden, "--hidden"), config=cfg,
+                           log=lambda m: click.echo(m, err=True))
+    click.echo(f"test accuracy {100 * rep['test_accuracy']:.2f}%, spikes per neuron "
+               f"{rep['spikes_per_neuron']:.4f}, latency {rep['latency']:.3f} ({rep['split']}); wrote {out_path}")
+
+
+@ttfs.command("finetune")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@_ttfs_constraint_options
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@click.option("--dataset", help="Dataset (default: the checkpoint's).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("-o", "--out", "out_path", required=True, help="Fine-tuned TTFS checkpoint to write (.pt).")
+@guarded
+def ttfs_finetune(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
+                  epochs, lr, batch_size, seed, threads, dataset, data_root, out_path):
+    """Fine-tune a TTFS checkpoint under hardware constraints (float and deployed accuracy before/after)."""
+    from neurodeploy.ttfs import TTFSConstraints, TTFSFinetuneConfig
+    from neurodeploy.ttfs.workflows import finetune_checkpoint
+
+    c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
+    cfg = TTFSFinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
+    rep = finetune_checkpoint(checkpoint, out_path, c or TTFSConstraints(), cfg, dataset=dataset,
+                              data_root=data_root, log=lambda m: click.echo(m, err=True))
+    b, a = rep["before"], rep["after"]
+    click.echo(f"float accuracy {100 * b['accuracy']:.2f}% -> {100 * a['accuracy']:.2f}%, deployed "
+               f"{100 * b['deployed_accuracy']:.2f}% -> {100 * a['deployed_accuracy']:.2f}% "
+               f"({a['weight_bits']}-bit weights, 2^{a['time_bits']} steps per window, latency "
+               f"{a['latency']:.3f}); wrote {out_path}")
+
+
+@ttfs.command("sweep")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--bits", help="Weight bits to sweep, e.g. 8,6,4,3.")
+@click.option("--jitter-sigmas", help="Gaussian jitter sigmas (window lengths), e.g. 0.01,0.05,0.1.")
+@click.option("--quantiles", help="Latency window quantiles, e.g. 1.0,0.9,0.5.")
+@click.option("--time-bits", "time_bits_values", help="Spike-time grids (bits), e.g. 8,6,4.")
+@click.option("--epochs", type=int, default=1, show_default=True, help="Fine-tuning epochs per point.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@click.option("--dataset", help="Dataset (default: the checkpoint's).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("-o", "--out", "out_dir", default="runs/ttfs_sweep", show_default=True,
+              help="Folder for sweep.json and sweep.png.")
+@guarded
+def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epochs, lr, seed, threads, dataset,
+               data_root, out_dir):
+    """Accuracy before and after fine-tuning against weight bits, jitter, latency and time bits."""
+    from neurodeploy.ttfs import TTFSFinetuneConfig
+    from neurodeploy.ttfs.workflows import sweep_checkpoint
+    from neurodeploy.workflows import parse_values
+
+    cfg = TTFSFinetuneConfig(epochs=epochs, lr=lr, seed=seed, threads=threads)
+    rep = sweep_checkpoint(checkpoint, out_dir, weight_bits=parse_values(bits, "--bits", 2),
+                           jitter_sigmas=_parse_floats(jitter_sigmas, "--jitter-sigmas"),
+                           latency_quantiles=_parse_floats(quantiles, "--quantiles"),
+                           time_bits=parse_values(time_bits_values, "--time-bits", 1), config=cfg,
+                           dataset=dataset, data_root=data_root, log=lambda m: click.echo(m, err=True))
+    ref = rep["reference"]
+    click.echo(f"no constraint: {100 * ref['before']['accuracy']:.2f}% -> {100 * ref['after']['accuracy']:.2f}% "
+               f"after the same fine-tuning")
+    for p in rep["points"]:
+        b, a = p["before"], p["after"]
+        click.echo(f"{p['axis']:<17}{p['value']!s:>6}: deployed {100 * b['deployed_accuracy']:6.2f}% -> "
+                   f"{100 * a['deployed_accuracy']:6.2f}% (latency {a['latency']:.3f})")
+    click.echo(f"wrote {Path(out_dir) / 'sweep.json'} and {Path(out_dir) / 'sweep.png'}", err=True)
+
+
+@ttfs.command("simulate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@_ttfs_constraint_options
+@click.option("--limit", type=int, help="Simulate only the first N test samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
+@click.option("--dataset", help="Dataset (default: the checkpoint's).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("-o", "--out", "out_path", help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
+@guarded
+def ttfs_simulate(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
+                  limit, seed, dataset, data_root, out_path):
+    """Deployed accuracy of the integer time-grid program (a fine-tuned checkpoint uses its own constraints)."""
+    from neurodeploy.ttfs.workflows import simulate_checkpoint
+
+    c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
+    out = Path(out_path) if out_path else Path(checkpoint).parent / "simulate-ttfs.json"
+    rep = simulate_checkpoint(checkpoint, c, dataset=dataset, data_root=data_root, limit=limit, seed=seed,
+                              out=out)
+    con, fl = rep["constrained"], rep["float"]
+    click.echo(f"float accuracy {100 * fl['accuracy']:.2f}%; under the constraints {100 * con['accuracy']:.2f}%")
+    if con["deployed_accuracy"] is not None:
+        prog = rep["program"]
+        click.echo(f"deployed accuracy {100 * con['deployed_accuracy']:.2f}% ({prog['weight_bits']}-bit weights, "
+                   f"{prog['steps_per_window']} steps per window, {prog['latency_steps']} steps in all, "
+                   f"spikes per neuron {con['deployed_spikes_per_neuron']:.4f})")
+    click.echo(f"wrote {out}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
