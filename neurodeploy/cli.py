@@ -416,6 +416,89 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
     click.echo(f"wrote {Path(out_dir) / 'sweep.json'} and {Path(out_dir) / 'sweep.png'}", err=True)
 
 
+# ---------------------------------------------------------------------------------------- export / import
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["nir", "lava", "onnx"]), required=True,
+              help="nir: NIR graph of the float network; lava: Lava netx HDF5 (.net) of the deployed integer "
+                   "network; onnx: the float network as an ONNX graph.")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="File to write (.nir, .net or .onnx).")
+@click.option("--dt", type=float, default=None,
+              help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
+@click.option("--profile", "profile_name", default=None,
+              help="lava: profile name or TOML path (default: a quantized checkpoint's own, else loihi2).")
+@click.option("--dataset", help="lava: calibration dataset (default: the one it was trained on).")
+@click.option("--data-root", help="lava: dataset folder.")
+@click.option("--weight-bits", type=int, help="lava: weight precision in bits (2..16).")
+@click.option("--graded-input", is_flag=True,
+              help="lava: allow graded (direct-encoded) input; load the file with "
+                   "netx.hdf5.Network(..., input_message_bits=N).")
+@click.option("--variant", type=click.Choice(["step", "sequence"]), default="step", show_default=True,
+              help="onnx: one time step per call (host loop) or a Scan over the whole sequence.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="onnx: tensor type.")
+@guarded
+def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weight_bits, graded_input, variant,
+           dtype):
+    """Export a checkpoint as NIR, Lava netx (the integers the simulator runs) or ONNX; the written file is
+    read back and checked before success is reported."""
+    lava_only = [name for name, value in (("--profile", profile_name), ("--dataset", dataset),
+                                          ("--data-root", data_root), ("--weight-bits", weight_bits),
+                                          ("--graded-input", graded_input)) if value]
+    if fmt != "lava" and lava_only:
+        raise ConfigError(f"{', '.join(lava_only)}: only for --format lava")
+    if fmt != "nir" and dt is not None:
+        raise ConfigError("--dt: only for --format nir")
+    if fmt == "nir":
+        from neurodeploy.export.nir import DEFAULT_DT, export_nir
+
+        res = export_nir(checkpoint, out_path, dt=DEFAULT_DT if dt is None else dt)
+        for w in res.warnings:
+            click.echo(f"warning: {w}", err=True)
+        click.echo(f"wrote {res.path} (NIR graph of {len(res.graph.nodes)} nodes, dt = {res.dt:g} s)")
+        return
+    if fmt == "lava":
+        from neurodeploy.export.netx import export_checkpoint_netx
+
+        res = export_checkpoint_netx(checkpoint, out_path, profile=profile_name, dataset=dataset,
+                                     data_root=data_root, weight_bits=weight_bits, graded_input=graded_input)
+        for note in res.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo(f"wrote {res.path}: {len(res.layers)} netx layers, latency {res.latency} steps")
+        return
+    from neurodeploy.export.onnx_export import export_checkpoint_onnx
+
+    f = export_checkpoint_onnx(checkpoint, out_path, variant=variant, dtype=dtype)
+    click.echo(f"wrote {f.path}: ONNX opset 17, {f.variant} graph, {f.dtype}, {len(f.states)} state tensors, "
+               f"{f.steps} steps")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_path", required=True, help="Checkpoint to write (.pt).")
+@click.option("--convention", type=click.Choice(["nir", "snntorch", "norse", "sinabs", "rockpool",
+                                                 "neurodeploy"]), default=None,
+              help="How the file's neuron parameters are read (default: neurodeploy for files it wrote; "
+                   "otherwise required unless --dt is given).")
+@click.option("--dt", type=float, help="Time step in seconds the file's time constants are meant for.")
+@click.option("--steps", type=int, help="Time steps T of the imported model (default: the file's, else 8).")
+@click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
+@click.option("--approximate", is_flag=True, help="Round CUBA decays to 1/4096 units instead of refusing.")
+@guarded
+def import_(file, out_path, convention, dt, steps, encoding, approximate):
+    """Import a NIR graph (from neurodeploy, snnTorch, Norse, Sinabs, Rockpool, ...) as a checkpoint."""
+    from neurodeploy.export.nir import import_nir
+
+    res = import_nir(file, out_path, convention=convention, dt=dt, steps=steps, encoding=encoding,
+                     approximate=approximate)
+    for w in res.warnings:
+        click.echo(f"warning: {w}", err=True)
+    s = res.checkpoint.spec
+    click.echo(f"wrote {res.path}: {s.arch} {tuple(s.input_shape)} -> {s.num_classes} classes, T = {s.steps}, "
+               f"read-out {s.readout} (convention {res.convention}, dt = {res.dt:g} s)")
+
+
 # ---------------------------------------------------------------------------------------- pipeline
 @main.command()
 @click.option("-o", "--out", "out_dir", default="runs/pipeline", show_default=True, help="Run folder.")

@@ -1,0 +1,268 @@
+"""How NIR's continuous-time neurons correspond to neurodeploy's discrete-time neurons.
+
+NIR (1.0.x) describes neurons as ODEs and has no time step. neurodeploy runs one update per step of
+length ``dt`` (seconds). This module fixes both directions of the correspondence.
+
+**Export.** A NIR neuron is written so that one Euler step of its ODE with step ``dt`` reproduces
+neurodeploy's update exactly. With ``b`` the per-step voltage decay (``1 - 1/tau_steps``):
+
+==============================  =======================================  ==============================
+neurodeploy neuron              update per step                          NIR node and parameters
+==============================  =======================================  ==============================
+LIF, ``form="leak"``            ``M = b U + I``                          ``LIF``: ``tau = dt/(1-b)``,
+                                                                         ``r = 1/(1-b)`` (``= tau/dt``)
+LIF, ``form="decay_input"``     ``M = b U + (1-b) I``                    ``LIF``: ``tau = dt/(1-b)``,
+                                                                         ``r = 1``
+IF                              ``M = U + I``                            ``IF``: ``r = 1/dt``
+CUBA (Loihi decays /4096)       ``i' = fi i + I``; ``M = fv U + i'``      ``CubaLIF``:
+                                ``fi = 1 - current_decay/4096``          ``tau_syn = dt/(1-fi)``,
+                                ``fv = 1 - voltage_decay/4096``          ``w_in = tau_syn/dt``,
+                                                                         ``tau_mem = dt/(1-fv)``,
+                                                                         ``r = tau_mem/dt``
+==============================  =======================================  ==============================
+
+Every node has ``v_leak = 0``, ``v_reset = 0`` and ``v_threshold = V``; NIR's spike condition
+``v > v_threshold`` is neurodeploy's strict threshold. The Euler step of
+``tau dv/dt = (v_leak - v) + r I`` is ``v' = (1 - dt/tau) v + (dt/tau)(v_leak + r I)``: with the
+values above ``1 - dt/tau = b`` and ``(dt/tau) r = 1`` (leak form) or ``1 - b`` (decay-input form).
+For ``CubaLIF`` the current is stepped first and the voltage step uses the new current (the order
+snnTorch and Norse use). A CUBA decay of 0 (no decay) has an infinite time constant and no NIR form.
+
+**Import.** Libraries read these ODEs differently (peers.md §3: ``dt`` has no home in NIR). A
+*convention* says how a file's parameters become per-step factors; each yields a
+:class:`DiscreteNeuron` (``v' = decay v + gain I + drive``, ``i' = current_decay i + gain I``):
+
+=============  ==========  ===============  =================  ===========  ======================  ========
+convention     dt default  LIF decay        LIF input gain     IF gain      CubaLIF                 reset
+=============  ==========  ===============  =================  ===========  ======================  ========
+``nir``        required    ``1 - dt/tau``   ``dt r / tau``     ``dt r``     Euler, current first    v_reset
+``snntorch``   1e-4 s      ``1 - dt/tau``   ``dt r / tau``     1            as ``nir``              v_reset
+``norse``      1e-3 s      ``1 - dt/tau``   ``dt / tau``       1            as ``nir``              v_reset
+``sinabs``     1 step      ``exp(-dt/tau)`` 1                  1            not supported           subtract
+``rockpool``   1e-3 s      ``exp(-dt/tau)`` 1                  1            ``exp`` decays, input   subtract
+                                                                            gain ``exp(-dt/tau_s)``
+=============  ==========  ===============  =================  ===========  ======================  ========
+
+``neurodeploy`` (files written by :mod:`neurodeploy.export.nir`) is ``nir`` with the ``dt`` stored
+in the file; its metadata restores every setting exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.errors import ConfigError, FormatError, UnsupportedError
+
+DEFAULT_DT = 1e-4
+"""Time step (seconds) neurodeploy writes into NIR files unless told otherwise (snnTorch's value)."""
+
+DECAY_UNIT = 4096
+REL_TOL = 1e-5
+"""Relative tolerance under which two float32-derived parameters count as equal."""
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How one library reads NIR neuron parameters (see the module table)."""
+
+    name: str
+    dt: float | None
+    decay: str  # "euler" (1 - dt/tau) or "exp" (exp(-dt/tau))
+    lif_gain: str  # "euler" (dt r / tau), "dt_over_tau" (r ignored) or "one"
+    if_gain: str  # "euler" (dt r) or "one"
+    cuba: str  # "euler", "rockpool" or "none"
+    reset: str  # "value" (NIR v_reset) or "subtract"
+    notes: tuple[str, ...] = ()
+
+
+CONVENTIONS: dict[str, Convention] = {
+    "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value"),
+    "neurodeploy": Convention("neurodeploy", DEFAULT_DT, "euler", "euler", "euler", "euler", "value"),
+    "snntorch": Convention("snntorch", 1e-4, "euler", "euler", "one", "euler", "value"),
+    "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "euler", "value"),
+    "sinabs": Convention("sinabs", 1.0, "exp", "one", "one", "none", "subtract",
+                         ("sinabs layers may emit several spikes per step and fire at v >= threshold, and its "
+                          "IAF clips the potential at -threshold; neurodeploy emits at most one spike per step, "
+                          "at v > threshold, without a lower bound",)),
+    "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract",
+                           ("rockpool neurons may emit several spikes per step; neurodeploy emits at "
+                            "most one",)),
+}
+
+
+@dataclass
+class DiscreteNeuron:
+    """A NIR neuron read as a per-step update (arrays have the neurons' shape).
+
+    LIF/IF: ``v' = decay v + gain I + drive``; CUBA: ``i' = current_decay i + gain I`` and
+    ``v' = voltage_decay v + i'``. A spike is ``v' > threshold``; then ``v'`` is reset to zero
+    (``reset="zero"``) or lowered by the threshold (``"subtract"``).
+    """
+
+    kind: str  # "lif", "if" or "cuba"
+    shape: tuple[int, ...]
+    decay: np.ndarray
+    gain: np.ndarray
+    drive: np.ndarray
+    threshold: np.ndarray
+    reset: str
+    current_decay: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- export
+def lif_parameters(decay: float, form: str, dt: float) -> tuple[float, float]:
+    """``(tau [s], r)`` of the NIR ``LIF`` whose Euler step with ``dt`` [s] is our LIF update.
+
+    ``decay`` is the per-step factor ``b`` in [0, 1); ``form`` is ``"leak"`` or ``"decay_input"``.
+    """
+    k = 1.0 - decay
+    if not k > 0:
+        raise UnsupportedError(f"a LIF decay of {decay} per step has no NIR time constant")
+    return dt / k, (1.0 / k if form == "leak" else 1.0)
+
+
+def if_resistance(dt: float) -> float:
+    """``r`` of the NIR ``IF`` whose Euler step with ``dt`` [s] adds the input once: ``1/dt``."""
+    return 1.0 / dt
+
+
+def cuba_parameters(current_decay: int, voltage_decay: int, dt: float) -> dict[str, float]:
+    """``tau_syn``, ``w_in``, ``tau_mem`` [s] and ``r`` of the NIR ``CubaLIF`` for Loihi decays."""
+    if current_decay == 0 or voltage_decay == 0:
+        which = "current" if current_decay == 0 else "voltage"
+        raise UnsupportedError(f"a CUBA {which} decay of 0 (no decay) has an infinite NIR time "
+                               "constant; NIR CubaLIF cannot express it")
+    ks, km = current_decay / DECAY_UNIT, voltage_decay / DECAY_UNIT
+    return {"tau_syn": dt / ks, "w_in": 1.0 / ks, "tau_mem": dt / km, "r": 1.0 / km}
+
+
+# ---------------------------------------------------------------------------------------- import
+def get_convention(name: str) -> Convention:
+    """The :class:`Convention` called ``name`` (:class:`~neurodeploy.errors.ConfigError` if unknown)."""
+    if name not in CONVENTIONS:
+        raise ConfigError(f"unknown NIR convention {name!r}; choose one of {', '.join(CONVENTIONS)}")
+    return CONVENTIONS[name]
+
+
+def _array(node: Any, attr: str, where: str, shape: tuple[int, ...]) -> np.ndarray:
+    value = getattr(node, attr, None)
+    if value is None:
+        raise FormatError(f"{where}: NIR {type(node).__name__} has no {attr}")
+    try:
+        with np.errstate(all="ignore"):
+            arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FormatError(f"{where}: {attr} is not numeric") from None
+    try:
+        arr = np.broadcast_to(arr, shape)
+    except ValueError:
+        raise FormatError(f"{where}: {attr} has shape {arr.shape}, expected {shape}") from None
+    if np.isnan(arr).any():
+        raise FormatError(f"{where}: {attr} holds NaN")
+    return arr
+
+
+def _positive(arr: np.ndarray, attr: str, where: str) -> np.ndarray:
+    if not (arr > 0).all():
+        raise FormatError(f"{where}: {attr} must be positive, got minimum {arr.min():g}")
+    return arr
+
+
+def _decay(tau: np.ndarray, dt: float, conv: Convention, what: str, where: str) -> np.ndarray:
+    """Per-step factor of a time constant ``tau`` [s] with step ``dt`` [s]."""
+    with np.errstate(divide="ignore", over="ignore"):
+        d = np.exp(-dt / tau) if conv.decay == "exp" else 1.0 - dt / tau
+    if (d < -REL_TOL).any():
+        raise UnsupportedError(f"{where}: {what} {tau.min():g} s is shorter than the step dt = {dt:g} s "
+                               f"(convention {conv.name}); pass the dt the file was made for")
+    return np.clip(d, 0.0, 1.0)
+
+
+def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...]) -> str:
+    if conv.reset == "subtract":
+        return "subtract"
+    v_reset = getattr(node, "v_reset", None)
+    if v_reset is not None and np.any(_array(node, "v_reset", where, shape) != 0):
+        raise UnsupportedError(f"{where}: reset to a non-zero potential (v_reset != 0) is not supported; "
+                               "neurodeploy resets to zero or by subtraction")
+    return "zero"
+
+
+def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...]) -> DiscreteNeuron:
+    """Read a NIR ``LIF``, ``IF`` or ``CubaLIF`` node of ``shape`` neurons as a per-step update under
+    ``conv`` (``dt`` in seconds; scalar parameters apply to every neuron).
+
+    Raises :class:`FormatError` for malformed parameters (NaN, non-positive time constants) and
+    :class:`UnsupportedError` for what has no neurodeploy form.
+    """
+    kind = type(node).__name__
+    shape = tuple(int(v) for v in shape)
+    threshold = _array(node, "v_threshold", where, shape)
+    if not (threshold > 0).all():
+        raise UnsupportedError(f"{where}: thresholds must be positive, got minimum {threshold.min():g}")
+    notes = list(conv.notes)
+    zeros = np.zeros(shape)
+    if kind == "IF":
+        r = _array(node, "r", where, shape)
+        gain = dt * r if conv.if_gain == "euler" else np.ones(shape)
+        if conv.if_gain == "one" and not np.allclose(r, 1.0, rtol=REL_TOL):
+            notes.append(f"{where}: r ignored under convention {conv.name}")
+        return DiscreteNeuron("if", shape, np.ones(shape), gain, zeros, threshold,
+                              _reset(node, conv, where, shape), notes=notes)
+    if kind == "LIF":
+        tau = _positive(_array(node, "tau", where, shape), "tau", where)
+        r = _array(node, "r", where, shape)
+        v_leak = _array(node, "v_leak", where, shape)
+        decay = _decay(tau, dt, conv, "time constant", where)
+        k = dt / tau if conv.decay == "euler" else 1.0 - decay
+        if conv.lif_gain == "euler":
+            gain = k * r
+        elif conv.lif_gain == "dt_over_tau":
+            gain = np.asarray(k, dtype=np.float64)
+            if not np.allclose(r, 1.0, rtol=REL_TOL):
+                notes.append(f"{where}: r ignored under convention {conv.name}")
+        else:
+            gain = np.ones(shape)
+        return DiscreteNeuron("lif", shape, decay, np.broadcast_to(gain, shape).copy(), k * v_leak,
+                              threshold, _reset(node, conv, where, shape), notes=notes)
+    if kind == "CubaLIF":
+        if conv.cuba == "none":
+            raise UnsupportedError(f"{where}: convention {conv.name} has no CubaLIF neuron")
+        tau_syn = _positive(_array(node, "tau_syn", where, shape), "tau_syn", where)
+        tau_mem = _positive(_array(node, "tau_mem", where, shape), "tau_mem", where)
+        r = _array(node, "r", where, shape)
+        w_in = _array(node, "w_in", where, shape)
+        v_leak = _array(node, "v_leak", where, shape)
+        if np.any(v_leak != 0):
+            raise UnsupportedError(f"{where}: a CubaLIF with v_leak != 0 has no neurodeploy form")
+        fi = _decay(tau_syn, dt, conv, "synaptic time constant", where)
+        fv = _decay(tau_mem, dt, conv, "membrane time constant", where)
+        if conv.cuba == "rockpool":
+            gain = fi.copy()
+        else:
+            gain = (dt / tau_syn) * w_in * (dt / tau_mem) * r
+        return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, _reset(node, conv, where, shape),
+                              current_decay=fi, notes=notes)
+    raise UnsupportedError(f"{where}: NIR {kind} is not a spiking neuron neurodeploy can run")
+
+
+def uniform(arr: np.ndarray, what: str, where: str) -> float:
+    """The single value of ``arr`` (equal within :data:`REL_TOL`); :class:`UnsupportedError` if not."""
+    flat = np.asarray(arr, dtype=np.float64).ravel()
+    if flat.size == 0:
+        raise FormatError(f"{where}: {what} is empty")
+    first = float(flat[0])
+    if not np.allclose(flat, first, rtol=REL_TOL, atol=0.0):
+        raise UnsupportedError(f"{where}: per-neuron {what} values ({flat.min():g}..{flat.max():g}) are "
+                               "not supported; neurodeploy uses one value per layer")
+    return first
+
+
+def close(a: float, b: float) -> bool:
+    """Whether two parameters are equal within :data:`REL_TOL` (float32 round-off)."""
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
