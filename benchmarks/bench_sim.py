@@ -5,7 +5,8 @@ Network (loihi.md §10): 784-128-10 CUBA-LIF on the ``loihi2`` profile, random i
 Both implementations run in this process on the same inputs; the script checks that their output
 rasters are identical and reports the speed ratio.
 
-- ``measure_neurodeploy``: ``Simulator(graph).run`` on all samples as one batch.
+- ``measure_neurodeploy``: ``Simulator(graph).run`` on all samples as one batch, with the
+  family's whole-window kernels (default) or ``fast=False`` (``neuron_step`` once per step).
 - ``measure_numpy_reference``: an unbatched loop, one sample at a time, step-major, int64 numpy
   (the model loihi.md §10 describes; written here independently of ``neurodeploy.arith``).
 
@@ -71,8 +72,8 @@ def _figures(times: list[float], samples: int, steps: int) -> dict[str, Any]:
     }
 
 
-def measure_neurodeploy(graph: DeployGraph, inputs: np.ndarray,
-                        repeats: int = 3) -> tuple[dict[str, Any], np.ndarray]:
+def measure_neurodeploy(graph: DeployGraph, inputs: np.ndarray, repeats: int = 3,
+                        fast: bool = True) -> tuple[dict[str, Any], np.ndarray]:
     """Time ``repeats`` batched runs (each includes building the ``Simulator``).
 
     Returns the figures and the output raster ``[samples, steps, 10]``.
@@ -80,7 +81,7 @@ def measure_neurodeploy(graph: DeployGraph, inputs: np.ndarray,
     times, raster = [], None
     for _ in range(repeats):
         start = time.perf_counter()
-        result = Simulator(graph).run(inputs, record=("spikes",))
+        result = Simulator(graph, fast=fast).run(inputs, record=("spikes",))
         times.append(time.perf_counter() - start)
         raster = result.rasters[result.layer_names[-1]]
     return _figures(times, inputs.shape[0], inputs.shape[1]), np.asarray(raster, np.int64)
@@ -139,11 +140,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     inputs = make_inputs(args.samples, args.steps, seed=args.seed + 1)
     Simulator(graph).run(inputs[:2])  # warm-up (imports, first allocations)
     nd, nd_raster = measure_neurodeploy(graph, inputs, args.repeats)
+    step, step_raster = measure_neurodeploy(graph, inputs, args.repeats, fast=False)
     ref, ref_raster = measure_numpy_reference(weights, inputs, args.reference_repeats)
-    identical = bool(np.array_equal(nd_raster, ref_raster))
+    identical = bool(np.array_equal(nd_raster, ref_raster) and
+                     np.array_equal(step_raster, ref_raster))
     ratio = ref["seconds_best"] / nd["seconds_best"]
 
-    rows = [("neurodeploy (batched)", nd), ("numpy per-sample loop", ref)]
+    rows = [("neurodeploy (batched)", nd), ("neurodeploy, per step", step),
+            ("numpy per-sample loop", ref)]
     print(f"784-128-10 CUBA, {args.samples} samples x {args.steps} steps, "
           f"Bernoulli(0.1) input, {os.cpu_count()} CPU(s)")
     print(f"{'implementation':<24}{'best s':>9}{'median s':>10}{'samples/s':>11}"
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:<24}{f['seconds_best']:>9.3f}{f['seconds_median']:>10.3f}"
               f"{f['samples_per_s']:>11.1f}{f['sample_steps_per_s']:>11.0f}"
               f"{f['neuron_updates_per_s']:>12.3g}")
+    print(f"speed-up of neurodeploy over its per-step path: "
+          f"{step['seconds_best'] / nd['seconds_best']:.1f}x")
     print(f"speed-up of neurodeploy over the numpy loop: {ratio:.1f}x; output rasters "
           f"{'identical' if identical else 'DIFFER'} ({int(nd_raster.sum())} output spikes)")
 
@@ -164,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": args.steps,
         "seed": args.seed,
         "neurodeploy": nd,
+        "neurodeploy_per_step": step,
         "numpy_reference": ref,
         "speedup_vs_numpy_reference": ratio,
         "rasters_identical": identical,

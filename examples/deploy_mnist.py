@@ -37,7 +37,8 @@ def main() -> None:
     model = load_checkpoint(args.checkpoint).build()
     cfg = FinetuneConfig(epochs=args.epochs, lr=5e-4, threads=2)
     results = {"split": ds.split, "profile": args.profile, "checkpoint": args.checkpoint}
-    for label, c in (("profile weights", Constraints()), (f"{args.bits}-bit weights", Constraints(weight_bits=args.bits))):
+    runs = (("profile weights", Constraints()), (f"{args.bits}-bit weights", Constraints(weight_bits=args.bits)))
+    for label, c in runs:
         start = time.perf_counter()
         res = finetune_model(model, args.profile, ds, c, cfg, log=print)
         frac = recovered_fraction(res.before.float_accuracy, res.before.accuracy, res.after.accuracy)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from neurodeploy.arith import get_family, list_families, loihi, ops, synapse, xylo
+from neurodeploy.arith import get_family, list_families, loihi, loihi_scan, ops, synapse, xylo
 from neurodeploy.arith.jitter import JitterSpec, jitter_spikes, parse_config, parse_spec
 from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.arith.spiking import spike_and_reset
@@ -24,18 +24,24 @@ def rtz4096(x: int) -> int:
     return -((-x) // 4096) if x < 0 else x // 4096
 
 
+def int32(x: int) -> int:
+    """Two's-complement int32 of a Python int (what Lava's int32 arrays hold)."""
+    return (x + 2**31) % 2**32 - 2**31
+
+
 def lava_lif_reference(inputs, *, idecay, vdecay, vth, bias=0, bias_exp=0):
-    """One Loihi neuron, step by step, plain Python ints (loihi.md §3 read directly)."""
+    """One Loihi neuron, step by step, plain Python ints (loihi.md §3 read directly; the sums
+    are formed in int32 like Lava's arrays)."""
     u = v = 0
     us, vs, ss = [], [], []
     b = bias * (2**bias_exp) if bias_exp >= 0 else bias // (2 ** -bias_exp)
     for a in inputs:
-        u = rtz4096(u * (4096 - idecay)) + a * 64
+        u = int32(rtz4096(u * (4096 - idecay)) + a * 64)
         if u > M:
             u -= 2 * M
         elif u <= -M:
             u += 2 * M
-        v = rtz4096(v * (4096 - vdecay)) + u + b
+        v = int32(rtz4096(v * (4096 - vdecay)) + u + b)
         v = max(-(M - 1), min(M - 1, v))
         s = 1 if v > vth * 64 else 0
         if s:
@@ -289,9 +295,58 @@ def test_overflow_rules():
         apply_overflow(x, 4, "bounce")
 
 
+# ---------------------------------------------------------------- (b2) int32 storage (Lava)
+def test_int32_storage_of_u_by_hand():
+    # iDecay 0 keeps u; u + a * 64 = 2,130,706,000 + 64,000,000 = 2,194,706,000 > 2**31 - 1:
+    # int32 gives 2,194,706,000 - 2**32 = -2,100,261,296 <= -M, so the single correction adds
+    # 2M: u = -2,083,484,080; v = 0 + u saturates at -(2**23 - 1) and there is no spike.
+    u0 = np.array([2_130_706_000], np.int64)
+    zero = np.zeros(1, np.int64)
+    kw = dict(current_decay=0, voltage_decay=0, threshold=1000)
+    r = loihi.neuron_step(u0, zero, np.array([1_000_000]), **kw)
+    assert r.u.tolist() == [-2_083_484_080]
+    assert r.v.tolist() == [-(M - 1)] and r.spikes.tolist() == [0]
+    assert r.u_overflow.tolist() == [True] and r.v_overflow.tolist() == [True]
+    # without the storage limit (int64): u = 2,194,706,000 - 2M = 2,177,928,784, v saturates
+    # at +(2**23 - 1) and the neuron spikes
+    wide = loihi.LoihiConfig(storage_bits=None)
+    r = loihi.neuron_step(u0, zero, np.array([1_000_000]), config=wide, **kw)
+    assert r.u.tolist() == [2_177_928_784] and r.spikes.tolist() == [1] and r.v.tolist() == [0]
+    # the same through torch, int64 and float64
+    for dtype in (torch.int64, torch.float64):
+        t = loihi.neuron_step(torch.tensor(u0, dtype=dtype), torch.zeros(1, dtype=dtype),
+                              torch.tensor([1_000_000], dtype=dtype), **kw)
+        assert t.u.tolist() == [-2_083_484_080] and t.v.tolist() == [-(M - 1)]
+
+
+def test_int32_storage_of_the_synaptic_output():
+    # Lava sends a through an int32 port: 3 * 2**30 = 3,221,225,472 arrives as -1,073,741,824
+    w = np.full((1, 3), 1 << 30, np.int64)
+    a, mask = loihi.dense(w, np.ones((1, 3), np.int64))
+    assert a.tolist() == [[3 * 2**30 - 2**32]] and mask.tolist() == [[True]]
+    a, mask = loihi.dense(w, np.ones((1, 3), np.int64), config=loihi.LoihiConfig(
+        storage_bits=None))
+    assert a.tolist() == [[3 * 2**30]] and mask is None
+    # 255 * 2**7 * 70,000 active inputs (the reference test's case) wraps too
+    a, _ = loihi.dense(np.full((1, 70_000), 255), np.ones((1, 70_000), np.int64), weight_exp=7)
+    assert a.tolist() == [[int32(255 * 128 * 70_000)]]
+
+
+def test_storage_bits_from_profiles_and_errors():
+    from neurodeploy.errors import ProfileError
+    from neurodeploy.hardware import load_profile
+
+    assert loihi.LoihiConfig.from_profile(load_profile("loihi")).storage_bits == 32
+    assert loihi.DEFAULT.storage_bits == 32
+    with pytest.raises(ProfileError, match="storage_bits 16"):
+        loihi.LoihiConfig(storage_bits=16)
+
+
 # ---------------------------------------------------------------- (c) numpy vs torch
-_state = hnp.arrays(np.int64, 6, elements=st.integers(-3 * M, 3 * M))
-_inp = hnp.arrays(np.int64, 6, elements=st.integers(-300000, 300000))
+_state = hnp.arrays(np.int64, 6, elements=st.one_of(st.integers(-3 * M, 3 * M),
+                                                   st.integers(-(2**31), 2**31 - 1)))
+_inp = hnp.arrays(np.int64, 6, elements=st.one_of(st.integers(-300000, 300000),
+                                                 st.integers(-(2**26), 2**26)))
 
 
 def _as(x, kind):
@@ -376,6 +431,121 @@ def test_ops_helpers():
     assert ops.shift_array(torch.tensor(x), np.array([-1, 1, 0, 2])).tolist() == [-3, -8, 5, 16]
     assert ops.trunc_div_pow2(torch.tensor(x), 2).tolist() == [-1, -1, 1, 1]
     assert ops.trunc_div_pow2(x.astype(np.float64), 2).tolist() == [-1, -1, 1, 1]
+
+
+# ---------------------------------------------------------------- (f2) whole-window kernels
+def _step_reference(a, *, steps, delay, initial_v, params, config):
+    """neuron_step once per step (numpy int64): spikes, u, v [B, T, N] and overflow counts."""
+    b, n = a.shape[0], a.shape[2]
+    u = np.zeros((b, n), np.int64)
+    v = np.full((b, n), initial_v, np.int64)
+    out = {k: np.zeros((b, steps, n), np.int64) for k in ("spikes", "u", "v")}
+    cu = np.zeros(b, np.int64)
+    cv = np.zeros(b, np.int64)
+    for t in range(steps):
+        a_t = a[:, t - delay] if t >= delay else 0
+        r = loihi.neuron_step(u, v, a_t, config=config, **params)
+        u, v = r.u, r.v
+        out["spikes"][:, t], out["u"][:, t], out["v"][:, t] = r.spikes, u, v
+        if r.u_overflow is not None:
+            cu += r.u_overflow.sum(axis=1)
+        if r.v_overflow is not None:
+            cv += r.v_overflow.sum(axis=1)
+    return out, cu, cv
+
+
+_MODES = ("none", "saturate", "saturate_symmetric", "wrap", "wrap_once")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_neuron_scan_matches_neuron_step(data):
+    b, n, steps = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 5)),
+                   data.draw(st.integers(1, 14)))
+    delay = data.draw(st.integers(0, min(2, steps)))
+
+    def decay():
+        if data.draw(st.booleans()):
+            return data.draw(st.sampled_from([0, 1, 2048, 4095, 4096]))
+        return data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, 4096)))
+
+    scale = data.draw(st.sampled_from([300, 1 << 17, 1 << 25]))  # the last wraps int32
+    a = data.draw(hnp.arrays(np.int64, (b, steps, n), elements=st.integers(-scale, scale)))
+    params = dict(
+        current_decay=decay(), voltage_decay=decay(),
+        threshold=data.draw(st.integers(0, 1 << 17)),
+        bias=data.draw(st.one_of(st.integers(-4096, 4095),
+                                 hnp.arrays(np.int64, n, elements=st.integers(-4096, 4095)))),
+        bias_exp=data.draw(st.integers(-7, 7)),
+        spiking=data.draw(st.booleans()), reset=data.draw(st.sampled_from(["zero", "subtract"])))
+    config = loihi.LoihiConfig(
+        current_overflow=data.draw(st.sampled_from(_MODES)),
+        voltage_overflow=data.draw(st.sampled_from(_MODES)),
+        threshold_strict=data.draw(st.booleans()))
+    initial_v = data.draw(st.integers(-(M - 1), M - 1))
+    assert loihi.NeuronScan.supported(params, config)
+    ref, cu, cv = _step_reference(a, steps=steps, delay=delay, initial_v=initial_v,
+                                  params=params, config=config)
+    scan = loihi.NeuronScan(b, (n,), params, config, initial_v, steps, True, True)
+    raster = np.zeros((b, steps, n), np.uint8)
+    scan.run(None, 0.0, raster, 0, delay)
+    a64 = a[:, :steps - delay].transpose(1, 0, 2).astype(np.float64) * 64  # time-major
+    bound = float(np.abs(a64).max(initial=0.0)) * data.draw(st.sampled_from([1.0, 1.5, 1e3]))
+    # in two blocks, as the simulator calls it for consecutive chunks
+    cut = data.draw(st.integers(0, steps - delay))
+    scan.run(a64[:cut], bound, raster, delay, cut)
+    scan.run(a64[cut:], bound, raster, delay + cut, steps - delay - cut)
+    assert np.array_equal(raster, ref["spikes"])
+    assert np.array_equal(scan.states_u, ref["u"]) and np.array_equal(scan.states_v, ref["v"])
+    assert np.array_equal(scan.u_overflows, cu) and np.array_equal(scan.v_overflows, cv)
+    assert np.array_equal(scan.v, ref["v"][:, -1]) and np.array_equal(scan.u, ref["u"][:, -1])
+
+
+def test_neuron_scan_refuses_what_it_cannot_compute():
+    base = dict(current_decay=0, voltage_decay=0, threshold=10, bias=0, bias_exp=0,
+                spiking=True, reset="zero")
+    assert loihi.NeuronScan.supported(base, loihi.DEFAULT)
+    assert not loihi.NeuronScan.supported(base, loihi.LoihiConfig(storage_bits=None))
+    assert not loihi.NeuronScan.supported(base, loihi.LoihiConfig(storage_bits=64))
+    assert not loihi.NeuronScan.supported(dict(base, current_decay=5000), loihi.DEFAULT)
+    assert not loihi.NeuronScan.supported(dict(base, reset="subtract"), loihi.DEFAULT, 3)
+    assert loihi.NeuronScan.supported(dict(base, reset="zero"), loihi.DEFAULT, 3)
+    assert not loihi.NeuronScan.supported(base, loihi.DEFAULT, 1, initial_v=1 << 52)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_dense_input_matches_dense(data):
+    n_in, n_out = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 6))
+    wscale = data.draw(st.sampled_from([256, 1 << 16, 1 << 26]))
+    w = data.draw(hnp.arrays(np.int64, (n_out, n_in), elements=st.integers(-wscale, wscale)))
+    s_max = data.draw(st.sampled_from([1, 255, (1 << 24) - 1]))
+    s = data.draw(hnp.arrays(np.int64, (4, n_in), elements=st.integers(0, s_max)))
+    exp = data.draw(st.integers(-8, 8))
+    plan = loihi.DenseInput.plan(w, exp, loihi.DEFAULT, s_max)
+    exact, mask = loihi.dense(w, s, exp, s_max=s_max)
+    raw = int(np.abs(w).sum(axis=1).max()) * s_max
+    if plan is None:
+        # refused only where a sum could leave int32 or float exactness
+        assert raw * 2.0 ** max(exp, 0) * 64 >= 2**31 - 64 or raw >= 2**52
+        return
+    got = plan(s.astype(np.uint8) if s_max <= 255 else s)
+    assert got.dtype in (np.float32, np.float64)
+    assert np.array_equal(got.astype(np.int64), exact * 64) and mask is None
+    assert np.abs(exact * 64).max(initial=0) <= plan.bound
+
+
+def test_dense_input_examples():
+    w = np.array([[-5, 3], [255, -256]], np.int64)
+    s = np.array([[1, 1], [1, 0], [0, 1]], np.uint8)
+    a, bound = loihi_scan.dense_input(w, s, -1, loihi.DEFAULT)
+    # floor((-5 + 3) / 2) = -1, floor(-5 / 2) = -3, floor(3 / 2) = 1; then << 6
+    assert a[:, 0].tolist() == [-64, -192, 64] and bound == 256 * 64
+    assert a.dtype == np.float64
+    a, _ = loihi_scan.dense_input(w, s, 2, loihi.DEFAULT)
+    assert a.dtype == np.float32 and a[:, 1].tolist() == [-256, 1020 * 64, -1024 * 64]
+    assert loihi_scan.dense_input(np.full((1, 3), 1 << 30), s[:, :1].repeat(3, 1), 0,
+                             loihi.DEFAULT) is None  # the int32 port could wrap
 
 
 # ---------------------------------------------------------------- (g) jitter

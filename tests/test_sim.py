@@ -10,7 +10,7 @@ import pytest
 from neurodeploy.errors import ConfigError, DataError, FormatError, UnsupportedError
 from neurodeploy.hardware import load_profile
 from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, SumPool2d
-from neurodeploy.sim import Simulator, simulate_accuracy
+from neurodeploy.sim import Simulator, simulate_accuracy, threads
 
 M = 1 << 23
 
@@ -63,6 +63,11 @@ def _wrap24(x: int) -> int:
     return ((x + M) % (1 << 24)) - M
 
 
+def _int32(x: int) -> int:
+    """Lava keeps u, v and the Dense output in int32 arrays: sums wrap at 2**31."""
+    return ((x + 2**31) % 2**32) - 2**31
+
+
 def loihi_reference(graph, x):
     """One sample, step-major (loihi.md §2): for t, for layer: a <- buf; buf <- syn(s); neuron."""
     steps = x.shape[0]
@@ -82,8 +87,12 @@ def loihi_reference(graph, x):
                 s = s.reshape(-1)
                 continue
             if layer.kind == "dense":
-                acc = [_shift(int(sum(int(w) * int(v) for w, v in zip(row, s, strict=True))),
-                              int(layer.weight_exp)) for row in layer.weight]
+                acc = []
+                for row in layer.weight:
+                    val = _shift(int(sum(int(w) * int(v) for w, v in zip(row, s, strict=True))),
+                                 int(layer.weight_exp))
+                    state["aw"] += _int32(val) != val
+                    acc.append(_int32(val))
                 shape = (len(acc),)
             else:
                 if layer.kind == "conv":
@@ -104,18 +113,18 @@ def loihi_reference(graph, x):
                 else shape), shape).reshape(-1)
             out = []
             for k in range(len(state["u"])):
-                u = _rtz(state["u"][k] * (4096 - g.current_decay)) + (0 if a is None else a[k]) * 64
+                u_sum = _rtz(state["u"][k] * (4096 - g.current_decay)) + \
+                    (0 if a is None else a[k]) * 64
+                u = _int32(u_sum)
                 if u > M:
                     u -= 2 * M
-                    state["uw"] += 1
                 elif u <= -M:
                     u += 2 * M
-                    state["uw"] += 1
-                v = _rtz(state["v"][k] * (4096 - g.voltage_decay)) + u + _shift(int(bias[k]),
-                                                                                   g.bias_exp)
-                if v > M - 1 or v < -(M - 1):
-                    state["vs"] += 1
-                    v = max(-(M - 1), min(M - 1, v))
+                state["uw"] += u != u_sum
+                v_sum = _rtz(state["v"][k] * (4096 - g.voltage_decay)) + u + \
+                    _shift(int(bias[k]), g.bias_exp)
+                v = max(-(M - 1), min(M - 1, _int32(v_sum)))
+                state["vs"] += v != v_sum
                 spike = 1 if (g.spiking and v > g.threshold * 64) else 0
                 if spike:
                     v = 0 if g.reset == "zero" else v - g.threshold * 64
@@ -251,6 +260,75 @@ def test_overflows_are_exercised_and_match():
     res = Simulator(graph).run(x)
     assert res.u_overflows[:, 0].sum() > 0 and res.v_overflows[:, 0].sum() > 0
     _check_against_loihi_reference(graph, x, res)
+
+
+def _fanin300_graph(steps: int) -> DeployGraph:
+    """The reference tests' ``fanin300_no_current_decay`` network (docs/lava_reference.md §4)."""
+    group = NeuronGroup((3,), 0, 1024, 100_000, np.zeros(3, np.int64))
+    return DeployGraph("loihi", "loihi", (300,), [Dense(np.full((3, 300), 255), group,
+                                                        weight_exp=3, name="fan")], steps)
+
+
+def test_u_beyond_int32_matches_lava_and_reference():
+    # 300 inputs at w = 255, weight_exp 3, iDecay 0: a = 612,000 from step 2 on, and u gains
+    # 64 * a - 2**24 = 22,390,784 per step (single wrap correction): u = 95 * 22,390,784 =
+    # 2,127,124,480 after step 96. Step 97: 2,127,124,480 + 39,168,000 = 2,166,292,480 passes
+    # 2**31 - 1; int32 gives -2,128,674,816 <= -2**23, + 2**24 = -2,111,897,600, and v
+    # saturates at -(2**23 - 1) without a spike: the values Lava was measured to hold there
+    # (an int64 simulation had u = 2,149,515,264 and a spike).
+    graph = _fanin300_graph(120)
+    x = np.ones((1, 120, 300), np.int64)
+    for fast in (True, False):
+        res = Simulator(graph, fast=fast).run(x, record=("spikes", "u", "v"))
+        u, v = res.states["u"]["fan"][0], res.states["v"]["fan"][0]
+        assert u[96].tolist() == [-2_111_897_600] * 3
+        assert v[96].tolist() == [-(M - 1)] * 3 and res.rasters["fan"][0, 96].tolist() == [0] * 3
+        assert u[95].tolist() == [2_127_124_480] * 3
+        assert res.u_overflows[0, 0] == 3 * 119  # a correction per neuron and step from step 2
+        _check_against_loihi_reference(graph, x, res)
+
+
+def _results_equal(a, b):
+    assert a.layer_names == b.layer_names
+    for name in ("readout", "predictions", "input_spikes", "spike_counts", "synops",
+                 "u_overflows", "v_overflows", "acc_overflows", "energy_j"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    for x, y in zip(a.neuron_spike_counts, b.neuron_spike_counts, strict=True):
+        assert np.array_equal(x, y)
+    assert a.rasters.keys() == b.rasters.keys()
+    for key in a.rasters:
+        assert np.array_equal(a.rasters[key], b.rasters[key]), key
+    for var in a.states:
+        for key in a.states[var]:
+            assert np.array_equal(a.states[var][key], b.states[var][key]), (var, key)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_kernels_equal_the_step_path(seed, monkeypatch):
+    """Whole-window kernels (whole window; small chunks on threads) and the per-step path: the
+    same results."""
+    import neurodeploy.sim.simulator as simulator
+
+    graph = _conv_graph(seed) if seed % 3 == 2 else _random_dense_graph(seed, "loihi2")
+    rng = np.random.default_rng(400 + seed)
+    x = (rng.random((5, 11, *graph.input_shape)) < 0.4).astype(np.int64)
+    if seed == 1:
+        x = x.astype(bool)
+    if graph.profile == "loihi2" and seed % 2:
+        x = x * rng.integers(0, 1 << 12, x.shape)  # graded payloads
+    rec = ("spikes", "u", "v", "input")
+    slow = Simulator(graph, fast=False).run(x, extra_steps=2, record=rec)
+    fast = Simulator(graph).run(x, extra_steps=2, record=rec)
+    assert any(s.scan for s in Simulator(graph)._stages)
+    _results_equal(fast, slow)
+    # small chunks of steps, synapses on parallel threads, several groups of chunks
+    monkeypatch.setattr(threads, "cpus", lambda: 3)
+    monkeypatch.setattr(simulator, "_PARALLEL_ELEMENTS", 1)
+    monkeypatch.setattr(simulator, "_GROUP_ELEMENTS", 16)
+    monkeypatch.setattr(simulator, "_PLAN_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(simulator, "_CHUNK_ELEMENTS", 64)
+    _results_equal(Simulator(graph).run(x, extra_steps=2, record=rec), slow)
+    _results_equal(Simulator(graph, blas_threads=None).run(x, extra_steps=2, record=rec), slow)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -454,6 +532,70 @@ def test_simulate_accuracy_batches():
         simulate_accuracy(graph, x, labels[:5], progress=False)
 
 
+def test_input_dtypes_give_the_same_result(monkeypatch):
+    import neurodeploy.sim.simulator as simulator
+
+    monkeypatch.setattr(simulator, "_CHECK_SEGMENT", 7)  # many segments on parallel threads
+    monkeypatch.setattr(threads, "cpus", lambda: 2)
+    graph = _random_dense_graph(2)
+    rng = np.random.default_rng(11)
+    x = (rng.random((3, 40, *graph.input_shape)) < 0.4).astype(np.int64)
+    ref = Simulator(graph, fast=False).run(x)
+    for dtype in (np.int64, np.int32, np.uint8, np.uint16, bool):
+        _results_equal(Simulator(graph).run(x.astype(dtype)), ref)
+    strided = x.transpose(1, 0, 2).copy().transpose(1, 0, 2)  # not C-contiguous
+    assert not strided.flags.c_contiguous
+    _results_equal(Simulator(graph).run(strided), ref)
+    for bad, where in ((2, -1), (-1, -1), (-1, 0), (256, 5)):
+        y = x.copy()
+        y.reshape(-1)[where] = bad
+        with pytest.raises(DataError, match=f"value {bad}"):
+            Simulator(graph).run(y)
+
+
+def test_parallel_map_keeps_order_and_raises(monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setattr(threads, "cpus", lambda: 2)
+    names = set()
+
+    def work(k):
+        names.add(threading.current_thread().name)
+        time.sleep(0.001 * (k % 3))
+        return k * k
+
+    assert threads.parallel_map(work, range(10)) == [k * k for k in range(10)]
+    assert len(names) == 2 and all(n.startswith("neurodeploy-sim") for n in names)
+    assert threads.parallel_map(work, [3], threads=4) == [9]
+    assert threads.parallel_map(work, range(3), threads=1) == [0, 1, 4]
+
+    def fail(k):
+        if k == 4:
+            raise ValueError("item 4")
+        return k
+
+    with pytest.raises(ValueError, match="item 4"):
+        threads.parallel_map(fail, range(8))
+
+
+def test_blas_runs_single_threaded_while_simulating(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+    run_stage = Simulator._run_stage
+
+    def spy(self, *args, **kwargs):
+        seen.append([i["num_threads"] for i in threadpoolctl.threadpool_info()
+                     if i["user_api"] == "blas"])
+        return run_stage(self, *args, **kwargs)
+
+    monkeypatch.setattr(Simulator, "_run_stage", spy)
+    graph = _random_dense_graph(0)
+    x = np.zeros((1, 3, *graph.input_shape), np.int64)
+    Simulator(graph).run(x)
+    assert seen and all(threads and threads == [1] * len(threads) for threads in seen)
+
+
 # ---------------------------------------------------------------- errors
 def test_input_and_graph_errors():
     graph = _random_dense_graph(0)
@@ -470,6 +612,8 @@ def test_input_and_graph_errors():
     assert sim.run(np.ones((1, 3, n), bool)).steps == 3
     with pytest.raises(ConfigError, match="record"):
         sim.run(np.zeros((1, 3, n), np.int64), record=("spikez",))
+    with pytest.raises(ConfigError, match="blas_threads"):
+        Simulator(graph, blas_threads=0)
     with pytest.raises(ConfigError, match="extra_steps"):
         sim.run(np.zeros((1, 3, n), np.int64), extra_steps=-1)
     xconv = _conv_graph(0)

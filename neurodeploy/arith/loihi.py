@@ -11,11 +11,11 @@ Storage: Lava keeps ``u``, ``v`` and the Dense output ``a`` in int32 arrays
 (``PyLifModelBitAcc``, ``PyDenseModelBitAcc``) and forms the sums of steps 2 and 4 in int32, so a
 sum beyond ``±2**31`` wraps around (two's complement) *before* the 24-bit rules apply. With
 ``storage_bits = S`` every such sum goes through ``store(x) = ((x + 2**(S-1)) mod 2**S) -
-2**(S-1)``; ``storage_bits = None`` computes in unbounded integers (int64). Only ``u`` can get
-there: the single wrap correction lets it grow past 24 bits under a large constant drive with no
-current decay (docs/lava_reference.md §4). ``v`` is saturated to 24 bits, and ``|u| <= 2**(S-1) -
-2M`` after the correction, so the sum of step 4 stays inside ``S`` bits unless ``|b| > 2**23``; it
-is wrapped all the same, as Lava does.
+2**(S-1)``; ``storage_bits = None`` computes in unbounded integers (int64). Of the two states
+only ``u`` gets there in practice: the single wrap correction lets it grow past 24 bits under a
+large constant drive with no current decay (docs/lava_reference.md §4). ``v`` is saturated to 24
+bits, and ``|u| <= 2**(S-1) - 2M`` after the correction, so the sum of step 4 stays inside ``S``
+bits unless ``|b| > 2**23``; it is wrapped all the same, as Lava does.
 
 Neuron step (loihi.md §3), per neuron, with ``rtz(x) = sign(x) * floor(|x| / 4096)``:
 
@@ -31,8 +31,8 @@ Neuron step (loihi.md §3), per neuron, with ``rtz(x) = sign(x) * floor(|x| / 40
 
 Dense (loihi.md §4 steps 4-5): ``acc = W @ s``, then ``acc << weight_exp``; a negative exponent
 floors the *sum* (``-5 >> 1 = -3``); no saturation and no 24-bit wrap, only ``store`` (Lava sends
-``a`` through an int32 port, so a sum beyond ``±2**31`` wraps; it needs some 65,000 active inputs at
-weight 255 and exponent 7).
+``a`` through an int32 port, so a sum beyond ``±2**31`` wraps; it needs some 65,000 active inputs
+at weight 255 and exponent 7).
 
 Conv (loihi.md §5.3): weights as given (no exponent), output wrapped with a true 24-bit signed
 modulo ``((x + 2**23) mod 2**24) - 2**23``. SumPool is a depthwise conv with unit weights
@@ -43,8 +43,8 @@ Timing (loihi.md §2) is the simulator's job: every synapse layer adds one step 
 Every function works on numpy int64 arrays and on torch tensors (int64, or float64 holding exact
 integers); they return change masks instead of counts so callers can reduce as they need. A
 storage wrap counts as an overflow event of the quantity it changes (``u``, ``v`` or the synaptic
-output). :func:`neuron_scan` (module :mod:`.loihi_scan`) runs the same equations over a whole
-window on numpy, for the simulator.
+output). :class:`NeuronScan` and :class:`DenseInput` (module :mod:`.loihi_scan`) run the same
+equations over a whole window on numpy, for the simulator.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from neurodeploy.arith import ops, synapse
-from neurodeploy.arith.loihi_scan import NeuronScan, dense_input  # noqa: F401  (whole-window kernels)
+from neurodeploy.arith.loihi_scan import DenseInput, NeuronScan  # noqa: F401  (window kernels)
 from neurodeploy.arith.ops import Array
 from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.arith.spiking import spike_and_reset

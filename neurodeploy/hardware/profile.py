@@ -94,6 +94,9 @@ class StateFormat:
                                          choices=OVERFLOW_MODES)
     conv_accumulator_overflow: str = _f("str", "overflow rule of a conv/sumpool layer's output",
                                         choices=OVERFLOW_MODES)
+    storage_bits: int | None = _f("int", "width of the integers u, v and the synaptic output "
+                                  "are kept in (sums wrap there first); default: the family's",
+                                  None, lo=1, hi=64)
 
 
 @dataclass(frozen=True)
@@ -428,6 +431,9 @@ def _check_consistency(src: str, p: HardwareProfile) -> None:
     if n.max_output_spikes_per_step > n.max_spikes_per_step:
         raise err("neuron.max_output_spikes_per_step", "exceeds neuron.max_spikes_per_step")
     st = p.state
+    if st.storage_bits is not None and st.storage_bits < max(st.current_bits, st.voltage_bits):
+        raise err("state.storage_bits", f"{st.storage_bits} bits cannot hold the "
+                  f"{max(st.current_bits, st.voltage_bits)}-bit states")
     if n.decay == "multiplicative" and max(st.current_bits, st.voltage_bits) + n.decay_bits > 62:
         raise err("state.current_bits", "state bits + decay bits exceed 62: products would not "
                   "be exact in int64")

@@ -32,11 +32,11 @@ class SimResult:
         synops: int64 ``[B, L]``: synaptic operations into each layer (each presynaptic event
             times the neurons it reaches).
         neuron_updates: int64 ``[L]``: neuron updates per sample (neurons x steps).
-        u_overflows: int64 ``[B, L]``: overflow events of the current ``u`` (Loihi: wraps; Xylo:
-            saturations).
+        u_overflows: int64 ``[B, L]``: overflow events of the current ``u`` (Loihi: wrap
+            corrections and int32 storage wraps; Xylo: saturations).
         v_overflows: int64 ``[B, L]``: overflow events of the voltage ``v`` (saturations).
         acc_overflows: int64 ``[B, L]``: overflow events of the synaptic output (Loihi conv: 24-bit
-            wraps).
+            wraps; Loihi: int32 storage wraps).
         energy_j: float64 ``[B]``: estimated energy per sample in joules.
         energy_breakdown_j: mean energy per sample split into ``synops``, ``neuron_updates`` and
             ``spikes`` (joules).

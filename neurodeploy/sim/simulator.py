@@ -42,10 +42,15 @@ from neurodeploy.errors import ConfigError, DataError, FormatError, UnsupportedE
 from neurodeploy.hardware.profile import HardwareProfile, load_profile
 from neurodeploy.hardware.structure import LayerStructure, layer_structure
 from neurodeploy.sim.result import SimResult
+from neurodeploy.sim.threads import blas_threads, parallel_map
 
 RECORD_KEYS = ("spikes", "u", "v", "input")
 READOUT_KINDS = ("potential", "spike_count")
-_CHUNK_ELEMENTS = 1 << 23  # about 64 MB of int64 per synapse chunk
+_CHUNK_ELEMENTS = 1 << 21  # about 16 MB of int64 per synapse chunk
+_PLAN_CHUNK_ELEMENTS = 1 << 19  # about 2 MB of float32 per exact float synapse chunk
+_PARALLEL_ELEMENTS = 1 << 22  # least synapse elements of a layer worth parallel threads
+_GROUP_ELEMENTS = 1 << 22  # synaptic input values computed ahead of the neuron updates
+_CHECK_SEGMENT = 1 << 20  # input values per parallel segment of the input check
 
 
 @dataclass
@@ -87,6 +92,9 @@ class Simulator:
         profile: a profile, profile name or path; default ``graph.profile``.
         fast: use the family's whole-window kernels where they apply (same integers); ``False``
             runs every layer step by step through ``neuron_step``.
+        blas_threads: BLAS threads while simulating (default 1, see
+            :mod:`neurodeploy.sim.threads`; ``None`` leaves BLAS as configured, which may pay on
+            a large idle machine).
 
     Raises:
         ProfileError: the profile cannot be loaded.
@@ -96,7 +104,7 @@ class Simulator:
     """
 
     def __init__(self, graph: Any, profile: HardwareProfile | str | None = None, *,
-                 fast: bool = True):
+                 fast: bool = True, blas_threads: int | None = 1):
         self.graph = graph
         self.profile = load_profile(profile if profile is not None else graph.profile)
         p = self.profile
@@ -114,6 +122,11 @@ class Simulator:
         self.family = get_family(p.family)
         self.config = self.family.Config.from_profile(p)
         self._scan_kernel = getattr(self.family, "NeuronScan", None) if fast else None
+        if blas_threads is not None and (isinstance(blas_threads, bool) or
+                                         not isinstance(blas_threads, int) or blas_threads < 1):
+            raise ConfigError(f"blas_threads must be a positive integer or None, got "
+                              f"{blas_threads!r}")
+        self.blas_threads = blas_threads
         self.structure = layer_structure(graph)
         self.input_shape = tuple(int(d) for d in graph.input_shape)
         self._stages = [self._stage(k, st) for k, st in enumerate(self.structure)]
@@ -151,7 +164,8 @@ class Simulator:
             work = max(work, int(np.prod(st.out_shape[1:])) * cg * kh * kw)
         fan = np.asarray(st.fan_out).reshape(-1)
         kernel = self._scan_kernel
-        scan = kernel is not None and kernel.supported(params, self.config, max_spikes)
+        scan = kernel is not None and kernel.supported(params, self.config, max_spikes,
+                                                       int(g.initial_v))
         row_bound = None
         if scan and layer.kind == "dense":
             from neurodeploy.arith.loihi_scan import row_abs_bound
@@ -211,15 +225,14 @@ class Simulator:
             raise DataError(f"inputs must be integers, got dtype {x.dtype}")
         gb = self.profile.input.graded_bits
         hi = 1 if gb == 0 else (1 << gb) - 1
-        # one pass: seen as unsigned, a negative value is huge, so max <= hi proves 0 <= x <= hi
-        top = int(x.view(np.dtype(f"u{x.dtype.itemsize}")).max())
+        x, top = _checked_copy(x, np.uint8 if hi <= 255 else np.int64)  # hi = 2**k - 1
         if top > hi:
             lo_v, hi_v = int(x.min()), int(x.max())
             what = "binary spikes (0 or 1)" if gb == 0 else f"{gb}-bit graded values 0..{hi}"
             bad = lo_v if lo_v < 0 else hi_v
             raise DataError(f"input value {bad} out of range: profile {self.profile.name} takes "
                             f"{what} (input.graded_bits = {gb})")
-        return x.astype(np.uint8 if hi <= 255 else np.int64, copy=False), top
+        return x, top
 
     # ------------------------------------------------------------------ run
     def run(
@@ -290,8 +303,9 @@ class Simulator:
         delivered_max = x_max
         input_spikes = np.zeros(b, dtype=np.int64)
         for k, stage in enumerate(self._stages):
-            raster, v_last, counts = self._run_stage(stage, delivered, delivered_max, steps,
-                                                     record, states)
+            with blas_threads(self.blas_threads):
+                raster, v_last, counts = self._run_stage(stage, delivered, delivered_max, steps,
+                                                         record, states)
             name = stage.struct.name
             events = _events(delivered, b, steps, stage.payload_input or delivered_max <= 1,
                              per_input=stage.fan_out is None)
@@ -392,7 +406,7 @@ class Simulator:
             advance(t, 0)
         # The synapse runs on every step's events, as the chip's does; the output of the last
         # d steps would be delivered after the window (it still counts for acc overflows).
-        for c0, c1 in self._chunks(stage, b, steps):
+        for c0, c1 in _chunks(b, steps, stage.work, _CHUNK_ELEMENTS):
             n = c1 - c0
             a, mask = self._synapse(stage, s_in[:, c0:c1].reshape(b * n, *st.in_shape), s_max)
             a = a.reshape(b, n, *out_shape)
@@ -406,15 +420,10 @@ class Simulator:
             states["v"][st.name] = rec_v
         return raster, v, (cu, cv, ca)
 
-    def _chunks(self, stage: _Stage, b: int, steps: int, first: int = 0):
-        """Consecutive ``(c0, c1)`` step ranges whose synapse work fits one chunk."""
-        chunk = max(1, min(steps, _CHUNK_ELEMENTS // max(1, b * stage.work)))
-        for c0 in range(first, steps, chunk):
-            yield c0, min(c0 + chunk, steps)
-
     def _run_stage_scan(self, stage: _Stage, s_in: np.ndarray, s_max: int, steps: int,
                         record: tuple[str, ...], states: dict[str, dict[str, np.ndarray]]):
-        """:meth:`_run_stage` with the family's whole-window kernels (same results)."""
+        """:meth:`_run_stage` with the family's whole-window kernels (same results); the
+        synaptic input is computed for chunks of steps, time-major, as the kernel reads it."""
         st, layer, cfg = stage.struct, stage.layer, self.config
         b = int(s_in.shape[0])
         n_out = int(np.prod(st.out_shape))
@@ -427,48 +436,111 @@ class Simulator:
         d = min(stage.delay, steps)
         if d:
             scan.run(None, 0.0, flat, 0, d)
-        scale = float(1 << cfg.activation_shift)
-        for c0, c1 in self._chunks(stage, b, steps):
-            n = c1 - c0
-            deliver = min(n, steps - d - c0)  # steps of this chunk delivered in the window
-            src = s_in[:, c0:c1].reshape(b * n, *st.in_shape)
-            res = None
-            if layer.kind == "dense":
-                # exact only where no accumulator or storage rule can act: then the output of
-                # the last d steps, delivered after the window, is not needed either
-                if deliver <= 0:
-                    if self.family.dense_input(layer.weight, src[:0].reshape(0, -1),
-                                               int(layer.weight_exp), cfg, s_max,
-                                               stage.row_bound) is not None:
-                        break
-                else:
-                    src_d = s_in[:, c0:c0 + deliver].reshape(b * deliver, -1)
-                    res = self.family.dense_input(layer.weight, src_d, int(layer.weight_exp),
-                                                  cfg, s_max, stage.row_bound)
-                    if res is not None and deliver < n:
-                        # the undelivered rest cannot change a count either
-                        res = (res[0].reshape(b, deliver, n_out), res[1])
-                    elif res is not None:
-                        res = (res[0].reshape(b, n, n_out), res[1])
-            if res is None:
-                a, mask = self._synapse(stage, src, s_max)
+        plan = None
+        planner = getattr(self.family, "DenseInput", None)
+        if layer.kind == "dense" and planner is not None:
+            plan = planner.plan(layer.weight, int(layer.weight_exp), cfg, s_max, stage.row_bound)
+        if plan is not None:
+            # no rule can act on the synaptic output, so only the delivered steps are needed
+            chunks = list(_chunks(b, steps - d, stage.work, _PLAN_CHUNK_ELEMENTS))
+
+            def synapse(chunk: tuple[int, int]) -> tuple[Any, float, Any, int]:
+                c0, c1 = chunk
+                # time-major events make a time-major input (the float copy is contiguous)
+                events = s_in[:, c0:c1].reshape(b, c1 - c0, -1).transpose(1, 0, 2)
+                a = plan(events)
+                # the actual bound of this chunk is far below plan.bound: fewer range checks
+                bound = float(max(a.max(initial=0.0), -a.min(initial=0.0)))
+                return a, bound, None, c1 - c0
+        else:
+            chunks = list(_chunks(b, steps, stage.work, _CHUNK_ELEMENTS))
+            scale = float(1 << cfg.activation_shift)
+
+            def synapse(chunk: tuple[int, int]) -> tuple[Any, float, Any, int]:
+                c0, c1 = chunk
+                n = c1 - c0
+                a, mask = self._synapse(stage, s_in[:, c0:c1].reshape(b * n, *st.in_shape),
+                                        s_max)
+                counts = None
                 if mask is not None and mask.any():
-                    ca[:] += count(mask.reshape(b, n, -1), batch_axes=1)
+                    counts = count(mask.reshape(b, n, -1), batch_axes=1)
+                deliver = min(n, steps - d - c0)  # steps of this chunk delivered in the window
                 if deliver <= 0:
-                    continue
-                a = a.reshape(b, n, n_out)[:, :deliver]
-                af = np.multiply(a, scale, dtype=np.float64)
-                bound = float(np.abs(af).max()) if af.size else 0.0
+                    return None, 0.0, counts, 0
+                af = np.empty((deliver, b, n_out))  # time-major, as the kernel reads it
+                np.multiply(a.reshape(b, n, n_out)[:, :deliver].transpose(1, 0, 2), scale,
+                            out=af)
+                bound = float(np.abs(af).max(initial=0.0))
                 if bound >= 2.0**52:
                     raise UnsupportedError(f"{st.label}: synaptic input {bound:.3g} is too "
                                            f"large to simulate exactly")
-                res = (af, bound)
-            scan.run(res[0], res[1], flat, c0 + d, deliver)
-        if scan.states_u is not None:
-            states["u"][st.name] = scan.states_u.reshape(b, steps, *st.out_shape)
-        if scan.states_v is not None:
-            states["v"][st.name] = scan.states_v.reshape(b, steps, *st.out_shape)
+                return af, bound, counts, deliver
+
+        # the synapses of a group of chunks on parallel threads, then the neurons in order
+        threads = 1 if b * steps * stage.work < _PARALLEL_ELEMENTS else None
+        per_step = b * max(n_out, 1)
+        group = max(1, _GROUP_ELEMENTS // per_step)
+        start = 0
+        while start < len(chunks):
+            stop, span = start, 0
+            while stop < len(chunks) and (stop == start or span < group):
+                span += chunks[stop][1] - chunks[stop][0]
+                stop += 1
+            part = chunks[start:stop]
+            for (c0, _), (a, bound, counts, n) in zip(part, parallel_map(synapse, part, threads),
+                                                       strict=True):
+                if counts is not None:
+                    ca += counts
+                if a is not None:
+                    scan.run(a, bound, flat, c0 + d, n)
+            start = stop
+        for key, rec in (("u", scan.states_u), ("v", scan.states_v)):
+            if rec is not None:
+                states[key][st.name] = rec.reshape(b, steps, *st.out_shape)
         return raster, scan.v, (scan.u_overflows, scan.v_overflows, ca)
+
+
+def _checked_copy(x: np.ndarray, dtype: Any) -> tuple[np.ndarray, int]:
+    """``(y, top)``: ``x`` (integers) as ``dtype``, and ``top``, the bitwise OR of all values of
+    ``x`` seen as unsigned. For ``hi = 2**k - 1``, ``top <= hi`` proves ``0 <= x <= hi`` (a
+    negative value sets the top bit), and ``top`` bounds ``max(x)`` (``top < 2 * max``). When
+    ``top`` fits ``dtype``, ``y`` holds ``x`` exactly; otherwise ``y`` is ``x`` unchanged.
+    Blocks of cache size are checked and converted together (one pass over memory, not two),
+    segments of blocks on parallel threads."""
+    unsigned = x.view(np.dtype(f"u{x.dtype.itemsize}"))
+    if x.dtype == dtype or x.ndim == 0 or not x.flags.c_contiguous:
+        top = int(np.bitwise_or.reduce(unsigned, axis=None))
+        if x.dtype == dtype:
+            return x, top
+        return (x.astype(dtype) if top <= np.iinfo(dtype).max else x), top
+    limit = int(np.iinfo(dtype).max)
+    flat, uflat = x.reshape(-1), unsigned.reshape(-1)
+    out = np.empty(flat.size, dtype=dtype)
+    block = 1 << 16
+
+    def segment(bounds: tuple[int, int]) -> int:
+        top = 0
+        for i in range(bounds[0], bounds[1], block):
+            j = min(i + block, bounds[1])
+            top |= int(np.bitwise_or.reduce(uflat[i:j]))
+            if top > limit:
+                break
+            out[i:j] = flat[i:j]
+        return top
+
+    segments = [(i, min(i + _CHECK_SEGMENT, flat.size))
+                for i in range(0, flat.size, _CHECK_SEGMENT)]
+    top = 0
+    for part in parallel_map(segment, segments):
+        top |= part
+    return (out.reshape(x.shape) if top <= limit else x), top
+
+
+def _chunks(b: int, steps: int, work: int, elements: int):
+    """Consecutive ``(c0, c1)`` step ranges of about ``elements`` synapse elements each."""
+    chunk = max(1, min(steps, elements // max(1, b * work)))
+    for c0 in range(0, steps, chunk):
+        yield c0, min(c0 + chunk, steps)
 
 
 def _events(x: np.ndarray, b: int, steps: int, nonzero: bool, per_input: bool) -> np.ndarray:

@@ -10,6 +10,10 @@ parameters netx would choose (``du = iDecay - 1``, ``dv = vDecay``, ``vth = vThM
 weights are passed exactly (``sign_mode=MIXED, num_weight_bits=9``), except in the cases named
 ``trunc_*``, which leave Lava its weight truncation and give our simulator the weights that
 loihi.md section 4 says Lava actually uses.
+
+Lava keeps u, v and the Dense output in int32; the cases ``fanin300_no_current_decay`` (120
+steps: u passes 2**31 at step 97) and ``dense_int32_wrap`` (the Dense sum passes 2**31) check
+that our simulator does the same (``storage_bits`` of :class:`neurodeploy.arith.loihi.LoihiConfig`).
 """
 
 from __future__ import annotations
@@ -105,17 +109,36 @@ def _every_layer_spikes(res: dict) -> None:
         assert res[f"layer{i}.spikes"].any(), f"layer {i} never spikes: the case tests little"
 
 
-def _fanin_case(idecay: int) -> Case:
+def _fanin_case(idecay: int, steps: int = 25) -> Case:
     # 300 inputs all spiking, w = 255, weight_exp +3: a = 612,000 per step, 64 * a = 39.2M,
-    # u leaves 24 bits at once and the single wrap correction keeps it out of range.
-    steps = 25
+    # u leaves 24 bits at once and the single wrap correction keeps it out of range. With
+    # iDecay 0 u gains 64 * a - 2**24 per step and passes 2**31 at step 97: Lava's int32 wraps.
     w = np.full((3, 300), 255)
     layer = _layer(w, idecay=idecay, vdecay=1024, vth=100_000, weight_exp=3)
 
     def check(res):
-        assert np.abs(res["layer0.u"]).max() > 3 * M, "u never went beyond 3 * 2**23"
+        u = res["layer0.u"][:, 0]
+        assert np.abs(u).max() > 3 * M, "u never went beyond 3 * 2**23"
+        if steps > 100:
+            jumps = (u[:-1] > 2**30) & (u[1:] < -(2**30))
+            assert jumps.any(), "u never wrapped around int32"
 
     return Case(_graph(300, [layer], steps), np.ones((steps, 300), np.int64), check=check)
+
+
+def _dense_int32_case() -> Case:
+    # 70,000 active inputs at w = 255, weight_exp 7: the Dense sum 255 * 2**7 * 70,000 =
+    # 2,284,800,000 exceeds 2**31 - 1, so Lava's int32 output port wraps it. iDecay 4096 makes
+    # u' = a << 6 exactly; the int32 sum and the single correction follow.
+    n_in, steps = 70_000, 3
+    layer = _layer(np.full((2, n_in), 255), idecay=4096, vdecay=4096, vth=1000, weight_exp=7)
+    assert 255 * 2**7 * n_in > 2**31
+
+    def check(res):
+        # the exact value 64 * 2,284,800,000 - 2**24 does not fit int32; Lava's u is in range
+        assert res["layer0.u"][1:].any() and np.abs(res["layer0.u"]).max() < 2**31
+
+    return Case(_graph(n_in, [layer], steps), np.ones((steps, n_in), np.int64), check=check)
 
 
 def _odd_negative_case() -> Case:
@@ -200,8 +223,9 @@ def build_cases() -> dict[str, Case]:
     """All raw-process cases, by name."""
     cases = {f"random_s{seed}_l{n}": _random_case(seed, n)
              for seed, n in [(0, 1), (1, 2), (2, 3), (3, 3), (4, 2)]}
-    cases["fanin300_no_current_decay"] = _fanin_case(0)
+    cases["fanin300_no_current_decay"] = _fanin_case(0, steps=120)  # u passes 2**31
     cases["fanin300_idecay1024"] = _fanin_case(1024)
+    cases["dense_int32_wrap"] = _dense_int32_case()
     cases["odd_negative_weights"] = _odd_negative_case()
     cases.update(_trunc_cases())
     cases["v_saturation"] = _v_saturation_case()

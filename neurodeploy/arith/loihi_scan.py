@@ -1,0 +1,315 @@
+"""Whole-window kernels of the ``loihi`` family for the simulator (numpy only).
+
+:func:`neurodeploy.arith.loihi.neuron_step` advances a group by one step on numpy or torch and is
+the definition of the arithmetic. The simulator advances a group over hundreds of steps, where
+that per-step function spends most of its time on Python-level dispatch, int64 temporaries and
+range scans. :class:`NeuronScan` computes the same integers (the tests compare both, values and
+overflow counts) with fewer operations per step:
+
+- the state lives in float64 arrays, updated in place. Every value is an integer of magnitude
+  below 2**53, so float64 holds it exactly and ``+``, ``-``, ``*`` of such values are exact while
+  the exact result stays below 2**53; :meth:`NeuronScan.supported` refuses a group otherwise.
+  ``rtz(x * f / 2**12)`` is ``trunc(x * (f * 2**-12))``: ``f * 2**-12`` is exact, the product's
+  exact value needs at most ``storage_bits - 1 + 12`` significant bits, and ``trunc`` is exact;
+- the range rules (storage wrap, the ``u`` and ``v`` overflow rules) are no-ops while the values
+  stay in their ranges. The kernel carries, per step, interval bounds of ``u`` and ``v`` derived
+  from the decays, the bound of the synaptic input, the bias and the threshold reset, and only
+  reads the arrays' actual minimum and maximum when a bound leaves a range; the rule is applied
+  (with :func:`~neurodeploy.arith.overflow.apply_overflow`, exact on float64 integers) only
+  when the actual values leave it.
+
+:class:`DenseInput` computes a dense layer's synaptic input for many steps at once as one float
+matrix product (a non-negative exponent and the activation shift folded into the weights), when
+the product is provably exact in float32 (every partial sum below 2**24) or float64 (below 2**52)
+and no accumulator or storage rule can change a value; otherwise :meth:`DenseInput.plan` returns
+``None`` and the caller uses :func:`neurodeploy.arith.loihi.dense`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.arith.overflow import apply_overflow
+
+# Inputs and states stay below 2**52 in magnitude so that their sums stay below 2**53.
+_LIMIT = float(1 << 52)
+
+
+def safe_interval(bits: int | None, mode: str) -> tuple[float, float]:
+    """The values that overflow rule ``mode`` of a ``bits``-wide state leaves unchanged."""
+    if bits is None or mode == "none":
+        return -np.inf, np.inf
+    half = float(1 << (bits - 1))
+    if mode == "saturate_symmetric":
+        return -(half - 1), half - 1
+    if mode == "wrap_once":
+        return -half + 1, half
+    if mode in ("saturate", "wrap"):
+        return -half, half - 1
+    raise ValueError(f"unknown overflow mode {mode!r}")
+
+
+def row_abs_bound(weight: np.ndarray) -> int:
+    """``max_o sum_i |weight[o, ...]|``: bound of a synaptic sum per unit of event payload."""
+    w = np.abs(np.asarray(weight, dtype=np.int64))
+    return int(w.reshape(w.shape[0], -1).sum(axis=1).max()) if w.size else 0
+
+
+class DenseInput:
+    """A dense layer's synaptic input in state units (``a << activation_shift``) as floats.
+
+    :meth:`plan` decides, from the weights and a bound of the events alone, whether the float
+    product is exact and no accumulator or storage rule can change a value; calling the plan on
+    events ``s`` ``[..., in]`` then returns ``a`` ``[..., out]`` (float32 or float64 holding
+    exact integers) equal to ``loihi.dense(weight, s, weight_exp, config)[0] <<
+    activation_shift``. ``bound`` is a bound of ``|a|``.
+    """
+
+    def __init__(self, weight_t: np.ndarray, exp: int, act: int, bound: float):
+        self._wt, self._exp, self._act, self.bound = weight_t, exp, act, bound
+
+    @classmethod
+    def plan(cls, weight: np.ndarray, weight_exp: int, config: Any, s_max: int,
+             row_bound: int | None = None) -> DenseInput | None:
+        """The plan for ``weight`` ``[out, in]`` and events bounded by ``s_max``, or ``None``
+        where the caller must use ``loihi.dense`` (``row_bound``: :func:`row_abs_bound` of
+        ``weight`` if already known)."""
+        rows = row_abs_bound(weight) if row_bound is None else int(row_bound)
+        raw = rows * int(s_max)  # bound of every partial sum of W @ s
+        e, act = int(weight_exp), int(config.activation_shift)
+        acc = raw << e if e >= 0 else -((-raw) >> -e)  # |floor(x / 2**k)| <= ceil(|x| / 2**k)
+        for bits, mode in ((config.accumulator_bits, config.dense_accumulator_overflow),
+                           (config.storage_bits, "wrap")):
+            lo, hi = safe_interval(bits, mode)
+            if acc > hi or -acc < lo:
+                return None
+        bound = acc << act
+        if bound >= _LIMIT or raw >= _LIMIT:
+            return None
+        w = np.asarray(weight, dtype=np.int64).T
+        if e >= 0:  # fold 2**(e + act) into the weights
+            dtype = np.float32 if bound < (1 << 24) else np.float64
+            return cls((w * float(1 << (e + act))).astype(dtype), 0, 0, float(bound))
+        dtype = np.float32 if raw < (1 << 24) else np.float64
+        return cls(w.astype(dtype), e, act, float(bound))
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        """``a`` ``[..., out]`` for events ``s`` ``[..., in]`` (any layout: one conversion pass
+        makes the float copy contiguous)."""
+        x = s.astype(self._wt.dtype, order="C")
+        out = (x.reshape(-1, x.shape[-1]) @ self._wt).reshape(*s.shape[:-1], self._wt.shape[1])
+        if self._exp == 0 and self._act == 0:
+            return out
+        out = out.astype(np.float64)
+        np.multiply(out, 2.0**self._exp, out=out)
+        np.floor(out, out=out)
+        np.multiply(out, float(1 << self._act), out=out)
+        return out
+
+
+def dense_input(weight: np.ndarray, s: np.ndarray, weight_exp: int, config: Any,
+                s_max: int | None = None) -> tuple[np.ndarray, float] | None:
+    """``(a, bound)`` of :class:`DenseInput` for events ``s`` ``[rows, in]`` (``s_max``: bound of
+    ``|s|``, scanned if not given), or ``None`` where it does not apply."""
+    s_max = int(np.abs(np.asarray(s, dtype=np.int64)).max(initial=0)) if s_max is None else s_max
+    plan = DenseInput.plan(weight, weight_exp, config, s_max)
+    return None if plan is None else (plan(np.asarray(s)), plan.bound)
+
+
+class NeuronScan:
+    """Advance one Loihi neuron group of a batch over consecutive steps (numpy, exact).
+
+    Same equations, parameters and units as :func:`neurodeploy.arith.loihi.neuron_step`
+    (whose keyword arguments ``params`` holds), for a batch ``[B, *shape]`` starting from
+    ``u = 0``, ``v = initial_v``. Call :meth:`run` for consecutive blocks of steps; spikes go
+    into a caller's raster, overflow events are counted per sample.
+
+    Args:
+        batch: samples ``B``.
+        shape: neuron shape of the group.
+        params: ``current_decay``, ``voltage_decay`` (ints or integer arrays broadcastable to
+            ``shape``), ``threshold`` (int), ``bias`` (int or array), ``bias_exp`` (int),
+            ``spiking`` (bool), ``reset`` (``"zero"`` / ``"subtract"``).
+        config: a :class:`~neurodeploy.arith.loihi.LoihiConfig`.
+        initial_v: starting ``v`` (state units).
+        steps: length of the window (for the recorded states).
+        record_u, record_v: keep ``u`` / ``v`` after every step (``states_u``, ``states_v``,
+            int64 ``[B, steps, *shape]``).
+    """
+
+    def __init__(self, batch: int, shape: tuple[int, ...], params: dict[str, Any], config: Any,
+                 initial_v: int = 0, steps: int = 0, record_u: bool = False,
+                 record_v: bool = False):
+        self.batch, self.shape = int(batch), tuple(int(d) for d in shape)
+        n = int(np.prod(self.shape))
+        self.cfg = config
+        one = float(1 << config.decay_shift)
+
+        def factor(decay: Any) -> np.ndarray:
+            d = np.broadcast_to(np.asarray(decay, dtype=np.int64), self.shape).reshape(-1)
+            return (one - d.astype(np.float64)) / one
+
+        cu, cv = factor(params["current_decay"]), factor(params["voltage_decay"])
+        self._cu_max, self._cv_max = float(cu.max()), float(cv.max())
+        if np.all(cu == cu[0]) and np.all(cv == cv[0]):
+            self._c = np.array([cu[0], cv[0]]).reshape(2, 1, 1)
+        else:
+            self._c = np.stack([cu, cv]).reshape(2, 1, n)
+        be = int(params.get("bias_exp", 0))
+        b = np.asarray(params.get("bias", 0), dtype=np.int64)
+        b = b << be if be >= 0 else b >> -be
+        b = np.broadcast_to(b, self.shape).reshape(-1).astype(np.float64)
+        self._b_lo, self._b_hi = float(b.min()), float(b.max())
+        self._bias = None if not b.any() else (b[0] if np.all(b == b[0]) else b)
+        self._theta = float(int(params["threshold"]) << config.threshold_shift)
+        self._spiking = bool(params.get("spiking", True))
+        self._reset = params.get("reset", "zero")
+        self._strict = bool(config.threshold_strict)
+        self._uv = np.zeros((2, self.batch, n))
+        self._uv[1] = float(initial_v)
+        self._keep = np.empty((self.batch, n), dtype=np.bool_)
+        self._tmp = np.empty((self.batch, n)) if params.get("reset") == "subtract" else None
+        # interval bounds of u and v: u_lo <= u <= u_hi, v_lo <= v <= v_hi
+        self._bounds = (0.0, 0.0, float(initial_v), float(initial_v))
+        self._st = safe_interval(config.storage_bits, "wrap")
+        self._u_ok = safe_interval(config.current_bits, config.current_overflow)
+        self._v_ok = safe_interval(config.voltage_bits, config.voltage_overflow)
+        self.u_overflows = np.zeros(self.batch, dtype=np.int64)
+        self.v_overflows = np.zeros(self.batch, dtype=np.int64)
+        self.states_u = np.zeros((self.batch, steps, n), np.int64) if record_u else None
+        self.states_v = np.zeros((self.batch, steps, n), np.int64) if record_v else None
+
+    @staticmethod
+    def supported(params: dict[str, Any], config: Any, max_spikes: int = 1,
+                  initial_v: int = 0) -> bool:
+        """Whether this kernel computes the group exactly (else use ``neuron_step``)."""
+        if abs(int(initial_v)) >= 1 << 50:
+            return False
+        if config.storage_bits is None or config.storage_bits + config.decay_shift > 52:
+            return False
+        if params.get("reset", "zero") not in ("zero", "subtract"):
+            return False
+        if params.get("reset") == "subtract" and max_spikes > 1 and params.get("spiking", True):
+            return False
+        one = 1 << config.decay_shift
+        for key in ("current_decay", "voltage_decay"):
+            d = np.asarray(params[key])
+            if d.size == 0 or d.min() < 0 or d.max() > one:
+                return False
+        b = np.asarray(params.get("bias", 0), dtype=np.int64)
+        be = int(params.get("bias_exp", 0))
+        if b.size and int(np.abs(b).max()) >= 1 << max(0, 50 - max(be, 0)):
+            return False
+        return abs(int(params["threshold"])) < 1 << (50 - config.threshold_shift)
+
+    # ------------------------------------------------------------------------------ helpers
+    def _count(self, mask: Any, into: np.ndarray) -> None:
+        if mask is not None:
+            into += np.asarray(mask).reshape(self.batch, -1).sum(axis=1, dtype=np.int64)
+
+    def _fix(self, x: np.ndarray, lo: float, hi: float, ok: tuple[float, float], bits: int,
+             mode: str, into: np.ndarray) -> tuple[float, float]:
+        """``x`` lies in ``[lo, hi]``; where a bound leaves the range of storage or of rule
+        ``mode``, read the actual extreme, and apply storage and the rule in place when the
+        values need them (counting changes into ``into``). Returns new bounds of ``x``."""
+        st_lo, st_hi = self._st
+        lim_lo, lim_hi = max(ok[0], st_lo), min(ok[1], st_hi)
+        if lo < lim_lo:
+            lo = float(x.min())
+        if hi > lim_hi:
+            hi = float(x.max())
+        if lo >= lim_lo and hi <= lim_hi:
+            return lo, hi
+        changed = None
+        if lo < st_lo or hi > st_hi:
+            y, changed = apply_overflow(x, self.cfg.storage_bits, "wrap")
+            x[...] = y
+        y, mask = apply_overflow(x, bits, mode)
+        if mask is not None:
+            x[...] = y
+            changed = mask if changed is None else (changed | mask)
+        if changed is not None:
+            self._count(changed, into)
+        return float(x.min()), float(x.max())
+
+    # ---------------------------------------------------------------------------------- run
+    def run(self, a: np.ndarray | None, a_bound: float, raster: np.ndarray, t0: int,
+            steps: int) -> None:
+        """Advance ``steps`` steps.
+
+        Args:
+            a: synaptic input in state units (``a_in << activation_shift``), float or int,
+                time-major ``[>= steps, B, N]`` (flattened neurons; ``a[j]`` feeds step
+                ``t0 + j``), or ``None`` for no input.
+            a_bound: bound of ``|a|`` (ignored when ``a`` is ``None``).
+            raster: uint8 ``[B, T, N]``; spikes of step ``t0 + j`` go to ``raster[:, t0 + j]``.
+            t0: index of the first step in the window.
+            steps: number of steps.
+        """
+        uv, c = self._uv, self._c
+        u, v = uv[0], uv[1]
+        keep = self._keep
+        spikes = raster.view(np.bool_)
+        cfg = self.cfg
+        st_lo, st_hi = self._st
+        u_lo_ok, u_hi_ok = max(self._u_ok[0], st_lo), min(self._u_ok[1], st_hi)
+        v_lo_ok, v_hi_ok = max(self._v_ok[0], st_lo), min(self._v_ok[1], st_hi)
+        bias, b_lo, b_hi = self._bias, self._b_lo, self._b_hi
+        theta, spiking, zero_reset = self._theta, self._spiking, self._reset == "zero"
+        strict = self._strict
+        fire, stay = (np.greater, np.less_equal) if strict else (np.greater_equal, np.less)
+        cu, cv = self._cu_max, self._cv_max
+        bound = 0.0 if a is None else float(a_bound)
+        u_lo, u_hi, v_lo, v_hi = self._bounds
+        rec_u, rec_v = self.states_u, self.states_v
+        for j in range(steps):
+            t = t0 + j
+            # u' = rtz(u * fu) + a, v' = rtz(v * fv) + u' + b: values and interval bounds
+            np.multiply(uv, c, out=uv)
+            np.trunc(uv, out=uv)
+            if a is not None:
+                np.add(u, a[j], out=u)
+            u_lo = min(u_lo * cu, 0.0) - bound
+            u_hi = max(u_hi * cu, 0.0) + bound
+            if u_lo < u_lo_ok or u_hi > u_hi_ok:
+                u_lo, u_hi = self._fix(u, u_lo, u_hi, self._u_ok, cfg.current_bits,
+                                       cfg.current_overflow, self.u_overflows)
+            np.add(v, u, out=v)
+            if bias is not None:
+                np.add(v, bias, out=v)
+            v_lo = min(v_lo * cv, 0.0) + u_lo + b_lo
+            v_hi = max(v_hi * cv, 0.0) + u_hi + b_hi
+            if v_lo < v_lo_ok or v_hi > v_hi_ok:
+                v_lo, v_hi = self._fix(v, v_lo, v_hi, self._v_ok, cfg.voltage_bits,
+                                       cfg.voltage_overflow, self.v_overflows)
+            if spiking:
+                fire(v, theta, out=spikes[:, t])
+                if v_hi > theta or (not strict and v_hi == theta):
+                    # fired values become 0 or v - theta (> 0); the others stay <= theta.
+                    # Multiplying by the 0/1 mask is much faster than a masked assignment.
+                    stay(v, theta, out=keep)
+                    if zero_reset:
+                        np.multiply(v, keep, out=v)
+                        v_hi = max(theta, 0.0)
+                    else:
+                        np.subtract(v, theta, out=v)
+                        np.add(v, np.multiply(keep, theta, out=self._tmp), out=v)
+                        v_hi = max(min(v_hi, theta), v_hi - theta)
+                    v_lo = min(v_lo, 0.0)
+            if rec_u is not None:
+                rec_u[:, t] = u
+            if rec_v is not None:
+                rec_v[:, t] = v
+        self._bounds = (u_lo, u_hi, v_lo, v_hi)
+
+    @property
+    def v(self) -> np.ndarray:
+        """Current ``v`` as int64 ``[B, *shape]``."""
+        return self._uv[1].astype(np.int64).reshape(self.batch, *self.shape)
+
+    @property
+    def u(self) -> np.ndarray:
+        """Current ``u`` as int64 ``[B, *shape]``."""
+        return self._uv[0].astype(np.int64).reshape(self.batch, *self.shape)
