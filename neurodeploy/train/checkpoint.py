@@ -25,6 +25,10 @@ from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.models import ModelSpec, SpikingNet, build_model
 
+TORCH_LOAD_ERRORS = (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError,
+                     AttributeError, TypeError, KeyError, IndexError)
+"""What ``torch.load`` raises on a corrupt, truncated or foreign file."""
+
 FORMAT = "neurodeploy.checkpoint"
 VERSION = 1
 
@@ -80,8 +84,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, ValueError,
-            OSError, AttributeError, TypeError, KeyError, IndexError) as exc:
+    except TORCH_LOAD_ERRORS as exc:
         kind = type(exc).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {kind})") \
             from None

@@ -12,8 +12,6 @@ with one line naming the problem.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 
 from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import CheckpointError, ConfigError
+from neurodeploy.train.checkpoint import TORCH_LOAD_ERRORS
 from neurodeploy.ttfs.network import TTFSNetwork
 
 FORMAT = "neurodeploy.ttfs"
@@ -59,18 +58,7 @@ def load_ttfs(path: str | Path) -> TTFSCheckpoint:
         raise CheckpointError(f"TTFS checkpoint {path} is a folder, not a file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        zipfile.BadZipFile,
-        pickle.UnpicklingError,
-        EOFError,
-        RuntimeError,
-        ValueError,
-        OSError,
-        AttributeError,
-        TypeError,
-        KeyError,
-        IndexError,
-    ) as exc:
+    except TORCH_LOAD_ERRORS as exc:
         raise CheckpointError(
             f"{path} is not a readable TTFS checkpoint (corrupt or truncated: {type(exc).__name__})"
         ) from None

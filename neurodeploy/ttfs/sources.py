@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from neurodeploy.errors import ConfigError, FormatError, UnsupportedError
+from neurodeploy.train.checkpoint import TORCH_LOAD_ERRORS
 from neurodeploy.ttfs.onnx_import import load_onnx_relu
 from neurodeploy.ttfs.relu_modules import MinMaxPool2d, PositionBias
 
@@ -58,17 +59,7 @@ def load_torch_relu(path: str | Path) -> nn.Sequential:
                 "Linear/Conv2d/ReLU/BatchNorm/Flatten/MaxPool2d layers (or an ONNX file)"
             ) from None
         raise FormatError(f"{path} is not a readable torch file (corrupt or truncated)") from None
-    except (
-        zipfile.BadZipFile,
-        EOFError,
-        RuntimeError,
-        ValueError,
-        OSError,
-        AttributeError,
-        TypeError,
-        KeyError,
-        IndexError,
-    ) as exc:
+    except TORCH_LOAD_ERRORS as exc:
         raise FormatError(
             f"{path} is not a readable torch file (corrupt or truncated: {type(exc).__name__})"
         ) from None
