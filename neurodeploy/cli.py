@@ -303,8 +303,8 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
              state_bits, progress):
     """Bit-accurate deployed accuracy, spikes, SynOps, energy and cores on a chip profile."""
     from neurodeploy.atomic import write_json
+    from neurodeploy.quantize.fakequant import stored_quantization
     from neurodeploy.sim.deploy import deploy_model
-    from neurodeploy.workflows import stored_quantization
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")

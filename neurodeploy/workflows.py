@@ -18,24 +18,11 @@ from typing import Any
 
 from neurodeploy.atomic import write_json
 from neurodeploy.errors import ConfigError
-from neurodeploy.hardware import load_profile
 from neurodeploy.models import SpikingNet
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig, config_dict, finetune
 from neurodeploy.sim.deploy import CALIBRATION_SAMPLES, Deployment, deploy_model
 from neurodeploy.train.checkpoint import Checkpoint
-
-
-def stored_quantization(meta: dict[str, Any], profile: str | None) -> tuple[str | None, Constraints | None,
-                                                                            list[float] | None]:
-    """Profile, constraints and scales stored with a quantized checkpoint (``None`` s when the
-    checkpoint is float or ``profile`` names another one)."""
-    q = meta.get("quant")
-    if not q:
-        return profile, None, None
-    if profile is not None and load_profile(profile).name != q["profile"]:
-        return profile, None, None
-    return q["profile"], Constraints(**q["constraints"]), [float(s) for s in q["scales"]]
 
 
 def _quant_meta(dep: Deployment, constraints: Constraints, scales: list[float], **extra: Any) -> dict[str, Any]:

@@ -903,20 +903,14 @@ def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile |
     from neurodeploy.data import load_dataset
     from neurodeploy.errors import ConfigError
     from neurodeploy.lower.lowering import graph_from_fakequant
-    from neurodeploy.quantize.fakequant import Constraints, fake_quantize
+    from neurodeploy.quantize.fakequant import Constraints, fake_quantize, stored_quantization
     from neurodeploy.sim.deploy import CALIBRATION_SAMPLES
     from neurodeploy.train.checkpoint import load_checkpoint
 
     ck = load_checkpoint(checkpoint)
     model = ck.build()
-    quant = ck.meta.get("quant") if isinstance(ck.meta, dict) else None
-    scales = None
-    constraints = Constraints()
-    name = profile
-    if quant and (profile is None or load_profile(profile).name == quant.get("profile")):
-        name = quant.get("profile")
-        constraints = Constraints(**quant.get("constraints", {}))
-        scales = [float(s) for s in quant.get("scales", [])] or None
+    name, stored, scales = stored_quantization(ck.meta if isinstance(ck.meta, dict) else {}, profile)
+    constraints = stored or Constraints()
     if weight_bits is not None:
         constraints = Constraints(**{**constraints.to_dict(), "weight_bits": weight_bits})
         scales = None

@@ -351,3 +351,15 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
         unit = 1.0
     readout = "spike_count" if model.spec.readout == "spike_count" else "potential"
     return FakeQuantNet(model, layers, flatten_before, p, enc, readout, c)
+
+
+def stored_quantization(meta: dict[str, Any], profile: str | None) -> tuple[str | None, Constraints | None,
+                                                                            list[float] | None]:
+    """Profile, constraints and scales stored with a quantized checkpoint (``None`` s when the
+    checkpoint is float or ``profile`` names another one)."""
+    q = meta.get("quant")
+    if not q:
+        return profile, None, None
+    if profile is not None and load_profile(profile).name != q["profile"]:
+        return profile, None, None
+    return q["profile"], Constraints(**q["constraints"]), [float(s) for s in q["scales"]]
