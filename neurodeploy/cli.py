@@ -192,17 +192,11 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
 def inspect(checkpoint, dataset, data_root, limit, out_dir):
     """Firing rates, dead neurons and parameter ranges of a checkpoint (table + PNG plot)."""
     from neurodeploy.atomic import write_json
-    from neurodeploy.data import load_dataset
     from neurodeploy.report.inspect import inspect_checkpoint
     from neurodeploy.report.plots import plot_activity
-    from neurodeploy.train.checkpoint import load_checkpoint
+    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
 
-    ck = load_checkpoint(checkpoint)
-    name = dataset or ck.meta.get("dataset") or "digits"
-    ds = load_dataset(name, data_root, limit=None)
-    if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
-        raise ConfigError(f"dataset {name} has inputs of shape {tuple(ds.input_shape)} but the "
-                          f"checkpoint expects {tuple(ck.spec.input_shape)}")
+    ds = checkpoint_dataset(load_checkpoint(checkpoint), dataset, data_root)
     insp = inspect_checkpoint(checkpoint, ds, limit=limit)
     out = Path(out_dir) if out_dir else Path(checkpoint).parent
     write_json(out / "inspect.json", insp.to_dict())
@@ -258,15 +252,10 @@ def profiles_validate(file):
 
 # ---------------------------------------------------------------------------------------- deployment
 def _load_for_deploy(checkpoint: str, dataset: str | None, data_root: str | None):
-    from neurodeploy.data import load_dataset
-    from neurodeploy.train.checkpoint import load_checkpoint
+    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
 
     ck = load_checkpoint(checkpoint)
-    ds = load_dataset(dataset or ck.meta.get("dataset") or "digits", data_root)
-    if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
-        raise ConfigError(f"dataset {ds.name} has inputs of shape {tuple(ds.input_shape)} but the "
-                          f"checkpoint expects {tuple(ck.spec.input_shape)}")
-    return ck, ds
+    return ck, checkpoint_dataset(ck, dataset, data_root)
 
 
 def _constraints(weight_bits=None, jitter=None, max_steps=None, state_bits=None):

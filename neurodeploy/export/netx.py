@@ -900,12 +900,10 @@ def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile |
     (default ``loihi2``) with scales calibrated on the first 512 training samples of ``dataset``
     (default: the one it was trained on). ``weight_bits`` overrides the weight precision (bits)
     and recalibrates."""
-    from neurodeploy.data import load_dataset
-    from neurodeploy.errors import ConfigError
     from neurodeploy.lower.lowering import graph_from_fakequant
     from neurodeploy.quantize.fakequant import Constraints, fake_quantize, stored_quantization
     from neurodeploy.sim.deploy import CALIBRATION_SAMPLES
-    from neurodeploy.train.checkpoint import load_checkpoint
+    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
 
     ck = load_checkpoint(checkpoint)
     model = ck.build()
@@ -916,11 +914,7 @@ def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile |
         scales = None
     calib = None
     if scales is None:
-        ds = load_dataset(dataset or ck.meta.get("dataset") or "digits", data_root)
-        if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
-            raise ConfigError(f"dataset {ds.name} has inputs of shape {tuple(ds.input_shape)} but "
-                              f"the checkpoint expects {tuple(ck.spec.input_shape)}")
-        calib = ds.x_train[:CALIBRATION_SAMPLES]
+        calib = checkpoint_dataset(ck, dataset, data_root).x_train[:CALIBRATION_SAMPLES]
     fq = fake_quantize(model, name or "loihi2", calib, constraints, scales=scales)
     return graph_from_fakequant(fq, metadata={
         "source": {"checkpoint": str(checkpoint), "arch": model.spec.arch,

@@ -241,8 +241,9 @@ class FakeQuantNet(nn.Module):
         bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
         u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
         v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
-        fi = (4096 - layer.current_decay) / 4096
-        fv = (4096 - layer.voltage_decay) / 4096
+        unit_d = float(2**self.profile.neuron.decay_bits)
+        fi = (unit_d - layer.current_decay) / unit_d
+        fv = (unit_d - layer.voltage_decay) / unit_d
         act = 2.0**layer.act_shift
         theta = float(layer.threshold * 2**layer.thr_shift)
         unit = act * layer.scale  # state units per float potential unit

@@ -6,7 +6,7 @@ from neurodeploy.errors import UnsupportedError
 from neurodeploy.hardware import HardwareProfile
 from neurodeploy.models import SpikingNet
 from neurodeploy.nn.encoding import Encoding
-from neurodeploy.quantize.fold import FloatBlock
+from neurodeploy.quantize.fold import DECAY_UNIT, FloatBlock
 
 
 def input_unit(model: SpikingNet, profile: HardwareProfile) -> tuple[float, Encoding]:
@@ -32,7 +32,11 @@ def input_unit(model: SpikingNet, profile: HardwareProfile) -> tuple[float, Enco
 
 
 def check_supported(blocks: list[FloatBlock], profile: HardwareProfile) -> None:
-    """Refuse blocks the profile cannot run (layer kind, reset mode, decay range)."""
+    """Refuse blocks the profile cannot run (layer kind, reset mode, decay format and range)."""
+    if profile.neuron.decay != "multiplicative" or 2**profile.neuron.decay_bits != DECAY_UNIT:
+        raise UnsupportedError(
+            f"profile {profile.name} uses {profile.neuron.decay} decays with {profile.neuron.decay_bits} bits; "
+            f"trained networks are lowered to multiplicative decays in 1/{DECAY_UNIT} units only")
     kinds = set(profile.layers.kinds)
     for blk in blocks:
         if blk.kind not in kinds:

@@ -75,19 +75,24 @@ class Checkpoint:
                    train or {}, meta or {})
 
 
+def read_torch_file(path: Path, what: str) -> Any:
+    """``torch.load`` (``weights_only``) of ``path``; a missing, folder, corrupt or truncated file
+    raises :class:`CheckpointError` naming ``what`` it should have been."""
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a folder, not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except TORCH_LOAD_ERRORS as exc:
+        raise CheckpointError(f"{path} is not a readable {what} (corrupt or truncated: {type(exc).__name__})") \
+            from None
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint; a missing, corrupt, truncated or foreign file raises :class:`CheckpointError`."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except TORCH_LOAD_ERRORS as exc:
-        kind = type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {kind})") \
-            from None
+    payload = read_torch_file(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} was not written by neurodeploy (no checkpoint format tag)")
     if payload.get("version") != VERSION:
@@ -103,3 +108,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} has no weights")
     return Checkpoint(spec, state, payload.get("train", {}) or {}, payload.get("meta", {}) or {})
+
+
+def checkpoint_dataset(ck: Checkpoint, dataset: str | None = None, data_root: str | None = None) -> Any:
+    """The dataset to use with ``ck``: ``dataset`` or the one it was trained on (default digits),
+    refused with a :class:`ConfigError` if its samples do not have the model's input shape."""
+    from neurodeploy.data import load_dataset
+
+    ds = load_dataset(dataset or ck.meta.get("dataset") or "digits", data_root)
+    if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
+        raise ConfigError(f"dataset {ds.name} has inputs of shape {tuple(ds.input_shape)} but the "
+                          f"checkpoint expects {tuple(ck.spec.input_shape)}")
+    return ds

@@ -20,7 +20,7 @@ import torch
 
 from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import CheckpointError, ConfigError
-from neurodeploy.train.checkpoint import TORCH_LOAD_ERRORS
+from neurodeploy.train.checkpoint import read_torch_file
 from neurodeploy.ttfs.network import TTFSNetwork
 
 FORMAT = "neurodeploy.ttfs"
@@ -52,16 +52,7 @@ def save_ttfs(net: TTFSNetwork, path: str | Path, meta: dict[str, Any] | None = 
 def load_ttfs(path: str | Path) -> TTFSCheckpoint:
     """Read a TTFS checkpoint written by :func:`save_ttfs`."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"TTFS checkpoint {path} does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"TTFS checkpoint {path} is a folder, not a file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except TORCH_LOAD_ERRORS as exc:
-        raise CheckpointError(
-            f"{path} is not a readable TTFS checkpoint (corrupt or truncated: {type(exc).__name__})"
-        ) from None
+    payload = read_torch_file(path, "TTFS checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         other = payload.get("format") if isinstance(payload, dict) else None
         hint = f" (it is a {other} file)" if isinstance(other, str) else ""

@@ -61,6 +61,14 @@ SUPPORTED_LAYERS = (
 QUANTILE_SAMPLES = 4_000_000
 
 
+def _weight_bias(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 copies of a linear/conv layer's weight and bias (zeros when it has none)."""
+    w = m.weight.detach().to(DTYPE).clone()
+    if m.bias is None:
+        return w, torch.zeros(w.shape[0], dtype=DTYPE)
+    return w, m.bias.detach().to(DTYPE).clone()
+
+
 def flatten_sequential(model: nn.Module) -> list[nn.Module]:
     """The leaf modules of a (possibly nested) ``nn.Sequential``, in order."""
     if isinstance(model, nn.Sequential):
@@ -145,12 +153,7 @@ def _fold(model: nn.Module, input_shape: tuple[int, ...], input_range: tuple[flo
                 )
             if awaiting is not None:
                 raise UnsupportedError(f"{where} follows synapse layer without a ReLU between them")
-            w = m.weight.detach().to(DTYPE).clone()
-            b = (
-                m.bias.detach().to(DTYPE).clone()
-                if m.bias is not None
-                else torch.zeros(w.shape[0], dtype=DTYPE)
-            )
+            w, b = _weight_bias(m)
             if pending is not None:
                 b = b + w @ pending.beta
                 w = w * pending.k[None, :]
@@ -177,12 +180,7 @@ def _fold(model: nn.Module, input_shape: tuple[int, ...], input_range: tuple[flo
                     f"{where}: only groups=1, dilation=1 and zero padding are supported"
                 )
             pad = _conv_padding(m, where)
-            w = m.weight.detach().to(DTYPE).clone()
-            b = (
-                m.bias.detach().to(DTYPE).clone()
-                if m.bias is not None
-                else torch.zeros(w.shape[0], dtype=DTYPE)
-            )
+            w, b = _weight_bias(m)
             if pending is not None:
                 if pad == (0, 0):
                     b = b + w.sum((2, 3)) @ pending.beta

@@ -193,6 +193,19 @@ def stored_constraints(meta: dict[str, Any]) -> TTFSConstraints | None:
         return None
 
 
+def _checkpoint_data(checkpoint: str | Path, dataset: str | None, data_root: str | None):
+    """A TTFS checkpoint, its dataset, and the dataset with inputs shaped for the network."""
+    ck = load_ttfs(checkpoint)
+    ds = _dataset(dataset or ck.meta.get("dataset"), data_root)
+    ds_x = dataclasses.replace(
+        ds,
+        x_train=_fit(ds.x_train, ck.network.input_shape, "network").contiguous(),
+        x_test=_fit(ds.x_test, ck.network.input_shape, "network").contiguous(),
+        input_shape=ck.network.input_shape,
+    )
+    return ck, ds, ds_x
+
+
 def finetune_checkpoint(
     checkpoint: str | Path,
     out: str | Path,
@@ -205,14 +218,7 @@ def finetune_checkpoint(
 ) -> dict[str, Any]:
     """Fine-tune a TTFS checkpoint under ``constraints`` and save the result at ``out`` (its meta
     holds the constraints and the before/after figures)."""
-    ck = load_ttfs(checkpoint)
-    ds = _dataset(dataset or ck.meta.get("dataset"), data_root)
-    ds_x = dataclasses.replace(
-        ds,
-        x_train=_fit(ds.x_train, ck.network.input_shape, "network").contiguous(),
-        x_test=_fit(ds.x_test, ck.network.input_shape, "network").contiguous(),
-        input_shape=ck.network.input_shape,
-    )
+    ck, ds, ds_x = _checkpoint_data(checkpoint, dataset, data_root)
     res = finetune_ttfs(ck.network, ds_x, constraints, config, log=log)
     meta = {
         **ck.meta,
@@ -242,14 +248,7 @@ def sweep_checkpoint(
 ) -> dict[str, Any]:
     """Run :func:`~neurodeploy.ttfs.sweep.run_ttfs_sweep` on a checkpoint; writes
     ``OUT/sweep.json`` and ``OUT/sweep.png``."""
-    ck = load_ttfs(checkpoint)
-    ds = _dataset(dataset or ck.meta.get("dataset"), data_root)
-    ds_x = dataclasses.replace(
-        ds,
-        x_train=_fit(ds.x_train, ck.network.input_shape, "network").contiguous(),
-        x_test=_fit(ds.x_test, ck.network.input_shape, "network").contiguous(),
-        input_shape=ck.network.input_shape,
-    )
+    ck, ds, ds_x = _checkpoint_data(checkpoint, dataset, data_root)
     return run_ttfs_sweep(
         ck.network,
         ds_x,
