@@ -9,11 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from neurodeploy.arith import get_family, list_families, loihi, loihi_scan, ops, synapse, xylo
+from neurodeploy.arith import ops, synapse
 from neurodeploy.arith.jitter import JitterSpec, jitter_spikes, parse_config, parse_spec
 from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.arith.spiking import spike_and_reset
 from neurodeploy.errors import ConfigError, UnsupportedError
+from neurodeploy.families import get_family, list_families, loihi, xylo
+from neurodeploy.families.loihi import scan as loihi_scan
 
 M = 1 << 23
 

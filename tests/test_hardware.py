@@ -302,7 +302,8 @@ def test_fit_io_and_params():
     assert "input: 20 input channels exceed limits.input_channels = 16" in msgs
     assert any("'out'" in m and "limits.output_channels = 8" in m for m in msgs)
     assert any("'h0'" in m and "threshold 0 outside [1, 32767]" in m for m in msgs)
-    assert any("'h0'" in m and "reset 'zero' not supported" in m for m in msgs)
+    assert any("'h0'" in m and "reset by zero is not available" in m and "(rule reset_mode)" in m
+               for m in msgs)
     assert any("'out'" in m and "weight 300 outside [-128, 127]" in m for m in msgs)
 
 
@@ -313,11 +314,13 @@ def test_fit_unsupported_layer_and_encoding():
         Dense(np.ones((3, 8), np.int64), _group((3,), reset="subtract"))], steps=5,
         encoding={"kind": "direct", "bits": 8})
     msgs = fit_report(graph).violations
-    assert msgs[0].startswith("layer 0 'conv0' (conv): layer kind not supported by profile xylo")
-    assert any("8-bit graded spikes" in m for m in msgs)
+    assert any(m.startswith("layer 0 'conv0' (conv): layer kind not supported by profile xylo")
+               for m in msgs)
+    assert any(m.startswith("input:") and "sends 8-bit values" in m and "(rule graded_input)" in m
+               for m in msgs)
     lo = fit_report(graph, "loihi").violations
     assert any("family 'xylo'" in m for m in lo)
-    assert any("accepts binary spikes only" in m for m in lo)
+    assert any("takes binary input spikes only" in m for m in lo)
 
 
 def _conv_graph(profile="loihi"):
@@ -361,7 +364,7 @@ def test_structure_counts_brute_force():
 def test_fit_conv_exponent_and_cores():
     graph = _conv_graph()
     graph.layers[0].weight_exp = 1
-    with pytest.raises(FitError, match="conv layers ignore the exponent"):
+    with pytest.raises(FitError, match="conv layers on loihi use weights as given"):
         check_fit(graph)
     # 2000 neurons need 2 cores of 1024 on Loihi 1
     big = DeployGraph("loihi", "loihi", (10,), [

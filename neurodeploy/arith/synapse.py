@@ -162,3 +162,9 @@ def window_counts(
             taps += np.outer(vy, vx)
             covers[np.ix_(ys[vy], xs[vx])] += 1
     return taps, covers
+
+
+def row_abs_bound(weight: np.ndarray) -> int:
+    """``max_o sum_i |weight[o, ...]|``: bound of a synaptic sum per unit of event payload."""
+    w = np.abs(np.asarray(weight, dtype=np.int64))
+    return int(w.reshape(w.shape[0], -1).sum(axis=1).max()) if w.size else 0

@@ -29,7 +29,7 @@ import numpy as np
 
 from neurodeploy.errors import FitError
 from neurodeploy.hardware.profile import HardwareProfile, load_profile
-from neurodeploy.hardware.structure import layer_label, layer_structure
+from neurodeploy.hardware.structure import layer_structure
 
 
 @dataclass
@@ -122,10 +122,7 @@ def _param_violations(label: str, layer: Any, p: HardwareProfile) -> list[str]:
     if layer.kind in ("dense", "conv"):
         out.append(_range_violation(label, "weight", layer.weight, w.range, "weights.range"))
         exp = int(getattr(layer, "weight_exp", 0))
-        if layer.kind == "conv" and not w.conv_exponent and exp != 0:
-            out.append(f"{label}: weight_exp {exp} but conv layers ignore the exponent on this "
-                       "chip (weights.conv_exponent = false)")
-        else:
+        if not (layer.kind == "conv" and not w.conv_exponent):  # else: rule conv_exponent
             out.append(_range_violation(label, "weight_exp", exp, w.exponent_range,
                                         "weights.exponent_range"))
     if layer.kind in ("conv", "sumpool") and p.layers.max_kernel is not None:
@@ -134,16 +131,9 @@ def _param_violations(label: str, layer: Any, p: HardwareProfile) -> list[str]:
             out.append(f"{label}: kernel {tuple(int(k) for k in kernel)} exceeds "
                        f"layers.max_kernel = {p.layers.max_kernel}")
     g = layer.neurons
-    out.append(_range_violation(label, "current_decay", g.current_decay, n.current_decay_range,
-                                "neuron.current_decay_range"))
-    out.append(_range_violation(label, "voltage_decay", g.voltage_decay, n.voltage_decay_range,
-                                "neuron.voltage_decay_range"))
-    if g.spiking:
+    if g.spiking:  # decay ranges and reset modes: the design rules
         out.append(_range_violation(label, "threshold", g.threshold, n.threshold_range,
                                     "neuron.threshold_range"))
-        if g.reset not in n.reset_modes:
-            out.append(f"{label}: reset {g.reset!r} not supported (neuron.reset_modes = "
-                       f"{list(n.reset_modes)})")
     half = 1 << (n.bias_mantissa_bits - 1)
     out.append(_range_violation(label, "bias", g.bias, (-half, half - 1),
                                 f"neuron.bias_mantissa_bits = {n.bias_mantissa_bits}"))
@@ -172,23 +162,14 @@ def fit_report(graph: Any, profile: HardwareProfile | str | None = None) -> FitR
     if graph.family != p.family:
         violations.append(f"graph was lowered for family {graph.family!r}, profile {p.name} runs "
                           f"family {p.family!r}")
-    for i, layer in enumerate(graph.layers):
-        if layer.kind not in p.layers.kinds:
-            violations.append(f"{layer_label(i, layer)}: layer kind not supported by profile "
-                              f"{p.name} (layers.kinds = {list(p.layers.kinds)})")
+    from neurodeploy.families.rules import violations as rule_violations
+
+    violations += rule_violations(p, "fit", encoding=graph.encoding or {}, layers=graph.layers)
     structs = layer_structure(graph)
     input_size = int(np.prod(graph.input_shape))
     if lim.input_channels is not None and input_size > lim.input_channels:
         violations.append(f"input: {input_size} input channels exceed limits.input_channels = "
                           f"{lim.input_channels}")
-    enc_bits = int((graph.encoding or {}).get("bits", 0) or 0)
-    if (graph.encoding or {}).get("kind") == "direct" and enc_bits > 1:
-        if p.input.graded_bits == 0:
-            violations.append(f"input: encoding uses {enc_bits}-bit graded spikes; profile "
-                              f"{p.name} accepts binary spikes only (input.graded_bits = 0)")
-        elif enc_bits > p.input.graded_bits:
-            violations.append(f"input: encoding uses {enc_bits}-bit graded spikes; "
-                              f"input.graded_bits = {p.input.graded_bits}")
 
     capacity = p.synapse_capacity_per_core()
     fits: list[LayerFit] = []

@@ -393,7 +393,7 @@ def _fits(rng: tuple[int, int], bits: int, signed: bool) -> bool:
 
 
 def _check_consistency(src: str, p: HardwareProfile) -> None:
-    from neurodeploy.arith import list_families
+    from neurodeploy.families import list_families
 
     def err(fieldname: str, problem: str) -> ProfileError:
         return ProfileError(f"{src}: {fieldname}: {problem}")

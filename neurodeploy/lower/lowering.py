@@ -6,10 +6,8 @@ calibration data), then write out exactly the integers it computes with
 (:func:`graph_from_fakequant`), and check them against the profile's resources
 (:func:`neurodeploy.hardware.check_fit`). So the simulator runs what fine-tuning trained.
 
-Loihi units (loihi.md §5.2): with scale ``s`` (integer units per float unit of potential) a block
-becomes ``W_int = round(s·u_in·W)``, ``threshold = round(s·V)``, ``bias = round(s·b)`` with
-``bias_exp = activation_shift`` (so the bias enters ``v`` in the units of ``W·x``), decays as
-folded, and MP-Init's initial potential ``initial_v = round(2**6·s·μ)``.
+The integer settings of each layer (ranges, exponents, threshold, bias, initial potential) come
+from the profile family's lowering (e.g. :mod:`neurodeploy.families.loihi.lowering`).
 """
 
 from __future__ import annotations
@@ -50,10 +48,10 @@ def graph_from_fakequant(fq: FakeQuantNet, check: bool = True, metadata: dict[st
             bias_exp=int(layer.bias_exp), spiking=layer.spiking, reset=layer.reset,
             initial_v=layer.initial_v)
         if layer.kind == "dense":
-            layers.append(Dense(weight=w, neurons=group, weight_exp=0, name=layer.name))
+            layers.append(Dense(weight=w, neurons=group, weight_exp=layer.weight_exp, name=layer.name))
         else:
             layers.append(Conv2d(weight=w, neurons=group, stride=layer.stride, padding=layer.padding,
-                                 groups=1, weight_exp=0, name=layer.name))
+                                 groups=1, weight_exp=layer.weight_exp, name=layer.name))
         scales.append(layer.to_dict())
     lo, hi = fq.layers[0].w_lo, fq.layers[0].w_hi
     graph = DeployGraph(

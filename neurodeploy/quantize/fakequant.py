@@ -2,16 +2,20 @@
 
 :class:`FakeQuantNet` holds float weights (trainable) and fixed per-layer scales. Its forward pass
 computes *exactly* what the chip computes — it calls the profile family's own integer functions
-(:mod:`neurodeploy.arith`) for every synapse and neuron step, with the chip's timing (one step of
-delay per synapse layer, ``T + latency`` steps, zero input after ``T``) — and carries those exact
-integers in float64 tensors. Gradients flow through a float "shadow" of the same dynamics:
+(:func:`neurodeploy.families.get_family`) for every synapse and, through the family's
+differentiable shadow (its ``lowering.train_neuron``), for every neuron step, with the chip's
+timing (the profile's synapse delays, ``T + latency`` steps, zero input after ``T``) — and
+carries those exact integers in float64 tensors. Gradients flow through a float "shadow" of the
+same dynamics:
 
 * weights: ``W_int = clamp(round(s·W))``, gradient of ``s·W`` inside the range (straight-through);
-* synapse output, current ``u`` and voltage ``v``: the value is the family's integer result, the
-  gradient that of the linear update (decay, input, bias) without rounding, wrap or saturation;
-* spikes: the value is the strict integer comparison, the gradient the network's surrogate of the
-  distance to threshold in float potential units.
+* synapse output: the value is the family's integer result, the gradient that of the float
+  synapse;
+* neuron states and spikes: the family's shadow (values of its integer step, gradients of the
+  linear update and of the network's surrogate).
 
+Every integer setting of a layer (ranges, exponents, threshold, initial potential, the state
+units per float unit) comes from the family's lowering; this module holds no family constant.
 So fine-tuning sees the chip's rounding, truncation, wrap and saturation, and
 :func:`neurodeploy.lower.lowering.graph_from_fakequant` writes out exactly the integers it used.
 Optional constraints act inside the forward pass: spike-time jitter (input and hidden spikes),
@@ -27,14 +31,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from neurodeploy.arith import get_family
 from neurodeploy.arith.jitter import jitter_spikes, parse_spec
 from neurodeploy.errors import ConfigError, UnsupportedError
+from neurodeploy.families import get_family
+from neurodeploy.families import rules as design_rules
+from neurodeploy.families.shadow import straight_through
 from neurodeploy.hardware import HardwareProfile, load_profile
 from neurodeploy.models import SpikingNet
 from neurodeploy.nn.encoding import Encoding, encode_integers
-from neurodeploy.nn.surrogate import Surrogate, make_surrogate, spike
-from neurodeploy.quantize.calibrate import choose_scale, weight_range
+from neurodeploy.nn.surrogate import Surrogate, make_surrogate
 from neurodeploy.quantize.fold import FloatBlock, fold_model, run_blocks
 
 
@@ -87,48 +92,34 @@ class Constraints:
         return dataclasses.asdict(self)
 
 
-class _STE(torch.autograd.Function):
-    """Value of ``exact``, gradient of ``shadow``."""
-
-    @staticmethod
-    def forward(ctx, shadow, exact):
-        return exact.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
-
-
-def straight_through(shadow: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-    """A tensor with ``exact``'s values and ``shadow``'s gradient."""
-    return _STE.apply(shadow, exact.detach())
-
-
 class FakeQuantLayer:
-    """Static integer settings of one synapse layer and its neuron group (weights come from the
-    model at every forward pass, through the fold)."""
+    """Static integer settings of one synapse layer and its neuron group, from the family's
+    lowering (weights come from the model at every forward pass, through the fold)."""
 
     def __init__(self, block: FloatBlock, scale: float, input_unit: float, profile: HardwareProfile,
-                 weight_bits: int | None, surrogate: Surrogate, limited_by: str = ""):
+                 weight_bits: int | None, surrogate: Surrogate, limited_by: str = "",
+                 family: Any = None, config: Any = None):
+        family = family or get_family(profile.family)
+        config = config or family.Config.from_profile(profile)
         self.kind, self.name = block.kind, block.name
         self.scale = float(scale)
         self.input_unit = float(input_unit)
         self.limited_by = limited_by
         self.stride, self.padding = tuple(block.stride), tuple(block.padding)
         self.out_shape = tuple(int(v) for v in block.out_shape)
-        self.w_lo, self.w_hi = weight_range(profile, weight_bits)
+        fmt = family.lowering.layer_format(block, scale, profile, weight_bits)
+        self.format = fmt
+        self.w_lo, self.w_hi = fmt.w_lo, fmt.w_hi
+        self.weight_exp = fmt.weight_exp
         n = block.neurons
-        self.current_decay, self.voltage_decay = int(n.current_decay), int(n.voltage_decay)
+        self.current_decay, self.voltage_decay = fmt.current_decay, fmt.voltage_decay
         self.spiking, self.reset = bool(n.spiking), n.reset
-        lo, hi = profile.neuron.threshold_range
-        self.threshold = int(min(max(round(scale * n.threshold), lo), hi)) if n.spiking else int(hi)
-        self.act_shift = profile.neuron.activation_shift
-        self.thr_shift = profile.neuron.threshold_shift
-        be_lo, be_hi = profile.neuron.bias_exponent_range
-        self.bias_exp = self.act_shift if be_lo <= self.act_shift <= be_hi else be_hi
-        self.b_hi = 2 ** (profile.neuron.bias_mantissa_bits - 1) - 1
-        self.b_lo = -self.b_hi - 1
-        self.initial_v = int(round(2**self.act_shift * scale * n.initial_v))
+        self.threshold = fmt.threshold
+        self.bias_exp = fmt.bias_exp
+        self.b_lo, self.b_hi = fmt.b_lo, fmt.b_hi
+        self.initial_v = fmt.initial_v
+        self.state_unit = fmt.state_unit
+        self.neuron = family.lowering.train_neuron(fmt, block, surrogate, config)
         self.surrogate = surrogate
         self.float_threshold = float(n.threshold)
 
@@ -143,7 +134,7 @@ class FakeQuantLayer:
     def int_bias(self, bias: torch.Tensor) -> torch.Tensor:
         """Integer bias mantissas (float64 values) of folded float ``bias``, straight-through
         inside the bias mantissa range and clipped to it."""
-        shadow = bias * self.scale * 2.0 ** (self.act_shift - self.bias_exp)
+        shadow = bias * self.format.bias_factor
         exact = torch.clamp(torch.round(shadow.detach()), self.b_lo, self.b_hi)
         inside = ((shadow.detach() >= self.b_lo) & (shadow.detach() <= self.b_hi)).to(shadow.dtype)
         return straight_through(shadow * inside, exact)
@@ -159,7 +150,7 @@ class FakeQuantNet(nn.Module):
     It wraps the float :class:`SpikingNet` (its only parameters): every forward pass folds the
     model (differentiably) and quantizes the folded weights with fixed per-layer scales, so
     fine-tuning updates the model itself. Build it with :func:`fake_quantize`. ``forward(x)``
-    returns logits in float potential units (the read-out potential divided by ``2**shift · s · T``);
+    returns logits in float potential units (the read-out potential divided by ``state_unit · T``);
     :meth:`readout_integers` returns the exact read-out the chip produces.
     """
 
@@ -226,7 +217,7 @@ class FakeQuantNet(nn.Module):
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
             shadow = s @ w.T
-            exact, _ = self.family.dense(w.detach(), s.detach(), 0, config=self.config)
+            exact, _ = self.family.dense(w.detach(), s.detach(), layer.weight_exp, config=self.config)
         else:
             shadow = nn.functional.conv2d(s, w, None, layer.stride, layer.padding)
             exact, _ = self.family.conv(w.detach(), s.detach(), layer.stride, layer.padding, 1,
@@ -241,28 +232,11 @@ class FakeQuantNet(nn.Module):
         bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
         u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
         v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
-        unit_d = float(2**self.profile.neuron.decay_bits)
-        fi = (unit_d - layer.current_decay) / unit_d
-        fv = (unit_d - layer.voltage_decay) / unit_d
-        act = 2.0**layer.act_shift
-        theta = float(layer.threshold * 2**layer.thr_shift)
-        unit = act * layer.scale  # state units per float potential unit
         out, vs = [], []
         zero = torch.zeros_like(u)
         for t in range(steps):
             a_in = a_all[:, t - delay] if t >= delay else zero
-            step = self.family.neuron_step(
-                u.detach(), v.detach(), a_in.detach(), current_decay=layer.current_decay,
-                voltage_decay=layer.voltage_decay, threshold=layer.threshold, bias=bias_b.detach(),
-                bias_exp=layer.bias_exp, spiking=False, reset=layer.reset, config=self.config)
-            u = straight_through(fi * u + act * a_in, step.u)
-            v_pre = straight_through(fv * v + u + bias_b * 2.0**layer.bias_exp, step.v)
-            if layer.spiking:
-                s = spike((v_pre - theta) / unit, layer.surrogate)
-                v = v_pre * (1 - s) if layer.reset == "zero" else v_pre - theta * s
-            else:
-                s = zero
-                v = v_pre
+            u, v, s = layer.neuron(u, v, a_in, bias_b)
             out.append(s)
             if record:
                 vs.append(v.detach())
@@ -293,7 +267,7 @@ class FakeQuantNet(nn.Module):
         last = self.layers[-1]
         if self.readout_kind == "spike_count":
             return out / self.input_steps
-        return out / (2.0**last.act_shift * last.scale * self.input_steps)
+        return out / (last.state_unit * self.input_steps)
 
 
 def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration: torch.Tensor | None,
@@ -302,21 +276,22 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
     ``calibration`` samples (or reuse ``scales``, one per synapse layer, e.g. those stored with a
     fine-tuned checkpoint), and describe each block by a :class:`FakeQuantLayer`.
 
-    Raises :class:`UnsupportedError` for what the profile cannot run (see
-    :func:`neurodeploy.lower.lowering.check_supported`).
+    Raises :class:`UnsupportedError` for what the profile cannot run (the design rules of
+    :mod:`neurodeploy.families.rules`, run on the folded blocks).
     """
-    from neurodeploy.quantize.support import check_supported, input_unit
-
     c = constraints or Constraints()
     p = c.apply_to_profile(load_profile(profile))
-    if p.family != "loihi":
+    family = get_family(p.family)
+    if getattr(family, "lowering", None) is None:
         raise UnsupportedError(
             f"lowering trained networks to the {p.family} family is not available; profile "
             f"{p.name} can be simulated from a deployment graph written by hand")
     model = model.eval()
-    unit, enc = input_unit(model, p)
+    enc = model.spec.encoding_config
+    design_rules.check(p, "lower", encoding=enc.to_dict(), only=("graded_input",))
+    unit = 1.0 / (2**enc.bits - 1) if enc.kind == "direct" else 1.0
     blocks = fold_model(model)
-    check_supported(blocks, p)
+    design_rules.check(p, "lower", layers=blocks)
     if c.max_steps is not None and c.max_steps > model.spec.steps:
         raise ConfigError(f"max steps {c.max_steps} exceeds the {model.spec.steps} steps the network "
                           "was trained for")
@@ -333,6 +308,7 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
             seq = model.encode(calibration.to(torch.float32), generator=gen)
         _, stats = run_blocks(blocks, seq, record=True)
     surrogate = make_surrogate(model.spec.neuron["surrogate"])
+    config = family.Config.from_profile(p)
     layers, flatten_before = [], []
     pending_flatten = False
     k = 0
@@ -343,10 +319,11 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
         if scales is not None:
             scale, limited = float(scales[k]), "stored"
         else:
-            sc = choose_scale(blk, st, p, unit, c.weight_bits)
+            sc = family.lowering.choose_scale(blk, st, p, unit, c.weight_bits)
             scale, limited = sc.scale, sc.limited_by
         k += 1
-        layers.append(FakeQuantLayer(blk, scale, unit, p, c.weight_bits, surrogate, limited))
+        layers.append(FakeQuantLayer(blk, scale, unit, p, c.weight_bits, surrogate, limited, family,
+                                     config))
         flatten_before.append(pending_flatten)
         pending_flatten = False
         unit = 1.0

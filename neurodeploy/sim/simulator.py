@@ -1,7 +1,7 @@
 """Batched bit-accurate simulation of a deployment graph.
 
 The simulator runs a :class:`~neurodeploy.lower.graph.DeployGraph` with the integer arithmetic
-of its profile's family (:mod:`neurodeploy.arith`), vectorised over the batch: Python loops run
+of its profile's family (:mod:`neurodeploy.families`), vectorised over the batch: Python loops run
 only over layers and time steps.
 
 Timing (loihi.md §2): synapse layer ``l`` delivers at step ``t`` what its input emitted at step
@@ -15,8 +15,8 @@ the next one (layer-major order). This gives the same integers as the step-major
 §2 (a layer at step ``t`` only depends on earlier layers up to step ``t``), lets the synapses of
 all steps be computed as one exact matrix product, and gives spike-time jitter the whole raster.
 
-Kernels: a family may provide whole-window kernels (``NeuronScan``, ``dense_input``; the
-``loihi`` family does, see :mod:`neurodeploy.arith.loihi_scan`); where they apply to a layer the
+Kernels: a family may provide whole-window kernels (``NeuronScan``, ``DenseInput``; the
+``loihi`` family does, see :mod:`neurodeploy.families.loihi.scan`); where they apply to a layer the
 simulator uses them, else it calls the family's ``neuron_step`` once per step. Both give the same
 integers and counts (``Simulator(..., fast=False)`` forces the per-step path).
 
@@ -35,10 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.arith import get_family
 from neurodeploy.arith.jitter import JitterConfig, jitter_spikes, parse_config
 from neurodeploy.arith.overflow import count
+from neurodeploy.arith.synapse import row_abs_bound
 from neurodeploy.errors import ConfigError, DataError, FormatError, UnsupportedError
+from neurodeploy.families import get_family
+from neurodeploy.families import rules as design_rules
 from neurodeploy.hardware.profile import HardwareProfile, load_profile
 from neurodeploy.hardware.structure import LayerStructure, layer_structure
 from neurodeploy.sim.result import SimResult
@@ -111,10 +113,7 @@ class Simulator:
         if graph.family != p.family:
             raise ConfigError(f"graph was lowered for family {graph.family!r} but profile "
                               f"{p.name} runs family {p.family!r}")
-        for i, layer in enumerate(graph.layers):
-            if layer.kind not in p.layers.kinds:
-                raise UnsupportedError(f"layer {i} ({layer.kind}): not supported by profile "
-                                       f"{p.name} (layers.kinds = {list(p.layers.kinds)})")
+        design_rules.check(p, "simulate", layers=graph.layers)
         self.readout_kind = (graph.readout or {}).get("kind", "potential")
         if self.readout_kind not in READOUT_KINDS:
             raise ConfigError(f"unknown read-out {self.readout_kind!r}; expected one of "
@@ -137,9 +136,6 @@ class Simulator:
         layer = self.graph.layers[st.index]
         g = layer.neurons
         last = k == len(self.structure) - 1
-        if layer.kind == "conv" and not p.weights.conv_exponent and int(layer.weight_exp) != 0:
-            raise UnsupportedError(f"{st.label}: weight_exp {layer.weight_exp} but conv layers "
-                                   f"on {p.name} use weights as given (weights.conv_exponent)")
         if layer.kind in ("dense", "conv") and not np.issubdtype(
                 np.asarray(layer.weight).dtype, np.integer):
             raise FormatError(f"{st.label}: weights must be integers, got dtype "
@@ -168,8 +164,6 @@ class Simulator:
                                                        int(g.initial_v))
         row_bound = None
         if scan and layer.kind == "dense":
-            from neurodeploy.arith.loihi_scan import row_abs_bound
-
             row_bound = row_abs_bound(layer.weight)
         return _Stage(
             struct=st, layer=layer,

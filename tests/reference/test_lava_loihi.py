@@ -13,7 +13,7 @@ loihi.md section 4 says Lava actually uses.
 
 Lava keeps u, v and the Dense output in int32; the cases ``fanin300_no_current_decay`` (120
 steps: u passes 2**31 at step 97) and ``dense_int32_wrap`` (the Dense sum passes 2**31) check
-that our simulator does the same (``storage_bits`` of :class:`neurodeploy.arith.loihi.LoihiConfig`).
+that our simulator does the same (``storage_bits`` of :class:`neurodeploy.families.loihi.LoihiConfig`).
 """
 
 from __future__ import annotations

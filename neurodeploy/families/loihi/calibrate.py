@@ -1,4 +1,4 @@
-"""Per-layer scales: how many integer units one float unit of membrane potential becomes.
+"""Per-layer scales of the ``loihi`` lowering: how many integer units one float unit of membrane potential becomes.
 
 For a block with float weights ``W``, bias ``b``, threshold ``V`` and input events worth ``u_in``
 float units each (1 for spikes, ``1/levels`` for graded input), a scale ``s`` gives the integers
@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from neurodeploy.errors import ConfigError, FitError
 from neurodeploy.hardware import HardwareProfile
-from neurodeploy.quantize.fold import FloatBlock
+
+if TYPE_CHECKING:
+    from neurodeploy.quantize.fold import FloatBlock
 
 CURRENT_HEADROOM = 0.5
 VOLTAGE_HEADROOM = 0.9
@@ -49,7 +52,7 @@ def weight_range(profile: HardwareProfile, weight_bits: int | None = None) -> tu
     return blo, bhi
 
 
-def choose_scale(block: FloatBlock, stats: dict[str, float], profile: HardwareProfile,
+def choose_scale(block: FloatBlock, stats: dict[str, Any], profile: HardwareProfile,
                  input_unit: float, weight_bits: int | None = None) -> LayerScale:
     """The largest scale that fits ``block`` into ``profile`` (see the module docstring).
 

@@ -1,6 +1,6 @@
 """Whole-window kernels of the ``loihi`` family for the simulator (numpy only).
 
-:func:`neurodeploy.arith.loihi.neuron_step` advances a group by one step on numpy or torch and is
+:func:`neurodeploy.families.loihi.arith.neuron_step` advances a group by one step on numpy or torch and is
 the definition of the arithmetic. The simulator advances a group over hundreds of steps, where
 that per-step function spends most of its time on Python-level dispatch, int64 temporaries and
 range scans. :class:`NeuronScan` computes the same integers (the tests compare both, values and
@@ -22,7 +22,7 @@ overflow counts) with fewer operations per step:
 matrix product (a non-negative exponent and the activation shift folded into the weights), when
 the product is provably exact in float32 (every partial sum below 2**24) or float64 (below 2**52)
 and no accumulator or storage rule can change a value; otherwise :meth:`DenseInput.plan` returns
-``None`` and the caller uses :func:`neurodeploy.arith.loihi.dense`.
+``None`` and the caller uses :func:`neurodeploy.families.loihi.arith.dense`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.arith.overflow import apply_overflow
+from neurodeploy.arith.synapse import row_abs_bound
 
 # Inputs and states stay below 2**52 in magnitude so that their sums stay below 2**53.
 _LIMIT = float(1 << 52)
@@ -49,12 +50,6 @@ def safe_interval(bits: int | None, mode: str) -> tuple[float, float]:
     if mode in ("saturate", "wrap"):
         return -half, half - 1
     raise ValueError(f"unknown overflow mode {mode!r}")
-
-
-def row_abs_bound(weight: np.ndarray) -> int:
-    """``max_o sum_i |weight[o, ...]|``: bound of a synaptic sum per unit of event payload."""
-    w = np.abs(np.asarray(weight, dtype=np.int64))
-    return int(w.reshape(w.shape[0], -1).sum(axis=1).max()) if w.size else 0
 
 
 class DenseInput:
@@ -121,7 +116,7 @@ def dense_input(weight: np.ndarray, s: np.ndarray, weight_exp: int, config: Any,
 class NeuronScan:
     """Advance one Loihi neuron group of a batch over consecutive steps (numpy, exact).
 
-    Same equations, parameters and units as :func:`neurodeploy.arith.loihi.neuron_step`
+    Same equations, parameters and units as :func:`neurodeploy.families.loihi.arith.neuron_step`
     (whose keyword arguments ``params`` holds), for a batch ``[B, *shape]`` starting from
     ``u = 0``, ``v = initial_v``. Call :meth:`run` for consecutive blocks of steps; spikes go
     into a caller's raster, overflow events are counted per sample.
@@ -132,7 +127,7 @@ class NeuronScan:
         params: ``current_decay``, ``voltage_decay`` (ints or integer arrays broadcastable to
             ``shape``), ``threshold`` (int), ``bias`` (int or array), ``bias_exp`` (int),
             ``spiking`` (bool), ``reset`` (``"zero"`` / ``"subtract"``).
-        config: a :class:`~neurodeploy.arith.loihi.LoihiConfig`.
+        config: a :class:`~neurodeploy.families.loihi.arith.LoihiConfig`.
         initial_v: starting ``v`` (state units).
         steps: length of the window (for the recorded states).
         record_u, record_v: keep ``u`` / ``v`` after every step (``states_u``, ``states_v``,

@@ -43,7 +43,7 @@ Timing (loihi.md §2) is the simulator's job: every synapse layer adds one step 
 Every function works on numpy int64 arrays and on torch tensors (int64, or float64 holding exact
 integers); they return change masks instead of counts so callers can reduce as they need. A
 storage wrap counts as an overflow event of the quantity it changes (``u``, ``v`` or the synaptic
-output). :class:`NeuronScan` and :class:`DenseInput` (module :mod:`.loihi_scan`) run the same
+output). :class:`NeuronScan` and :class:`DenseInput` (module :mod:`neurodeploy.families.loihi.scan`) run the same
 equations over a whole window on numpy, for the simulator.
 """
 
@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from neurodeploy.arith import ops, synapse
-from neurodeploy.arith.loihi_scan import DenseInput, NeuronScan  # noqa: F401  (window kernels)
 from neurodeploy.arith.ops import Array
 from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.arith.spiking import spike_and_reset

@@ -1,0 +1,56 @@
+"""Chip families: one package per family owns everything about that chip.
+
+A profile names its family (``[profile] family``); :func:`get_family` returns the family's
+package. Adding a family is a new package here, a profile TOML and one line in ``_FAMILIES``.
+
+What a family package provides (module-level names; ``loihi`` provides all of them):
+
+- ``NAME``: the family name used in profiles and deployment graphs;
+- the integer arithmetic: ``Config`` (``Config.from_profile(profile)``), ``DEFAULT``,
+  ``neuron_step(u, v, a_in, *, current_decay, voltage_decay, threshold, bias, bias_exp, spiking,
+  reset, max_spikes, config) -> NeuronStep``, ``dense``, ``conv``, ``sumpool`` (each returning
+  ``(a, overflow_mask)``), on numpy int64 arrays and torch tensors;
+- optional fast kernels for the simulator: ``NeuronScan`` (a whole window of neuron steps) and
+  ``DenseInput`` (a dense layer's synaptic input of many steps as one exact float product);
+  without them the simulator calls ``neuron_step`` once per step;
+- ``RULES``: the family's design rules (:class:`neurodeploy.families.rules.Rule`), run with the
+  rules every family shares by :func:`neurodeploy.families.rules.check`;
+- optional ``lowering``: the module that turns folded float blocks into the family's integer
+  layers and trains through them (``layer_format``, ``choose_scale``, ``TrainNeuron``: the
+  differentiable shadow of ``neuron_step``); a family without it can simulate deployment graphs
+  but not lower trained networks;
+- optional ``WRITERS``: file formats the family writes from a deployment graph (loihi: ``lava``,
+  Lava netx HDF5, in :mod:`neurodeploy.families.loihi.netx`).
+
+Shared, backend-neutral primitives live in :mod:`neurodeploy.arith` (ops, overflow rules,
+spiking threshold and reset, exact synapse kernels, spike-time jitter).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_FAMILIES = {
+    "loihi": "neurodeploy.families.loihi",
+    "xylo": "neurodeploy.families.xylo",
+}
+
+
+def list_families() -> list[str]:
+    """Names of the chip families, sorted."""
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> ModuleType:
+    """Return the family package for ``name``; raises :class:`UnsupportedError` if unknown."""
+    if name not in _FAMILIES:
+        from neurodeploy.errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"unknown arithmetic family {name!r}; known families: {', '.join(list_families())}"
+        )
+    return importlib.import_module(_FAMILIES[name])
+
+
+__all__ = ["get_family", "list_families"]
