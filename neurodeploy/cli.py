@@ -290,32 +290,72 @@ def _deploy_options(fn):
 @guarded
 def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dataset, data_root, weight_bits,
              state_bits, progress):
-    """Bit-accurate deployed accuracy, spikes, SynOps, energy and cores on a chip profile."""
+    """Bit-accurate deployed accuracy, spikes, SynOps, energy and cores on a chip profile.
+
+    CHECKPOINT is a checkpoint (.pt), lowered for the profile, or a deployment graph (.npz, e.g.
+    the one a previous simulate wrote), run with its own number format."""
     from neurodeploy.atomic import write_json
-    from neurodeploy.quantize.fakequant import stored_quantization
+    from neurodeploy.quantize.record import deployment_settings
     from neurodeploy.sim.deploy import deploy_model
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {steps}")
+    suffix = Path(checkpoint).suffix.lower()
+    if suffix == ".npz":
+        fixed = [name for name, v in (("--profile", profile_name), ("--steps", steps), ("--weight-bits", weight_bits),
+                                      ("--state-bits", state_bits)) if v is not None]
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} cannot change a deployment graph (its number format and steps "
+                              "are fixed when it is lowered); simulate the checkpoint instead")
+        return _simulate_graph_file(checkpoint, limit, jitter, seed, out_path, dataset, data_root, progress)
+    if suffix != ".pt":
+        raise ConfigError(f"{checkpoint}: expected a checkpoint (.pt) or a deployment graph (.npz), "
+                          f"got a {suffix or 'suffix-less'} file")
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
-    profile_name, stored, scales = stored_quantization(ck.meta, profile_name)
-    c = stored or _constraints()
-    given = {k: v for k, v in (("weight_bits", weight_bits), ("jitter", jitter), ("max_steps", steps),
-                               ("state_bits", state_bits)) if v is not None}
-    if given:
-        if scales is not None and any(k in given for k in ("weight_bits", "state_bits")):
-            scales = None  # a new number format needs new scales
-        c = _constraints(**{**c.to_dict(), **given})
+    profile_name, c, scales = deployment_settings(ck.meta, profile_name, weight_bits=weight_bits, jitter=jitter,
+                                                  max_steps=steps, state_bits=state_bits)
     dep = deploy_model(ck.build(), profile_name or "loihi2", ds, constraints=c, scales=scales, limit=limit,
                        seed=seed, progress=progress)
+    dep.graph.metadata["dataset"] = ds.name
     out = Path(out_path) if out_path else Path(checkpoint).parent / f"simulate-{dep.profile}.json"
     write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
-                     "constraints": c.to_dict(), **dep.to_dict()})
+                     "constraints": c.to_dict(), **dep.to_dict(),
+                     "predictions": [int(v) for v in dep.figures["predictions"]]})
     dep.graph.save(out.with_suffix(".npz"))
     click.echo(dep.table())
     click.echo(f"wrote {out} and {out.with_suffix('.npz')}", err=True)
+
+
+def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root, progress):
+    """``simulate GRAPH.npz``: the saved graph on the test split of its dataset."""
+    from neurodeploy.atomic import write_json
+    from neurodeploy.data import load_dataset
+    from neurodeploy.lower.graph import DeployGraph
+    from neurodeploy.sim.deploy import simulate_graph
+
+    graph = DeployGraph.load(path)
+    name = dataset or graph.metadata.get("dataset") or "digits"
+    ds = load_dataset(name, data_root)
+    if tuple(ds.input_shape) != tuple(graph.input_shape):
+        raise ConfigError(f"dataset {ds.name} has inputs of shape {tuple(ds.input_shape)} but the graph expects "
+                          f"{tuple(graph.input_shape)}")
+    x, y = ds.x_test, ds.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    figs = simulate_graph(graph, x, y, jitter=None if jitter is None else int(jitter), seed=seed, progress=progress)
+    out = Path(out_path) if out_path else Path(path).with_name(f"{Path(path).stem}-simulate.json")
+    if out.suffix.lower() == ".npz" or out.resolve() == Path(path).resolve():
+        raise ConfigError(f"the report {out} would overwrite the graph; pass -o REPORT.json")
+    report = {"graph": str(path), "profile": graph.profile, "dataset": ds.name, "split": ds.split,
+              "deployed_accuracy": float(figs["accuracy"]), "samples": int(figs["samples"]),
+              "figures": {k: v for k, v in figs.items() if k != "predictions"},
+              "predictions": [int(v) for v in figs["predictions"]]}
+    write_json(out, report)
+    click.echo(f"profile {graph.profile}: deployed accuracy {100 * report['deployed_accuracy']:.2f}% on "
+               f"{report['samples']} samples, {graph.steps} input steps")
+    click.echo(f"wrote {out}", err=True)
 
 
 @main.command()

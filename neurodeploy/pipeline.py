@@ -25,6 +25,7 @@ from neurodeploy.data import load_dataset
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.quantize.fakequant import Constraints
 from neurodeploy.quantize.finetune import FinetuneConfig
+from neurodeploy.quantize.record import QuantRecord
 from neurodeploy.report.inspect import inspect_checkpoint
 from neurodeploy.report.plots import plot_activity, plot_training
 from neurodeploy.sim.deploy import deploy_model
@@ -111,10 +112,10 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
     tuned_path = out / "deploy" / "finetuned.pt"
     if resume and tuned_path.exists():
         tuned = load_checkpoint(tuned_path)
-        q = tuned.meta["quant"]
-        dep = deploy_model(tuned.build(), q["profile"], data, constraints=Constraints(**q["constraints"]),
-                           scales=q["scales"], progress=progress)
-        ptq_acc = q["ptq_accuracy"]
+        q = QuantRecord.from_meta(tuned.meta)
+        dep = deploy_model(tuned.build(), q.profile, data, constraints=q.constraints,
+                           scales=list(q.scales), progress=progress)
+        ptq_acc = q.results["ptq_accuracy"]
         log("      fine-tuning already complete, simulated again")
     else:
         ft = finetune_model(ck.build(), profile, data, Constraints(),

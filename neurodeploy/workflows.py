@@ -3,9 +3,9 @@ and sweeps over weight bits, spike-time jitter and latency — every accuracy me
 bit-accurate simulator.
 
 A quantized or fine-tuned checkpoint is an ordinary checkpoint (the float model, so it can be
-trained, inspected and exported again) whose ``meta["quant"]`` holds the profile, the constraints
-and the per-layer scales; simulating it reuses those scales, so it runs exactly the integers that
-were fine-tuned.
+trained, inspected and exported again) whose ``meta["quant"]`` holds its
+:class:`~neurodeploy.quantize.record.QuantRecord` (profile, constraints, per-layer scales);
+simulating it reuses those scales, so it runs exactly the integers that were fine-tuned.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from neurodeploy.errors import ConfigError
 from neurodeploy.models import SpikingNet
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig, config_dict, finetune
+from neurodeploy.quantize.record import QuantRecord
 from neurodeploy.sim.deploy import CALIBRATION_SAMPLES, Deployment, deploy_model
 from neurodeploy.train.checkpoint import Checkpoint
 
 
 def _quant_meta(dep: Deployment, constraints: Constraints, scales: list[float], **extra: Any) -> dict[str, Any]:
-    return {"quant": {"profile": dep.profile, "constraints": constraints.to_dict(), "scales": scales,
-                      "float_accuracy": dep.float_accuracy, **extra}}
+    return QuantRecord(dep.profile, constraints, tuple(scales),
+                       {"float_accuracy": dep.float_accuracy, **extra}).to_meta()
 
 
 @dataclass

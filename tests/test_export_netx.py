@@ -298,7 +298,7 @@ REFUSALS = [
      ["per-neuron", "decay"]),
     ("narrower states", lambda: _graph(_small_graph().layers,
                                        metadata={"constraints": {"state_bits": 16}}),
-     ["16-bit", "24-bit"]),
+     ["state.current_bits = 16", "Lava: 24"]),
     ("graded input without opt-in", lambda: _graph(_small_graph().layers, profile="loihi2",
                                                    encoding={"kind": "direct", "bits": 8}),
      ["input_message_bits=8", "graded"]),

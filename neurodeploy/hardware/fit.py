@@ -156,7 +156,10 @@ def fit_report(graph: Any, profile: HardwareProfile | str | None = None) -> FitR
         FormatError: if the graph's shapes do not chain (see :func:`layer_structure`).
         ProfileError: if the profile cannot be loaded.
     """
-    p = load_profile(profile if profile is not None else graph.profile)
+    if profile is None and hasattr(graph, "resolved_profile"):
+        p = graph.resolved_profile()
+    else:
+        p = load_profile(profile if profile is not None else graph.profile)
     lim = p.limits
     violations: list[str] = []
     if graph.family != p.family:

@@ -7,6 +7,17 @@ in it is an integer in the units of the profile's arithmetic family (see
 
 Timing follows the chip: every synapse layer (``Dense``, ``Conv2d``, ``SumPool2d``) delivers at step
 ``t`` what its inputs emitted at step ``t - delay`` (``delay`` from the profile, 1 on Loihi).
+
+A graph describes itself: ``target`` is the resolved profile its integers were chosen for (the
+named profile with the constraints applied: number format — state widths, overflow rules, storage
+width, weight and decay formats, graded input —, timing, limits and energy) and ``quant`` the
+typed quantization record (:class:`~neurodeploy.quantize.record.QuantRecord`). So
+``Simulator(graph)`` runs a loaded graph exactly as it was lowered, with nothing else.
+
+File format: ``.npz`` with a JSON header and int64 arrays. Version 2 (written now) carries
+``target`` and ``quant``. A version-1 file carries only the profile's name and the constraints in
+its metadata; it is read when that name is a shipped profile (the number format is then that
+profile with the constraints applied) and refused in one line otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.atomic import atomic_path
-from neurodeploy.errors import FormatError
+from neurodeploy.errors import ConfigError, FormatError, ProfileError
+from neurodeploy.quantize.constraints import Constraints
+from neurodeploy.quantize.record import QuantRecord
+
+GRAPH_VERSION = 2
+NUMBER_FORMAT_SECTIONS = ("weights", "state", "neuron", "timing", "input")
+"""Profile sections that decide the integers and spikes of a graph (``layers``, ``limits`` and
+``energy`` say what the chip runs, how much of it and at what price)."""
 
 
 @dataclass
@@ -120,6 +138,10 @@ class DeployGraph:
         readout: ``{"kind": "potential"}`` (argmax of the last group's ``v`` at the last step) or
             ``{"kind": "spike_count"}``.
         metadata: free-form provenance (source checkpoint, scales used, warnings).
+        target: the resolved :class:`~neurodeploy.hardware.HardwareProfile` the integers were
+            chosen for (constraints applied), or ``None`` for a graph built by hand: then the
+            profile named ``profile`` (with ``quant``'s constraints) is looked up.
+        quant: how the network was quantized, or ``None``.
     """
 
     profile: str
@@ -130,6 +152,43 @@ class DeployGraph:
     encoding: dict[str, Any] = field(default_factory=dict)
     readout: dict[str, Any] = field(default_factory=lambda: {"kind": "potential"})
     metadata: dict[str, Any] = field(default_factory=dict)
+    target: Any = None
+    quant: QuantRecord | None = None
+
+    def resolved_profile(self) -> Any:
+        """The profile whose arithmetic this graph runs: ``target``, else the named profile with
+        the recorded constraints (``quant``, or ``metadata["constraints"]``) applied."""
+        if self.target is not None:
+            return self.target
+        from neurodeploy.hardware import load_profile
+
+        if self.quant is not None:
+            c = self.quant.constraints
+        else:
+            c = Constraints(**(self.metadata or {}).get("constraints", {}))
+        return c.apply_to_profile(load_profile(self.profile))
+
+    def _target_dict(self) -> dict[str, Any] | None:
+        try:
+            return self.resolved_profile().to_dict()
+        except ProfileError:  # a hand-built graph naming a profile that is not at hand
+            return None
+
+    def profile_for(self, profile: Any = None) -> Any:
+        """The profile to run this graph with: :meth:`resolved_profile`, or ``profile`` when
+        given, refused (:class:`ConfigError`, one line) if its number format differs from the
+        graph's own."""
+        from neurodeploy.hardware import load_profile
+
+        if profile is None:
+            return self.resolved_profile()
+        p = load_profile(profile)
+        if self.target is not None:
+            diff = number_format_difference(self.target, p)
+            if diff:
+                raise ConfigError(f"profile {p.name} does not run this graph's number format: "
+                                  f"{diff}; simulate the graph without a profile")
+        return p
 
     @property
     def neuron_layers(self) -> list[Layer]:
@@ -167,7 +226,7 @@ class DeployGraph:
             layers.append(entry)
         header = {
             "format": "neurodeploy.DeployGraph",
-            "version": 1,
+            "version": GRAPH_VERSION,
             "profile": self.profile,
             "family": self.family,
             "input_shape": list(self.input_shape),
@@ -175,6 +234,8 @@ class DeployGraph:
             "encoding": self.encoding,
             "readout": self.readout,
             "metadata": self.metadata,
+            "target": self._target_dict(),
+            "quant": self.quant.to_dict() if self.quant is not None else None,
             "layers": layers,
         }
         return header, arrays
@@ -184,6 +245,11 @@ class DeployGraph:
         """Rebuild a graph from :meth:`to_arrays` output; raises :class:`FormatError` if malformed."""
         if header.get("format") != "neurodeploy.DeployGraph":
             raise FormatError("not a neurodeploy deployment graph (missing format tag)")
+        version = header.get("version")
+        if version not in (1, GRAPH_VERSION):
+            raise FormatError(f"deployment graph version {version!r}; this neurodeploy reads "
+                              f"versions 1 and {GRAPH_VERSION}")
+        target, quant = _resolve_header(header, version)
         try:
             layers: list[Layer] = []
             for entry in header["layers"]:
@@ -219,6 +285,8 @@ class DeployGraph:
                 encoding=header.get("encoding", {}),
                 readout=header.get("readout", {"kind": "potential"}),
                 metadata=header.get("metadata", {}),
+                target=target,
+                quant=quant,
             )
         except FormatError:
             raise
@@ -246,3 +314,51 @@ class DeployGraph:
             raise FormatError(f"{path} is not a readable deployment graph ({type(exc).__name__})") \
                 from None
         return cls.from_arrays(header, arrays)
+
+
+def number_format(profile: Any) -> dict[str, Any]:
+    """The parts of ``profile`` that decide a graph's integers and spikes (family included)."""
+    data = profile.to_dict()
+    return {"family": profile.family, **{k: data[k] for k in NUMBER_FORMAT_SECTIONS}}
+
+
+def number_format_difference(a: Any, b: Any) -> str:
+    """The first field where the number formats of profiles ``a`` (the graph's) and ``b`` differ,
+    as ``"state.current_bits = 24 (the graph's: 12)"``; empty when they agree."""
+    fa, fb = number_format(a), number_format(b)
+    if fa["family"] != fb["family"]:
+        return f"family = {fb['family']!r} (the graph's: {fa['family']!r})"
+    for section in NUMBER_FORMAT_SECTIONS:
+        sa, sb = fa[section], fb[section]
+        for key in sorted(set(sa) | set(sb)):
+            if sa.get(key) != sb.get(key):
+                return f"{section}.{key} = {sb.get(key)!r} (the graph's: {sa.get(key)!r})"
+    return ""
+
+
+def _resolve_header(header: dict[str, Any], version: int) -> tuple[Any, QuantRecord | None]:
+    """``(target, quant)`` of a graph header (see the module docstring for version 1)."""
+    from neurodeploy.hardware import list_profiles, load_profile
+    from neurodeploy.hardware.profile import parse_profile
+
+    quant = None
+    if header.get("quant") is not None:
+        quant = QuantRecord.from_dict(header["quant"], "the graph's quantization record")
+    if isinstance(header.get("target"), dict):
+        try:
+            return parse_profile(header["target"], f"graph target {header.get('profile')!r}"), quant
+        except ProfileError as exc:
+            raise FormatError(f"deployment graph has a malformed number format: {exc}") from None
+    name = header.get("profile")
+    if name not in list_profiles():
+        raise FormatError(
+            f"deployment graph version {version} names profile {name!r}, which is not a shipped "
+            "profile, and does not carry its number format (header 'target'); lower the network "
+            "again")
+    meta = header.get("metadata") or {}
+    try:
+        constraints = quant.constraints if quant is not None else \
+            Constraints(**meta.get("constraints", {}))
+    except (TypeError, ConfigError) as exc:
+        raise FormatError(f"deployment graph has malformed constraints ({exc})") from None
+    return constraints.apply_to_profile(load_profile(name)), quant

@@ -20,6 +20,7 @@ from neurodeploy.hardware import HardwareProfile, check_fit
 from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup
 from neurodeploy.models import SpikingNet
 from neurodeploy.quantize.fakequant import Constraints, FakeQuantNet, fake_quantize
+from neurodeploy.quantize.record import QuantRecord
 
 PRECISION_WARNING_LEVELS = 16
 """Warn when a threshold has fewer integer levels than this (coarse spike timing)."""
@@ -58,7 +59,9 @@ def graph_from_fakequant(fq: FakeQuantNet, check: bool = True, metadata: dict[st
         profile=fq.profile.name, family=fq.profile.family, input_shape=fq.input_shape, layers=layers,
         steps=fq.input_steps, encoding=fq.encoding.to_dict(), readout={"kind": fq.readout_kind},
         metadata={"weight_range": [lo, hi], "constraints": fq.constraints.to_dict(), "scales": scales,
-                  "warnings": warnings, **(metadata or {})})
+                  "warnings": warnings, **(metadata or {})},
+        target=fq.profile,
+        quant=QuantRecord(fq.profile.name, fq.constraints, tuple(layer.scale for layer in fq.layers)))
     if check:
         check_fit(graph, fq.profile)
     return graph

@@ -24,8 +24,6 @@ fewer input steps (latency budget), a narrower weight or state width.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,56 +38,8 @@ from neurodeploy.hardware import HardwareProfile, load_profile
 from neurodeploy.models import SpikingNet
 from neurodeploy.nn.encoding import Encoding, encode_integers
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate
+from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.fold import FloatBlock, fold_model, run_blocks
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """Hardware constraints applied while fine-tuning and simulating.
-
-    Attributes:
-        weight_bits: weight precision in bits (2..16, within the profile's weight range), or
-            ``None`` for the profile's own.
-        jitter: spike-time jitter (an int ``k`` = uniform shift in ``[-k, k]`` steps, or a dict
-            ``{"kind": "gaussian", "sigma": s}``), applied to input and hidden spikes, or ``None``.
-        max_steps: latency budget: input steps per sample (``<=`` the trained ``T``), or ``None``.
-        state_bits: width of the neuron state ``u``/``v`` in bits (overrides the profile), or
-            ``None``.
-    """
-
-    weight_bits: int | None = None
-    jitter: Any = None
-    max_steps: int | None = None
-    state_bits: int | None = None
-
-    def __post_init__(self):
-        if self.weight_bits is not None and (
-            isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int)
-            or not 2 <= self.weight_bits <= 16
-        ):
-            raise ConfigError(f"weight bits must be an integer in 2..16, got {self.weight_bits!r}")
-        if self.max_steps is not None and (
-            isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1
-        ):
-            raise ConfigError(f"max steps must be a positive integer, got {self.max_steps!r}")
-        if self.state_bits is not None and (
-            isinstance(self.state_bits, bool) or not isinstance(self.state_bits, int)
-            or not 4 <= self.state_bits <= 32
-        ):
-            raise ConfigError(f"state bits must be an integer in 4..32, got {self.state_bits!r}")
-        if self.jitter is not None:
-            parse_spec(self.jitter)  # raises ConfigError on a negative or malformed spec
-
-    def apply_to_profile(self, profile: HardwareProfile) -> HardwareProfile:
-        """The profile with the state width overridden (if asked)."""
-        if self.state_bits is None:
-            return profile
-        st = dataclasses.replace(profile.state, current_bits=self.state_bits,
-                                 voltage_bits=self.state_bits)
-        return dataclasses.replace(profile, state=st)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class FakeQuantLayer:
@@ -334,10 +284,11 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
 def stored_quantization(meta: dict[str, Any], profile: str | None) -> tuple[str | None, Constraints | None,
                                                                             list[float] | None]:
     """Profile, constraints and scales stored with a quantized checkpoint (``None`` s when the
-    checkpoint is float or ``profile`` names another one)."""
-    q = meta.get("quant")
-    if not q:
+    checkpoint is float or ``profile`` names another one); see
+    :meth:`neurodeploy.quantize.record.QuantRecord.for_profile`."""
+    from neurodeploy.quantize.record import QuantRecord
+
+    rec = QuantRecord.from_meta(meta)
+    if rec is None:
         return profile, None, None
-    if profile is not None and load_profile(profile).name != q["profile"]:
-        return profile, None, None
-    return q["profile"], Constraints(**q["constraints"]), [float(s) for s in q["scales"]]
+    return rec.for_profile(profile)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from neurodeploy.hardware import HardwareProfile, fit_report, load_profile
+from neurodeploy.hardware import HardwareProfile, fit_report
 from neurodeploy.lower.graph import DeployGraph
 from neurodeploy.lower.inputs import encode_inputs
 from neurodeploy.lower.lowering import graph_from_fakequant
@@ -89,8 +89,7 @@ def float_accuracy(model: SpikingNet, x: torch.Tensor, y: torch.Tensor, steps: i
 def graph_profile(graph: DeployGraph) -> HardwareProfile:
     """The profile a graph was lowered for, with the constraints it was lowered under (state
     width) applied."""
-    c = Constraints(**graph.metadata.get("constraints", {}))
-    return c.apply_to_profile(load_profile(graph.profile))
+    return graph.resolved_profile()
 
 
 def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitter: Any = None, seed: int = 0,
@@ -103,7 +102,8 @@ def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitt
     """
     profile = graph_profile(graph)
     if jitter is None:
-        jitter = graph.metadata.get("constraints", {}).get("jitter")
+        jitter = graph.quant.constraints.jitter if graph.quant is not None else \
+            graph.metadata.get("constraints", {}).get("jitter")
     gen = torch.Generator().manual_seed(int(graph.encoding.get("seed", 0)))
     inputs = encode_inputs(x, graph.steps, graph.encoding, gen)
     latency = Simulator(graph, profile).latency

@@ -91,7 +91,9 @@ class Simulator:
 
     Args:
         graph: the :class:`~neurodeploy.lower.graph.DeployGraph` to run.
-        profile: a profile, profile name or path; default ``graph.profile``.
+        profile: a profile, profile name or path; default: the graph's own (its ``target``, the
+            resolved profile it was lowered for), so a loaded graph runs as it was lowered. A
+            profile whose number format differs from the graph's ``target`` is refused.
         fast: use the family's whole-window kernels where they apply (same integers); ``False``
             runs every layer step by step through ``neuron_step``.
         blas_threads: BLAS threads while simulating (default 1, see
@@ -100,7 +102,8 @@ class Simulator:
 
     Raises:
         ProfileError: the profile cannot be loaded.
-        ConfigError: the profile's family differs from the graph's, or the read-out is unknown.
+        ConfigError: the profile's family or number format differs from the graph's, or the
+            read-out is unknown.
         UnsupportedError: a layer kind or a conv exponent the profile's chip does not run.
         FormatError: the graph's shapes or parameters are malformed.
     """
@@ -108,7 +111,10 @@ class Simulator:
     def __init__(self, graph: Any, profile: HardwareProfile | str | None = None, *,
                  fast: bool = True, blas_threads: int | None = 1):
         self.graph = graph
-        self.profile = load_profile(profile if profile is not None else graph.profile)
+        if hasattr(graph, "profile_for"):  # a DeployGraph: its own number format
+            self.profile = graph.profile_for(profile)
+        else:
+            self.profile = load_profile(profile if profile is not None else graph.profile)
         p = self.profile
         if graph.family != p.family:
             raise ConfigError(f"graph was lowered for family {graph.family!r} but profile "

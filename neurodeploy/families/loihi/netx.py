@@ -381,12 +381,9 @@ def _plan(graph: DeployGraph, profile: HardwareProfile, graded_input: bool) -> d
     design_rules.check(profile, "export", layers=graph.layers)
     problems = _lava_profile_problems(profile)
     if problems:
-        raise UnsupportedError(f"profile {profile.name}'s arithmetic differs from Lava's: "
+        raise UnsupportedError(f"the arithmetic of profile {profile.name} (as the graph was lowered "
+                               f"for it) differs from Lava's: "
                                f"{'; '.join(problems)}")
-    state_bits = (graph.metadata or {}).get("constraints", {}).get("state_bits")
-    if state_bits not in (None, 24):
-        raise UnsupportedError(f"the graph was lowered for {state_bits}-bit neuron states; Lava's "
-                               "LIF has 24-bit states")
     structs = {st.index: st for st in layer_structure(graph)}
     in_shape = tuple(int(d) for d in graph.input_shape)
     if len(in_shape) not in (1, 3):
@@ -580,7 +577,7 @@ def export_netx(graph: DeployGraph, path: str | Path, *, profile: HardwareProfil
         ProfileError: the profile cannot be loaded.
         FormatError: the graph is malformed, or the written file did not read back identically.
     """
-    prof = load_profile(profile if profile is not None else graph.profile)
+    prof = graph.resolved_profile() if profile is None else load_profile(profile)
     plan = _plan(graph, prof, graded_input)
     try:
         header = _json(_header(graph, plan, prof))
@@ -901,17 +898,14 @@ def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile |
     (default: the one it was trained on). ``weight_bits`` overrides the weight precision (bits)
     and recalibrates."""
     from neurodeploy.lower.lowering import graph_from_fakequant
-    from neurodeploy.quantize.fakequant import Constraints, fake_quantize, stored_quantization
+    from neurodeploy.quantize.fakequant import fake_quantize
+    from neurodeploy.quantize.record import deployment_settings
     from neurodeploy.sim.deploy import CALIBRATION_SAMPLES
     from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
 
     ck = load_checkpoint(checkpoint)
     model = ck.build()
-    name, stored, scales = stored_quantization(ck.meta if isinstance(ck.meta, dict) else {}, profile)
-    constraints = stored or Constraints()
-    if weight_bits is not None:
-        constraints = Constraints(**{**constraints.to_dict(), "weight_bits": weight_bits})
-        scales = None
+    name, constraints, scales = deployment_settings(ck.meta, profile, weight_bits=weight_bits)
     calib = None
     if scales is None:
         calib = checkpoint_dataset(ck, dataset, data_root).x_train[:CALIBRATION_SAMPLES]
