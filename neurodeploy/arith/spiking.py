@@ -1,7 +1,7 @@
 """Threshold test and reset, shared by the families.
 
 Given a membrane potential ``v`` and an effective threshold ``theta`` (already in state units,
-e.g. ``vThMant << 6`` on Loihi), a neuron emits ``n`` events in one step:
+e.g. Loihi's ``vThMant`` shifted by the threshold shift), a neuron emits ``n`` events in one step:
 
 - comparison: strict ``v > theta`` (Loihi, loihi.md §3 step 6) or non-strict ``v >= theta``
   (Xylo);

@@ -1,7 +1,7 @@
 """Synapse kernels: dense, 2-D convolution and sum pooling, exact on integers.
 
 Each kernel maps presynaptic events to the integer input of a neuron group in one step, with no
-rounding and no overflow rule (the family applies its own, see :mod:`neurodeploy.arith.loihi`):
+rounding and no overflow rule (the family applies its own, see :mod:`neurodeploy.families.loihi.arith`):
 
 - dense: ``acc[n, o] = sum_i W[o, i] * s[n, i]``;
 - conv2d: torch's ``conv2d`` (cross-correlation, layout ``[out, in/groups, kH, kW]``, zero

@@ -47,10 +47,11 @@ class NeuronGroup:
 
     Attributes:
         shape: per-sample shape of the group, e.g. ``(128,)`` or ``(C, H, W)``.
-        current_decay: current (synaptic) decay, in the family's decay units (Loihi: iDecay,
-            0..4096, factor ``(4096 - current_decay) / 4096`` per step).
-        voltage_decay: voltage decay, same units (Loihi: vDecay, 0..4096).
-        threshold: threshold mantissa (Loihi: vThMant; a neuron spikes iff ``v > threshold << 6``).
+        current_decay: current (synaptic) decay, in the family's decay units (loihi: netx iDecay,
+            see :mod:`neurodeploy.families.loihi.arith`).
+        voltage_decay: voltage decay, same units (loihi: vDecay).
+        threshold: threshold mantissa (loihi: vThMant; a neuron spikes iff ``v`` exceeds it
+            shifted by the profile's ``neuron.threshold_shift``).
         bias: per-neuron (or per-channel for conv) bias mantissa, int64, added every step.
         bias_exp: bias exponent (Loihi: the bias added is ``bias << bias_exp``).
         spiking: ``False`` for a read-out integrator that never spikes (its ``v`` is read).
