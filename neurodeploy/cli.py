@@ -318,7 +318,6 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
                                                   max_steps=steps, state_bits=state_bits)
     dep = deploy_model(ck.build(), profile_name or "loihi2", ds, constraints=c, scales=scales, limit=limit,
                        seed=seed, progress=progress)
-    dep.graph.metadata["dataset"] = ds.name
     out = Path(out_path) if out_path else Path(checkpoint).parent / f"simulate-{dep.profile}.json"
     write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
                      "constraints": c.to_dict(), **dep.to_dict(),

@@ -131,7 +131,8 @@ def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any
     c = constraints or Constraints()
     if fq is None:
         fq = fake_quantize(model, profile, dataset.x_train[:CALIBRATION_SAMPLES], c, scales=scales)
-    graph = graph_from_fakequant(fq, metadata={"source": {"arch": model.spec.arch, "neuron": model.spec.neuron}})
+    graph = graph_from_fakequant(fq, metadata={"source": {"arch": model.spec.arch, "neuron": model.spec.neuron},
+                                               "dataset": getattr(dataset, "name", None)})
     x, y = dataset.x_test, dataset.y_test
     if limit is not None:
         x, y = x[:limit], y[:limit]
