@@ -279,16 +279,3 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
         unit = 1.0
     readout = "spike_count" if model.spec.readout == "spike_count" else "potential"
     return FakeQuantNet(model, layers, flatten_before, p, enc, readout, c)
-
-
-def stored_quantization(meta: dict[str, Any], profile: str | None) -> tuple[str | None, Constraints | None,
-                                                                            list[float] | None]:
-    """Profile, constraints and scales stored with a quantized checkpoint (``None`` s when the
-    checkpoint is float or ``profile`` names another one); see
-    :meth:`neurodeploy.quantize.record.QuantRecord.for_profile`."""
-    from neurodeploy.quantize.record import QuantRecord
-
-    rec = QuantRecord.from_meta(meta)
-    if rec is None:
-        return profile, None, None
-    return rec.for_profile(profile)
