@@ -42,17 +42,28 @@ def trained(tmp_path_factory):
 
 def test_reloaded_graph_runs_its_own_number_format(trained, tmp_path):
     """The issue's case: lowered with 12-bit states, the reloaded graph alone must agree with the
-    fake-quant forward on every sample (it used to differ on 200 of 200)."""
+    fake-quant forward on every sample. The scales are those calibrated for 24-bit states (as
+    when a quantized checkpoint is simulated with narrower states and its scales kept), so the
+    12-bit states wrap and saturate and the named profile's 24-bit format gives other integers."""
     model, ds, _ = trained
     x = ds.x_test[:200]
-    fq = fake_quantize(model, "loihi2", ds.x_train[:300], Constraints(state_bits=12))
-    graph = graph_from_fakequant(fq)
+    scales = [layer.scale for layer in fake_quantize(model, "loihi2", ds.x_train[:300]).layers]
+    fq = fake_quantize(model, "loihi2", None, Constraints(state_bits=12), scales=scales)
+    graph = graph_from_fakequant(fq, check=False)
     back = DeployGraph.load(graph.save(tmp_path / "g.npz"))
     assert back.target.to_dict() == fq.profile.to_dict() and back.target.state.current_bits == 12
     assert back.quant == graph.quant and back.quant.constraints.state_bits == 12
+    events = fq.encode(x).numpy()
+    exact = fq.readout_integers(x).numpy().astype(np.int64)
     sim = Simulator(back)
-    res = sim.run(fq.encode(x).numpy(), extra_steps=sim.latency, record=())
-    np.testing.assert_array_equal(fq.readout_integers(x).numpy().astype(np.int64), res.readout)
+    np.testing.assert_array_equal(sim.run(events, extra_steps=sim.latency).readout, exact)
+    # the same integers without their number format: the profile by name runs 24-bit states
+    bare = DeployGraph.load(tmp_path / "g.npz")
+    bare.target, bare.quant = None, None
+    bare.metadata.pop("constraints")
+    wide = Simulator(bare)
+    differ = (wide.run(events, extra_steps=wide.latency).readout != exact).any(axis=1)
+    assert differ.mean() > 0.5
     # an explicit profile of another number format is refused, not silently used
     with pytest.raises(ConfigError, match=r"state\.current_bits = 24 \(the graph's: 12\)"):
         Simulator(back, "loihi2")
