@@ -3,10 +3,11 @@
 **Export** (:func:`export_nir`) writes a :class:`~neurodeploy.models.SpikingNet` (or a checkpoint)
 as a NIR 1.0 graph: ``Input`` → ``Affine``/``Linear`` | ``Conv2d`` | ``AvgPool2d`` | ``Flatten`` |
 ``LIF``/``IF``/``CubaLIF`` (+ ``Scale`` after a TrSG layer, whose output is ``V * spikes``) → ``Output``,
-with every node's ``input_type``/``output_type`` set and the edges in forward order. BatchNorm is folded
-into the layer before it (eval statistics). Neuron parameters follow the ``dt`` convention of
-:mod:`neurodeploy.export.nir_conventions`: one Euler step of each node's ODE with step ``dt``
-(default 1e-4 s) is one neurodeploy step. The file is written atomically and read back with
+with every node's ``input_type``/``output_type`` set and the edges in forward order, from the model's
+float graph (:mod:`neurodeploy.graph`; :func:`graph_to_nir_nodes` writes any feed-forward graph).
+BatchNorm is folded into the layer before it by the graph pass (eval statistics). Neuron parameters
+follow the ``dt`` convention of :mod:`neurodeploy.export.nir_conventions`: one Euler step of each
+node's ODE with step ``dt`` (default 1e-4 s) is one neurodeploy step. The file is written atomically and read back with
 ``nir.read`` (and compared) before success is reported.
 
 Refused with :class:`~neurodeploy.errors.UnsupportedError`: max pooling, overlapping or padded
