@@ -369,3 +369,21 @@ def test_max_pool_is_not_folded_and_avg_pool_needs_a_synapse_next():
     b = _chain(AvgPool((2, 2), (2, 2)), LIF(0.5, 1.0), shape=(1, 4, 4))
     g = b.build()
     assert isinstance(fold_avg_pool(g).nodes["n0"], AvgPool)
+
+
+def test_relu_networks_enter_through_the_graph_with_minmax_pool_and_position_bias():
+    """The TTFS front end: ReLU, clipped ReLU, a per-position bias and a min/max pool as graph
+    nodes, interpreted equal to torch's forward."""
+    from neurodeploy.ttfs.mapping import relu_graph
+    from neurodeploy.ttfs.relu_modules import MinMaxPool2d, PositionBias
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding="same"), PositionBias(torch.randn(3, 6, 6)), nn.ReLU(),
+                        MinMaxPool2d(2, min_channels=[1]), nn.Flatten(), nn.Linear(27, 4), nn.Hardtanh(0, 0.5),
+                        nn.Linear(4, 2)).double().eval()
+    g = relu_graph(net, (1, 6, 6))
+    x = torch.randn(7, 1, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        ref = net(x)
+    assert (run_graph(g, x[None]) - ref).abs().max() <= TOL
+    assert g.nodes["layer 3"].min_channels == (1,) and g.nodes["layer 6"].cap == 0.5

@@ -201,6 +201,8 @@ def _plan(model: Any, torch_dtype: Any) -> tuple[Any, dict[str, _NeuronPlan], tu
             kind = "Conv2d" if isinstance(node, gn.Conv) else "AvgPool2d"
             raise UnsupportedError(f"{name}: {kind} cannot be exported in float64 (onnxruntime has no "
                                    "float64 kernel for it); use dtype float32")
+        elif isinstance(node, gn.MaxPool) and node.min_channels:
+            raise UnsupportedError(f"{name}: min/max pooling has no ONNX export here")
         elif isinstance(node, gn.Scale) and isinstance(node.scale, torch.Tensor):
             raise UnsupportedError(f"{name}: a per-neuron Scale has no ONNX export here")
         elif not isinstance(node, gn.Input | gn.Output | gn.Affine | gn.Conv | gn.BatchNorm | gn.AvgPool

@@ -13,6 +13,7 @@ from neurodeploy.graph.nodes import (
     Affine,
     AvgPool,
     BatchNorm,
+    Bias,
     Conv,
     CubaLIF,
     Delay,
@@ -27,7 +28,7 @@ from neurodeploy.graph.nodes import (
 )
 
 __all__ = [
-    "IF", "LI", "LIF", "Add", "Affine", "AvgPool", "BatchNorm", "Conv", "CubaLIF", "Delay", "Edge",
+    "IF", "LI", "LIF", "Add", "Affine", "AvgPool", "BatchNorm", "Bias", "Conv", "CubaLIF", "Delay", "Edge",
     "Flatten", "Graph", "GraphBuilder", "GraphError", "Input", "MaxPool", "Node", "Output", "ReLU",
     "Scale", "SumPool", "graph_from_model", "neuron_node", "nodes_from_module", "run_graph",
 ]

@@ -77,11 +77,14 @@ def nodes_from_module(name: str, module: nn.Module, keep_grad: bool = False) -> 
     if isinstance(module, nn.Conv2d):
         if module.padding_mode != "zeros":
             raise UnsupportedError(f"{name}: {module.padding_mode} padding has no graph form; use zero padding")
-        if isinstance(module.padding, str):
-            if module.padding != "valid":
-                raise UnsupportedError(f"{name}: padding={module.padding!r} has no graph form; give the "
-                                       "padding as numbers")
+        if module.padding == "valid":
             padding = (0, 0)
+        elif module.padding == "same":
+            (kh, kw), (dh, dw) = module.kernel_size, module.dilation
+            if (dh * (kh - 1)) % 2 or (dw * (kw - 1)) % 2 or tuple(module.stride) != (1, 1):
+                raise UnsupportedError(f"{name}: 'same' padding with an even kernel or a stride is "
+                                       "asymmetric and not supported")
+            padding = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
         else:
             padding = _pair(module.padding)
         return [(name, n.Conv(_param(module.weight, keep_grad), _param(module.bias, keep_grad),

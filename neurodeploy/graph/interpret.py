@@ -30,7 +30,15 @@ def apply_stateless(node: n.Node, x: torch.Tensor) -> torch.Tensor:
         return TF.avg_pool2d(x, node.kernel, node.stride, node.padding, count_include_pad=True,
                              divisor_override=1)
     if isinstance(node, n.MaxPool):
-        return TF.max_pool2d(x, node.kernel, node.stride, node.padding, node.dilation)
+        hi = TF.max_pool2d(x, node.kernel, node.stride, node.padding, node.dilation)
+        if not node.min_channels:
+            return hi
+        lo = -TF.max_pool2d(-x, node.kernel, node.stride, node.padding, node.dilation)
+        mask = torch.zeros(x.shape[1], dtype=torch.bool)
+        mask[list(node.min_channels)] = True
+        return torch.where(mask.view(1, -1, 1, 1), lo, hi)
+    if isinstance(node, n.Bias):
+        return x + node.bias.to(x.dtype)
     if isinstance(node, n.Flatten):
         return x.reshape(x.shape[0], -1)
     if isinstance(node, n.Scale):

@@ -100,12 +100,15 @@ class AvgPool(Node):
 @dataclass(eq=False)
 class MaxPool(Node):
     """2-D max pooling (float networks only; no spiking equivalent):
-    ``y[c, i, j] = max_{p, q} x[c, s_h i + d_h p - P_h, s_w j + d_w q - P_w]`` (padding is -inf)."""
+    ``y[c, i, j] = max_{p, q} x[c, s_h i + d_h p - P_h, s_w j + d_w q - P_w]`` (padding is -inf);
+    the channels in ``min_channels`` take the minimum instead (what a max pool becomes when a
+    negative batch-norm scale moves across it)."""
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
+    min_channels: tuple[int, ...] = ()
 
 
 @dataclass(eq=False)
@@ -117,6 +120,14 @@ class Flatten(Node):
 class Add(Node):
     """``y = sum_k x_k``: the explicit merge of several incoming edges (any node sums its incoming
     edges; ``Add`` is the node that does nothing else)."""
+
+
+@dataclass(eq=False)
+class Bias(Node):
+    """``y = x + b`` (``b`` broadcastable to the per-sample shape, e.g. one value per output
+    position ``[C, H, W]``: what a batch norm folded into a zero-padded conv leaves)."""
+
+    bias: torch.Tensor
 
 
 @dataclass(eq=False)

@@ -38,13 +38,16 @@ def batch_norm_affine(bn: n.BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
 
 def fold_bn_into(weight: torch.Tensor, bias: torch.Tensor | None,
                  bn: n.BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``BN(W x + b)`` as one synapse layer: ``W k``, ``(b - mean) k + beta``."""
+    """Weight and bias of ``BN(W x + b)`` as one synapse layer: ``W k``, ``(b - mean) k + beta``.
+
+    ``b`` is per output channel ``[C]`` or per output position ``[C, H, W]``."""
     k = _bn_scale(bn)
     if bias is None:
         bias = torch.zeros(weight.shape[0], dtype=weight.dtype)
-    new_b = (bias - bn.mean) * k
+    per = (-1,) + (1,) * (bias.dim() - 1)
+    new_b = (bias - bn.mean.view(per)) * k.view(per)
     if bn.bias is not None:
-        new_b = new_b + bn.bias
+        new_b = new_b + bn.bias.view(per)
     return weight * k.view((-1,) + (1,) * (weight.dim() - 1)), new_b
 
 
