@@ -387,3 +387,65 @@ def test_relu_networks_enter_through_the_graph_with_minmax_pool_and_position_bia
         ref = net(x)
     assert (run_graph(g, x[None]) - ref).abs().max() <= TOL
     assert g.nodes["layer 3"].min_channels == (1,) and g.nodes["layer 6"].cap == 0.5
+
+
+@pytest.mark.parametrize("key", ["mlp-bn-decay_input-trsg-mpinit-subtract", "convnet-avgpool-bn-cuba",
+                                 "convnet-strided-if-trsg-overrides"])
+def test_nir_export_reads_back_into_the_same_graph_function(key):
+    """model → NIR (written from the graph) → graph_from_nir → interpreter equals the model."""
+    pytest.importorskip("nir")
+    from neurodeploy.export.nir import model_to_nir
+    from neurodeploy.export.nir_graph import graph_from_nir
+
+    m = _model(TEMPLATES[key])
+    x = torch.rand(6, *m.spec.input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    seq, ref, _ = _reference(m, x)
+    nir_graph, _ = model_to_nir(m, dt=1e-3)
+    g = graph_from_nir(nir_graph)
+    assert g.meta["steps"] == m.spec.steps and g.meta["convention"] == "neurodeploy"
+    got, trace = run_graph(g, seq, trace=True)
+    _, want = run_graph(graph_from_model(m), seq, trace=True)
+    for name, node in g.nodes.items():
+        if isinstance(node, LIF | IF | CubaLIF):
+            assert torch.equal(trace[name], want[node.meta["source"]]), name
+    assert (got - ref).abs().max() <= 1e-9
+
+
+def test_a_branching_foreign_nir_graph_is_read_and_run():
+    """input → (A → LIF, B → LIF') → merge into one LIF → output, under the plain 'nir' convention."""
+    nir = pytest.importorskip("nir")
+    import numpy as np
+
+    from neurodeploy.export.nir_graph import graph_from_nir
+
+    rng = np.random.default_rng(0)
+    wa, ba, wb, bb = rng.normal(size=(5, 3)), rng.normal(size=5), rng.normal(size=(5, 3)), rng.normal(size=5)
+    dt = 1e-3
+    tau, thr = 4e-3, 0.5
+    lif = lambda: nir.LIF(tau=np.full(5, tau), r=np.full(5, tau / dt), v_leak=np.zeros(5),  # noqa: E731
+                          v_threshold=np.full(5, thr), v_reset=np.zeros(5))
+    nodes = {"input": nir.Input(input_type=np.array([3])), "a": nir.Affine(wa, ba), "b": nir.Affine(wb, bb),
+             "n": lif(), "output": nir.Output(output_type=np.array([5]))}
+    g_nir = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("input", "b"), ("a", "n"), ("b", "n"),
+                                             ("n", "output")])
+    g = graph_from_nir(g_nir, dt=dt)
+    seq = 2 * torch.rand(9, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    u = torch.zeros(4, 5, dtype=torch.float64)
+    outs = []
+    for t in range(seq.shape[0]):
+        cur = seq[t] @ torch.from_numpy(wa).T + torch.from_numpy(ba) + seq[t] @ torch.from_numpy(wb).T \
+            + torch.from_numpy(bb)
+        m = 0.75 * u + cur
+        s = (m > thr).double()
+        u = m * (1 - s)
+        outs.append(s)
+    assert 0 < torch.stack(outs).mean() < 1
+    assert (run_graph(g, seq) - torch.stack(outs).mean(0)).abs().max() <= 1e-9
+    nodes["c"] = nir.Affine(rng.normal(size=(5, 5)), rng.normal(size=5))
+    del nodes["b"]
+    cyclic = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("a", "n"), ("n", "c"), ("c", "n"),
+                                              ("n", "output")])
+    from neurodeploy.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="cycle"):
+        graph_from_nir(cyclic, dt=dt)
