@@ -26,9 +26,19 @@ from neurodeploy.graph.nodes import (
     Scale,
     SumPool,
 )
+from neurodeploy.graph.passes import (
+    batch_norm_affine,
+    fold_all,
+    fold_avg_pool,
+    fold_batch_norm,
+    fold_bn_into,
+    fold_decay_input,
+    fold_trsg_scale,
+)
 
 __all__ = [
     "IF", "LI", "LIF", "Add", "Affine", "AvgPool", "BatchNorm", "Bias", "Conv", "CubaLIF", "Delay", "Edge",
     "Flatten", "Graph", "GraphBuilder", "GraphError", "Input", "MaxPool", "Node", "Output", "ReLU",
-    "Scale", "SumPool", "graph_from_model", "neuron_node", "nodes_from_module", "run_graph",
+    "Scale", "SumPool", "batch_norm_affine", "fold_all", "fold_avg_pool", "fold_batch_norm", "fold_bn_into",
+    "fold_decay_input", "fold_trsg_scale", "graph_from_model", "neuron_node", "nodes_from_module", "run_graph",
 ]

@@ -27,8 +27,10 @@ from neurodeploy.graph.from_model import graph_from_model
 from neurodeploy.graph.ir import Graph
 from neurodeploy.graph.passes import fold_all
 from neurodeploy.models import SpikingNet
+from neurodeploy.nn.functional import cuba_factor
 
 DECAY_UNIT = 4096
+"""Loihi's decay unit (read by :mod:`neurodeploy.quantize.support`); used only by :func:`_chip_neurons`."""
 
 
 @dataclass
@@ -68,9 +70,16 @@ class FloatBlock:
     notes: list[str] = field(default_factory=list)
 
 
-def _chip_neurons(name: str, node: gn.Node) -> FloatNeurons:
-    """The current-based chip form of a folded graph neuron (the one place this module turns float
-    decay factors into the 0..4096 decay units)."""
+def _chip_neurons(name: str, node: gn.Node | None) -> FloatNeurons:
+    """The current-based chip form of a folded graph neuron, or (``node=None``) of the mean
+    read-out's non-spiking integrator: the one place this module turns float decay factors into
+    the 0..4096 decay units."""
+    if node is None:
+        return FloatNeurons(DECAY_UNIT, 0, float("inf"), "zero", False, 0.0)
+    for attr in ("decay", "current_decay", "voltage_decay", "threshold", "v_init"):
+        v = getattr(node, attr, 0.0)
+        if isinstance(v, torch.Tensor) and v.numel() != 1:
+            raise UnsupportedError(f"{name}: per-neuron {attr} values have no chip form here; use one per layer")
     if not isinstance(node.r, float | int) or node.r != 1.0:
         raise UnsupportedError(f"{name}: a neuron input gain that is not folded into its synapse layer "
                                "has no chip form")
@@ -149,8 +158,7 @@ def blocks_from_graph(graph: Graph) -> list[FloatBlock]:
             return blocks  # the last spiking group is the read-out (spike counts)
         raise UnsupportedError("the network must end with a linear read-out layer")
     # the "mean" read-out: a non-spiking integrator of the last synapse layer
-    blocks.append(_block(pending[0], pending, FloatNeurons(DECAY_UNIT, 0, float("inf"), "zero", False, 0.0),
-                         shapes[last]))
+    blocks.append(_block(pending[0], pending, _chip_neurons(pending[0], None), shapes[last]))
     return blocks
 
 
@@ -201,8 +209,7 @@ def run_blocks(blocks: list[FloatBlock], seq: torch.Tensor, record: bool = False
             cur = cur + blk.bias.view(1, -1, 1, 1)
         cur = cur.reshape(t, b, *cur.shape[1:])
         n = blk.neurons
-        fi = (DECAY_UNIT - n.current_decay) / DECAY_UNIT
-        fv = (DECAY_UNIT - n.voltage_decay) / DECAY_UNIT
+        fi, fv = cuba_factor(n.current_decay), cuba_factor(n.voltage_decay)
         i_syn = torch.zeros_like(cur[0])
         v = torch.full_like(cur[0], n.initial_v)
         spikes = []
