@@ -449,3 +449,26 @@ def test_a_branching_foreign_nir_graph_is_read_and_run():
 
     with pytest.raises(UnsupportedError, match="cycle"):
         graph_from_nir(cyclic, dt=dt)
+
+
+def test_chip_blocks_refuse_what_the_graph_can_say_but_a_chain_cannot():
+    from neurodeploy.errors import UnsupportedError
+    from neurodeploy.quantize.fold import blocks_from_graph
+
+    b = GraphBuilder()
+    b.add("x", Input((4,)))
+    b.add("a", _aff(4, 4), "x")
+    b.add("n", LIF(0.5, 1.0), "a")
+    b.add("skip", _aff(4, 4, 1), "x")
+    b.add("sum", Add(), "n", "skip")
+    b.add("y", Output(), "sum")
+    with pytest.raises(UnsupportedError) as exc:
+        blocks_from_graph(b.build())
+    assert "x" in _one_line(exc) and "chain" in str(exc.value)
+    b = _chain(_aff(4, 4), LIF(0.5, 1.0, r=0.5), BatchNorm(torch.zeros(4), torch.ones(4)), _aff(2, 4))
+    with pytest.raises(UnsupportedError) as exc:
+        blocks_from_graph(fold_all(b.build()))
+    assert "n2" in _one_line(exc) and "batch norm" in str(exc.value)
+    g = fold_all(_chain(_aff(4, 4), LIF(0.5, 1.0, r=0.5, strict=False), _aff(2, 4)).build())
+    with pytest.raises(UnsupportedError, match="non-strict"):
+        blocks_from_graph(g)
