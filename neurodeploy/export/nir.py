@@ -3,10 +3,11 @@
 **Export** (:func:`export_nir`) writes a :class:`~neurodeploy.models.SpikingNet` (or a checkpoint)
 as a NIR 1.0 graph: ``Input`` → ``Affine``/``Linear`` | ``Conv2d`` | ``AvgPool2d`` | ``Flatten`` |
 ``LIF``/``IF``/``CubaLIF`` (+ ``Scale`` after a TrSG layer, whose output is ``V * spikes``) → ``Output``,
-with every node's ``input_type``/``output_type`` set and the edges in forward order. BatchNorm is folded
-into the layer before it (eval statistics). Neuron parameters follow the ``dt`` convention of
-:mod:`neurodeploy.export.nir_conventions`: one Euler step of each node's ODE with step ``dt``
-(default 1e-4 s) is one neurodeploy step. The file is written atomically and read back with
+with every node's ``input_type``/``output_type`` set and the edges in forward order, from the model's
+float graph (:mod:`neurodeploy.graph`; :func:`graph_to_nir_nodes` writes any feed-forward graph).
+BatchNorm is folded into the layer before it by the graph pass (eval statistics). Neuron parameters
+follow the ``dt`` convention of :mod:`neurodeploy.export.nir_conventions`: one Euler step of each
+node's ODE with step ``dt`` (default 1e-4 s) is one neurodeploy step. The file is written atomically and read back with
 ``nir.read`` (and compared) before success is reported.
 
 Refused with :class:`~neurodeploy.errors.UnsupportedError`: max pooling, overlapping or padded
@@ -35,6 +36,7 @@ pooling, grouped/dilated convolutions, CUBA decays of 0, layers with no NIR prim
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +44,12 @@ from typing import Any
 import nir
 import numpy as np
 import torch
-from torch import nn
 
 from neurodeploy.errors import ConfigError, UnsupportedError
 from neurodeploy.export.nir_conventions import (
     CONVENTIONS,
     DEFAULT_DT,
-    cuba_parameters,
+    cuba_factor_parameters,
     if_resistance,
     lif_parameters,
 )
@@ -62,8 +63,11 @@ from neurodeploy.export.nir_io import (
     seal,
     write_nir,
 )
+from neurodeploy.graph import nodes as gn
+from neurodeploy.graph.from_model import graph_from_model
+from neurodeploy.graph.ir import Graph
+from neurodeploy.graph.passes import fold_batch_norm
 from neurodeploy.models import SpikingNet
-from neurodeploy.nn.neurons import SpikingNeuron
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = [
@@ -98,66 +102,57 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+_KEY_OK = re.compile(r"[^A-Za-z0-9_]")
 
 
-def _shape_after(stage: nn.Module, shape: tuple[int, ...], like: torch.Tensor) -> tuple[int, ...]:
-    with torch.no_grad():
-        return tuple(stage(torch.zeros(1, *shape, dtype=like.dtype, device=like.device)).shape[1:])
+def _key(name: str, source: str | None, kind: str) -> str:
+    """NIR node name: ``s{i}_{kind}`` for model stage ``stages.i``, else the graph name made safe."""
+    m = re.fullmatch(r"stages\.(\d+)", source or "")
+    return f"s{m.group(1)}_{kind}" if m else f"{_KEY_OK.sub('_', name)}_{kind}"
 
 
-class _Builder:
-    """Accumulates NIR nodes in forward order."""
-
-    def __init__(self):
-        self.nodes: dict[str, nir.NIRNode] = {}
-        self.order: list[str] = []
-        self.warnings: list[str] = []
-
-    def add(self, name: str, node: nir.NIRNode) -> None:
-        self.nodes[name] = node
-        self.order.append(name)
-
-
-def _synapse_node(p: dict[str, Any], dtype: np.dtype) -> nir.NIRNode:
-    meta = pack_metadata({"stage": p["stage"], "folded": p["folded"]})
-    w = p["weight"].astype(dtype)
-    b = None if p["bias"] is None else p["bias"].astype(dtype)
-    if p["kind"] == "dense":
+def _synapse_node(node: gn.Affine | gn.Conv, source: str, in_shape: tuple[int, ...],
+                  dtype: np.dtype) -> nir.NIRNode:
+    meta = pack_metadata({"stage": source, "folded": list(node.meta.get("folded", []))})
+    w = _np(node.weight).astype(np.float64).astype(dtype)
+    b = None if node.bias is None else _np(node.bias).astype(np.float64).astype(dtype)
+    if isinstance(node, gn.Affine):
         return nir.Linear(weight=w, metadata=meta) if b is None else nir.Affine(weight=w, bias=b, metadata=meta)
-    m: nn.Conv2d = p["module"]
-    node = nir.Conv2d(input_shape=tuple(int(v) for v in p["in_shape"][1:]), weight=w,
-                      stride=_pair(m.stride), padding=m.padding if isinstance(m.padding, str) else _pair(m.padding),
-                      dilation=_pair(m.dilation), groups=int(m.groups),
+    return nir.Conv2d(input_shape=tuple(int(v) for v in in_shape[1:]), weight=w, stride=node.stride,
+                      padding=node.padding, dilation=node.dilation, groups=int(node.groups),
                       bias=b if b is not None else np.zeros(w.shape[0], dtype=dtype), metadata=meta)
-    return node
 
 
-def _neuron_node(stage: SpikingNeuron, name: str, shape: tuple[int, ...], dt: float, dtype: np.dtype,
+def _neuron_node(node: gn.Node, name: str, shape: tuple[int, ...], dt: float, dtype: np.dtype,
                  warnings: list[str]) -> nir.NIRNode:
-    cfg = stage.config
-    v_th = float(stage.threshold.detach())
+    """NIR form of a graph neuron (its float factors; training settings from its ``meta``)."""
+    v_th = float(node.threshold)
     full = lambda v: np.full(shape, v, dtype=dtype)  # noqa: E731
-    state = {k: float(v) for k, v in stage.state_dict().items() if v.numel() == 1}
-    payload: dict[str, Any] = {"stage": name, "neuron": cfg.to_dict(), "state": state, "reset": cfg.reset,
-                               "threshold": "strict: spike iff v > v_threshold"}
-    if cfg.reset == "subtract":
+    payload: dict[str, Any] = {"stage": name, "neuron": node.meta.get("neuron"), "state": node.meta.get("state", {}),
+                               "reset": node.reset, "threshold": "strict: spike iff v > v_threshold"}
+    if not node.strict:
+        raise UnsupportedError(f"{name}: a non-strict threshold (spike at v >= threshold) has no NIR form")
+    if node.reset == "subtract":
         warnings.append(f"{name}: reset by subtraction is kept only in neurodeploy's metadata; other NIR "
                         "readers will reset to v_reset = 0")
-    if cfg.mp_init and float(stage.mp_mean) != 0.0:
-        warnings.append(f"{name}: the MP-Init initial potential {float(stage.mp_mean):.4g} is kept only in "
+    v_init = float(node.v_init)
+    if v_init != 0.0:
+        warnings.append(f"{name}: the MP-Init initial potential {v_init:.4g} is kept only in "
                         "neurodeploy's metadata; other NIR readers start from 0")
-    if cfg.model == "cuba":
-        p = cuba_parameters(cfg.current_decay, cfg.voltage_decay, dt)
-        payload["decay"] = {"current": 1 - cfg.current_decay / 4096, "voltage": 1 - cfg.voltage_decay / 4096}
+    if isinstance(node, gn.CubaLIF):
+        fi, fv = float(node.current_decay), float(node.voltage_decay)
+        if node.r != 1.0:
+            raise UnsupportedError(f"{name}: a CUBA input gain other than 1 has no NIR form here")
+        p = cuba_factor_parameters(fi, fv, dt)
+        payload["decay"] = {"current": fi, "voltage": fv}
         return nir.CubaLIF(tau_syn=full(p["tau_syn"]), tau_mem=full(p["tau_mem"]), r=full(p["r"]),
                            v_leak=full(0.0), v_threshold=full(v_th), v_reset=full(0.0), w_in=full(p["w_in"]),
                            metadata=pack_metadata(payload))
-    d = stage.decay()
-    b = float(d.detach()) if isinstance(d, torch.Tensor) else float(d)
+    b = 1.0 if isinstance(node, gn.IF) else float(node.decay)
+    form = "leak" if node.r == 1.0 else "decay_input"
+    if form == "decay_input" and node.r != 1.0 - b:
+        raise UnsupportedError(f"{name}: a LIF input gain other than 1 or 1 - decay has no NIR form here")
     payload["decay"] = b
-    form = "leak" if cfg.model == "if" else cfg.form
     if b >= 1.0:
         if form == "decay_input":
             raise UnsupportedError(f"{name}: a decay-input LIF with decay 1 ignores its input; nothing to export")
@@ -207,84 +202,9 @@ def _build_graph(model: SpikingNet, dt: float, meta: dict[str, Any] | None,
                  source: str | None) -> tuple[nir.NIRGraph, list[str]]:
     spec = model.spec
     param = next(model.parameters(), None)
-    like = param.detach()[:0] if param is not None else torch.zeros(0)
-    dtype = np.dtype(np.float64 if like.dtype == torch.float64 else np.float32)
-    shape = tuple(int(v) for v in spec.input_shape)
-    out = _Builder()
-    out.add("input", nir.Input(input_type=np.array(shape),
-                               metadata=pack_metadata({"encoding": spec.encoding, "steps": spec.steps})))
-    pending: dict[str, Any] | None = None
-
-    def flush():
-        nonlocal pending
-        if pending is not None:
-            out.add(pending["key"], _synapse_node(pending, dtype))
-            pending = None
-
-    for i, stage in enumerate(model.stages):
-        name = f"stages.{i}"
-        if isinstance(stage, nn.BatchNorm1d | nn.BatchNorm2d):
-            if pending is None:
-                raise UnsupportedError(f"{name}: batch norm that does not follow a linear or conv layer "
-                                       "cannot be folded")
-            scale = stage.weight.detach().double() / torch.sqrt(stage.running_var.double() + stage.eps)
-            w = torch.from_numpy(pending["weight"])
-            b = torch.from_numpy(pending["bias"]) if pending["bias"] is not None else torch.zeros(w.shape[0],
-                                                                                                   dtype=torch.float64)
-            w = w * scale.view((-1,) + (1,) * (w.dim() - 1))
-            b = (b - stage.running_mean.double()) * scale + stage.bias.detach().double()
-            pending.update(weight=w.numpy(), bias=b.numpy())
-            pending["folded"].append(f"batch norm {name}")
-            continue
-        flush()
-        if isinstance(stage, nn.Linear | nn.Conv2d):
-            kind = "dense" if isinstance(stage, nn.Linear) else "conv"
-            if kind == "conv":
-                if stage.padding_mode != "zeros":
-                    raise UnsupportedError(f"{name}: {stage.padding_mode} padding has no NIR form")
-            pending = {"key": f"s{i}_{'affine' if stage.bias is not None else 'linear'}" if kind == "dense"
-                       else f"s{i}_conv", "stage": name, "kind": kind, "module": stage, "in_shape": shape,
-                       "weight": _np(stage.weight).astype(np.float64), "folded": [],
-                       "bias": None if stage.bias is None else _np(stage.bias).astype(np.float64)}
-            if kind == "conv" and len(shape) != 3:
-                raise UnsupportedError(f"{name}: a 2-D convolution needs a (C, H, W) input, got {shape}")
-            shape = _shape_after(stage, shape, like)
-            continue
-        if isinstance(stage, nn.Flatten):
-            if (stage.start_dim, stage.end_dim) != (1, -1):
-                raise UnsupportedError(f"{name}: only a flatten of all per-sample dimensions has a NIR form")
-            if len(shape) > 1:
-                out.add(f"s{i}_flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1,
-                                                     metadata=pack_metadata({"stage": name})))
-                shape = (int(np.prod(shape)),)
-            continue
-        if isinstance(stage, nn.MaxPool2d):
-            raise UnsupportedError(f"{name}: max pooling has no NIR primitive (and no spiking equivalent); "
-                                   "train with pool = \"avg\" or strided convolutions")
-        if isinstance(stage, nn.AvgPool2d):
-            k = _pair(stage.kernel_size)
-            s = _pair(stage.stride if stage.stride is not None else stage.kernel_size)
-            if _pair(stage.padding) != (0, 0) or stage.ceil_mode or stage.divisor_override is not None:
-                raise UnsupportedError(f"{name}: only unpadded average pooling (floor mode) has a NIR form")
-            node = nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array([0, 0]),
-                                 metadata=pack_metadata({"stage": name}))
-            new_shape = _shape_after(stage, shape, like)
-            node.input_type = {"input": np.array(shape)}
-            node.output_type = {"output": np.array(new_shape)}
-            out.add(f"s{i}_avgpool", node)
-            shape = new_shape
-            continue
-        if isinstance(stage, SpikingNeuron):
-            node = _neuron_node(stage, name, shape, dt, dtype, out.warnings)
-            out.add(f"s{i}_{type(node).__name__.lower()}", node)
-            if stage.config.scale == "threshold_robust":
-                v_th = float(stage.threshold.detach())
-                out.add(f"s{i}_scale", nir.Scale(scale=np.full(shape, v_th, dtype=dtype),
-                                                 metadata=pack_metadata({"stage": name, "role": "trsg_output"})))
-            continue
-        raise UnsupportedError(f"{name}: layer {type(stage).__name__} has no NIR form")
-    flush()
-    out.add("output", nir.Output(output_type=np.array(shape)))
+    dtype = np.dtype(np.float64 if param is not None and param.dtype == torch.float64 else np.float32)
+    graph = fold_batch_norm(graph_from_model(model))
+    nodes, edges, warnings = graph_to_nir_nodes(graph, dt, dtype)
     graph_meta = {
         "format": FORMAT_TAG, "version": FORMAT_VERSION, "dt": dt, "dt_unit": "s",
         "time": "one Euler step of each node's ODE with step dt is one neurodeploy step; CubaLIF steps the "
@@ -294,12 +214,88 @@ def _build_graph(model: SpikingNet, dt: float, meta: dict[str, Any] | None,
         "threshold": "strict: spike iff v > v_threshold",
         "spec": spec.to_dict(), "quantization": _quantization(meta or {}), "source": source,
     }
-    edges = list(zip(out.order[:-1], out.order[1:], strict=True))
-    graph = nir.NIRGraph(nodes=out.nodes, edges=edges, metadata=pack_metadata(graph_meta), type_check=True)
-    for node in graph.nodes.values():
+    nodes["input"].metadata = pack_metadata({"encoding": spec.encoding, "steps": spec.steps})
+    out = nir.NIRGraph(nodes=nodes, edges=edges, metadata=pack_metadata(graph_meta), type_check=True)
+    for node in out.nodes.values():
         seal(node)
-    seal(graph)
-    return graph, out.warnings
+    seal(out)
+    return out, warnings
+
+
+def graph_to_nir_nodes(graph: Graph, dt: float, dtype: np.dtype | None = None,
+                       ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
+    """NIR nodes and edges of a float graph (feed-forward; batch norm must already be folded).
+
+    The input node is ``input``, the output ``output``; a flatten of a 1-D signal is dropped. Raises
+    :class:`UnsupportedError` naming the node for what NIR cannot say.
+    """
+    dtype = np.dtype(np.float32) if dtype is None else dtype
+    if any(e.recurrent for e in graph.edges):
+        e = next(e for e in graph.edges if e.recurrent)
+        raise UnsupportedError(f"recurrent edge {e.src} -> {e.dst}: NIR export of recurrent graphs is not "
+                               "supported yet")
+    shapes = graph.shapes()
+    nodes: dict[str, nir.NIRNode] = {}
+    key: dict[str, str] = {}
+    warnings: list[str] = []
+    for k in graph.order():
+        node = graph.nodes[k]
+        src = node.meta.get("source", k)
+        ins = graph.inputs_of(k)
+        in_shape = shapes[ins[0]] if ins else shapes[k]
+        shape = shapes[k]
+        if isinstance(node, gn.Input):
+            key[k] = "input"
+            nodes["input"] = nir.Input(input_type=np.array(shape))
+            continue
+        if isinstance(node, gn.Output):
+            key[k] = "output"
+            nodes["output"] = nir.Output(output_type=np.array(in_shape))
+            continue
+        if isinstance(node, gn.BatchNorm):
+            raise UnsupportedError(f"{src}: batch norm that does not follow a linear or conv layer "
+                                   "cannot be folded")
+        if isinstance(node, gn.Affine | gn.Conv):
+            kind = "conv" if isinstance(node, gn.Conv) else ("affine" if node.bias is not None else "linear")
+            new = _synapse_node(node, src, in_shape, dtype)
+        elif isinstance(node, gn.Flatten):
+            if len(in_shape) <= 1:
+                key[k] = key[ins[0]]
+                continue
+            kind = "flatten"
+            new = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1,
+                              metadata=pack_metadata({"stage": src}))
+        elif isinstance(node, gn.MaxPool):
+            raise UnsupportedError(f"{src}: max pooling has no NIR primitive (and no spiking equivalent); "
+                                   "train with pool = \"avg\" or strided convolutions")
+        elif isinstance(node, gn.AvgPool):
+            if node.padding != (0, 0):
+                raise UnsupportedError(f"{src}: only unpadded average pooling (floor mode) has a NIR form")
+            kind = "avgpool"
+            new = nir.AvgPool2d(kernel_size=np.array(node.kernel), stride=np.array(node.stride),
+                                padding=np.array([0, 0]), metadata=pack_metadata({"stage": src}))
+            new.input_type = {"input": np.array(in_shape)}
+            new.output_type = {"output": np.array(shape)}
+        elif isinstance(node, gn.LIF | gn.IF | gn.CubaLIF):
+            new = _neuron_node(node, src, shape, dt, dtype, warnings)
+            kind = type(new).__name__.lower()
+        elif isinstance(node, gn.Scale) and not isinstance(node.scale, torch.Tensor):
+            kind = "scale"
+            role = {"role": node.meta["role"]} if "role" in node.meta else {}
+            new = nir.Scale(scale=np.full(shape, float(node.scale), dtype=dtype),
+                            metadata=pack_metadata({"stage": src, **role}))
+        else:
+            raise UnsupportedError(f"{src}: layer {node.kind} has no NIR form")
+        key[k] = _key(k, src, kind)
+        if key[k] in nodes:
+            raise UnsupportedError(f"{src}: two graph nodes would share the NIR name {key[k]}")
+        nodes[key[k]] = new
+    edges: list[tuple[str, str]] = []
+    for k in graph.order():
+        for s in graph.inputs_of(k):
+            if key[k] != key[s] and (key[s], key[k]) not in edges:
+                edges.append((key[s], key[k]))
+    return nodes, edges, warnings
 
 
 def export_nir(source: SpikingNet | Checkpoint | str | Path, path: str | Path, *,

@@ -133,11 +133,17 @@ def if_resistance(dt: float) -> float:
 
 def cuba_parameters(current_decay: int, voltage_decay: int, dt: float) -> dict[str, float]:
     """``tau_syn``, ``w_in``, ``tau_mem`` [s] and ``r`` of the NIR ``CubaLIF`` for Loihi decays."""
-    if current_decay == 0 or voltage_decay == 0:
-        which = "current" if current_decay == 0 else "voltage"
+    return cuba_factor_parameters(1 - current_decay / DECAY_UNIT, 1 - voltage_decay / DECAY_UNIT, dt)
+
+
+def cuba_factor_parameters(current_factor: float, voltage_factor: float, dt: float) -> dict[str, float]:
+    """``tau_syn``, ``w_in``, ``tau_mem`` [s] and ``r`` of the NIR ``CubaLIF`` whose Euler step with
+    ``dt`` [s] is ``i' = fi i + I``, ``v' = fv v + i'`` (per-step factors ``fi``, ``fv`` < 1)."""
+    if current_factor >= 1 or voltage_factor >= 1:
+        which = "current" if current_factor >= 1 else "voltage"
         raise UnsupportedError(f"a CUBA {which} decay of 0 (no decay) has an infinite NIR time "
                                "constant; NIR CubaLIF cannot express it")
-    ks, km = current_decay / DECAY_UNIT, voltage_decay / DECAY_UNIT
+    ks, km = 1.0 - current_factor, 1.0 - voltage_factor
     return {"tau_syn": dt / ks, "w_in": 1.0 / ks, "tau_mem": dt / km, "r": 1.0 / km}
 
 

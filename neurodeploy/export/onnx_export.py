@@ -1,7 +1,9 @@
 """ONNX export of a float :class:`~neurodeploy.models.SpikingNet` (eval semantics).
 
 Two variants, both in the standard ONNX domain (opset 17, IR version 8, no custom operators),
-built node by node with ``onnx.helper`` so every operation mirrors the PyTorch forward pass:
+built with ``onnx.helper`` node by node from the model's float graph
+(:func:`neurodeploy.graph.graph_from_model`, nothing folded), so every operation mirrors the
+PyTorch forward pass:
 
 * ``"step"`` (default): one time step, ``(x_t, state...) -> (out_t, state'...)``. Inputs ``x``
   ``[batch, *input_shape]`` and one tensor per neuron state (``v``, the post-reset potential of
@@ -145,136 +147,116 @@ def _dtype_info(dtype: str):
     return np.float64, TensorProto.DOUBLE, torch.float64
 
 
-def _plan(model: Any, torch_dtype: Any) -> tuple[list[tuple[int, Any, Any]], tuple[int, ...]]:
-    """Per stage: (index, module, neuron plan or None); and the output shape per sample."""
-    import torch
-    from torch import nn
+def _neuron_plan(name: str, node: Any, shape: tuple[int, ...], np_dtype: Any) -> _NeuronPlan:
+    """The ONNX step of a graph neuron (float factors as the model computes them)."""
+    from neurodeploy.graph import nodes as gn
 
-    from neurodeploy.nn import functional as F  # noqa: N812
-    from neurodeploy.nn.neurons import SpikingNeuron
+    cfg = node.meta.get("neuron") or {}
+    scale = node.meta.get("scale_mode", "absolute")
+    model = cfg.get("model", node.kind.lower())
+    if not node.strict:
+        raise UnsupportedError(f"{name}: a non-strict threshold has no ONNX export here")
+    vth = np.asarray(node.threshold, dtype=np_dtype)
+    decay = input_factor = cf = vf = None
+    if isinstance(node, gn.CubaLIF):
+        if node.r != 1.0:
+            raise UnsupportedError(f"{name}: a CUBA input gain other than 1 has no ONNX export here")
+        cf, vf = np_dtype(node.current_decay), np_dtype(node.voltage_decay)
+        form = "current"
+    elif isinstance(node, gn.IF):
+        if node.r != 1.0:
+            raise UnsupportedError(f"{name}: an IF input gain other than 1 has no ONNX export here")
+        form = "leak"
+    else:
+        form = "leak" if node.r == 1.0 else "decay_input"
+        if form == "decay_input" and node.r != 1.0 - node.decay:
+            raise UnsupportedError(f"{name}: a LIF input gain other than 1 or 1 - decay has no ONNX export here")
+        decay = np_dtype(node.decay)
+        input_factor = np_dtype(1.0 - node.decay) if form == "decay_input" else None
+    states = ["i", "v"] if isinstance(node, gn.CubaLIF) else ["v"]
+    return _NeuronPlan(name, model, form, node.reset, scale, shape, vth, decay, input_factor, cf, vf,
+                       float(node.v_init), states)
+
+
+def _plan(model: Any, torch_dtype: Any) -> tuple[Any, dict[str, _NeuronPlan], tuple[int, ...]]:
+    """The model's float graph (:func:`neurodeploy.graph.graph_from_model`, nothing folded), a
+    neuron plan per spiking node, and the output shape per sample."""
+    import torch
+
+    from neurodeploy.graph import nodes as gn
+    from neurodeploy.graph.from_model import graph_from_model
 
     np_dtype = np.float32 if torch_dtype == torch.float32 else np.float64
-    h = torch.zeros((1, *model.spec.input_shape), dtype=torch_dtype)
-    stages: list[tuple[int, Any, Any]] = []
-    with torch.no_grad():
-        for i, stage in enumerate(model.stages):
-            name = f"stages.{i}"
-            if isinstance(stage, SpikingNeuron):
-                cfg = stage.config
-                vth = stage.threshold.to(torch_dtype).detach().numpy().astype(np_dtype)
-                decay = input_factor = cf = vf = None
-                form = "leak"
-                if cfg.model == "cuba":
-                    cf = np_dtype(F.cuba_factor(cfg.current_decay))
-                    vf = np_dtype(F.cuba_factor(cfg.voltage_decay))
-                    form = "current"
-                elif cfg.model != "if":
-                    form = cfg.form
-                    d = stage.decay()
-                    if isinstance(d, torch.Tensor):
-                        d32 = d.detach().to(torch_dtype)
-                        decay = d32.numpy().astype(np_dtype)
-                        input_factor = (1 - d32).numpy().astype(np_dtype)
-                    else:
-                        decay = np_dtype(d)
-                        input_factor = np_dtype(1 - d)
-                    if form == "leak":
-                        input_factor = None
-                init = float(stage.mp_mean.to(torch_dtype)) if cfg.mp_init else 0.0
-                states = ["i", "v"] if cfg.model == "cuba" else ["v"]
-                plan = _NeuronPlan(name, cfg.model, form, cfg.reset, cfg.scale,
-                                   tuple(int(v) for v in h.shape[1:]), vth, decay, input_factor,
-                                   cf, vf, init, states)
-                stages.append((i, stage, plan))
-                continue
-            if isinstance(stage, nn.Flatten):
-                if stage.start_dim != 1 or stage.end_dim != -1:
-                    raise UnsupportedError(f"{name}: only Flatten(start_dim=1, end_dim=-1) is "
-                                           "exported")
-            elif isinstance(stage, nn.Linear):
-                if h.dim() != 2:
-                    raise UnsupportedError(f"{name}: a Linear layer on a {h.dim()}-D input needs a "
-                                           "Flatten before it")
-            elif isinstance(stage, nn.Conv2d | nn.AvgPool2d) and np_dtype is np.float64:
-                raise UnsupportedError(f"{name}: {type(stage).__name__} cannot be exported in "
-                                       "float64 (onnxruntime has no float64 kernel for it); use "
-                                       "dtype float32")
-            elif isinstance(stage, nn.Conv2d):
-                if stage.padding_mode != "zeros" or isinstance(stage.padding, str):
-                    raise UnsupportedError(f"{name}: only explicit zero padding is exported")
-            elif isinstance(stage, nn.BatchNorm1d | nn.BatchNorm2d):
-                if not stage.track_running_stats or stage.running_mean is None:
-                    raise UnsupportedError(f"{name}: batch norm without running statistics has no "
-                                           "eval-mode export")
-                if isinstance(stage, nn.BatchNorm1d) and h.dim() != 2:
-                    raise UnsupportedError(f"{name}: BatchNorm1d on a {h.dim()}-D input")
-            elif isinstance(stage, nn.AvgPool2d):
-                if stage.divisor_override is not None:
-                    raise UnsupportedError(f"{name}: average pooling with divisor_override")
-            elif isinstance(stage, nn.MaxPool2d):
-                if stage.return_indices:
-                    raise UnsupportedError(f"{name}: max pooling that returns indices")
-            elif not isinstance(stage, nn.Identity | nn.Dropout):
-                raise UnsupportedError(f"{name}: layer {type(stage).__name__} has no ONNX export")
-            stages.append((i, stage, None))
-            h = stage(h)
-    return stages, tuple(int(v) for v in h.shape[1:])
+    graph = graph_from_model(model)
+    shapes = graph.shapes()
+    if any(e.recurrent for e in graph.edges):
+        e = next(e for e in graph.edges if e.recurrent)
+        raise UnsupportedError(f"recurrent edge {e.src} -> {e.dst} has no ONNX export yet")
+    plans: dict[str, _NeuronPlan] = {}
+    for name in graph.order():
+        node = graph.nodes[name]
+        if isinstance(node, gn.LIF | gn.IF | gn.CubaLIF):
+            plans[name] = _neuron_plan(name, node, shapes[name], np_dtype)
+        elif isinstance(node, gn.Conv | gn.AvgPool) and np_dtype is np.float64:
+            kind = "Conv2d" if isinstance(node, gn.Conv) else "AvgPool2d"
+            raise UnsupportedError(f"{name}: {kind} cannot be exported in float64 (onnxruntime has no "
+                                   "float64 kernel for it); use dtype float32")
+        elif isinstance(node, gn.MaxPool) and node.min_channels:
+            raise UnsupportedError(f"{name}: min/max pooling has no ONNX export here")
+        elif isinstance(node, gn.Scale) and isinstance(node.scale, torch.Tensor):
+            raise UnsupportedError(f"{name}: a per-neuron Scale has no ONNX export here")
+        elif not isinstance(node, gn.Input | gn.Output | gn.Affine | gn.Conv | gn.BatchNorm | gn.AvgPool
+                            | gn.MaxPool | gn.Flatten | gn.Scale | gn.Add):
+            raise UnsupportedError(f"{name}: layer {node.kind} has no ONNX export")
+    return graph, plans, shapes[graph.inputs_of(graph.output_name())[0]]
 
 
-def _pair(v: Any) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
-
-
-def _emit_stateless(b: _Builder, stage: Any, h: str, name: str) -> str:
-    from torch import nn
+def _emit_stateless(b: _Builder, node: Any, h: str, name: str) -> str:
+    from neurodeploy.graph import nodes as gn
 
     def arr(t):
         return t.detach().cpu().numpy().astype(b.np_dtype)
 
-    if isinstance(stage, nn.Flatten):
+    if isinstance(node, gn.Flatten):
         return b.op("Flatten", [h], f"{name}.flatten", axis=1)
-    if isinstance(stage, nn.Linear):
-        ins = [h, b.const(f"{name}.weight", arr(stage.weight))]
-        if stage.bias is not None:
-            ins.append(b.const(f"{name}.bias", arr(stage.bias)))
+    if isinstance(node, gn.Affine):
+        ins = [h, b.const(f"{name}.weight", arr(node.weight))]
+        if node.bias is not None:
+            ins.append(b.const(f"{name}.bias", arr(node.bias)))
         return b.op("Gemm", ins, f"{name}.linear", transB=1)
-    if isinstance(stage, nn.Conv2d):
-        ins = [h, b.const(f"{name}.weight", arr(stage.weight))]
-        if stage.bias is not None:
-            ins.append(b.const(f"{name}.bias", arr(stage.bias)))
-        ph, pw = _pair(stage.padding)
-        return b.op("Conv", ins, f"{name}.conv", kernel_shape=_pair(stage.kernel_size),
-                    strides=_pair(stage.stride), pads=[ph, pw, ph, pw],
-                    dilations=_pair(stage.dilation), group=int(stage.groups))
-    if isinstance(stage, nn.BatchNorm1d | nn.BatchNorm2d):
-        n = stage.num_features
-        scale = arr(stage.weight) if stage.weight is not None else np.ones(n, b.np_dtype)
-        bias = arr(stage.bias) if stage.bias is not None else np.zeros(n, b.np_dtype)
+    if isinstance(node, gn.Conv):
+        ins = [h, b.const(f"{name}.weight", arr(node.weight))]
+        if node.bias is not None:
+            ins.append(b.const(f"{name}.bias", arr(node.bias)))
+        ph, pw = node.padding
+        return b.op("Conv", ins, f"{name}.conv", kernel_shape=list(node.weight.shape[2:]),
+                    strides=list(node.stride), pads=[ph, pw, ph, pw],
+                    dilations=list(node.dilation), group=int(node.groups))
+    if isinstance(node, gn.BatchNorm):
+        n = node.mean.numel()
+        scale = arr(node.weight) if node.weight is not None else np.ones(n, b.np_dtype)
+        bias = arr(node.bias) if node.bias is not None else np.zeros(n, b.np_dtype)
         ins = [h, b.const(f"{name}.scale", scale), b.const(f"{name}.shift", bias),
-               b.const(f"{name}.mean", arr(stage.running_mean)),
-               b.const(f"{name}.var", arr(stage.running_var))]
-        return b.op("BatchNormalization", ins, f"{name}.bn", epsilon=float(stage.eps))
-    if isinstance(stage, nn.AvgPool2d):
-        k = _pair(stage.kernel_size)
-        s = _pair(stage.stride) if stage.stride is not None else k
-        ph, pw = _pair(stage.padding)
-        return b.op("AveragePool", [h], f"{name}.avgpool", kernel_shape=k, strides=s,
-                    pads=[ph, pw, ph, pw], ceil_mode=int(stage.ceil_mode),
-                    count_include_pad=int(stage.count_include_pad))
-    if isinstance(stage, nn.MaxPool2d):
-        k = _pair(stage.kernel_size)
-        s = _pair(stage.stride) if stage.stride is not None else k
-        ph, pw = _pair(stage.padding)
-        return b.op("MaxPool", [h], f"{name}.maxpool", kernel_shape=k, strides=s,
-                    pads=[ph, pw, ph, pw], dilations=_pair(stage.dilation),
-                    ceil_mode=int(stage.ceil_mode))
-    return h  # Identity, Dropout (eval)
+               b.const(f"{name}.mean", arr(node.mean)), b.const(f"{name}.var", arr(node.var))]
+        return b.op("BatchNormalization", ins, f"{name}.bn", epsilon=float(node.eps))
+    if isinstance(node, gn.AvgPool):
+        ph, pw = node.padding
+        return b.op("AveragePool", [h], f"{name}.avgpool", kernel_shape=list(node.kernel),
+                    strides=list(node.stride), pads=[ph, pw, ph, pw], ceil_mode=0, count_include_pad=1)
+    if isinstance(node, gn.MaxPool):
+        ph, pw = node.padding
+        return b.op("MaxPool", [h], f"{name}.maxpool", kernel_shape=list(node.kernel),
+                    strides=list(node.stride), pads=[ph, pw, ph, pw], dilations=list(node.dilation),
+                    ceil_mode=0)
+    if isinstance(node, gn.Scale):
+        return b.op("Mul", [b.const(f"{name}.scale", node.scale), h], f"{name}.out")
+    return h  # Add: its inputs are already summed
 
 
 def _emit_neuron(b: _Builder, p: _NeuronPlan, current: str, state_in: list[str],
                  state_out: list[str]) -> str:
     """One neuron step; writes the new states to the names in ``state_out``; returns the
-    output (spikes, or ``V·S`` for TrSG)."""
+    spikes."""
     n = p.stage
     one = b.const(f"{n}.one", 1.0)
     vth = b.const(f"{n}.threshold", p.threshold)
@@ -307,9 +289,7 @@ def _emit_neuron(b: _Builder, p: _NeuronPlan, current: str, state_in: list[str],
         b.op("Mul", [m, b.op("Sub", [one, s], f"{n}.keep")], f"{n}.v", output=v_out)
     else:
         b.op("Sub", [m, b.op("Mul", [vth, s], f"{n}.reset")], f"{n}.v", output=v_out)
-    if p.scale == "threshold_robust":
-        return b.op("Mul", [vth, s], f"{n}.out")
-    return s
+    return s  # TrSG's V·S is the graph's Scale node after the neuron
 
 
 def _state_names(plans: list[_NeuronPlan]) -> list[tuple[str, str, _NeuronPlan, str]]:
@@ -320,26 +300,32 @@ def _state_names(plans: list[_NeuronPlan]) -> list[tuple[str, str, _NeuronPlan, 
     return out
 
 
-def _emit_step(b: _Builder, stages: list[tuple[int, Any, Any]], x: str,
+def _emit_step(b: _Builder, graph: Any, plans: dict[str, _NeuronPlan], x: str,
                names: list[tuple[str, str, _NeuronPlan, str]], out_name: str,
                rename: dict[str, str] | None = None) -> None:
     """The step graph: from input ``x`` and the state inputs to ``out_name`` and the states'
-    outputs (names optionally mapped through ``rename``)."""
+    outputs (names optionally mapped through ``rename``), node by node in the graph's order."""
+    from neurodeploy.graph import nodes as gn
+
     rename = rename or {}
-    h = x
-    pos = 0
-    last = len(stages) - 1
-    for k, (i, stage, plan) in enumerate(stages):
-        name = f"stages.{i}"
-        if plan is None:
-            h = _emit_stateless(b, stage, h, name)
-        else:
-            mine = names[pos:pos + len(plan.states)]
-            pos += len(plan.states)
-            h = _emit_neuron(b, plan, h, [rename.get(a, a) for a, _, _, _ in mine],
-                             [rename.get(o, o) for _, o, _, _ in mine])
-        if k == last:
+    value: dict[str, str] = {}
+    for name in graph.order():
+        node = graph.nodes[name]
+        if isinstance(node, gn.Input):
+            value[name] = x
+            continue
+        ins = [value[src] for src in graph.inputs_of(name)]
+        h = ins[0]
+        for other in ins[1:]:
+            h = b.op("Add", [h, other], f"{name}.sum")
+        if isinstance(node, gn.Output):
             b.op("Identity", [h], "out", output=out_name)
+        elif name in plans:
+            mine = [t for t in names if t[2] is plans[name]]
+            value[name] = _emit_neuron(b, plans[name], h, [rename.get(a, a) for a, _, _, _ in mine],
+                                       [rename.get(o, o) for _, o, _, _ in mine])
+        else:
+            value[name] = _emit_stateless(b, node, h, name)
 
 
 def _value_info(name: str, elem: int, dims: list[Any]) -> Any:
@@ -352,8 +338,8 @@ def _build(model: Any, variant: str, dtype: str, metadata: dict[str, str]) -> tu
     from onnx import helper
 
     np_dtype, elem, torch_dtype = _dtype_info(dtype)
-    stages, out_shape = _plan(model, torch_dtype)
-    plans = [p for _, _, p in stages if p is not None]
+    graph, plan_of, out_shape = _plan(model, torch_dtype)
+    plans = list(plan_of.values())
     names = _state_names(plans)
     in_shape = [int(v) for v in model.spec.input_shape]
     states = [{"input": a, "output": o, "shape": list(p.shape), "initial": p.initial_v if k == "v"
@@ -361,7 +347,7 @@ def _build(model: Any, variant: str, dtype: str, metadata: dict[str, str]) -> tu
     metadata[PREFIX + "neurons"] = json.dumps([p.describe() for p in plans])
     if variant == "step":
         b = _Builder(np_dtype, elem)
-        _emit_step(b, stages, "x", names, "out")
+        _emit_step(b, graph, plan_of, "x", names, "out")
         inputs = [_value_info("x", elem, ["batch", *in_shape])]
         inputs += [_value_info(a, elem, ["batch", *p.shape]) for a, _, p, _ in names]
         outputs = [_value_info("out", elem, ["batch", *out_shape])]
@@ -373,7 +359,7 @@ def _build(model: Any, variant: str, dtype: str, metadata: dict[str, str]) -> tu
         for a, o, _, _ in names:
             rename[a] = f"body.{a}"
             rename[o] = f"body.{o}"
-        _emit_step(body, stages, "body.x", names, "body.out", rename)
+        _emit_step(body, graph, plan_of, "body.x", names, "body.out", rename)
         b_in = [_value_info(rename[a], elem, ["batch", *p.shape]) for a, _, p, _ in names]
         b_in.append(_value_info("body.x", elem, ["batch", *in_shape]))
         b_out = [_value_info(rename[o], elem, ["batch", *p.shape]) for _, o, p, _ in names]

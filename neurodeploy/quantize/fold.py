@@ -1,37 +1,36 @@
 """Fold a trained :class:`~neurodeploy.models.SpikingNet` into chip-shaped float blocks.
 
-A chip runs a chain of *synapse layer → neuron group*. This module rewrites a network into that
-shape without changing what it computes:
+A chip runs a chain of *synapse layer → neuron group*. :func:`fold_model` builds the network's
+float graph (:func:`neurodeploy.graph.graph_from_model`), runs the graph passes of
+:mod:`neurodeploy.graph.passes` (TrSG output scale ``V`` into the next layer's weights, average
+pool into the next synapse layer, batch norm into the layer before it, decay-input form into the
+leak form) and converts the folded chain into :class:`FloatBlock` s (:func:`blocks_from_graph`):
 
-* BatchNorm (eval statistics) is folded into the preceding linear/conv weights and bias;
-* an average pool is folded into the next layer's weights (a dense layer's weight is spread over the
-  pooled window; a conv becomes a conv with a 2× larger kernel and stride 2);
-* the decay-input LIF form ``M = b U + (1 - b) I`` becomes the leak form by scaling the weights
-  and bias by ``1 - b``;
-* TrSG's output ``V * S`` becomes binary spikes by folding ``V`` into the next layer's weights
-  (methods.md §4.4);
 * every neuron becomes a current-based neuron with Loihi-style decays in 0..4096 units
   (``iDecay = 4096``: the current is just the input; ``vDecay = 4096 (1 - b)``);
 * the ``mean`` read-out becomes a non-spiking integrator (``vDecay = 0``) whose final potential
   is ``T`` times the time-averaged logits.
 
-The result is a list of :class:`FloatBlock`; :func:`run_blocks` runs it in float64 so tests can
-check that folding changed nothing.
+:func:`run_blocks` runs the blocks in float64 so tests can check that folding changed nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
 from neurodeploy.errors import UnsupportedError
+from neurodeploy.graph import nodes as gn
+from neurodeploy.graph.from_model import graph_from_model
+from neurodeploy.graph.ir import Graph
+from neurodeploy.graph.passes import fold_all
 from neurodeploy.models import SpikingNet
-from neurodeploy.nn.neurons import SpikingNeuron
+from neurodeploy.nn.functional import cuba_factor
 
 DECAY_UNIT = 4096
+"""Loihi's decay unit (read by :mod:`neurodeploy.quantize.support`); used only by :func:`_chip_neurons`."""
 
 
 @dataclass
@@ -71,35 +70,106 @@ class FloatBlock:
     notes: list[str] = field(default_factory=list)
 
 
-def _neuron_form(layer: SpikingNeuron) -> tuple[int, int, float]:
-    """(current_decay, voltage_decay, weight factor) of a spiking layer in current-based form."""
-    cfg = layer.config
-    if cfg.model == "cuba":
-        return cfg.current_decay, cfg.voltage_decay, 1.0
-    d = layer.decay()
-    b = float(d.detach()) if isinstance(d, torch.Tensor) else float(d)
-    v_decay = int(round(DECAY_UNIT * (1.0 - b)))
-    if cfg.model == "if":
-        return DECAY_UNIT, 0, 1.0
-    factor = (1.0 - b) if cfg.form == "decay_input" else 1.0
-    return DECAY_UNIT, v_decay, factor
+def _chip_neurons(name: str, node: gn.Node | None) -> FloatNeurons:
+    """The current-based chip form of a folded graph neuron, or (``node=None``) of the mean
+    read-out's non-spiking integrator: the one place this module turns float decay factors into
+    the 0..4096 decay units."""
+    if node is None:
+        return FloatNeurons(DECAY_UNIT, 0, float("inf"), "zero", False, 0.0)
+    for attr in ("decay", "current_decay", "voltage_decay", "threshold", "v_init"):
+        v = getattr(node, attr, 0.0)
+        if isinstance(v, torch.Tensor) and v.numel() != 1:
+            raise UnsupportedError(f"{name}: per-neuron {attr} values have no chip form here; use one per layer")
+    if not isinstance(node.r, float | int) or node.r != 1.0:
+        raise UnsupportedError(f"{name}: a neuron input gain that is not folded into its synapse layer "
+                               "has no chip form")
+    if not node.strict:
+        raise UnsupportedError(f"{name}: a non-strict threshold (spike at M >= V) has no chip form")
+    if isinstance(node, gn.CubaLIF):
+        i_decay = int(round(DECAY_UNIT * (1.0 - node.current_decay)))
+        v_decay = int(round(DECAY_UNIT * (1.0 - node.voltage_decay)))
+    elif isinstance(node, gn.IF):
+        i_decay, v_decay = DECAY_UNIT, 0
+    else:
+        i_decay, v_decay = DECAY_UNIT, int(round(DECAY_UNIT * (1.0 - node.decay)))
+    return FloatNeurons(i_decay, v_decay, float(node.threshold), node.reset, True, float(node.v_init))
 
 
-def _param(p: torch.Tensor, keep_grad: bool) -> torch.Tensor:
-    return p.double() if keep_grad else p.detach().double()
+def _refuse(name: str, node: gn.Node) -> None:
+    if isinstance(node, gn.MaxPool):
+        raise UnsupportedError(f"{name}: max pooling has no spiking equivalent on a chip; "
+                               "use pool = \"avg\" or strided convolutions")
+    if isinstance(node, gn.AvgPool):
+        raise UnsupportedError(f"{name}: only a non-overlapping average pool right after "
+                               "spiking neurons can be folded")
+    if isinstance(node, gn.BatchNorm):
+        raise UnsupportedError(f"{name}: batch norm must follow a linear or conv layer")
+    if isinstance(node, gn.Scale):
+        raise UnsupportedError(f"{name}: an output scale that does not feed a synapse layer has no chip form")
+    raise UnsupportedError(f"{name}: layer {node.kind} has no chip mapping")
 
 
-def _bn_fold(weight: torch.Tensor, bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, keep_grad: bool):
-    scale = _param(bn.weight, keep_grad) / torch.sqrt(bn.running_var.double() + bn.eps)
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    return weight * scale.view(shape), (bias - bn.running_mean.double()) * scale + _param(bn.bias, keep_grad)
+def blocks_from_graph(graph: Graph) -> list[FloatBlock]:
+    """Convert a folded chain ``input → ([flatten] → synapse → neurons)* → synapse → output`` (mean
+    read-out) or ``… → neurons → output`` (spike counts) into :class:`FloatBlock` s.
+
+    Raises :class:`UnsupportedError` naming the first node with no chip form.
+    """
+    shapes = graph.shapes()
+    order = graph.order()
+    for k in order:
+        if len(graph.inputs_of(k, None)) > 1 or len(graph.consumers(k)) > 1:
+            raise UnsupportedError(f"{k}: the network branches, merges or recurs here; chip blocks "
+                                   "need a chain of layers")
+    blocks: list[FloatBlock] = []
+    pending: tuple[str, gn.Node, tuple[int, ...]] | None = None
+    last = None
+    for k in order:
+        node = graph.nodes[k]
+        name = node.meta.get("source", k)
+        prev = graph.inputs_of(k)
+        in_shape = shapes[prev[0]] if prev else ()
+        if isinstance(node, gn.Input):
+            continue
+        if isinstance(node, gn.Output):
+            break
+        if isinstance(node, gn.Flatten):
+            if pending is not None:
+                raise UnsupportedError(f"{name}: flatten between a synapse layer and its neurons")
+            blocks.append(FloatBlock("flatten", name, in_shape=in_shape, out_shape=shapes[k]))
+        elif isinstance(node, gn.Affine | gn.Conv):
+            if pending is not None:
+                raise UnsupportedError(f"{name}: two synapse layers without neurons between them")
+            if isinstance(node, gn.Conv) and (node.groups != 1 or node.dilation != (1, 1)):
+                raise UnsupportedError(f"{name}: grouped or dilated convolutions are not supported")
+            pending = (name, node, in_shape)
+        elif isinstance(node, gn.LIF | gn.IF | gn.CubaLIF):
+            if pending is None:
+                raise UnsupportedError(f"{name}: spiking neurons must follow a linear or conv layer")
+            blocks.append(_block(name, pending, _chip_neurons(name, node), shapes[k]))
+            pending = None
+        elif isinstance(node, gn.Scale) and graph.consumers(k) == [graph.output_name()]:
+            pass  # the last layer's TrSG output V·S: the read-out counts the spikes
+        else:
+            _refuse(name, node)
+        last = k
+    if pending is None:
+        if graph.meta.get("readout") == "spike_count" and blocks and blocks[-1].neurons is not None:
+            return blocks  # the last spiking group is the read-out (spike counts)
+        raise UnsupportedError("the network must end with a linear read-out layer")
+    # the "mean" read-out: a non-spiking integrator of the last synapse layer
+    blocks.append(_block(pending[0], pending, _chip_neurons(pending[0], None), shapes[last]))
+    return blocks
 
 
-def _shape_after(stage: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    param = next(stage.parameters(), None)
-    dtype = param.dtype if param is not None else torch.float32
-    with torch.no_grad():
-        return tuple(stage(torch.zeros(1, *shape, dtype=dtype)).shape[1:])
+def _block(name: str, pending: tuple[str, gn.Node, tuple[int, ...]], neurons: FloatNeurons,
+           out_shape: tuple[int, ...]) -> FloatBlock:
+    _, syn, in_shape = pending
+    bias = syn.bias if syn.bias is not None else torch.zeros(syn.weight.shape[0], dtype=torch.float64)
+    if isinstance(syn, gn.Conv):
+        return FloatBlock("conv", name, syn.weight, bias, neurons, tuple(syn.stride), tuple(syn.padding), 1,
+                          in_shape, out_shape)
+    return FloatBlock("dense", name, syn.weight, bias, neurons, (1, 1), (0, 0), 1, in_shape, out_shape)
 
 
 def fold_model(model: SpikingNet, keep_grad: bool = False) -> list[FloatBlock]:
@@ -112,105 +182,7 @@ def fold_model(model: SpikingNet, keep_grad: bool = False) -> list[FloatBlock]:
     not followed by a dense/conv layer, two synapse layers without neurons between them).
     """
     model = model.eval()
-    stages = list(model.stages)
-    blocks: list[FloatBlock] = []
-    shape = tuple(model.spec.input_shape)
-    pending: dict[str, Any] | None = None  # synapse waiting for its neurons
-    in_scale = 1.0  # value carried by one input event (V of a TrSG layer)
-    pool: dict[str, Any] | None = None  # average pool waiting to be folded into the next synapse
-    for i, stage in enumerate(stages):
-        name = f"stages.{i}"
-        if isinstance(stage, nn.Flatten):
-            if pending is not None:
-                raise UnsupportedError(f"{name}: flatten between a synapse layer and its neurons")
-            flat_in = pool["pre_shape"] if pool is not None else shape
-            if pool is not None:
-                pool["flat"] = True
-            blocks.append(FloatBlock("flatten", name, in_shape=flat_in,
-                                     out_shape=(int(torch.tensor(flat_in).prod()),)))
-            shape = _shape_after(stage, shape)
-            continue
-        if isinstance(stage, nn.MaxPool2d):
-            raise UnsupportedError(f"{name}: max pooling has no spiking equivalent on a chip; "
-                                   "use pool = \"avg\" or strided convolutions")
-        if isinstance(stage, nn.AvgPool2d):
-            k = stage.kernel_size if isinstance(stage.kernel_size, int) else stage.kernel_size[0]
-            st = stage.stride if isinstance(stage.stride, int) else stage.stride[0]
-            if pool is not None or pending is not None or st != k or stage.padding not in (0, (0, 0)):
-                raise UnsupportedError(f"{name}: only a non-overlapping average pool right after "
-                                       "spiking neurons can be folded")
-            pool = {"k": k, "pre_shape": shape, "flat": False}
-            shape = _shape_after(stage, shape)
-            continue
-        if isinstance(stage, nn.Linear | nn.Conv2d):
-            if pending is not None:
-                raise UnsupportedError(f"{name}: two synapse layers without neurons between them")
-            w = _param(stage.weight, keep_grad) * in_scale
-            b = _param(stage.bias, keep_grad) if stage.bias is not None else \
-                torch.zeros(w.shape[0], dtype=torch.float64)
-            in_shape = shape
-            stride, padding = (1, 1), (0, 0)
-            if isinstance(stage, nn.Conv2d):
-                stride, padding = tuple(stage.stride), tuple(stage.padding)
-                if stage.groups != 1 or tuple(stage.dilation) != (1, 1):
-                    raise UnsupportedError(f"{name}: grouped or dilated convolutions are not supported")
-            if pool is not None:
-                w, stride, padding, in_shape = _fold_pool(name, stage, w, pool, stride, padding, in_shape)
-                pool = None
-            pending = {"name": name, "kind": "conv" if isinstance(stage, nn.Conv2d) else "dense",
-                       "weight": w, "bias": b, "stride": stride, "padding": padding,
-                       "in_shape": in_shape}
-            shape = _shape_after(stage, shape)
-            continue
-        if isinstance(stage, nn.BatchNorm1d | nn.BatchNorm2d):
-            if pending is None:
-                raise UnsupportedError(f"{name}: batch norm must follow a linear or conv layer")
-            pending["weight"], pending["bias"] = _bn_fold(pending["weight"], pending["bias"], stage, keep_grad)
-            continue
-        if isinstance(stage, SpikingNeuron):
-            if pending is None:
-                raise UnsupportedError(f"{name}: spiking neurons must follow a linear or conv layer")
-            i_decay, v_decay, factor = _neuron_form(stage)
-            v_th = float(stage.threshold.detach())
-            mu = float(stage.mp_mean) if stage.config.mp_init else 0.0
-            blocks.append(FloatBlock(
-                pending["kind"], name, pending["weight"] * factor, pending["bias"] * factor,
-                FloatNeurons(i_decay, v_decay, v_th, stage.config.reset, True, mu),
-                pending["stride"], pending["padding"], 1, pending["in_shape"], shape))
-            in_scale = v_th if stage.config.scale == "threshold_robust" else 1.0
-            pending = None
-            continue
-        raise UnsupportedError(f"{name}: layer {type(stage).__name__} has no chip mapping")
-    if pending is None:
-        if model.spec.readout == "spike_count" and blocks and blocks[-1].neurons is not None:
-            return blocks  # the last spiking group is the read-out (spike counts)
-        raise UnsupportedError("the network must end with a linear read-out layer")
-    # the "mean" read-out: a non-spiking integrator of the last synapse layer
-    blocks.append(FloatBlock(
-        pending["kind"], pending["name"], pending["weight"], pending["bias"],
-        FloatNeurons(DECAY_UNIT, 0, float("inf"), "zero", False, 0.0),
-        pending["stride"], pending["padding"], 1, pending["in_shape"], shape))
-    return blocks
-
-
-def _fold_pool(name: str, stage: nn.Module, w: torch.Tensor, pool: dict[str, Any], stride,
-               padding, in_shape):
-    """Fold a k×k average pool into the weights of the layer after it (exact)."""
-    k = pool["k"]
-    c, big_h, big_w = pool["pre_shape"]
-    h, wd = big_h // k, big_w // k
-    if pool["flat"]:  # pool → flatten → dense: spread each weight over its window
-        w4 = w.view(w.shape[0], c, h, wd) / (k * k)
-        full = torch.zeros(w.shape[0], c, big_h, big_w, dtype=w.dtype)
-        full[:, :, : h * k, : wd * k] = w4.repeat_interleave(k, 2).repeat_interleave(k, 3)
-        return full.reshape(w.shape[0], -1), stride, padding, (c * big_h * big_w,)
-    if isinstance(stage, nn.Linear):
-        raise UnsupportedError(f"{name}: average pool directly before a linear layer needs a flatten")
-    if big_h % k or big_w % k:
-        raise UnsupportedError(f"{name}: cannot fold a {k}x{k} pool of a {big_h}x{big_w} map into a conv")
-    w_full = w.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
-    return (w_full, (stride[0] * k, stride[1] * k), (padding[0] * k, padding[1] * k),
-            (c, big_h, big_w))
+    return blocks_from_graph(fold_all(graph_from_model(model, keep_grad=keep_grad)))
 
 
 @torch.no_grad()
@@ -237,8 +209,7 @@ def run_blocks(blocks: list[FloatBlock], seq: torch.Tensor, record: bool = False
             cur = cur + blk.bias.view(1, -1, 1, 1)
         cur = cur.reshape(t, b, *cur.shape[1:])
         n = blk.neurons
-        fi = (DECAY_UNIT - n.current_decay) / DECAY_UNIT
-        fv = (DECAY_UNIT - n.voltage_decay) / DECAY_UNIT
+        fi, fv = cuba_factor(n.current_decay), cuba_factor(n.voltage_decay)
         i_syn = torch.zeros_like(cur[0])
         v = torch.full_like(cur[0], n.initial_v)
         spikes = []

@@ -40,6 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurodeploy.errors import ConfigError, DataError, UnsupportedError
+from neurodeploy.graph import nodes as gn
+from neurodeploy.graph.from_model import nodes_from_module
+from neurodeploy.graph.ir import Graph, GraphBuilder, GraphError
+from neurodeploy.graph.passes import batch_norm_affine, fold_batch_norm, fold_bn_into
 from neurodeploy.ttfs.network import DTYPE, Flatten, Synapse, TimePool, TTFSNetwork
 from neurodeploy.ttfs.relu_modules import MinMaxPool2d, PositionBias
 
@@ -59,14 +63,6 @@ SUPPORTED_LAYERS = (
 
 #: Largest number of positive activations a quantile is computed from (a strided subsample beyond).
 QUANTILE_SAMPLES = 4_000_000
-
-
-def _weight_bias(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 copies of a linear/conv layer's weight and bias (zeros when it has none)."""
-    w = m.weight.detach().to(DTYPE).clone()
-    if m.bias is None:
-        return w, torch.zeros(w.shape[0], dtype=DTYPE)
-    return w, m.bias.detach().to(DTYPE).clone()
 
 
 def flatten_sequential(model: nn.Module) -> list[nn.Module]:
@@ -92,95 +88,102 @@ class _Pending:
     beta: torch.Tensor
 
 
-def _bn_affine(bn: nn.Module, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
-        raise UnsupportedError(f"{where}: BatchNorm without running statistics cannot be folded")
-    k = 1.0 / torch.sqrt(bn.running_var.to(DTYPE) + bn.eps)
-    beta = -bn.running_mean.to(DTYPE) * k
-    if bn.affine:
-        g = bn.weight.detach().to(DTYPE)
-        k, beta = g * k, g * beta + bn.bias.detach().to(DTYPE)
-    return k, beta
+_SUPPORTED_TYPES = (nn.Linear, nn.Conv2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.BatchNorm1d, nn.BatchNorm2d,
+                    nn.Flatten, nn.MaxPool2d, nn.Dropout, nn.Identity, PositionBias, MinMaxPool2d)
 
 
-def _conv_padding(m: nn.Conv2d, where: str) -> tuple[int, int]:
-    if isinstance(m.padding, str):
-        if m.padding == "valid":
-            return (0, 0)
-        kh, kw = m.kernel_size
-        if kh % 2 == 0 or kw % 2 == 0 or tuple(m.stride) != (1, 1):
-            raise UnsupportedError(
-                f"{where}: 'same' padding with an even kernel or a stride is "
-                "asymmetric and not supported"
-            )
-        return (kh // 2, kw // 2)
-    return (int(m.padding[0]), int(m.padding[1]))
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def relu_graph(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
+    """The float graph of a ReLU ``nn.Sequential`` (nested ones walked; float64, eval statistics):
+    node ``layer i`` for leaf module ``i``, then ``output`` (``readout="last"``). Raises
+    :class:`UnsupportedError` naming the layer for what the TTFS mapping cannot take."""
+    if not isinstance(model, nn.Module):
+        raise UnsupportedError(f"expected a torch nn.Sequential, got {type(model).__name__}")
+    mods = flatten_sequential(copy.deepcopy(model).to(DTYPE).eval())
+    b = GraphBuilder()
+    last = b.add("input", gn.Input(tuple(int(v) for v in input_shape)))
+    for i, m in enumerate(mods):
+        where = f"layer {i} ({_name(m)})"
+        meta = {"source": where}
+        if not isinstance(m, _SUPPORTED_TYPES):
+            raise UnsupportedError(f"{where} is not supported by the TTFS mapping; supported: "
+                                   f"{', '.join(SUPPORTED_LAYERS)}")
+        if isinstance(m, nn.Conv2d) and (m.groups != 1 or _pair(m.dilation) != (1, 1)
+                                         or m.padding_mode != "zeros"):
+            raise UnsupportedError(f"{where}: only groups=1, dilation=1 and zero padding are supported")
+        if isinstance(m, nn.MaxPool2d) and (_pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices):
+            raise UnsupportedError(f"{where}: only dilation=1, ceil_mode=False pooling is supported")
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and (
+                not m.track_running_stats or m.running_mean is None or m.running_var is None):
+            raise UnsupportedError(f"{where}: BatchNorm without running statistics cannot be folded")
+        if isinstance(m, PositionBias):
+            chain = [(f"layer {i}", gn.Bias(m.bias.detach().to(DTYPE).clone(), meta=meta))]
+        elif isinstance(m, MinMaxPool2d):
+            k = _pair(m.kernel_size)
+            chain = [(f"layer {i}", gn.MaxPool(k, _pair(m.stride if m.stride is not None else k),
+                                               _pair(m.padding), (1, 1), tuple(m.min_channels), meta=meta))]
+        else:
+            chain = [(f"layer {i}", node) for _, node in nodes_from_module(where, m)]
+            for _, node in chain:
+                node.meta["source"] = where
+        for name, node in chain:
+            last = b.add(name, node, last)
+    b.add("output", gn.Output("last"), last)
+    try:
+        return b.build()
+    except GraphError as exc:
+        raise UnsupportedError(str(exc)) from None
 
 
 def _fold(model: nn.Module, input_shape: tuple[int, ...], input_range: tuple[float, float]):
     """Fold ``model`` into TTFS stage descriptions. Returns (stages, fixed windows by spiking-layer
-    index)."""
-    if not isinstance(model, nn.Module):
-        raise UnsupportedError(f"expected a torch nn.Sequential, got {type(model).__name__}")
-    mods = flatten_sequential(copy.deepcopy(model).to(DTYPE).eval())
-    shape = tuple(int(v) for v in input_shape)
+    index).
+
+    The network enters through its float graph (:func:`relu_graph`); a batch norm right after a
+    synapse layer is folded by the graph pass :func:`~neurodeploy.graph.passes.fold_batch_norm`,
+    the others here with the same fold (:func:`~neurodeploy.graph.passes.fold_bn_into`,
+    :func:`~neurodeploy.graph.passes.batch_norm_affine`).
+    """
+    graph = fold_batch_norm(relu_graph(model, input_shape))
+    shapes = graph.shapes()
     stages: list[dict[str, Any]] = []
     pending: _Pending | None = None
     p, q = input_range
     if (p, q) != (0.0, 1.0):
-        n = shape[0]
+        n = shapes["input"][0]
         pending = _Pending(torch.full((n,), q - p, dtype=DTYPE), torch.full((n,), p, dtype=DTYPE))
     awaiting: int | None = None  # stage index of a synapse layer still waiting for its ReLU
     pools_since: list[int] = []
     flatten_since = False
     fixed: dict[int, float] = {}
-    dummy = torch.zeros((1, *shape), dtype=DTYPE)
-    for i, m in enumerate(mods):
-        where = f"layer {i} ({_name(m)})"
-        try:
-            with torch.no_grad():
-                out = m(dummy)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise UnsupportedError(
-                f"{where} does not accept inputs of shape {shape}: {first}"
-            ) from None
-        out_shape = tuple(out.shape[1:])
-        if isinstance(m, nn.Linear):
-            if len(shape) != 1:
-                raise UnsupportedError(
-                    f"{where} is applied to a {list(shape)} tensor; add a Flatten before it"
-                )
+    for name in graph.order():
+        m = graph.nodes[name]
+        if isinstance(m, gn.Input | gn.Output):
+            continue
+        where = m.meta["source"]
+        shape = shapes[graph.inputs_of(name)[0]]
+        out_shape = shapes[name]
+        if isinstance(m, gn.Affine):
             if awaiting is not None:
                 raise UnsupportedError(f"{where} follows synapse layer without a ReLU between them")
-            w, b = _weight_bias(m)
+            w = m.weight.clone()
+            b = m.bias.clone() if m.bias is not None else torch.zeros(w.shape[0], dtype=DTYPE)
             if pending is not None:
                 b = b + w @ pending.beta
                 w = w * pending.k[None, :]
                 pending = None
-            stages.append(
-                {
-                    "kind": "dense",
-                    "weight": w,
-                    "bias": b,
-                    "in_shape": shape,
-                    "out_shape": out_shape,
-                    "stride": (1, 1),
-                    "padding": (0, 0),
-                }
-            )
+            stages.append({"kind": "dense", "weight": w, "bias": b, "in_shape": shape,
+                           "out_shape": out_shape, "stride": (1, 1), "padding": (0, 0)})
             awaiting, pools_since, flatten_since = len(stages) - 1, [], False
-        elif isinstance(m, nn.Conv2d):
+        elif isinstance(m, gn.Conv):
             if awaiting is not None:
-                raise UnsupportedError(
-                    f"{where} follows a synapse layer without a ReLU between them"
-                )
-            if m.groups != 1 or tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros":
-                raise UnsupportedError(
-                    f"{where}: only groups=1, dilation=1 and zero padding are supported"
-                )
-            pad = _conv_padding(m, where)
-            w, b = _weight_bias(m)
+                raise UnsupportedError(f"{where} follows a synapse layer without a ReLU between them")
+            pad = tuple(m.padding)
+            w = m.weight.clone()
+            b = m.bias.clone() if m.bias is not None else torch.zeros(w.shape[0], dtype=DTYPE)
             if pending is not None:
                 if pad == (0, 0):
                     b = b + w.sum((2, 3)) @ pending.beta
@@ -190,122 +193,62 @@ def _fold(model: nn.Module, input_shape: tuple[int, ...], input_range: tuple[flo
                     b = bmap[:, 0, 0].clone() if bool(torch.all(bmap == bmap[:, :1, :1])) else bmap
                 w = w * pending.k.view(1, -1, 1, 1)
                 pending = None
-            stages.append(
-                {
-                    "kind": "conv",
-                    "weight": w,
-                    "bias": b,
-                    "in_shape": shape,
-                    "out_shape": out_shape,
-                    "stride": tuple(m.stride),
-                    "padding": pad,
-                }
-            )
+            stages.append({"kind": "conv", "weight": w, "bias": b, "in_shape": shape,
+                           "out_shape": out_shape, "stride": tuple(m.stride), "padding": pad})
             awaiting, pools_since, flatten_since = len(stages) - 1, [], False
-        elif isinstance(m, PositionBias):
-            if (
-                awaiting is None
-                or pools_since
-                or flatten_since
-                or stages[awaiting]["kind"] != "conv"
-            ):
+        elif isinstance(m, gn.Bias):
+            if awaiting is None or pools_since or flatten_since or stages[awaiting]["kind"] != "conv":
                 raise UnsupportedError(f"{where} must directly follow a conv layer")
             s = stages[awaiting]
-            s["bias"] = (
-                s["bias"].view(-1, 1, 1) + m.bias.detach().to(DTYPE)
-                if s["bias"].dim() == 1
-                else s["bias"] + m.bias.detach().to(DTYPE)
-            )
-        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            if isinstance(m, nn.BatchNorm1d) and len(shape) != 1:
+            s["bias"] = s["bias"].view(-1, 1, 1) + m.bias if s["bias"].dim() == 1 else s["bias"] + m.bias
+        elif isinstance(m, gn.BatchNorm):
+            if m.meta.get("module") == "BatchNorm1d" and len(shape) != 1:
                 raise UnsupportedError(f"{where} on a {list(shape)} tensor is not supported")
-            k, beta = _bn_affine(m, where)
             if awaiting is not None:
                 s = stages[awaiting]
                 if flatten_since:
-                    raise UnsupportedError(
-                        f"{where} after a Flatten that follows a conv layer cannot be "
-                        "folded into it"
-                    )
-                s["weight"] = s["weight"] * k.view(-1, *([1] * (s["weight"].dim() - 1)))
-                bshape = (-1,) + (1,) * (s["bias"].dim() - 1)
-                s["bias"] = s["bias"] * k.view(bshape) + beta.view(bshape)
+                    raise UnsupportedError(f"{where} after a Flatten that follows a conv layer cannot be "
+                                           "folded into it")
+                s["weight"], s["bias"] = fold_bn_into(s["weight"], s["bias"], m)
+                k, _ = batch_norm_affine(m)
                 for j in pools_since:
                     flip = set(torch.nonzero(k < 0).flatten().tolist())
                     stages[j]["min_channels"] = sorted(set(stages[j]["min_channels"]) ^ flip)
-            elif pending is None:
-                pending = _Pending(k, beta)
             else:
-                pending = _Pending(k * pending.k, k * pending.beta + beta)
-        elif isinstance(m, nn.ReLU | nn.ReLU6 | nn.Hardtanh):
-            cap = None
-            if isinstance(m, nn.ReLU6 | nn.Hardtanh):
-                if float(m.min_val) != 0.0 or not float(m.max_val) > 0:
-                    raise UnsupportedError(
-                        f"{where}: only Hardtanh(0, c) with c > 0 is a clipped ReLU"
-                    )
-                cap = float(m.max_val)
+                k, beta = batch_norm_affine(m)
+                pending = _Pending(k, beta) if pending is None else \
+                    _Pending(k * pending.k, k * pending.beta + beta)
+        elif isinstance(m, gn.ReLU):
+            cap = m.cap
             if awaiting is not None:
                 stages[awaiting]["spiking"] = True
                 if cap is not None:
                     fixed[sum(1 for s in stages[:awaiting] if s["kind"] in ("dense", "conv"))] = cap
                 awaiting = None
             elif pending is not None:
-                raise UnsupportedError(
-                    f"{where} acts on a BatchNorm output that follows a ReLU; only a "
-                    "synapse layer may come between"
-                )
+                raise UnsupportedError(f"{where} acts on a BatchNorm output that follows a ReLU; only a "
+                                       "synapse layer may come between")
             elif cap is not None:
-                raise UnsupportedError(
-                    f"{where} clips values that are not a synapse layer's output"
-                )
+                raise UnsupportedError(f"{where} clips values that are not a synapse layer's output")
             # a ReLU of non-negative values (inputs or ReLU outputs) changes nothing
-        elif isinstance(m, nn.MaxPool2d | MinMaxPool2d):
-            if isinstance(m, nn.MaxPool2d) and (
-                m.dilation not in (1, (1, 1)) or m.ceil_mode or m.return_indices
-            ):
-                raise UnsupportedError(
-                    f"{where}: only dilation=1, ceil_mode=False pooling is supported"
-                )
-            if len(shape) != 3:
-                raise UnsupportedError(f"{where} needs a [C, H, W] input, got {list(shape)}")
-            mins = set(getattr(m, "min_channels", []))
+        elif isinstance(m, gn.MaxPool):
+            mins = set(m.min_channels)
             if pending is not None:
                 mins ^= set(torch.nonzero(pending.k < 0).flatten().tolist())
-            stages.append(
-                {
-                    "kind": "pool",
-                    "kernel": m.kernel_size,
-                    "stride": m.stride,
-                    "padding": m.padding,
-                    "channels": shape[0],
-                    "min_channels": sorted(mins),
-                }
-            )
+            stages.append({"kind": "pool", "kernel": m.kernel, "stride": m.stride, "padding": m.padding,
+                           "channels": shape[0], "min_channels": sorted(mins)})
             if awaiting is not None:
                 pools_since.append(len(stages) - 1)
-        elif isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise UnsupportedError(
-                    f"{where}: only Flatten(start_dim=1, end_dim=-1) is supported"
-                )
+        elif isinstance(m, gn.Flatten):
             if pending is not None and len(shape) == 3:
                 per = shape[1] * shape[2]
-                pending = _Pending(
-                    pending.k.repeat_interleave(per), pending.beta.repeat_interleave(per)
-                )
+                pending = _Pending(pending.k.repeat_interleave(per), pending.beta.repeat_interleave(per))
             stages.append({"kind": "flatten"})
             if awaiting is not None:
                 flatten_since = True
-        elif isinstance(m, nn.Dropout | nn.Identity):
-            pass
-        else:
-            raise UnsupportedError(
-                f"{where} is not supported by the TTFS mapping; supported: "
-                f"{', '.join(SUPPORTED_LAYERS)}"
-            )
-        shape = out_shape
-        dummy = out
+        else:  # pragma: no cover - relu_graph admits only the nodes above
+            raise UnsupportedError(f"{where} is not supported by the TTFS mapping")
+    shape = shapes[graph.inputs_of("output")[0]]
     if awaiting is None:
         raise UnsupportedError(
             "the network must end with a Linear or Conv2d read-out layer (no ReLU after it)"
