@@ -388,13 +388,18 @@ def compare_profiles(checkpoint: str | os.PathLike, profiles: Sequence[str] | No
 def check_output_paths(outputs: Sequence[str | os.PathLike], inputs: Sequence[str | os.PathLike]) -> None:
     """Refuse (:class:`ConfigError`) when an output would replace an input file or a folder.
 
-    A minimal local check: the same resolved path, or an output path that is an existing folder.
+    A minimal local check: the same real path or (both existing) the same file, or an output path
+    that is an existing folder.
     """
-    ins = {Path(p).resolve(): str(p) for p in inputs if p is not None}
     for out in outputs:
-        o = Path(out).resolve()
-        if o in ins:
-            raise ConfigError(f"output {out} would overwrite the input {ins[o]}; choose another -o")
+        o = Path(out)
+        for src in inputs:
+            i = Path(src)
+            same = os.path.realpath(o) == os.path.realpath(i)
+            if not same and o.exists() and i.exists():
+                same = os.path.samefile(o, i)
+            if same:
+                raise ConfigError(f"output {out} would overwrite the input {src}; choose another -o")
         if o.is_dir():
             raise ConfigError(f"output {out} is an existing folder")
 

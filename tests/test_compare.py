@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -170,6 +171,12 @@ def test_compare_never_overwrites_an_input(ck_path, tmp_path):
     victim.write_bytes(ck_path.read_bytes())
     before = victim.read_bytes()
     res = _run(["compare", victim, "--profiles", "loihi2", "-o", tmp_path])
+    assert res.exit_code == 2 and "would overwrite the input" in res.output
+    assert victim.read_bytes() == before
+    linked = tmp_path / "linked"  # another name of the checkpoint where compare.md would go
+    linked.mkdir()
+    os.link(victim, linked / "compare.md")
+    res = _run(["compare", victim, "--profiles", "loihi2", "-o", linked])
     assert res.exit_code == 2 and "would overwrite the input" in res.output
     assert victim.read_bytes() == before
     afile = tmp_path / "afile"
