@@ -99,6 +99,28 @@ def energy_sources(profile: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def profile_digest(profile: Any) -> str:
+    """SHA-256 of what a profile row depends on: the profile's TOML text (values and the comments
+    its energy sources come from), else its values."""
+    import hashlib
+    import json
+
+    text = _profile_text(profile)
+    if text is None:
+        text = json.dumps(profile.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _file_digest(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 # ---------------------------------------------------------------------------------- results
 def binomial_se(p: float, n: int) -> float:
     """Standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` measured on ``n`` samples."""
@@ -144,6 +166,7 @@ class ProfileRow:
     latency_steps: int | None = None
     warnings: list[str] = field(default_factory=list)
     refusal: Refusal | None = None
+    digest: str = ""
 
     @property
     def deployed(self) -> bool:
@@ -160,7 +183,8 @@ class ProfileRow:
                              "status": "deployed" if self.deployed else "refused",
                              "refusal": self.refusal.to_dict() if self.refusal else None,
                              "energy_sources": self.energy_sources,
-                             "energy_is_estimate": self.energy_is_estimate}
+                             "energy_is_estimate": self.energy_is_estimate,
+                             "profile_digest": self.digest}
         if self.deployed:
             d.update({"samples": self.samples, "deployed_accuracy": self.accuracy,
                       "deployed_accuracy_se": binomial_se(self.accuracy, self.samples),
@@ -174,6 +198,20 @@ class ProfileRow:
                       "warnings": self.warnings})
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProfileRow:
+        """The row :meth:`to_dict` wrote (a resumed comparison reuses it)."""
+        row = cls(d["profile"], d["family"], d["description"], d["energy_sources"], digest=d["profile_digest"])
+        if d["refusal"] is not None:
+            row.refusal = Refusal(d["refusal"]["rule"], d["refusal"]["message"], d["refusal"]["error"])
+            return row
+        row.samples, row.float_accuracy, row.accuracy = d["samples"], d["float_accuracy"], d["deployed_accuracy"]
+        row.spikes_per_neuron, row.synops_per_sample = d["spikes_per_neuron"], d["synops_per_sample"]
+        row.energy_per_sample_j, row.energy_breakdown_j = d["energy_per_sample_j"], d["energy_breakdown_j"]
+        row.cores, row.input_steps, row.latency_steps = d["cores"], d["input_steps"], d["latency_steps"]
+        row.warnings = list(d["warnings"])
+        return row
+
 
 @dataclass
 class ComparisonReport:
@@ -186,6 +224,8 @@ class ComparisonReport:
     float_accuracy: float
     rows: list[ProfileRow]
     neurobench: dict[str, Any]
+    run: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
 
     def row(self, profile: str) -> ProfileRow:
         """The row of ``profile`` (by name)."""
@@ -199,7 +239,8 @@ class ComparisonReport:
                 "split": self.split, "samples": self.samples,
                 "float_accuracy": self.float_accuracy,
                 "float_accuracy_se": binomial_se(self.float_accuracy, self.samples),
-                "profiles": [r.to_dict() for r in self.rows], "neurobench": self.neurobench}
+                "profiles": [r.to_dict() for r in self.rows], "neurobench": self.neurobench,
+                "run": self.run, "complete": self.complete}
 
     # ------------------------------------------------------------------ text
     def _cells(self, r: ProfileRow) -> list[str]:
@@ -329,7 +370,8 @@ def _deploy_row(model: Any, meta: dict[str, Any], profile: Any, ds: Any, limit: 
 
 def compare_profiles(checkpoint: str | os.PathLike, profiles: Sequence[str] | None = None, *,
                      dataset: str | None = None, data_root: str | None = None, limit: int | None = None,
-                     neurobench: bool = True, progress: bool | None = None) -> ComparisonReport:
+                     neurobench: bool = True, progress: bool | None = None,
+                     out_dir: str | os.PathLike | None = None, resume: bool = False) -> ComparisonReport:
     """Deploy ``checkpoint`` to each of ``profiles`` and compare.
 
     Args:
@@ -339,6 +381,11 @@ def compare_profiles(checkpoint: str | os.PathLike, profiles: Sequence[str] | No
         limit: use only the first ``limit`` test samples.
         neurobench: also compute the NeuroBench figures (when the package is installed).
         progress: tqdm bar over the profiles (``None``: only on a terminal).
+        out_dir: where ``compare.json`` is written after every profile (``"complete": false``
+            until :func:`write_comparison` writes the whole comparison), so an interrupted run
+            can resume.
+        resume: reuse the rows of ``out_dir/compare.json`` whose profile is unchanged, when it
+            compares the same checkpoint (by content), data set and samples; refused otherwise.
 
     Raises:
         ConfigError, ProfileError, CheckpointError, DataError: bad input (one line each). A profile
@@ -367,12 +414,29 @@ def compare_profiles(checkpoint: str | os.PathLike, profiles: Sequence[str] | No
     x, y = ds.x_test, ds.y_test
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    rows = []
+    from neurodeploy import __version__
+
+    run = {"checkpoint_sha256": _file_digest(checkpoint), "dataset": ds.name,
+           "split": str(getattr(ds, "split", "")), "samples": int(len(y)), "neurodeploy": __version__}
+    done = _previous_rows(out_dir, run) if resume else {}
+    report = ComparisonReport(str(checkpoint), ds.name, run["split"], int(len(y)), float_accuracy(model, x, y),
+                              [], {"available": False, "note": "not computed yet"}, run, complete=False)
     show = progress if progress is not None else sys.stderr.isatty()
     with tqdm(loaded, desc="compare", unit="profile", disable=not show) as bar:
         for p in bar:
             bar.set_postfix_str(p.name)
-            rows.append(_deploy_row(model, ck.meta, p, ds, limit))
+            digest = profile_digest(p)
+            if digest in done and done[digest]["profile"] == p.name:
+                report.rows.append(ProfileRow.from_dict(done[digest]))
+                continue
+            row = _deploy_row(model, ck.meta, p, ds, limit)
+            row.digest = digest
+            report.rows.append(row)
+            if out_dir is not None:
+                from neurodeploy.atomic import write_json
+
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                write_json(Path(out_dir) / OUTPUT_NAMES[0], report.to_dict())
     ok, line = neurobench_status()
     if not neurobench:
         nb: dict[str, Any] = {"available": False, "note": "NeuroBench figures not requested"}
@@ -380,8 +444,31 @@ def compare_profiles(checkpoint: str | os.PathLike, profiles: Sequence[str] | No
         nb = {"available": False, "note": line}
     else:
         nb = {"available": True, **neurobench_figures(model, x, y)}
-    return ComparisonReport(str(checkpoint), ds.name, str(getattr(ds, "split", "")), int(len(y)),
-                            float_accuracy(model, x, y), rows, nb)
+    report.neurobench, report.complete = nb, True
+    return report
+
+
+def _previous_rows(out_dir: str | os.PathLike | None, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier comparison in ``out_dir`` by profile digest; ``{}`` when there is none,
+    refused when it compares something else or cannot be read."""
+    import json
+
+    if out_dir is None:
+        return {}
+    path = Path(out_dir) / OUTPUT_NAMES[0]
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        rows = {r["profile_digest"]: r for r in old["profiles"] if r.get("profile_digest")}
+        previous_run = old["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a comparison this neurodeploy wrote; cannot resume from it") from None
+    differs = [k for k in run if previous_run.get(k) != run[k]]
+    if differs:
+        raise ConfigError(f"{path} compares another run ({', '.join(differs)} differ); "
+                          "drop --resume or choose another -o")
+    return rows
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -432,4 +519,5 @@ def write_comparison(report: ComparisonReport, out_dir: str | os.PathLike,
 
 __all__ = ["COMPARE_SCHEMA", "ComparisonReport", "ProfileRow", "Refusal", "binomial_se",
            "check_output_paths", "compare_profiles", "energy_sources", "output_paths", "parse_profiles",
+           "profile_digest",
            "write_comparison"]

@@ -250,3 +250,42 @@ def test_neurobench_activation_sparsity_matches_the_monitor(ck_path, digits):
     assert nb["activation_sparsity"] == pytest.approx(1 - spikes / neurons, abs=1e-9)
     assert 0 < nb["activation_sparsity"] < 1
     assert np.isfinite(nb["synaptic_operations"]["effective_macs"])
+
+
+def test_interrupted_compare_resumes(ck_path, tmp_path, monkeypatch):
+    from neurodeploy import compare as cmp
+
+    out = tmp_path / "cmp"
+    real = cmp._deploy_row
+    calls = []
+
+    def stop_at_second(model, meta, profile, ds, limit):
+        calls.append(profile.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(model, meta, profile, ds, limit)
+
+    monkeypatch.setattr(cmp, "_deploy_row", stop_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        compare_profiles(ck_path, ["loihi2", "xylo"], limit=20, neurobench=False, progress=False, out_dir=out)
+    partial = json.loads((out / "compare.json").read_text())
+    assert partial["complete"] is False and [r["profile"] for r in partial["profiles"]] == ["loihi2"]
+    # mark the finished row: a resumed run must reuse it rather than deploy loihi2 again
+    partial["profiles"][0]["deployed_accuracy"] = 0.125
+    (out / "compare.json").write_text(json.dumps(partial))
+    monkeypatch.setattr(cmp, "_deploy_row", real)
+    res = _run(["compare", ck_path, "--profiles", "loihi2,xylo", "--limit", 20, "--no-neurobench", "-o", out,
+                "--resume", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "compare.json").read_text())
+    assert rep["complete"] is True and rep["profiles"][0]["deployed_accuracy"] == 0.125
+    assert rep["profiles"][1]["status"] == "refused"
+    # another sample count is another run: refused in one line, the file left as it was
+    before = (out / "compare.json").read_bytes()
+    res = _run(["compare", ck_path, "--profiles", "loihi2", "--limit", 10, "-o", out, "--resume"])
+    assert res.exit_code == 2 and "compares another run (samples differ)" in res.output
+    assert (out / "compare.json").read_bytes() == before
+    # without --resume everything is deployed again
+    res = _run(["compare", ck_path, "--profiles", "loihi2", "--limit", 20, "--no-neurobench", "-o", out])
+    assert res.exit_code == 0 and json.loads((out / "compare.json").read_text())["profiles"][0][
+        "deployed_accuracy"] != 0.125
