@@ -19,7 +19,10 @@ What the adapter supplies (neurobench 2.3.0, ``neurobench/models/neurobench_mode
 
 Linear and Conv2d stages run on all steps at once (time folded into the batch), so neurobench's
 connection hooks see the inputs of every step and count synaptic operations over the whole
-sample, as for a step-by-step snnTorch model.
+sample, as for a step-by-step snnTorch model. neurobench counts a layer's operations as
+accumulates (ACs) when its input holds only 0 and ±1, else as multiply-accumulates (MACs): graded
+input makes the first layer's MACs, and in the threshold-robust scale mode (outputs ``V·spikes``)
+the later layers' operations are MACs too unless ``V = 1``.
 
 neurobench is optional: :func:`neurobench_status` says whether it can be imported.
 """
