@@ -73,7 +73,7 @@ def energy_sources(profile: Any) -> dict[str, dict[str, Any]]:
     found: dict[str, str] = {}
     if text is not None:
         in_energy, block, after_key = False, [], False
-        for raw in text.splitlines():
+        for raw in text.split("\n"):  # TOML ends lines only at \n (str.splitlines also splits at \x85)
             line = raw.strip()
             if line.startswith("["):
                 in_energy = line.split("#")[0].strip() == "[energy]"

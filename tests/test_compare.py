@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from neurodeploy import neurobench_adapter
 from neurodeploy.cli import main
@@ -289,3 +291,29 @@ def test_interrupted_compare_resumes(ck_path, tmp_path, monkeypatch):
     res = _run(["compare", ck_path, "--profiles", "loihi2", "--limit", 20, "--no-neurobench", "-o", out])
     assert res.exit_code == 0 and json.loads((out / "compare.json").read_text())["profiles"][0][
         "deployed_accuracy"] != 0.125
+
+
+_NOTE = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="#\"\\\x7f"),
+                max_size=30).map(str.strip)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(block=_NOTE, notes=st.lists(_NOTE, min_size=3, max_size=3),
+       values=st.lists(st.floats(0, 1e3, allow_nan=False).map(lambda v: round(v, 3)), min_size=3, max_size=3))
+def test_energy_sources_parse_any_comments(tmp_path, block, notes, values):
+    """The block comment above the figures and each value's own comment make its source; a figure
+    is an estimate when its source says so or it has none."""
+    from importlib import resources
+
+    text = resources.files(PROFILE_PACKAGE).joinpath("loihi.toml").read_text(encoding="utf-8")
+    lines = ["[energy]"] + ([f"# {block}"] if block else [])
+    for name, value, note in zip(("synaptic_op_pj", "neuron_update_pj", "spike_pj"), values, notes, strict=True):
+        lines.append(f"{name} = {value!r}" + (f"   # {note}" if note else ""))
+    path = tmp_path / "p.toml"
+    path.write_text(text[: text.index("[energy]")] + "\n".join(lines) + "\n")
+    src = energy_sources(load_profile(path))
+    for s, value, note in zip(src.values(), values, notes, strict=True):
+        want = "; ".join(t for t in (block, note) if t)
+        assert s["value_pj"] == value
+        assert s["source"] == (want or "not stated in the profile")
+        assert s["estimate"] == (not want or "estimate" in want.lower())
