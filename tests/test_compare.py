@@ -317,3 +317,21 @@ def test_energy_sources_parse_any_comments(tmp_path, block, notes, values):
         assert s["value_pj"] == value
         assert s["source"] == (want or "not stated in the profile")
         assert s["estimate"] == (not want or "estimate" in want.lower())
+
+
+@given(st.lists(st.text(st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=","),
+                        min_size=1, max_size=8), min_size=1, max_size=5),
+       st.sampled_from(["", " ", "  "]))
+def test_parse_profiles(names, pad):
+    from neurodeploy.compare import parse_profiles
+    from neurodeploy.errors import ConfigError
+
+    text = ",".join(pad + n + pad for n in names)
+    if len(set(names)) < len(names):
+        with pytest.raises(ConfigError, match="more than once"):
+            parse_profiles(text)
+    else:
+        assert parse_profiles(text) == names
+    with pytest.raises(ConfigError, match="--profiles"):
+        parse_profiles(text + ",")
+    assert parse_profiles(None) is None
