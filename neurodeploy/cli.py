@@ -327,6 +327,38 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
     click.echo(f"wrote {out} and {out.with_suffix('.npz')}", err=True)
 
 
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--profiles", "profile_list", help="Comma-separated profile names or TOML paths "
+              "(default: every shipped profile).")
+@click.option("--dataset", help="Dataset (default: the one it was trained on).")
+@click.option("--data-root", help="Dataset folder.")
+@click.option("--limit", type=int, help="Use only the first N test samples.")
+@click.option("--neurobench/--no-neurobench", default=True, show_default=True,
+              help="Also compute the NeuroBench figures of the float model (needs the neurobench package).")
+@click.option("-o", "--out", "out_dir", help="Output folder (default: compare/ next to the checkpoint).")
+@click.option("--resume", is_flag=True, help="Reuse the profiles an interrupted run in the output folder finished.")
+@click.option("--progress/--no-progress", default=None)
+@guarded
+def compare(checkpoint, profile_list, dataset, data_root, limit, neurobench, out_dir, resume, progress):
+    """Deploy one checkpoint to several chip profiles and compare them side by side.
+
+    Writes OUT/compare.json, compare.md and compare.png: deployed accuracy, spikes per neuron, SynOps,
+    energy (with its sources), cores, and for each profile that cannot take the network the rule
+    that refused it."""
+    from neurodeploy.compare import compare_profiles, output_paths, parse_profiles, write_comparison
+
+    names = parse_profiles(profile_list)
+    out = Path(out_dir) if out_dir else Path(checkpoint).parent / "compare"
+    inputs = [checkpoint, *[n for n in names or [] if n.endswith(".toml") or os.sep in n]]
+    output_paths(out, inputs)  # refuse before the work, not after
+    report = compare_profiles(checkpoint, names, dataset=dataset, data_root=data_root, limit=limit,
+                              neurobench=neurobench, progress=progress, out_dir=out, resume=resume)
+    paths = write_comparison(report, out, inputs)
+    click.echo(report.table())
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
+
+
 def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root, progress):
     """``simulate GRAPH.npz``: the saved graph on the test split of its dataset."""
     from neurodeploy.atomic import write_json

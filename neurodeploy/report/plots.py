@@ -125,3 +125,45 @@ def plot_sweep(report: dict[str, Any], path: str | Path) -> Path:
                  f"({n} test samples; bars: ±1 standard error)")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_comparison(report: dict[str, Any], path: str | Path) -> Path:
+    """Bars per profile for deployed accuracy (float accuracy as a line, ± binomial standard
+    error), spikes per neuron, SynOps and energy per sample (hatched: built from estimated
+    per-event figures); a refused profile's slot says "refused" and names its rule.
+
+    ``report`` is :meth:`neurodeploy.compare.ComparisonReport.to_dict`'s dict."""
+    rows = report["profiles"]
+    names = [r["profile"] for r in rows]
+    xs = list(range(len(rows)))
+    panels = [("deployed_accuracy", "accuracy (%)", 100.0), ("spikes_per_neuron", "spikes / neuron", 1.0),
+              ("synops_per_sample", "SynOps / sample", 1.0), ("energy_per_sample_j", "energy / sample (µJ)", 1e6)]
+    fig, axes = plt.subplots(1, 4, figsize=(max(10.0, 4.4 * len(rows)), 4.2), squeeze=False)
+    for ax, (key, label, k) in zip(axes[0], panels, strict=True):
+        values = [k * r[key] if r["status"] == "deployed" else 0.0 for r in rows]
+        colors = ["C0" if r["status"] == "deployed" else "0.85" for r in rows]
+        hatch = ["//" if key == "energy_per_sample_j" and r["energy_is_estimate"] else "" for r in rows]
+        bars = ax.bar(xs, values, color=colors)
+        for b, h in zip(bars, hatch, strict=True):
+            b.set_hatch(h)
+        if key == "deployed_accuracy":
+            for x, r in zip(xs, rows, strict=True):
+                if r["status"] == "deployed":
+                    ax.errorbar(x, 100 * r[key], yerr=100 * r["deployed_accuracy_se"], color="k", capsize=3)
+                    ax.hlines(100 * r["float_accuracy"], x - 0.4, x + 0.4, colors="C3",
+                              label="float" if x == next(i for i, q in enumerate(rows)
+                                                         if q["status"] == "deployed") else None)
+            if any(r["status"] == "deployed" for r in rows):
+                ax.legend(loc="lower right", fontsize=8)
+        top = max(values) if any(values) else 1.0
+        for x, r in zip(xs, rows, strict=True):
+            if r["status"] != "deployed":
+                rule = (r["refusal"] or {}).get("rule") or (r["refusal"] or {}).get("error", "")
+                ax.text(x, 0.05 * top, f"refused\n{rule}", ha="center", va="bottom", fontsize=7,
+                        rotation=90, color="C3")
+        ax.set_xticks(xs, names, rotation=30, ha="right")
+        ax.set_title(label + (" (hatched: estimate)" if key == "energy_per_sample_j" else ""), fontsize=9)
+    fig.suptitle(f"{Path(str(report.get('checkpoint', ''))).name} on {report.get('dataset', '')}: "
+                 f"{report.get('samples', 0)} test samples", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
