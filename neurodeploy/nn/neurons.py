@@ -203,7 +203,8 @@ class SpikingNeuron(nn.Module):
         vth_arg = v_th if self.config.scale == "absolute" else None
         flat_m = m.flatten()
         if flat_m.numel() > POTENTIAL_SAMPLE:
-            idx = torch.linspace(0, flat_m.numel() - 1, POTENTIAL_SAMPLE, device=m.device).long()
+            # integer arithmetic: a float32 linspace rounds past the last index above 2^24 entries
+            idx = torch.arange(POTENTIAL_SAMPLE, device=m.device) * flat_m.numel() // POTENTIAL_SAMPLE
             sample = flat_m[idx]
         else:
             sample = flat_m

@@ -25,6 +25,7 @@ from torch import nn
 from neurodeploy.nn.neurons import spiking_layers
 
 QUANTILES = (0.01, 0.05, 0.5, 0.95, 0.99)
+_ACCUMULATORS = ("elements", "spikes", "grad_alive", "in_support", "p_above", "batches", "last_active")
 
 
 @dataclass
@@ -109,6 +110,32 @@ class FiringRateMonitor:
             w.batches = 0
             w.samples = []
         return out
+
+    def state_dict(self) -> dict[str, dict]:
+        """The windows and accumulators of every layer (plain tensors, lists and floats), so that a
+        resumed run logs exactly the points an uninterrupted one does."""
+        out = {}
+        for name, w in self._win.items():
+            out[name] = {
+                "spike_sums": [t.clone() for t in w.spike_sums],
+                "fired_all": [t.clone() for t in w.fired_all],
+                "samples": [t.clone() for t in w.samples],
+                **{k: getattr(w, k) for k in _ACCUMULATORS},
+            }
+        return {"window": self.window, "layers": out}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; layers the state does not name start empty."""
+        layers = state.get("layers", {})
+        for name, w in self._win.items():
+            st = layers.get(name)
+            if st is None:
+                continue
+            w.spike_sums = deque(st["spike_sums"])
+            w.fired_all = deque(st["fired_all"])
+            w.samples = list(st["samples"])
+            for k in _ACCUMULATORS:
+                setattr(w, k, type(getattr(w, k))(st[k]))
 
     def reset_window(self) -> None:
         """Forget the dead/saturated window (e.g. after a remedy changed the network)."""
