@@ -9,7 +9,7 @@ MLP with two spiking hidden layers (LIF, tau 2, direct encoding). Configurations
   (an early-layer init-scale death: no spike, no gradient);
 * ``surrogate 0.01``: threshold 0.5, rectangular surrogate of width 0.01: neurons fire but almost
   no entry gets a gradient;
-* ``sparse``: threshold 2 (a quiet but working network: the doctor should leave it alone).
+* ``threshold 2``: a quiet network whose layers barely fire at initialisation.
 
 Each broken configuration runs with the doctor watching only and with ``auto_remedy``; the
 remedies it applied are listed with the layer's rate before and after each one.
@@ -34,7 +34,7 @@ CONFIGS = {
     "threshold 20": ({"threshold": 20.0}, None),
     "init scale": ({"threshold": 1.0, "surrogate": "rectangular"}, 0.02),
     "surrogate 0.01": ({"threshold": 0.5, "surrogate": {"name": "rectangular", "width": 0.01}}, None),
-    "sparse": ({"threshold": 2.0}, None),
+    "threshold 2": ({"threshold": 2.0}, None),
 }
 
 

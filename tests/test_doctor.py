@@ -99,7 +99,7 @@ def test_each_remedy_changes_only_its_own_target(remedy):
     model = build_model(_spec(surrogate="rectangular"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     sur_before = {n: m.surrogate.config() for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
-    metrics = {"q99": 0.1, "q95": 0.2, "q05": -1.0}
+    metrics = {"q99": 0.1, "q95": 0.2, "q50": -1.0, "q05": -2.0}
     change = apply_remedy(model, "stages.4", remedy, metrics)
     assert change
     changed = _changed(before, model.state_dict())
@@ -115,7 +115,7 @@ def test_each_remedy_changes_only_its_own_target(remedy):
     assert (changed, widened) == expected
     if remedy == "rescale_weights":  # 99 % quantile 0.1 V aimed at 1.5 V
         torch.testing.assert_close(model.state_dict()["stages.3.weight"], 15 * before["stages.3.weight"])
-    if remedy == "widen_surrogate":  # width covers |q05 - 1| = 2 thresholds on each side
+    if remedy == "widen_surrogate":  # the window reaches the median: |q50 - 1| = 2 thresholds
         assert sur_after["stages.4"]["width"] == pytest.approx(2 * 2 * 0.5)
 
 
