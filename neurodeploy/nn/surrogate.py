@@ -316,7 +316,8 @@ class AdaLi(Surrogate):
         if equal:
             return inside.mul_(left)
         right_side = torch.sign(x).add_(1).clamp_(max=1)  # 1 for x >= 0, 0 for x < 0
-        return inside.mul_(right_side.mul_(right - left).add_(left))
+        # right·H + left·(1 - H): exact for H in {0, 1} (left + (right - left)·H would round)
+        return inside.mul_((1 - right_side).mul_(left).add_(right_side.mul_(right)))
 
     def backward(self, grad_out, x, v_th=None):
         """``grad_out * phi(x)``, evaluated only inside the window when few entries lie there.

@@ -229,6 +229,9 @@ class Trainer:
                 self.regulariser_on = True
             self._record_overrides()
             mon.reset_window()
+            # the optimizer's running moments were gathered under the old gradient scale (a
+            # surrogate 100× taller, a silent layer): start them afresh, as for a new run
+            self.optimizer.state.clear()
         self.remedies = [str(t) for t in self.doctor.trials] + \
             ([str(self.doctor.pending)] if self.doctor.pending else [])
 
