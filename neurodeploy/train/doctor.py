@@ -34,7 +34,10 @@ Remedies, per cause, applied one at a time (:meth:`DeadNeuronDoctor.treat`):
   on each neuron's rate), switched on by the trainer.
 
 Each remedy is attributed in a :class:`Trial`: the layer's rate (and dead fraction) over the window
-before it, and over the window after it, with the loss; only then may the next remedy start.
+before it, and over the window after it, with the loss, and a verdict: ``cured`` (no longer
+flagged), ``improving`` (no longer flagged and its rate rose, but most neurons still silent) or
+``not cured``; only then may the next remedy start. After each remedy the trainer restarts the
+optimizer's running moments, which were gathered under the old gradient scale.
 """
 
 from __future__ import annotations
@@ -298,7 +301,12 @@ class DeadNeuronDoctor:
         trial.step_measured = int(after[-1]["step"])
         still = any(f.layer == trial.layer and f.kind in SICK and f.kind != "init_silent" for f in findings)
         livelier = trial.finding == "gradient_dead" or trial.rate_after > trial.rate_before
-        trial.verdict = "cured" if livelier and not still else "not cured"
+        if still or not livelier:
+            trial.verdict = "not cured"
+        elif trial.finding != "gradient_dead" and trial.dead_after > self.config.dead_alarm:
+            trial.verdict = "improving"  # waking up, but most neurons still silent
+        else:
+            trial.verdict = "cured"
         return trial
 
     def state_dict(self) -> dict[str, Any]:
