@@ -299,7 +299,9 @@ class DeadNeuronDoctor:
         trial.rate_after, trial.dead_after = _level(rates), _level(dead)
         trial.loss_after = _loss_level(after)
         trial.step_measured = int(after[-1]["step"])
-        still = any(f.layer == trial.layer and f.kind in SICK and f.kind != "init_silent" for f in findings)
+        # still sick in the way it was treated for: silent (dead, collapsing) or gradient-dead
+        kinds = ("gradient_dead",) if trial.finding == "gradient_dead" else ("dead", "collapsing")
+        still = any(f.layer == trial.layer and f.kind in kinds for f in findings)
         livelier = trial.finding == "gradient_dead" or trial.rate_after > trial.rate_before
         if still or not livelier:
             trial.verdict = "not cured"
