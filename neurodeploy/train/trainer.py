@@ -317,11 +317,12 @@ class Trainer:
             if self.progress:
                 tqdm.write(f"epoch {self.epoch}/{c.epochs}: loss {loss_sum / max(seen, 1):.4f} "
                            f"train {100 * train_acc:.2f}% test {100 * test_acc:.2f}%", file=sys.stderr)
+            if self.epoch == c.epochs and self.doctor.pending is not None:
+                # the run ends while a remedy is being measured: measure it on what followed
+                points = [h for h in self.history if h["kind"] == "batch" and h["layers"]]
+                self.doctor.conclude(points, self.doctor.examine(points))
+                self.remedies = [str(t) for t in self.doctor.trials]
             self._save(test_acc, train_acc)
-        if self.doctor.pending is not None:  # the run ended while a remedy was being measured
-            points = [h for h in self.history if h["kind"] == "batch" and h["layers"]]
-            self.doctor.conclude(points, self.doctor.examine(points))
-            self.remedies = [str(t) for t in self.doctor.trials]
         mon.enable(False)
         for _, layer in spiking_layers(self.model):
             layer.track_rate = False
