@@ -65,7 +65,8 @@ def main() -> None:
                 finite = res.test_accuracy == res.test_accuracy
                 row = {"threshold": th_name, "mode": mode, "seed": seed, "accuracy": res.test_accuracy,
                        "ratio_ag": ratio_ag, "diverged": not finite,
-                       "final_thresholds": [round(float(lay.threshold.detach()), 4) for _, lay in spiking_layers(model)]}
+                       "final_thresholds": [round(float(lay.threshold.detach()), 4)
+                                            for _, lay in spiking_layers(model)]}
                 rows.append(row)
                 print(f"{th_name:>15} {mode:>4} seed {seed}: accuracy {res.test_accuracy:.4f}, RatioAG "
                       f"{ratio_ag:.3f}, thresholds {row['final_thresholds']} ({res.seconds:.0f} s)", flush=True)

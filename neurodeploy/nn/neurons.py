@@ -4,8 +4,8 @@
 parametrisation (current and voltage decays as integers out of 4096), parametric LIF (learnable
 ``tau = 1/sigmoid(w)``), learnable thresholds (``V = softplus(theta)``), reset to zero or by
 subtraction (optionally detached), the three surrogate scale modes (absolute, relative, TrSG) and
-MP-Init (a per-layer running mean of the post-reset potential of neurons that fired, used as the
-initial potential).
+MP-Init (a per-layer running mean of the post-reset potential, over every element or over those that
+fired, used as the initial potential).
 
 When ``monitor`` is on, each forward pass leaves detached statistics in :attr:`SpikingNeuron.stats`
 for the firing-rate monitor (:mod:`neurodeploy.train.monitor`).
