@@ -194,7 +194,7 @@ def _adali_reference(x, lo, hi, left, right):
 
 @pytest.mark.parametrize("params", [{}, {"alpha": 0.3, "beta": 0.7, "delta_minus_init": 1.0},
                                     {"height": "constant", "alpha": 0.2, "beta": 0.9}])
-def test_adali_phi_and_both_backward_paths_match_the_piecewise_definition(params):
+def test_adali_phi_and_backward_paths_match_the_piecewise_definition(params):
     a = AdaLi(**params)
     a.set_epoch(3, 6)
     dm, dp = a.deltas()
@@ -214,14 +214,9 @@ def test_adali_phi_and_both_backward_paths_match_the_piecewise_definition(params
     grad_out = torch.randn(x.shape, generator=g, dtype=torch.float64)
     assert torch.equal(a.backward_in_support(grad_out, x, vt), grad_out * ref)
     assert torch.equal(a.backward(grad_out, x, vt), grad_out * ref)
-    # the autograd path on a tensor large enough to switch to the support path
-    big = (torch.rand(1 << 18, generator=g, dtype=torch.float64) - 0.5) * 40  # density ≈ 0.1
-    for _ in range(2):  # the first call measures the density, the second uses the support path
-        xx = big.clone().requires_grad_(True)
-        spike(xx, a, vt).sum().backward()
-        expected = _adali_reference(big[:2000], lo, hi, left, right)
-        assert torch.equal(xx.grad[:2000], expected)
-    assert a._last_density < 0.15
+    xx = x.clone().requires_grad_(True)
+    spike(xx, a, vt).backward(grad_out)  # the spike function's backward as training runs it
+    assert torch.equal(xx.grad, grad_out * ref)
 
 
 @pytest.mark.parametrize("name", ["rectangular", "triangle", "sigmoid", "fast_sigmoid", "atan", "softsign", "adali"])

@@ -214,11 +214,6 @@ class SoftSign(Surrogate):
 
 
 ADALI_SCHEDULES = ("log", "linear", "constant_initial", "constant_final")
-SUPPORT_PATH_MIN_ELEMENTS = 1 << 18
-SUPPORT_PATH_MAX_DENSITY = 0.15
-"""AdaLi's backward evaluates only inside its window on tensors of at least this many entries when
-the density it last saw lies below this fraction (crossover measured with
-``benchmarks/bench_adali_backward.py`` on CPU, torch 2.13)."""
 
 
 @dataclass
@@ -249,7 +244,6 @@ class AdaLi(Surrogate):
     total_epochs: int = field(default=1)
 
     def __post_init__(self):
-        self._last_density = 1.0  # density at the previous backward (not configuration)
         if self.schedule not in ADALI_SCHEDULES:
             raise ConfigError(
                 f"AdaLi schedule {self.schedule!r} is unknown; choose one of {', '.join(ADALI_SCHEDULES)}"
@@ -319,30 +313,16 @@ class AdaLi(Surrogate):
         # right·H + left·(1 - H): exact for H in {0, 1} (left + (right - left)·H would round)
         return inside.mul_((1 - right_side).mul_(left).add_(right_side.mul_(right)))
 
-    def backward(self, grad_out, x, v_th=None):
-        """``grad_out * phi(x)``, evaluated only inside the window when few entries lie there.
-
-        Finding the window's entries costs a pass over all of them plus an index; on CPU that pays
-        off against the dense float formula of :meth:`phi` only on large tensors with a low
-        computational density (``benchmarks/bench_adali_backward.py``). The choice follows the
-        density this surrogate saw at its previous backward; both paths give identical values.
-        """
-        n = x.numel()
-        scalar = v_th is None or v_th.numel() == 1
-        if scalar and n >= SUPPORT_PATH_MIN_ELEMENTS and self._last_density < SUPPORT_PATH_MAX_DENSITY:
-            return self.backward_in_support(grad_out, x, v_th)
-        phi = self.phi(x, v_th)
-        if n >= SUPPORT_PATH_MIN_ELEMENTS:
-            self._last_density = float(torch.count_nonzero(phi)) / n
-        return phi.mul_(grad_out)
-
     def backward_in_support(self, grad_out, x, v_th=None):
         """``grad_out * phi(x)`` computed only at the entries inside the window (scalar ``v_th``):
-        beyond locating those entries, the cost falls with the computational density."""
+        beyond locating those entries, the cost falls with the computational density.
+
+        Training does not use it: on CPU (torch 2.13) locating the entries costs more than the
+        dense float formula of :meth:`phi` saves, at every density down to about 2 %
+        (``benchmarks/bench_adali_backward.py``, ``docs/results.md``)."""
         lo, hi, _ = self._window(x, v_th)
         flat = x.reshape(-1)
         idx = ((flat >= lo) & (flat <= hi)).nonzero().squeeze(1)
-        self._last_density = idx.numel() / max(flat.numel(), 1)
         out = torch.zeros_like(grad_out).reshape(-1)
         if idx.numel():
             xs = flat.index_select(0, idx)
