@@ -13,7 +13,7 @@ from neurodeploy.nn.neurons import SpikingNeuron
 from neurodeploy.train.checkpoint import load_checkpoint
 from neurodeploy.train.config import TrainConfig
 from neurodeploy.train.doctor import REMEDIES, DeadNeuronDoctor, apply_remedy
-from neurodeploy.train.monitor import FiringRateMonitor
+from neurodeploy.train.monitor import FiringRateMonitor, even_sample
 from neurodeploy.train.trainer import train_model
 
 
@@ -189,3 +189,12 @@ def test_monitor_samples_a_layer_of_2_pow_25_elements():
         assert m[f"q{round(q * 100):02d}"] == pytest.approx(-1 + 4 * q, abs=2e-3)
     assert m["rate"] == pytest.approx(0.5, abs=1e-6)
     assert not math.isnan(m["p_above"])
+
+
+def test_even_sample_thins_to_the_torch_quantile_limit():
+    values = torch.arange(1 << 25, dtype=torch.float32)
+    sample = even_sample(values, 1 << 24)
+    assert sample.numel() == 1 << 24 and int(sample[-1]) == (1 << 25) - 2
+    assert torch.equal(sample[:3], torch.tensor([0.0, 2.0, 4.0]))  # every second entry, exactly
+    small = torch.arange(10.0)
+    assert even_sample(small, 16) is small

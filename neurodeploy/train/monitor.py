@@ -25,6 +25,8 @@ from torch import nn
 from neurodeploy.nn.neurons import spiking_layers
 
 QUANTILES = (0.01, 0.05, 0.5, 0.95, 0.99)
+QUANTILE_MAX_ELEMENTS = 1 << 24
+"""``torch.quantile`` refuses larger inputs; longer potential samples are thinned evenly first."""
 _ACCUMULATORS = ("elements", "spikes", "grad_alive", "in_support", "p_above", "batches", "last_active")
 
 
@@ -40,6 +42,16 @@ class _LayerWindow:
     batches: int = 0
     samples: list = field(default_factory=list)
     last_active: float = 0.0
+
+
+def even_sample(values: torch.Tensor, k: int) -> torch.Tensor:
+    """At most ``k`` entries of the flat tensor ``values``, evenly spaced (integer positions: a
+    float32 position rounds past the last index above 2^24 entries)."""
+    n = values.numel()
+    if n <= k:
+        return values
+    idx = torch.arange(k, device=values.device) * n // k
+    return values.reshape(-1)[idx]
 
 
 class FiringRateMonitor:
@@ -93,7 +105,7 @@ class FiringRateMonitor:
                 continue
             fired_any = torch.stack(list(w.spike_sums)).sum(0) > 0
             fired_all = torch.stack(list(w.fired_all)).amin(0) > 0
-            samples = torch.cat(w.samples)
+            samples = even_sample(torch.cat(w.samples), QUANTILE_MAX_ELEMENTS)
             qs = torch.quantile(samples.double(), torch.tensor(QUANTILES, dtype=torch.float64))
             out[name] = {
                 "neurons": float(fired_any.numel()),
