@@ -16,7 +16,7 @@ def _batch(rank: int) -> torch.Tensor:
 
 def _worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    layer = SpikingNeuron(model="lif", reset="subtract", mp_init=True).double().train()
+    layer = SpikingNeuron(model="lif", reset="subtract", mp_init=True, mp_init_mean="fired").double().train()
     layer(_batch(rank))
     if rank == 0:
         torch.save(layer.mp_mean.clone(), out_file)

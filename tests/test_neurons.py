@@ -92,10 +92,11 @@ def test_detached_reset_changes_only_gradients():
     assert not torch.allclose(grads[0], grads[1])
 
 
-def test_mp_init_running_mean_follows_its_definition():
+@pytest.mark.parametrize("mean", ["all", "fired"])
+def test_mp_init_running_mean_follows_its_definition(mean):
     torch.manual_seed(0)
     layer = SpikingNeuron(model="lif", form="decay_input", reset="subtract", mp_init=True,
-                          scale="threshold_robust").double()
+                          scale="threshold_robust", mp_init_mean=mean).double()
     layer.train()
     mu = 0.0
     for _ in range(4):
@@ -108,6 +109,8 @@ def test_mp_init_running_mean_follows_its_definition():
             s = (m > 1.0).double()
             u = m - s
             fired = torch.maximum(fired, s)
+        if mean == "all":
+            fired = torch.ones_like(u)
         batch_mean = float((fired * u).sum() / max(1.0, float(fired.sum())))
         mu = 0.9 * mu + 0.1 * batch_mean
         layer(x)

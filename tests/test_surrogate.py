@@ -182,3 +182,46 @@ def test_bad_surrogate_specs_raise_config_error(bad):
     with pytest.raises(ConfigError) as err:
         make_surrogate(bad)
     assert "\n" not in str(err.value)
+
+
+def _adali_reference(x, lo, hi, left, right):
+    """methods.md §5.2's table, element by element in Python (an independent statement)."""
+    out = []
+    for v in x.tolist():
+        out.append(left if lo <= v < 0 else right if 0 <= v <= hi else 0.0)
+    return torch.tensor(out, dtype=x.dtype)
+
+
+@pytest.mark.parametrize("params", [{}, {"alpha": 0.3, "beta": 0.7, "delta_minus_init": 1.0},
+                                    {"height": "constant", "alpha": 0.2, "beta": 0.9}])
+def test_adali_phi_and_backward_paths_match_the_piecewise_definition(params):
+    a = AdaLi(**params)
+    a.set_epoch(3, 6)
+    dm, dp = a.deltas()
+    v = 0.8
+    lo, hi = -dm * v, dp * v
+    if a.height == "range":
+        left, right = a.alpha / (dm * v), a.beta / (dp * v)
+    else:
+        left, right = a.alpha, a.beta
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(5000, generator=g, dtype=torch.float64) * 2,
+                   torch.tensor([lo, hi, 0.0, -0.0, math.nextafter(lo, -9), math.nextafter(hi, 9),
+                                 math.nextafter(0.0, -1)], dtype=torch.float64)])
+    vt = torch.tensor(v, dtype=torch.float64)
+    ref = _adali_reference(x, lo, hi, left, right)
+    assert torch.equal(a.phi(x, vt), ref)
+    grad_out = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    assert torch.equal(a.backward_in_support(grad_out, x, vt), grad_out * ref)
+    assert torch.equal(a.backward(grad_out, x, vt), grad_out * ref)
+    xx = x.clone().requires_grad_(True)
+    spike(xx, a, vt).backward(grad_out)  # the spike function's backward as training runs it
+    assert torch.equal(xx.grad, grad_out * ref)
+
+
+@pytest.mark.parametrize("name", ["rectangular", "triangle", "sigmoid", "fast_sigmoid", "atan", "softsign", "adali"])
+def test_widen_makes_the_live_window_wider_by_the_factor(name):
+    s = make_surrogate(name)
+    before = s.half_width()
+    s.widen(4.0)
+    assert s.half_width() == pytest.approx(4 * before, rel=1e-6)

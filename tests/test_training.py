@@ -12,7 +12,6 @@ from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 from neurodeploy.train.config import TrainConfig, load_run_config
-from neurodeploy.train.doctor import DeadNeuronDoctor
 from neurodeploy.train.trainer import Trainer, train_model
 
 
@@ -95,46 +94,6 @@ def test_resume_equals_uninterrupted_run(digits, tmp_path, monkeypatch):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert resumed.test_accuracy == full.test_accuracy
-
-
-def test_dead_configuration_is_flagged_in_first_epoch_and_remedy_trains(digits, tmp_path):
-    torch.manual_seed(0)
-    dead = train_model(build_model(_spec(threshold=20.0)), digits, TrainConfig(epochs=2, threads=1),
-                       tmp_path / "dead", progress=False)
-    flagged = [f for f in dead.findings if f["kind"] == "dead"]
-    assert flagged and all(f["epoch"] == 1 for f in flagged)
-    assert {f["layer"] for f in flagged} == {"stages.2", "stages.4"}
-    early = next(f for f in flagged if f["layer"] == "stages.2")
-    assert "input scaling" in early["cause"]
-    late = next(f for f in flagged if f["layer"] == "stages.4")
-    assert "threshold" in late["cause"]
-    assert dead.test_accuracy < 0.2
-
-    torch.manual_seed(0)
-    cured = train_model(build_model(_spec(threshold=20.0)), digits,
-                        TrainConfig(epochs=8, threads=1, auto_remedy=True), tmp_path / "cured",
-                        progress=False)
-    assert cured.remedies and cured.test_accuracy >= 0.85
-    # the remedies live in the checkpoint's spec: a rebuilt model is the trained one
-    model = load_checkpoint(cured.checkpoint).build()
-    acc = (model(digits.x_test).argmax(1) == digits.y_test).float().mean().item()
-    assert acc == pytest.approx(cured.test_accuracy)
-
-
-def _hist(rates):
-    return [{"step": i, "epoch": 1, "layers": {"l": {
-        "rate": r, "dead": 0.0, "grad_dead": 0.2, "saturated": 0.0, "q99": 2.0}}}
-        for i, r in enumerate(rates)]
-
-
-def test_doctor_tells_collapse_from_stable_sparsity():
-    doc = DeadNeuronDoctor(["l"])
-    collapsing = _hist([0.09, 0.06, 0.04, 0.025, 0.015])
-    stable = _hist([0.03, 0.024, 0.027, 0.025, 0.026])
-    levelling = _hist([0.22, 0.2, 0.19, 0.185, 0.18])
-    assert [f.kind for f in doc.examine(collapsing)] == ["collapsing"]
-    assert doc.examine(stable) == []
-    assert doc.examine(levelling) == []
 
 
 def test_checkpoint_errors(tmp_path):

@@ -4,8 +4,8 @@
 parametrisation (current and voltage decays as integers out of 4096), parametric LIF (learnable
 ``tau = 1/sigmoid(w)``), learnable thresholds (``V = softplus(theta)``), reset to zero or by
 subtraction (optionally detached), the three surrogate scale modes (absolute, relative, TrSG) and
-MP-Init (a per-layer running mean of the post-reset potential of neurons that fired, used as the
-initial potential).
+MP-Init (a per-layer running mean of the post-reset potential, over every element or over those that
+fired, used as the initial potential).
 
 When ``monitor`` is on, each forward pass leaves detached statistics in :attr:`SpikingNeuron.stats`
 for the firing-rate monitor (:mod:`neurodeploy.train.monitor`).
@@ -27,6 +27,7 @@ from neurodeploy.nn.surrogate import SCALE_MODES, Surrogate, make_surrogate, thr
 
 NEURON_MODELS = ("lif", "if", "cuba", "plif")
 MP_INIT_MOMENTUM = 0.1
+MP_INIT_MEANS = ("all", "fired")
 POTENTIAL_SAMPLE = 4096
 """Number of pre-spike potentials sampled per forward pass for quantile statistics."""
 
@@ -48,6 +49,10 @@ class NeuronConfig:
         surrogate: surrogate name or table (see :func:`make_surrogate`).
         scale: surrogate scale mode: ``"absolute"``, ``"relative"`` or ``"threshold_robust"`` (TrSG).
         mp_init: use MP-Init (initial potential from the running mean of post-reset potentials).
+        mp_init_mean: which elements the running mean averages: ``"all"`` (every sample and neuron:
+            the estimate of the stationary mean E_pi[U] that MP-Init's argument calls for,
+            methods.md §3.2, and the value imposed on every neuron) or ``"fired"`` (only those that
+            spiked during the window, as the authors' released code does).
     """
 
     model: str = "lif"
@@ -62,6 +67,7 @@ class NeuronConfig:
     surrogate: Any = field(default_factory=lambda: {"name": "atan", "alpha": 2.0})
     scale: str = "absolute"
     mp_init: bool = False
+    mp_init_mean: str = "all"
 
     def __post_init__(self):
         if self.model not in NEURON_MODELS:
@@ -70,6 +76,9 @@ class NeuronConfig:
             raise ConfigError(f"unknown LIF form {self.form!r}; choose one of {', '.join(F.LIF_FORMS)}")
         if self.reset not in F.RESET_MODES:
             raise ConfigError(f"unknown reset mode {self.reset!r}; choose one of {', '.join(F.RESET_MODES)}")
+        if self.mp_init_mean not in MP_INIT_MEANS:
+            raise ConfigError(f"unknown MP-Init mean {self.mp_init_mean!r}; choose one of "
+                              f"{', '.join(MP_INIT_MEANS)}")
         if self.scale not in SCALE_MODES:
             raise ConfigError(f"unknown surrogate scale {self.scale!r}; choose one of {', '.join(SCALE_MODES)}")
         if not _is_number(self.threshold) or self.threshold <= 0:
@@ -185,8 +194,14 @@ class SpikingNeuron(nn.Module):
     # ------------------------------------------------------------------ MP-Init
     @torch.no_grad()
     def _update_mp_init(self, spikes: torch.Tensor, u_last: torch.Tensor) -> None:
-        fired = spikes.amax(dim=0)  # OR over time, [B, *shape]
-        total = torch.stack([(fired * u_last).sum(), fired.sum()]).double()
+        """EMA of the mean post-reset potential ``u_last`` after the last step (methods.md §3.3),
+        over every element (``mp_init_mean="all"``) or over those that spiked during the window
+        (``"fired"``: the OR of ``spikes`` over time)."""
+        if self.config.mp_init_mean == "fired":
+            weight = spikes.amax(dim=0)  # OR over time, [B, *shape]
+        else:
+            weight = torch.ones_like(u_last)
+        total = torch.stack([(weight * u_last).sum(), weight.sum()]).double()
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(total)
         m = total[0] / torch.clamp(total[1], min=1.0)
@@ -203,7 +218,8 @@ class SpikingNeuron(nn.Module):
         vth_arg = v_th if self.config.scale == "absolute" else None
         flat_m = m.flatten()
         if flat_m.numel() > POTENTIAL_SAMPLE:
-            idx = torch.linspace(0, flat_m.numel() - 1, POTENTIAL_SAMPLE, device=m.device).long()
+            # integer arithmetic: a float32 linspace rounds past the last index above 2^24 entries
+            idx = torch.arange(POTENTIAL_SAMPLE, device=m.device) * flat_m.numel() // POTENTIAL_SAMPLE
             sample = flat_m[idx]
         else:
             sample = flat_m

@@ -54,8 +54,7 @@ class _SpikeFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, v_th = ctx.saved_tensors
-        phi = ctx.surrogate.phi(x, v_th if ctx.has_vth else None)
-        return grad_out * phi, None, None
+        return ctx.surrogate.backward(grad_out, x, v_th if ctx.has_vth else None), None, None
 
 
 def spike(x: torch.Tensor, surrogate: Surrogate, v_th: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,14 +74,49 @@ class Surrogate:
 
     name: ClassVar[str] = ""
     infinite_support: ClassVar[bool] = False
+    sharpness: ClassVar[str] = "alpha"
+    """The parameter that narrows the window as it grows (used by :meth:`widen`)."""
 
     def phi(self, x: torch.Tensor, v_th: torch.Tensor | None = None) -> torch.Tensor:
         """Surrogate derivative at ``x`` (same shape and dtype as ``x``)."""
         raise NotImplementedError
 
+    def backward(self, grad_out: torch.Tensor, x: torch.Tensor,
+                 v_th: torch.Tensor | None = None) -> torch.Tensor:
+        """``grad_out * phi(x)``: the gradient with respect to ``x`` (finite-support surrogates may
+        evaluate ``phi`` only inside their support; the result is the same)."""
+        return grad_out * self.phi(x, v_th)
+
     def peak(self) -> float:
         """Maximum of ``phi`` over ``x`` (used by the gradient-dead rule)."""
         return float(self.phi(torch.zeros(1, dtype=torch.float64)).item())
+
+    def widen(self, factor: float) -> str:
+        """Make the window ``factor`` times wider; returns a description of the change.
+
+        By default the sharpness parameter named by ``sharpness`` is divided by ``factor``."""
+        old = getattr(self, self.sharpness)
+        setattr(self, self.sharpness, old / factor)
+        return f"{self.name} {self.sharpness} {old:g} → {old / factor:g}"
+
+    def half_width(self, v_th: float = 1.0) -> float:
+        """Distance from the threshold (in ``x`` units) beyond which the gradient counts as dead
+        (``phi < 1e-3 * peak``, methods.md §1): the larger of the two sides, found by bisection."""
+        peak = self.peak()
+        vt = torch.tensor(float(v_th), dtype=torch.float64)
+        widest = 0.0
+        for sign in (-1.0, 1.0):
+            lo, hi = 0.0, 1.0
+            while self.phi(torch.tensor([sign * hi], dtype=torch.float64), vt).item() >= GRAD_EPS * peak:
+                lo, hi = hi, 2 * hi
+                if hi > 1e9:
+                    break
+            for _ in range(60):
+                mid = (lo + hi) / 2
+                alive = self.phi(torch.tensor([sign * mid], dtype=torch.float64), vt).item() >= GRAD_EPS * peak
+                lo, hi = (mid, hi) if alive else (lo, mid)
+            widest = max(widest, lo)
+        return widest
 
     def in_support(self, x: torch.Tensor, v_th: torch.Tensor | None = None) -> torch.Tensor:
         """Boolean mask of entries where ``phi`` is non-zero by definition."""
@@ -111,6 +145,11 @@ class Rectangular(Surrogate):
 
     def phi(self, x, v_th=None):
         return (x.abs() < self.width / 2).to(x.dtype) / self.width
+
+    def widen(self, factor):
+        old = self.width
+        self.width = old * factor
+        return f"rectangular width {old:g} → {self.width:g}"
 
 
 @dataclass
@@ -143,6 +182,7 @@ class FastSigmoid(Surrogate):
 
     name: ClassVar[str] = "fast_sigmoid"
     infinite_support: ClassVar[bool] = True
+    sharpness: ClassVar[str] = "k"
     k: float = 10.0
 
     def phi(self, x, v_th=None):
@@ -252,17 +292,49 @@ class AdaLi(Surrogate):
         lo, hi = -dm * scale, dp * scale
         return lo, hi, scale
 
-    def phi(self, x, v_th=None):
+    def _heights(self, scale):
         dm, dp = self.deltas()
-        lo, hi, scale = self._window(x, v_th)
         if self.height == "range":
-            left, right = self.alpha / (dm * scale), self.beta / (dp * scale)
-        else:
-            left = torch.full_like(x, self.alpha)
-            right = torch.full_like(x, self.beta)
-        zero = torch.zeros_like(x)
-        return torch.where((x >= lo) & (x < 0), left * torch.ones_like(x),
-                           torch.where((x >= 0) & (x <= hi), right * torch.ones_like(x), zero))
+            return self.alpha / (dm * scale), self.beta / (dp * scale), self.alpha / dm == self.beta / dp
+        return self.alpha, self.beta, self.alpha == self.beta
+
+    def phi(self, x, v_th=None):
+        # Float arithmetic only (no boolean tensors, no select): on CPU this is several times
+        # cheaper than comparisons + torch.where. For finite floats the sign of ``x - lo`` is the
+        # sign of the exact difference, so the closed window [lo, hi] and the side test x >= 0 are
+        # exact. inside = 1 on [lo, hi]: sign(x - lo) + sign(hi - x) is 2 inside, 1 on an edge and
+        # 0 outside.
+        lo, hi, scale = self._window(x, v_th)
+        left, right, equal = self._heights(scale)
+        inside = torch.sign(x - lo).add_(torch.sign(hi - x)).clamp_(0, 1)
+        if equal:
+            return inside.mul_(left)
+        right_side = torch.sign(x).add_(1).clamp_(max=1)  # 1 for x >= 0, 0 for x < 0
+        # right·H + left·(1 - H): exact for H in {0, 1} (left + (right - left)·H would round)
+        return inside.mul_((1 - right_side).mul_(left).add_(right_side.mul_(right)))
+
+    def backward_in_support(self, grad_out, x, v_th=None):
+        """``grad_out * phi(x)`` computed only at the entries inside the window (scalar ``v_th``):
+        beyond locating those entries, the cost falls with the computational density.
+
+        Training does not use it: on CPU (torch 2.13) locating the entries costs more than the
+        dense float formula of :meth:`phi` saves, at every density down to about 2 %
+        (``benchmarks/bench_adali_backward.py``, ``docs/results.md``)."""
+        lo, hi, _ = self._window(x, v_th)
+        flat = x.reshape(-1)
+        idx = ((flat >= lo) & (flat <= hi)).nonzero().squeeze(1)
+        out = torch.zeros_like(grad_out).reshape(-1)
+        if idx.numel():
+            xs = flat.index_select(0, idx)
+            out.index_copy_(0, idx, grad_out.reshape(-1).index_select(0, idx) * self.phi(xs, v_th))
+        return out.view_as(grad_out)
+
+    def widen(self, factor):
+        old = self.delta_minus_init, self.delta_plus_init
+        self.delta_minus_init *= factor
+        self.delta_plus_init *= factor
+        return (f"AdaLi initial half-widths {old[0]:g}/{old[1]:g} → "
+                f"{self.delta_minus_init:g}/{self.delta_plus_init:g}")
 
     def peak(self) -> float:
         dm, dp = self.deltas()

@@ -33,7 +33,7 @@ class TrainConfig:
         monitor_window: batches over which the dead/saturated fractions are measured.
         doctor: run the dead-neuron doctor at every logging point.
         auto_remedy: let the doctor apply its remedies when it finds dead or collapsing layers.
-        max_remedies: how many times the doctor may intervene in one run.
+        max_remedies: how many remedies (one at a time) the doctor may apply in one run.
         activity_regulariser: switch the lower-bound activity regulariser on from the start.
         theta_low: its lower bound on each neuron's rate (spikes/step); ``lambda_low`` its weight.
     """
@@ -51,7 +51,7 @@ class TrainConfig:
     monitor_window: int = 20
     doctor: bool = True
     auto_remedy: bool = False
-    max_remedies: int = 3
+    max_remedies: int = 6
     activity_regulariser: bool = False
     theta_low: float = 0.02
     lambda_low: float = 1.0

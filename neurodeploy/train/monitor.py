@@ -25,6 +25,9 @@ from torch import nn
 from neurodeploy.nn.neurons import spiking_layers
 
 QUANTILES = (0.01, 0.05, 0.5, 0.95, 0.99)
+QUANTILE_MAX_ELEMENTS = 1 << 24
+"""``torch.quantile`` refuses larger inputs; longer potential samples are thinned evenly first."""
+_ACCUMULATORS = ("elements", "spikes", "grad_alive", "in_support", "p_above", "batches", "last_active")
 
 
 @dataclass
@@ -39,6 +42,16 @@ class _LayerWindow:
     batches: int = 0
     samples: list = field(default_factory=list)
     last_active: float = 0.0
+
+
+def even_sample(values: torch.Tensor, k: int) -> torch.Tensor:
+    """At most ``k`` entries of the flat tensor ``values``, evenly spaced (integer positions: a
+    float32 position rounds past the last index above 2^24 entries)."""
+    n = values.numel()
+    if n <= k:
+        return values
+    idx = torch.arange(k, device=values.device) * n // k
+    return values.reshape(-1)[idx]
 
 
 class FiringRateMonitor:
@@ -92,7 +105,7 @@ class FiringRateMonitor:
                 continue
             fired_any = torch.stack(list(w.spike_sums)).sum(0) > 0
             fired_all = torch.stack(list(w.fired_all)).amin(0) > 0
-            samples = torch.cat(w.samples)
+            samples = even_sample(torch.cat(w.samples), QUANTILE_MAX_ELEMENTS)
             qs = torch.quantile(samples.double(), torch.tensor(QUANTILES, dtype=torch.float64))
             out[name] = {
                 "neurons": float(fired_any.numel()),
@@ -109,6 +122,32 @@ class FiringRateMonitor:
             w.batches = 0
             w.samples = []
         return out
+
+    def state_dict(self) -> dict[str, dict]:
+        """The windows and accumulators of every layer (plain tensors, lists and floats), so that a
+        resumed run logs exactly the points an uninterrupted one does."""
+        out = {}
+        for name, w in self._win.items():
+            out[name] = {
+                "spike_sums": [t.clone() for t in w.spike_sums],
+                "fired_all": [t.clone() for t in w.fired_all],
+                "samples": [t.clone() for t in w.samples],
+                **{k: getattr(w, k) for k in _ACCUMULATORS},
+            }
+        return {"window": self.window, "layers": out}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; layers the state does not name start empty."""
+        layers = state.get("layers", {})
+        for name, w in self._win.items():
+            st = layers.get(name)
+            if st is None:
+                continue
+            w.spike_sums = deque(st["spike_sums"])
+            w.fired_all = deque(st["fired_all"])
+            w.samples = list(st["samples"])
+            for k in _ACCUMULATORS:
+                setattr(w, k, type(getattr(w, k))(st[k]))
 
     def reset_window(self) -> None:
         """Forget the dead/saturated window (e.g. after a remedy changed the network)."""

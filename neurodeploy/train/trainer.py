@@ -31,7 +31,7 @@ from neurodeploy.nn.neurons import set_epoch, spiking_layers
 from neurodeploy.nn.surrogate import AdaLi
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 from neurodeploy.train.config import TrainConfig
-from neurodeploy.train.doctor import DeadNeuronDoctor, Finding, apply_remedies, init_scale_check
+from neurodeploy.train.doctor import DeadNeuronDoctor, Finding, init_scale_check
 from neurodeploy.train.monitor import FiringRateMonitor
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -50,6 +50,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     remedies: list[str] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _epoch_generator(seed: int, epoch: int, salt: int) -> torch.Generator:
@@ -117,7 +118,11 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.layer_names = [n for n, _ in spiking_layers(model)]
-        self.doctor = DeadNeuronDoctor(self.layer_names)
+        batches = -(-len(dataset.x_train) // config.batch_size)
+        self.doctor = DeadNeuronDoctor(self.layer_names,
+                                       run_points=-(-config.epochs * batches // config.log_every))
+        self.monitor: FiringRateMonitor | None = None
+        self._monitor_state: dict[str, Any] | None = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -142,6 +147,8 @@ class Trainer:
             "findings": [f.to_dict() for f in self.findings],
             "remedies": self.remedies,
             "regulariser_on": self.regulariser_on,
+            "doctor": self.doctor.state_dict(),
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
         }
         meta = {"dataset": self.data.name, "split": getattr(self.data, "split", ""),
                 "test_accuracy": test_acc, "train_accuracy": train_acc}
@@ -178,6 +185,10 @@ class Trainer:
         self.remedies = list(tr.get("remedies", []))
         self.regulariser_on = bool(tr.get("regulariser_on", self.regulariser_on))
         self.layer_names = [n for n, _ in spiking_layers(self.model)]
+        self.doctor.layer_names = list(self.layer_names)
+        if tr.get("doctor"):
+            self.doctor.load_state_dict(tr["doctor"])
+        self._monitor_state = tr.get("monitor")
 
     # ------------------------------------------------------------------ training
     def _regulariser(self) -> torch.Tensor:
@@ -197,21 +208,32 @@ class Trainer:
     def _consult_doctor(self, mon: FiringRateMonitor) -> None:
         batch_points = [h for h in self.history if h["kind"] == "batch" and h["layers"]]
         found = self.doctor.examine(batch_points)
-        serious = [f for f in found if f.kind in ("dead", "collapsing", "gradient_dead")]
         new = [f for f in found if (f.layer, f.kind) not in {(g.layer, g.kind) for g in self.findings}]
         self.findings.extend(new)
         for f in new:
             if self.progress:
                 tqdm.write(f"doctor: {f}", file=sys.stderr)
-        n_interventions = sum(1 for r in self.remedies if r.startswith("round"))
-        if serious and self.config.auto_remedy and n_interventions < self.config.max_remedies:
-            applied = apply_remedies(self.model, serious, batch_points[-1]["layers"])
-            self.remedies.append(f"round {n_interventions + 1} at step {self.step}")
-            self.remedies.extend(applied)
-            if any("regulariser" in a for a in applied):
+        if not self.config.auto_remedy or not batch_points:
+            return
+        # a layer found silent before training counts as sick while it is still silent
+        last = batch_points[-1]["layers"]
+        silent = [f for f in self.findings if f.kind == "init_silent" and f.layer in last
+                  and last[f.layer]["dead"] > self.doctor.config.dead_alarm]
+        measured, started = self.doctor.treat(self.model, batch_points, found + silent,
+                                              self.config.max_remedies)
+        for trial in (measured, started):
+            if trial is not None and self.progress:
+                tqdm.write(f"remedy: {trial}", file=sys.stderr)
+        if started is not None:
+            if started.remedy == "activity_regulariser":
                 self.regulariser_on = True
             self._record_overrides()
             mon.reset_window()
+            # the optimizer's running moments were gathered under the old gradient scale (a
+            # surrogate 100× taller, a silent layer): start them afresh, as for a new run
+            self.optimizer.state.clear()
+        self.remedies = [str(t) for t in self.doctor.trials] + \
+            ([str(self.doctor.pending)] if self.doctor.pending else [])
 
     def _record_overrides(self) -> None:
         """Write changed per-layer neuron settings into the spec, so checkpoints rebuild them."""
@@ -249,6 +271,9 @@ class Trainer:
         # AdaLi automatic initial bounds from the potential distribution
         self._calibrate_adali(x[: c.batch_size])
         mon = FiringRateMonitor(self.model, window=c.monitor_window)
+        if self._monitor_state:
+            mon.load_state_dict(self._monitor_state)
+        self.monitor = mon
         test_acc = train_acc = 0.0
         for epoch in range(self.epoch, c.epochs):
             set_epoch(self.model, epoch + 1, c.epochs)
@@ -292,6 +317,11 @@ class Trainer:
             if self.progress:
                 tqdm.write(f"epoch {self.epoch}/{c.epochs}: loss {loss_sum / max(seen, 1):.4f} "
                            f"train {100 * train_acc:.2f}% test {100 * test_acc:.2f}%", file=sys.stderr)
+            if self.epoch == c.epochs and self.doctor.pending is not None:
+                # the run ends while a remedy is being measured: measure it on what followed
+                points = [h for h in self.history if h["kind"] == "batch" and h["layers"]]
+                self.doctor.conclude(points, self.doctor.examine(points))
+                self.remedies = [str(t) for t in self.doctor.trials]
             self._save(test_acc, train_acc)
         mon.enable(False)
         for _, layer in spiking_layers(self.model):
@@ -303,7 +333,8 @@ class Trainer:
         return TrainResult(self.checkpoint_path, last.get("test_accuracy", test_acc),
                            last.get("train_accuracy", train_acc), self.epoch,
                            time.perf_counter() - start, self.history,
-                           [f.to_dict() for f in self.findings], self.remedies)
+                           [f.to_dict() for f in self.findings], self.remedies,
+                           [t.to_dict() for t in self.doctor.trials])
 
     def _density(self) -> dict[str, float]:
         """Computational density of the epoch's last logging point, per layer."""
