@@ -151,7 +151,7 @@ def check_outputs(inputs: Iterable[str | os.PathLike | None], outputs: Iterable[
             found = sniff_kind(out.path)
         except OSError:
             continue
-        if found is not None and found != out.kind:
+        if found is not None and found != out.kind and not (out.kind == "text" and found == "json"):
             raise OutputError(f"{out.path} exists and holds a {KIND_NAMES.get(found, found)} file, not the "
                               f"{out.what} ({KIND_NAMES.get(out.kind, out.kind)}); pass --force to replace it "
                               "or choose another output path")

@@ -19,6 +19,7 @@ from typing import Any
 from neurodeploy.atomic import write_json
 from neurodeploy.errors import ConfigError
 from neurodeploy.models import SpikingNet
+from neurodeploy.outputs import Output, side_path
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig, config_dict, finetune
 from neurodeploy.sim.deploy import CALIBRATION_SAMPLES, Deployment, deploy_model
@@ -90,13 +91,21 @@ def finetune_model(model: SpikingNet, profile: str, dataset: Any, constraints: C
                           time.perf_counter() - start)
 
 
+def quantized_outputs(path: str | Path) -> list[Output]:
+    """The files :func:`save_quantized` writes: the checkpoint and its deployment graph beside it
+    (``q.pt`` → ``q.npz``; ``q.npz`` → ``q.graph.npz``, never the checkpoint itself)."""
+    return [Output.of(path, "torch", "quantized checkpoint"),
+            Output.of(side_path(path, ".npz"), "npz", "deployment graph")]
+
+
 def save_quantized(model: SpikingNet, path: str | Path, dep: Deployment, constraints: Constraints,
                    scales: list[float], meta: dict[str, Any] | None = None, **extra: Any) -> Path:
-    """Write a quantized/fine-tuned checkpoint and its deployment graph (``.npz`` beside it)."""
+    """Write a quantized/fine-tuned checkpoint and its deployment graph (see :func:`quantized_outputs`)."""
     m = dict(meta or {})
     m.update(_quant_meta(dep, constraints, scales, deployed_accuracy=dep.accuracy, **extra))
-    out = Checkpoint.from_model(model, meta=m).save(path)
-    dep.graph.save(Path(path).with_suffix(".npz"))
+    ck_out, graph_out = quantized_outputs(path)
+    out = Checkpoint.from_model(model, meta=m).save(ck_out.path)
+    dep.graph.save(graph_out.path)
     return out
 
 
