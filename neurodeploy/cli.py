@@ -255,6 +255,8 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
     model = build_model(cfg.model)
     click.echo(f"training {cfg.model.arch} on {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} "
                f"test; {ds.split}) → {out}", err=True)
+    if resume and not (out / "checkpoint.pt").exists():
+        click.echo(f"note: {out} holds no checkpoint yet (no epoch had finished); starting fresh", err=True)
     result = Trainer(model, ds, cfg.train, out, progress=progress).fit(resume=resume)
     for f in result.findings:
         click.echo(f"doctor: {f['layer']} ({f['kind']}): {f['message']}; likely cause: {f['cause']}",
@@ -633,7 +635,7 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate, force)
 def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
     """The main job: train on the embedded default (or a config), inspect, simulate on a chip
     profile, and report."""
-    from neurodeploy.pipeline import default_run_config, run_pipeline
+    from neurodeploy.pipeline import default_run_config, run_pipeline, stored_run_config
     from neurodeploy.train.config import load_run_config
 
     _check_common(epochs=epochs)
@@ -642,7 +644,8 @@ def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
     check_outputs([config_path], [Output.of(out / "train" / "checkpoint.pt", "torch", "checkpoint"),
                                   Output.of(out / "report.json", "json", "report"),
                                   Output.of(out / "report.md", "text", "report")])
-    cfg = load_run_config(config_path) if config_path else default_run_config()
+    stored = stored_run_config(out) if resume and not config_path else None
+    cfg = load_run_config(config_path) if config_path else stored or default_run_config()
     if epochs is not None:
         cfg.train.epochs = epochs
     if not resume and (out / "train" / "checkpoint.pt").exists():
