@@ -88,10 +88,14 @@ def _check_number(value: Any, option: str, lo: float | None = None, hi: float | 
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{option} must be a finite number, got {value}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s = "" if lo is None else f"{lo:g}"
-        hi_s = "" if hi is None else f"{hi:g}"
+        lo_s = "" if lo is None else _num(lo)
+        hi_s = "" if hi is None else _num(hi)
         rng = f"at least {lo_s}" if hi is None else f"at most {hi_s}" if lo is None else f"in {lo_s}..{hi_s}"
-        raise ConfigError(f"{option} must be {rng}{'; ' + why if why else ''}, got {value:g}")
+        raise ConfigError(f"{option} must be {rng}{'; ' + why if why else ''}, got {_num(value)}")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
 def _check_common(*, lr=None, seed=None, limit=None, epochs=None, batch_size=None, steps=None,
@@ -463,9 +467,9 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
     from neurodeploy.train.checkpoint import load_checkpoint
     from neurodeploy.workflows import finetune_model, quantized_outputs, save_quantized
 
+    c = _constraints(weight_bits, jitter, max_steps, state_bits)
     _check_common(lr=lr, seed=seed, epochs=epochs, batch_size=batch_size, steps=max_steps,
                   steps_option="--max-steps")
-    c = _constraints(weight_bits, jitter, max_steps, state_bits)
     cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     check_outputs([checkpoint], quantized_outputs(out_path), force=force)
     ck = load_checkpoint(checkpoint)
