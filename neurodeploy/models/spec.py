@@ -17,9 +17,10 @@ ARCHITECTURES = ("mlp", "convnet", "vgg")
 READOUTS = ("mean", "spike_count")
 POOLS = ("avg", "max", "none")
 
-#: Pixels as 8-bit graded input: exact for 8-bit images, and what every profile with graded spikes
-#: accepts (float input has no integer form on any chip), so the default network deploys.
-DEFAULT_ENCODING = {"kind": "direct", "bits": 8}
+#: Rate-coded binary spikes: every Loihi profile takes them (float input has no integer form on any
+#: chip, graded input needs Loihi 2 and a netx reader told its bit width), so the default network
+#: simulates on every loihi-family profile and exports to netx as it is.
+DEFAULT_ENCODING = {"kind": "rate"}
 
 DEFAULT_HIDDEN = {"mlp": [128, 128], "convnet": [16, 32], "vgg": [16, 16, "P", 32, 32, "P"]}
 
@@ -42,7 +43,7 @@ class ModelSpec:
         bias: give linear/conv layers a bias.
         steps: number of time steps ``T`` per sample.
         encoding: input encoding (see :class:`~neurodeploy.nn.encoding.Encoding`); default
-            :data:`DEFAULT_ENCODING`, 8-bit graded input.
+            :data:`DEFAULT_ENCODING`, rate-coded binary spikes.
         neuron: dynamics of every hidden spiking layer (see :class:`NeuronConfig`).
         readout: ``"mean"`` (time-averaged output currents, i.e. the potential of a non-leaky
             integrator divided by ``T``) or ``"spike_count"`` (spiking output layer, spike counts).
