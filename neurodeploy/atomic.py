@@ -11,10 +11,13 @@ left untouched.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
+import gc
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +70,46 @@ def environment_error(exc: BaseException, dest: Path) -> OutputError | None:
     return None
 
 
+# While an atomic_group() is open, finished files wait here as (temporary, destination) pairs.
+_GROUP: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("atomic_group",
+                                                                                    default=None)
+
+
+@contextlib.contextmanager
+def atomic_group() -> Iterator[None]:
+    """Write several files as one: every :func:`atomic_path` inside the block keeps its finished
+    temporary file, and all are renamed into place only when the whole block succeeds; on any
+    exception every temporary file is removed and no destination changes."""
+    if _GROUP.get() is not None:  # nested: the outer group decides
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _GROUP.set(pending)
+    try:
+        yield
+    except BaseException:
+        _GROUP.reset(token)
+        for tmp, _ in pending:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    _GROUP.reset(token)
+    for tmp, dest in pending:
+        os.replace(tmp, dest)
+
+
+@contextlib.contextmanager
+def _quiet_unraisable(errors: list[Any]) -> Iterator[None]:
+    """Collect instead of print the 'Exception ignored in ...' reports of objects whose finaliser
+    fails (h5py files closed on a full disk report each failed flush that way)."""
+    old = sys.unraisablehook
+    sys.unraisablehook = errors.append
+    try:
+        yield
+    finally:
+        sys.unraisablehook = old
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path`` atomically.
@@ -88,17 +131,32 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             raise
         raise err from None
     tmp_path = Path(tmp)
+    unraisable: list[Any] = []
     try:
-        yield tmp_path
+        with _quiet_unraisable(unraisable):
+            yield tmp_path
+            gc.collect()  # finalisers of the writer's objects run now, while their reports are collected
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, file_mode())
-        os.replace(tmp_path, dest)
+        failed = [u for u in unraisable
+                  if u.exc_value is not None and environment_error(u.exc_value, dest) is not None]
+        if failed:  # a finaliser failed to write: the file is not complete
+            raise failed[0].exc_value
+        for u in unraisable:  # unrelated reports: shown as they would have been
+            sys.unraisablehook(u)
+        group = _GROUP.get()
+        if group is None:
+            os.replace(tmp_path, dest)
+        else:
+            group.append((tmp_path, dest))
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         err = None if isinstance(exc, NeurodeployError) else environment_error(exc, dest)
         if err is None:
+            for u in unraisable:  # not an environment failure: show what was held back
+                sys.unraisablehook(u)
             raise
         raise err from None
 

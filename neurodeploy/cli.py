@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from neurodeploy import __version__
+from neurodeploy.atomic import atomic_group
 from neurodeploy.errors import ConfigError, NeurodeployError, ResourceError
 from neurodeploy.outputs import Output, check_output_folder, check_outputs, side_path
 
@@ -45,6 +46,10 @@ def guarded(fn):
             raise
         except click.ClickException:
             raise
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
         except MemoryError:
             _fail("not enough memory for this request; use a smaller model, fewer samples (--limit) or a "
                   "smaller --batch-size, or free memory", 2)
@@ -154,7 +159,29 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """A command group whose usage errors (unknown option, missing argument, bad choice) are one line
+    ``error: ...`` with exit status 2, like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _fail(" ".join(exc.format_message().split()) + hint, exc.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            _fail("aborted", 130)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="neurodeploy")
 def main() -> None:
     """Train spiking networks, fit them to neuromorphic chips, and predict on-chip accuracy."""
@@ -295,8 +322,9 @@ def inspect(checkpoint, dataset, data_root, limit, out_dir, force):
                                  Output.of(out / "activity.png", "png", "activity plot")], force=force)
     ds = checkpoint_dataset(load_checkpoint(checkpoint), dataset, data_root)
     insp = inspect_checkpoint(checkpoint, ds, limit=limit)
-    write_json(out / "inspect.json", insp.to_dict())
-    plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{Path(checkpoint).name}")
+    with atomic_group():  # both files or neither
+        write_json(out / "inspect.json", insp.to_dict())
+        plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{Path(checkpoint).name}")
     click.echo(insp.table())
     click.echo(f"wrote {out / 'inspect.json'} and {out / 'activity.png'}", err=True)
 
@@ -416,9 +444,10 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
         c = _constraints(**{**c.to_dict(), **given})
     dep = deploy_model(ck.build(), profile_name or "loihi2", ds, constraints=c, scales=scales, limit=limit,
                        seed=seed, progress=progress)
-    write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
-                     "constraints": c.to_dict(), **dep.to_dict()})
-    dep.graph.save(graph_path)
+    with atomic_group():  # both files or neither
+        write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
+                         "constraints": c.to_dict(), **dep.to_dict()})
+        dep.graph.save(graph_path)
     click.echo(dep.table())
     click.echo(f"wrote {out} and {graph_path}", err=True)
 
@@ -524,8 +553,9 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
     for v in j:
         _check_jitter(v, ck.spec.steps)
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
-    report = run_sweep(ck.build(), profile_name, ds, weight_bits=b, jitter=j, max_steps=st, config=cfg,
-                       out_dir=out_dir, progress=progress, log=lambda m: click.echo(m, err=True))
+    with atomic_group():  # sweep.json and sweep.png together or neither
+        report = run_sweep(ck.build(), profile_name, ds, weight_bits=b, jitter=j, max_steps=st, config=cfg,
+                           out_dir=out_dir, progress=progress, log=lambda m: click.echo(m, err=True))
     click.echo(f"float {100 * report['float_accuracy']:.2f}%, quantized {100 * report['ptq_accuracy']:.2f}% "
                f"on {report['profile']}")
     for p in report["points"]:
@@ -540,7 +570,7 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 @click.option("--format", "fmt", type=click.Choice(["nir", "lava", "onnx"]), required=True,
               help="nir: NIR graph of the float network; lava: Lava netx HDF5 (.net) of the deployed integer "
                    "network; onnx: the float network as an ONNX graph.")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), required=True,
+@click.option("-o", "--out", "out_path", required=True,
               help="File to write (.nir, .net or .onnx).")
 @click.option("--dt", type=float, default=None,
               help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
@@ -853,11 +883,12 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
     check_outputs([checkpoint], [Output.of(out / "sweep.json", "json", "sweep report"),
                                  Output.of(out / "sweep.png", "png", "sweep plot")], force=force)
     cfg = TTFSFinetuneConfig(epochs=epochs, lr=lr, seed=seed, threads=threads)
-    rep = sweep_checkpoint(checkpoint, out_dir, weight_bits=parse_values(bits, "--bits", 2),
-                           jitter_sigmas=_parse_floats(jitter_sigmas, "--jitter-sigmas"),
-                           latency_quantiles=_parse_floats(quantiles, "--quantiles"),
-                           time_bits=parse_values(time_bits_values, "--time-bits", 1), config=cfg,
-                           dataset=dataset, data_root=data_root, log=lambda m: click.echo(m, err=True))
+    with atomic_group():  # sweep.json and sweep.png together or neither
+        rep = sweep_checkpoint(checkpoint, out_dir, weight_bits=parse_values(bits, "--bits", 2),
+                               jitter_sigmas=_parse_floats(jitter_sigmas, "--jitter-sigmas"),
+                               latency_quantiles=_parse_floats(quantiles, "--quantiles"),
+                               time_bits=parse_values(time_bits_values, "--time-bits", 1), config=cfg,
+                               dataset=dataset, data_root=data_root, log=lambda m: click.echo(m, err=True))
     ref = rep["reference"]
     click.echo(f"no constraint: {100 * ref['before']['accuracy']:.2f}% -> {100 * ref['after']['accuracy']:.2f}% "
                f"after the same fine-tuning")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.atomic import write_json
+from neurodeploy.atomic import atomic_group, write_json
 from neurodeploy.errors import ConfigError
 from neurodeploy.models import SpikingNet
 from neurodeploy.outputs import Output, side_path
@@ -104,8 +104,9 @@ def save_quantized(model: SpikingNet, path: str | Path, dep: Deployment, constra
     m = dict(meta or {})
     m.update(_quant_meta(dep, constraints, scales, deployed_accuracy=dep.accuracy, **extra))
     ck_out, graph_out = quantized_outputs(path)
-    out = Checkpoint.from_model(model, meta=m).save(ck_out.path)
-    dep.graph.save(graph_out.path)
+    with atomic_group():  # both files or neither
+        out = Checkpoint.from_model(model, meta=m).save(ck_out.path)
+        dep.graph.save(graph_out.path)
     return out
 
 

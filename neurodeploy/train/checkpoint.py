@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,9 @@ def read_torch_file(path: Path, what: str) -> Any:
     if path.is_dir():
         raise CheckpointError(f"{what} {path} is a folder, not a file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except TORCH_LOAD_ERRORS as exc:
         raise CheckpointError(f"{path} is not a readable {what} (corrupt or truncated: {type(exc).__name__})") \
             from None

@@ -187,6 +187,6 @@ def check_model_size(spec: ModelSpec) -> int:
     need = params * TRAINING_BYTES_PER_PARAMETER
     have = available_memory()
     if have is not None and need > have:
-        raise ResourceError(f"the network needs about {need / 1e9:.3g} GB to train ({params:,} parameters) "
+        raise ResourceError(f"the network needs about {need / 1e9:.3g} GB of memory to train ({params:,} parameters) "
                             f"but this machine has {have / 1e9:.3g} GB; use smaller --hidden widths")
     return params
