@@ -22,7 +22,7 @@ from neurodeploy.models import SpikingNet
 from neurodeploy.outputs import Output, side_path
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig, config_dict, finetune
-from neurodeploy.sim.deploy import CALIBRATION_SAMPLES, Deployment, deploy_model
+from neurodeploy.sim.deploy import Deployment, calibration_set, deploy_model
 from neurodeploy.train.checkpoint import Checkpoint
 
 
@@ -49,7 +49,7 @@ def quantize_model(model: SpikingNet, profile: str, dataset: Any, constraints: C
                    progress: bool | None = None) -> QuantizeResult:
     """Calibrate per-layer scales for ``profile`` and predict the deployed accuracy."""
     c = constraints or Constraints()
-    fq = fake_quantize(model, profile, dataset.x_train[:CALIBRATION_SAMPLES], c)
+    fq = fake_quantize(model, profile, calibration_set(model, dataset.x_train), c)
     dep = deploy_model(model, profile, dataset, constraints=c, fq=fq, progress=progress)
     return QuantizeResult(dep, c, [layer.scale for layer in fq.layers])
 
@@ -81,7 +81,7 @@ def finetune_model(model: SpikingNet, profile: str, dataset: Any, constraints: C
     c = constraints or Constraints()
     start = time.perf_counter()
     tuned = copy.deepcopy(model)
-    fq = fake_quantize(tuned, profile, dataset.x_train[:CALIBRATION_SAMPLES], c, scales=scales)
+    fq = fake_quantize(tuned, profile, calibration_set(tuned, dataset.x_train), c, scales=scales)
     before = deploy_model(model, profile, dataset, constraints=c, fq=fq, progress=progress)
     history = finetune(fq, dataset, config, progress=progress, log=log)
     after = deploy_model(tuned, profile, dataset, constraints=c, fq=fq, progress=progress)

@@ -21,6 +21,45 @@ from neurodeploy.sim.accuracy import batch_size_for, simulate_accuracy
 from neurodeploy.sim.simulator import Simulator
 
 CALIBRATION_SAMPLES = 512
+#: Bytes one float pass over a batch (the encoder's draws, every layer's activity over all steps, the
+#: calibration statistics) may use; long inputs get smaller batches and fewer calibration samples.
+FLOAT_MEMORY_BUDGET = 1024 * 2**20
+_FLOAT_BYTES_PER_NEURON_STEP = 16
+
+
+@torch.no_grad()
+def activity_per_step(model: SpikingNet) -> int:
+    """Values one sample produces per time step: its input plus every stage's output (one step of one
+    zero sample through the network)."""
+    counts = [1]
+    for v in model.spec.input_shape:
+        counts[0] *= int(v)
+    hooks = [stage.register_forward_hook(lambda _m, _i, out: counts.append(int(out.numel())))
+             for stage in model.stages]
+    was_training = model.training
+    try:
+        model.eval()
+        model.forward_sequence(torch.zeros((1, 1, *model.spec.input_shape)))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return sum(counts)
+
+
+def float_batch_size(model: SpikingNet, steps: int | None = None, cap: int = 256) -> int:
+    """Samples per float pass so that one pass over ``steps`` steps (default: the model's) stays within
+    :data:`FLOAT_MEMORY_BUDGET` (at least 1, at most ``cap``)."""
+    per_sample = activity_per_step(model) * int(steps or model.spec.steps) * _FLOAT_BYTES_PER_NEURON_STEP
+    return int(max(1, min(cap, FLOAT_MEMORY_BUDGET // max(per_sample, 1))))
+
+
+def calibration_set(model: SpikingNet, x_train: torch.Tensor) -> torch.Tensor:
+    """The training samples the scales are calibrated on: the first :data:`CALIBRATION_SAMPLES`, or fewer
+    when that many would not fit :data:`FLOAT_MEMORY_BUDGET` over the model's steps (calibration
+    runs them in one pass). Every caller (simulate, quantize, fine-tune, netx export) uses this set, so
+    they all choose the same scales."""
+    return x_train[:float_batch_size(model, cap=CALIBRATION_SAMPLES)]
 
 
 @dataclass
@@ -74,6 +113,7 @@ def float_accuracy(model: SpikingNet, x: torch.Tensor, y: torch.Tensor, steps: i
     model.eval()
     enc = model.spec.encoding_config
     t = steps or model.spec.steps
+    batch_size = min(batch_size, float_batch_size(model, t))
     correct = 0
     for i in range(0, len(y), batch_size):
         xb = x[i : i + batch_size]
@@ -142,7 +182,7 @@ def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any
     """
     c = constraints or Constraints()
     if fq is None:
-        fq = fake_quantize(model, profile, dataset.x_train[:CALIBRATION_SAMPLES], c, scales=scales)
+        fq = fake_quantize(model, profile, calibration_set(model, dataset.x_train), c, scales=scales)
     graph = graph_from_fakequant(fq, metadata={"source": {"arch": model.spec.arch, "neuron": model.spec.neuron}})
     x, y = dataset.x_test, dataset.y_test
     if limit is not None:
