@@ -104,6 +104,9 @@ def art(tmp_path_factory) -> dict[str, Path]:
     (d / "truncated.bin").write_bytes(ck[: len(ck) // 2])
     (d / "foreign.json").write_text('{"format": "something else", "weights": [1, 2, 3]}\n')
     torch.save({"format": "other.tool", "state_dict": {"w": torch.zeros(3)}}, d / "foreign.pt")
+    payload = torch.load(d / "ck" / "checkpoint.pt", weights_only=True)
+    torch.save({**payload, "meta": "a string where a table belongs"}, d / "meta-string.pt")
+    torch.save({**payload, "meta": {"quant": "a string"}}, d / "quant-string.pt")
     return d
 
 
@@ -157,6 +160,8 @@ BAD_FILES = {
     "foreign-torch": "foreign.pt",
     "malicious-torch": "evil.pt",
     "malicious-pickle": "evil.pkl",
+    "damaged-meta": "meta-string.pt",
+    "damaged-quant-record": "quant-string.pt",
 }
 
 
