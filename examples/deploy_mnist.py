@@ -25,7 +25,9 @@ from neurodeploy.workflows import finetune_model, recovered_fraction, run_sweep
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="runs/mnist_mlp/checkpoint.pt")
-    ap.add_argument("--data", default=None, help="folder with MNIST IDX files")
+    ap.add_argument("--data-root", "--data", dest="data", default=None,
+                    help="folder with the MNIST IDX files (default: $NEURODEPLOY_MNIST, then "
+                         "~/.cache/neurodeploy/mnist)")
     ap.add_argument("--profile", default="loihi2")
     ap.add_argument("--bits", type=int, default=4, help="low weight precision to test (bits)")
     ap.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")

@@ -1,6 +1,7 @@
 """Train a LIF MLP on real MNIST images and report its test accuracy.
 
-Data: the MNIST IDX files in ``--data`` (default: ``../shared/data/mnist``). With only the 10,000
+Data: the MNIST IDX files in ``--data-root`` (default: ``$NEURODEPLOY_MNIST``, then
+``~/.cache/neurodeploy/mnist``). With only the 10,000
 t10k images present, the fixed split is images 0-7,999 for training and 8,000-9,999 for testing;
 with the full dataset present, the standard 60,000/10,000 split is used. The split is printed.
 
@@ -30,7 +31,9 @@ def mnist_spec() -> ModelSpec:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None, help="folder with MNIST IDX files")
+    ap.add_argument("--data-root", "--data", dest="data", default=None,
+                    help="folder with the MNIST IDX files (default: $NEURODEPLOY_MNIST, then "
+                         "~/.cache/neurodeploy/mnist)")
     ap.add_argument("--out", default="runs/mnist_mlp")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--resume", action="store_true")

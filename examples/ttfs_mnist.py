@@ -84,7 +84,9 @@ def train_relu(model: nn.Module, ds, epochs: int, lr: float, batch: int, seed: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None, help="folder with the MNIST IDX files")
+    ap.add_argument("--data-root", "--data", dest="data", default=None,
+                    help="folder with the MNIST IDX files (default: $NEURODEPLOY_MNIST, then "
+                         "~/.cache/neurodeploy/mnist)")
     ap.add_argument("--out", default="runs/ttfs_mnist")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

@@ -48,7 +48,7 @@ from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.fakequant import FakeQuantNet, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig
 from neurodeploy.quantize.finetune import finetune as _finetune
-from neurodeploy.sim.deploy import CALIBRATION_SAMPLES, simulate_graph
+from neurodeploy.sim.deploy import calibration_set, simulate_graph
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 from neurodeploy.train.config import TrainConfig
 from neurodeploy.train.trainer import TrainResult, train_model
@@ -83,7 +83,7 @@ def prepare(model: SpikingNet | Checkpoint | str | Path, profile: str, dataset: 
     if calibration is None and scales is None:
         if dataset is None:
             raise ConfigError("prepare needs a dataset (or calibration samples) to choose the scales")
-        calibration = dataset.x_train[:CALIBRATION_SAMPLES]
+        calibration = calibration_set(model, dataset.x_train)
     return fake_quantize(model, profile, calibration, constraints, scales=scales)
 
 

@@ -7,6 +7,7 @@ run exits with 130 and can be continued with ``--resume``.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 import click
 
 from neurodeploy import __version__
-from neurodeploy.errors import ConfigError, NeurodeployError
+from neurodeploy.atomic import atomic_group
+from neurodeploy.errors import ConfigError, NeurodeployError, ResourceError
+from neurodeploy.outputs import Output, check_output_folder, check_outputs, side_path
+
+#: The largest seed any of the random generators accepts everywhere (numpy's limit).
+MAX_SEED = 2**32 - 1
+_ALLOC_MARKERS = ("can't allocate memory", "DefaultCPUAllocator", "not enough memory", "out of memory",
+                  "Cannot allocate memory")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -38,14 +46,83 @@ def guarded(fn):
             raise
         except click.ClickException:
             raise
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
+        except MemoryError:
+            _fail("not enough memory for this request; use a smaller model, fewer samples (--limit) or a "
+                  "smaller --batch-size, or free memory", 2)
+        except (OSError, RuntimeError) as exc:
+            err = _environment_error(exc)
+            if err is None:
+                if os.environ.get("NEURODEPLOY_DEBUG"):
+                    raise
+                _internal(exc)
+            _fail(str(err), 2)
         except Exception as exc:  # a bug: still one line unless asked for the traceback
             if os.environ.get("NEURODEPLOY_DEBUG"):
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            _fail(f"internal error ({type(exc).__name__}: {first}); "
-                  "set NEURODEPLOY_DEBUG=1 for the traceback", 1)
+            _internal(exc)
 
     return wrapper
+
+
+def _internal(exc: BaseException) -> None:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    _fail(f"internal error ({type(exc).__name__}: {first}); set NEURODEPLOY_DEBUG=1 for the traceback", 1)
+
+
+def _environment_error(exc: BaseException) -> NeurodeployError | None:
+    """The one-line error for a failure of the machine rather than of the program: no memory, no
+    space, no permission, a file or folder in the way (``None`` when ``exc`` is none of these)."""
+    from neurodeploy.atomic import environment_error
+
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _ALLOC_MARKERS):
+        return ResourceError("not enough memory for this request; use a smaller model, fewer samples "
+                             "(--limit) or a smaller --batch-size, or free memory")
+    name = getattr(exc, "filename", None)
+    return environment_error(exc, Path(name) if name else Path("."))
+
+
+def _check_number(value: Any, option: str, lo: float | None = None, hi: float | None = None,
+                  why: str = "") -> None:
+    """Refuse a non-finite ``value`` or one outside ``[lo, hi]`` in one line."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number, got {value}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        lo_s = "" if lo is None else _num(lo)
+        hi_s = "" if hi is None else _num(hi)
+        rng = f"at least {lo_s}" if hi is None else f"at most {hi_s}" if lo is None else f"in {lo_s}..{hi_s}"
+        raise ConfigError(f"{option} must be {rng}{'; ' + why if why else ''}, got {_num(value)}")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
+def _check_common(*, lr=None, seed=None, limit=None, epochs=None, batch_size=None, steps=None,
+                  steps_option="--steps", threads=None) -> None:
+    """Boundary checks of the options many commands share."""
+    _check_number(lr, "--lr", 1e-12, 1.0, "a learning rate above 1 moves weights further than their size")
+    _check_number(seed, "--seed", 0, MAX_SEED)
+    _check_number(limit, "--limit", 1)
+    _check_number(epochs, "--epochs", 1, 100_000)
+    _check_number(batch_size, "--batch-size", 1, 1_000_000)
+    _check_number(steps, steps_option, 1, 1_000_000)
+    _check_number(threads, "--threads", 1, 1024)
+
+
+def _check_jitter(jitter: int | None, steps: int, option: str = "--jitter") -> None:
+    """A jitter bound is at most the number of input steps: beyond it every spike can leave the window."""
+    _check_number(jitter, option, 0, steps, f"it is a shift in steps and the input has {steps} steps")
+
+
+def _force_option(fn):
+    return click.option("--force", is_flag=True,
+                        help="Replace an existing output file even if it holds another kind of file.")(fn)
 
 
 def _parse_widths(text: str | None, what: str) -> list[Any] | None:
@@ -77,10 +154,34 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
                 out[key] = float(value)
             except ValueError:
                 out[key] = value
+        if isinstance(out[key], float) and not math.isfinite(out[key]):
+            raise ConfigError(f"--surrogate-param {key} must be a finite number, got {value!r}")
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """A command group whose usage errors (unknown option, missing argument, bad choice) are one line
+    ``error: ...`` with exit status 2, like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _fail(" ".join(exc.format_message().split()) + hint, exc.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            _fail("aborted", 130)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="neurodeploy")
 def main() -> None:
     """Train spiking networks, fit them to neuromorphic chips, and predict on-chip accuracy."""
@@ -96,7 +197,9 @@ def main() -> None:
 @click.option("--hidden", help="Hidden widths/channels, e.g. 128,128 (vgg: 16,P,32).")
 @click.option("--dense", help="Dense head widths of a convnet/vgg, e.g. 64.")
 @click.option("--steps", type=int, help="Time steps per sample.")
-@click.option("--encoding", help="Input encoding: direct, rate or latency.")
+@click.option("--encoding", help="Input encoding: direct (graded), rate or latency.")
+@click.option("--input-bits", type=int, help="direct encoding: graded input bits (default 8; 0 = float input, "
+              "which no chip accepts).")
 @click.option("--neuron", help="Neuron model: lif, if, cuba or plif.")
 @click.option("--tau", type=float, help="Membrane time constant (steps).")
 @click.option("--threshold", type=float, help="Firing threshold.")
@@ -118,7 +221,7 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @guarded
-def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, encoding, neuron, tau,
+def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, encoding, input_bits, neuron, tau,
           threshold, learn_threshold, reset, surrogate, surrogate_param, scale, mp_init, batch_norm,
           epochs, batch_size, lr, seed, auto_remedy, out_dir, resume, progress):
     """Train a spiking network with surrogate gradients; writes OUT/checkpoint.pt."""
@@ -126,7 +229,7 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
 
     from neurodeploy.data import load_dataset
     from neurodeploy.models import build_model
-    from neurodeploy.train.config import RunConfig, load_run_config, run_config_from_dict
+    from neurodeploy.train.config import RunConfig, check_model_size, load_run_config, run_config_from_dict
     from neurodeploy.train.trainer import Trainer
 
     cfg = load_run_config(config_path) if config_path else RunConfig()
@@ -141,8 +244,14 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
                        ("batch_norm", batch_norm)):
         if value is not None:
             m[key] = value
-    if encoding is not None:
-        m["encoding"] = {"kind": encoding}
+    if encoding is not None or input_bits is not None:
+        kind = encoding or dict(m.get("encoding") or {}).get("kind", "direct")
+        bits = input_bits if input_bits is not None else 8 if kind == "direct" else None
+        if kind != "direct" and input_bits is not None:
+            raise ConfigError(f"--input-bits: only for --encoding direct, not {kind}")
+        if kind == "direct" and bits is not None and not 0 <= bits <= 16:
+            raise ConfigError(f"--input-bits must be in 0..16, got {bits}")
+        m["encoding"] = {"kind": kind} if kind != "direct" or not bits else {"kind": kind, "bits": bits}
     for key, value in (("model", neuron), ("tau", tau), ("threshold", threshold),
                        ("learn_threshold", learn_threshold), ("reset", reset), ("scale", scale),
                        ("mp_init", mp_init)):
@@ -158,18 +267,27 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
                        ("auto_remedy", auto_remedy)):
         if value is not None:
             t[key] = value
+    _check_common(lr=lr, seed=seed, limit=limit, epochs=epochs, batch_size=batch_size, steps=steps)
+    _check_number(tau, "--tau", 1, 1e6)
+    _check_number(threshold, "--threshold", 1e-9, 1e9)
+    out = Path(out_dir)
+    check_output_folder(out, "run folder")
+    check_outputs([config_path], [Output.of(out / "checkpoint.pt", "torch", "checkpoint"),
+                                  Output.of(out / "metrics.jsonl", "text", "metrics log")])
+    if not resume and (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a checkpoint; use --resume to continue it or "
+                          "choose another --out")
     ds = load_dataset(data["name"], data["root"], limit=data["limit"])
     m["input_shape"] = list(ds.input_shape)
     m["num_classes"] = ds.num_classes
     cfg = run_config_from_dict(d)
+    check_model_size(cfg.model)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model)
-    out = Path(out_dir)
-    if not resume and (out / "checkpoint.pt").exists():
-        raise ConfigError(f"{out} already holds a checkpoint; use --resume to continue it or "
-                          "choose another --out")
     click.echo(f"training {cfg.model.arch} on {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} "
                f"test; {ds.split}) → {out}", err=True)
+    if resume and not (out / "checkpoint.pt").exists():
+        click.echo(f"note: {out} holds no checkpoint yet (no epoch had finished); starting fresh", err=True)
     result = Trainer(model, ds, cfg.train, out, progress=progress).fit(resume=resume)
     for f in result.findings:
         click.echo(f"doctor: {f['layer']} ({f['kind']}): {f['message']}; likely cause: {f['cause']}",
@@ -188,19 +306,25 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
 @click.option("--limit", type=int, help="Use only the first N test samples.")
 @click.option("-o", "--out", "out_dir", help="Folder for inspect.json and activity.png "
               "(default: next to the checkpoint).")
+@_force_option
 @guarded
-def inspect(checkpoint, dataset, data_root, limit, out_dir):
+def inspect(checkpoint, dataset, data_root, limit, out_dir, force):
     """Firing rates, dead neurons and parameter ranges of a checkpoint (table + PNG plot)."""
     from neurodeploy.atomic import write_json
     from neurodeploy.report.inspect import inspect_checkpoint
     from neurodeploy.report.plots import plot_activity
     from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
 
+    _check_common(limit=limit)
+    out = Path(out_dir) if out_dir else Path(checkpoint).parent
+    check_output_folder(out)
+    check_outputs([checkpoint], [Output.of(out / "inspect.json", "json", "inspection report"),
+                                 Output.of(out / "activity.png", "png", "activity plot")], force=force)
     ds = checkpoint_dataset(load_checkpoint(checkpoint), dataset, data_root)
     insp = inspect_checkpoint(checkpoint, ds, limit=limit)
-    out = Path(out_dir) if out_dir else Path(checkpoint).parent
-    write_json(out / "inspect.json", insp.to_dict())
-    plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{Path(checkpoint).name}")
+    with atomic_group():  # both files or neither
+        write_json(out / "inspect.json", insp.to_dict())
+        plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{Path(checkpoint).name}")
     click.echo(insp.table())
     click.echo(f"wrote {out / 'inspect.json'} and {out / 'activity.png'}", err=True)
 
@@ -251,10 +375,10 @@ def profiles_validate(file):
 
 
 # ---------------------------------------------------------------------------------------- deployment
-def _load_for_deploy(checkpoint: str, dataset: str | None, data_root: str | None):
+def _load_for_deploy(checkpoint: str, dataset: str | None, data_root: str | None, ck: Any = None):
     from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
 
-    ck = load_checkpoint(checkpoint)
+    ck = ck if ck is not None else load_checkpoint(checkpoint)
     return ck, checkpoint_dataset(ck, dataset, data_root)
 
 
@@ -287,21 +411,21 @@ def _deploy_options(fn):
 @click.option("-o", "--out", "out_path", help="JSON report path (default: simulate-PROFILE.json "
               "next to the checkpoint); the deployment graph is written beside it (.npz).")
 @_deploy_options
+@_force_option
 @guarded
 def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dataset, data_root, weight_bits,
-             state_bits, progress):
+             state_bits, progress, force):
     """Bit-accurate deployed accuracy, spikes, SynOps, energy and cores on a chip profile.
 
     CHECKPOINT is a checkpoint (.pt), lowered for the profile, or a deployment graph (.npz, e.g.
     the one a previous simulate wrote), run with its own number format."""
     from neurodeploy.atomic import write_json
-    from neurodeploy.quantize.record import deployment_settings
+    from neurodeploy.hardware import load_profile
+    from neurodeploy.quantize.record import QuantRecord, deployment_settings
     from neurodeploy.sim.deploy import deploy_model
+    from neurodeploy.train.checkpoint import load_checkpoint
 
-    if limit is not None and limit < 1:
-        raise ConfigError(f"--limit must be at least 1, got {limit}")
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {steps}")
+    _check_common(limit=limit, steps=steps, seed=seed)
     suffix = Path(checkpoint).suffix.lower()
     if suffix == ".npz":
         fixed = [name for name, v in (("--profile", profile_name), ("--steps", steps), ("--weight-bits", weight_bits),
@@ -309,22 +433,32 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} cannot change a deployment graph (its number format and steps "
                               "are fixed when it is lowered); simulate the checkpoint instead")
-        return _simulate_graph_file(checkpoint, limit, jitter, seed, out_path, dataset, data_root, progress)
+        return _simulate_graph_file(checkpoint, limit, jitter, seed, out_path, dataset, data_root, progress, force)
     if suffix != ".pt":
         raise ConfigError(f"{checkpoint}: expected a checkpoint (.pt) or a deployment graph (.npz), "
                           f"got a {suffix or 'suffix-less'} file")
-    ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
+    ck = load_checkpoint(checkpoint)
+    _check_jitter(jitter, steps or ck.spec.steps)
+    if out_path is None:
+        record = QuantRecord.from_meta(ck.meta)
+        name = load_profile(profile_name).name if profile_name else (record.profile if record else "loihi2")
+        out_path = Path(checkpoint).parent / f"simulate-{name}.json"
+    out = Path(out_path)
+    graph_path = side_path(out, ".npz")
+    check_outputs([checkpoint], [Output.of(out, "json", "JSON report"),
+                                 Output.of(graph_path, "npz", "deployment graph")], force=force)
+    _, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
     profile_name, c, scales = deployment_settings(ck.meta, profile_name, weight_bits=weight_bits, jitter=jitter,
                                                   max_steps=steps, state_bits=state_bits)
     dep = deploy_model(ck.build(), profile_name or "loihi2", ds, constraints=c, scales=scales, limit=limit,
                        seed=seed, progress=progress)
-    out = Path(out_path) if out_path else Path(checkpoint).parent / f"simulate-{dep.profile}.json"
-    write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
-                     "constraints": c.to_dict(), **dep.to_dict(),
-                     "predictions": [int(v) for v in dep.figures["predictions"]]})
-    dep.graph.save(out.with_suffix(".npz"))
+    with atomic_group():  # both files or neither
+        write_json(out, {"checkpoint": str(checkpoint), "dataset": ds.name, "split": ds.split,
+                         "constraints": c.to_dict(), **dep.to_dict(),
+                         "predictions": [int(v) for v in dep.figures["predictions"]]})
+        dep.graph.save(graph_path)
     click.echo(dep.table())
-    click.echo(f"wrote {out} and {out.with_suffix('.npz')}", err=True)
+    click.echo(f"wrote {out} and {graph_path}", err=True)
 
 
 @main.command()
@@ -359,14 +493,17 @@ def compare(checkpoint, profile_list, dataset, data_root, limit, neurobench, out
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
 
 
-def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root, progress):
+def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root, progress, force):
     """``simulate GRAPH.npz``: the saved graph on the test split of its dataset."""
     from neurodeploy.atomic import write_json
     from neurodeploy.data import load_dataset
     from neurodeploy.lower.graph import DeployGraph
     from neurodeploy.sim.deploy import simulate_graph
 
+    out = Path(out_path) if out_path else Path(path).with_name(f"{Path(path).stem}-simulate.json")
+    check_outputs([path], [Output.of(out, "json", "JSON report")], force=force)
     graph = DeployGraph.load(path)
+    _check_jitter(jitter, graph.steps)
     name = dataset or graph.metadata.get("dataset") or "digits"
     ds = load_dataset(name, data_root)
     if tuple(ds.input_shape) != tuple(graph.input_shape):
@@ -376,9 +513,6 @@ def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root
     if limit is not None:
         x, y = x[:limit], y[:limit]
     figs = simulate_graph(graph, x, y, jitter=None if jitter is None else int(jitter), seed=seed, progress=progress)
-    out = Path(out_path) if out_path else Path(path).with_name(f"{Path(path).stem}-simulate.json")
-    if out.suffix.lower() == ".npz" or out.resolve() == Path(path).resolve():
-        raise ConfigError(f"the report {out} would overwrite the graph; pass -o REPORT.json")
     report = {"graph": str(path), "profile": graph.profile, "dataset": ds.name, "split": ds.split,
               "deployed_accuracy": float(figs["accuracy"]), "samples": int(figs["samples"]),
               "figures": {k: v for k, v in figs.items() if k != "predictions"},
@@ -392,15 +526,18 @@ def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
-@click.option("-o", "--out", "out_path", required=True, help="Quantized checkpoint to write (.pt).")
+@click.option("-o", "--out", "out_path", required=True, help="Quantized checkpoint to write (.pt); its "
+              "deployment graph goes beside it (.npz).")
 @_deploy_options
+@_force_option
 @guarded
-def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits, state_bits, progress):
+def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits, state_bits, progress, force):
     """Post-training quantization to a profile: calibrated per-layer scales, and the accuracy drop the
     simulator predicts."""
-    from neurodeploy.workflows import quantize_model, save_quantized
+    from neurodeploy.workflows import quantize_model, quantized_outputs, save_quantized
 
     c = _constraints(weight_bits=weight_bits, state_bits=state_bits)
+    check_outputs([checkpoint], quantized_outputs(out_path), force=force)
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
     res = quantize_model(ck.build(), profile_name, ds, c, progress=progress)
     save_quantized(ck.build(), out_path, res.deployment, c, res.scales, meta=ck.meta)
@@ -418,18 +555,26 @@ def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-o", "--out", "out_path", required=True, help="Fine-tuned checkpoint to write (.pt).")
+@click.option("-o", "--out", "out_path", required=True, help="Fine-tuned checkpoint to write (.pt); its "
+              "deployment graph goes beside it (.npz).")
 @_deploy_options
+@_force_option
 @guarded
 def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size, seed, out_path, dataset,
-             data_root, weight_bits, state_bits, progress):
+             data_root, weight_bits, state_bits, progress, force):
     """Fine-tune through the chip's integer arithmetic under hardware constraints."""
     from neurodeploy.quantize.finetune import FinetuneConfig
-    from neurodeploy.workflows import finetune_model, save_quantized
+    from neurodeploy.train.checkpoint import load_checkpoint
+    from neurodeploy.workflows import finetune_model, quantized_outputs, save_quantized
 
     c = _constraints(weight_bits, jitter, max_steps, state_bits)
+    _check_common(lr=lr, seed=seed, epochs=epochs, batch_size=batch_size, steps=max_steps,
+                  steps_option="--max-steps")
     cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
+    check_outputs([checkpoint], quantized_outputs(out_path), force=force)
+    ck = load_checkpoint(checkpoint)
+    _check_jitter(jitter, max_steps or ck.spec.steps)
+    ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
     res = finetune_model(ck.build(), profile_name, ds, c, cfg, progress=progress,
                          log=lambda m: click.echo(m, err=True))
     save_quantized(res.model, out_path, res.after, c, res.scales, meta=ck.meta,
@@ -452,9 +597,10 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
 @click.option("--dataset", help="Dataset (default: the one it was trained on).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("--progress/--no-progress", default=None)
+@_force_option
 @guarded
 def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr, out_dir, dataset, data_root,
-          progress):
+          progress, force):
     """Simulated accuracy before and after fine-tuning against weight bits, jitter and latency (JSON + PNG)."""
     from neurodeploy.quantize.finetune import FinetuneConfig
     from neurodeploy.workflows import parse_values, run_sweep
@@ -462,12 +608,25 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
     b = parse_values(bits, "--bits", 2)
     j = parse_values(jitter_values, "--jitter", 0)
     st = parse_values(step_values, "--steps", 1)
+    from neurodeploy.train.checkpoint import load_checkpoint
+
+    _check_common(lr=lr, epochs=epochs)
     for v in b:
         _constraints(weight_bits=v)
+    for v in st:
+        _check_common(steps=v)
+    out = Path(out_dir)
+    check_output_folder(out)
+    check_outputs([checkpoint], [Output.of(out / "sweep.json", "json", "sweep report"),
+                                 Output.of(out / "sweep.png", "png", "sweep plot")], force=force)
     cfg = FinetuneConfig(epochs=epochs, lr=lr)
-    ck, ds = _load_for_deploy(checkpoint, dataset, data_root)
-    report = run_sweep(ck.build(), profile_name, ds, weight_bits=b, jitter=j, max_steps=st, config=cfg,
-                       out_dir=out_dir, progress=progress, log=lambda m: click.echo(m, err=True))
+    ck = load_checkpoint(checkpoint)
+    for v in j:
+        _check_jitter(v, ck.spec.steps)
+    ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
+    with atomic_group():  # sweep.json and sweep.png together or neither
+        report = run_sweep(ck.build(), profile_name, ds, weight_bits=b, jitter=j, max_steps=st, config=cfg,
+                           out_dir=out_dir, progress=progress, log=lambda m: click.echo(m, err=True))
     click.echo(f"float {100 * report['float_accuracy']:.2f}%, quantized {100 * report['ptq_accuracy']:.2f}% "
                f"on {report['profile']}")
     for p in report["points"]:
@@ -482,7 +641,7 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 @click.option("--format", "fmt", type=click.Choice(["nir", "lava", "onnx"]), required=True,
               help="nir: NIR graph of the float network; lava: Lava netx HDF5 (.net) of the deployed integer "
                    "network; onnx: the float network as an ONNX graph.")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), required=True,
+@click.option("-o", "--out", "out_path", required=True,
               help="File to write (.nir, .net or .onnx).")
 @click.option("--dt", type=float, default=None,
               help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
@@ -498,9 +657,10 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
               help="onnx: one time step per call (host loop) or a Scan over the whole sequence.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
               help="onnx: tensor type.")
+@_force_option
 @guarded
 def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weight_bits, graded_input, variant,
-           dtype):
+           dtype, force):
     """Export a checkpoint as NIR, Lava netx (the integers the simulator runs) or ONNX; the written file is
     read back and checked before success is reported."""
     lava_only = [name for name, value in (("--profile", profile_name), ("--dataset", dataset),
@@ -510,6 +670,9 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
         raise ConfigError(f"{', '.join(lava_only)}: only for --format lava")
     if fmt != "nir" and dt is not None:
         raise ConfigError("--dt: only for --format nir")
+    _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
+    kind = {"nir": "hdf5", "lava": "hdf5", "onnx": "onnx"}[fmt]
+    check_outputs([checkpoint], [Output.of(out_path, kind, f"{fmt} file")], force=force)
     if fmt == "nir":
         from neurodeploy.export.nir import DEFAULT_DT, export_nir
 
@@ -545,11 +708,15 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--steps", type=int, help="Time steps T of the imported model (default: the file's, else 8).")
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to 1/4096 units instead of refusing.")
+@_force_option
 @guarded
-def import_(file, out_path, convention, dt, steps, encoding, approximate):
+def import_(file, out_path, convention, dt, steps, encoding, approximate, force):
     """Import a NIR graph (from neurodeploy, snnTorch, Norse, Sinabs, Rockpool, ...) as a checkpoint."""
     from neurodeploy.export.nir import import_nir
 
+    _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
+    _check_common(steps=steps)
+    check_outputs([file], [Output.of(out_path, "torch", "checkpoint")], force=force)
     res = import_nir(file, out_path, convention=convention, dt=dt, steps=steps, encoding=encoding,
                      approximate=approximate)
     for w in res.warnings:
@@ -573,15 +740,19 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate):
 def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
     """The main job: train on the embedded default (or a config), inspect, simulate on a chip
     profile, and report."""
-    from neurodeploy.pipeline import default_run_config, run_pipeline
+    from neurodeploy.pipeline import default_run_config, run_pipeline, stored_run_config
     from neurodeploy.train.config import load_run_config
 
-    cfg = load_run_config(config_path) if config_path else default_run_config()
-    if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {epochs}")
-        cfg.train.epochs = epochs
+    _check_common(epochs=epochs)
     out = Path(out_dir)
+    check_output_folder(out, "run folder")
+    check_outputs([config_path], [Output.of(out / "train" / "checkpoint.pt", "torch", "checkpoint"),
+                                  Output.of(out / "report.json", "json", "report"),
+                                  Output.of(out / "report.md", "text", "report")])
+    stored = stored_run_config(out) if resume and not config_path else None
+    cfg = load_run_config(config_path) if config_path else stored or default_run_config()
+    if epochs is not None:
+        cfg.train.epochs = epochs
     if not resume and (out / "train" / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     from neurodeploy.hardware import load_profile
@@ -596,9 +767,12 @@ def _parse_floats(text: str | None, what: str) -> list[float]:
     if not text:
         return []
     try:
-        return [float(part) for part in text.split(",")]
+        values = [float(part) for part in text.split(",")]
     except ValueError:
         raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    for v in values:
+        _check_number(v, what)
+    return values
 
 
 def _ttfs_constraints(weight_bits=None, time_bits=None, jitter=None, jitter_sigma=None,
@@ -608,6 +782,13 @@ def _ttfs_constraints(weight_bits=None, time_bits=None, jitter=None, jitter_sigm
 
     if jitter is not None and jitter_sigma is not None:
         raise ConfigError("give either --jitter (grid steps) or --jitter-sigma (window lengths), not both")
+    _check_number(jitter_sigma, "--jitter-sigma", 0.0, 1.0, "it is a fraction of a window")
+    _check_number(latency_quantile, "--latency-quantile", 1e-9, 1.0)
+    _check_number(latency_budget, "--latency-budget", 1.0, 1e6)
+    _check_number(time_bits, "--time-bits", 1, 24)
+    if jitter is not None and time_bits is not None:
+        _check_jitter(jitter, 2**time_bits, "--jitter")
+    _check_number(jitter, "--jitter", 0, 2**24, "it is a shift in grid steps")
     given = (weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
     if all(v is None for v in given):
         return None
@@ -647,17 +828,22 @@ def _ttfs_constraint_options(fn):
 @click.option("--variant", type=click.Choice(["b1", "alpha1"]), default="b1", show_default=True,
               help="Neuron: b1 (slope 1, exact) or alpha1 (ramp current 1, for comparison).")
 @click.option("--input-range", help="Range P,Q of the network's inputs (default 0,1).")
+@_force_option
 @guarded
-def convert(model, target, out_path, dataset, data_root, limit, headroom, quantile, variant, input_range):
+def convert(model, target, out_path, dataset, data_root, limit, headroom, quantile, variant, input_range, force):
     """Convert a ReLU network (ONNX file or a saved torch nn.Sequential) to a TTFS network, exactly."""
     from neurodeploy.ttfs.workflows import convert_model
 
+    _check_common(limit=limit)
+    _check_number(headroom, "--headroom", 1.0, 1e6, "windows below the largest activation clip it")
+    _check_number(quantile, "--quantile", 1e-9, 1.0)
     rng = None
     if input_range is not None:
         vals = _parse_floats(input_range, "--input-range")
         if len(vals) != 2:
             raise ConfigError(f"--input-range takes P,Q, got {input_range!r}")
         rng = (vals[0], vals[1])
+    check_outputs([model], [Output.of(out_path, "torch", "TTFS checkpoint")], force=force)
     rep = convert_model(model, out_path, dataset=dataset, data_root=data_root, limit=limit, headroom=headroom,
                         quantile=quantile, variant=variant, input_range=rng)
     eq = rep["equivalence"]
@@ -686,12 +872,15 @@ def ttfs() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("-o", "--out", "out_path", required=True, help="TTFS checkpoint to write (.pt).")
+@_force_option
 @guarded
-def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, threads, out_path):
+def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, threads, out_path, force):
     """Train a TTFS MLP from scratch in float64 (Adam, windows 1500 growing; saved with 1.5 x max windows)."""
     from neurodeploy.ttfs import TTFSTrainConfig
     from neurodeploy.ttfs.workflows import train_checkpoint
 
+    _check_common(lr=lr, seed=seed, limit=limit, epochs=epochs, batch_size=batch_size, threads=threads)
+    check_outputs([], [Output.of(out_path, "torch", "TTFS checkpoint")], force=force)
     cfg = TTFSTrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
     rep = train_checkpoint(out_path, dataset=dataset, data_root=data_root, limit=limit,
                            hidden=_parse_widths(hidden, "--hidden"), config=cfg,
@@ -711,14 +900,17 @@ def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, 
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("-o", "--out", "out_path", required=True, help="Fine-tuned TTFS checkpoint to write (.pt).")
+@_force_option
 @guarded
 def ttfs_finetune(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
-                  epochs, lr, batch_size, seed, threads, dataset, data_root, out_path):
+                  epochs, lr, batch_size, seed, threads, dataset, data_root, out_path, force):
     """Fine-tune a TTFS checkpoint under hardware constraints (float and deployed accuracy before/after)."""
     from neurodeploy.ttfs import TTFSConstraints, TTFSFinetuneConfig
     from neurodeploy.ttfs.workflows import finetune_checkpoint
 
+    _check_common(lr=lr, seed=seed, epochs=epochs, batch_size=batch_size, threads=threads)
     c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
+    check_outputs([checkpoint], [Output.of(out_path, "torch", "TTFS checkpoint")], force=force)
     cfg = TTFSFinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
     rep = finetune_checkpoint(checkpoint, out_path, c or TTFSConstraints(), cfg, dataset=dataset,
                               data_root=data_root, log=lambda m: click.echo(m, err=True))
@@ -743,20 +935,31 @@ def ttfs_finetune(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, late
 @click.option("--data-root", help="Dataset folder.")
 @click.option("-o", "--out", "out_dir", default="runs/ttfs_sweep", show_default=True,
               help="Folder for sweep.json and sweep.png.")
+@_force_option
 @guarded
 def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epochs, lr, seed, threads, dataset,
-               data_root, out_dir):
+               data_root, out_dir, force):
     """Accuracy before and after fine-tuning against weight bits, jitter, latency and time bits."""
     from neurodeploy.ttfs import TTFSFinetuneConfig
     from neurodeploy.ttfs.workflows import sweep_checkpoint
     from neurodeploy.workflows import parse_values
 
+    _check_common(lr=lr, seed=seed, epochs=epochs, threads=threads)
+    for v in _parse_floats(jitter_sigmas, "--jitter-sigmas"):
+        _check_number(v, "--jitter-sigmas", 0.0, 1.0, "it is a fraction of a window")
+    for v in _parse_floats(quantiles, "--quantiles"):
+        _check_number(v, "--quantiles", 1e-9, 1.0)
+    out = Path(out_dir)
+    check_output_folder(out)
+    check_outputs([checkpoint], [Output.of(out / "sweep.json", "json", "sweep report"),
+                                 Output.of(out / "sweep.png", "png", "sweep plot")], force=force)
     cfg = TTFSFinetuneConfig(epochs=epochs, lr=lr, seed=seed, threads=threads)
-    rep = sweep_checkpoint(checkpoint, out_dir, weight_bits=parse_values(bits, "--bits", 2),
-                           jitter_sigmas=_parse_floats(jitter_sigmas, "--jitter-sigmas"),
-                           latency_quantiles=_parse_floats(quantiles, "--quantiles"),
-                           time_bits=parse_values(time_bits_values, "--time-bits", 1), config=cfg,
-                           dataset=dataset, data_root=data_root, log=lambda m: click.echo(m, err=True))
+    with atomic_group():  # sweep.json and sweep.png together or neither
+        rep = sweep_checkpoint(checkpoint, out_dir, weight_bits=parse_values(bits, "--bits", 2),
+                               jitter_sigmas=_parse_floats(jitter_sigmas, "--jitter-sigmas"),
+                               latency_quantiles=_parse_floats(quantiles, "--quantiles"),
+                               time_bits=parse_values(time_bits_values, "--time-bits", 1), config=cfg,
+                               dataset=dataset, data_root=data_root, log=lambda m: click.echo(m, err=True))
     ref = rep["reference"]
     click.echo(f"no constraint: {100 * ref['before']['accuracy']:.2f}% -> {100 * ref['after']['accuracy']:.2f}% "
                f"after the same fine-tuning")
@@ -775,14 +978,17 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("-o", "--out", "out_path", help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
+@_force_option
 @guarded
 def ttfs_simulate(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
-                  limit, seed, dataset, data_root, out_path):
+                  limit, seed, dataset, data_root, out_path, force):
     """Deployed accuracy of the integer time-grid program (a fine-tuned checkpoint uses its own constraints)."""
     from neurodeploy.ttfs.workflows import simulate_checkpoint
 
+    _check_common(limit=limit, seed=seed)
     c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
     out = Path(out_path) if out_path else Path(checkpoint).parent / "simulate-ttfs.json"
+    check_outputs([checkpoint], [Output.of(out, "json", "JSON report")], force=force)
     rep = simulate_checkpoint(checkpoint, c, dataset=dataset, data_root=data_root, limit=limit, seed=seed,
                               out=out)
     con, fl = rep["constrained"], rep["float"]

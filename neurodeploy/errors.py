@@ -43,3 +43,17 @@ class FitError(NeurodeployError):
 
 class FormatError(NeurodeployError):
     """An input file (NIR, HDF5, ONNX) is corrupt, truncated or foreign."""
+
+
+class OutputError(NeurodeployError):
+    """An output cannot be written: it would replace an input or another output, a folder or file is in
+    the way, the folder is not writable, or the disk is full."""
+
+
+class ResourceError(NeurodeployError):
+    """The machine lacks what a request needs (memory for a model or a batch)."""
+
+
+class NumericError(NeurodeployError):
+    """A number is not finite or outside the range where it means anything (NaN weights, a diverged
+    loss)."""

@@ -22,17 +22,18 @@ from typing import Any
 
 from neurodeploy.atomic import write_json, write_text
 from neurodeploy.data import load_dataset
+from neurodeploy.lower.graph import DeployGraph
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.quantize.fakequant import Constraints
 from neurodeploy.quantize.finetune import FinetuneConfig
 from neurodeploy.quantize.record import QuantRecord
 from neurodeploy.report.inspect import inspect_checkpoint
 from neurodeploy.report.plots import plot_activity, plot_training
-from neurodeploy.sim.deploy import deploy_model
+from neurodeploy.sim.deploy import deployment_from_graph
 from neurodeploy.train.checkpoint import load_checkpoint
 from neurodeploy.train.config import DataConfig, RunConfig, TrainConfig
 from neurodeploy.train.trainer import CHECKPOINT_NAME, Trainer
-from neurodeploy.workflows import finetune_model, save_quantized
+from neurodeploy.workflows import finetune_model, quantized_outputs, save_quantized
 
 
 def default_run_config() -> RunConfig:
@@ -80,6 +81,7 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
     done_epochs = 0
     if resume and ck_path.exists():
         done_epochs = int(load_checkpoint(ck_path).train.get("epoch", 0))
+    trained_before = done_epochs >= cfg.train.epochs  # later stages of an earlier run are still valid
     write_json(out / "config.json", cfg.to_dict())
 
     # 1. train
@@ -110,13 +112,15 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
     # 3. quantize for the profile, fine-tune through its integer arithmetic, simulate
     log(f"[3/4] quantizing for {profile}, fine-tuning ({finetune_epochs} epochs) and simulating")
     tuned_path = out / "deploy" / "finetuned.pt"
-    if resume and tuned_path.exists():
-        tuned = load_checkpoint(tuned_path)
-        q = QuantRecord.from_meta(tuned.meta)
-        dep = deploy_model(tuned.build(), q.profile, data, constraints=q.constraints,
-                           scales=list(q.scales), progress=progress)
+    graph_path = quantized_outputs(tuned_path)[1].path
+    if resume and trained_before and tuned_path.exists() and graph_path.exists():
+        # the stored deployment graph holds the integers and scales the finished run simulated, and the
+        # tuned checkpoint the float accuracy of the trained network: the figures do not change
+        q = QuantRecord.from_meta(load_checkpoint(tuned_path).meta)
+        dep = deployment_from_graph(DeployGraph.load(graph_path), data, q.results["float_accuracy"],
+                                    progress=progress)
         ptq_acc = q.results["ptq_accuracy"]
-        log("      fine-tuning already complete, simulated again")
+        log("      fine-tuning already complete, its deployment graph simulated again")
     else:
         ft = finetune_model(ck.build(), profile, data, Constraints(),
                             FinetuneConfig(epochs=finetune_epochs, threads=cfg.train.threads), progress=progress)
@@ -189,3 +193,20 @@ def render_markdown(report: dict[str, Any], activity_table: str, deploy_table: s
     if tr["remedies"]:
         lines += ["Remedies applied: " + "; ".join(tr["remedies"]), ""]
     return "\n".join(lines)
+
+
+def stored_run_config(out_dir: str | Path) -> RunConfig | None:
+    """The configuration a run in ``out_dir`` was started with (``config.json``), or ``None``."""
+    import json
+
+    from neurodeploy.errors import ConfigError
+    from neurodeploy.train.config import run_config_from_dict
+
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return run_config_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"{path} is not a readable run configuration ({type(exc).__name__}); give --config "
+                          "or start a new run folder") from None

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neurodeploy.atomic import write_json
+from neurodeploy.atomic import atomic_group, write_json
 from neurodeploy.errors import ConfigError
 from neurodeploy.models import SpikingNet
+from neurodeploy.outputs import Output, side_path
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig, config_dict, finetune
 from neurodeploy.quantize.record import QuantRecord
-from neurodeploy.sim.deploy import CALIBRATION_SAMPLES, Deployment, deploy_model
+from neurodeploy.sim.deploy import Deployment, calibration_set, deploy_model
 from neurodeploy.train.checkpoint import Checkpoint
 
 
@@ -49,7 +50,7 @@ def quantize_model(model: SpikingNet, profile: str, dataset: Any, constraints: C
                    progress: bool | None = None) -> QuantizeResult:
     """Calibrate per-layer scales for ``profile`` and predict the deployed accuracy."""
     c = constraints or Constraints()
-    fq = fake_quantize(model, profile, dataset.x_train[:CALIBRATION_SAMPLES], c)
+    fq = fake_quantize(model, profile, calibration_set(model, dataset.x_train), c)
     dep = deploy_model(model, profile, dataset, constraints=c, fq=fq, progress=progress)
     return QuantizeResult(dep, c, [layer.scale for layer in fq.layers])
 
@@ -81,7 +82,7 @@ def finetune_model(model: SpikingNet, profile: str, dataset: Any, constraints: C
     c = constraints or Constraints()
     start = time.perf_counter()
     tuned = copy.deepcopy(model)
-    fq = fake_quantize(tuned, profile, dataset.x_train[:CALIBRATION_SAMPLES], c, scales=scales)
+    fq = fake_quantize(tuned, profile, calibration_set(tuned, dataset.x_train), c, scales=scales)
     before = deploy_model(model, profile, dataset, constraints=c, fq=fq, progress=progress)
     history = finetune(fq, dataset, config, progress=progress, log=log)
     after = deploy_model(tuned, profile, dataset, constraints=c, fq=fq, progress=progress)
@@ -91,13 +92,22 @@ def finetune_model(model: SpikingNet, profile: str, dataset: Any, constraints: C
                           time.perf_counter() - start)
 
 
+def quantized_outputs(path: str | Path) -> list[Output]:
+    """The files :func:`save_quantized` writes: the checkpoint and its deployment graph beside it
+    (``q.pt`` → ``q.npz``; ``q.npz`` → ``q.graph.npz``, never the checkpoint itself)."""
+    return [Output.of(path, "torch", "quantized checkpoint"),
+            Output.of(side_path(path, ".npz"), "npz", "deployment graph")]
+
+
 def save_quantized(model: SpikingNet, path: str | Path, dep: Deployment, constraints: Constraints,
                    scales: list[float], meta: dict[str, Any] | None = None, **extra: Any) -> Path:
-    """Write a quantized/fine-tuned checkpoint and its deployment graph (``.npz`` beside it)."""
+    """Write a quantized/fine-tuned checkpoint and its deployment graph (see :func:`quantized_outputs`)."""
     m = dict(meta or {})
     m.update(_quant_meta(dep, constraints, scales, deployed_accuracy=dep.accuracy, **extra))
-    out = Checkpoint.from_model(model, meta=m).save(path)
-    dep.graph.save(Path(path).with_suffix(".npz"))
+    ck_out, graph_out = quantized_outputs(path)
+    with atomic_group():  # both files or neither
+        out = Checkpoint.from_model(model, meta=m).save(ck_out.path)
+        dep.graph.save(graph_out.path)
     return out
 
 

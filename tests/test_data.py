@@ -28,7 +28,12 @@ from neurodeploy.data import (
 from neurodeploy.data import mnist as mnist_mod
 from neurodeploy.errors import ConfigError, DataError
 
-REAL_MNIST = Path("/work/shared/data/mnist")
+# The real MNIST t10k files, when the environment names their folder (the test that reads them is
+# skipped otherwise; every other MNIST test builds its own IDX files).
+REAL_MNIST = Path(os.environ.get("NEURODEPLOY_MNIST", "")) if os.environ.get("NEURODEPLOY_MNIST") else None
+NEEDS_REAL_MNIST = pytest.mark.skipif(
+    REAL_MNIST is None or not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+    reason="set NEURODEPLOY_MNIST to a folder holding the MNIST t10k IDX .gz files to run this test")
 
 # IDX type code -> big-endian dtype, written out here independently of the reader.
 CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -371,7 +376,7 @@ def test_idx_round_trip_property(fuzz_dir: Path, code: int, shape: list, seed: i
 # real MNIST t10k files
 
 
-@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="MNIST t10k files not present")
+@NEEDS_REAL_MNIST
 def test_real_mnist_t10k() -> None:
     with gzip.open(REAL_MNIST / "t10k-images-idx3-ubyte.gz", "rb") as fh:
         raw_images = fh.read()
@@ -435,28 +440,37 @@ def test_mnist_t10k_only_branch(tmp_path: Path) -> None:
 
 def test_mnist_folder_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(mnist_mod.ENV_VAR, raising=False)
-    # ../shared/data/mnist relative to the working directory
-    arrays = make_mnist_folder(tmp_path / "shared" / "data" / "mnist", n_test=10, seed=1)
+    # the user's cache folder: $XDG_CACHE_HOME/neurodeploy/mnist
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    arrays = make_mnist_folder(tmp_path / "cache" / "neurodeploy" / "mnist", n_test=10, seed=1)
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     ds = load_dataset("mnist")
     assert np.array_equal(ds.y_test.numpy(), arrays["test_y"][8:])
-    # the environment variable wins over the default folders
+    # without XDG_CACHE_HOME: ~/.cache/neurodeploy/mnist
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home_arrays = make_mnist_folder(tmp_path / "home" / ".cache" / "neurodeploy" / "mnist", n_test=20, seed=3)
+    ds = load_dataset("mnist")
+    assert np.array_equal(ds.y_test.numpy(), home_arrays["test_y"][16:])
+    # the environment variable wins over the cache folder
     env_arrays = make_mnist_folder(tmp_path / "env", n_test=15, seed=2)
     monkeypatch.setenv(mnist_mod.ENV_VAR, str(tmp_path / "env"))
     ds = load_dataset("mnist")
     assert np.array_equal(ds.y_test.numpy(), env_arrays["test_y"][12:])
+    # and the explicit root wins over both
+    ds = load_dataset("mnist", str(tmp_path / "cache" / "neurodeploy" / "mnist"))
+    assert np.array_equal(ds.y_test.numpy(), arrays["test_y"][8:])
     monkeypatch.setenv(mnist_mod.ENV_VAR, str(tmp_path / "missing"))
     with pytest.raises(DataError) as ei:
         load_dataset("mnist")
     one_line_error(ei, mnist_mod.ENV_VAR, "missing")
-    # nothing anywhere: the message names every folder tried
+    # nothing anywhere: one line naming the three ways to provide the files
     monkeypatch.delenv(mnist_mod.ENV_VAR)
-    tried = (str(tmp_path / "none1"), str(tmp_path / "none2"))
-    monkeypatch.setattr(mnist_mod, "DEFAULT_ROOTS", tried)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     with pytest.raises(DataError) as ei:
         load_dataset("mnist")
-    one_line_error(ei, *tried)
+    one_line_error(ei, "--data-root", mnist_mod.ENV_VAR, str(tmp_path / "empty-cache" / "neurodeploy" / "mnist"))
     with pytest.raises(DataError) as ei:
         load_dataset("mnist", tmp_path / "nowhere")
     one_line_error(ei, "nowhere")

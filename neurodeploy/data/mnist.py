@@ -2,10 +2,12 @@
 
 Folder lookup (first match wins):
 
-1. the ``root`` argument, if given;
+1. the ``root`` argument (``--data-root`` on the command line), if given;
 2. the environment variable ``NEURODEPLOY_MNIST``, if set (it must name an existing folder);
-3. ``../shared/data/mnist`` relative to the current directory;
-4. ``/work/shared/data/mnist``.
+3. the user's cache folder: ``$XDG_CACHE_HOME/neurodeploy/mnist``
+   (``~/.cache/neurodeploy/mnist`` when ``XDG_CACHE_HOME`` is unset).
+
+Nothing is downloaded; a missing dataset is one error naming the three ways to provide it.
 
 Each file is looked up as ``<stem>`` and then ``<stem>.gz``. With the training files
 (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``) and the test files (``t10k-...``) present
@@ -28,8 +30,6 @@ from neurodeploy.data.idx import idx_magic, idx_magic_of, read_idx
 from neurodeploy.errors import DataError
 
 ENV_VAR = "NEURODEPLOY_MNIST"
-#: Folders searched, in order, when neither ``root`` nor the environment variable is given.
-DEFAULT_ROOTS: tuple[str, ...] = ("../shared/data/mnist", "/work/shared/data/mnist")
 
 IMAGES_MAGIC = idx_magic(0x08, 3)  # 0x00000803: unsigned bytes, 3 dims
 LABELS_MAGIC = idx_magic(0x08, 1)  # 0x00000801: unsigned bytes, 1 dim
@@ -39,6 +39,13 @@ _STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+
+def cache_root() -> Path:
+    """The user's cache folder for MNIST: ``$XDG_CACHE_HOME/neurodeploy/mnist`` or
+    ``~/.cache/neurodeploy/mnist``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "neurodeploy" / "mnist"
 
 
 def find_mnist_root(root: str | os.PathLike | None = None) -> Path:
@@ -54,14 +61,12 @@ def find_mnist_root(root: str | os.PathLike | None = None) -> Path:
         if not path.is_dir():
             raise DataError(f"{ENV_VAR}={env} does not name an existing folder")
         return path
-    for candidate in DEFAULT_ROOTS:
-        path = Path(candidate)
-        if path.is_dir():
-            return path
-    tried = ", ".join(str(Path(c).absolute()) for c in DEFAULT_ROOTS)
+    cache = cache_root()
+    if cache.is_dir():
+        return cache
     raise DataError(
-        f"no MNIST folder found: pass root=..., set {ENV_VAR}, or place the IDX files in one of: "
-        f"{tried}"
+        f"no MNIST folder found: pass --data-root DIR, set {ENV_VAR}=DIR, or place the IDX files "
+        f"(t10k-images-idx3-ubyte[.gz], ...) in {cache}"
     )
 
 

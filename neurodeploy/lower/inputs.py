@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurodeploy.nn.encoding import Encoding, encode_integers
+from neurodeploy.nn.encoding import Encoding, encode_integers, encode_samples
 
 
 def encode_inputs(x: torch.Tensor, steps: int, encoding: dict[str, Any] | Encoding,
@@ -15,3 +15,10 @@ def encode_inputs(x: torch.Tensor, steps: int, encoding: dict[str, Any] | Encodi
     """Chip input ``[B, steps, ...]`` (int64 numpy) for samples ``x``; see
     :func:`neurodeploy.nn.encoding.encode_integers`."""
     return encode_integers(x, steps, encoding, generator).numpy()
+
+
+def encode_sample_inputs(x: torch.Tensor, steps: int, encoding: dict[str, Any] | Encoding,
+                         start: int = 0) -> np.ndarray:
+    """Chip input ``[B, steps, ...]`` (int64 numpy) for samples ``x`` with indices ``start ...``,
+    each encoded from its own seed (see :func:`neurodeploy.nn.encoding.encode_samples`)."""
+    return encode_samples(x, steps, encoding, start).numpy()

@@ -17,6 +17,11 @@ ARCHITECTURES = ("mlp", "convnet", "vgg")
 READOUTS = ("mean", "spike_count")
 POOLS = ("avg", "max", "none")
 
+#: Rate-coded binary spikes: every Loihi profile takes them (float input has no integer form on any
+#: chip, graded input needs Loihi 2 and a netx reader told its bit width), so the default network
+#: simulates on every loihi-family profile and exports to netx as it is.
+DEFAULT_ENCODING = {"kind": "rate"}
+
 DEFAULT_HIDDEN = {"mlp": [128, 128], "convnet": [16, 32], "vgg": [16, 16, "P", 32, 32, "P"]}
 
 
@@ -37,7 +42,8 @@ class ModelSpec:
         pool: ``"avg"``, ``"max"`` (float only) or ``"none"``.
         bias: give linear/conv layers a bias.
         steps: number of time steps ``T`` per sample.
-        encoding: input encoding (see :class:`~neurodeploy.nn.encoding.Encoding`).
+        encoding: input encoding (see :class:`~neurodeploy.nn.encoding.Encoding`); default
+            :data:`DEFAULT_ENCODING`, rate-coded binary spikes.
         neuron: dynamics of every hidden spiking layer (see :class:`NeuronConfig`).
         readout: ``"mean"`` (time-averaged output currents, i.e. the potential of a non-leaky
             integrator divided by ``T``) or ``"spike_count"`` (spiking output layer, spike counts).
@@ -55,7 +61,7 @@ class ModelSpec:
     pool: str = "none"
     bias: bool = True
     steps: int = 8
-    encoding: dict[str, Any] = field(default_factory=lambda: {"kind": "direct"})
+    encoding: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ENCODING))
     neuron: dict[str, Any] = field(default_factory=dict)
     readout: str = "mean"
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)

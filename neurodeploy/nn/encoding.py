@@ -3,7 +3,9 @@
 * ``direct``: the analogue sample repeated at every step (optionally rounded to ``bits`` bits, which is
   what a chip with graded input spikes receives).
 * ``rate``: Bernoulli spikes with probability equal to the value, drawn from a seeded generator so
-  that training, the simulator and exports see the same spikes.
+  that training, the simulator and exports see the same spikes. At evaluation time every sample
+  draws from a generator of its own, seeded from the encoding seed and the sample's index
+  (:func:`sample_seed`), so any subset or batching of a test split sees the same spikes as the whole.
 * ``latency``: one spike per input at step ``round((1 - x) (T - 1))``; values at or below
   ``min_value`` never spike (bright pixels spike early).
 """
@@ -122,3 +124,38 @@ def graded_levels(encoding: Encoding) -> int | None:
     if encoding.kind == "direct" and encoding.bits is not None:
         return 2**encoding.bits - 1
     return None
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index``'s own generator under run seed ``seed`` (a 63-bit integer mixed
+    by numpy's ``SeedSequence``, so neighbouring indices and seeds give unrelated streams)."""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(index)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def encode_samples(x: torch.Tensor, steps: int, encoding: Encoding | str | dict, start: int = 0,
+                   integers: bool = True) -> torch.Tensor:
+    """Encode samples ``x`` (indices ``start .. start + len(x) - 1`` of their split), each from its
+    own generator (:func:`sample_seed` of ``encoding.seed`` and the index): int64 chip events
+    ``[B, steps, ...]`` (``integers=True``, as :func:`encode_integers`) or the float sequence
+    ``[steps, B, ...]`` the float model sees (graded values divided by ``2**bits - 1``).
+
+    The spikes of a sample depend only on its value and its index, never on which other samples are
+    encoded with it.
+    """
+    enc = Encoding.from_config(encoding)
+    if enc.kind != "rate":  # deterministic encodings need no generator
+        if integers:
+            return encode_integers(x, steps, enc)
+        seq = encode(x, steps, enc)
+        return seq
+    rows = []
+    for i in range(x.shape[0]):
+        gen = torch.Generator(device="cpu").manual_seed(sample_seed(enc.seed, start + i))
+        rows.append(encode(x[i : i + 1], steps, enc, gen))
+    seq = torch.cat(rows, dim=1) if rows else encode(x, steps, enc)
+    if integers:
+        return seq.transpose(0, 1).to(torch.int64).contiguous()
+    return seq

@@ -394,6 +394,8 @@ def make_surrogate(spec: str | dict[str, Any] | Surrogate) -> Surrogate:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if isinstance(default, int | float) and not number and default is not None:
             raise ConfigError(f"surrogate {name!r} parameter {key!r} must be a number, got {value!r}")
+        if number and not math.isfinite(value):
+            raise ConfigError(f"surrogate {name!r} parameter {key!r} must be a finite number, got {value!r}")
         if isinstance(default, str) and not isinstance(value, str):
             raise ConfigError(f"surrogate {name!r} parameter {key!r} must be a string, got {value!r}")
     try:

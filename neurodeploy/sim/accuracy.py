@@ -1,4 +1,9 @@
-"""Deployment accuracy over a whole data set, in batches, with a progress bar."""
+"""Deployment accuracy over a whole data set, in batches, with a progress bar.
+
+Memory stays flat in the number of samples: inputs are fetched batch by batch (a callable) and only
+per-sample predictions and running totals are kept; :func:`batch_size_for` bounds one batch's arrays
+for long inputs.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,25 @@ import numpy as np
 
 from neurodeploy.errors import DataError
 from neurodeploy.sim.simulator import Simulator
+
+#: Bytes one simulator batch may use for its per-step arrays (input events, rasters of every layer).
+BATCH_MEMORY_BUDGET = 256 * 2**20
+#: Most samples per simulator call (more gives no speed on a CPU).
+MAX_BATCH = 256
+#: Bytes per neuron per step in one batch: the int64 raster and the working copies of a layer step.
+_BYTES_PER_NEURON_STEP = 32
+
+
+def batch_size_for(sim: Simulator, steps: int, budget: int = BATCH_MEMORY_BUDGET,
+                   max_batch: int = MAX_BATCH) -> int:
+    """Samples per simulator call so that the arrays of one batch over ``steps`` steps stay within
+    ``budget`` bytes (at least 1, at most ``max_batch``)."""
+    inputs = 1
+    for v in sim.input_shape:
+        inputs *= int(v)
+    neurons = inputs + sum(int(st.neurons) for st in sim.structure)
+    per_sample = max(1, neurons * int(steps) * _BYTES_PER_NEURON_STEP)
+    return int(max(1, min(max_batch, budget // per_sample)))
 
 
 def simulate_accuracy(

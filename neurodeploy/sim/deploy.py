@@ -12,14 +12,54 @@ import torch
 
 from neurodeploy.hardware import HardwareProfile, fit_report
 from neurodeploy.lower.graph import DeployGraph
-from neurodeploy.lower.inputs import encode_inputs
+from neurodeploy.lower.inputs import encode_sample_inputs
 from neurodeploy.lower.lowering import graph_from_fakequant
 from neurodeploy.models import SpikingNet
+from neurodeploy.nn.encoding import encode
 from neurodeploy.quantize.fakequant import Constraints, FakeQuantNet, fake_quantize
-from neurodeploy.sim.accuracy import simulate_accuracy
+from neurodeploy.sim.accuracy import batch_size_for, simulate_accuracy
 from neurodeploy.sim.simulator import Simulator
 
 CALIBRATION_SAMPLES = 512
+#: Bytes one float pass over a batch (the encoder's draws, every layer's activity over all steps, the
+#: calibration statistics) may use; long inputs get smaller batches and fewer calibration samples.
+FLOAT_MEMORY_BUDGET = 1024 * 2**20
+_FLOAT_BYTES_PER_NEURON_STEP = 16
+
+
+@torch.no_grad()
+def activity_per_step(model: SpikingNet) -> int:
+    """Values one sample produces per time step: its input plus every stage's output (one step of one
+    zero sample through the network)."""
+    counts = [1]
+    for v in model.spec.input_shape:
+        counts[0] *= int(v)
+    hooks = [stage.register_forward_hook(lambda _m, _i, out: counts.append(int(out.numel())))
+             for stage in model.stages]
+    was_training = model.training
+    try:
+        model.eval()
+        model.forward_sequence(torch.zeros((1, 1, *model.spec.input_shape)))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return sum(counts)
+
+
+def float_batch_size(model: SpikingNet, steps: int | None = None, cap: int = 256) -> int:
+    """Samples per float pass so that one pass over ``steps`` steps (default: the model's) stays within
+    :data:`FLOAT_MEMORY_BUDGET` (at least 1, at most ``cap``)."""
+    per_sample = activity_per_step(model) * int(steps or model.spec.steps) * _FLOAT_BYTES_PER_NEURON_STEP
+    return int(max(1, min(cap, FLOAT_MEMORY_BUDGET // max(per_sample, 1))))
+
+
+def calibration_set(model: SpikingNet, x_train: torch.Tensor) -> torch.Tensor:
+    """The training samples the scales are calibrated on: the first :data:`CALIBRATION_SAMPLES`, or fewer
+    when that many would not fit :data:`FLOAT_MEMORY_BUDGET` over the model's steps (calibration
+    runs them in one pass). Every caller (simulate, quantize, fine-tune, netx export) uses this set, so
+    they all choose the same scales."""
+    return x_train[:float_batch_size(model, cap=CALIBRATION_SAMPLES)]
 
 
 @dataclass
@@ -68,20 +108,22 @@ class Deployment:
 @torch.no_grad()
 def float_accuracy(model: SpikingNet, x: torch.Tensor, y: torch.Tensor, steps: int | None = None,
                    batch_size: int = 256) -> float:
-    """Accuracy of the float model with the deployment's input events (same encoding draws)."""
+    """Accuracy of the float model with the deployment's input events (each sample encoded from its
+    own seed, exactly as :func:`simulate_graph` encodes it), batch by batch."""
     model.eval()
     enc = model.spec.encoding_config
-    gen = torch.Generator().manual_seed(enc.seed)
     t = steps or model.spec.steps
-    if enc.kind == "direct" and enc.bits is None:
-        seq = model.encode(x, gen)
-    else:
-        seq = torch.from_numpy(encode_inputs(x, t, enc, gen)).transpose(0, 1).to(torch.float32)
-        if enc.kind == "direct":
-            seq = seq / (2**enc.bits - 1)
+    batch_size = min(batch_size, float_batch_size(model, t))
     correct = 0
-    for i in range(0, seq.shape[1], batch_size):
-        out = model.readout(model.forward_sequence(seq[:, i : i + batch_size]))
+    for i in range(0, len(y), batch_size):
+        xb = x[i : i + batch_size]
+        if enc.kind == "direct" and enc.bits is None:
+            seq = encode(xb, t, enc)
+        else:
+            seq = torch.from_numpy(encode_sample_inputs(xb, t, enc, start=i)).transpose(0, 1).to(torch.float32)
+            if enc.kind == "direct":
+                seq = seq / (2**enc.bits - 1)
+        out = model.readout(model.forward_sequence(seq))
         correct += int((out.argmax(1) == y[i : i + batch_size]).sum())
     return correct / max(len(y), 1)
 
@@ -93,20 +135,30 @@ def graph_profile(graph: DeployGraph) -> HardwareProfile:
 
 
 def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitter: Any = None, seed: int = 0,
-                   batch_size: int = 256, progress: bool | None = None) -> dict[str, Any]:
+                   batch_size: int | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Bit-accurate accuracy and activity of ``graph`` on samples ``x`` with labels ``y``.
 
     The simulator runs ``graph.steps`` input steps plus the chip's latency (zero input), so the
     read-out sees every input step; ``jitter`` (default: the constraint the graph was lowered
     under) displaces input and hidden spikes, seeded with ``seed``.
+
+    Samples are encoded batch by batch as the simulator asks for them, each from its own seed
+    (sample ``i`` of ``x`` always gets the same input events), and the batch size (default: from
+    :func:`~neurodeploy.sim.accuracy.batch_size_for`) keeps one batch's arrays within a fixed memory
+    budget whatever the number of steps: memory does not grow with the number of samples.
     """
     profile = graph_profile(graph)
     if jitter is None:
         jitter = graph.quant.constraints.jitter if graph.quant is not None else \
             graph.metadata.get("constraints", {}).get("jitter")
-    gen = torch.Generator().manual_seed(int(graph.encoding.get("seed", 0)))
-    inputs = encode_inputs(x, graph.steps, graph.encoding, gen)
-    latency = Simulator(graph, profile).latency
+    sim = Simulator(graph, profile)
+    latency = sim.latency
+    if batch_size is None:
+        batch_size = batch_size_for(sim, graph.steps + latency)
+
+    def inputs(start: int, stop: int) -> Any:
+        return encode_sample_inputs(x[start:stop], graph.steps, graph.encoding, start=start)
+
     return simulate_accuracy(graph, inputs, y.numpy(), batch_size, profile=profile, extra_steps=latency,
                              jitter=jitter, seed=seed, progress=progress)
 
@@ -130,7 +182,7 @@ def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any
     """
     c = constraints or Constraints()
     if fq is None:
-        fq = fake_quantize(model, profile, dataset.x_train[:CALIBRATION_SAMPLES], c, scales=scales)
+        fq = fake_quantize(model, profile, calibration_set(model, dataset.x_train), c, scales=scales)
     graph = graph_from_fakequant(fq, metadata={"source": {"arch": model.spec.arch, "neuron": model.spec.neuron},
                                                "dataset": getattr(dataset, "name", None)})
     x, y = dataset.x_test, dataset.y_test
@@ -143,6 +195,21 @@ def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any
         accuracy=float(figs["accuracy"]), samples=int(figs["samples"]), input_steps=graph.steps,
         latency_steps=fq.latency, figures=figs, fit=fit_report(graph, p).to_dict(),
         warnings=list(graph.metadata.get("warnings", [])))
+
+
+def deployment_from_graph(graph: DeployGraph, dataset: Any, float_acc: float, *, limit: int | None = None,
+                          seed: int = 0, progress: bool | None = None) -> Deployment:
+    """Simulate a stored deployment graph again (e.g. a finished run's ``finetuned.npz``): the same
+    integers, scales and their origins as when it was written, so the same figures."""
+    x, y = dataset.x_test, dataset.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    profile = graph_profile(graph)
+    figs = simulate_graph(graph, x, y, seed=seed, progress=progress)
+    return Deployment(
+        profile=profile.name, graph=graph, float_accuracy=float(float_acc), accuracy=float(figs["accuracy"]),
+        samples=int(figs["samples"]), input_steps=graph.steps, latency_steps=Simulator(graph, profile).latency,
+        figures=figs, fit=fit_report(graph, profile).to_dict(), warnings=list(graph.metadata.get("warnings", [])))
 
 
 def simulate_checkpoint(model: SpikingNet, profile: str, dataset: Any, *, steps: int | None = None,

@@ -13,7 +13,9 @@ Files are written atomically, so an interrupted run keeps the previous complete 
 
 from __future__ import annotations
 
+import math
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +85,9 @@ def read_torch_file(path: Path, what: str) -> Any:
     if path.is_dir():
         raise CheckpointError(f"{what} {path} is a folder, not a file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except TORCH_LOAD_ERRORS as exc:
         raise CheckpointError(f"{path} is not a readable {what} (corrupt or truncated: {type(exc).__name__})") \
             from None
@@ -105,9 +109,37 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except KeyError:
         raise CheckpointError(f"{path} has no model spec") from None
     state = payload.get("state_dict")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} has no weights")
-    return Checkpoint(spec, state, payload.get("train", {}) or {}, payload.get("meta", {}) or {})
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path} has no weights (its state_dict is not a table of tensors)")
+    train, meta = payload.get("train") or {}, payload.get("meta") or {}
+    for key, value in (("train", train), ("meta", meta)):
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{path} is damaged: its {key!r} entry is a {type(value).__name__}, not a table")
+    q = meta.get("quant")
+    if q is not None and not (
+            isinstance(q, dict) and isinstance(q.get("profile"), str) and isinstance(q.get("constraints"), dict)
+            and isinstance(q.get("scales"), list)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                    for v in q["scales"])):
+        raise CheckpointError(f"{path} is damaged: its quantization record (meta['quant']) lacks a profile, "
+                              "constraints or positive finite scales; quantize the float checkpoint again")
+    check_finite(state, path)
+    return Checkpoint(spec, state, train, meta)
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a checkpoint whose floating-point tensors hold NaN or infinite values, naming the first
+    such tensor (a diverged training run writes them; every later stage would be meaningless)."""
+    for name, t in state.items():
+        if not t.is_floating_point() or t.numel() == 0:
+            continue
+        bad = ~torch.isfinite(t)
+        count = int(bad.sum())
+        if count:
+            what = "NaN" if bool(torch.isnan(t).any()) else "infinite values"
+            raise CheckpointError(f"{path}: {name} holds {what} ({count} of {t.numel()} values); the network "
+                                  "diverged, so retrain it (e.g. with a lower --lr) or use an earlier checkpoint")
 
 
 def checkpoint_dataset(ck: Checkpoint, dataset: str | None = None, data_root: str | None = None) -> Any:

@@ -5,6 +5,8 @@ Unknown keys and wrong types are refused with a one-line :class:`ConfigError` na
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,11 @@ class TrainConfig:
             raise ConfigError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
         if self.threads < 1 or self.log_every < 1 or self.monitor_window < 1:
             raise ConfigError("train.threads, train.log_every and train.monitor_window must be >= 1")
+        for name, lo, hi in (("lr", 0.0, 1.0), ("momentum", 0.0, 1.0), ("weight_decay", 0.0, 1.0),
+                             ("theta_low", 0.0, 1.0), ("lambda_low", 0.0, 1e6)):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or not lo <= value <= hi:
+                raise ConfigError(f"train.{name} must be a finite number in {lo:g}..{hi:g}, got {value:g}")
 
 
 @dataclass
@@ -150,3 +157,36 @@ def load_run_config(path: str | Path) -> RunConfig:
         return run_config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+#: Bytes per parameter while training: the float32 weight, its gradient and Adam's two moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine has (``None`` where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_model_size(spec: ModelSpec) -> int:
+    """Count the parameters of the network ``spec`` describes without allocating them (built on
+    torch's ``meta`` device) and refuse, in one line, a network whose training state (weights,
+    gradients, optimiser moments) cannot fit in this machine's memory. Returns the parameter
+    count."""
+    import torch
+
+    from neurodeploy.errors import ResourceError
+    from neurodeploy.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(spec)
+    params = sum(p.numel() for p in model.parameters())
+    need = params * TRAINING_BYTES_PER_PARAMETER
+    have = available_memory()
+    if have is not None and need > have:
+        raise ResourceError(f"the network needs about {need / 1e9:.3g} GB of memory to train ({params:,} parameters) "
+                            f"but this machine has {have / 1e9:.3g} GB; use smaller --hidden widths")
+    return params

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from neurodeploy.atomic import write_text
-from neurodeploy.errors import CheckpointError, ConfigError
+from neurodeploy.errors import CheckpointError, ConfigError, NumericError
 from neurodeploy.models import SpikingNet, build_model
 from neurodeploy.nn.neurons import set_epoch, spiking_layers
 from neurodeploy.nn.surrogate import AdaLi
@@ -251,12 +251,19 @@ class Trainer:
             if diff:
                 spec.overrides[name] = diff
 
+    def _diverged(self, epoch: int, what: str) -> None:
+        """Stop on a non-finite loss or gradient; the checkpoint of the last finished epoch stays."""
+        kept = (f"the last good checkpoint (epoch {self.epoch}) is kept in {self.checkpoint_path}"
+                if self.checkpoint_path.exists() else "no epoch had finished, so no checkpoint was written")
+        raise NumericError(f"training diverged at epoch {epoch + 1}, step {self.step}: {what} is not finite; "
+                           f"{kept}; lower --lr or check the surrogate parameters")
+
     def fit(self, resume: bool = False) -> TrainResult:
         """Train for ``config.epochs`` epochs (continuing from the checkpoint if ``resume``)."""
         c = self.config
         torch.set_num_threads(c.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
+        if resume and self.checkpoint_path.exists():  # killed before the first epoch ended: start fresh
             self.resume()
         start = time.perf_counter()
         x, y = self.data.x_train, self.data.y_train
@@ -290,10 +297,12 @@ class Trainer:
                 loss = nn.functional.cross_entropy(logits, y[idx])
                 total = loss + self._regulariser() if self.regulariser_on else loss
                 if not torch.isfinite(total):
-                    raise ConfigError(f"training diverged at epoch {epoch + 1}, step {self.step} "
-                                      "(loss is not finite); lower the learning rate")
+                    self._diverged(epoch, "the loss")
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
+                if not all(bool(torch.isfinite(p.grad).all()) for p in self.model.parameters()
+                           if p.grad is not None):
+                    self._diverged(epoch, "a gradient")
                 self.optimizer.step()
                 mon.observe()
                 correct += int((logits.argmax(1) == y[idx]).sum())

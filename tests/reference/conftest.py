@@ -1,8 +1,10 @@
 """Shared fixtures for the optional reference tests against Lava 0.10 (see docs/lava_reference.md).
 
 The Lava environment is found through ``NEURODEPLOY_LAVA_PYTHON`` (the interpreter of an
-environment built by ``bash tools/lava_env.sh``) or, failing that, ``<repo>/.lava-env/bin/python``
-when that environment was completed. Without either, every test here is skipped.
+environment built by ``bash tools/lava_env.sh``) or, failing that, a completed environment in
+``<repo>/.lava-env`` or in the user's cache folder (``${XDG_CACHE_HOME:-~/.cache}/neurodeploy/
+lava-env``, where ``.ci/run`` builds it). Without any, every test here is skipped; CI sets
+``NEURODEPLOY_LAVA_PYTHON``, so there a missing environment is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAVA_SCRIPT = REPO_ROOT / "tools" / "lava_reference.py"
 DEFAULT_ENV = REPO_ROOT / ".lava-env"
+
+
+def cache_env() -> Path:
+    """Where ``.ci/run`` builds the environment: ``$XDG_CACHE_HOME/neurodeploy/lava-env``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "neurodeploy" / "lava-env"
+
 BUILD_HINT = "build it with `bash tools/lava_env.sh` (1-2 minutes, 1.5 GB) or set " \
              "NEURODEPLOY_LAVA_PYTHON to the python of such an environment"
 
@@ -34,13 +43,13 @@ def find_lava_python() -> tuple[Path | None, str]:
             raise pytest.UsageError(f"NEURODEPLOY_LAVA_PYTHON={explicit} does not exist; "
                                     f"{BUILD_HINT}")
         return path, "NEURODEPLOY_LAVA_PYTHON"
-    default = DEFAULT_ENV / "bin" / "python"
-    if not default.exists():
-        return None, f"no Lava reference environment at {DEFAULT_ENV}; {BUILD_HINT}"
-    if not (DEFAULT_ENV / ".complete").exists():
+    for env in (DEFAULT_ENV, cache_env()):
+        if (env / "bin" / "python").exists() and (env / ".complete").exists():
+            return env / "bin" / "python", str(env)
+    if (DEFAULT_ENV / "bin" / "python").exists():
         return None, (f"the Lava environment at {DEFAULT_ENV} is incomplete (an earlier build "
                       f"failed); rerun `bash tools/lava_env.sh`")
-    return default, str(DEFAULT_ENV)
+    return None, f"no Lava reference environment at {DEFAULT_ENV} or {cache_env()}; {BUILD_HINT}"
 
 
 def load_lava_script():

@@ -900,7 +900,7 @@ def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile |
     from neurodeploy.lower.lowering import graph_from_fakequant
     from neurodeploy.quantize.fakequant import fake_quantize
     from neurodeploy.quantize.record import deployment_settings
-    from neurodeploy.sim.deploy import CALIBRATION_SAMPLES
+    from neurodeploy.sim.deploy import calibration_set
     from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
 
     ck = load_checkpoint(checkpoint)
@@ -908,7 +908,7 @@ def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile |
     name, constraints, scales = deployment_settings(ck.meta, profile, weight_bits=weight_bits)
     calib = None
     if scales is None:
-        calib = checkpoint_dataset(ck, dataset, data_root).x_train[:CALIBRATION_SAMPLES]
+        calib = calibration_set(model, checkpoint_dataset(ck, dataset, data_root).x_train)
     fq = fake_quantize(model, name or "loihi2", calib, constraints, scales=scales)
     return graph_from_fakequant(fq, metadata={
         "source": {"checkpoint": str(checkpoint), "arch": model.spec.arch,
