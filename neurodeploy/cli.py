@@ -580,7 +580,7 @@ def _ttfs_constraints(weight_bits=None, time_bits=None, jitter=None, jitter_sigm
     if all(v is None for v in given):
         return None
     j = {"kind": "gaussian", "sigma": jitter_sigma} if jitter_sigma is not None else jitter
-    return TTFSConstraints(weight_bits=weight_bits, jitter=j, time_bits=time_bits,
+    return TTFSConstraints(weight_bits=weight_bits, time_jitter=j, time_bits=time_bits,
                            latency_quantile=latency_quantile, latency_budget=latency_budget)
 
 

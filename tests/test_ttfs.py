@@ -20,6 +20,7 @@ from torch import nn
 
 from neurodeploy.data import load_dataset
 from neurodeploy.errors import CheckpointError, ConfigError, FormatError, UnsupportedError
+from neurodeploy.hardware import load_profile
 from neurodeploy.quantize.fakequant import Constraints
 from neurodeploy.ttfs import (
     TTFSConstraints,
@@ -38,12 +39,13 @@ from neurodeploy.ttfs import (
     train_ttfs,
     ttfs_to_relu,
 )
-from neurodeploy.ttfs.constraints import MIN_RAMP, weight_levels, weight_scale
+from neurodeploy.ttfs.constraints import weight_levels, weight_scale
 from neurodeploy.ttfs.neuron import alpha1_spike_times, b1_spike_times
 from neurodeploy.ttfs.onnx_import import load_onnx_relu
 from neurodeploy.ttfs.workflows import convert_model, finetune_checkpoint, simulate_checkpoint
 
 F64 = torch.float64
+MIN_RAMP = load_profile("ttfs").neuron.min_ramp  # the smallest ramp of the integer program
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -573,7 +575,7 @@ def test_constraint_options_and_their_errors():
         ({"time_bits": 0}, "time bits"),
         ({"latency_quantile": 1.5}, "quantile"),
         ({"latency_budget": 0.5}, "budget"),
-        ({"jitter": {"kind": "gaussian", "sigma": -1}}, "sigma"),
+        ({"time_jitter": {"kind": "gaussian", "sigma": -1}}, "sigma"),
         ({"latency_quantile": 0.5, "latency_budget": 3}, "either"),
     ):
         with pytest.raises(ConfigError, match=text):
@@ -606,7 +608,7 @@ def test_latency_and_jitter_before_and_after_finetuning(relu_mlp, digits):
     )  # ... and fine-tuning wins it back
     assert short.after["deployed_accuracy"] == pytest.approx(short.after["accuracy"], abs=0.01)
     noisy = finetune_ttfs(
-        net, digits, TTFSConstraints(jitter={"kind": "gaussian", "sigma": 0.3}), cfg
+        net, digits, TTFSConstraints(time_jitter={"kind": "gaussian", "sigma": 0.3}), cfg
     )
     assert noisy.before["accuracy"] < base - 0.05
     assert noisy.after["accuracy"] >= noisy.before["accuracy"]
