@@ -564,10 +564,19 @@ def test_weight_scale_fits_every_weight_and_makes_the_ramp_whole(max_abs, bits, 
 
 
 def test_constraint_options_and_their_errors():
+    # the shared fields keep their shared meaning on the TTFS time grid: max_steps counts input
+    # steps (2**time_bits per window), jitter counts steps; the latency budget is TTFS's own
     c = TTFSConstraints.from_constraints(
-        Constraints(weight_bits=6, jitter=2, max_steps=5), time_bits=6
+        Constraints(weight_bits=6, jitter=2, max_steps=64), latency_budget=5.0
     )
     assert (c.weight_bits, c.time_bits, c.latency_budget, c.jitter_spec.max_shift) == (6, 6, 5.0, 2)
+    assert TTFSConstraints.from_constraints(Constraints(max_steps=100)).time_bits == 6
+    with pytest.raises(ConfigError, match="max steps 5"):
+        TTFSConstraints.from_constraints(Constraints(max_steps=5), time_bits=6)
+    g = TTFSConstraints.from_constraints(Constraints(jitter={"kind": "gaussian", "sigma": 8.0}),
+                                         time_bits=4)
+    assert g.jitter_spec.sigma == 0.5  # 8 steps of a 16-step window
+    assert TTFSConstraints.from_dict({"jitter": 3}).time_jitter == 3  # stored by earlier versions
     with pytest.raises(UnsupportedError, match="state bits"):
         TTFSConstraints.from_constraints(Constraints(state_bits=8))
     for kw, text in (
