@@ -743,16 +743,17 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("-o", "--out", "out_path", help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
+@click.option("--graph", "graph_path", help="Also save the deployment graph (.npz) for `neurodeploy simulate`.")
 @guarded
 def ttfs_simulate(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
-                  limit, seed, dataset, data_root, out_path):
+                  limit, seed, dataset, data_root, out_path, graph_path):
     """Deployed accuracy of the integer time-grid program (a fine-tuned checkpoint uses its own constraints)."""
     from neurodeploy.ttfs.workflows import simulate_checkpoint
 
     c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
     out = Path(out_path) if out_path else Path(checkpoint).parent / "simulate-ttfs.json"
     rep = simulate_checkpoint(checkpoint, c, dataset=dataset, data_root=data_root, limit=limit, seed=seed,
-                              out=out)
+                              out=out, graph_out=graph_path)
     con, fl = rep["constrained"], rep["float"]
     click.echo(f"float accuracy {100 * fl['accuracy']:.2f}%; under the constraints {100 * con['accuracy']:.2f}%")
     if con["deployed_accuracy"] is not None:
