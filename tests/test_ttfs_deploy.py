@@ -154,6 +154,25 @@ def test_converted_network_runs_exactly_on_the_shared_simulator(converted, digit
                                              abs=0)
 
 
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_whole_window_kernels_equal_the_clock_step(converted, digits, name):
+    """The family's NeuronScan / DenseInput (blocks of steps from an absolute step) give the
+    spikes, states and read-out of its per-step neuron_step, with and without recorded states."""
+    net = load_ttfs(converted[name]).network
+    graph = lower_ttfs(net, TTFSConstraints(weight_bits=6, time_bits=5))
+    x = encode_inputs(digits.x_test[:50], graph.steps, graph.encoding)
+    assert all(s.scan for s in Simulator(graph)._stages)
+    for record in (("spikes",), ("spikes", "u", "v")):
+        fast = Simulator(graph).run(x, record=record)
+        step = Simulator(graph, fast=False).run(x, record=record)
+        np.testing.assert_array_equal(fast.readout, step.readout)
+        for key, raster in step.rasters.items():
+            np.testing.assert_array_equal(fast.rasters[key], raster)
+        for kind, states in step.states.items():
+            for key, values in states.items():
+                np.testing.assert_array_equal(fast.states[kind][key], values)
+
+
 def test_simulate_saved_graph_from_the_command_line(converted, digits, tmp_path):
     net = load_ttfs(converted["mlp"]).network
     c = TTFSConstraints(weight_bits=8, time_bits=5)

@@ -52,6 +52,7 @@ class TTFSConfig:
     max_window_bits: int
     weight_bits: int
     min_ramp: int
+    activation_shift: int = 0  # synaptic input enters the current as it is
 
     @classmethod
     def from_profile(cls, profile: Any) -> TTFSConfig:
