@@ -17,7 +17,9 @@ step ``k`` of its window carries the value ``x_hat = K - k`` (no spike: 0). A ne
 Hence the spike value is ``clamp(K + floor((v_0 - threshold) / rho), 0, K)`` with ``v_0`` the
 potential at ``window_start`` — the closed form :class:`~neurodeploy.families.ttfs.program.TTFSProgram`
 evaluates. A non-spiking read-out group integrates the same way; its potential at the end of its
-integration window is the logit. Outside its two phases a group holds its state and ignores input.
+integration window is the logit. Outside its two phases a group holds its state and ignores input:
+a spike that the simulator's raster jitter moves out of its window is lost (the program's own
+jitter, :meth:`~.program.TTFSProgram.run`, clamps spike steps into the window instead).
 
 A group of kind ``"count"`` relays a pooling window (no time window): ``v`` counts the events that
 arrived; it spikes at the step ``v + bias`` first reaches ``threshold``. With ``threshold`` the pool
