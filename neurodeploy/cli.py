@@ -793,7 +793,7 @@ def _ttfs_constraints(weight_bits=None, time_bits=None, jitter=None, jitter_sigm
     if all(v is None for v in given):
         return None
     j = {"kind": "gaussian", "sigma": jitter_sigma} if jitter_sigma is not None else jitter
-    return TTFSConstraints(weight_bits=weight_bits, jitter=j, time_bits=time_bits,
+    return TTFSConstraints(weight_bits=weight_bits, time_jitter=j, time_bits=time_bits,
                            latency_quantile=latency_quantile, latency_budget=latency_budget)
 
 
@@ -978,19 +978,23 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("-o", "--out", "out_path", help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
+@click.option("--graph", "graph_path", help="Also save the deployment graph (.npz) for `neurodeploy simulate`.")
 @_force_option
 @guarded
 def ttfs_simulate(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
-                  limit, seed, dataset, data_root, out_path, force):
+                  limit, seed, dataset, data_root, out_path, graph_path, force):
     """Deployed accuracy of the integer time-grid program (a fine-tuned checkpoint uses its own constraints)."""
     from neurodeploy.ttfs.workflows import simulate_checkpoint
 
     _check_common(limit=limit, seed=seed)
     c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
     out = Path(out_path) if out_path else Path(checkpoint).parent / "simulate-ttfs.json"
-    check_outputs([checkpoint], [Output.of(out, "json", "JSON report")], force=force)
+    outputs = [Output.of(out, "json", "JSON report")]
+    if graph_path is not None:
+        outputs.append(Output.of(Path(graph_path), "npz", "deployment graph"))
+    check_outputs([checkpoint], outputs, force=force)
     rep = simulate_checkpoint(checkpoint, c, dataset=dataset, data_root=data_root, limit=limit, seed=seed,
-                              out=out)
+                              out=out, graph_out=graph_path)
     con, fl = rep["constrained"], rep["float"]
     click.echo(f"float accuracy {100 * fl['accuracy']:.2f}%; under the constraints {100 * con['accuracy']:.2f}%")
     if con["deployed_accuracy"] is not None:

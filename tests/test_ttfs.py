@@ -20,6 +20,7 @@ from torch import nn
 
 from neurodeploy.data import load_dataset
 from neurodeploy.errors import CheckpointError, ConfigError, FormatError, UnsupportedError
+from neurodeploy.hardware import load_profile
 from neurodeploy.quantize.fakequant import Constraints
 from neurodeploy.ttfs import (
     TTFSConstraints,
@@ -38,12 +39,13 @@ from neurodeploy.ttfs import (
     train_ttfs,
     ttfs_to_relu,
 )
-from neurodeploy.ttfs.constraints import MIN_RAMP, weight_levels, weight_scale
+from neurodeploy.ttfs.constraints import weight_levels, weight_scale
 from neurodeploy.ttfs.neuron import alpha1_spike_times, b1_spike_times
 from neurodeploy.ttfs.onnx_import import load_onnx_relu
 from neurodeploy.ttfs.workflows import convert_model, finetune_checkpoint, simulate_checkpoint
 
 F64 = torch.float64
+MIN_RAMP = load_profile("ttfs").neuron.min_ramp  # the smallest ramp of the integer program
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -562,10 +564,19 @@ def test_weight_scale_fits_every_weight_and_makes_the_ramp_whole(max_abs, bits, 
 
 
 def test_constraint_options_and_their_errors():
+    # the shared fields keep their shared meaning on the TTFS time grid: max_steps counts input
+    # steps (2**time_bits per window), jitter counts steps; the latency budget is TTFS's own
     c = TTFSConstraints.from_constraints(
-        Constraints(weight_bits=6, jitter=2, max_steps=5), time_bits=6
+        Constraints(weight_bits=6, jitter=2, max_steps=64), latency_budget=5.0
     )
     assert (c.weight_bits, c.time_bits, c.latency_budget, c.jitter_spec.max_shift) == (6, 6, 5.0, 2)
+    assert TTFSConstraints.from_constraints(Constraints(max_steps=100)).time_bits == 6
+    with pytest.raises(ConfigError, match="max steps 5"):
+        TTFSConstraints.from_constraints(Constraints(max_steps=5), time_bits=6)
+    g = TTFSConstraints.from_constraints(Constraints(jitter={"kind": "gaussian", "sigma": 8.0}),
+                                         time_bits=4)
+    assert g.jitter_spec.sigma == 0.5  # 8 steps of a 16-step window
+    assert TTFSConstraints.from_dict({"jitter": 3}).time_jitter == 3  # stored by earlier versions
     with pytest.raises(UnsupportedError, match="state bits"):
         TTFSConstraints.from_constraints(Constraints(state_bits=8))
     for kw, text in (
@@ -573,7 +584,7 @@ def test_constraint_options_and_their_errors():
         ({"time_bits": 0}, "time bits"),
         ({"latency_quantile": 1.5}, "quantile"),
         ({"latency_budget": 0.5}, "budget"),
-        ({"jitter": {"kind": "gaussian", "sigma": -1}}, "sigma"),
+        ({"time_jitter": {"kind": "gaussian", "sigma": -1}}, "sigma"),
         ({"latency_quantile": 0.5, "latency_budget": 3}, "either"),
     ):
         with pytest.raises(ConfigError, match=text):
@@ -606,7 +617,7 @@ def test_latency_and_jitter_before_and_after_finetuning(relu_mlp, digits):
     )  # ... and fine-tuning wins it back
     assert short.after["deployed_accuracy"] == pytest.approx(short.after["accuracy"], abs=0.01)
     noisy = finetune_ttfs(
-        net, digits, TTFSConstraints(jitter={"kind": "gaussian", "sigma": 0.3}), cfg
+        net, digits, TTFSConstraints(time_jitter={"kind": "gaussian", "sigma": 0.3}), cfg
     )
     assert noisy.before["accuracy"] < base - 0.05
     assert noisy.after["accuracy"] >= noisy.before["accuracy"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from click.testing import CliRunner
 from torch import nn
@@ -20,8 +22,16 @@ def test_convert_finetune_simulate(tmp_path):
     res = r.invoke(main, ["ttfs", "finetune", str(tmp_path / "t.pt"), "--weight-bits", "6", "-o",
                           str(tmp_path / "f.pt")])
     assert res.exit_code == 0, res.output
-    res = r.invoke(main, ["ttfs", "simulate", str(tmp_path / "f.pt"), "--limit", "100"])
+    res = r.invoke(main, ["ttfs", "simulate", str(tmp_path / "f.pt"), "--limit", "100", "--graph",
+                          str(tmp_path / "f.npz")])
     assert res.exit_code == 0 and "deployed accuracy" in res.output, res.output
+    # the saved deployment graph on the shared simulator: the program's accuracy, sample for sample
+    rep = json.loads((tmp_path / "simulate-ttfs.json").read_text())
+    assert rep["fit"]["fits"] and rep["program"]["steps_per_window"] == 1024
+    res = r.invoke(main, ["simulate", str(tmp_path / "f.npz"), "--limit", "100", "-o", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    sim = json.loads((tmp_path / "s.json").read_text())
+    assert sim["deployed_accuracy"] == rep["constrained"]["deployed_accuracy"] and sim["samples"] == 100
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     res = r.invoke(main, ["convert", str(tmp_path / "bad.onnx"), "--to", "ttfs", "-o", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1

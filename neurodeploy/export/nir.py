@@ -31,6 +31,11 @@ pooling, grouped/dilated convolutions, CUBA decays of 0, layers with no NIR prim
 
 **Import** (:func:`import_nir`) turns a NIR graph into a neurodeploy checkpoint; see
 :mod:`neurodeploy.export.nir_import`.
+
+**TTFS networks** (:class:`~neurodeploy.ttfs.network.TTFSNetwork` or a TTFS checkpoint) are
+written by :mod:`neurodeploy.export.nir_ttfs` (``Affine``/``Conv2d`` + ``IF`` nodes whose metadata
+names the TTFS neuron and its window) and read back with
+:func:`~neurodeploy.export.nir_ttfs.read_ttfs_nir`.
 """
 
 from __future__ import annotations
@@ -298,16 +303,41 @@ def graph_to_nir_nodes(graph: Graph, dt: float, dtype: np.dtype | None = None,
     return nodes, edges, warnings
 
 
+def _ttfs_source(source: Any) -> Any:
+    """The TTFS network ``source`` is or holds (a TTFS checkpoint file), else ``None``."""
+    from neurodeploy.errors import CheckpointError
+    from neurodeploy.ttfs.checkpoint import TTFSCheckpoint, load_ttfs
+    from neurodeploy.ttfs.network import TTFSNetwork
+
+    if isinstance(source, TTFSNetwork):
+        return source
+    if isinstance(source, TTFSCheckpoint):
+        return source.network
+    if isinstance(source, str | Path):
+        try:
+            return load_ttfs(source).network
+        except CheckpointError:
+            return None
+    return None
+
+
 def export_nir(source: SpikingNet | Checkpoint | str | Path, path: str | Path, *,
                dt: float = DEFAULT_DT) -> NirExport:
     """Export a model, a :class:`Checkpoint` or a checkpoint file to the NIR file ``path``.
 
     ``dt`` is the time step in seconds the NIR time constants are written for (see
     :mod:`neurodeploy.export.nir_conventions`). The file is written atomically and read back with
-    ``nir.read`` before this returns.
+    ``nir.read`` before this returns. A TTFS network (or TTFS checkpoint) is written by
+    :mod:`neurodeploy.export.nir_ttfs` (its time is in its windows; ``dt`` does not apply).
     """
     meta: dict[str, Any] = {}
     src_name = None
+    ttfs = _ttfs_source(source)
+    if ttfs is not None:  # a TTFS network: its own node set (neurodeploy.export.nir_ttfs)
+        from neurodeploy.export.nir_ttfs import export_ttfs_nir
+
+        name = str(source) if isinstance(source, str | Path) else None
+        return NirExport(Path(path), export_ttfs_nir(ttfs, path, name), float(dt), [])
     if isinstance(source, str | Path):
         src_name = str(source)
         source = load_checkpoint(source)

@@ -742,6 +742,11 @@ def import_nir(path: str | Path, out: str | Path | None = None, *, convention: s
     :class:`~neurodeploy.errors.FormatError` with one line.
     """
     graph = read_nir(path)
+    from neurodeploy.export.nir_ttfs import is_ttfs_nir
+
+    if is_ttfs_nir(graph):
+        raise UnsupportedError(f"{path} holds a TTFS network, not a checkpoint's network; read it "
+                               "with neurodeploy.export.nir_ttfs.read_ttfs_nir")
     result = nir_to_checkpoint(graph, convention=convention, dt=dt, steps=steps, encoding=encoding,
                                approximate=approximate, source=str(path))
     if out is not None:

@@ -34,6 +34,7 @@ from types import ModuleType
 _FAMILIES = {
     "loihi": "neurodeploy.families.loihi",
     "xylo": "neurodeploy.families.xylo",
+    "ttfs": "neurodeploy.families.ttfs",
 }
 
 

@@ -46,7 +46,7 @@ LAYER_KINDS = ("dense", "conv", "flatten", "sumpool")
 SIGN_HANDLING = ("signed", "sign_mode", "unsigned")
 DECAY_KINDS = ("multiplicative", "bitshift")
 GRADED_MODES = ("payload", "count")
-NEURON_MODELS = ("cuba_lif",)
+NEURON_MODELS = ("cuba_lif", "ttfs_b1")
 
 
 def _spec(kind: str, doc: str, *, lo: float | None = None, hi: float | None = None,
@@ -126,6 +126,8 @@ class NeuronFormat:
                                          lo=1, hi=2**16)
     synaptic_states: int = _f("int", "synaptic current states per neuron (informational)",
                               lo=1, hi=16)
+    min_ramp: int | None = _f("int", "smallest potential increase per step of a ramp "
+                              "neuron's firing phase (time-coded families)", None, lo=1)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,11 @@ class Timing:
                                         None, lo=0, hi=2**20)
     dt_s: float | None = _f("float", "default time step in seconds (clocked chips)", None,
                             lo=0.0)
+    window_bits: int | None = _f("int", "time-coded families: each layer's time window has "
+                                 "2**window_bits clock steps (default, when none is chosen)",
+                                 None, lo=1, hi=20)
+    max_window_bits: int | None = _f("int", "time-coded families: the most bits of clock "
+                                     "steps per window", None, lo=1, hi=20)
 
 
 @dataclass(frozen=True)
@@ -447,6 +454,11 @@ def _check_consistency(src: str, p: HardwareProfile) -> None:
         raise err("input.graded_bits", "graded input payloads are limited to 31 bits")
     if p.timing.dt_s is not None and p.timing.dt_s <= 0:
         raise err("timing.dt_s", f"{p.timing.dt_s} s: a time step must be positive")
+    tm = p.timing
+    if tm.window_bits is not None and tm.max_window_bits is not None \
+            and tm.window_bits > tm.max_window_bits:
+        raise err("timing.window_bits", f"{tm.window_bits} exceeds timing.max_window_bits = "
+                  f"{tm.max_window_bits}")
     lim = p.limits
     if lim.synapses_per_core is not None and lim.synapse_memory_bits_per_core is not None:
         raise err("limits.synapses_per_core", "give synapses_per_core or "

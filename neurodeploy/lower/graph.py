@@ -57,6 +57,12 @@ class NeuronGroup:
         spiking: ``False`` for a read-out integrator that never spikes (its ``v`` is read).
         reset: ``"zero"`` (v := 0 after a spike) or ``"subtract"`` (v -= threshold).
         initial_v: initial membrane potential in state units (MP-Init), 0 when unused.
+        kind: the family's neuron kind ("" = the family's only kind; e.g. ttfs: ``"ramp"``,
+            ``"first_spike"``), read by the family's ``neuron_step``.
+        window_start: first step of the group's own time window, for families that code values
+            in spike times on windows of the clock (``window_steps > 0``); the group then gets
+            the absolute step ``t`` in every ``neuron_step``.
+        window_steps: clock steps of that window; 0: the group has no window (every step alike).
     """
 
     shape: tuple[int, ...]
@@ -68,6 +74,9 @@ class NeuronGroup:
     spiking: bool = True
     reset: str = "zero"
     initial_v: int = 0
+    kind: str = ""
+    window_start: int = 0
+    window_steps: int = 0
 
     @property
     def size(self) -> int:

@@ -13,7 +13,12 @@ from neurodeploy.nn.encoding import Encoding, encode_integers, encode_samples
 def encode_inputs(x: torch.Tensor, steps: int, encoding: dict[str, Any] | Encoding,
                   generator: torch.Generator | None = None) -> np.ndarray:
     """Chip input ``[B, steps, ...]`` (int64 numpy) for samples ``x``; see
-    :func:`neurodeploy.nn.encoding.encode_integers`."""
+    :func:`neurodeploy.nn.encoding.encode_integers`. An encoding that names a ``family`` is that
+    family's own (its package's ``encode_inputs``, e.g. ttfs: values as spike times)."""
+    if isinstance(encoding, dict) and encoding.get("family"):
+        from neurodeploy.families import get_family
+
+        return get_family(str(encoding["family"])).encode_inputs(x, steps, encoding)
     return encode_integers(x, steps, encoding, generator).numpy()
 
 

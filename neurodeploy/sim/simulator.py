@@ -15,6 +15,10 @@ the next one (layer-major order). This gives the same integers as the step-major
 §2 (a layer at step ``t`` only depends on earlier layers up to step ``t``), lets the synapses of
 all steps be computed as one exact matrix product, and gives spike-time jitter the whole raster.
 
+Windows: a neuron group with ``window_steps > 0`` (families that code values in spike times,
+e.g. ``ttfs``) gets its ``kind``, ``window_start``, ``window_steps`` and the absolute step ``t`` in
+every ``neuron_step``, so its family can tell its integration window from its firing window.
+
 Kernels: a family may provide whole-window kernels (``NeuronScan``, ``DenseInput``; the
 ``loihi`` family does, see :mod:`neurodeploy.families.loihi.scan`); where they apply to a layer the
 simulator uses them, else it calls the family's ``neuron_step`` once per step. Both give the same
@@ -157,6 +161,10 @@ class Simulator:
             "spiking": bool(g.spiking),
             "reset": g.reset,
         }
+        if getattr(g, "kind", "") or getattr(g, "window_steps", 0):
+            # a family's own neuron kind on a window of the clock (see NeuronGroup)
+            params.update(kind=str(g.kind), window_start=int(g.window_start),
+                          window_steps=int(g.window_steps))
         max_spikes = p.neuron.max_output_spikes_per_step if last else p.neuron.max_spikes_per_step
         in_size = int(np.prod(st.in_shape))
         out_size = int(np.prod(st.out_shape))
@@ -199,8 +207,10 @@ class Simulator:
         if layer.kind == "dense":
             return fam.dense(layer.weight, s, int(layer.weight_exp), config=cfg, s_max=s_max)
         if layer.kind == "conv":
+            exp = int(getattr(layer, "weight_exp", 0) or 0)  # non-zero: weights.conv_exponent
             return fam.conv(layer.weight, s, tuple(layer.stride), tuple(layer.padding),
-                            int(layer.groups), config=cfg, s_max=s_max)
+                            int(layer.groups), config=cfg, s_max=s_max,
+                            **({"weight_exp": exp} if exp else {}))
         stride = tuple(layer.stride) if layer.stride is not None else tuple(layer.kernel)
         return fam.sumpool(s, tuple(layer.kernel), stride, config=cfg)
 
@@ -386,10 +396,12 @@ class Simulator:
         step_fn = self.family.neuron_step
         cfg = self.config
         params = stage.params
+        timed = int(params.get("window_steps", 0)) > 0  # the group reads the absolute step
 
         def advance(t: int, a_in: Any) -> None:
             nonlocal u, v
-            res = step_fn(u, v, a_in, max_spikes=stage.max_spikes, config=cfg, **params)
+            at = {"t": t} if timed else {}
+            res = step_fn(u, v, a_in, max_spikes=stage.max_spikes, config=cfg, **params, **at)
             u, v = res.u, res.v
             raster[:, t] = res.spikes
             if res.u_overflow is not None and res.u_overflow.any():

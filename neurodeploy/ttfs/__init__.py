@@ -9,14 +9,15 @@
 * :mod:`~neurodeploy.ttfs.constraints` — weight bits, jitter, time grid, latency;
 * :mod:`~neurodeploy.ttfs.train`, :mod:`~neurodeploy.ttfs.finetune` — training from scratch,
   trajectory comparison, constraint-aware fine-tuning;
-* :mod:`~neurodeploy.ttfs.deploy` — the integer time-grid program and its simulation;
+* :mod:`~neurodeploy.ttfs.deploy` — the network's integer time-grid program (the ``ttfs`` chip
+  family's, :mod:`neurodeploy.families.ttfs`) and its deployment graph;
 * :mod:`~neurodeploy.ttfs.sweep`, :mod:`~neurodeploy.ttfs.plots`,
   :mod:`~neurodeploy.ttfs.workflows` — sweeps, figures, jobs on files.
 """
 
 from neurodeploy.ttfs.checkpoint import TTFSCheckpoint, load_ttfs, save_ttfs
 from neurodeploy.ttfs.constraints import TTFSConstraints
-from neurodeploy.ttfs.deploy import TTFSProgram, build_program, program_accuracy
+from neurodeploy.ttfs.deploy import TTFSProgram, build_program, lower_ttfs, program_accuracy
 from neurodeploy.ttfs.finetune import TTFSFinetuneConfig, apply_latency, finetune_ttfs
 from neurodeploy.ttfs.mapping import calibrate_windows, relu_to_ttfs, ttfs_to_relu
 from neurodeploy.ttfs.network import TTFSNetwork
@@ -45,6 +46,7 @@ __all__ = [
     "init_ttfs_mlp",
     "load_relu_model",
     "load_ttfs",
+    "lower_ttfs",
     "program_accuracy",
     "relu_to_ttfs",
     "save_ttfs",

@@ -115,7 +115,7 @@ def measure(
     }
     if net.variant == "b1":
         prog = build_program(net, constraints)
-        dep = program_accuracy(prog, x, y, constraints.jitter, seed=seed)
+        dep = program_accuracy(prog, x, y, constraints.time_jitter, seed=seed)
         out.update(
             deployed_accuracy=dep["accuracy"],
             deployed_spikes_per_neuron=dep["spikes_per_neuron"],

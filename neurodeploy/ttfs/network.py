@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurodeploy.errors import ConfigError
+from neurodeploy.families.ttfs.arith import DEFAULT as FAMILY_DEFAULT
 from neurodeploy.ttfs.constraints import (
-    DEFAULT_TIME_BITS,
     TTFSConstraints,
     fake_quantize_bias,
     fake_quantize_weight,
@@ -409,7 +409,7 @@ class TTFSNetwork(nn.Module):
             length = self.windows[k] if stage.spiking else None
             if c.weight_bits is not None:  # the integer program's scale on its time grid
                 max_abs = float(w.detach().abs().max())
-                grid = steps if steps is not None else 2**DEFAULT_TIME_BITS
+                grid = steps if steps is not None else 2**FAMILY_DEFAULT.window_bits
                 if stage.spiking:
                     s, rho, _ = weight_scale(
                         max_abs, c.weight_bits, length_in / grid, float(length) / grid

@@ -29,7 +29,7 @@ def axis_constraints(axis: str, value: float) -> TTFSConstraints:
     if axis == "weight_bits":
         return TTFSConstraints(weight_bits=int(value))
     if axis == "jitter_sigma":
-        return TTFSConstraints(jitter={"kind": "gaussian", "sigma": float(value)})
+        return TTFSConstraints(time_jitter={"kind": "gaussian", "sigma": float(value)})
     if axis == "latency_quantile":
         return TTFSConstraints(latency_quantile=float(value))
     if axis == "time_bits":

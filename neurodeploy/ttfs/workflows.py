@@ -19,9 +19,10 @@ import torch
 
 from neurodeploy.atomic import write_json
 from neurodeploy.errors import ConfigError
+from neurodeploy.hardware import fit_report
 from neurodeploy.ttfs.checkpoint import load_ttfs, save_ttfs
 from neurodeploy.ttfs.constraints import TTFSConstraints
-from neurodeploy.ttfs.deploy import build_program
+from neurodeploy.ttfs.deploy import build_program, lower_ttfs
 from neurodeploy.ttfs.finetune import TTFSFinetuneConfig, apply_latency, finetune_ttfs, measure
 from neurodeploy.ttfs.mapping import calibrate_windows, relu_to_ttfs
 from neurodeploy.ttfs.network import DTYPE, TTFSNetwork
@@ -271,12 +272,15 @@ def simulate_checkpoint(
     limit: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
+    graph_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Deployed accuracy of a TTFS checkpoint's integer time-grid program on the test split, next to
     its float accuracy (``report["constrained"]["deployed_accuracy"]``; ``report["float"]`` is the
     unconstrained float network). Without ``constraints`` a fine-tuned checkpoint uses the ones it
-    was tuned under. Latency options re-window the network first. Writes the report as JSON to
-    ``out``."""
+    was tuned under. Latency options re-window the network first. The program's deployment graph
+    is sized by the fit check (``report["fit"]``) and saved to ``graph_out`` if given
+    (``neurodeploy simulate GRAPH.npz`` runs it on the shared simulator). Writes the report as JSON
+    to ``out``."""
     ck = load_ttfs(checkpoint)
     c = (
         constraints
@@ -297,6 +301,11 @@ def simulate_checkpoint(
     }
     if net.variant == "b1":
         report["program"] = build_program(net, c).to_dict()
+        graph = lower_ttfs(net, c, metadata={"dataset": ds.name, "source": str(checkpoint)},
+                           check=False)
+        report["fit"] = fit_report(graph).to_dict()
+        if graph_out is not None:
+            report["graph"] = str(graph.save(graph_out))
     if out is not None:
         write_json(out, report)
     return report
