@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -218,3 +219,26 @@ def simulate_checkpoint(model: SpikingNet, profile: str, dataset: Any, *, steps:
     """:func:`deploy_model` with the constraints given one by one (``steps`` = latency budget)."""
     c = Constraints(weight_bits=weight_bits, jitter=jitter, max_steps=steps)
     return deploy_model(model, profile, dataset, constraints=c, limit=limit, seed=seed, progress=progress)
+
+
+def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile | None = None,
+                     dataset: str | None = None, data_root: str | None = None,
+                     weight_bits: int | None = None) -> DeployGraph:
+    """The deployment graph of a checkpoint: a quantized checkpoint's stored profile, constraints
+    and scales when it has them (and ``profile`` is unset or the same), else ``profile``
+    (default ``loihi2``) with scales calibrated on the training samples of ``dataset`` that
+    :func:`calibration_set` picks (default: the dataset it was trained on). ``weight_bits``
+    overrides the weight precision (bits) and recalibrates."""
+    from neurodeploy.quantize.record import deployment_settings
+    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    model = ck.build()
+    name, constraints, scales = deployment_settings(ck.meta, profile, weight_bits=weight_bits)
+    calib = None
+    if scales is None:
+        calib = calibration_set(model, checkpoint_dataset(ck, dataset, data_root).x_train)
+    fq = fake_quantize(model, name or "loihi2", calib, constraints, scales=scales)
+    return graph_from_fakequant(fq, metadata={
+        "source": {"checkpoint": str(checkpoint), "arch": model.spec.arch,
+                   "neuron": model.spec.neuron}})
