@@ -117,10 +117,14 @@ COMMON_RULES: tuple[Rule, ...] = (
 
 
 def rules_for(profile: Any) -> tuple[Rule, ...]:
-    """The shared rules followed by the rules of ``profile``'s family."""
+    """The shared rules followed by the rules of ``profile``'s family; a family rule with the
+    name of a shared one replaces it (e.g. where the family's lowering converts what the shared
+    rule reads in other units)."""
     from neurodeploy.families import get_family
 
-    return COMMON_RULES + tuple(getattr(get_family(profile.family), "RULES", ()))
+    own = tuple(getattr(get_family(profile.family), "RULES", ()))
+    names = {r.name for r in own}
+    return tuple(r for r in COMMON_RULES if r.name not in names) + own
 
 
 def violations(profile: Any, stage: str, *, encoding: dict[str, Any] | None = None,
