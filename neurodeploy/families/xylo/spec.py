@@ -247,9 +247,9 @@ def spec_from_graph(graph: Any, profile: Any = None) -> XyloSpec:
         weight_shift_rec=rec_shifts.pop() if rec_shifts else 0,
         weight_shift_out=int(readout.weight_exp),
         dt=float(p.timing.dt_s or 1e-3),
-        meta={"profile": graph.profile, "chip": p.description, "synapses": 2 if two else 1,
+        meta={"profile": graph.profile, "chip": p.profile.description, "synapses": 2 if two else 1,
               "steps": int(graph.steps), "encoding": graph.encoding, "readout": graph.readout,
-              "hidden_blocks": [[int(a), int(b)] for a, b in zip(offsets[:-1], offsets[1:])],
+              "hidden_blocks": [[int(a), int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
               "layer_names": [getattr(lay, "name", "") for _, lay in labelled],
               "input_shape": list(graph.input_shape)})
     spec.validate()
@@ -327,5 +327,52 @@ def run_spec(spec: XyloSpec, raster: Any, config: XyloConfig = DEFAULT) -> dict[
     return rec
 
 
-__all__ = ["ARRAYS", "INPUT_MAX", "SHIFTS", "SPEC_FORMAT", "SPEC_VERSION", "XyloSpec",
+
+
+# ---------------------------------------------------------------------- from a checkpoint
+@dataclass
+class SpecExport:
+    """What :func:`export_checkpoint_spec` wrote."""
+
+    path: Path
+    spec: XyloSpec
+    graph: Any
+
+
+def export_checkpoint_spec(checkpoint: str | Path, path: str | Path, *, profile: Any = None,
+                           dataset: str | None = None, data_root: str | None = None,
+                           weight_bits: int | None = None) -> SpecExport:
+    """Lower a checkpoint for a ``xylo`` profile and write its spec (:func:`write_spec`).
+
+    The profile is ``profile``, else a quantized checkpoint's own, else ``xylo``; stored scales
+    are reused when the checkpoint was quantized for that profile, else scales are calibrated on
+    the first training samples of ``dataset`` (default: the one it was trained on).
+    """
+    from neurodeploy.hardware import load_profile
+    from neurodeploy.lower.lowering import graph_from_fakequant
+    from neurodeploy.quantize.fakequant import fake_quantize
+    from neurodeploy.quantize.record import deployment_settings
+    from neurodeploy.sim.deploy import CALIBRATION_SAMPLES
+    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    model = ck.build()
+    name, constraints, scales = deployment_settings(ck.meta, profile, weight_bits=weight_bits)
+    p = load_profile(name or "xylo")
+    if p.family != "xylo":
+        raise UnsupportedError(f"--format xylo writes profiles of the xylo family; profile "
+                               f"{p.name} is of family {p.family!r}")
+    calib = None
+    if scales is None:
+        calib = checkpoint_dataset(ck, dataset, data_root).x_train[:CALIBRATION_SAMPLES]
+    fq = fake_quantize(model, p, calib, constraints, scales=scales)
+    graph = graph_from_fakequant(fq, metadata={
+        "source": {"checkpoint": str(checkpoint), "arch": model.spec.arch,
+                   "neuron": model.spec.neuron}})
+    out = write_spec(graph, path)
+    return SpecExport(out, load_spec(out), graph)
+
+
+__all__ = ["ARRAYS", "INPUT_MAX", "SHIFTS", "SPEC_FORMAT", "SPEC_VERSION", "SpecExport", "XyloSpec",
+           "export_checkpoint_spec",
            "load_spec", "run_spec", "save_spec", "spec_from_graph", "write_spec"]
