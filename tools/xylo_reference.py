@@ -1,6 +1,7 @@
 """Run a neurodeploy Xylo spec in Rockpool's XyloSim (the reference; run inside tools/xylo_env.sh's venv).
 
-Usage: python tools/xylo_reference.py SPEC.npz RASTER.npy OUT.npz
+Usage: python tools/xylo_reference.py SPEC.npz RASTER.npy OUT.npz [SPEC RASTER OUT ...]
+       python tools/xylo_reference.py selftest
 
 SPEC.npz is a file written by ``neurodeploy export --format xylo`` (or
 ``neurodeploy.families.xylo.spec.save_spec``); RASTER.npy holds input event counts
@@ -51,12 +52,33 @@ def load(path: str) -> tuple[dict, dict]:
     return header, arrays
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print(__doc__.splitlines()[2], file=sys.stderr)
-        return 2
-    header, arrays = load(argv[0])
-    raster = np.load(argv[1])
+def selftest() -> int:
+    """One input event of weight 64 into a neuron with dash_syn 1, dash_mem 4: the current decays
+    after the input (32, 16, 8) and the membrane integrates it (32, 46, 52); for both chips."""
+    for two in (True, False):
+        XyloSim = import_xylosim(two)
+        shape = (1, 1, 2) if two else (1, 1)
+        w_in = np.zeros(shape, np.int8)
+        w_in[(0, 0, 0) if two else (0, 0)] = 64
+        kw = {"dash_syn_2": np.array([1])} if two else {}
+        mod = XyloSim.from_specification(
+            weights_in=w_in, weights_rec=np.zeros((1, 1, 2) if two else (1, 1), np.int8),
+            weights_out=np.ones((1, 1), np.int8), dash_mem=np.array([4]), dash_syn=np.array([1]),
+            dash_mem_out=np.array([1]), dash_syn_out=np.array([1]), threshold=np.array([1000]),
+            threshold_out=np.array([1000]), bias=np.array([0]), bias_out=np.array([0]), **kw)
+        _, _, rec = mod(np.array([[1], [0], [0]]), record=True)
+        got = (np.asarray(rec["Isyn"]).ravel().tolist(), np.asarray(rec["Vmem"]).ravel().tolist())
+        if got != ([32, 16, 8], [32, 46, 52]):
+            print(f"selftest: XyloSim gave Isyn, Vmem = {got}", file=sys.stderr)
+            return 1
+    print("selftest: XyloSim (syns61201, syns63300) ok")
+    return 0
+
+
+def run(spec_path: str, raster_path: str, out_path: str) -> None:
+    """Run every sample of a raster through XyloSim and write the records."""
+    header, arrays = load(spec_path)
+    raster = np.load(raster_path)
     two = arrays["weights_in"].ndim == 3
     XyloSim = import_xylosim(two)
     kw = {k: arrays[k] for k in ARRAYS if k in arrays}
@@ -74,7 +96,17 @@ def main(argv: list[str]) -> int:
         spikes_out, _, rec = mod(np.asarray(sample, dtype=np.int64), record=True)
         for k in keys:
             out[k].append(np.asarray(spikes_out if k == "Spikes_out" else rec[k], dtype=np.int64))
-    np.savez(argv[2], **{k: np.stack(v) for k, v in out.items()})
+    np.savez(out_path, **{k: np.stack(v) for k, v in out.items()})
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["selftest"]:
+        return selftest()
+    if not argv or len(argv) % 3:
+        print(__doc__.splitlines()[2], file=sys.stderr)
+        return 2
+    for k in range(0, len(argv), 3):
+        run(*argv[k:k + 3])
     return 0
 
 
