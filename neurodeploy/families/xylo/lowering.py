@@ -8,10 +8,16 @@ of potential, chosen by :func:`choose_scale`):
   the current's dash is at least 1, because Xylo decays the current *after* adding the step's
   input (``dash_syn = 0`` would clear the input before the membrane sees it). The fake-quant
   forward and the shadow use the quantized dashes, so they compute what the chip computes.
-* **weights**: the chip's current adds ``w << shift`` and then decays it, so a weight reaches the
-  membrane of its own step as ``f_syn · w · 2**shift``; the integer weight is
-  ``W_int = round(s · u_in · W / (f_syn · 2**shift))`` in the int8 range, with the smallest
-  per-matrix ``shift`` in the profile's exponent range that holds the largest weight.
+* **weights**: the chip's current adds ``w << shift`` and then decays it, so one event delivers
+  ``w · 2**shift · (2**dash_syn - 1)`` to the membrane over time, where the float current
+  (factor ``f_i``) delivers ``W / (1 - f_i)``; the integer weight keeps that total charge:
+  ``W_int = round(s · u_in · W · c / 2**shift)`` with ``c = 1 / ((2**dash_syn - 1)(1 - f_i))``,
+  in the int8 range, with the smallest per-matrix ``shift`` in the profile's exponent range that
+  holds the largest weight. (When ``f_i`` is the dash's factor, ``c = 1 / f_syn`` and the chip's
+  current equals the float one at every step; a LIF neuron without current, ``f_i = 0``, gets
+  ``dash_syn = 1`` and ``c = 1``. Measured after post-training quantization for xylo-imu of a
+  16-24-16-8 LIF MLP trained 15 epochs on digits-4x4 classes 0-7 (float 82.4 %): 78.5 % with
+  this rule, 44.6 % when the first step's charge is matched instead, ``c = 1 / f_syn``.)
 * **threshold** ``round(s · V)`` in ``[1, 32767]``; **bias** ``round(s · b)`` in int16, added to
   the membrane every step.
 * **read-out**: Xylo's output neurons always compare ``v`` with ``threshold_out`` and emit at most
@@ -46,7 +52,8 @@ VOLTAGE_HEADROOM = 0.9
 @dataclass(frozen=True)
 class LayerFormat:
     """The integer settings of one lowered block (everything but its weights and bias values);
-    fields as the loihi family's, plus ``weight_factor`` (integer weight units per ``s · u_in · W``)
+    fields as the loihi family's, plus ``weight_factor`` (integer weight units per ``s · u_in · W``:
+    ``charge_factor / 2**weight_exp``)
     ``spiking`` (whether the chip's group compares with its threshold) and ``reset``."""
 
     w_lo: int
@@ -104,8 +111,15 @@ def weight_range(profile: HardwareProfile, weight_bits: int | None = None) -> tu
     return blo, bhi
 
 
-def _weight_extent(block: Any, scale: float, input_unit: float, f_syn: float) -> tuple[float, float]:
-    w = block.weight.detach() * (scale * input_unit / f_syn)
+def charge_factor(block: Any, dash_syn: int) -> float:
+    """``c = 1 / ((2**dash_syn - 1)(1 - f_i))``: integer weight units per ``s · u_in · W`` that
+    keep the total charge of one event (module docstring)."""
+    leak = max(float(block.neurons.current_decay) / FOLD_DECAY_UNIT, 2.0**-16)
+    return 1.0 / ((2.0**int(dash_syn) - 1.0) * leak)
+
+
+def _weight_extent(block: Any, scale: float, input_unit: float, charge: float) -> tuple[float, float]:
+    w = block.weight.detach() * (scale * input_unit * charge)
     return float(w.max()), float(w.min())
 
 
@@ -115,8 +129,8 @@ def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits
     n, nf = block.neurons, profile.neuron
     w_lo, w_hi = weight_range(profile, weight_bits)
     d_syn, d_mem = dashes(block, profile)
-    f_syn = dash_factor(d_syn)
-    wmax, wmin = _weight_extent(block, scale, input_unit, f_syn)
+    charge = charge_factor(block, d_syn)
+    wmax, wmin = _weight_extent(block, scale, input_unit, charge)
     e_lo, e_hi = profile.weights.exponent_range
     exp = int(e_hi)
     for e in range(max(0, int(e_lo)), int(e_hi) + 1):
@@ -131,7 +145,7 @@ def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits
         b_lo=-b_hi - 1, b_hi=b_hi, bias_factor=float(scale),
         initial_v=int(round(scale * n.initial_v)), state_unit=float(scale),
         current_decay=d_syn, voltage_decay=d_mem,
-        weight_factor=1.0 / (f_syn * 2.0**exp), spiking=True, reset="subtract")
+        weight_factor=charge / 2.0**exp, spiking=True, reset="subtract")
 
 
 def choose_scale(block: Any, stats: dict[str, Any], profile: HardwareProfile, input_unit: float,
@@ -140,9 +154,8 @@ def choose_scale(block: Any, stats: dict[str, Any], profile: HardwareProfile, in
     calibration's peak current and potential inside Xylo's int16 / int8 formats."""
     lo, hi = weight_range(profile, weight_bits)
     d_syn, _ = dashes(block, profile)
-    f_syn = dash_factor(d_syn)
     top = 2.0 ** int(profile.weights.exponent_range[1])
-    w = block.weight.detach() * input_unit / f_syn
+    w = block.weight.detach() * input_unit * charge_factor(block, d_syn)
     cand: dict[str, float] = {}
     wmax, wmin = float(w.max()), float(w.min())
     if wmax > 0:
@@ -176,5 +189,5 @@ def train_neuron(fmt: LayerFormat, block: Any, surrogate: Any, config: XyloConfi
                        max_spikes=max_spikes, config=config)
 
 
-__all__ = ["LayerFormat", "LayerScale", "choose_scale", "dashes", "layer_format",
+__all__ = ["LayerFormat", "LayerScale", "charge_factor", "choose_scale", "dashes", "layer_format",
            "nearest_dash", "train_neuron", "weight_range"]
