@@ -23,7 +23,9 @@ What a family package provides (module-level names; ``loihi`` provides all of th
   input_unit=)``, ``choose_scale``, ``train_neuron(fmt, block, surrogate, config, max_spikes=)``:
   the differentiable shadow of ``neuron_step``; a format may carry ``weight_factor``, integer
   weight units per scaled float weight, ``spiking``, whether the chip's group compares with
-  its threshold, and ``reset``); a family without it can simulate deployment graphs but not lower trained
+  its threshold, and ``reset``; an optional ``weight_format(weight, scale, input_unit, fmt)``
+  returns ``(weight_exp, weight_factor)`` for the current weights, called on every fake-quant
+  pass); a family without it can simulate deployment graphs but not lower trained
   networks;
 - optional ``WRITERS``: file formats the family writes from a deployment graph (loihi: ``lava``,
   Lava netx HDF5, in :mod:`neurodeploy.families.loihi.netx`; xylo: ``xylo``, the chip

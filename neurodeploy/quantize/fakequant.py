@@ -61,6 +61,7 @@ class FakeQuantLayer:
                                            input_unit=self.input_unit)
         self.format = fmt
         self.weight_factor = float(getattr(fmt, "weight_factor", 1.0))
+        self._weight_format = getattr(family.lowering, "weight_format", None)
         self.w_lo, self.w_hi = fmt.w_lo, fmt.w_hi
         self.weight_exp = fmt.weight_exp
         n = block.neurons
@@ -79,7 +80,11 @@ class FakeQuantLayer:
 
     def int_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Integer weights (float64 values) of folded float ``weight``, straight-through inside
-        the weight range and zero gradient where clipped."""
+        the weight range and zero gradient where clipped. A family whose weight exponent follows
+        the weights (its lowering's ``weight_format``) sets ``weight_exp`` here, on every pass."""
+        if self._weight_format is not None:
+            self.weight_exp, self.weight_factor = self._weight_format(
+                weight, self.scale, self.input_unit, self.format)
         shadow = weight * (self.scale * self.input_unit * self.weight_factor)
         exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
         inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
