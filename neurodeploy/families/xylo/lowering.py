@@ -53,8 +53,9 @@ VOLTAGE_HEADROOM = 0.9
 class LayerFormat:
     """The integer settings of one lowered block (everything but its weights and bias values);
     fields as the loihi family's, plus ``weight_factor`` (integer weight units per ``s · u_in · W``:
-    ``charge_factor / 2**weight_exp``)
-    ``spiking`` (whether the chip's group compares with its threshold) and ``reset``."""
+    ``charge / 2**weight_exp``, :func:`weight_format`), ``spiking`` (whether the chip's group
+    compares with its threshold), ``reset``, ``charge`` (:func:`charge_factor`) and the profile's
+    ``exp_range``."""
 
     w_lo: int
     w_hi: int
@@ -71,6 +72,8 @@ class LayerFormat:
     weight_factor: float = 1.0
     spiking: bool = True
     reset: str = "subtract"
+    charge: float = 1.0
+    exp_range: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -118,9 +121,21 @@ def charge_factor(block: Any, dash_syn: int) -> float:
     return 1.0 / ((2.0**int(dash_syn) - 1.0) * leak)
 
 
-def _weight_extent(block: Any, scale: float, input_unit: float, charge: float) -> tuple[float, float]:
-    w = block.weight.detach() * (scale * input_unit * charge)
-    return float(w.max()), float(w.min())
+def weight_format(weight: Any, scale: float, input_unit: float, fmt: LayerFormat
+                  ) -> tuple[int, float]:
+    """``(weight_exp, weight_factor)`` for the current float ``weight`` of a block: the smallest
+    shift in ``fmt.exp_range`` that holds the largest weight. The fake-quant forward calls it on
+    every pass, so the shift follows the weights while they are fine-tuned and a checkpoint
+    lowered again from its stored scales gets the shift its fine-tuning ended with."""
+    w = weight.detach() * (scale * input_unit * fmt.charge)
+    wmax, wmin = float(w.max()), float(w.min())
+    e_lo, e_hi = fmt.exp_range
+    exp = int(e_hi)
+    for e in range(max(0, int(e_lo)), int(e_hi) + 1):
+        if wmax <= (fmt.w_hi + 0.5) * 2**e and wmin >= (fmt.w_lo - 0.5) * 2**e:
+            exp = e
+            break
+    return exp, fmt.charge / 2.0**exp
 
 
 def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits: int | None = None,
@@ -130,13 +145,10 @@ def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits
     w_lo, w_hi = weight_range(profile, weight_bits)
     d_syn, d_mem = dashes(block, profile)
     charge = charge_factor(block, d_syn)
-    wmax, wmin = _weight_extent(block, scale, input_unit, charge)
-    e_lo, e_hi = profile.weights.exponent_range
-    exp = int(e_hi)
-    for e in range(max(0, int(e_lo)), int(e_hi) + 1):
-        if wmax <= (w_hi + 0.5) * 2**e and wmin >= (w_lo - 0.5) * 2**e:
-            exp = e
-            break
+    exp_range = tuple(int(e) for e in profile.weights.exponent_range)
+    probe = LayerFormat(w_lo, w_hi, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0, 0, charge=charge,
+                        exp_range=exp_range)
+    exp, _ = weight_format(block.weight, scale, input_unit, probe)
     lo, hi = nf.threshold_range
     threshold = int(min(max(round(scale * n.threshold), lo), hi)) if n.spiking else int(hi)
     b_hi = 2 ** (nf.bias_mantissa_bits - 1) - 1
@@ -145,7 +157,8 @@ def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits
         b_lo=-b_hi - 1, b_hi=b_hi, bias_factor=float(scale),
         initial_v=int(round(scale * n.initial_v)), state_unit=float(scale),
         current_decay=d_syn, voltage_decay=d_mem,
-        weight_factor=charge / 2.0**exp, spiking=True, reset="subtract")
+        weight_factor=charge / 2.0**exp, spiking=True, reset="subtract", charge=charge,
+        exp_range=exp_range)
 
 
 def choose_scale(block: Any, stats: dict[str, Any], profile: HardwareProfile, input_unit: float,
@@ -189,5 +202,5 @@ def train_neuron(fmt: LayerFormat, block: Any, surrogate: Any, config: XyloConfi
                        max_spikes=max_spikes, config=config)
 
 
-__all__ = ["LayerFormat", "LayerScale", "charge_factor", "choose_scale", "dashes", "layer_format",
+__all__ = ["LayerFormat", "LayerScale", "charge_factor", "choose_scale", "dashes", "weight_format", "layer_format",
            "nearest_dash", "train_neuron", "weight_range"]
