@@ -26,7 +26,7 @@ from neurodeploy.families.xylo.spec import (
     spec_from_graph,
     write_spec,
 )
-from neurodeploy.hardware import load_profile
+from neurodeploy.hardware import fit_report, load_profile
 from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, number_format
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.nn.surrogate import make_surrogate
@@ -212,8 +212,11 @@ def test_bad_spec_files_are_refused_in_one_line(tmp_path):
 def test_what_a_xylo_chip_cannot_hold_is_refused_naming_the_rule():
     graph = _graph(3, widths=(5, 4, 3, 2))
     graph.layers[3].weight_exp = 5  # two hidden -> hidden layers with different shifts
-    with pytest.raises(UnsupportedError, match=r"one shift \(rule xylo_weight_shift\)$"):
+    with pytest.raises(UnsupportedError, match=r"^network: hidden -> hidden layers use weight "
+                                               r"shifts \[2, 5\].* \(rule xylo_weight_shift\)$"):
         spec_from_graph(graph)
+    assert any("(rule xylo_weight_shift)" in v for v in fit_report(graph).violations)
+    Simulator(graph)  # the arithmetic runs it; the chip cannot hold it
     graph = _graph(3)
     graph.layers[-1].neurons.spiking = False
     with pytest.raises(UnsupportedError, match=r"\(rule xylo_neuron\)$"):

@@ -38,6 +38,15 @@ def _weight_shift(layer: Any, p: Any) -> str | None:
     return None
 
 
+def _recurrent_weight_shift(layers: list[Any], p: Any) -> str | None:
+    synapses = [layer for layer in layers if layer.kind != "flatten"]
+    shifts = sorted({int(getattr(layer, "weight_exp", 0) or 0) for layer in synapses[1:-1]})
+    if len(shifts) > 1:
+        return (f"hidden -> hidden layers use weight shifts {shifts}; Xylo's one recurrent matrix "
+                f"has one shift (weight_shift_rec) on profile {p.name}")
+    return None
+
+
 _SHARED_DECAY_RANGE = next(r for r in COMMON_RULES if r.name == "decay_range")
 
 RULES = (
@@ -47,4 +56,6 @@ RULES = (
     Rule("initial_potential", "layer", _initial_potential, ("lower", "fit", "export")),
     Rule("fan_in", "layer", _fan_in, ("lower", "export")),
     Rule("weight_shift", "layer", _weight_shift, ("fit", "export")),
+    # folded blocks get their shifts from lowering: checked on graphs
+    Rule("xylo_weight_shift", "network", _recurrent_weight_shift, ("fit", "export")),
 )

