@@ -638,18 +638,20 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 # ---------------------------------------------------------------------------------------- export / import
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["nir", "lava", "onnx"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["nir", "lava", "onnx", "xylo"]), required=True,
               help="nir: NIR graph of the float network; lava: Lava netx HDF5 (.net) of the deployed integer "
-                   "network; onnx: the float network as an ONNX graph.")
+                   "network; onnx: the float network as an ONNX graph; xylo: the Xylo chip specification "
+                   "(.npz) of the deployed integer network, as Rockpool's XyloSim.from_specification takes it.")
 @click.option("-o", "--out", "out_path", required=True,
               help="File to write (.nir, .net or .onnx).")
 @click.option("--dt", type=float, default=None,
               help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
 @click.option("--profile", "profile_name", default=None,
-              help="lava: profile name or TOML path (default: a quantized checkpoint's own, else loihi2).")
-@click.option("--dataset", help="lava: calibration dataset (default: the one it was trained on).")
-@click.option("--data-root", help="lava: dataset folder.")
-@click.option("--weight-bits", type=int, help="lava: weight precision in bits (2..16).")
+              help="lava, xylo: profile name or TOML path (default: a quantized checkpoint's own, else loihi2 / "
+                   "xylo).")
+@click.option("--dataset", help="lava, xylo: calibration dataset (default: the one it was trained on).")
+@click.option("--data-root", help="lava, xylo: dataset folder.")
+@click.option("--weight-bits", type=int, help="lava, xylo: weight precision in bits (2..16).")
 @click.option("--graded-input", is_flag=True,
               help="lava: allow graded (direct-encoded) input; load the file with "
                    "netx.hdf5.Network(..., input_message_bits=N).")
@@ -661,18 +663,28 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 @guarded
 def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weight_bits, graded_input, variant,
            dtype, force):
-    """Export a checkpoint as NIR, Lava netx (the integers the simulator runs) or ONNX; the written file is
-    read back and checked before success is reported."""
-    lava_only = [name for name, value in (("--profile", profile_name), ("--dataset", dataset),
-                                          ("--data-root", data_root), ("--weight-bits", weight_bits),
-                                          ("--graded-input", graded_input)) if value]
-    if fmt != "lava" and lava_only:
-        raise ConfigError(f"{', '.join(lava_only)}: only for --format lava")
+    """Export a checkpoint as NIR, Lava netx or a Xylo spec (the integers the simulator runs) or ONNX; the
+    written file is read back and checked before success is reported."""
+    chip_only = [name for name, value in (("--profile", profile_name), ("--dataset", dataset),
+                                          ("--data-root", data_root), ("--weight-bits", weight_bits)) if value]
+    if fmt not in ("lava", "xylo") and chip_only:
+        raise ConfigError(f"{', '.join(chip_only)}: only for --format lava or xylo")
+    if graded_input and fmt != "lava":
+        raise ConfigError("--graded-input: only for --format lava")
     if fmt != "nir" and dt is not None:
         raise ConfigError("--dt: only for --format nir")
     _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
-    kind = {"nir": "hdf5", "lava": "hdf5", "onnx": "onnx"}[fmt]
+    kind = {"nir": "hdf5", "lava": "hdf5", "onnx": "onnx", "xylo": "npz"}[fmt]
     check_outputs([checkpoint], [Output.of(out_path, kind, f"{fmt} file")], force=force)
+    if fmt == "xylo":
+        from neurodeploy.export.xylo import export_checkpoint_spec
+
+        res = export_checkpoint_spec(checkpoint, out_path, profile=profile_name, dataset=dataset,
+                                     data_root=data_root, weight_bits=weight_bits)
+        n_in, n_hid, n_out = res.spec.sizes
+        click.echo(f"wrote {res.path}: Xylo spec for {res.graph.profile}, {n_in} inputs, {n_hid} hidden, "
+                   f"{n_out} outputs, {res.spec.synapses} synapse(s) per hidden neuron")
+        return
     if fmt == "nir":
         from neurodeploy.export.nir import DEFAULT_DT, export_nir
 

@@ -164,13 +164,15 @@ def xylo_reference(graph, x, max_hidden=31, max_out=1):
             last = li == len(dense) - 1
             out = []
             for k, row in enumerate(layer.weight):
-                a = sum(int(w) * n for w, n in zip(row, src, strict=True)) << int(layer.weight_exp)
-                i_raw = state["i"][k] + a
-                i = _clamp16(i_raw)
+                i = i_raw = state["i"][k]
+                for w, n in zip(row, src, strict=True):  # xylosim: one saturating add per event
+                    for _ in range(n):
+                        i_raw += int(w) << int(layer.weight_exp)
+                        i = _clamp16(i + (int(w) << int(layer.weight_exp)))
                 state["us"] += i != i_raw
                 i -= _dstep(i, g.current_decay)
                 v = state["v"][k]
-                d1 = -_dstep(v, g.voltage_decay) + i
+                d1 = (-_dstep(v, g.voltage_decay) + 32768) % 65536 - 32768 + i  # int16 wrap
                 d2 = _clamp16(d1) + int(np.asarray(g.bias).reshape(-1)[k])
                 v_raw = v + _clamp16(d2)
                 sat = (d1 != _clamp16(d1)) or (d2 != _clamp16(d2)) or (v_raw != _clamp16(v_raw))

@@ -5,6 +5,9 @@ is stratified 80/20: ``ceil(0.2 * 1797) = 360`` test images spread over the clas
 their sizes (largest remainders first), the other 1,437 for training. Which images of each class go
 to the test split is drawn with ``numpy.random.default_rng(seed)``, so a seed always gives the same
 split; both splits keep the original order of the images.
+
+``digits-4x4`` is the same split with every image averaged over 2x2 blocks to 4x4 pixels: 16 input
+channels, for chips with 16 inputs (SynSense Xylo).
 """
 
 from __future__ import annotations
@@ -49,26 +52,32 @@ def stratified_split(
     return np.flatnonzero(mask), test
 
 
-def load_digits_dataset(seed: int = 0) -> Dataset:
-    """Load scikit-learn's digits: ``(1, 8, 8)`` images in [0, 1], stratified split by ``seed``."""
+def load_digits_dataset(seed: int = 0, pool: int = 1) -> Dataset:
+    """Load scikit-learn's digits: ``(1, 8, 8)`` images in [0, 1], stratified split by ``seed``;
+    with ``pool = 2``, averaged over 2x2 blocks to ``(1, 4, 4)`` (the dataset ``digits-4x4``)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float32) / np.float32(16.0)
+    if pool > 1:
+        side = 8 // pool
+        images = images.reshape(-1, side, pool, side, pool).mean(axis=(2, 4), dtype=np.float32)
     labels = np.asarray(bunch.target, dtype=np.int64)
     train, test = stratified_split(labels, TEST_FRACTION, seed)
     x = torch.from_numpy(np.ascontiguousarray(images[:, None, :, :]))
     y = torch.from_numpy(labels)
+    side = images.shape[-1]
     return Dataset(
-        name="digits",
+        name="digits" if pool == 1 else f"digits-{side}x{side}",
         x_train=x[torch.from_numpy(train)].contiguous(),
         y_train=y[torch.from_numpy(train)].contiguous(),
         x_test=x[torch.from_numpy(test)].contiguous(),
         y_test=y[torch.from_numpy(test)].contiguous(),
-        input_shape=(1, 8, 8),
+        input_shape=(1, side, side),
         num_classes=10,
         split=(
-            f"scikit-learn digits, stratified {100 - int(TEST_FRACTION * 100)}/"
+            f"scikit-learn digits{'' if pool == 1 else f' averaged to {side}x{side}'}, "
+            f"stratified {100 - int(TEST_FRACTION * 100)}/"
             f"{int(TEST_FRACTION * 100)} split with seed {seed}: {len(train)} train / "
             f"{len(test)} test"
         ),

@@ -1,6 +1,7 @@
 """Dataset lookup by name.
 
-Names: ``"digits"`` (scikit-learn's 8x8 digits, embedded), ``"mnist"`` (IDX files),
+Names: ``"digits"`` (scikit-learn's 8x8 digits, embedded), ``"digits-4x4"`` (the same, averaged
+to 4x4 pixels: 16 input channels), ``"mnist"`` (IDX files),
 ``"torchvision:<Name>"`` (a torchvision image dataset) and ``"tonic:<Name>"`` (a tonic event
 dataset binned into frames). See the module of each loader for its folder lookup and split.
 """
@@ -14,7 +15,7 @@ from neurodeploy.data.dataset import Dataset, check_limit, check_options, take_f
 from neurodeploy.errors import ConfigError
 
 #: Dataset names accepted by :func:`load_dataset`; ``<Name>`` stands for a class name.
-DATASETS: tuple[str, ...] = ("digits", "mnist", "torchvision:<Name>", "tonic:<Name>")
+DATASETS: tuple[str, ...] = ("digits", "digits-4x4", "mnist", "torchvision:<Name>", "tonic:<Name>")
 
 _TONIC_OPTIONS = ("time_steps", "binary", "duration", "sensor_size")
 
@@ -47,13 +48,13 @@ def load_dataset(
     prefix, sep, cls_name = name.partition(":")
     if sep and not cls_name:
         raise ConfigError(f"dataset name {name!r} lacks a class name after ':'")
-    if name == "digits":
+    if name in ("digits", "digits-4x4"):
         from neurodeploy.data.digits import load_digits_dataset
 
         check_options(name, options, ())
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}")
-        return take_first(load_digits_dataset(seed), limit)
+        return take_first(load_digits_dataset(seed, 2 if name == "digits-4x4" else 1), limit)
     if name == "mnist":
         from neurodeploy.data.mnist import load_mnist
 

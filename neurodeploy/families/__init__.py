@@ -15,12 +15,21 @@ What a family package provides (module-level names; ``loihi`` provides all of th
   without them the simulator calls ``neuron_step`` once per step;
 - ``RULES``: the family's design rules (:class:`neurodeploy.families.rules.Rule`), run with the
   rules every family shares by :func:`neurodeploy.families.rules.check`;
+- a family's ``dense`` / ``conv`` / ``sumpool`` may return the synaptic input in *parts* on a
+  trailing axis (xylo: the sum and the two ends of its per-event saturation); the simulator and
+  the fake-quant forward pass them to ``neuron_step`` as they are;
 - optional ``lowering``: the module that turns folded float blocks into the family's integer
-  layers and trains through them (``layer_format``, ``choose_scale``, ``TrainNeuron``: the
-  differentiable shadow of ``neuron_step``); a family without it can simulate deployment graphs
-  but not lower trained networks;
+  layers and trains through them (``layer_format(block, scale, profile, weight_bits,
+  input_unit=)``, ``choose_scale``, ``train_neuron(fmt, block, surrogate, config, max_spikes=)``:
+  the differentiable shadow of ``neuron_step``; a format may carry ``weight_factor``, integer
+  weight units per scaled float weight, ``spiking``, whether the chip's group compares with
+  its threshold, and ``reset``; an optional ``weight_format(weight, scale, input_unit, fmt)``
+  returns ``(weight_exp, weight_factor)`` for the current weights, called on every fake-quant
+  pass); a family without it can simulate deployment graphs but not lower trained
+  networks;
 - optional ``WRITERS``: file formats the family writes from a deployment graph (loihi: ``lava``,
-  Lava netx HDF5, in :mod:`neurodeploy.families.loihi.netx`).
+  Lava netx HDF5, in :mod:`neurodeploy.families.loihi.netx`; xylo: ``xylo``, the chip
+  specification Rockpool takes, in :mod:`neurodeploy.families.xylo.spec`).
 
 Shared, backend-neutral primitives live in :mod:`neurodeploy.arith` (ops, overflow rules,
 spiking threshold and reset, exact synapse kernels, spike-time jitter).

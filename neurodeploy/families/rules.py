@@ -6,7 +6,8 @@ family's own (its package's ``RULES``) run through one function, :func:`check` (
 problem) or :func:`violations` (list them all), wherever a refusal can happen: when a trained
 network is lowered (on its folded blocks), when the simulator loads a deployment graph, when the
 fit check sizes one and when an exporter writes one. So a refusal reads the same wherever it is
-caught: ``<where>: <problem> (rule <name>)``, where ``<where>`` is ``input``, ``profile`` or
+caught: ``<where>: <problem> (rule <name>)``, where ``<where>`` is ``input``, ``profile``,
+``network`` or
 :func:`~neurodeploy.hardware.structure.layer_label` of the layer (a folded block and the graph
 layer written from it share index, name and kind).
 
@@ -27,7 +28,7 @@ from neurodeploy.arith.spiking import RESET_MODES
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.hardware.structure import layer_label
 
-SCOPES = ("profile", "input", "layer")
+SCOPES = ("profile", "input", "layer", "network")
 STAGES = ("lower", "simulate", "fit", "export")
 """Where rules run: lowering a trained network, loading a graph into the simulator, the fit
 check, writing a file."""
@@ -40,7 +41,8 @@ class Rule:
     Attributes:
         name: short name, quoted in every refusal (e.g. ``"layer_kind"``).
         scope: ``"profile"`` (test gets the profile), ``"input"`` (the encoding dict and the
-            profile) or ``"layer"`` (one layer and the profile).
+            profile), ``"layer"`` (one layer and the profile) or ``"network"`` (the list of
+            layers and the profile; for what only the layers together decide).
         test: returns the problem as one sentence, or ``None`` when the subject complies.
         stages: where the rule runs (:data:`STAGES`). A rule about what the family's arithmetic
             can compute runs everywhere; a rule about what the chip offers (reset modes, decay
@@ -117,10 +119,14 @@ COMMON_RULES: tuple[Rule, ...] = (
 
 
 def rules_for(profile: Any) -> tuple[Rule, ...]:
-    """The shared rules followed by the rules of ``profile``'s family."""
+    """The shared rules followed by the rules of ``profile``'s family; a family rule with the
+    name of a shared one replaces it (e.g. where the family's lowering converts what the shared
+    rule reads in other units)."""
     from neurodeploy.families import get_family
 
-    return COMMON_RULES + tuple(getattr(get_family(profile.family), "RULES", ()))
+    own = tuple(getattr(get_family(profile.family), "RULES", ()))
+    names = {r.name for r in own}
+    return tuple(r for r in COMMON_RULES if r.name not in names) + own
 
 
 def violations(profile: Any, stage: str, *, encoding: dict[str, Any] | None = None,
@@ -147,6 +153,8 @@ def violations(profile: Any, stage: str, *, encoding: dict[str, Any] | None = No
             problems = [("profile", rule.test(profile))]
         elif rule.scope == "input":
             problems = [("input", rule.test(encoding, profile))] if encoding is not None else []
+        elif rule.scope == "network":
+            problems = [("network", rule.test(layers, profile))] if layers else []
         else:
             problems = [(layer_label(i, layer), rule.test(layer, profile))
                         for i, layer in enumerate(layers)]

@@ -48,7 +48,7 @@ class FakeQuantLayer:
 
     def __init__(self, block: FloatBlock, scale: float, input_unit: float, profile: HardwareProfile,
                  weight_bits: int | None, surrogate: Surrogate, limited_by: str = "",
-                 family: Any = None, config: Any = None):
+                 family: Any = None, config: Any = None, max_spikes: int = 1):
         family = family or get_family(profile.family)
         config = config or family.Config.from_profile(profile)
         self.kind, self.name = block.kind, block.name
@@ -57,26 +57,35 @@ class FakeQuantLayer:
         self.limited_by = limited_by
         self.stride, self.padding = tuple(block.stride), tuple(block.padding)
         self.out_shape = tuple(int(v) for v in block.out_shape)
-        fmt = family.lowering.layer_format(block, scale, profile, weight_bits)
+        fmt = family.lowering.layer_format(block, scale, profile, weight_bits,
+                                           input_unit=self.input_unit)
         self.format = fmt
+        self.weight_factor = float(getattr(fmt, "weight_factor", 1.0))
+        self._weight_format = getattr(family.lowering, "weight_format", None)
         self.w_lo, self.w_hi = fmt.w_lo, fmt.w_hi
         self.weight_exp = fmt.weight_exp
         n = block.neurons
         self.current_decay, self.voltage_decay = fmt.current_decay, fmt.voltage_decay
-        self.spiking, self.reset = bool(n.spiking), n.reset
+        self.spiking = bool(getattr(fmt, "spiking", n.spiking))
+        self.reset = getattr(fmt, "reset", n.reset)
         self.threshold = fmt.threshold
         self.bias_exp = fmt.bias_exp
         self.b_lo, self.b_hi = fmt.b_lo, fmt.b_hi
         self.initial_v = fmt.initial_v
         self.state_unit = fmt.state_unit
-        self.neuron = family.lowering.train_neuron(fmt, block, surrogate, config)
+        self.neuron = family.lowering.train_neuron(fmt, block, surrogate, config,
+                                                   max_spikes=max_spikes)
         self.surrogate = surrogate
         self.float_threshold = float(n.threshold)
 
     def int_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Integer weights (float64 values) of folded float ``weight``, straight-through inside
-        the weight range and zero gradient where clipped."""
-        shadow = weight * (self.scale * self.input_unit)
+        the weight range and zero gradient where clipped. A family whose weight exponent follows
+        the weights (its lowering's ``weight_format``) sets ``weight_exp`` here, on every pass."""
+        if self._weight_format is not None:
+            self.weight_exp, self.weight_factor = self._weight_format(
+                weight, self.scale, self.input_unit, self.format)
+        shadow = weight * (self.scale * self.input_unit * self.weight_factor)
         exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
         inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
         return straight_through(shadow * inside, exact)
@@ -166,19 +175,22 @@ class FakeQuantNet(nn.Module):
 
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
-            shadow = s @ w.T
+            shadow = (s @ w.T) * 2.0**layer.weight_exp
             exact, _ = self.family.dense(w.detach(), s.detach(), layer.weight_exp, config=self.config)
         else:
             shadow = nn.functional.conv2d(s, w, None, layer.stride, layer.padding)
             exact, _ = self.family.conv(w.detach(), s.detach(), layer.stride, layer.padding, 1,
                                         config=self.config)
+        if exact.dim() == shadow.dim() + 1:  # the family's synaptic input comes in parts
+            shadow = nn.functional.pad(shadow.unsqueeze(-1), (0, exact.shape[-1] - 1))
         return straight_through(shadow, exact.to(shadow.dtype))
 
     def _run_layer(self, layer: FakeQuantLayer, w: torch.Tensor, bias: torch.Tensor, s_in: torch.Tensor,
                    delay: int, record: bool):
         b, steps = s_in.shape[:2]
         flat = s_in.reshape(b * steps, *s_in.shape[2:])
-        a_all = self._synapse(layer, w, flat).reshape(b, steps, *layer.out_shape)
+        a_all = self._synapse(layer, w, flat)
+        a_all = a_all.reshape(b, steps, *layer.out_shape, *a_all.shape[1 + len(layer.out_shape):])
         bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
         u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
         v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
@@ -272,8 +284,10 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
             sc = family.lowering.choose_scale(blk, st, p, unit, c.weight_bits)
             scale, limited = sc.scale, sc.limited_by
         k += 1
+        nf = p.neuron
+        max_spikes = nf.max_output_spikes_per_step if k == n_syn else nf.max_spikes_per_step
         layers.append(FakeQuantLayer(blk, scale, unit, p, c.weight_bits, surrogate, limited, family,
-                                     config))
+                                     config, max_spikes))
         flatten_before.append(pending_flatten)
         pending_flatten = False
         unit = 1.0

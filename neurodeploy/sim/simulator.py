@@ -421,7 +421,7 @@ class Simulator:
         for c0, c1 in _chunks(b, steps, stage.work, _CHUNK_ELEMENTS):
             n = c1 - c0
             a, mask = self._synapse(stage, s_in[:, c0:c1].reshape(b * n, *st.in_shape), s_max)
-            a = a.reshape(b, n, *out_shape)
+            a = a.reshape(b, n, *out_shape, *a.shape[1 + len(out_shape):])  # parts, if any
             if mask is not None and mask.any():
                 ca[:] += count(mask.reshape(b, n, -1), batch_axes=1)
             for j in range(min(n, steps - d - c0)):

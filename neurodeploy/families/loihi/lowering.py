@@ -60,8 +60,9 @@ class LayerFormat:
 
 
 def layer_format(block: Any, scale: float, profile: HardwareProfile,
-                 weight_bits: int | None = None) -> LayerFormat:
-    """The integer settings of folded ``block`` at ``scale`` on ``profile`` (module docstring)."""
+                 weight_bits: int | None = None, input_unit: float = 1.0) -> LayerFormat:
+    """The integer settings of folded ``block`` at ``scale`` on ``profile`` (module docstring);
+    ``input_unit`` (the float value of one input unit) does not change them on Loihi."""
     n, nf = block.neurons, profile.neuron
     w_lo, w_hi = weight_range(profile, weight_bits)
     lo, hi = nf.threshold_range
@@ -78,8 +79,9 @@ def layer_format(block: Any, scale: float, profile: HardwareProfile,
 
 
 def train_neuron(fmt: LayerFormat, block: Any, surrogate: Any,
-                 config: LoihiConfig = DEFAULT) -> TrainNeuron:
-    """The differentiable neuron step of a lowered block (see :mod:`.shadow`)."""
+                 config: LoihiConfig = DEFAULT, max_spikes: int = 1) -> TrainNeuron:
+    """The differentiable neuron step of a lowered block (see :mod:`.shadow`); Loihi emits
+    binary spikes, whatever ``max_spikes``."""
     n = block.neurons
     return TrainNeuron(current_decay=fmt.current_decay, voltage_decay=fmt.voltage_decay,
                        threshold=fmt.threshold, bias_exp=fmt.bias_exp, spiking=n.spiking,

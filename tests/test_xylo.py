@@ -1,0 +1,295 @@
+"""The xylo family: per-event saturation, the shadow against the integer step, dash lowering, the
+chip specification (layout, file, simulator) against the deployment-graph simulator, refusals,
+profiles and the export command. XyloSim itself is compared in tests/reference/test_xylosim.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from neurodeploy.cli import main
+from neurodeploy.errors import FormatError, UnsupportedError
+from neurodeploy.families import xylo
+from neurodeploy.families.xylo import lowering
+from neurodeploy.families.xylo.arith import INPUT_PARTS, dense, neuron_step
+from neurodeploy.families.xylo.spec import (
+    load_spec,
+    run_spec,
+    save_spec,
+    spec_from_graph,
+    write_spec,
+)
+from neurodeploy.hardware import fit_report, load_profile
+from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, number_format
+from neurodeploy.models import ModelSpec, build_model
+from neurodeploy.nn.surrogate import make_surrogate
+from neurodeploy.quantize.fakequant import fake_quantize
+from neurodeploy.sim import Simulator
+from neurodeploy.train.checkpoint import Checkpoint
+
+LO, HI = -32768, 32767
+
+
+# ------------------------------------------------------------------ per-event saturation
+@settings(max_examples=80, deadline=None)
+@given(w=hnp.arrays(np.int64, (3, 6), elements=st.integers(-128, 127)),
+       s=hnp.arrays(np.int64, (4, 6), elements=st.integers(0, 31)),
+       u=hnp.arrays(np.int64, (4, 3), elements=st.integers(LO, HI)), exp=st.integers(0, 8))
+def test_parts_equal_saturating_adds_one_event_at_a_time(w, s, u, exp):
+    parts, mask = dense(w, s, exp)
+    assert parts.shape == (4, 3, INPUT_PARTS) and mask is None
+    got = xylo.arith.saturating_add(u, parts)[0]
+    want = u.copy()
+    for b in range(4):
+        for o in range(3):
+            x = int(u[b, o])
+            for i in range(6):  # sources in index order, each event one saturating add
+                for _ in range(int(s[b, i])):
+                    x = min(max(x + (int(w[o, i]) << exp), LO), HI)
+            want[b, o] = x
+    np.testing.assert_array_equal(got, want)
+    # torch, float64 holding integers: the same parts
+    tparts, _ = dense(torch.tensor(w, dtype=torch.float64), torch.tensor(s, dtype=torch.float64), exp)
+    np.testing.assert_array_equal(tparts.numpy().astype(np.int64), parts)
+
+
+def test_leak_of_the_most_negative_potential_wraps_like_xylosim():
+    # dash_mem 0 leaks v fully, but -(-32768) wraps in int16: v stays at -32768
+    r = neuron_step(np.zeros(2, np.int64), np.array([LO, -5]), 0, current_decay=1,
+                    voltage_decay=0, threshold=100)
+    assert r.v.tolist() == [LO, 0]
+
+
+# ------------------------------------------------------------------------------- the shadow
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), dsyn=st.integers(1, 15), dmem=st.integers(0, 15),
+       thr=st.integers(1, 3000), max_spikes=st.sampled_from([1, 31]))
+def test_shadow_values_are_the_integer_step_and_gradients_the_linear_update(data, dsyn, dmem, thr,
+                                                                           max_spikes):
+    ints = lambda lo, hi: data.draw(hnp.arrays(np.int64, 5, elements=st.integers(lo, hi)))  # noqa: E731
+    u0, v0, bias = ints(-20000, 20000), ints(-20000, 20000), ints(-300, 300)
+    w = data.draw(hnp.arrays(np.int64, (5, 4), elements=st.integers(-128, 127)))
+    s = data.draw(hnp.arrays(np.int64, (1, 4), elements=st.integers(0, 15)))
+    parts, _ = dense(w, s, 2)
+    neuron = xylo.TrainNeuron(current_decay=dsyn, voltage_decay=dmem, threshold=thr, bias_exp=0,
+                              spiking=True, reset="subtract", state_unit=float(thr),
+                              surrogate=make_surrogate({"name": "atan", "alpha": 2.0}),
+                              max_spikes=max_spikes)
+    t = lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    u, v, a = t(u0), t(v0), t(parts[0])
+    u1, v1, sp = neuron(u, v, a, torch.tensor(bias, dtype=torch.float64))
+    ref = neuron_step(u0, v0, parts[0], current_decay=dsyn, voltage_decay=dmem, threshold=thr,
+                      bias=bias, max_spikes=max_spikes)
+    for got, want in ((u1, ref.u), (v1, ref.v), (sp, ref.spikes)):
+        np.testing.assert_array_equal(got.detach().numpy().astype(np.int64), want)
+    # gradients of u through the linear update u = f_syn (u + a)
+    (u1.sum()).backward()
+    f = 1 - 2.0**-dsyn
+    np.testing.assert_allclose(u.grad.numpy(), f)
+    np.testing.assert_allclose(a.grad.numpy()[:, 0], f)
+    np.testing.assert_allclose(a.grad.numpy()[:, 1:], 0)
+
+
+# ------------------------------------------------------------------------------ dash lowering
+def test_decays_become_the_nearest_dash():
+    assert lowering.nearest_dash(4096, 1, 15) == 1  # no current memory: shortest current decay
+    assert lowering.nearest_dash(0, 0, 15) == 15  # an integrator: the longest dash
+    assert lowering.nearest_dash(round(4096 * (1 - np.exp(-1 / 2))), 0, 15) == 1  # tau 2: 0.61 -> 0.5
+    assert lowering.nearest_dash(round(4096 * 0.125), 0, 15) == 3  # 0.875 exactly
+    assert lowering.nearest_dash(4096, 0, 15) == 0
+
+
+@pytest.fixture(scope="module")
+def xylo_model():
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[12, 10], steps=6, num_classes=10,
+                     encoding={"kind": "direct", "bits": 4},
+                     neuron={"model": "lif", "tau": 2.0, "threshold": 0.5, "reset": "subtract",
+                             "surrogate": {"name": "atan", "alpha": 2.0}})
+    return build_model(spec)
+
+
+def test_lowered_graph_uses_the_quantized_dashes_and_one_shift_per_matrix(xylo_model):
+    fq = fake_quantize(xylo_model, "xylo-imu", torch.rand(64, 1, 4, 4))
+    fmt = [layer.format for layer in fq.layers]
+    assert [(f.current_decay, f.voltage_decay) for f in fmt] == [(1, 1), (1, 1), (1, 15)]
+    assert all(0 <= f.weight_exp <= 7 and f.spiking and f.reset == "subtract" for f in fmt)
+    assert fmt[-1].threshold == 32767
+    for layer, w, _ in fq.integer_layers():
+        assert int(w.abs().max()) <= 128 and int(w.abs().max()) >= 64  # the shift keeps 8 bits busy
+        assert layer.neuron.max_spikes == (1 if layer is fq.layers[-1] else 31)
+
+
+# ------------------------------------------------------------------------------------- spec
+def _graph(seed: int, profile: str = "xylo-audio2", widths=(7, 5, 4)) -> DeployGraph:
+    rng = np.random.default_rng(seed)
+    layers, fan = [Flatten()], 6
+    for k, n in enumerate(widths):
+        g = NeuronGroup(shape=(n,), current_decay=int(rng.integers(1, 16)),
+                        voltage_decay=int(rng.integers(0, 16)), threshold=int(rng.integers(30, 900)),
+                        bias=rng.integers(-40, 40, n), reset="subtract")
+        layers.append(Dense(weight=rng.integers(-128, 128, (n, fan)), neurons=g,
+                            weight_exp=2 if 0 < k < len(widths) - 1 else int(rng.integers(0, 8)),
+                            name=f"l{k}"))
+        fan = n
+    return DeployGraph(profile, "xylo", (6, 1), layers, steps=20)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_spec_simulator_equals_the_graph_simulator(seed, tmp_path):
+    """Two independent schedules: full matrices step by step (spec) and layer by layer with
+    delays (graph)."""
+    graph = _graph(seed, ("xylo-audio2", "xylo-imu")[seed % 2], ((7, 5, 4), (9, 3))[seed % 2])
+    spec = spec_from_graph(graph)
+    raster = np.random.default_rng(seed).integers(0, 16, (5, 20, 6, 1))
+    res = Simulator(graph, fast=False).run(raster, record=("spikes", "u", "v"))
+    rec = run_spec(spec, raster.reshape(5, 20, 6))
+    names = res.layer_names
+    for key, part, src in (("Vmem", "v", names[:-1]), ("Isyn", "u", names[:-1]),
+                           ("Vmem_out", "v", names[-1:]), ("Isyn_out", "u", names[-1:])):
+        np.testing.assert_array_equal(rec[key], np.concatenate([res.states[part][n] for n in src], 2))
+    np.testing.assert_array_equal(rec["Spikes"], np.concatenate([res.rasters[n] for n in names[:-1]], 2))
+    assert rec["Spikes"].max() > 1  # multi-event steps happen
+    if spec.synapses == 2:
+        assert not rec["Isyn2"].any()
+
+
+def test_spec_layout_and_file_round_trip(tmp_path):
+    graph = _graph(1)
+    spec = spec_from_graph(graph)
+    assert spec.sizes == (6, 12, 4) and spec.synapses == 2 and spec.meta["hidden_blocks"] == [[0, 7], [7, 12]]
+    w1, w2, w3 = (np.asarray(layer.weight) for layer in graph.layers[1:])
+    np.testing.assert_array_equal(spec.weights_in[:, :7, 0], w1.T)
+    np.testing.assert_array_equal(spec.weights_rec[:7, 7:, 0], w2.T)
+    np.testing.assert_array_equal(spec.weights_out[7:], w3.T)
+    assert not spec.weights_in[:, 7:].any() and not spec.weights_rec[7:].any()
+    assert not spec.weights_rec[:, :7].any() and not spec.weights_out[:7].any()
+    assert not spec.weights_in[..., 1].any() and spec.weight_shift_rec == 2
+    kw = spec.kwargs()
+    assert kw["weights_in"].dtype == np.int8 and set(kw) >= {
+        "weights_in", "weights_rec", "weights_out", "dash_mem", "dash_syn", "dash_syn_2",
+        "dash_mem_out", "dash_syn_out", "threshold", "threshold_out", "bias", "bias_out",
+        "weight_shift_in", "weight_shift_rec", "weight_shift_out"}
+    path = write_spec(graph, tmp_path / "s.npz")
+    back = load_spec(path)
+    for k in ("weights_in", "weights_rec", "weights_out", "dash_syn_2", "threshold", "bias_out"):
+        np.testing.assert_array_equal(getattr(back, k), getattr(spec, k))
+    assert back.meta == json.loads(json.dumps(spec.meta))
+    imu = spec_from_graph(_graph(1, "xylo-imu"))
+    assert imu.synapses == 1 and imu.dash_syn_2 is None and imu.weights_in.ndim == 2
+
+
+def test_bad_spec_files_are_refused_in_one_line(tmp_path):
+    spec = spec_from_graph(_graph(2))
+    good = save_spec(spec, tmp_path / "good.npz")
+    np.save(tmp_path / "other.npy", np.zeros(3))
+    for path, words in ((tmp_path / "missing.npz", "does not exist"),
+                        (tmp_path / "other.npy", "not a readable Xylo spec")):
+        with pytest.raises(FormatError, match=words):
+            load_spec(path)
+    data = dict(np.load(good))
+    header = json.loads(bytes(data.pop("__header__")).decode())
+    for change, words in (({"version": 9}, "version 9"), ({"format": "x"}, "missing format tag")):
+        np.savez(tmp_path / "bad.npz", __header__=np.frombuffer(json.dumps({**header, **change}).encode(),
+                                                                 np.uint8), **data)
+        with pytest.raises(FormatError, match=words):
+            load_spec(tmp_path / "bad.npz")
+    data["weights_out"] = data["weights_out"] * 300
+    np.savez(tmp_path / "bad.npz", __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **data)
+    with pytest.raises(FormatError, match=r"weights_out outside \[-128, 127\]"):
+        load_spec(tmp_path / "bad.npz")
+    with pytest.raises(Exception, match="0..15"):
+        run_spec(spec, np.full((1, 3, 6), 16))
+
+
+def test_what_a_xylo_chip_cannot_hold_is_refused_naming_the_rule():
+    graph = _graph(3, widths=(5, 4, 3, 2))
+    graph.layers[3].weight_exp = 5  # two hidden -> hidden layers with different shifts
+    with pytest.raises(UnsupportedError, match=r"^network: hidden -> hidden layers use weight "
+                                               r"shifts \[2, 5\].* \(rule xylo_weight_shift\)$"):
+        spec_from_graph(graph)
+    assert any("(rule xylo_weight_shift)" in v for v in fit_report(graph).violations)
+    Simulator(graph)  # the arithmetic runs it; the chip cannot hold it
+    graph = _graph(3)
+    graph.layers[-1].neurons.spiking = False
+    with pytest.raises(UnsupportedError, match=r"\(rule xylo_neuron\)$"):
+        spec_from_graph(graph)
+    graph = _graph(3)
+    g = graph.layers[1].neurons
+    graph.layers[1] = Conv2d(weight=np.ones((7, 1, 1, 1), np.int64), neurons=g)
+    with pytest.raises(UnsupportedError, match=r"\(rule layer_kind\)$"):
+        spec_from_graph(graph)
+    loihi_graph = DeployGraph("loihi", "loihi", (6,), [], steps=2)
+    with pytest.raises(UnsupportedError, match="xylo family"):
+        spec_from_graph(loihi_graph)
+
+
+def test_lowering_refuses_what_xylo_cannot_run_in_one_line():
+    wide = build_model(ModelSpec(arch="mlp", input_shape=(1, 8, 8), hidden=[16], steps=4,
+                                 encoding={"kind": "rate"},
+                                 neuron={"model": "lif", "reset": "subtract"}))
+    with pytest.raises(UnsupportedError, match=r"64 inputs per neuron exceed limits.fan_in = 63 .*"
+                                               r"\(rule fan_in\)$"):
+        fake_quantize(wide, "xylo", torch.rand(8, 1, 8, 8))
+    zero = build_model(ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[16], steps=4,
+                                 encoding={"kind": "rate"}, neuron={"model": "lif", "reset": "zero"}))
+    with pytest.raises(UnsupportedError, match=r"reset by zero .*\(rule reset_mode\)$"):
+        fake_quantize(zero, "xylo-imu", torch.rand(8, 1, 4, 4))
+    graded = build_model(ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[16], steps=4,
+                                   encoding={"kind": "direct", "bits": 8},
+                                   neuron={"model": "lif", "reset": "subtract"}))
+    with pytest.raises(UnsupportedError, match=r"graded input of at most 4 bits .*\(rule graded_input\)$"):
+        fake_quantize(graded, "xylo-audio2", torch.rand(8, 1, 4, 4))
+
+
+def test_profiles_name_their_chips():
+    a2, imu, legacy = (load_profile(n) for n in ("xylo-audio2", "xylo-imu", "xylo"))
+    assert "SYNS61201" in a2.profile.description and "SYNS63300" in imu.profile.description
+    assert (a2.neuron.synaptic_states, imu.neuron.synaptic_states) == (2, 1)
+    assert (a2.limits.neurons_per_core, imu.limits.neurons_per_core) == (1000, 496)
+    assert (a2.limits.output_channels, imu.limits.output_channels) == (8, 16)
+    assert number_format(legacy) == number_format(a2) and legacy.limits == a2.limits
+
+
+# ------------------------------------------------------------------------------ the command
+def test_export_command_writes_the_spec_of_the_simulated_integers(xylo_model, tmp_path):
+    ck = tmp_path / "m.pt"
+    Checkpoint.from_model(xylo_model, meta={"dataset": "digits-4x4"}).save(ck)
+    runner = CliRunner()
+    res = runner.invoke(main, ["export", str(ck), "--format", "xylo", "--profile", "xylo-imu",
+                               "-o", str(tmp_path / "m.npz")])
+    assert res.exit_code == 0, res.output
+    assert "16 inputs, 22 hidden, 10 outputs, 1 synapse(s)" in res.output
+    spec = load_spec(tmp_path / "m.npz")
+    assert spec.meta["profile"] == "xylo-imu"
+    for args, words in ((["--profile", "loihi2"], "family 'loihi'"),
+                        (["--graded-input"], "only for --format lava"),
+                        (["--profile", "xylo-audio2"], "limits.output_channels = 8")):
+        out = tmp_path / "bad.npz"
+        res = runner.invoke(main, ["export", str(ck), "--format", "xylo", *args, "-o", str(out)])
+        assert res.exit_code == 2 and res.output.startswith("error: ") and words in res.output, res.output
+        assert res.output.count("\n") == 1 and not out.exists()
+
+
+def test_finetuned_checkpoint_lowers_again_to_the_integers_it_was_tuned_with(xylo_model, tmp_path):
+    """The weight shift follows the weights while fine-tuning, so lowering the checkpoint again
+    from its stored scales gives the accuracy fine-tuning reported."""
+    ck = tmp_path / "m.pt"
+    Checkpoint.from_model(xylo_model, meta={"dataset": "digits-4x4"}).save(ck)
+    runner = CliRunner()
+    res = runner.invoke(main, ["finetune", str(ck), "--profile", "xylo-imu", "--epochs", "2",
+                               "--lr", "0.01", "-o", str(tmp_path / "f.pt"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    tuned = torch.load(tmp_path / "f.pt", weights_only=True)["meta"]["quant"]
+    res = runner.invoke(main, ["simulate", str(tmp_path / "f.pt"), "-o", str(tmp_path / "s.json"),
+                               "--no-progress"])
+    assert res.exit_code == 0, res.output
+    sim = json.loads((tmp_path / "s.json").read_text())
+    assert sim["deployed_accuracy"] == pytest.approx(tuned["deployed_accuracy"])
