@@ -27,7 +27,7 @@ from neurodeploy.arith.spiking import RESET_MODES
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.hardware.structure import layer_label
 
-SCOPES = ("profile", "input", "layer")
+SCOPES = ("profile", "input", "layer", "network")
 STAGES = ("lower", "simulate", "fit", "export")
 """Where rules run: lowering a trained network, loading a graph into the simulator, the fit
 check, writing a file."""
@@ -40,8 +40,10 @@ class Rule:
     Attributes:
         name: short name, quoted in every refusal (e.g. ``"layer_kind"``).
         scope: ``"profile"`` (test gets the profile), ``"input"`` (the encoding dict and the
-            profile) or ``"layer"`` (one layer and the profile).
-        test: returns the problem as one sentence, or ``None`` when the subject complies.
+            profile), ``"layer"`` (one layer and the profile) or ``"network"`` (the list of
+            layers and the profile: resources all layers share, e.g. a layer-to-core assignment).
+        test: returns the problem as one sentence, or ``None`` when the subject complies; a
+            network rule returns ``(where, problem)`` pairs, none when the network complies.
         stages: where the rule runs (:data:`STAGES`). A rule about what the family's arithmetic
             can compute runs everywhere; a rule about what the chip offers (reset modes, decay
             ranges) is not run by the simulator, which also answers what-if questions on the
@@ -147,6 +149,8 @@ def violations(profile: Any, stage: str, *, encoding: dict[str, Any] | None = No
             problems = [("profile", rule.test(profile))]
         elif rule.scope == "input":
             problems = [("input", rule.test(encoding, profile))] if encoding is not None else []
+        elif rule.scope == "network":
+            problems = list(rule.test(layers, profile)) if layers else []
         else:
             problems = [(layer_label(i, layer), rule.test(layer, profile))
                         for i, layer in enumerate(layers)]
