@@ -19,6 +19,8 @@ What a family package provides (module-level names; ``loihi`` provides all of th
   layers and trains through them (``layer_format``, ``choose_scale``, ``TrainNeuron``: the
   differentiable shadow of ``neuron_step``); a family without it can simulate deployment graphs
   but not lower trained networks;
+- optional ``POOLING_IN_LAYER``: ``True`` when a ``sumpool`` layer is the pooling of the layer
+  before it on the chip (no core and no neurons of its own; the fit check counts it so);
 - optional ``WRITERS``: file formats the family writes from a deployment graph (loihi: ``lava``,
   Lava netx HDF5, in :mod:`neurodeploy.families.loihi.netx`).
 
