@@ -35,6 +35,7 @@ from types import ModuleType
 
 _FAMILIES = {
     "loihi": "neurodeploy.families.loihi",
+    "speck": "neurodeploy.families.speck",
     "xylo": "neurodeploy.families.xylo",
 }
 

@@ -1,0 +1,184 @@
+"""Run an integer DYNAP-CNN network through Sinabs 3.1.3's ``DynapcnnNetwork`` (software forward).
+
+Usage (inside the environment ``bash tools/speck_env.sh`` builds)::
+
+    python tools/speck_reference.py run REQUEST.npz RESULT.npz
+
+A request holds a deployment graph's integers (written by :func:`write_request`, which needs
+numpy only, so neurodeploy's tests import this file): per layer its kind, integer weights, biases,
+threshold, stride, padding or pool kernel, and the input events ``[B, T, C, H, W]``. The script
+builds the network a Sinabs user deploys — ``nn.Conv2d`` / ``nn.Linear`` with the integer weights
+(float32 tensors holding integers, as ``discretize=True`` leaves them), ``sinabs.layers.IAFSqueeze``
+with ``spike_threshold = threshold``, ``min_v_mem = -threshold``, ``MultiSpike`` and
+``MembraneSubtract`` (Sinabs's defaults), ``sinabs.layers.SumPool2d`` for pooling,
+``nn.Flatten`` — converts it with ``DynapcnnNetwork(..., discretize=False)`` (the values are already
+the chip's integers; ``discretize=True`` would rescale them) and runs ``net(x,
+return_complete=True)`` on the events reshaped to ``(B·T, C, H, W)``. The result holds, per
+DYNAP-CNN layer, its output events ``[B, T, ...]`` (after its pooling), the layer-to-core mapping
+of ``Speck2FConfigBuilder.map_layers_to_cores`` and ``memory_summary()`` per layer.
+
+Sinabs's DYNAP-CNN backend imports ``samna`` (the hardware driver) at import time; nothing this
+script calls touches hardware, so a placeholder module stands in for it when samna is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_request(path: Path, graph: Any, events: np.ndarray) -> None:
+    """Write the integers of deployment graph ``graph`` and ``events`` ``[B, T, *input_shape]``.
+
+    A ``sumpool`` layer's neuron group is the pass-through of the layer before it (threshold 1,
+    rule ``sum_pooling``) and becomes a ``SumPool2d``.
+    """
+    layers, arrays = [], {}
+    for i, layer in enumerate(graph.layers):
+        entry: dict[str, Any] = {"kind": layer.kind}
+        if layer.kind in ("dense", "conv"):
+            arrays[f"weight_{i}"] = np.asarray(layer.weight, dtype=np.int64)
+            bias = np.asarray(layer.neurons.bias, dtype=np.int64).reshape(-1)
+            f = int(np.asarray(layer.weight).shape[0])
+            arrays[f"bias_{i}"] = np.broadcast_to(bias, (f,)) if bias.size == 1 else bias
+            entry["threshold"] = int(layer.neurons.threshold)
+            if layer.kind == "conv":
+                entry["stride"] = [int(v) for v in layer.stride]
+                entry["padding"] = [int(v) for v in layer.padding]
+        elif layer.kind == "sumpool":
+            entry["kernel"] = [int(v) for v in layer.kernel]
+        layers.append(entry)
+    header = {"layers": layers, "input_shape": [int(v) for v in graph.input_shape]}
+    np.savez(path, header=np.array(json.dumps(header)), events=np.asarray(events, np.int64),
+             **arrays)
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """``{"outputs": [per DYNAP-CNN layer events [B, T, ...] int64], "cores": {layer: core},
+    "memory": [{kernel, neuron, bias}]}``."""
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        outputs = [z[f"out_{k}"] for k in range(meta["n_layers"])]
+    return {"outputs": outputs, "cores": {int(k): v for k, v in meta["cores"].items()},
+            "memory": meta["memory"], "mapping_error": meta.get("mapping_error")}
+
+
+def _install_samna_placeholder() -> None:
+    import importlib.abc
+    import importlib.machinery
+    import importlib.util
+    import types
+    from unittest import mock
+
+    if importlib.util.find_spec("samna") is not None:
+        return
+
+    class _Module(types.ModuleType):
+        def __getattr__(self, attr):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            value = mock.MagicMock(name=f"{self.__name__}.{attr}")
+            setattr(self, attr, value)
+            return value
+
+    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("samna", "samnagui"):
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            module = _Module(spec.name)
+            module.__path__ = []
+            return module
+
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.append(_Finder())
+
+
+def run(request: Path, result: Path) -> None:
+    _install_samna_placeholder()
+    import sinabs
+    import sinabs.layers as sl
+    import torch
+    from sinabs.activation import MembraneSubtract, MultiSpike
+    from sinabs.backend.dynapcnn import DynapcnnNetwork
+    from sinabs.backend.dynapcnn.chips.speck2f import Speck2FConfigBuilder
+    from torch import nn
+
+    torch.set_num_threads(1)
+    with np.load(request) as z:
+        header = json.loads(str(z["header"]))
+        arrays = {k: z[k] for k in z.files}
+    events = arrays["events"]
+    b, t = events.shape[:2]
+    shape = tuple(header["input_shape"])
+    modules: list[nn.Module] = []
+    cur = shape
+    for i, entry in enumerate(header["layers"]):
+        kind = entry["kind"]
+        if kind == "flatten":
+            modules.append(nn.Flatten())
+            continue
+        if kind == "sumpool":
+            modules.append(sl.SumPool2d(tuple(entry["kernel"])))
+            continue
+        w = torch.tensor(arrays[f"weight_{i}"], dtype=torch.float32)
+        bias = torch.tensor(arrays[f"bias_{i}"], dtype=torch.float32)
+        has_bias = bool(torch.any(bias != 0))
+        if kind == "conv":
+            mod = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(entry["stride"]),
+                            padding=tuple(entry["padding"]), bias=has_bias)
+        else:
+            mod = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
+        with torch.no_grad():
+            mod.weight.copy_(w)
+            if has_bias:
+                mod.bias.copy_(bias)
+        thr = float(entry["threshold"])
+        modules += [mod, sl.IAFSqueeze(batch_size=b, spike_threshold=torch.tensor(thr),
+                                       min_v_mem=-thr, spike_fn=MultiSpike,
+                                       reset_fn=MembraneSubtract())]
+    snn = nn.Sequential(*modules)
+    net = DynapcnnNetwork(snn, input_shape=cur, discretize=False)
+    sinabs.reset_states(net)
+    x = torch.tensor(events.reshape(b * t, *shape), dtype=torch.float32)
+    with torch.no_grad():
+        complete = net(x, return_complete=True)
+    layers = net.dynapcnn_layers
+    order = sorted(k for k in layers if hasattr(layers[k], "memory_summary"))
+    outs = {}
+    for n, k in enumerate(order):
+        dests = complete[k]
+        out = next(iter(dests.values()))
+        arr = out.detach().numpy()
+        if not np.all(arr == np.round(arr)):
+            raise SystemExit(f"layer {k}: non-integer output events")
+        outs[f"out_{n}"] = arr.astype(np.int64).reshape(b, t, *arr.shape[1:])
+    memory = [{key: int(v) for key, v in layers[k].memory_summary().items()} for k in order]
+    meta: dict[str, Any] = {"n_layers": len(order), "memory": memory, "cores": {}}
+    try:
+        meta["cores"] = {str(n): int(Speck2FConfigBuilder.map_layers_to_cores(layers)[k])
+                         for n, k in enumerate(order)}
+    except ValueError as exc:
+        meta["mapping_error"] = str(exc).splitlines()[0]
+    np.savez(result, meta=np.array(json.dumps(meta)), **outs)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4 or argv[1] != "run":
+        print(__doc__.strip().splitlines()[0], file=sys.stderr)
+        print("usage: python tools/speck_reference.py run REQUEST.npz RESULT.npz", file=sys.stderr)
+        return 2
+    run(Path(argv[2]), Path(argv[3]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
