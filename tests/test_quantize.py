@@ -15,12 +15,15 @@ from click.testing import CliRunner
 from neurodeploy.cli import main
 from neurodeploy.data import load_dataset
 from neurodeploy.errors import UnsupportedError
+from neurodeploy.families import get_family
+from neurodeploy.families import rules as design_rules
 from neurodeploy.hardware import list_profiles, load_profile
 from neurodeploy.lower.lowering import graph_from_fakequant
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.pipeline import default_run_config
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig
+from neurodeploy.quantize.fold import fold_model
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import graph_profile
 from neurodeploy.train.checkpoint import Checkpoint
@@ -59,6 +62,14 @@ def mnist_small():
     return ds
 
 
+IF_CONVNET = ModelSpec(
+    arch="convnet", input_shape=(1, 8, 8), hidden=[8, 16], pool="avg", bias=False, steps=8,
+    encoding={"kind": "rate", "seed": 7}, readout="spike_count",
+    neuron={"model": "if", "threshold": 1.0, "reset": "subtract",
+            "surrogate": {"name": "atan", "alpha": 2.0}})
+"""A ConvNet every family with IF neurons runs (Speck: no leak, no bias, sum pooling, spikes)."""
+
+
 @pytest.fixture(scope="module")
 def networks(digits, mnist_small, tmp_path_factory):
     """The pipeline's network and the MNIST example's, each with the encoding every profile takes:
@@ -67,6 +78,7 @@ def networks(digits, mnist_small, tmp_path_factory):
     mn = mnist_spec()
     t = tmp_path_factory.mktemp
     return {
+        "convnet-if-rate": (_train(IF_CONVNET, digits, t("e"), epochs=6), digits),
         "pipeline-graded": (_train(pipe, digits, t("a"), epochs=default_run_config().train.epochs), digits),
         "pipeline-rate": (_train(_rate(pipe), digits, t("b")), digits),
         "mnist-graded": (_train(mn, mnist_small, t("c"), epochs=1), mnist_small),
@@ -88,17 +100,23 @@ def _assert_same_integers(model, ds, profile, constraints=None, scales=None):
 
 
 @pytest.mark.parametrize("profile", list_profiles())
-@pytest.mark.parametrize("net", ["pipeline-graded", "pipeline-rate", "mnist-graded", "mnist-rate"])
+@pytest.mark.parametrize("net", ["pipeline-graded", "pipeline-rate", "mnist-graded", "mnist-rate",
+                                 "convnet-if-rate"])
 def test_fake_quant_and_simulator_agree_on_every_test_sample(networks, net, profile):
     model, ds = networks[net]
     p = load_profile(profile)
     graded = net.endswith("graded")
-    if p.family != "loihi":
+    if getattr(get_family(p.family), "lowering", None) is None:
         with pytest.raises(UnsupportedError, match=p.family):
             fake_quantize(model, profile, ds.x_train[:50])
         return
     if graded and p.input.graded_bits < 8:
         with pytest.raises(UnsupportedError, match="binary input spikes only"):
+            fake_quantize(model, profile, ds.x_train[:50])
+        return
+    refused = design_rules.violations(p, "lower", layers=fold_model(model))
+    if refused:  # what the chip cannot run (e.g. leaky neurons on Speck) is refused by its rules
+        with pytest.raises(UnsupportedError, match=r"\(rule "):
             fake_quantize(model, profile, ds.x_train[:50])
         return
     res = _assert_same_integers(model, ds, profile)

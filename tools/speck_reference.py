@@ -3,6 +3,7 @@
 Usage (inside the environment ``bash tools/speck_env.sh`` builds)::
 
     python tools/speck_reference.py run REQUEST.npz RESULT.npz
+    python tools/speck_reference.py selftest
 
 A request holds a deployment graph's integers (written by :func:`write_request`, which needs
 numpy only, so neurodeploy's tests import this file): per layer its kind, integer weights, biases,
@@ -171,7 +172,28 @@ def run(request: Path, result: Path) -> None:
     np.savez(result, meta=np.array(json.dumps(meta)), **outs)
 
 
+def selftest() -> None:
+    """Two 1x1 conv neurons, weights 3 and -5, threshold 2, one input event per step: events
+    1, 2, 1 (several per step, subtractive reset) and 0, 0, 0 (``v`` held at ``min_v_mem = -2``)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        req, res = Path(tmp) / "req.npz", Path(tmp) / "res.npz"
+        header = {"layers": [{"kind": "conv", "threshold": 2, "stride": [1, 1], "padding": [0, 0]}],
+                  "input_shape": [1, 1, 1]}
+        np.savez(req, header=np.array(json.dumps(header)), events=np.ones((1, 3, 1, 1, 1), np.int64),
+                 weight_0=np.array([3, -5]).reshape(2, 1, 1, 1), bias_0=np.zeros(2, np.int64))
+        run(req, res)
+        out = read_result(res)["outputs"][0].reshape(3, 2)
+    if out.tolist() != [[1, 0], [2, 0], [1, 0]]:
+        raise SystemExit(f"selftest: unexpected events {out.tolist()}")
+    print("speck_reference.py selftest: ok")
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[1] == "selftest":
+        selftest()
+        return 0
     if len(argv) != 4 or argv[1] != "run":
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         print("usage: python tools/speck_reference.py run REQUEST.npz RESULT.npz", file=sys.stderr)
