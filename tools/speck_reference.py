@@ -2,7 +2,7 @@
 
 Usage (inside the environment ``bash tools/speck_env.sh`` builds)::
 
-    python tools/speck_reference.py run REQUEST.npz RESULT.npz
+    python tools/speck_reference.py run REQUEST.npz RESULT.npz [REQUEST RESULT ...]
     python tools/speck_reference.py selftest
 
 A request holds a deployment graph's integers (written by :func:`write_request`, which needs
@@ -194,11 +194,13 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[1] == "selftest":
         selftest()
         return 0
-    if len(argv) != 4 or argv[1] != "run":
+    if len(argv) < 4 or len(argv) % 2 or argv[1] != "run":
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
-        print("usage: python tools/speck_reference.py run REQUEST.npz RESULT.npz", file=sys.stderr)
+        print("usage: python tools/speck_reference.py run REQUEST.npz RESULT.npz [REQUEST RESULT ...]",
+              file=sys.stderr)
         return 2
-    run(Path(argv[2]), Path(argv[3]))
+    for req, res in zip(argv[2::2], argv[3::2], strict=True):
+        run(Path(req), Path(res))
     return 0
 
 
