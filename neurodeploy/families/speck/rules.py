@@ -1,10 +1,13 @@
 """Design rules of the ``speck`` family (beyond the rules every family shares).
 
-Arithmetic (every stage): neurons are non-leaky integrate-and-fire (``integrate_and_fire``), all
-of them spike (``spiking_neurons``: the chip has no non-spiking read-out integrator), they start
-at 0 (``initial_potential``), and a ``sumpool`` layer is the pooling of the layer before it
-(``sum_pooling``: a pass-through group, threshold 1, no bias, square kernel of 1, 2 or 4 —
-Sinabs 3.1.3 ``backend/dynapcnn/dynapcnn_layer.py`` and the Speck docs list pooling sizes 1, 2, 4).
+Arithmetic (every stage): thresholds fit the state width (``state_width``: a narrower state,
+e.g. ``--state-bits 8``, is refused rather than simulated with an unknown overflow rule);
+neurons are non-leaky integrate-and-fire (``integrate_and_fire``); all of them spike
+(``spiking_neurons``: the chip has no non-spiking read-out integrator); they start at 0
+(``initial_potential``); a ``sumpool`` layer is the pooling of the layer before it
+(``sum_pooling``: a pass-through group — threshold 1, no bias — with a square kernel, as Sinabs
+3.1.3 ``backend/dynapcnn/dynapcnn_layer.py`` requires, of 1, 2 or 4, the sizes the Sinabs
+repository's Speck documentation, ``docs/speck/``, lists).
 
 Resources (lowering, fit, export; :mod:`.memory`): every layer's kernel, neuron and bias memory
 fit some core (``kernel_memory``, ``neuron_memory``, ``bias_memory``) and the layers can be
@@ -22,6 +25,16 @@ from neurodeploy.families.speck.memory import assign_cores, core_memories, layer
 from neurodeploy.hardware.structure import layer_label
 
 POOL_SIZES = (1, 2, 4)
+
+
+def _state_width(p: Any) -> str | None:
+    hi = p.neuron.threshold_range[1]
+    bits = p.state.voltage_bits
+    if hi <= 2 ** (bits - 1) - 1:
+        return None
+    return (f"thresholds up to {hi} (neuron.threshold_range) and min_v_mem = -threshold do not fit "
+            f"{bits}-bit states (state.voltage_bits); DYNAP-CNN states are 16-bit and their "
+            "behaviour beyond that width is not published, so a narrower state is not simulated")
 
 
 def _integrate_and_fire(layer: Any, p: Any) -> str | None:
@@ -105,6 +118,7 @@ def _core_mapping(layers: list[Any], p: Any):
 _RESOURCES = ("lower", "fit", "export")
 
 RULES = (
+    Rule("state_width", "profile", _state_width),
     Rule("integrate_and_fire", "layer", _integrate_and_fire),
     Rule("spiking_neurons", "layer", _spiking),
     Rule("initial_potential", "layer", _initial_potential),
