@@ -32,13 +32,18 @@ from typing import Any
 import numpy as np
 
 
-def write_request(path: Path, graph: Any, events: np.ndarray) -> None:
+def write_request(path: Path, graph: Any, events: np.ndarray,
+                  float_layers: list[dict[str, Any]] | None = None) -> None:
     """Write the integers of deployment graph ``graph`` and ``events`` ``[B, T, *input_shape]``.
 
     A ``sumpool`` layer's neuron group is the pass-through of the layer before it (threshold 1,
-    rule ``sum_pooling``) and becomes a ``SumPool2d``.
+    rule ``sum_pooling``) and becomes a ``SumPool2d``. ``float_layers`` (optional, one dict per
+    dense/conv layer: ``weight``, ``bias``, ``threshold`` in float units) asks Sinabs to
+    discretize that float network itself (``discretize=True``, ``min_v_mem = -threshold``) and
+    return the integers it chose.
     """
     layers, arrays = [], {}
+    floats = iter(float_layers or [])
     for i, layer in enumerate(graph.layers):
         entry: dict[str, Any] = {"kind": layer.kind}
         if layer.kind in ("dense", "conv"):
@@ -47,6 +52,11 @@ def write_request(path: Path, graph: Any, events: np.ndarray) -> None:
             f = int(np.asarray(layer.weight).shape[0])
             arrays[f"bias_{i}"] = np.broadcast_to(bias, (f,)) if bias.size == 1 else bias
             entry["threshold"] = int(layer.neurons.threshold)
+            if float_layers is not None:
+                fl = next(floats)
+                arrays[f"float_weight_{i}"] = np.asarray(fl["weight"], dtype=np.float64)
+                arrays[f"float_bias_{i}"] = np.asarray(fl["bias"], dtype=np.float64).reshape(-1)
+                entry["float_threshold"] = float(fl["threshold"])
             if layer.kind == "conv":
                 entry["stride"] = [int(v) for v in layer.stride]
                 entry["padding"] = [int(v) for v in layer.padding]
@@ -64,8 +74,11 @@ def read_result(path: Path) -> dict[str, Any]:
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
         outputs = [z[f"out_{k}"] for k in range(meta["n_layers"])]
+        discretized = [{key: z[f"disc_{key}_{k}"] for key in ("weight", "bias", "threshold", "min_v_mem")}
+                       for k in range(meta["n_layers"])] if meta.get("discretized") else None
     return {"outputs": outputs, "cores": {int(k): v for k, v in meta["cores"].items()},
-            "memory": meta["memory"], "mapping_error": meta.get("mapping_error")}
+            "memory": meta["memory"], "mapping_error": meta.get("mapping_error"),
+            "discretized": discretized}
 
 
 def _install_samna_placeholder() -> None:
@@ -120,18 +133,21 @@ def run(request: Path, result: Path) -> None:
     events = arrays["events"]
     b, t = events.shape[:2]
     shape = tuple(header["input_shape"])
-    modules: list[nn.Module] = []
-    cur = shape
-    for i, entry in enumerate(header["layers"]):
+
+    def build(prefix: str) -> nn.Sequential:
+        modules: list[nn.Module] = []
+        for i, entry in enumerate(header["layers"]):
+            modules += layer_modules(i, entry, prefix)
+        return nn.Sequential(*modules)
+
+    def layer_modules(i: int, entry: dict[str, Any], prefix: str) -> list[nn.Module]:
         kind = entry["kind"]
         if kind == "flatten":
-            modules.append(nn.Flatten())
-            continue
+            return [nn.Flatten()]
         if kind == "sumpool":
-            modules.append(sl.SumPool2d(tuple(entry["kernel"])))
-            continue
-        w = torch.tensor(arrays[f"weight_{i}"], dtype=torch.float32)
-        bias = torch.tensor(arrays[f"bias_{i}"], dtype=torch.float32)
+            return [sl.SumPool2d(tuple(entry["kernel"]))]
+        w = torch.tensor(arrays[f"{prefix}weight_{i}"], dtype=torch.float32)
+        bias = torch.tensor(arrays[f"{prefix}bias_{i}"], dtype=torch.float32)
         has_bias = bool(torch.any(bias != 0))
         if kind == "conv":
             mod = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=tuple(entry["stride"]),
@@ -142,12 +158,12 @@ def run(request: Path, result: Path) -> None:
             mod.weight.copy_(w)
             if has_bias:
                 mod.bias.copy_(bias)
-        thr = float(entry["threshold"])
-        modules += [mod, sl.IAFSqueeze(batch_size=b, spike_threshold=torch.tensor(thr),
-                                       min_v_mem=-thr, spike_fn=MultiSpike,
-                                       reset_fn=MembraneSubtract())]
-    snn = nn.Sequential(*modules)
-    net = DynapcnnNetwork(snn, input_shape=cur, discretize=False)
+        thr = float(entry["float_threshold" if prefix else "threshold"])
+        return [mod, sl.IAFSqueeze(batch_size=b, spike_threshold=torch.tensor(thr),
+                                   min_v_mem=-thr, spike_fn=MultiSpike,
+                                   reset_fn=MembraneSubtract())]
+
+    net = DynapcnnNetwork(build(""), input_shape=shape, discretize=False)
     sinabs.reset_states(net)
     x = torch.tensor(events.reshape(b * t, *shape), dtype=torch.float32)
     with torch.no_grad():
@@ -164,6 +180,16 @@ def run(request: Path, result: Path) -> None:
         outs[f"out_{n}"] = arr.astype(np.int64).reshape(b, t, *arr.shape[1:])
     memory = [{key: int(v) for key, v in layers[k].memory_summary().items()} for k in order]
     meta: dict[str, Any] = {"n_layers": len(order), "memory": memory, "cores": {}}
+    if any(k.startswith("float_weight_") for k in arrays):
+        disc = DynapcnnNetwork(build("float_"), input_shape=shape, discretize=True).dynapcnn_layers
+        for n, k in enumerate(sorted(k for k in disc if hasattr(disc[k], "memory_summary"))):
+            conv, spk = disc[k].conv_layer, disc[k].spk_layer
+            outs[f"disc_weight_{n}"] = conv.weight.detach().numpy().astype(np.float64)
+            outs[f"disc_bias_{n}"] = (np.zeros(conv.out_channels) if conv.bias is None
+                                      else conv.bias.detach().numpy().astype(np.float64))
+            outs[f"disc_threshold_{n}"] = np.float64(float(spk.spike_threshold))
+            outs[f"disc_min_v_mem_{n}"] = np.float64(float(spk.min_v_mem))
+        meta["discretized"] = True
     try:
         meta["cores"] = {str(n): int(Speck2FConfigBuilder.map_layers_to_cores(layers)[k])
                          for n, k in enumerate(order)}

@@ -8,6 +8,9 @@ are already the chip's). Compared: the output events of every DYNAP-CNN layer at
 (``return_complete=True``), the memory of every layer (``memory_summary``) and whether a
 layer-to-core assignment exists (``Speck2FConfigBuilder.map_layers_to_cores``).
 
+For the trained networks Sinabs also discretizes the float network itself (``discretize=True``
+with ``min_v_mem = -threshold``) and must choose the graph's integers: the two lowerings are one.
+
 Networks: ConvNets trained on digits and lowered to ``speck2f`` (all 360 test samples, 8 steps),
 and seeded random integer networks with sum pooling, biases, several events per step, the lower
 bound ``min_v_mem`` and one whose potentials leave 16 bits (flagged by the simulator; Sinabs's
@@ -34,6 +37,7 @@ from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronG
 from neurodeploy.lower.lowering import graph_from_fakequant
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.quantize.fakequant import fake_quantize
+from neurodeploy.quantize.fold import fold_model
 from neurodeploy.sim import Simulator
 from neurodeploy.train.checkpoint import load_checkpoint
 from neurodeploy.train.config import TrainConfig
@@ -68,13 +72,15 @@ def _script():
     return module
 
 
-def _run_sinabs(cases: dict[str, tuple[DeployGraph, np.ndarray]], tmp: Path) -> dict[str, dict]:
-    """Run every case through Sinabs in one subprocess; their results by name."""
+def _run_sinabs(cases: dict[str, tuple[DeployGraph, np.ndarray]], tmp: Path,
+                floats: dict[str, list[dict]] | None = None) -> dict[str, dict]:
+    """Run every case through Sinabs in one subprocess; their results by name. ``floats``: per
+    case the float network for Sinabs to discretize itself."""
     py, ref = _speck_python(), _script()
     args = []
     for name, (graph, events) in cases.items():
         req, res = tmp / f"{name}-req.npz", tmp / f"{name}-res.npz"
-        ref.write_request(req, graph, events)
+        ref.write_request(req, graph, events, (floats or {}).get(name))
         args += [str(req), str(res)]
     proc = subprocess.run([str(py), str(SCRIPT), "run", *args], capture_output=True, text=True,
                           timeout=900)
@@ -136,18 +142,30 @@ TRAINED = {
 def test_trained_convnets_give_sinabs_events_layer_by_layer(tmp_path):
     _speck_python()
     ds = load_dataset("digits")
-    cases = {}
+    cases, floats = {}, {}
     for name, spec in TRAINED.items():
         model = _train(spec, ds, tmp_path / name, epochs=6)
         fq = fake_quantize(model, PROFILE, ds.x_train[:300])
         graph = graph_from_fakequant(fq)
         cases[name] = (graph, fq.encode(ds.x_test).numpy())
-    refs = _run_sinabs(cases, tmp_path)
+        blocks = [b for b in fold_model(model) if b.kind != "flatten"]
+        floats[name] = [{"weight": (b.weight * layer.input_unit).numpy(), "bias": b.bias.numpy(),
+                         "threshold": b.neurons.threshold}
+                        for b, layer in zip(blocks, fq.layers, strict=True)]
+    refs = _run_sinabs(cases, tmp_path, floats)
     for name, (graph, events) in cases.items():
         stats = _compare(graph, events, refs[name])
         assert stats["v_overflows"] == 0, name
         assert stats["events"] > 1000, name  # the layers are active: the comparison means something
         assert refs[name]["cores"], name
+        # Sinabs's own discretize=True of the float network chooses the graph's integers
+        ours = [layer for layer in graph.layers if layer.kind in ("dense", "conv")]
+        for k, (layer, disc) in enumerate(zip(ours, refs[name]["discretized"], strict=True)):
+            g = layer.neurons
+            np.testing.assert_array_equal(disc["weight"].reshape(layer.weight.shape), layer.weight,
+                                          err_msg=f"{name} layer {k} weights")
+            np.testing.assert_array_equal(disc["bias"], np.broadcast_to(g.bias, disc["bias"].shape))
+            assert (disc["threshold"], disc["min_v_mem"]) == (g.threshold, -g.threshold), (name, k)
 
 
 # ---------------------------------------------------------------------------- random networks
