@@ -139,12 +139,13 @@ TRAINED = {
 }
 
 
+@pytest.mark.slow
 def test_trained_convnets_give_sinabs_events_layer_by_layer(tmp_path):
     _speck_python()
     ds = load_dataset("digits")
     cases, floats = {}, {}
     for name, spec in TRAINED.items():
-        model = _train(spec, ds, tmp_path / name, epochs=6)
+        model = _train(spec, ds, tmp_path / name, epochs=3)
         fq = fake_quantize(model, PROFILE, ds.x_train[:300])
         graph = graph_from_fakequant(fq)
         cases[name] = (graph, fq.encode(ds.x_test).numpy())
