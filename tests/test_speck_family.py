@@ -20,7 +20,7 @@ from neurodeploy.errors import ProfileError, UnsupportedError
 from neurodeploy.families import speck
 from neurodeploy.families.rules import violations
 from neurodeploy.families.speck.memory import LayerMemory, assign_cores, layer_memories
-from neurodeploy.hardware import load_profile
+from neurodeploy.hardware import fit_report, load_profile
 from neurodeploy.hardware.profile import parse_profile
 from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, SumPool2d
 from neurodeploy.models import ModelSpec, build_model
@@ -153,6 +153,16 @@ def test_memory_is_sinabs_memory_summary():
     mem = layer_memories(_demo_graph().layers)
     assert [(m.kernel, m.neuron, m.bias) for m in mem] == [(128, 256, 0), (512, 128, 0), (512, 3, 0)]
     assert violations(PROFILE, "fit", layers=_demo_graph().layers) == []
+    rep = fit_report(_demo_graph())
+    assert rep.ok and rep.total_cores == 3  # the sum pooling belongs to the layer before it
+    deep = _demo_graph()  # five pooled layers: five cores, not ten
+    pooled = [deep.layers[0], deep.layers[1]]
+    for _ in range(4):
+        pooled += [Conv2d(weight=np.ones((4, 4, 1, 1), np.int64), neurons=_group((4, 4, 4))),
+                   SumPool2d(kernel=(1, 1), neurons=_group((4, 4, 4), pool=True), stride=(1, 1))]
+    deep.layers = pooled + [Flatten(), Dense(weight=np.ones((3, 64), np.int64), neurons=_group((3,)))]
+    rep = fit_report(deep)
+    assert rep.ok and rep.total_cores == 6, rep.violations
 
 
 @settings(max_examples=150, deadline=None)

@@ -24,5 +24,8 @@ from neurodeploy.families.speck.arith import (
 from neurodeploy.families.speck.lowering import TrainNeuron
 from neurodeploy.families.speck.rules import RULES
 
-__all__ = ["DEFAULT", "NAME", "RULES", "Config", "NeuronStep", "SpeckConfig", "TrainNeuron",
+POOLING_IN_LAYER = True
+"""A ``sumpool`` layer is the pooling of the DYNAP-CNN layer before it (:mod:`.memory`)."""
+
+__all__ = ["DEFAULT", "NAME", "POOLING_IN_LAYER", "RULES", "Config", "NeuronStep", "SpeckConfig", "TrainNeuron",
            "conv", "dense", "lowering", "memory", "neuron_step", "sumpool"]
