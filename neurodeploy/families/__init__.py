@@ -27,6 +27,8 @@ What a family package provides (module-level names; ``loihi`` provides all of th
   returns ``(weight_exp, weight_factor)`` for the current weights, called on every fake-quant
   pass); a family without it can simulate deployment graphs but not lower trained
   networks;
+- optional ``POOLING_IN_LAYER``: ``True`` when a ``sumpool`` layer is the pooling of the layer
+  before it on the chip (no core and no neurons of its own; the fit check counts it so);
 - optional ``WRITERS``: file formats the family writes from a deployment graph (loihi: ``lava``,
   Lava netx HDF5, in :mod:`neurodeploy.families.loihi.netx`; xylo: ``xylo``, the chip
   specification Rockpool takes, in :mod:`neurodeploy.families.xylo.spec`).
@@ -42,6 +44,7 @@ from types import ModuleType
 
 _FAMILIES = {
     "loihi": "neurodeploy.families.loihi",
+    "speck": "neurodeploy.families.speck",
     "xylo": "neurodeploy.families.xylo",
     "ttfs": "neurodeploy.families.ttfs",
 }

@@ -42,8 +42,9 @@ class Rule:
         name: short name, quoted in every refusal (e.g. ``"layer_kind"``).
         scope: ``"profile"`` (test gets the profile), ``"input"`` (the encoding dict and the
             profile), ``"layer"`` (one layer and the profile) or ``"network"`` (the list of
-            layers and the profile; for what only the layers together decide).
-        test: returns the problem as one sentence, or ``None`` when the subject complies.
+            layers and the profile: resources all layers share, e.g. a layer-to-core assignment).
+        test: returns the problem as one sentence, or ``None`` when the subject complies; a
+            network rule returns ``(where, problem)`` pairs, none when the network complies.
         stages: where the rule runs (:data:`STAGES`). A rule about what the family's arithmetic
             can compute runs everywhere; a rule about what the chip offers (reset modes, decay
             ranges) is not run by the simulator, which also answers what-if questions on the
@@ -154,7 +155,7 @@ def violations(profile: Any, stage: str, *, encoding: dict[str, Any] | None = No
         elif rule.scope == "input":
             problems = [("input", rule.test(encoding, profile))] if encoding is not None else []
         elif rule.scope == "network":
-            problems = [("network", rule.test(layers, profile))] if layers else []
+            problems = list(rule.test(layers, profile)) if layers else []
         else:
             problems = [(layer_label(i, layer), rule.test(layer, profile))
                         for i, layer in enumerate(layers)]

@@ -165,7 +165,10 @@ def fit_report(graph: Any, profile: HardwareProfile | str | None = None) -> FitR
     if graph.family != p.family:
         violations.append(f"graph was lowered for family {graph.family!r}, profile {p.name} runs "
                           f"family {p.family!r}")
+    from neurodeploy.families import get_family
     from neurodeploy.families.rules import violations as rule_violations
+
+    pool_in_layer = bool(getattr(get_family(p.family), "POOLING_IN_LAYER", False))
 
     violations += rule_violations(p, "fit", encoding=graph.encoding or {}, layers=graph.layers)
     structs = layer_structure(graph)
@@ -182,7 +185,8 @@ def fit_report(graph: Any, profile: HardwareProfile | str | None = None) -> FitR
         label = st.label
         last = k == len(structs) - 1
         dedicated = last and lim.dedicated_output_neurons
-        if dedicated:
+        pooling = pool_in_layer and layer.kind == "sumpool"  # part of the layer before it
+        if dedicated or pooling:
             cores = 0
         else:
             cores = max(1, math.ceil(st.neurons / lim.neurons_per_core))
@@ -203,7 +207,7 @@ def fit_report(graph: Any, profile: HardwareProfile | str | None = None) -> FitR
         if last and lim.output_channels is not None and st.neurons > lim.output_channels:
             violations.append(f"{label}: read-out of {st.neurons} neurons exceeds "
                               f"limits.output_channels = {lim.output_channels}")
-        if not dedicated:
+        if not (dedicated or pooling):
             before = cum_cores
             cum_neurons += st.neurons
             if lim.shared_cores:

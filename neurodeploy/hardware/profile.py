@@ -11,7 +11,8 @@ package ``neurodeploy.hardware_profiles``); a user passes a path to their own fi
 ``[timing]`` synaptic delays in steps.
 ``[input]`` graded input spikes (0 bits = binary only).
 ``[layers]`` the layer kinds the chip runs.
-``[limits]`` cores, neurons per core, fan-in/fan-out, synapse memory, I/O channels.
+``[limits]`` cores, neurons per core, fan-in/fan-out, synapse memory, I/O channels, per-core
+memories (kernel, neuron, bias) for chips whose cores differ.
 ``[energy]`` energy per synaptic operation, neuron update and spike, in picojoules.
 
 Validation is strict: a missing section or key, a value of the wrong type (a TOML boolean is not
@@ -187,6 +188,13 @@ class Limits:
                                         "neurons, not core neurons", False)
     shared_cores: bool = _f("bool", "layers may share a core (neurons are packed across layers); "
                             "false: every layer gets its own cores", False)
+    kernel_memory_per_core: tuple[int, ...] | None = _f(
+        "int_list", "kernel (weight) memory entries of each core, one value per core (chips "
+        "whose cores differ)", None, lo=0)
+    neuron_memory_per_core: tuple[int, ...] | None = _f(
+        "int_list", "neuron (state) memory entries of each core, one value per core", None, lo=0)
+    bias_memory_per_core: tuple[int, ...] | None = _f(
+        "int_list", "bias memory entries of each core, one value per core", None, lo=0)
 
 
 @dataclass(frozen=True)
@@ -359,6 +367,13 @@ def _check_value(where: str, spec: dict[str, Any], value: Any) -> Any:
         if len(set(value)) != len(value):
             raise ProfileError(f"{where}: duplicate entries in {value}")
         return tuple(value)
+    if kind == "int_list":
+        if not isinstance(value, list) or not value or not all(_is_int(x) for x in value):
+            raise ProfileError(f"{where}: expected a non-empty array of integers, "
+                               f"got {_short(value)}")
+        if lo is not None and min(value) < lo:
+            raise ProfileError(f"{where}: {min(value)} is below the minimum {lo}")
+        return tuple(value)
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -463,6 +478,11 @@ def _check_consistency(src: str, p: HardwareProfile) -> None:
     if lim.synapses_per_core is not None and lim.synapse_memory_bits_per_core is not None:
         raise err("limits.synapses_per_core", "give synapses_per_core or "
                   "synapse_memory_bits_per_core, not both")
+    for key in ("kernel_memory_per_core", "neuron_memory_per_core", "bias_memory_per_core"):
+        per_core = getattr(lim, key)
+        if per_core is not None and len(per_core) != lim.cores:
+            raise err(f"limits.{key}", f"{len(per_core)} values for limits.cores = {lim.cores} "
+                      "cores (one value per core)")
 
 
 def parse_profile(data: Any, source: str = "<profile>") -> HardwareProfile:

@@ -38,13 +38,13 @@ def _weight_shift(layer: Any, p: Any) -> str | None:
     return None
 
 
-def _recurrent_weight_shift(layers: list[Any], p: Any) -> str | None:
+def _recurrent_weight_shift(layers: list[Any], p: Any) -> list[tuple[str, str]]:
     synapses = [layer for layer in layers if layer.kind != "flatten"]
     shifts = sorted({int(getattr(layer, "weight_exp", 0) or 0) for layer in synapses[1:-1]})
     if len(shifts) > 1:
-        return (f"hidden -> hidden layers use weight shifts {shifts}; Xylo's one recurrent matrix "
-                f"has one shift (weight_shift_rec) on profile {p.name}")
-    return None
+        return [("network", f"hidden -> hidden layers use weight shifts {shifts}; Xylo's one recurrent "
+                            f"matrix has one shift (weight_shift_rec) on profile {p.name}")]
+    return []
 
 
 _SHARED_DECAY_RANGE = next(r for r in COMMON_RULES if r.name == "decay_range")
