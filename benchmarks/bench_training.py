@@ -32,7 +32,9 @@ its row is a step loop over ``neurodeploy.nn.functional`` and ``threshold_spike`
 Method: every (network, library, repeat) runs in its own subprocess with ``--threads`` torch
 threads; the repeats are interleaved across libraries (repeat 1 of every library, then repeat 2,
 ...). A subprocess builds the model and data, runs ``--warmup`` steps, then times ``--steps``
-steps (steps/s). Peak memory is the growth of the process's peak resident set size
+steps: steps per wall-clock second and steps per CPU second of the process (``time.process_time``;
+with one thread the two agree on an idle machine, and CPU time is not inflated by other processes
+taking turns on the cores). ``x`` columns are neurodeploy's speed divided by the row's. Peak memory is the growth of the process's peak resident set size
 (``ru_maxrss``) from just before the first training step to the end: torch's CPU allocator keeps
 no statistics, so this counts every allocation made while training (activations saved for
 backward, gradients, optimiser state), rounded to pages. The 1-minute load average is read before
@@ -336,12 +338,13 @@ def measure(bench: str, lib: str, steps: int, warmup: int, threads: int) -> dict
     load0 = os.getloadavg()[0]
     for _ in range(warmup):
         train_step()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         loss = train_step()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"bench": bench, "library": lib, "steps_per_s": steps / seconds, "peak_mib": (rss1 - rss0) / 1024,
+    return {"bench": bench, "library": lib, "steps_per_s": steps / seconds,
+            "steps_per_cpu_s": steps / cpu_seconds, "peak_mib": (rss1 - rss0) / 1024,
             "load_before": load0, "load_after": os.getloadavg()[0], "loss": loss}
 
 
@@ -399,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                 rec["repeat"] = rep
                 runs.append(rec)
                 print(f"[{rep + 1}/{args.repeats}] {bench} {lib:17s} {rec['steps_per_s']:7.2f} steps/s "
+                      f"{rec['steps_per_cpu_s']:7.2f} steps/cpu-s "
                       f"{rec['peak_mib']:8.1f} MiB  load {rec['load_before']:.2f}->{rec['load_after']:.2f}",
                       file=sys.stderr)
     summary: dict[str, dict[str, Any]] = {}
@@ -408,11 +412,13 @@ def main(argv: list[str] | None = None) -> int:
             mine = [r for r in runs if r["bench"] == bench and r["library"] == lib]
             if mine:
                 rows[lib] = {"steps_per_s": statistics.median(r["steps_per_s"] for r in mine),
+                             "steps_per_cpu_s": statistics.median(r["steps_per_cpu_s"] for r in mine),
                              "peak_mib": statistics.median(r["peak_mib"] for r in mine), "n": len(mine)}
         base = rows.get("neurodeploy")
         for row in rows.values():
             if base:
                 row["neurodeploy_speedup"] = base["steps_per_s"] / row["steps_per_s"]
+                row["neurodeploy_speedup_cpu"] = base["steps_per_cpu_s"] / row["steps_per_cpu_s"]
         summary[bench] = rows
     loads = [r["load_before"] for r in runs] + [r["load_after"] for r in runs]
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads},
@@ -425,10 +431,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} torch thread(s)")
     for bench, rows in summary.items():
         print(f"\n{bench}  (T={BENCHES[bench]['steps']}, batch {BENCHES[bench]['batch']})")
-        print(f"{'library':18s} {'steps/s':>8s} {'peak MiB':>9s} {'neurodeploy x':>14s}")
+        print(f"{'library':18s} {'steps/s':>8s} {'x':>6s} {'steps/cpu-s':>12s} {'x':>6s} {'peak MiB':>9s}")
         for lib, row in rows.items():
-            print(f"{lib:18s} {row['steps_per_s']:8.2f} {row['peak_mib']:9.1f} "
-                  f"{row.get('neurodeploy_speedup', float('nan')):14.2f}")
+            print(f"{lib:18s} {row['steps_per_s']:8.2f} {row.get('neurodeploy_speedup', float('nan')):6.2f} "
+                  f"{row['steps_per_cpu_s']:12.2f} {row.get('neurodeploy_speedup_cpu', float('nan')):6.2f} "
+                  f"{row['peak_mib']:9.1f}")
     for lib, why in skipped.items():
         print(f"skipped {lib}: {why}")
     if args.out:

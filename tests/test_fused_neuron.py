@@ -55,22 +55,23 @@ def _run(layer: SpikingNeuron, impl: str, x: torch.Tensor, weights: torch.Tensor
 
 
 @given(cfg=configs, seed=st.integers(0, 10_000), steps=st.integers(1, 9), mp0=st.floats(-0.5, 0.5),
-       epoch=st.integers(1, 4), rate_weight=st.sampled_from([0.0, 0.7]), block=st.sampled_from([1 << 20, 31, 1]))
+       epoch=st.integers(1, 4), rate_weight=st.sampled_from([0.0, 0.7]), tile=st.sampled_from([None, 4, 1]))
 @settings(max_examples=150, deadline=None)
-def test_fused_equals_reference_loop(cfg, seed, steps, mp0, epoch, rate_weight, block):
-    """``block`` sets the time-block size (elements): one block, two steps per block, one step per block."""
+def test_fused_equals_reference_loop(cfg, seed, steps, mp0, epoch, rate_weight, tile):
+    """``tile``: the tile width (one tile of all 15 neurons x samples, tiles of 4 columns, of 1)."""
     layer = SpikingNeuron(NeuronConfig(**cfg)).double().train()
     layer.surrogate.set_epoch(epoch, 4)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(steps, 3, 5, generator=gen, dtype=torch.float64) * 1.5 + 0.6
     weights = torch.randn(steps, 3, 5, generator=gen, dtype=torch.float64)
     ref = _run(layer, "loop", x, weights, mp0, rate_weight)
-    saved = fused.CHUNK_ELEMENTS
-    fused.CHUNK_ELEMENTS = block
+    saved = fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH
+    if tile is not None:
+        fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH = 0, tile
     try:
         got = _run(layer, "fused", x, weights, mp0, rate_weight)
     finally:
-        fused.CHUNK_ELEMENTS = saved
+        fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH = saved
     assert torch.equal(got[0], ref[0])  # identical spikes / outputs
     torch.testing.assert_close(got[1], ref[1], rtol=1e-10, atol=1e-12)  # input gradient
     assert got[2].keys() == ref[2].keys()
