@@ -34,7 +34,11 @@ threads; the repeats are interleaved across libraries (repeat 1 of every library
 ...). A subprocess builds the model and data, runs ``--warmup`` steps, then times ``--steps``
 steps: steps per wall-clock second and steps per CPU second of the process (``time.process_time``;
 with one thread the two agree on an idle machine, and CPU time is not inflated by other processes
-taking turns on the cores). ``x`` columns are neurodeploy's speed divided by the row's. Peak memory is the growth of the process's peak resident set size
+taking turns on the cores). With ``--keep-freed-memory`` every library's process keeps freed
+memory for reuse (:mod:`neurodeploy.train.allocator`, which ``neurodeploy train`` applies to its
+own process); without it all run on glibc's defaults.
+``x`` columns are neurodeploy's speed divided by the row's. Peak memory is the growth of the
+process's peak resident set size
 (``ru_maxrss``) from just before the first training step to the end: torch's CPU allocator keeps
 no statistics, so this counts every allocation made while training (activations saved for
 backward, gradients, optimiser state), rounded to pages. The 1-minute load average is read before
@@ -310,11 +314,16 @@ def _build_recurrent(lib: str):
 
 
 # ---------------------------------------------------------------------- one measurement
-def measure(bench: str, lib: str, steps: int, warmup: int, threads: int) -> dict[str, Any]:
+def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_memory: bool) -> dict[str, Any]:
     """Train ``steps`` steps of ``bench`` with ``lib`` in this process; steps/s and peak memory."""
     import gc
 
     import torch
+
+    if keep_memory:
+        from neurodeploy.train.allocator import keep_freed_memory
+
+        keep_freed_memory()
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -377,11 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="every library's process keeps freed memory (glibc mallopt, as `neurodeploy train` does)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--worker", nargs=2, metavar=("BENCH", "LIB"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(*args.worker, args.steps, args.warmup, args.threads)))
+        print(json.dumps(measure(*args.worker, args.steps, args.warmup, args.threads, args.keep_freed_memory)))
         return 0
     benches = [b for b in args.benches.split(",") if b]
     libs = [lib for lib in args.libraries.split(",") if lib]
@@ -393,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             for lib in libs:
                 cmd = [sys.executable, __file__, "--worker", bench, lib, "--steps", str(args.steps),
                        "--warmup", str(args.warmup), "--threads", str(args.threads)]
+                if args.keep_freed_memory:
+                    cmd.append("--keep-freed-memory")
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -428,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
               "summary": summary, "runs": runs}
     print(f"load average (1 min) during timing: median {result['load_1min']['median']:.2f}, "
           f"range {result['load_1min']['min']:.2f}-{result['load_1min']['max']:.2f}; "
-          f"{args.threads} torch thread(s)")
+          f"{args.threads} torch thread(s); freed memory kept: {args.keep_freed_memory}")
     for bench, rows in summary.items():
         print(f"\n{bench}  (T={BENCHES[bench]['steps']}, batch {BENCHES[bench]['batch']})")
         print(f"{'library':18s} {'steps/s':>8s} {'x':>6s} {'steps/cpu-s':>12s} {'x':>6s} {'peak MiB':>9s}")

@@ -134,6 +134,7 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
     from neurodeploy.data import load_dataset
     from neurodeploy.models import build_model
     from neurodeploy.train import distributed
+    from neurodeploy.train.allocator import keep_freed_memory
     from neurodeploy.train.config import RunConfig, load_run_config, run_config_from_dict
     from neurodeploy.train.trainer import Trainer
 
@@ -177,6 +178,7 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
     if not resume and (out / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a checkpoint; use --resume to continue it or "
                           "choose another --out")
+    keep_freed_memory()  # this process trains: reuse freed tensors' memory instead of faulting it in again
     par = distributed.setup(device)
     if not par.is_main:  # the other ranks train silently
         Trainer(model, ds, cfg.train, out, progress=False, parallel=par).fit(resume=resume)

@@ -54,7 +54,7 @@ class Dynamics:
 
 TILE_ELEMENTS = 1 << 18
 MIN_TILE_WIDTH = 8192
-"""The sequence ``[T, E]`` (``E`` neurons x samples) is processed in tiles of all ``T`` steps of
+"""On the CPU the sequence ``[T, E]`` (``E`` neurons x samples) is processed in tiles of all ``T`` steps of
 ``W = max(MIN_TILE_WIDTH, TILE_ELEMENTS // T)`` columns: every operation of a tile (the steps, the
 surrogate, the gradient recurrence) works on data that stays in the CPU's cache, and temporaries
 are small enough for the allocator to reuse instead of mapping fresh, page-faulting memory."""
@@ -64,7 +64,9 @@ def _as_float(v: torch.Tensor | float) -> float:
     return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
 
 
-def _tiles(steps: int, width: int) -> list[tuple[int, int]]:
+def _tiles(steps: int, width: int, device: torch.device) -> list[tuple[int, int]]:
+    if device.type != "cpu":  # a GPU gains nothing from tiles, only launches
+        return [(0, width)] if width else []
     w = max(1, MIN_TILE_WIDTH, TILE_ELEMENTS // max(steps, 1))
     return [(c0, min(width, c0 + w)) for c0 in range(0, width, w)]
 
@@ -78,7 +80,7 @@ def _run(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float,
     ``surrogate.phi``) only when a surrogate is given.
     """
     steps, width = current.shape
-    tiles = _tiles(steps, width)
+    tiles = _tiles(steps, width, current.device)
     s_all = torch.empty_like(current)
     m_all = torch.empty_like(current) if keep_potentials else None
     scratch = None if keep_potentials or not tiles else current.new_empty((steps, tiles[0][1] - tiles[0][0]))
@@ -157,7 +159,7 @@ class _FusedNeuron(torch.autograd.Function):
         g_all = torch.empty_like(ds)  # dL/dM; becomes the input gradient in place
         grad_v = ds.new_zeros(()) if need_v else None
         grad_decay = ds.new_zeros(()) if need_decay else None
-        for c0, c1 in _tiles(steps, width):
+        for c0, c1 in _tiles(steps, width, ds.device):
             g_m, d, s = g_all[:, c0:c1], ds[:, c0:c1], s_all[:, c0:c1]
             m = m_all[:, c0:c1] if m_all is not None else None
             # gM[t] = gS[t] dS/dM[t] + b e[t] gM[t+1],  e = dU/dM + dU/dS dS/dM
