@@ -9,6 +9,10 @@ initial potential).
 
 When ``monitor`` is on, each forward pass leaves detached statistics in :attr:`SpikingNeuron.stats`
 for the firing-rate monitor (:mod:`neurodeploy.train.monitor`).
+
+A layer runs its sequence through :func:`neurodeploy.nn.fused.fused_spikes` (one autograd function
+with a hand-written backward); :meth:`SpikingNeuron.forward_loop`, the step-by-step reference, is
+used instead after ``set_impl(model, "loop")``. Both give the same spikes and gradients.
 """
 
 from __future__ import annotations
