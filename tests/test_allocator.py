@@ -17,7 +17,7 @@ x = torch.ones(16 << 20)  # 64 MiB, above glibc's largest mmap threshold
 
 
 def faults():
-    for _ in range(3):
+    for _ in range(10):
         (x * 2).sum()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(10):
@@ -43,4 +43,4 @@ def test_freed_memory_is_reused_without_page_faults():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True)
     default, kept = map(int, out.stdout.split())
     assert default > 10 * 16_000  # every 64 MiB temporary faults its 16k pages in again
-    assert kept < default / 4
+    assert kept < default / 3
