@@ -220,18 +220,28 @@ def main() -> None:
 @click.option("-o", "--out", "out_dir", default="runs/train", show_default=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Train on the CPU or a CUDA GPU (auto: CUDA when present). Under torchrun each process "
+                   "takes GPU LOCAL_RANK.")
 @guarded
 def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, encoding, input_bits, neuron, tau,
           threshold, learn_threshold, reset, surrogate, surrogate_param, scale, mp_init, batch_norm,
-          epochs, batch_size, lr, seed, auto_remedy, out_dir, resume, progress):
-    """Train a spiking network with surrogate gradients; writes OUT/checkpoint.pt."""
+          epochs, batch_size, lr, seed, auto_remedy, out_dir, resume, progress, device):
+    """Train a spiking network with surrogate gradients; writes OUT/checkpoint.pt.
+
+    Data-parallel on N processes: torchrun --nproc_per_node=N -m neurodeploy.cli train ... (the
+    batch size is the global batch; rank 0 writes the files).
+    """
     import torch
 
     from neurodeploy.data import load_dataset
     from neurodeploy.models import build_model
+    from neurodeploy.train import distributed
+    from neurodeploy.train.allocator import keep_freed_memory
     from neurodeploy.train.config import RunConfig, check_model_size, load_run_config, run_config_from_dict
     from neurodeploy.train.trainer import Trainer
 
+    distributed.resolve_device(device)  # refuse --device cuda without CUDA before any work
     cfg = load_run_config(config_path) if config_path else RunConfig()
     d = cfg.to_dict()
     m, n, t, data = d["model"], d["model"]["neuron"], d["train"], d["data"]
@@ -284,11 +294,19 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
     check_model_size(cfg.model)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model)
-    click.echo(f"training {cfg.model.arch} on {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} "
-               f"test; {ds.split}) → {out}", err=True)
     if resume and not (out / "checkpoint.pt").exists():
         click.echo(f"note: {out} holds no checkpoint yet (no epoch had finished); starting fresh", err=True)
-    result = Trainer(model, ds, cfg.train, out, progress=progress).fit(resume=resume)
+    keep_freed_memory()  # this process trains: reuse freed tensors' memory instead of faulting it in again
+    par = distributed.setup(device)
+    if not par.is_main:  # the other ranks train silently
+        Trainer(model, ds, cfg.train, out, progress=False, parallel=par).fit(resume=resume)
+        distributed.teardown(par)
+        return
+    ranks = f" on {par.world_size} processes" if par.active else ""
+    click.echo(f"training {cfg.model.arch} on {ds.name} ({len(ds.x_train)} train / {len(ds.x_test)} "
+               f"test; {ds.split}) on {par.device}{ranks} → {out}", err=True)
+    result = Trainer(model, ds, cfg.train, out, progress=progress, parallel=par).fit(resume=resume)
+    distributed.teardown(par)
     for f in result.findings:
         click.echo(f"doctor: {f['layer']} ({f['kind']}): {f['message']}; likely cause: {f['cause']}",
                    err=True)

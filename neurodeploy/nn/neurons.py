@@ -9,6 +9,10 @@ fired, used as the initial potential).
 
 When ``monitor`` is on, each forward pass leaves detached statistics in :attr:`SpikingNeuron.stats`
 for the firing-rate monitor (:mod:`neurodeploy.train.monitor`).
+
+A layer runs its sequence through :func:`neurodeploy.nn.fused.fused_spikes` (one autograd function
+with a hand-written backward); :meth:`SpikingNeuron.forward_loop`, the step-by-step reference, is
+used instead after ``set_impl(model, "loop")``. Both give the same spikes and gradients.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import nn
 
 from neurodeploy.errors import ConfigError
 from neurodeploy.nn import functional as F
+from neurodeploy.nn.fused import Dynamics, fused_spikes
 from neurodeploy.nn.surrogate import SCALE_MODES, Surrogate, make_surrogate, threshold_spike
 
 NEURON_MODELS = ("lif", "if", "cuba", "plif")
@@ -30,6 +35,10 @@ MP_INIT_MOMENTUM = 0.1
 MP_INIT_MEANS = ("all", "fired")
 POTENTIAL_SAMPLE = 4096
 """Number of pre-spike potentials sampled per forward pass for quantile statistics."""
+IMPLS = ("fused", "loop")
+DEFAULT_IMPL = "fused"
+"""How :class:`SpikingNeuron` runs a sequence: ``"fused"`` (one autograd function over all steps with a
+hand-written backward, :mod:`neurodeploy.nn.fused`) or ``"loop"`` (the step-by-step reference)."""
 
 
 @dataclass
@@ -132,6 +141,7 @@ class SpikingNeuron(nn.Module):
         self.stats: dict[str, torch.Tensor] = {}
         self.track_rate = False
         self.rate: torch.Tensor | None = None  # per-neuron spikes/step of the last pass (with grad)
+        self.impl = DEFAULT_IMPL
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -158,6 +168,27 @@ class SpikingNeuron(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, current: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "impl", DEFAULT_IMPL) == "loop":
+            return self.forward_loop(current)
+        cfg = self.config
+        v_th = self.threshold.to(current.dtype)
+        if cfg.model == "cuba":
+            decay, fi = F.cuba_factor(cfg.voltage_decay), F.cuba_factor(cfg.current_decay)
+        else:
+            decay, fi = self.decay(), 1.0
+        if isinstance(decay, torch.Tensor):
+            decay = decay.to(current.dtype)
+        dyn = Dynamics(kind="cuba" if cfg.model == "cuba" else "lif",
+                       form="leak" if cfg.model == "if" else cfg.form, reset=cfg.reset,
+                       detach_reset=cfg.detach_reset, relative=cfg.scale != "absolute", current_factor=fi)
+        u0 = self.mp_mean.to(current.dtype) if cfg.mp_init else current.new_zeros(())
+        spikes, m_all, u_last = fused_spikes(current, v_th, decay, u0, dyn, self.surrogate,
+                                             keep_potentials=self.monitor)
+        self._after_pass(spikes, m_all, u_last, v_th)
+        return v_th * spikes if cfg.scale == "threshold_robust" else spikes
+
+    def forward_loop(self, current: torch.Tensor) -> torch.Tensor:
+        """The reference: one autograd-recorded step at a time (``impl = "loop"``)."""
         cfg = self.config
         steps = current.shape[0]
         v_th = self.threshold.to(current.dtype)
@@ -183,13 +214,18 @@ class SpikingNeuron(nn.Module):
             if self.monitor:
                 m_all.append(m.detach())
         spikes = torch.stack(spikes_all)
+        self._after_pass(spikes, torch.stack(m_all) if self.monitor else None, u if steps else None, v_th)
+        return torch.stack(outputs)
+
+    def _after_pass(self, spikes: torch.Tensor, m_all: torch.Tensor | None, u_last: torch.Tensor | None,
+                    v_th: torch.Tensor) -> None:
+        """Firing rate for the regulariser, MP-Init update and monitor statistics of one pass."""
         if self.track_rate:
             self.rate = spikes.mean(dim=(0, 1))
-        if self.training and cfg.mp_init and steps > 0:
-            self._update_mp_init(spikes.detach(), u.detach())
+        if self.training and self.config.mp_init and spikes.shape[0] > 0:
+            self._update_mp_init(spikes.detach(), u_last.detach())
         if self.monitor:
-            self._record(spikes.detach(), torch.stack(m_all), v_th.detach())
-        return torch.stack(outputs)
+            self._record(spikes.detach(), m_all, v_th.detach())
 
     # ------------------------------------------------------------------ MP-Init
     @torch.no_grad()
@@ -240,6 +276,15 @@ class SpikingNeuron(nn.Module):
         c = self.config
         return (f"model={c.model}, tau={c.tau}, threshold={c.threshold}, reset={c.reset}, "
                 f"surrogate={self.surrogate.name}, scale={c.scale}, mp_init={c.mp_init}")
+
+
+def set_impl(module: nn.Module, impl: str) -> None:
+    """Run every :class:`SpikingNeuron` in ``module`` with ``impl`` (``"fused"`` or ``"loop"``)."""
+    if impl not in IMPLS:
+        raise ConfigError(f"unknown neuron implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+    for m in module.modules():
+        if isinstance(m, SpikingNeuron):
+            m.impl = impl
 
 
 def set_epoch(module: nn.Module, epoch: int, total_epochs: int) -> None:

@@ -31,6 +31,7 @@ from neurodeploy.nn.neurons import set_epoch, spiking_layers
 from neurodeploy.nn.surrogate import AdaLi
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 from neurodeploy.train.config import TrainConfig
+from neurodeploy.train.distributed import Parallel, reduce_layer_stats, resolve_device, shard, wrap
 from neurodeploy.train.doctor import DeadNeuronDoctor, Finding, init_scale_check
 from neurodeploy.train.monitor import FiringRateMonitor
 
@@ -95,15 +96,20 @@ class Trainer:
         config: optimisation settings.
         out_dir: folder for ``checkpoint.pt`` and ``metrics.jsonl``.
         progress: show a progress bar (default: only on a terminal).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when present).
+        parallel: this process's place in a ``torchrun`` group (:func:`neurodeploy.train.distributed.setup`);
+            overrides ``device``. ``batch_size`` is the global batch over all processes.
     """
 
     def __init__(self, model: SpikingNet, dataset: Any, config: TrainConfig, out_dir: str | Path,
-                 progress: bool | None = None):
-        self.model = model
+                 progress: bool | None = None, device: str = "cpu", parallel: Parallel | None = None):
+        self.parallel = parallel or Parallel(device=resolve_device(device))
+        self.device = self.parallel.device
+        self.model = model.to(self.device)
         self.data = dataset
         self.config = config
         self.out_dir = Path(out_dir)
-        self.progress = _show_progress(progress)
+        self.progress = _show_progress(progress) and self.parallel.is_main
         if tuple(dataset.x_train.shape[1:]) != tuple(model.spec.input_shape):
             raise ConfigError(
                 f"dataset {dataset.name} has samples of shape {tuple(dataset.x_train.shape[1:])} but the "
@@ -150,11 +156,15 @@ class Trainer:
             "doctor": self.doctor.state_dict(),
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
         }
+        if not self.parallel.is_main:  # one writer; the others wait until the files are complete
+            self.parallel.barrier()
+            return
         meta = {"dataset": self.data.name, "split": getattr(self.data, "split", ""),
                 "test_accuracy": test_acc, "train_accuracy": train_acc}
         Checkpoint.from_model(self.model, train, meta).save(self.checkpoint_path)
         lines = "".join(json.dumps(rec) + "\n" for rec in self.history)
         write_text(self.out_dir / METRICS_NAME, lines)
+        self.parallel.barrier()
 
     def resume(self) -> None:
         """Continue from ``checkpoint.pt`` in ``out_dir`` (weights, optimizer, schedule, history)."""
@@ -164,7 +174,7 @@ class Trainer:
         if ck.spec.overrides:  # remedies changed some layers: rebuild them first
             self.model.spec.overrides = ck.spec.overrides
             fresh = build_model(self.model.spec)
-            self.model.stages = fresh.stages
+            self.model.stages = fresh.stages.to(self.device)
             self.optimizer = self._make_optimizer()
             if self.scheduler is not None:
                 self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -266,7 +276,9 @@ class Trainer:
         if resume and self.checkpoint_path.exists():  # killed before the first epoch ended: start fresh
             self.resume()
         start = time.perf_counter()
-        x, y = self.data.x_train, self.data.y_train
+        par = self.parallel
+        x, y = self.data.x_train.to(self.device), self.data.y_train.to(self.device)
+        x_test, y_test = self.data.x_test.to(self.device), self.data.y_test.to(self.device)
         n = len(x)
         if n == 0:
             raise ConfigError(f"dataset {self.data.name} has no training samples")
@@ -281,6 +293,7 @@ class Trainer:
         if self._monitor_state:
             mon.load_state_dict(self._monitor_state)
         self.monitor = mon
+        step_module = wrap(self.model, par)
         test_acc = train_acc = 0.0
         for epoch in range(self.epoch, c.epochs):
             set_epoch(self.model, epoch + 1, c.epochs)
@@ -292,11 +305,20 @@ class Trainer:
                        leave=False, unit="batch")
             correct, seen, loss_sum = 0, 0, 0.0
             for i in bar:
-                idx = order[i : i + c.batch_size]
-                logits = self.model(x[idx], generator=enc_gen)
-                loss = nn.functional.cross_entropy(logits, y[idx])
-                total = loss + self._regulariser() if self.regulariser_on else loss
-                if not torch.isfinite(total):
+                idx = order[i : i + c.batch_size].to(self.device)
+                # every rank encodes the whole global batch (the spikes one process draws), keeps its share
+                part, weight = shard(len(idx), par.rank, par.world_size)
+                seq = self.model.encode(x[idx], generator=enc_gen)[:, part]
+                yy = y[idx][part]
+                logits = step_module(seq)
+                loss = nn.functional.cross_entropy(logits, yy)
+                total = loss * weight if par.active else loss
+                if self.regulariser_on:
+                    total = total + self._regulariser()
+                finite = torch.isfinite(total.detach()).to(torch.float32)
+                if par.active:
+                    torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+                if not bool(finite):
                     self._diverged(epoch, "the loss")
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
@@ -304,12 +326,14 @@ class Trainer:
                            if p.grad is not None):
                     self._diverged(epoch, "a gradient")
                 self.optimizer.step()
+                reduce_layer_stats(mon.layers, par)
                 mon.observe()
-                correct += int((logits.argmax(1) == y[idx]).sum())
-                seen += len(idx)
-                loss_sum += float(loss.detach()) * len(idx)
+                if weight > 0:
+                    correct += int((logits.argmax(1) == yy).sum())
+                    seen += len(yy)
+                    loss_sum += float(loss.detach()) * len(yy)
                 if self.step % c.log_every == 0:
-                    self._log_point(mon, "batch", loss=float(loss.detach()))
+                    self._log_point(mon, "batch", loss=self._global_loss(loss, weight))
                     if c.doctor:
                         self._consult_doctor(mon)
                 self.step += 1
@@ -317,8 +341,9 @@ class Trainer:
             if self.scheduler is not None:
                 self.scheduler.step()
             self.epoch = epoch + 1
+            correct, seen, loss_sum = self._sum_over_ranks(correct, seen, loss_sum)
             train_acc = correct / max(seen, 1)
-            test_acc, test_loss = evaluate(self.model, self.data.x_test, self.data.y_test)
+            test_acc, test_loss = evaluate(self.model, x_test, y_test)
             self.history.append({"kind": "epoch", "epoch": self.epoch, "step": self.step,
                                  "train_loss": loss_sum / max(seen, 1), "train_accuracy": train_acc,
                                  "test_loss": test_loss, "test_accuracy": test_acc,
@@ -337,13 +362,28 @@ class Trainer:
             layer.track_rate = False
             layer.rate = None
         if self.epoch == c.epochs and not any(h["kind"] == "epoch" for h in self.history):
-            test_acc, _ = evaluate(self.model, self.data.x_test, self.data.y_test)
+            test_acc, _ = evaluate(self.model, x_test, y_test)
         last = next((h for h in reversed(self.history) if h["kind"] == "epoch"), {})
         return TrainResult(self.checkpoint_path, last.get("test_accuracy", test_acc),
                            last.get("train_accuracy", train_acc), self.epoch,
                            time.perf_counter() - start, self.history,
                            [f.to_dict() for f in self.findings], self.remedies,
                            [t.to_dict() for t in self.doctor.trials])
+
+    def _global_loss(self, loss: torch.Tensor, weight: float) -> float:
+        """Mean loss over the global batch (this rank's loss when training alone)."""
+        if not self.parallel.active:
+            return float(loss.detach())
+        v = (loss.detach() * weight).double()
+        torch.distributed.all_reduce(v)
+        return float(v) / self.parallel.world_size
+
+    def _sum_over_ranks(self, correct: int, seen: int, loss_sum: float) -> tuple[int, int, float]:
+        if not self.parallel.active:
+            return correct, seen, loss_sum
+        v = torch.tensor([correct, seen, loss_sum], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(v)
+        return int(v[0]), int(v[1]), float(v[2])
 
     def _density(self) -> dict[str, float]:
         """Computational density of the epoch's last logging point, per layer."""
@@ -369,9 +409,10 @@ class Trainer:
 
 
 def train_model(model: SpikingNet, dataset: Any, config: TrainConfig, out_dir: str | Path,
-                resume: bool = False, progress: bool | None = None) -> TrainResult:
+                resume: bool = False, progress: bool | None = None, device: str = "cpu",
+                parallel: Parallel | None = None) -> TrainResult:
     """Train ``model`` on ``dataset``; see :class:`Trainer`."""
-    return Trainer(model, dataset, config, out_dir, progress).fit(resume=resume)
+    return Trainer(model, dataset, config, out_dir, progress, device, parallel).fit(resume=resume)
 
 
 def finite_or_none(v: float) -> float | None:
