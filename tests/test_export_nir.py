@@ -60,6 +60,16 @@ def _trace(model, seq: torch.Tensor) -> list[torch.Tensor]:
     return [*out, final]
 
 
+def _graph_trace(net, seq: torch.Tensor) -> list[torch.Tensor]:
+    """A GraphNet's spiking-node outputs in graph order, then the Output node's input sequence."""
+    from neurodeploy.graph import nodes as gn
+
+    with torch.no_grad():
+        _, outs = net(seq, trace=True)
+    spiking = [outs[k] for k in net.order if isinstance(net.graph.nodes[k], gn.SPIKING)]
+    return [*spiking, outs[net.graph.inputs_of(net.output_name)[0]]]
+
+
 def _active(model, spec, n=8):
     """Scale weights so that hidden layers spike at a useful rate on random inputs."""
     torch.manual_seed(1)
@@ -404,7 +414,9 @@ def _reference(layers, seq):
 
 
 def _compare(imp, seq, ref):
-    got = _trace(imp.checkpoint.build(), torch.from_numpy(seq.astype(np.float32)))
+    model = imp.checkpoint.build()
+    trace = _graph_trace if imp.kind == "graph" else _trace
+    got = trace(model, torch.from_numpy(seq.astype(np.float32)))
     assert len(got) == len(ref)
     for g, r in zip(got[:-1], ref[:-1], strict=True):
         assert 0 < float(g.mean()) < 1
@@ -417,7 +429,8 @@ def test_norse_convention_matches_norse_equations():
     dt, n = 1e-3, 20
     a1, a2 = _rand_affine(rng, 10, n, 3.0), _rand_affine(rng, n, 4)
     tau, v_leak, th = np.full(n, 5e-3), np.full(n, 0.3), np.linspace(0.5, 1.2, n)  # per-neuron thresholds
-    lif = nir.LIF(tau=tau, r=np.ones(n), v_leak=v_leak, v_threshold=th, v_reset=np.zeros(n))
+    # Norse 1.1's exporter writes dt / tau_mem_inv = tau * dt
+    lif = nir.LIF(tau=tau * dt, r=np.ones(n), v_leak=v_leak, v_threshold=th, v_reset=np.zeros(n))
     imp = nir_to_checkpoint(_graph(a1, lif, a2, in_shape=(10,)), convention="norse", steps=10)
     assert imp.dt == 1e-3 and imp.checkpoint.spec.readout == "mean"
 
@@ -437,18 +450,22 @@ def test_sinabs_convention_matches_sinabs_equations():
     a1, a2, a3 = _rand_affine(rng, 8, n, 2.0), _rand_affine(rng, n, n, 1.5), _rand_affine(rng, n, 3)
     lif = nir.LIF(tau=np.full(n, 4.0), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.full(n, 1.0))
     iaf = nir.IF(r=np.ones(n), v_threshold=np.full(n, 0.8))
-    imp = nir_to_checkpoint(_graph(a1, lif, a2, iaf, a3, in_shape=(8,)), convention="sinabs", steps=12)
-    assert any("several spikes" in w for w in imp.warnings)
+    graph = _graph(a1, lif, a2, iaf, a3, in_shape=(8,))
+    with pytest.raises(UnsupportedError) as exc:  # sinabs' default MultiSpike: the file cannot say
+        nir_to_checkpoint(graph, convention="sinabs", steps=12)
+    assert "--single-spike" in _one_line(exc)
+    imp = nir_to_checkpoint(graph, convention="sinabs", steps=12, single_spike=True)
+    assert imp.kind == "graph"  # sinabs fires at v >= threshold: no template neuron
     alpha = math.exp(-1 / 4.0)  # sinabs: tau in steps, v = alpha v + x, reset by subtraction
 
     def lif_step(v, x):
         v = alpha * (0 if v is None else v) + x
-        z = (v > 1.0).astype(np.float64)
+        z = (v >= 1.0).astype(np.float64)
         return v - z, z
 
     def iaf_step(v, x):
         v = (0 if v is None else v) + x
-        z = (v > 0.8).astype(np.float64)
+        z = (v >= 0.8).astype(np.float64)
         return v - 0.8 * z, z
 
     seq = np.repeat(rng.random((1, 30, 8)), 12, axis=0)
@@ -464,7 +481,7 @@ def test_cubalif_conventions_match_their_equations():
     cuba = nir.CubaLIF(tau_syn=np.full(n, -dt / math.log(beta)), tau_mem=np.full(n, -dt / math.log(alpha)),
                        r=np.full(n, 7.0), v_leak=np.zeros(n), v_threshold=np.full(n, 0.6), w_in=np.ones(n))
     graph = _graph(a1, cuba, a2, in_shape=(6,))
-    imp = nir_to_checkpoint(graph, convention="rockpool", steps=10)
+    imp = nir_to_checkpoint(graph, convention="rockpool", steps=10, single_spike=True)
     cfg = imp.checkpoint.spec.neuron
     assert (cfg["model"], cfg["current_decay"], cfg["voltage_decay"], cfg["reset"]) == ("cuba", 1024, 512, "subtract")
 
@@ -477,12 +494,23 @@ def test_cubalif_conventions_match_their_equations():
 
     seq = np.repeat(rng.random((1, 30, 6)), 10, axis=0)
     _compare(imp, seq, _reference([(a1, rockpool), (a2, None)], seq))
-    # plain NIR Euler with an off-grid decay: refused unless rounding is allowed
+    # plain NIR Euler with an off-grid decay: no template neuron holds it exactly, so it imports as a
+    # graph network (exact), or as a template with the decays rounded when asked
     off = nir.CubaLIF(tau_syn=np.full(n, 3.3e-3), tau_mem=np.full(n, 4e-3), r=np.ones(n), v_leak=np.zeros(n),
                       v_threshold=np.full(n, 0.6), w_in=np.ones(n))
-    with pytest.raises(UnsupportedError) as exc:
-        nir_to_checkpoint(_graph(a1, off, a2, in_shape=(6,)), dt=dt)
-    assert "approximate" in _one_line(exc)
+    exact = nir_to_checkpoint(_graph(a1, off, a2, in_shape=(6,)), dt=dt)
+    assert exact.kind == "graph" and any("approximate" in w for w in exact.warnings)
+    fi, fv = 1 - dt / 3.3e-3, 1 - dt / 4e-3
+
+    def euler(state, x):
+        i, v = (np.zeros_like(x), np.zeros_like(x)) if state is None else state
+        i = fi * i + (dt / 3.3e-3) * (dt / 4e-3) * x
+        v = fv * v + i
+        z = (v > 0.6).astype(np.float64)
+        return (i, v * (1 - z)), z
+
+    seq = np.repeat(rng.random((1, 30, 6)), 10, axis=0) * 40
+    _compare(exact, seq, _reference([(a1, euler), (a2, None)], seq))
     approx = nir_to_checkpoint(_graph(a1, off, a2, in_shape=(6,)), dt=dt, approximate=True)
     assert approx.checkpoint.spec.neuron["current_decay"] == round(4096 * dt / 3.3e-3)
     assert any("rounded" in w for w in approx.warnings)
@@ -505,30 +533,35 @@ def test_foreign_files_need_a_convention_or_dt():
     assert any("T = 8" in w for w in imp.warnings) and imp.checkpoint.spec.steps == 8
 
 
-def test_unimportable_graphs_are_refused_in_one_line():
+def test_graphs_no_template_rebuilds_import_as_graphs_and_the_rest_is_refused_in_one_line():
     rng = np.random.default_rng(4)
     a, b = _rand_affine(rng, 4, 6), _rand_affine(rng, 6, 2)
     li = nir.LI(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2))
-    with pytest.raises(UnsupportedError) as exc:
-        nir_to_checkpoint(_graph(a, nir.IF(r=np.ones(6), v_threshold=np.ones(6)), b, li, in_shape=(4,)),
-                          convention="norse")
-    assert "leaky-integrator" in _one_line(exc)
+    imp = nir_to_checkpoint(_graph(a, nir.IF(r=np.ones(6), v_threshold=np.ones(6)), b, li, in_shape=(4,)),
+                            convention="norse")
+    assert imp.kind == "graph" and "leaky-integrator" in " ".join(imp.warnings)
+    taus = nir.LIF(tau=np.linspace(1, 2, 6) * 1e-3, r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6))
+    imp = nir_to_checkpoint(_graph(a, taus, b, in_shape=(4,)), convention="norse")
+    assert imp.kind == "graph" and isinstance(imp.checkpoint.graph.nodes["n1"].decay, torch.Tensor)
+    nodes = {"input": nir.Input(input_type=np.array([4])), "a": a, "b": _rand_affine(rng, 4, 6),
+             "n": nir.IF(r=np.ones(6), v_threshold=np.ones(6)), "output": nir.Output(output_type=np.array([6]))}
+    branching = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("input", "b"), ("a", "n"), ("b", "n"),
+                                                 ("n", "output")], type_check=False)
+    imp = nir_to_checkpoint(branching, convention="norse")
+    assert imp.kind == "graph" and sorted(imp.checkpoint.graph.inputs_of("n")) == ["a", "b"]
     lif = nir.LIF(tau=np.ones(6), r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6),
                   v_reset=np.full(6, 0.5))
     with pytest.raises(UnsupportedError) as exc:
         nir_to_checkpoint(_graph(a, lif, b, in_shape=(4,)), convention="norse")
     assert "v_reset" in _one_line(exc)
-    taus = nir.LIF(tau=np.linspace(1, 2, 6), r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6))
+    conv1d = nir.Conv1d(input_shape=4, weight=np.ones((2, 1, 3)), stride=1, padding=0, dilation=1, groups=1,
+                        bias=np.zeros(2))
+    nodes = {"input": nir.Input(input_type=np.array([1, 4])), "c": conv1d,
+             "output": nir.Output(output_type=np.array([2, 2]))}
     with pytest.raises(UnsupportedError) as exc:
-        nir_to_checkpoint(_graph(a, taus, b, in_shape=(4,)), convention="norse")
-    assert "per-neuron" in _one_line(exc)
-    nodes = {"input": nir.Input(input_type=np.array([4])), "a": a, "b": _rand_affine(rng, 4, 6),
-             "n": nir.IF(r=np.ones(6), v_threshold=np.ones(6)), "output": nir.Output(output_type=np.array([6]))}
-    branching = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("input", "b"), ("a", "n"), ("b", "n"),
-                                                 ("n", "output")], type_check=False)
-    with pytest.raises(UnsupportedError) as exc:
-        nir_to_checkpoint(branching, convention="norse")
-    assert "branches" in _one_line(exc)
+        nir_to_checkpoint(nir.NIRGraph(nodes=nodes, edges=[("input", "c"), ("c", "output")], type_check=False),
+                          convention="norse")
+    assert "Conv1d" in _one_line(exc)
 
 
 # ------------------------------------------------------------------------------------ snnTorch
@@ -565,7 +598,7 @@ def test_snntorch_export_imports_spike_for_spike(neuron, tmp_path):
                 m.weight.mul_(2.0)
     nir.write(tmp_path / "snn.nir", export_to_nir(net, torch.rand(1, 12), ignore_dims=[0]))
     steps = 10
-    imp = import_nir(tmp_path / "snn.nir", convention="snntorch", steps=steps)
+    imp = import_nir(tmp_path / "snn.nir", convention="snntorch", steps=steps, reset="zero")
     assert imp.checkpoint.spec.readout == "spike_count"
     model = imp.checkpoint.build()
     x = torch.rand(40, 12)

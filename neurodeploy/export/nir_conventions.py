@@ -67,30 +67,60 @@ REL_TOL = 1e-5
 
 @dataclass(frozen=True)
 class Convention:
-    """How one library reads NIR neuron parameters (see the module table)."""
+    """How one library (at one version) writes and reads NIR neuron parameters (see the module table
+    and ``docs/nir_interop.md``).
+
+    ``reset``: ``"value"`` (NIR's ``v_reset``), ``"subtract"``, or ``"ask"`` when the library's files
+    cannot say (the caller must pass one of ``resets``). ``tau``: ``"s"`` (seconds, as NIR says) or
+    ``"dt_s"`` (the file holds the time constant multiplied by ``dt``). ``strict``: spike at
+    ``v > threshold`` (else ``v >= threshold``). ``multi_spike``: the library's default neurons emit
+    several spikes per step (the graph emits one; such files need ``single_spike``).
+    """
 
     name: str
     dt: float | None
     decay: str  # "euler" (1 - dt/tau) or "exp" (exp(-dt/tau))
     lif_gain: str  # "euler" (dt r / tau), "dt_over_tau" (r ignored) or "one"
     if_gain: str  # "euler" (dt r) or "one"
-    cuba: str  # "euler", "rockpool" or "none"
-    reset: str  # "value" (NIR v_reset) or "subtract"
+    cuba: str  # "euler", "norse", "rockpool" or "none"
+    reset: str  # "value" (NIR v_reset), "subtract" or "ask"
     notes: tuple[str, ...] = ()
+    library: str = ""
+    version: str = ""
+    tau: str = "s"
+    strict: bool = True
+    multi_spike: bool = False
+    resets: tuple[str, ...] = ()
 
+
+SNNTORCH_RESETS = ("subtract", "subtract-immediate", "zero")
+"""``--reset`` choices for snnTorch files: ``subtract`` is snnTorch's default (``reset_mechanism=
+"subtract"``, ``reset_delay=True``: the threshold is subtracted at the next step, after the decay),
+``subtract-immediate`` its ``reset_delay=False``, ``zero`` its ``reset_mechanism="zero"``."""
 
 CONVENTIONS: dict[str, Convention] = {
-    "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value"),
-    "neurodeploy": Convention("neurodeploy", DEFAULT_DT, "euler", "euler", "euler", "euler", "value"),
-    "snntorch": Convention("snntorch", 1e-4, "euler", "euler", "one", "euler", "value"),
-    "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "euler", "value"),
-    "sinabs": Convention("sinabs", 1.0, "exp", "one", "one", "none", "subtract",
-                         ("sinabs layers may emit several spikes per step and fire at v >= threshold, and its "
-                          "IAF clips the potential at -threshold; neurodeploy emits at most one spike per step, "
-                          "at v > threshold, without a lower bound",)),
-    "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract",
-                           ("rockpool neurons may emit several spikes per step; neurodeploy emits at "
-                            "most one",)),
+    "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value", library="NIR", version="1.0"),
+    "neurodeploy": Convention("neurodeploy", DEFAULT_DT, "euler", "euler", "euler", "euler", "value",
+                              library="neurodeploy", version="0.1"),
+    "snntorch": Convention("snntorch", 1e-4, "euler", "euler", "one", "euler", "ask", library="snnTorch",
+                           version="1.0", resets=SNNTORCH_RESETS),
+    "spikingjelly": Convention("spikingjelly", 1e-4, "euler", "euler", "euler", "euler", "value",
+                               library="SpikingJelly", version="2.0", strict=False),
+    "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "norse", "value", library="Norse",
+                        version="1.1", tau="dt_s",
+                        notes=("Norse 1.1 writes the time constant multiplied by dt; read as tau = file / dt",)),
+    "sinabs": Convention("sinabs", 1.0, "exp", "one", "one", "none", "subtract", library="Sinabs",
+                         version="3.1", strict=False, multi_spike=True,
+                         notes=("sinabs fires at v >= threshold; its IAF may clip the potential from below "
+                                "(min_v_mem), which the file does not record",)),
+    "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract", library="Rockpool",
+                           version="3.1", multi_spike=True),
+}
+"""Per library and version (``library``, ``version``); ``nir`` is the NIR specification itself."""
+
+UNSUPPORTED_WRITERS = {
+    "lava-dl": "lava-dl 0.6 writes no NIR file (https://github.com/lava-nc/lava-dl/issues/218); read a "
+               "file made for Lava with --convention nir and the --dt it was made for",
 }
 
 
@@ -112,6 +142,9 @@ class DiscreteNeuron:
     reset: str
     current_decay: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    strict: bool = True
+    reset_after_decay: bool = False  # snnTorch's delayed subtraction: v' = decay v + gain I - V S[t-1]
+    delay: int = 0  # steps by which the input reaches the potential later (Norse's CUBA: 1)
 
 
 # ---------------------------------------------------------------------------------------- export
@@ -150,6 +183,8 @@ def cuba_factor_parameters(current_factor: float, voltage_factor: float, dt: flo
 # ---------------------------------------------------------------------------------------- import
 def get_convention(name: str) -> Convention:
     """The :class:`Convention` called ``name`` (:class:`~neurodeploy.errors.ConfigError` if unknown)."""
+    if name in UNSUPPORTED_WRITERS:
+        raise ConfigError(UNSUPPORTED_WRITERS[name])
     if name not in CONVENTIONS:
         raise ConfigError(f"unknown NIR convention {name!r}; choose one of {', '.join(CONVENTIONS)}")
     return CONVENTIONS[name]
@@ -179,6 +214,11 @@ def _positive(arr: np.ndarray, attr: str, where: str) -> np.ndarray:
     return arr
 
 
+def _tau(tau: np.ndarray, dt: float, conv: Convention) -> np.ndarray:
+    """The time constant in seconds (Norse 1.1 writes ``tau * dt``)."""
+    return tau / dt if conv.tau == "dt_s" else tau
+
+
 def _decay(tau: np.ndarray, dt: float, conv: Convention, what: str, where: str) -> np.ndarray:
     """Per-step factor of a time constant ``tau`` [s] with step ``dt`` [s]."""
     with np.errstate(divide="ignore", over="ignore"):
@@ -189,24 +229,46 @@ def _decay(tau: np.ndarray, dt: float, conv: Convention, what: str, where: str) 
     return np.clip(d, 0.0, 1.0)
 
 
-def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...]) -> str:
+def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], reset: str | None) -> tuple[str, bool]:
+    """``(reset mode, reset after the decay)`` of a neuron: the file's, the convention's or ``reset``."""
+    if conv.reset == "ask":
+        if reset is None:
+            raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record the reset; pass "
+                                   f"--reset {'|'.join(conv.resets)} (reset=...)")
+        if reset not in conv.resets:
+            raise ConfigError(f"reset {reset!r} is not a {conv.library} reset; choose one of {', '.join(conv.resets)}")
+        if reset == "subtract":
+            return "subtract", True
+        return ("subtract" if reset == "subtract-immediate" else "zero"), False
+    if reset is not None:
+        raise ConfigError(f"--reset is only for files that do not record the reset; {conv.name} files do")
     if conv.reset == "subtract":
-        return "subtract"
+        return "subtract", False
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and np.any(_array(node, "v_reset", where, shape) != 0):
         raise UnsupportedError(f"{where}: reset to a non-zero potential (v_reset != 0) is not supported; "
                                "neurodeploy resets to zero or by subtraction")
-    return "zero"
+    return "zero", False
 
 
-def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...]) -> DiscreteNeuron:
+def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...],
+                reset: str | None = None, single_spike: bool = False) -> DiscreteNeuron:
     """Read a NIR ``LIF``, ``IF`` or ``CubaLIF`` node of ``shape`` neurons as a per-step update under
     ``conv`` (``dt`` in seconds; scalar parameters apply to every neuron).
 
+    ``reset`` decides the reset where the convention cannot (``conv.reset == "ask"``);
+    ``single_spike`` says a multi-spike library's network used single-spike neurons.
+
     Raises :class:`FormatError` for malformed parameters (NaN, non-positive time constants) and
-    :class:`UnsupportedError` for what has no neurodeploy form.
+    :class:`UnsupportedError` for what has no neurodeploy form or what the file leaves open.
     """
     kind = type(node).__name__
+    if conv.multi_spike and not single_spike and kind in ("LIF", "IF", "CubaLIF"):
+        raise UnsupportedError(f"{where}: {conv.library} {conv.version} neurons emit several spikes per step by "
+                               "default and the file does not say which; neurodeploy emits one: pass "
+                               "--single-spike if the network used single-spike neurons")
+    mode, after = _reset(node, conv, where, tuple(int(v) for v in shape), reset)
+    extra = {"strict": conv.strict, "reset_after_decay": after}
     shape = tuple(int(v) for v in shape)
     threshold = _array(node, "v_threshold", where, shape)
     if not (threshold > 0).all():
@@ -218,10 +280,9 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         gain = dt * r if conv.if_gain == "euler" else np.ones(shape)
         if conv.if_gain == "one" and not np.allclose(r, 1.0, rtol=REL_TOL):
             notes.append(f"{where}: r ignored under convention {conv.name}")
-        return DiscreteNeuron("if", shape, np.ones(shape), gain, zeros, threshold,
-                              _reset(node, conv, where, shape), notes=notes)
+        return DiscreteNeuron("if", shape, np.ones(shape), gain, zeros, threshold, mode, notes=notes, **extra)
     if kind == "LIF":
-        tau = _positive(_array(node, "tau", where, shape), "tau", where)
+        tau = _tau(_positive(_array(node, "tau", where, shape), "tau", where), dt, conv)
         r = _array(node, "r", where, shape)
         v_leak = _array(node, "v_leak", where, shape)
         decay = _decay(tau, dt, conv, "time constant", where)
@@ -235,12 +296,12 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         else:
             gain = np.ones(shape)
         return DiscreteNeuron("lif", shape, decay, np.broadcast_to(gain, shape).copy(), k * v_leak,
-                              threshold, _reset(node, conv, where, shape), notes=notes)
+                              threshold, mode, notes=notes, **extra)
     if kind == "CubaLIF":
         if conv.cuba == "none":
             raise UnsupportedError(f"{where}: convention {conv.name} has no CubaLIF neuron")
-        tau_syn = _positive(_array(node, "tau_syn", where, shape), "tau_syn", where)
-        tau_mem = _positive(_array(node, "tau_mem", where, shape), "tau_mem", where)
+        tau_syn = _tau(_positive(_array(node, "tau_syn", where, shape), "tau_syn", where), dt, conv)
+        tau_mem = _tau(_positive(_array(node, "tau_mem", where, shape), "tau_mem", where), dt, conv)
         r = _array(node, "r", where, shape)
         w_in = _array(node, "w_in", where, shape)
         v_leak = _array(node, "v_leak", where, shape)
@@ -248,12 +309,17 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
             raise UnsupportedError(f"{where}: a CubaLIF with v_leak != 0 has no neurodeploy form")
         fi = _decay(tau_syn, dt, conv, "synaptic time constant", where)
         fv = _decay(tau_mem, dt, conv, "membrane time constant", where)
+        delay = 0
         if conv.cuba == "rockpool":
             gain = fi.copy()
+        elif conv.cuba == "norse":
+            # Norse: v' = v + (dt/tau_mem)(v_leak - v + i); then i' = (1 - dt/tau_syn) i + I: the input
+            # reaches the potential one step later, scaled by dt/tau_mem (r and w_in unused)
+            gain, delay = np.broadcast_to(dt / tau_mem, shape).copy(), 1
         else:
             gain = (dt / tau_syn) * w_in * (dt / tau_mem) * r
-        return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, _reset(node, conv, where, shape),
-                              current_decay=fi, notes=notes)
+        return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, mode, current_decay=fi, notes=notes,
+                              delay=delay, **extra)
     raise UnsupportedError(f"{where}: NIR {kind} is not a spiking neuron neurodeploy can run")
 
 

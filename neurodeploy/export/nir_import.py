@@ -46,6 +46,7 @@ from neurodeploy.export.nir_conventions import (
 )
 from neurodeploy.export.nir_io import FORMAT_TAG, FORMAT_VERSION, check_digest, read_nir, unpack_metadata
 from neurodeploy.models import ModelSpec, build_model
+from neurodeploy.models.graph_net import GraphCheckpoint
 from neurodeploy.nn.encoding import Encoding
 from neurodeploy.nn.neurons import NeuronConfig, SpikingNeuron
 from neurodeploy.train.checkpoint import Checkpoint
@@ -72,11 +73,17 @@ _REFUSED = {
 class NirImport:
     """Result of an import: the checkpoint, the convention and ``dt`` [s] used, and warnings."""
 
-    checkpoint: Checkpoint
+    checkpoint: Checkpoint | GraphCheckpoint
     convention: str
     dt: float
     warnings: list[str] = field(default_factory=list)
     path: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"template"`` (a :class:`Checkpoint` of an ``mlp``/``convnet``/``vgg``) or ``"graph"`` (a
+        :class:`~neurodeploy.models.graph_net.GraphCheckpoint`)."""
+        return "graph" if isinstance(self.checkpoint, GraphCheckpoint) else "template"
 
 
 @dataclass
@@ -107,6 +114,9 @@ def _chain(graph: nir.NIRGraph) -> list[tuple[str, Any]]:
     nodes = graph.nodes
     if not isinstance(nodes, dict) or not nodes:
         raise FormatError("the NIR graph has no nodes")
+    nested = [k for k, v in nodes.items() if isinstance(v, nir.NIRGraph)]
+    if nested:
+        raise UnsupportedError(f"NIR node {nested[0]} is a nested (recurrent) sub-graph")
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}
     for edge in graph.edges:
@@ -190,7 +200,8 @@ def _native(value: Any, dtype: np.dtype) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: list[str]) -> tuple[
+def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: list[str],
+              reset: str | None = None, single_spike: bool = False) -> tuple[
         tuple[int, ...], list[_Op]]:
     first = chain[0][1]
     in_shape = _shape(first.input_type.get("input") if isinstance(first.input_type, dict) else None, chain[0][0])
@@ -293,7 +304,7 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             ops.append(_Op("scale", name, scale=s, in_shape=shape, out_shape=shape, meta=meta))
             continue
         if kind in NEURON_TYPES:
-            dn = to_discrete(node, dt, conv, name, shape)
+            dn = to_discrete(node, dt, conv, name, shape, reset=reset, single_spike=single_spike)
             ops.append(_Op("neuron", name, neuron=dn, in_shape=shape, out_shape=shape, meta=meta, node=node))
             notes.extend(n for n in dn.notes if n not in notes)
             continue
@@ -344,6 +355,10 @@ def _foreign_neuron(op: _Op, syn: _Op | None, approximate: bool, notes: list[str
     """Turn a :class:`DiscreteNeuron` into a neuron config, folding gains into ``syn``."""
     dn = op.neuron
     where = op.name
+    for flag, what in ((dn.reset_after_decay, "a reset after the decay"), (not dn.strict, "spikes at v >= threshold"),
+                       (dn.delay, "a delayed input")):
+        if flag:
+            raise UnsupportedError(f"{where}: {what} has no template neuron")
     if syn is None:
         raise UnsupportedError(f"{where}: spiking neurons must directly follow an Affine, Linear or Conv2d "
                                "layer")
@@ -632,7 +647,7 @@ def _load(model: torch.nn.Module, ops: list[_Op]) -> None:
 
 def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt: float | None = None,
                       steps: int | None = None, encoding: Any = None, approximate: bool = False,
-                      source: str | None = None) -> NirImport:
+                      source: str | None = None, reset: str | None = None, single_spike: bool = False) -> NirImport:
     """Turn a NIR graph into a neurodeploy :class:`Checkpoint` (see the module docstring).
 
     Args:
@@ -645,6 +660,14 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         encoding: input encoding (default: the file's, else ``"direct"``).
         approximate: round CUBA decays to Loihi's 1/4096 units instead of refusing.
         source: name of the file, recorded in the checkpoint's ``meta``.
+        reset: the reset where the convention's files do not record it (snnTorch: ``subtract``,
+            ``subtract-immediate`` or ``zero``).
+        single_spike: a Sinabs or Rockpool network used single-spike neurons.
+
+    A graph that a template rebuilds exactly becomes a template :class:`Checkpoint`; any other
+    graph the float graph IR can hold (branches, recurrence, per-neuron parameters, read-outs,
+    delays, other conventions' spike rules) a
+    :class:`~neurodeploy.models.graph_net.GraphCheckpoint` (:attr:`NirImport.kind`).
 
     Raises :class:`FormatError` (malformed graph or metadata), :class:`UnsupportedError` (no
     neurodeploy equivalent) or :class:`ConfigError` (bad or missing option).
@@ -664,21 +687,38 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         if first is not None:
             check_digest(first, unpack_metadata(first, "input"), "input")
     try:
-        return _convert(graph, graph_meta, ours, conv, use_dt, steps, encoding, approximate, source, notes)
+        return _convert(graph, graph_meta, ours, conv, use_dt, steps, encoding, approximate, source, notes,
+                        reset, single_spike)
     except UnsupportedError as exc:
         if not ours:
-            raise
+            return _as_graph(graph, conv, use_dt, steps, source, reset, single_spike, exc)
         # neurodeploy writes only what it can read back: the file was changed after it was written
         raise FormatError(f"{exc} (the file was changed after neurodeploy wrote it)") from None
 
 
+def _as_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, source: str | None,
+              reset: str | None, single_spike: bool, template_error: NeurodeployError) -> NirImport:
+    """The import as a graph checkpoint (when no template rebuilds the graph)."""
+    from neurodeploy.export.nir_graph import graph_from_nir
+
+    g = graph_from_nir(graph, convention=conv.name, dt=use_dt, reset=reset, single_spike=single_spike)
+    notes = list(g.meta.get("notes", []))
+    notes.append(f"imported as a graph network (no template: {template_error})")
+    if steps is None:
+        steps = DEFAULT_STEPS
+        notes.append(f"the file does not record the number of time steps; using T = {DEFAULT_STEPS}")
+    meta = {"imported_from": {"format": "nir", "file": source, "convention": conv.name, "dt": use_dt,
+                              "warnings": notes}}
+    return NirImport(GraphCheckpoint(g, steps, meta), conv.name, use_dt, notes)
+
+
 def _convert(graph: nir.NIRGraph, graph_meta: dict[str, Any] | None, ours: bool, conv: Any, use_dt: float,
              steps: int | None, encoding: Any, approximate: bool, source: str | None,
-             notes: list[str]) -> NirImport:
+             notes: list[str], reset: str | None = None, single_spike: bool = False) -> NirImport:
     stored_spec = graph_meta.get("spec") if ours else None
     hint: dict[str, Any] = stored_spec if isinstance(stored_spec, dict) else {}
     chain = _chain(graph)
-    in_shape, ops = _read_ops(chain, ours, conv, use_dt, notes)
+    in_shape, ops = _read_ops(chain, ours, conv, use_dt, notes, reset, single_spike)
     ops = _normalise(ops, ours, approximate, use_dt, notes)
     fields = _spec_fields(ops, in_shape, hint)
     if steps is None:
@@ -735,7 +775,7 @@ def _convert(graph: nir.NIRGraph, graph_meta: dict[str, Any] | None, ours: bool,
 
 def import_nir(path: str | Path, out: str | Path | None = None, *, convention: str | None = None,
                dt: float | None = None, steps: int | None = None, encoding: Any = None,
-               approximate: bool = False) -> NirImport:
+               approximate: bool = False, reset: str | None = None, single_spike: bool = False) -> NirImport:
     """Read the NIR file ``path`` and turn it into a checkpoint, saved atomically to ``out`` if given.
 
     See :func:`nir_to_checkpoint` for the options. A corrupt, truncated or foreign file raises
@@ -743,7 +783,7 @@ def import_nir(path: str | Path, out: str | Path | None = None, *, convention: s
     """
     graph = read_nir(path)
     result = nir_to_checkpoint(graph, convention=convention, dt=dt, steps=steps, encoding=encoding,
-                               approximate=approximate, source=str(path))
+                               approximate=approximate, source=str(path), reset=reset, single_spike=single_spike)
     if out is not None:
         result.path = result.checkpoint.save(out)
     return result
