@@ -93,10 +93,12 @@ class Convention:
     resets: tuple[str, ...] = ()
 
 
-SNNTORCH_RESETS = ("subtract", "subtract-immediate", "zero")
+SNNTORCH_RESETS = ("subtract", "zero")
 """``--reset`` choices for snnTorch files: ``subtract`` is snnTorch's default (``reset_mechanism=
-"subtract"``, ``reset_delay=True``: the threshold is subtracted at the next step, after the decay),
-``subtract-immediate`` its ``reset_delay=False``, ``zero`` its ``reset_mechanism="zero"``."""
+"subtract"``, ``reset_delay=True``: the threshold is subtracted at the next step, after the decay);
+``zero`` its ``reset_mechanism="zero"`` (``Leaky``: either ``reset_delay``; ``Synaptic``:
+``reset_delay=False``). snnTorch's ``reset_delay=False`` with subtraction spikes on the potential
+minus a second threshold whenever the reset potential stays above threshold: no graph form."""
 
 CONVENTIONS: dict[str, Convention] = {
     "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value", library="NIR", version="1.0"),
@@ -237,9 +239,7 @@ def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], rese
                                    f"--reset {'|'.join(conv.resets)} (reset=...)")
         if reset not in conv.resets:
             raise ConfigError(f"reset {reset!r} is not a {conv.library} reset; choose one of {', '.join(conv.resets)}")
-        if reset == "subtract":
-            return "subtract", True
-        return ("subtract" if reset == "subtract-immediate" else "zero"), False
+        return ("subtract", True) if reset == "subtract" else ("zero", False)
     if reset is not None:
         raise ConfigError(f"--reset is only for files that do not record the reset; {conv.name} files do")
     if conv.reset == "subtract":

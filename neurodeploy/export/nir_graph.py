@@ -13,9 +13,11 @@ uses the current of the step before) a ``Delay`` of one step in front of the neu
 
 Branches and merges are kept (a node sums its inputs, as in NIR). Nested graphs (what snnTorch
 writes for its recurrent layers) are flattened, their names joined with ``.``. Cycles are
-recurrent: an edge that closes a cycle (found depth-first from the input) carries a one-step delay,
-which is how every library that writes recurrent NIR runs it (the potential at step ``t`` sees the
-spikes of step ``t - 1``). Batch and time dimensions in the input type (Sinabs, Rockpool and
+recurrent: in each cycle (found depth-first from the input) the edge that enters a neuron carries a
+one-step delay, which is how the libraries that write recurrent NIR run it (the potential at step
+``t`` sees the spikes of step ``t - 1`` through the recurrent synapse). A recurrent synapse's bias
+reaches the neuron from the first step on in those libraries (their synapse sees zero spikes at
+``t = 0``), so it moves into a ``Bias`` node in front of the neuron. Batch and time dimensions in the input type (Sinabs, Rockpool and
 SpikingJelly write them) are dropped: the per-sample shape is the longest trailing part of the
 input type that the graph's layers accept.
 
@@ -106,12 +108,19 @@ class _Pass:
     """A nested graph's input or output: passes its input on."""
 
 
-def _recurrent_edges(names: list[str], edges: list[tuple[str, str]], starts: list[str]) -> set[tuple[str, str]]:
-    """The edges that close a cycle, depth-first from ``starts`` (then from any node left)."""
+_NEURONS = ("LIF", "IF", "CubaLIF", "LI", "I", "CubaLI")
+
+
+def _recurrent_edges(nodes: dict[str, Any], edges: list[tuple[str, str]], starts: list[str]) -> set[tuple[str, str]]:
+    """The edges that carry the one-step delay of each cycle: depth-first from ``starts``, each
+    cycle found gets its delay on the edge that enters a neuron (the synapses in the loop work on
+    the spikes of the step before), else on the edge closing it."""
+    names = list(nodes)
     succ: dict[str, list[str]] = {k: [] for k in names}
     for a, b in edges:
         succ[a].append(b)
     state: dict[str, int] = {}
+    chosen: set[tuple[str, str]] = set()
     back: set[tuple[str, str]] = set()
     for root in starts + names:
         if root in state:
@@ -126,10 +135,19 @@ def _recurrent_edges(names: list[str], edges: list[tuple[str, str]], starts: lis
                 stack.pop()
             elif state.get(nxt) == 1:
                 back.add((k, nxt))
+                path = [s for s, _ in stack]
+                loop = path[path.index(nxt):] + [nxt]
+                cycle = list(zip(loop[:-1], loop[1:], strict=True))
+                chosen.add(next((e for e in cycle if type(nodes[e[1]]).__name__ in _NEURONS), (k, nxt)))
             elif nxt not in state:
                 state[nxt] = 1
                 stack.append((nxt, iter(succ[nxt])))
-    return back
+    rest = [e for e in edges if e not in chosen]
+    try:
+        Graph({k: gn.Add() for k in names}, [Edge(a, b) for a, b in rest]).order()
+    except GraphError:
+        return back
+    return chosen
 
 
 def _input_candidates(t: Any) -> list[tuple[int, ...]]:
@@ -143,7 +161,7 @@ def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: fl
 
     ``convention``/``dt`` as for :func:`~neurodeploy.export.nir_import.nir_to_checkpoint`;
     ``reset`` decides the reset where the convention's files do not record it (snnTorch:
-    ``subtract``, ``subtract-immediate`` or ``zero``); ``single_spike`` says that a Sinabs or
+    ``subtract`` or ``zero``); ``single_spike`` says that a Sinabs or
     Rockpool network used single-spike neurons. Raises :class:`UnsupportedError` naming the node
     with no IR form or what the file leaves open (and the option that decides it),
     :class:`FormatError` for a malformed graph, :class:`~neurodeploy.errors.ConfigError` for a
@@ -162,7 +180,7 @@ def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: fl
     inputs = [k for k, v in nir_nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         raise UnsupportedError(f"the NIR graph has {len(inputs)} inputs; neurodeploy reads graphs with one")
-    back = _recurrent_edges(list(nir_nodes), raw_edges, inputs)
+    back = _recurrent_edges(nir_nodes, raw_edges, inputs)
     edges = [Edge(a, b, (a, b) in back) for a, b in dict.fromkeys(raw_edges)]
     candidates = _input_candidates(nir_nodes[inputs[0]].input_type)
     first_error: _ShapeError | None = None
@@ -319,6 +337,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
             if shapes[other] != in_shape:
                 raise UnsupportedError(f"{name}: its inputs have different shapes ({in_shape}, {shapes[other]})")
     all_edges = [Edge(e.src, front.get(e.dst, e.dst), e.recurrent) for e in edges] + extra_edges
+    all_edges += _move_recurrent_biases(nodes, all_edges, shapes)
     readout = graph_meta["readout"]["kind"] if ours and isinstance(graph_meta.get("readout"), dict) else None
     out = Graph(nodes, all_edges,
                 {"dt": use_dt, "convention": conv.name, "notes": notes,
@@ -328,6 +347,29 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
         return out.validate()
     except GraphError as exc:
         raise UnsupportedError(f"the NIR graph does not form a valid float graph: {exc}") from None
+
+
+def _move_recurrent_biases(nodes: dict[str, gn.Node], edges: list[Edge],
+                           shapes: dict[str, tuple[int, ...]]) -> list[Edge]:
+    """A synapse read only through a recurrent edge gives its bias from the first step on: move it
+    into a ``Bias`` node in front of the receiving node (whose inputs are redirected to it)."""
+    added: list[Edge] = []
+    for src in list(nodes):
+        node = nodes[src]
+        outs = [e for e in edges if e.src == src]
+        if not isinstance(node, gn.SYNAPSES) or node.bias is None or not outs or \
+                not all(e.recurrent for e in outs) or len(outs) != 1:
+            continue
+        dst = outs[0].dst
+        bias = node.bias if isinstance(node, gn.Affine) else node.bias.reshape(-1, 1, 1)
+        name = f"{dst}.recurrent_bias"
+        nodes[name] = gn.Bias(bias.expand(shapes[src]).clone(), meta={"source": src, "role": "recurrent_bias"})
+        node.bias = None
+        for i, e in enumerate(edges):
+            if e.dst == dst:
+                edges[i] = Edge(e.src, name, e.recurrent)
+        added.append(Edge(name, dst))
+    return added
 
 
 def _reset_loop(nodes: dict[str, gn.Node], name: str, scale: np.ndarray, delay: int | None) -> list[Edge]:

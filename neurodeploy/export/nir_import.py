@@ -661,7 +661,7 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         approximate: round CUBA decays to Loihi's 1/4096 units instead of refusing.
         source: name of the file, recorded in the checkpoint's ``meta``.
         reset: the reset where the convention's files do not record it (snnTorch: ``subtract``,
-            ``subtract-immediate`` or ``zero``).
+            or ``zero``).
         single_spike: a Sinabs or Rockpool network used single-spike neurons.
 
     A graph that a template rebuilds exactly becomes a template :class:`Checkpoint`; any other

@@ -1,0 +1,204 @@
+"""Interop matrix: NIR files that peer libraries write themselves import with identical spikes in
+every layer (against the library's own forward on the same input), or are refused in one line
+naming what decides it; and neurodeploy's exports run in each peer where its importer is correct.
+
+Each library's cases are skipped when it is not installed (``pip install -e ".[interop]"``). Peers
+run in float64 and so does the imported graph (:class:`~neurodeploy.models.graph_net.GraphNet`),
+so "identical" means bit-identical spike trains. See ``docs/nir_interop.md`` for the conventions.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from neurodeploy.errors import UnsupportedError
+from neurodeploy.export.nir import import_nir
+from neurodeploy.graph import nodes as gn
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
+                                        "ignore::FutureWarning")
+
+T = 12
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+def _write(graph: nir.NIRGraph, tmp_path, name="peer.nir"):
+    path = tmp_path / name
+    nir.write(path, graph)
+    return path
+
+
+def _our_spikes(imp, seq: torch.Tensor) -> list[torch.Tensor]:
+    """Every spiking layer's spikes ``[T, B, ...]`` of an imported checkpoint, in graph order (float64)."""
+    assert imp.kind == "graph"
+    net = imp.checkpoint.build().double()
+    with torch.no_grad():
+        _, outs = net(seq.double(), trace=True)
+    return [outs[k] for k in net.order if isinstance(net.graph.nodes[k], gn.SPIKING)]
+
+
+def _same(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> None:
+    assert len(ours) == len(theirs)
+    for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        b = b.reshape(a.shape).to(a.dtype)
+        assert 0 < float(b.mean()) < 1, f"layer {k} is silent or saturated: the test cannot tell"
+        mismatched = float((a != b).double().mean())
+        assert mismatched == 0, f"layer {k}: {100 * mismatched:.2f} % of spikes differ"
+
+
+def _scale_linear(net, factor):
+    """Scale the synapses so that layers spike at a useful rate; and let them take a peer's float32
+    spikes in a float64 network (0 and 1 are exact in both)."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Linear | torch.nn.Conv2d):
+                m.weight.mul_(factor)
+                m.register_forward_pre_hook(lambda mod, args: tuple(a.to(mod.weight.dtype) for a in args))
+
+
+# ------------------------------------------------------------------------------------ snnTorch 1.0
+def _snn_run(net, seq, kinds):
+    """snnTorch's own forward, step by step; spikes of every neuron module in order."""
+    import snntorch as snn
+    from snntorch import utils
+
+    mods = [m for m in net.modules() if isinstance(m, kinds)]
+    rec: list[list[torch.Tensor]] = [[] for _ in mods]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: rec[k].append(o[0] if isinstance(o, tuple) else o))
+             for k, m in enumerate(mods)]
+    utils.reset(net)
+    for m in mods:  # init_hidden states start at zero (reset leaves shape-less buffers)
+        for name in ("mem", "syn", "spk"):
+            if isinstance(getattr(m, name, None), torch.Tensor):
+                setattr(m, name, torch.zeros(1, dtype=torch.float64))
+    try:
+        with torch.no_grad():
+            for t in range(seq.shape[0]):
+                net(seq[t])
+    finally:
+        for h in hooks:
+            h.remove()
+    del snn
+    return [torch.stack(r) for r in rec]
+
+
+def _snn_layer(kind, shape, rng, reset="subtract", delay=True):
+    import snntorch as snn
+
+    beta = torch.from_numpy(rng.uniform(0.6, 0.95, shape))
+    th = torch.from_numpy(rng.uniform(0.5, 1.2, shape))
+    kw = {"threshold": th, "init_hidden": True, "reset_mechanism": reset, "reset_delay": delay}
+    if kind == "leaky":
+        return snn.Leaky(beta=beta, **kw)
+    return snn.Synaptic(alpha=torch.from_numpy(rng.uniform(0.5, 0.9, shape)), beta=beta, **kw)
+
+
+def _snn_export(net, example):
+    from snntorch.export_nir import export_to_nir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return export_to_nir(net, example, ignore_dims=[0])
+
+
+SNNTORCH_CASES = {
+    # name: (neuron kind, snnTorch reset, reset_delay, what we pass as --reset or None)
+    "lif-mlp-default-subtract": ("leaky", "subtract", True, "subtract"),
+    "cuba-mlp-default-subtract": ("synaptic", "subtract", True, "subtract"),
+    "lif-mlp-zero": ("leaky", "zero", True, "zero"),
+    "cuba-mlp-zero-immediate": ("synaptic", "zero", False, "zero"),
+}
+
+
+@pytest.mark.parametrize("case", list(SNNTORCH_CASES))
+def test_snntorch_mlp_imports_identically_or_asks_for_the_reset(case, tmp_path):
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    kind, reset, delay, flag = SNNTORCH_CASES[case]
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(10, 24), _snn_layer(kind, (24,), rng, reset, delay),
+                              torch.nn.Linear(24, 12), _snn_layer(kind, (12,), rng, reset, delay)).double()
+    _scale_linear(net, 1.5)
+    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path)
+    with pytest.raises(UnsupportedError) as exc:  # the file cannot say how snnTorch reset
+        import_nir(path, convention="snntorch")
+    assert "--reset subtract|zero" in _one_line(exc)
+    imp = import_nir(path, convention="snntorch", reset=flag, steps=T)
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    theirs = _snn_run(net, seq, (snn.Leaky, snn.Synaptic))
+    if imp.kind == "template":  # the template rebuild must agree too
+        model = imp.checkpoint.build().double()
+        assert model is not None
+        from neurodeploy.export.nir_graph import graph_from_nir
+
+        g = graph_from_nir(nir.read(path), convention="snntorch", reset=flag)
+        from neurodeploy.graph import run_graph
+
+        _, outs = run_graph(g, seq, trace=True)
+        ours = [outs[k] for k in g.order() if isinstance(g.nodes[k], gn.SPIKING)]
+    else:
+        ours = _our_spikes(imp, seq)
+    _same(ours, theirs)
+
+
+def test_snntorch_synaptic_zero_reset_with_its_default_delay_differs_from_every_flag(tmp_path):
+    """snnTorch's Synaptic with reset_mechanism="zero" and reset_delay=True zeroes the whole next
+    potential (input included): no --reset value describes it, and the file cannot tell it from
+    reset_delay=False. Documented in docs/nir_interop.md; this pins the difference."""
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    rng = np.random.default_rng(1)
+    net = torch.nn.Sequential(torch.nn.Linear(10, 24), _snn_layer("synaptic", (24,), rng, "zero", True)).double()
+    _scale_linear(net, 1.5)
+    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path)
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    theirs = _snn_run(net, seq, (snn.Synaptic,))
+    ours = _our_spikes(import_nir(path, convention="snntorch", reset="zero", steps=T), seq) \
+        if import_nir(path, convention="snntorch", reset="zero").kind == "graph" else None
+    if ours is None:
+        from neurodeploy.export.nir_graph import graph_from_nir
+        from neurodeploy.graph import run_graph
+
+        g = graph_from_nir(nir.read(path), convention="snntorch", reset="zero")
+        _, outs = run_graph(g, seq, trace=True)
+        ours = [outs[k] for k in g.order() if isinstance(g.nodes[k], gn.SPIKING)]
+    assert not torch.equal(ours[0], theirs[0].reshape(ours[0].shape))
+
+
+def test_snntorch_recurrent_and_conv_networks_import_identically(tmp_path):
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    rng = np.random.default_rng(2)
+    torch.manual_seed(2)
+    rec = snn.RLeaky(beta=torch.from_numpy(rng.uniform(0.7, 0.95, 16)), linear_features=16, init_hidden=True,
+                     threshold=torch.from_numpy(rng.uniform(0.6, 1.0, 16)))
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), rec, torch.nn.Linear(16, 6),
+                              _snn_layer("leaky", (6,), rng)).double()
+    _scale_linear(net, 1.5)
+    path = _write(_snn_export(net, torch.rand(1, 8, dtype=torch.float64)), tmp_path, "rec.nir")
+    imp = import_nir(path, convention="snntorch", reset="subtract", steps=T)
+    assert imp.kind == "graph" and any(e.recurrent for e in imp.checkpoint.graph.edges)
+    seq = torch.rand(T, 32, 8, dtype=torch.float64)
+    _same(_our_spikes(imp, seq), _snn_run(net, seq, (snn.RLeaky, snn.Leaky)))
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 5, padding=1, stride=2), _snn_layer("leaky", (4, 3, 3), rng),
+                               torch.nn.Flatten(), torch.nn.Linear(36, 5), _snn_layer("leaky", (5,), rng)).double()
+    _scale_linear(conv, 2.0)
+    path = _write(_snn_export(conv, torch.rand(1, 2, 7, 7, dtype=torch.float64)), tmp_path, "conv.nir")
+    imp = import_nir(path, convention="snntorch", reset="subtract", steps=T)
+    seq = torch.rand(T, 16, 2, 7, 7, dtype=torch.float64)
+    _same(_our_spikes(imp, seq), _snn_run(conv, seq, (snn.Leaky,)))
