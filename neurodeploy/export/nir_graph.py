@@ -17,9 +17,9 @@ recurrent: in each cycle (found depth-first from the input) the edge that enters
 one-step delay, which is how the libraries that write recurrent NIR run it (the potential at step
 ``t`` sees the spikes of step ``t - 1`` through the recurrent synapse). A recurrent synapse's bias
 reaches the neuron from the first step on in those libraries (their synapse sees zero spikes at
-``t = 0``), so it moves into a ``Bias`` node in front of the neuron. Batch and time dimensions in the input type (Sinabs, Rockpool and
-SpikingJelly write them) are dropped: the per-sample shape is the longest trailing part of the
-input type that the graph's layers accept.
+``t = 0``), so it moves into a ``Bias`` node in front of the neuron. Batch and time dimensions in
+the input type (Sinabs, Rockpool and SpikingJelly write them) are dropped: the per-sample shape
+is the longest trailing part of the input type that the graph's layers accept.
 
 Files written by neurodeploy also restore the reset mode, the MP-Init initial potential and the
 training settings kept in their metadata. Parameters equal over all neurons become one float,
