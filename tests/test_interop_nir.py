@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from neurodeploy.errors import UnsupportedError
-from neurodeploy.export.nir import import_nir
+from neurodeploy.export.nir import import_nir, nir_to_checkpoint
 from neurodeploy.graph import nodes as gn
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",
@@ -202,3 +202,77 @@ def test_snntorch_recurrent_and_conv_networks_import_identically(tmp_path):
     imp = import_nir(path, convention="snntorch", reset="subtract", steps=T)
     seq = torch.rand(T, 16, 2, 7, 7, dtype=torch.float64)
     _same(_our_spikes(imp, seq), _snn_run(conv, seq, (snn.Leaky,)))
+
+
+# ------------------------------------------------------------------------------------ Norse 1.1
+def _norse_run(net, seq, kinds):
+    """Norse's own forward (``SequentialState``), step by step; spikes of every cell in order."""
+    cells = [m for m in net.modules() if isinstance(m, kinds)]
+    rec: list[list[torch.Tensor]] = [[] for _ in cells]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: rec[k].append(o[0])) for k, m in enumerate(cells)]
+    state = None
+    try:
+        with torch.no_grad():
+            for t in range(seq.shape[0]):
+                _, state = net(seq[t], state)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [torch.stack(r) for r in rec]
+
+
+def _norse_export(net, example, dt=1e-3):
+    from norse.torch.utils.export_nir import to_nir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return to_nir(net, example, dt=dt)
+
+
+def _norse_lif_box(shape, rng, leak=0.0):
+    import norse.torch as norse
+
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.from_numpy(rng.uniform(100, 400, shape)),
+                               v_th=torch.from_numpy(rng.uniform(0.05, 0.15, shape)),
+                               v_leak=torch.full(shape, leak, dtype=torch.float64),
+                               v_reset=torch.zeros(shape, dtype=torch.float64))
+    return norse.LIFBoxCell(p)
+
+
+def test_norse_networks_import_identically(tmp_path):
+    pytest.importorskip("norse")
+    import norse.torch as norse
+
+    rng = np.random.default_rng(3)
+    torch.manual_seed(3)
+    th = torch.from_numpy(rng.uniform(0.5, 1.0, 6))
+    mlp = norse.SequentialState(torch.nn.Linear(10, 20), _norse_lif_box((20,), rng, leak=0.02),
+                                torch.nn.Linear(20, 6), norse.IAFCell(norse.IAFParameters(v_th=th))).double()
+    _scale_linear(mlp, 1.0)
+    path = _write(_norse_export(mlp, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "mlp.nir")
+    imp = import_nir(path, convention="norse", steps=T)
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    _same(_our_spikes(imp, seq), _norse_run(mlp, seq, (norse.LIFBoxCell, norse.IAFCell)))
+
+    cuba_p = norse.LIFParameters(tau_syn_inv=torch.from_numpy(rng.uniform(100, 300, 20)),
+                                 tau_mem_inv=torch.from_numpy(rng.uniform(100, 300, 20)),
+                                 v_th=torch.from_numpy(rng.uniform(0.05, 0.1, 20)),
+                                 v_leak=torch.zeros(20, dtype=torch.float64),
+                                 v_reset=torch.zeros(20, dtype=torch.float64))
+    cuba = norse.SequentialState(torch.nn.Linear(10, 20), norse.LIFCell(cuba_p)).double()
+    _scale_linear(cuba, 3.0)
+    path = _write(_norse_export(cuba, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "cuba.nir")
+    imp = import_nir(path, convention="norse", steps=T)
+    _same(_our_spikes(imp, seq), _norse_run(cuba, seq, (norse.LIFCell,)))
+
+    # Norse 1.1 writes no Flatten (its exporter maps it to nothing), and its Conv2d nodes have
+    # input_shape=None, which nir.write cannot store: a convolutional body imports from memory
+    conv = norse.SequentialState(torch.nn.Conv2d(2, 4, 5, padding=1), _norse_lif_box((4, 5, 5), rng),
+                                 torch.nn.Conv2d(4, 3, 3, stride=2), _norse_lif_box((3, 2, 2), rng)).double()
+    _scale_linear(conv, 1.5)
+    graph = _norse_export(conv, torch.rand(1, 2, 7, 7, dtype=torch.float64))
+    with pytest.raises(TypeError):
+        nir.write(tmp_path / "conv.nir", graph)
+    imp = nir_to_checkpoint(graph, convention="norse", steps=T)
+    seq = torch.rand(T, 16, 2, 7, 7, dtype=torch.float64)
+    _same(_our_spikes(imp, seq), _norse_run(conv, seq, (norse.LIFBoxCell,)))

@@ -91,6 +91,7 @@ class Convention:
     strict: bool = True
     multi_spike: bool = False
     resets: tuple[str, ...] = ()
+    v_init: str = "zero"  # initial potential: "zero" or "v_leak" (Norse starts at rest)
 
 
 SNNTORCH_RESETS = ("subtract", "zero")
@@ -109,7 +110,7 @@ CONVENTIONS: dict[str, Convention] = {
     "spikingjelly": Convention("spikingjelly", 1e-4, "euler", "euler", "euler", "euler", "value",
                                library="SpikingJelly", version="2.0", strict=False),
     "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "norse", "value", library="Norse",
-                        version="1.1", tau="dt_s",
+                        version="1.1", tau="dt_s", v_init="v_leak",
                         notes=("Norse 1.1 writes the time constant multiplied by dt; read as tau = file / dt",)),
     "sinabs": Convention("sinabs", 1.0, "exp", "one", "one", "none", "subtract", library="Sinabs",
                          version="3.1", strict=False, multi_spike=True,
@@ -146,7 +147,7 @@ class DiscreteNeuron:
     notes: list[str] = field(default_factory=list)
     strict: bool = True
     reset_after_decay: bool = False  # snnTorch's delayed subtraction: v' = decay v + gain I - V S[t-1]
-    delay: int = 0  # steps by which the input reaches the potential later (Norse's CUBA: 1)
+    v_init: np.ndarray | float = 0.0  # the potential before the first step
 
 
 # ---------------------------------------------------------------------------------------- export
@@ -296,7 +297,8 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         else:
             gain = np.ones(shape)
         return DiscreteNeuron("lif", shape, decay, np.broadcast_to(gain, shape).copy(), k * v_leak,
-                              threshold, mode, notes=notes, **extra)
+                              threshold, mode, notes=notes, v_init=v_leak if conv.v_init == "v_leak" else 0.0,
+                              **extra)
     if kind == "CubaLIF":
         if conv.cuba == "none":
             raise UnsupportedError(f"{where}: convention {conv.name} has no CubaLIF neuron")
@@ -309,17 +311,16 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
             raise UnsupportedError(f"{where}: a CubaLIF with v_leak != 0 has no neurodeploy form")
         fi = _decay(tau_syn, dt, conv, "synaptic time constant", where)
         fv = _decay(tau_mem, dt, conv, "membrane time constant", where)
-        delay = 0
         if conv.cuba == "rockpool":
             gain = fi.copy()
         elif conv.cuba == "norse":
-            # Norse: v' = v + (dt/tau_mem)(v_leak - v + i); then i' = (1 - dt/tau_syn) i + I: the input
-            # reaches the potential one step later, scaled by dt/tau_mem (r and w_in unused)
-            gain, delay = np.broadcast_to(dt / tau_mem, shape).copy(), 1
+            # Norse 1.1 lif_feed_forward_step: i += I; v += (dt/tau_mem)(v_leak - v + i); i *= 1 - dt/tau_syn
+            # (r and w_in unused)
+            gain = np.broadcast_to(dt / tau_mem, shape).copy()
         else:
             gain = (dt / tau_syn) * w_in * (dt / tau_mem) * r
         return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, mode, current_decay=fi, notes=notes,
-                              delay=delay, **extra)
+                              **extra)
     raise UnsupportedError(f"{where}: NIR {kind} is not a spiking neuron neurodeploy can run")
 
 

@@ -8,8 +8,8 @@ per-sample dimensions); ``Scale``; ``Delay`` (a whole number of steps ``dt``); `
 per-neuron or per-layer; ``LI`` → ``LI`` and ``I`` → ``LI`` with decay 1 (read-outs). A constant
 drive ``v_leak`` becomes a ``Bias`` node in front of the neuron; snnTorch's delayed subtractive reset
 (the threshold subtracted after the decay) becomes a recurrent ``Scale`` of the neuron's own spikes
-(``-V (1 - decay) / r``, exact in real arithmetic); Norse's current-based neuron (its potential
-uses the current of the step before) a ``Delay`` of one step in front of the neuron.
+(``-V (1 - decay) / r``, exact in real arithmetic); a library's initial potential (Norse: ``v_leak``)
+the neuron's ``v_init``.
 
 Branches and merges are kept (a node sums its inputs, as in NIR). Nested graphs (what snnTorch
 writes for its recurrent layers) are flattened, their names joined with ``.``. Cycles are
@@ -275,7 +275,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                              single_spike=single_spike)
             notes.extend(x for x in dn.notes if x not in notes)
             mode = (payload or {}).get("reset", dn.reset)
-            v_init = 0.0
+            v_init = _param(np.broadcast_to(dn.v_init, in_shape))
             cfg = (payload or {}).get("neuron")
             state = (payload or {}).get("state") or {}
             if isinstance(cfg, dict):
@@ -289,8 +289,6 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                     raise UnsupportedError(f"{name}: a constant drive (v_leak) on a neuron with input gain 0 has no "
                                            "float-graph form")
                 aux.append((f"{name}.leak", gn.Bias(_t(np.broadcast_to(dn.drive / gain, in_shape)))))
-            if dn.delay:
-                aux.append((f"{name}.delay", gn.Delay(dn.delay)))
             if dn.kind == "if":
                 new = gn.IF(th, _param(gain), mode, v_init, dn.strict)
             elif dn.kind == "lif":

@@ -215,7 +215,7 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
         if kind == "Output":
             out_t = node.output_type.get("output") if isinstance(node.output_type, dict) else None
             if out_t is not None and np.asarray(out_t).size and _shape(out_t, name) != shape:
-                raise FormatError(f"{name}: output shape {_shape(out_t, name)} does not match the "
+                raise UnsupportedError(f"{name}: output shape {_shape(out_t, name)} does not match the "
                                   f"network's output {shape}")
             break
         if kind in ("Affine", "Linear"):
@@ -356,7 +356,7 @@ def _foreign_neuron(op: _Op, syn: _Op | None, approximate: bool, notes: list[str
     dn = op.neuron
     where = op.name
     for flag, what in ((dn.reset_after_decay, "a reset after the decay"), (not dn.strict, "spikes at v >= threshold"),
-                       (dn.delay, "a delayed input")):
+                       (np.any(dn.v_init != 0), "a non-zero initial potential")):
         if flag:
             raise UnsupportedError(f"{where}: {what} has no template neuron")
     if syn is None:
@@ -689,9 +689,16 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
     try:
         return _convert(graph, graph_meta, ours, conv, use_dt, steps, encoding, approximate, source, notes,
                         reset, single_spike)
-    except UnsupportedError as exc:
+    except (UnsupportedError, FormatError) as exc:
         if not ours:
-            return _as_graph(graph, conv, use_dt, steps, source, reset, single_spike, exc)
+            try:
+                return _as_graph(graph, conv, use_dt, steps, source, reset, single_spike, exc)
+            except NeurodeployError as graph_exc:
+                if isinstance(exc, FormatError) and not isinstance(graph_exc, FormatError):
+                    raise exc from None  # malformed for both readers: the template's wording
+                raise graph_exc from None
+        if isinstance(exc, FormatError):
+            raise
         # neurodeploy writes only what it can read back: the file was changed after it was written
         raise FormatError(f"{exc} (the file was changed after neurodeploy wrote it)") from None
 
