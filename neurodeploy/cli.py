@@ -516,14 +516,17 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--reset", type=click.Choice(["subtract", "zero"]), default=None,
               help="Reset of files that do not record it (snnTorch: subtract is its default).")
 @click.option("--single-spike", is_flag=True, help="The Sinabs/Rockpool network used single-spike neurons.")
+@click.option("--norm-input", type=click.Choice(["yes", "no"]), default=None,
+              help="Whether the Sinabs LIFs scaled their input by 1 - decay (Sinabs' default: yes).")
 @guarded
-def import_(file, out_path, convention, dt, steps, encoding, approximate, reset, single_spike):
+def import_(file, out_path, convention, dt, steps, encoding, approximate, reset, single_spike, norm_input):
     """Import a NIR graph (from neurodeploy, snnTorch, SpikingJelly, Norse, Sinabs, Rockpool, ...) as a
     checkpoint: a template model when one rebuilds it, else a graph network."""
     from neurodeploy.export.nir import import_nir
 
     res = import_nir(file, out_path, convention=convention, dt=dt, steps=steps, encoding=encoding,
-                     approximate=approximate, reset=reset, single_spike=single_spike)
+                     approximate=approximate, reset=reset, single_spike=single_spike,
+                     norm_input=None if norm_input is None else norm_input == "yes")
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
     if res.kind == "graph":

@@ -454,7 +454,7 @@ def test_sinabs_convention_matches_sinabs_equations():
     with pytest.raises(UnsupportedError) as exc:  # sinabs' default MultiSpike: the file cannot say
         nir_to_checkpoint(graph, convention="sinabs", steps=12)
     assert "--single-spike" in _one_line(exc)
-    imp = nir_to_checkpoint(graph, convention="sinabs", steps=12, single_spike=True)
+    imp = nir_to_checkpoint(graph, convention="sinabs", steps=12, single_spike=True, norm_input=False)
     assert imp.kind == "graph"  # sinabs fires at v >= threshold: no template neuron
     alpha = math.exp(-1 / 4.0)  # sinabs: tau in steps, v = alpha v + x, reset by subtraction
 

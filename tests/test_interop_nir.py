@@ -276,3 +276,113 @@ def test_norse_networks_import_identically(tmp_path):
     imp = nir_to_checkpoint(graph, convention="norse", steps=T)
     seq = torch.rand(T, 16, 2, 7, 7, dtype=torch.float64)
     _same(_our_spikes(imp, seq), _norse_run(conv, seq, (norse.LIFBoxCell,)))
+
+
+# ------------------------------------------------------------------------------------ SpikingJelly 2.0
+def _sj_run(net, seq, kinds):
+    from spikingjelly.activation_based import functional
+
+    mods = [m for m in net.modules() if isinstance(m, kinds)]
+    rec: list[list[torch.Tensor]] = [[] for _ in mods]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: rec[k].append(o)) for k, m in enumerate(mods)]
+    functional.reset_net(net)
+    try:
+        with torch.no_grad():
+            for t in range(seq.shape[0]):
+                net(seq[t])
+    finally:
+        for h in hooks:
+            h.remove()
+    return [torch.stack(r) for r in rec]
+
+
+def _sj_export(net, example, dt=1e-4):
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return export_to_nir(net, example, dt=dt)
+
+
+def test_spikingjelly_networks_import_identically(tmp_path):
+    pytest.importorskip("spikingjelly")
+    pytest.importorskip("spikingjelly.activation_based.nir_exchange")
+    from spikingjelly.activation_based import layer, neuron
+
+    torch.manual_seed(4)
+    mlp = torch.nn.Sequential(layer.Linear(10, 20), neuron.LIFNode(tau=3.0, v_threshold=0.6), layer.Linear(20, 6),
+                              neuron.IFNode(v_threshold=0.75), layer.Linear(6, 5),
+                              neuron.LIFNode(tau=2.5, decay_input=False)).double()
+    _scale_linear(mlp, 2.0)
+    path = _write(_sj_export(mlp, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "mlp.nir")
+    imp = import_nir(path, convention="spikingjelly", steps=T)
+    assert imp.kind == "graph"  # SpikingJelly fires at v >= threshold
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    _same(_our_spikes(imp, seq), _sj_run(mlp, seq, (neuron.LIFNode, neuron.IFNode)))
+
+    conv = torch.nn.Sequential(layer.Conv2d(2, 4, 5, padding=1), neuron.CUBALIFNode(c_decay=0.5, v_decay=0.75),
+                               layer.Flatten(), layer.Linear(100, 5), neuron.LIFNode()).double()
+    _scale_linear(conv, 2.0)
+    path = _write(_sj_export(conv, torch.rand(1, 2, 7, 7, dtype=torch.float64)), tmp_path, "conv.nir")
+    imp = import_nir(path, convention="spikingjelly", steps=T)
+    seq = torch.rand(T, 16, 2, 7, 7, dtype=torch.float64)
+    _same(_our_spikes(imp, seq), _sj_run(conv, seq, (neuron.CUBALIFNode, neuron.LIFNode)))
+
+
+# ------------------------------------------------------------------------------------ Sinabs 3.1
+def _sinabs_run(net, seq, kinds):
+    """Sinabs' own forward on the whole sequence ``[B, T, ...]`` (its layers are stateful over time)."""
+    import sinabs
+
+    mods = [m for m in net.modules() if isinstance(m, kinds)]
+    rec: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: rec.append(o)) for m in mods]
+    sinabs.reset_states(net)
+    try:
+        with torch.no_grad():
+            net(seq.transpose(0, 1).contiguous())
+    finally:
+        for h in hooks:
+            h.remove()
+    return [r.transpose(0, 1) for r in rec]
+
+
+def _sinabs_export(net, example):
+    from sinabs.nir import to_nir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return to_nir(net, example)
+
+
+def test_sinabs_networks_import_identically_or_ask_what_the_file_cannot_say(tmp_path):
+    pytest.importorskip("sinabs")
+    import sinabs.activation as sa
+    import sinabs.layers as sl
+
+    rng = np.random.default_rng(5)
+    torch.manual_seed(5)
+
+    def mlp(spike_fn):
+        net = torch.nn.Sequential(
+            torch.nn.Linear(10, 20),
+            sl.LIF(tau_mem=torch.from_numpy(rng.uniform(2, 8, 20)), 
+                   spike_threshold=torch.from_numpy(rng.uniform(0.2, 0.4, 20)),
+                   spike_fn=spike_fn),
+            torch.nn.Linear(20, 6), sl.IAF(spike_threshold=torch.tensor(0.8), spike_fn=spike_fn)).double()
+        _scale_linear(net, 2.0)
+        return net
+
+    net = mlp(sa.MultiSpike)  # Sinabs' default
+    path = _write(_sinabs_export(net, torch.rand(1, T, 10, dtype=torch.float64)), tmp_path, "multi.nir")
+    with pytest.raises(UnsupportedError) as exc:
+        import_nir(path, convention="sinabs", norm_input=True)
+    assert "--single-spike" in _one_line(exc)
+    net = mlp(sa.SingleSpike)
+    path = _write(_sinabs_export(net, torch.rand(1, T, 10, dtype=torch.float64)), tmp_path, "single.nir")
+    with pytest.raises(UnsupportedError) as exc:  # sinabs' LIF norm_input is not in the file
+        import_nir(path, convention="sinabs", single_spike=True)
+    assert "--norm-input" in _one_line(exc)
+    imp = import_nir(path, convention="sinabs", single_spike=True, norm_input=True, steps=T)
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    _same(_our_spikes(imp, seq), _sinabs_run(net, seq, (sl.LIF, sl.IAF)))

@@ -80,7 +80,7 @@ class Convention:
     name: str
     dt: float | None
     decay: str  # "euler" (1 - dt/tau) or "exp" (exp(-dt/tau))
-    lif_gain: str  # "euler" (dt r / tau), "dt_over_tau" (r ignored) or "one"
+    lif_gain: str  # "euler" (dt r / tau), "dt_over_tau" (r ignored), "one" or "ask" (norm_input decides)
     if_gain: str  # "euler" (dt r) or "one"
     cuba: str  # "euler", "norse", "rockpool" or "none"
     reset: str  # "value" (NIR v_reset), "subtract" or "ask"
@@ -112,7 +112,7 @@ CONVENTIONS: dict[str, Convention] = {
     "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "norse", "value", library="Norse",
                         version="1.1", tau="dt_s", v_init="v_leak",
                         notes=("Norse 1.1 writes the time constant multiplied by dt; read as tau = file / dt",)),
-    "sinabs": Convention("sinabs", 1.0, "exp", "one", "one", "none", "subtract", library="Sinabs",
+    "sinabs": Convention("sinabs", 1.0, "exp", "ask", "one", "none", "subtract", library="Sinabs",
                          version="3.1", strict=False, multi_spike=True,
                          notes=("sinabs fires at v >= threshold; its IAF may clip the potential from below "
                                 "(min_v_mem), which the file does not record",)),
@@ -253,12 +253,14 @@ def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], rese
 
 
 def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...],
-                reset: str | None = None, single_spike: bool = False) -> DiscreteNeuron:
+                reset: str | None = None, single_spike: bool = False,
+                norm_input: bool | None = None) -> DiscreteNeuron:
     """Read a NIR ``LIF``, ``IF`` or ``CubaLIF`` node of ``shape`` neurons as a per-step update under
     ``conv`` (``dt`` in seconds; scalar parameters apply to every neuron).
 
     ``reset`` decides the reset where the convention cannot (``conv.reset == "ask"``);
-    ``single_spike`` says a multi-spike library's network used single-spike neurons.
+    ``single_spike`` says a multi-spike library's network used single-spike neurons;
+    ``norm_input`` whether a Sinabs LIF scaled its input by ``1 - decay`` (its files do not say).
 
     Raises :class:`FormatError` for malformed parameters (NaN, non-positive time constants) and
     :class:`UnsupportedError` for what has no neurodeploy form or what the file leaves open.
@@ -290,6 +292,11 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         k = dt / tau if conv.decay == "euler" else 1.0 - decay
         if conv.lif_gain == "euler":
             gain = k * r
+        elif conv.lif_gain == "ask":
+            if norm_input is None:
+                raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record whether a LIF "
+                                       "scales its input by 1 - decay (norm_input); pass --norm-input yes|no")
+            gain = np.asarray(k if norm_input else np.ones(shape), dtype=np.float64)
         elif conv.lif_gain == "dt_over_tau":
             gain = np.asarray(k, dtype=np.float64)
             if not np.allclose(r, 1.0, rtol=REL_TOL):

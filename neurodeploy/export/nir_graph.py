@@ -156,13 +156,14 @@ def _input_candidates(t: Any) -> list[tuple[int, ...]]:
 
 
 def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: float | None = None,
-                   reset: str | None = None, single_spike: bool = False) -> Graph:
+                   reset: str | None = None, single_spike: bool = False, norm_input: bool | None = None) -> Graph:
     """The float graph of a NIR graph (see the module docstring).
 
     ``convention``/``dt`` as for :func:`~neurodeploy.export.nir_import.nir_to_checkpoint`;
     ``reset`` decides the reset where the convention's files do not record it (snnTorch:
     ``subtract`` or ``zero``); ``single_spike`` says that a Sinabs or
-    Rockpool network used single-spike neurons. Raises :class:`UnsupportedError` naming the node
+    Rockpool network used single-spike neurons; ``norm_input`` whether a Sinabs LIF scaled its
+    input by ``1 - decay``. Raises :class:`UnsupportedError` naming the node
     with no IR form or what the file leaves open (and the option that decides it),
     :class:`FormatError` for a malformed graph, :class:`~neurodeploy.errors.ConfigError` for a
     missing or bad option.
@@ -186,7 +187,8 @@ def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: fl
     first_error: _ShapeError | None = None
     for shape in candidates:
         try:
-            out = _build(nir_nodes, edges, shape, graph_meta, ours, conv, use_dt, reset, single_spike, notes)
+            out = _build(nir_nodes, edges, shape, graph_meta, ours, conv, use_dt, (reset, single_spike, norm_input),
+                         notes)
         except _ShapeError as exc:
             first_error = first_error or exc
             continue
@@ -202,7 +204,8 @@ class _ShapeError(NeurodeployError):
 
 
 def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...], graph_meta: Any, ours: bool,
-           conv: Any, use_dt: float, reset: str | None, single_spike: bool, notes: list[str]) -> Graph:
+           conv: Any, use_dt: float, asked: tuple[Any, Any, Any], notes: list[str]) -> Graph:
+    reset, single_spike, norm_input = asked
     notes = list(notes)
     skeleton = Graph({k: gn.Add() for k in nir_nodes}, edges)
     try:
@@ -272,7 +275,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
             new = gn.Delay(int(whole.flat[0]))
         elif kind in ("LIF", "IF", "CubaLIF"):
             dn = to_discrete(node, use_dt, conv, name, in_shape, reset=None if ours else reset,
-                             single_spike=single_spike)
+                             single_spike=single_spike, norm_input=norm_input)
             notes.extend(x for x in dn.notes if x not in notes)
             mode = (payload or {}).get("reset", dn.reset)
             v_init = _param(np.broadcast_to(dn.v_init, in_shape))
@@ -311,7 +314,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                     c = -v * (1.0 - np.broadcast_to(dn.decay, in_shape)) / gain
                     extra_edges.extend(_reset_loop(nodes, name, c, None))
         elif kind in ("LI", "I"):
-            new = _integrator(node, kind, name, in_shape, use_dt, conv, aux)
+            new = _integrator(node, kind, name, in_shape, use_dt, conv, aux, norm_input)
         else:
             raise UnsupportedError(f"{name}: NIR {kind} has no float-graph form")
         new.meta.update(meta)
@@ -386,7 +389,7 @@ def _reset_loop(nodes: dict[str, gn.Node], name: str, scale: np.ndarray, delay: 
 
 
 def _integrator(node: Any, kind: str, name: str, in_shape: tuple[int, ...], dt: float, conv: Any,
-                aux: list[tuple[str, gn.Node]]) -> gn.LI:
+                aux: list[tuple[str, gn.Node]], norm_input: bool | None) -> gn.LI:
     """NIR ``LI`` (``tau dv/dt = v_leak - v + r I``) or ``I`` (``dv/dt = r I``) as a read-out."""
     r = np.broadcast_to(np.asarray(node.r, dtype=np.float64), in_shape)
     if kind == "I":
@@ -402,7 +405,10 @@ def _integrator(node: Any, kind: str, name: str, in_shape: tuple[int, ...], dt: 
         raise UnsupportedError(f"{name}: time constant {tau.min():g} s is shorter than the step dt = {dt:g} s "
                                f"(convention {conv.name}); pass the dt the file was made for")
     k = dt / tau if conv.decay == "euler" else 1.0 - decay
-    gain = k * r if conv.lif_gain == "euler" else (k if conv.lif_gain == "dt_over_tau" else np.ones(in_shape))
+    if conv.lif_gain == "ask" and norm_input is None:  # Sinabs ExpLeak: norm_input False by default
+        norm_input = False
+    gain = k * r if conv.lif_gain == "euler" else \
+        (k if conv.lif_gain == "dt_over_tau" or (conv.lif_gain == "ask" and norm_input) else np.ones(in_shape))
     v_leak = np.broadcast_to(np.asarray(node.v_leak, dtype=np.float64), in_shape)
     if np.any(v_leak != 0):
         if np.any(gain == 0):

@@ -201,7 +201,7 @@ def _native(value: Any, dtype: np.dtype) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ reading
 def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: list[str],
-              reset: str | None = None, single_spike: bool = False) -> tuple[
+              asked: tuple[Any, Any, Any] = (None, False, None)) -> tuple[
         tuple[int, ...], list[_Op]]:
     first = chain[0][1]
     in_shape = _shape(first.input_type.get("input") if isinstance(first.input_type, dict) else None, chain[0][0])
@@ -304,7 +304,8 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             ops.append(_Op("scale", name, scale=s, in_shape=shape, out_shape=shape, meta=meta))
             continue
         if kind in NEURON_TYPES:
-            dn = to_discrete(node, dt, conv, name, shape, reset=reset, single_spike=single_spike)
+            dn = to_discrete(node, dt, conv, name, shape, reset=asked[0], single_spike=asked[1],
+                             norm_input=asked[2])
             ops.append(_Op("neuron", name, neuron=dn, in_shape=shape, out_shape=shape, meta=meta, node=node))
             notes.extend(n for n in dn.notes if n not in notes)
             continue
@@ -647,7 +648,8 @@ def _load(model: torch.nn.Module, ops: list[_Op]) -> None:
 
 def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt: float | None = None,
                       steps: int | None = None, encoding: Any = None, approximate: bool = False,
-                      source: str | None = None, reset: str | None = None, single_spike: bool = False) -> NirImport:
+                      source: str | None = None, reset: str | None = None, single_spike: bool = False,
+                      norm_input: bool | None = None) -> NirImport:
     """Turn a NIR graph into a neurodeploy :class:`Checkpoint` (see the module docstring).
 
     Args:
@@ -663,6 +665,7 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         reset: the reset where the convention's files do not record it (snnTorch: ``subtract``,
             or ``zero``).
         single_spike: a Sinabs or Rockpool network used single-spike neurons.
+        norm_input: a Sinabs LIF scaled its input by ``1 - decay`` (Sinabs' default).
 
     A graph that a template rebuilds exactly becomes a template :class:`Checkpoint`; any other
     graph the float graph IR can hold (branches, recurrence, per-neuron parameters, read-outs,
@@ -688,15 +691,13 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
             check_digest(first, unpack_metadata(first, "input"), "input")
     try:
         return _convert(graph, graph_meta, ours, conv, use_dt, steps, encoding, approximate, source, notes,
-                        reset, single_spike)
+                        (reset, single_spike, norm_input))
     except (UnsupportedError, FormatError) as exc:
         if not ours:
             try:
-                return _as_graph(graph, conv, use_dt, steps, source, reset, single_spike, exc)
+                return _as_graph(graph, conv, use_dt, steps, source, (reset, single_spike, norm_input), exc)
             except NeurodeployError as graph_exc:
-                if isinstance(exc, FormatError) and not isinstance(graph_exc, FormatError):
-                    raise exc from None  # malformed for both readers: the template's wording
-                raise graph_exc from None
+                raise graph_exc from None  # the general reader's reason
         if isinstance(exc, FormatError):
             raise
         # neurodeploy writes only what it can read back: the file was changed after it was written
@@ -704,11 +705,13 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
 
 
 def _as_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, source: str | None,
-              reset: str | None, single_spike: bool, template_error: NeurodeployError) -> NirImport:
+              asked: tuple[Any, Any, Any], template_error: NeurodeployError) -> NirImport:
     """The import as a graph checkpoint (when no template rebuilds the graph)."""
     from neurodeploy.export.nir_graph import graph_from_nir
 
-    g = graph_from_nir(graph, convention=conv.name, dt=use_dt, reset=reset, single_spike=single_spike)
+    reset, single_spike, norm_input = asked
+    g = graph_from_nir(graph, convention=conv.name, dt=use_dt, reset=reset, single_spike=single_spike,
+                       norm_input=norm_input)
     notes = list(g.meta.get("notes", []))
     notes.append(f"imported as a graph network (no template: {template_error})")
     if steps is None:
@@ -721,11 +724,11 @@ def _as_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, 
 
 def _convert(graph: nir.NIRGraph, graph_meta: dict[str, Any] | None, ours: bool, conv: Any, use_dt: float,
              steps: int | None, encoding: Any, approximate: bool, source: str | None,
-             notes: list[str], reset: str | None = None, single_spike: bool = False) -> NirImport:
+             notes: list[str], asked: tuple[Any, Any, Any] = (None, False, None)) -> NirImport:
     stored_spec = graph_meta.get("spec") if ours else None
     hint: dict[str, Any] = stored_spec if isinstance(stored_spec, dict) else {}
     chain = _chain(graph)
-    in_shape, ops = _read_ops(chain, ours, conv, use_dt, notes, reset, single_spike)
+    in_shape, ops = _read_ops(chain, ours, conv, use_dt, notes, asked)
     ops = _normalise(ops, ours, approximate, use_dt, notes)
     fields = _spec_fields(ops, in_shape, hint)
     if steps is None:
@@ -782,7 +785,8 @@ def _convert(graph: nir.NIRGraph, graph_meta: dict[str, Any] | None, ours: bool,
 
 def import_nir(path: str | Path, out: str | Path | None = None, *, convention: str | None = None,
                dt: float | None = None, steps: int | None = None, encoding: Any = None,
-               approximate: bool = False, reset: str | None = None, single_spike: bool = False) -> NirImport:
+               approximate: bool = False, reset: str | None = None, single_spike: bool = False,
+               norm_input: bool | None = None) -> NirImport:
     """Read the NIR file ``path`` and turn it into a checkpoint, saved atomically to ``out`` if given.
 
     See :func:`nir_to_checkpoint` for the options. A corrupt, truncated or foreign file raises
@@ -790,7 +794,8 @@ def import_nir(path: str | Path, out: str | Path | None = None, *, convention: s
     """
     graph = read_nir(path)
     result = nir_to_checkpoint(graph, convention=convention, dt=dt, steps=steps, encoding=encoding,
-                               approximate=approximate, source=str(path), reset=reset, single_spike=single_spike)
+                               approximate=approximate, source=str(path), reset=reset, single_spike=single_spike,
+                               norm_input=norm_input)
     if out is not None:
         result.path = result.checkpoint.save(out)
     return result
