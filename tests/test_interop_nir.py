@@ -366,7 +366,7 @@ def test_sinabs_networks_import_identically_or_ask_what_the_file_cannot_say(tmp_
     def mlp(spike_fn):
         net = torch.nn.Sequential(
             torch.nn.Linear(10, 20),
-            sl.LIF(tau_mem=torch.from_numpy(rng.uniform(2, 8, 20)), 
+            sl.LIF(tau_mem=torch.from_numpy(rng.uniform(2, 8, 20)),
                    spike_threshold=torch.from_numpy(rng.uniform(0.2, 0.4, 20)),
                    spike_fn=spike_fn),
             torch.nn.Linear(20, 6), sl.IAF(spike_threshold=torch.tensor(0.8), spike_fn=spike_fn)).double()
