@@ -386,3 +386,48 @@ def test_sinabs_networks_import_identically_or_ask_what_the_file_cannot_say(tmp_
     imp = import_nir(path, convention="sinabs", single_spike=True, norm_input=True, steps=T)
     seq = torch.rand(T, 32, 10, dtype=torch.float64)
     _same(_our_spikes(imp, seq), _sinabs_run(net, seq, (sl.LIF, sl.IAF)))
+
+
+# ------------------------------------------------------------------------------------ Rockpool 3.1
+def test_rockpool_networks_import_identically_or_ask_for_single_spikes(tmp_path):
+    pytest.importorskip("rockpool")
+    from rockpool.nn.combinators import Sequential
+    from rockpool.nn.modules import LIFTorch, LinearTorch
+    from rockpool.nn.modules.torch.nir import to_nir
+
+    rng = np.random.default_rng(6)
+    torch.manual_seed(6)
+
+    def lif(n, max_spikes):
+        return LIFTorch(n, tau_mem=torch.from_numpy(rng.uniform(4e-3, 2e-2, n)),
+                        tau_syn=torch.from_numpy(rng.uniform(2e-3, 1e-2, n)),
+                        threshold=torch.from_numpy(rng.uniform(0.5, 1.0, n)), dt=1e-3,
+                        max_spikes_per_dt=max_spikes)
+
+    def build(max_spikes):
+        layers = [LinearTorch((10, 20), has_bias=False), lif(20, max_spikes), LinearTorch((20, 6), has_bias=False),
+                  lif(6, max_spikes)]
+        with torch.no_grad():
+            for m in layers[::2]:
+                m.weight.mul_(4.0)
+        return Sequential(*layers), layers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net, _ = build(2.0 ** 16)  # Rockpool's default: several spikes per step
+        path = _write(to_nir(net, torch.rand(1, T, 10)), tmp_path, "multi.nir")
+        with pytest.raises(UnsupportedError) as exc:
+            import_nir(path, convention="rockpool")
+        assert "--single-spike" in _one_line(exc)
+        net, layers = build(1.0)
+        path = _write(to_nir(net, torch.rand(1, T, 10)), tmp_path, "single.nir")
+        imp = import_nir(path, convention="rockpool", single_spike=True, steps=T)
+        seq = torch.rand(T, 32, 10)
+        h, theirs = seq.transpose(0, 1), []
+        net.reset_state()  # the export ran the network: its neurons kept their state
+        with torch.no_grad():
+            for m in layers:
+                h = m(h)[0]
+                if isinstance(m, LIFTorch):
+                    theirs.append(h.transpose(0, 1).double())
+    _same(_our_spikes(imp, seq.double()), theirs)

@@ -117,7 +117,8 @@ CONVENTIONS: dict[str, Convention] = {
                          notes=("sinabs fires at v >= threshold; its IAF may clip the potential from below "
                                 "(min_v_mem), which the file does not record",)),
     "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract", library="Rockpool",
-                           version="3.1", multi_spike=True),
+                           version="3.1", strict=False, multi_spike=True,
+                           notes=("rockpool fires at v >= threshold",)),
 }
 """Per library and version (``library``, ``version``); ``nir`` is the NIR specification itself."""
 
