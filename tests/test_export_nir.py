@@ -723,3 +723,100 @@ def test_export_accepts_a_checkpoint_file_and_records_its_name(digits_mlp, tmp_p
     res = export_nir(Path(digits_mlp), tmp_path / "f.nir")
     assert _meta(res.graph)["source"] == str(digits_mlp)
     assert import_nir(tmp_path / "f.nir").checkpoint.meta["imported_from"]["file"] == str(tmp_path / "f.nir")
+
+
+# ------------------------------------------------------------------------------------ graph networks
+def _recurrent_branching_graph(rng):
+    """Input -> A1 -> LIF (per-neuron tau, v_leak, recurrent through a nested graph) -> A2 -> LI, plus a
+    skip A3: Input -> LI (a merge)."""
+    n = 12
+    inner = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([n])),
+               "lif": nir.LIF(tau=rng.uniform(2e-3, 8e-3, n), r=np.ones(n), v_leak=np.full(n, 0.1),
+                              v_threshold=rng.uniform(0.3, 0.6, n), v_reset=np.zeros(n)),
+               "w_rec": _rand_affine(rng, n, n, 0.5),
+               "output": nir.Output(output_type=np.array([n]))},
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")], type_check=False)
+    nodes = {"input": nir.Input(input_type=np.array([1, 6])), "a1": _rand_affine(rng, 6, n, 2.0), "rec": inner,
+             "a2": _rand_affine(rng, n, 3), "a3": _rand_affine(rng, 6, 3),
+             "li": nir.LI(tau=np.full(3, 4e-3), r=np.ones(3), v_leak=np.zeros(3)),
+             "output": nir.Output(output_type=np.array([1, 3]))}
+    edges = [("input", "a1"), ("a1", "rec"), ("rec", "a2"), ("a2", "li"), ("input", "a3"), ("a3", "li"),
+             ("li", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_recurrent_branching_graph_runs_as_its_equations_and_survives_a_checkpoint(tmp_path):
+    from neurodeploy.graph import run_graph
+    from neurodeploy.models.graph_net import GraphNet, load_graph_checkpoint
+
+    rng = np.random.default_rng(7)
+    g = _recurrent_branching_graph(rng)
+    dt = 1e-3
+    imp = nir_to_checkpoint(g, dt=dt, steps=10)
+    assert imp.kind == "graph"
+    graph = imp.checkpoint.graph
+    assert [(e.src, e.dst) for e in graph.edges if e.recurrent] == [("rec.w_rec", "rec.lif.leak.recurrent_bias")]
+    # an independent loop over the NIR equations (Euler with dt, reset to zero, strict threshold)
+    x = rng.random((10, 5, 6))
+    lif, w_rec, li = g.nodes["rec"].nodes["lif"], g.nodes["rec"].nodes["w_rec"], g.nodes["li"]
+    lin = {k: (g.nodes[k].weight.astype(np.float64), g.nodes[k].bias.astype(np.float64)) for k in ("a1", "a2", "a3")}
+    v, s, y = np.zeros((5, 12)), np.zeros((5, 12)), np.zeros((5, 3))
+    spikes, outs = [], []
+    for t in range(10):
+        cur = x[t] @ lin["a1"][0].T + lin["a1"][1] + s @ w_rec.weight.T + w_rec.bias  # s = 0 at t = 0
+        v = v + dt / lif.tau * (lif.v_leak - v + lif.r * cur)
+        s = (v > lif.v_threshold).astype(np.float64)
+        v = v * (1 - s)
+        spikes.append(s)
+        i_li = s @ lin["a2"][0].T + lin["a2"][1] + x[t] @ lin["a3"][0].T + lin["a3"][1]
+        y = y + dt / li.tau * (-y + li.r * i_li)
+        outs.append(y)
+    logits, trace = run_graph(graph, torch.from_numpy(x), trace=True)
+    assert 0 < np.mean(spikes) < 1
+    assert np.array_equal(trace["rec.lif"].numpy(), np.stack(spikes))
+    np.testing.assert_allclose(trace["li"].numpy(), np.stack(outs), rtol=1e-9, atol=1e-12)
+    net = GraphNet(graph).double()
+    with torch.no_grad():
+        ours, net_trace = net(torch.from_numpy(x), trace=True)
+    assert torch.equal(net_trace["rec.lif"], trace["rec.lif"]) and torch.allclose(ours, logits)
+    path = imp.checkpoint.save(tmp_path / "graph.pt")
+    back = load_graph_checkpoint(path)
+    assert back.steps == 10 and back.meta["imported_from"]["dt"] == dt
+    with torch.no_grad():
+        again = back.build().double()(torch.from_numpy(x))
+    assert torch.equal(again, ours)
+    # it trains: gradients reach the synapses through the surrogate
+    net.train()
+    net(torch.from_numpy(x)).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    from neurodeploy.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as exc:
+        load_graph_checkpoint(tmp_path / "junk.pt")
+    assert "graph checkpoint" in _one_line(exc)
+
+
+def test_import_command_asks_for_the_reset_and_writes_a_graph_checkpoint(tmp_path):
+    from click.testing import CliRunner
+
+    from neurodeploy.cli import main
+    from neurodeploy.models.graph_net import load_graph_checkpoint
+
+    rng = np.random.default_rng(8)
+    n = 8
+    beta = rng.uniform(0.7, 0.9, n)  # what snnTorch writes for Leaky(beta): tau = dt/(1-beta), r = tau/dt
+    lif = nir.LIF(tau=1e-4 / (1 - beta), r=1 / (1 - beta), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                  v_reset=np.zeros(n))
+    nir.write(tmp_path / "s.nir", _graph(_rand_affine(rng, 4, n), lif, _rand_affine(rng, n, 2), in_shape=(4,)))
+    res = CliRunner().invoke(main, ["import", str(tmp_path / "s.nir"), "-o", str(tmp_path / "s.pt"),
+                                    "--convention", "snntorch"])
+    assert res.exit_code == 2 and "--reset subtract|zero" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "s.pt").exists()
+    res = CliRunner().invoke(main, ["import", str(tmp_path / "s.nir"), "-o", str(tmp_path / "s.pt"),
+                                    "--convention", "snntorch", "--reset", "subtract", "--steps", "6"])
+    assert res.exit_code == 0, res.output
+    assert "graph network" in res.output
+    ck = load_graph_checkpoint(tmp_path / "s.pt")
+    assert ck.steps == 6 and any(nd.meta.get("role") == "reset" for nd in ck.graph.nodes.values())
