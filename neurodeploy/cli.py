@@ -505,8 +505,8 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @main.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_path", required=True, help="Checkpoint to write (.pt).")
-@click.option("--convention", type=click.Choice(["nir", "snntorch", "spikingjelly", "norse", "sinabs", "rockpool",
-                                                 "lava-dl", "neurodeploy"]), default=None,
+@click.option("--convention", type=click.Choice(["nir", "snntorch", "spikingjelly", "norse", "norse-seconds", "sinabs",
+                                                 "rockpool", "lava-dl", "neurodeploy"]), default=None,
               help="How the file's neuron parameters are read (default: neurodeploy for files it wrote; "
                    "otherwise required unless --dt is given).")
 @click.option("--dt", type=float, help="Time step in seconds the file's time constants are meant for.")
@@ -514,7 +514,8 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to 1/4096 units instead of refusing.")
 @click.option("--reset", type=click.Choice(["subtract", "zero"]), default=None,
-              help="Reset of files that do not record it (snnTorch: subtract is its default).")
+              help="Reset of files that do not record it (snnTorch: subtract is its default, after the decay); "
+                   "for other files it overrides the recorded one.")
 @click.option("--single-spike", is_flag=True, help="The Sinabs/Rockpool network used single-spike neurons.")
 @click.option("--norm-input", type=click.Choice(["yes", "no"]), default=None,
               help="Whether the Sinabs LIFs scaled their input by 1 - decay (Sinabs' default: yes).")

@@ -112,6 +112,10 @@ CONVENTIONS: dict[str, Convention] = {
     "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "norse", "value", library="Norse",
                         version="1.1", tau="dt_s", v_init="v_leak",
                         notes=("Norse 1.1 writes the time constant multiplied by dt; read as tau = file / dt",)),
+    "norse-seconds": Convention("norse-seconds", 1e-3, "euler", "dt_over_tau", "one", "norse", "value",
+                                library="Norse", version="before 1.1", v_init="v_leak",
+                                notes=("tau read in seconds, as earlier Norse exporters wrote it (1 / tau_mem_inv; "
+                                       "e.g. the NIR paper's lif_norse.nir)",)),
     "sinabs": Convention("sinabs", 1.0, "exp", "ask", "one", "none", "subtract", library="Sinabs",
                          version="3.1", strict=False, multi_spike=True,
                          notes=("sinabs fires at v >= threshold; its IAF may clip the potential from below "
@@ -234,7 +238,10 @@ def _decay(tau: np.ndarray, dt: float, conv: Convention, what: str, where: str) 
 
 
 def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], reset: str | None) -> tuple[str, bool]:
-    """``(reset mode, reset after the decay)`` of a neuron: the file's, the convention's or ``reset``."""
+    """``(reset mode, reset after the decay)`` of a neuron: the file's, the convention's or ``reset``
+    (for a convention that asks, one of its ``resets``; otherwise ``zero`` or ``subtract`` at the
+    step of the spike, overriding the file, e.g. the NIR paper's Braille network that resets by
+    subtraction but records ``v_reset = 0``)."""
     if conv.reset == "ask":
         if reset is None:
             raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record the reset; pass "
@@ -242,8 +249,10 @@ def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], rese
         if reset not in conv.resets:
             raise ConfigError(f"reset {reset!r} is not a {conv.library} reset; choose one of {', '.join(conv.resets)}")
         return ("subtract", True) if reset == "subtract" else ("zero", False)
-    if reset is not None:
-        raise ConfigError(f"--reset is only for files that do not record the reset; {conv.name} files do")
+    if reset is not None:  # overrides what the file or the convention says (files that mislabel it)
+        if reset not in ("zero", "subtract"):
+            raise ConfigError(f"reset {reset!r} is not a reset; choose zero or subtract")
+        return reset, False
     if conv.reset == "subtract":
         return "subtract", False
     v_reset = getattr(node, "v_reset", None)
