@@ -607,6 +607,8 @@ PEER_RUNS = {"snntorch": ("snntorch", _snntorch_runs), "norse": ("norse", _norse
 KNOWN_WRONG = {
     ("snntorch", "if"): "snnTorch 1.0 asserts r == 1 on a NIR IF and imports it as Leaky(beta=0.9) "
                         "(https://github.com/jeshraghian/snntorch/issues/416)",
+    ("norse", "lif-leak"): "Norse 1.1 from_nir drops a LIF's r (norse/torch/utils/import_nir.py), so a leak-form "
+                           "LIF (r = tau/dt) loses its input gain; decay-input LIFs (r = 1) import right",
 }
 
 
