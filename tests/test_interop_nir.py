@@ -599,6 +599,7 @@ def _norse_runs(graph, seq):
 
 EXPORT_CASES = {
     "lif-leak": {"model": "lif", "tau": 4.0, "form": "leak", "threshold": 0.5},
+    "lif-leak-tau3": {"model": "lif", "tau": 3.0, "form": "leak", "threshold": 0.5},
     "lif-decay-input": {"model": "lif", "tau": 4.0, "form": "decay_input", "threshold": 0.2},
     "if": {"model": "if", "threshold": 0.5},
     "cuba": {"model": "cuba", "current_decay": 1024, "voltage_decay": 512, "threshold": 0.5},
@@ -607,8 +608,9 @@ PEER_RUNS = {"snntorch": ("snntorch", _snntorch_runs), "norse": ("norse", _norse
 KNOWN_WRONG = {
     ("snntorch", "if"): "snnTorch 1.0 asserts r == 1 on a NIR IF and imports it as Leaky(beta=0.9) "
                         "(https://github.com/jeshraghian/snntorch/issues/416)",
-    ("norse", "lif-leak"): "Norse 1.1 from_nir drops a LIF's r (norse/torch/utils/import_nir.py), so a leak-form "
-                           "LIF (r = tau/dt) loses its input gain; decay-input LIFs (r = 1) import right",
+    ("norse", "lif-leak-tau3"): "Norse 1.1 from_nir drops a LIF's r (norse/torch/utils/import_nir.py): a leak-form "
+                                "LIF whose gain 1/(1 - b) = 3 does not fold into float32 weights exactly keeps "
+                                "r = tau/dt, and Norse loses it (the export warns)",
 }
 
 

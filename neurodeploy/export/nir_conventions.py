@@ -188,6 +188,66 @@ def cuba_factor_parameters(current_factor: float, voltage_factor: float, dt: flo
     return {"tau_syn": dt / ks, "w_in": 1.0 / ks, "tau_mem": dt / km, "r": 1.0 / km}
 
 
+def fold_lif_gains(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[str]:
+    """Write each leak-form ``LIF`` (``r = tau/dt``) as ``r = 1`` with its input gain ``1 / (1 - b)``
+    folded into the synapse before it, in place, where the synapse feeds only that neuron and every
+    weight comes back exactly (``fl(fl(w / g) * g) == w``, ``g = 1 - b``; else it stays as it is).
+
+    The NIR ODE is the same; Norse 1.1's importer, which drops ``r``, then reads it right. The
+    synapse's metadata records ``input_gain = g`` and the neuron's ``gain_in_synapse``, which
+    neurodeploy's importers use to restore the exact weights. Every float32 weight comes back when
+    ``g`` is a power of two (``tau`` = 2, 4, 8, ... steps); for other ``g`` some usually do not,
+    and the neuron keeps ``r = tau/dt``. Returns a warning for each neuron left so.
+    """
+    from neurodeploy.export.nir_io import pack_metadata, unpack_metadata
+
+    warnings: list[str] = []
+    preds: dict[str, list[str]] = {}
+    succs: dict[str, list[str]] = {}
+    for a, b in edges:
+        preds.setdefault(b, []).append(a)
+        succs.setdefault(a, []).append(b)
+    for name, node in nodes.items():
+        if type(node).__name__ != "LIF" or len(preds.get(name, [])) != 1:
+            continue
+        syn_name = preds[name][0]
+        syn = nodes[syn_name]
+        if type(syn).__name__ not in ("Affine", "Linear", "Conv2d") or succs.get(syn_name) != [name]:
+            continue
+        payload = unpack_metadata(node, name) or {}
+        b = payload.get("decay")
+        r = np.asarray(node.r, dtype=np.float64)
+        if not isinstance(b, float) or not 0.0 <= b < 1.0 or np.allclose(r, 1.0, rtol=REL_TOL, atol=0.0):
+            continue
+        g = 1.0 - b
+        folded = {}
+        for attr in ("weight", "bias"):
+            value = getattr(syn, attr, None)
+            if value is None:
+                continue
+            arr = np.asarray(value)
+            new = (arr.astype(np.float64) / g).astype(arr.dtype)
+            if not np.array_equal(unfold_gain(new, g), arr):
+                warnings.append(f"{payload.get('stage', name)}: written with r = tau/dt (its input gain "
+                                f"1/{g:.4g} does not fold into the weights exactly); importers that drop r "
+                                "(Norse 1.1) lose it; a tau of 2, 4, 8, ... steps or the decay-input form avoids this")
+                break
+            folded[attr] = new
+        else:
+            for attr, new in folded.items():
+                setattr(syn, attr, new)
+            node.r = np.ones_like(np.asarray(node.r))
+            syn.metadata = pack_metadata({**(unpack_metadata(syn, syn_name) or {}), "input_gain": g})
+            node.metadata = pack_metadata({**payload, "gain_in_synapse": True})
+    return warnings
+
+
+def unfold_gain(arr: np.ndarray, g: float) -> np.ndarray:
+    """The synapse array before :func:`fold_lif_gains` folded the gain ``1/g`` into it (exact)."""
+    arr = np.asarray(arr)
+    return (arr.astype(np.float64) * g).astype(arr.dtype)
+
+
 # ---------------------------------------------------------------------------------------- import
 def get_convention(name: str) -> Convention:
     """The :class:`Convention` called ``name`` (:class:`~neurodeploy.errors.ConfigError` if unknown)."""

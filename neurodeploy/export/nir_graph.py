@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from neurodeploy.errors import FormatError, NeurodeployError, UnsupportedError
-from neurodeploy.export.nir_conventions import to_discrete
+from neurodeploy.export.nir_conventions import to_discrete, unfold_gain
 from neurodeploy.export.nir_import import _resolve
 from neurodeploy.export.nir_io import unpack_metadata
 from neurodeploy.graph import nodes as gn
@@ -236,7 +236,8 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
             new = gn.Add()
         elif kind in ("Affine", "Linear"):
             bias = getattr(node, "bias", None)
-            w = _t(node.weight)
+            w, bias = _unfolded(node, payload)
+            w = _t(w)
             if len(in_shape) > 1 and w.dim() == 2 and int(np.prod(in_shape)) == w.shape[1]:
                 raise _ShapeError(f"{name}: {kind} takes {w.shape[1]} features; the graph does not accept "
                                   f"a {in_shape} input")
@@ -254,9 +255,9 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                     if (d[0] * (kh - 1)) % 2 or (d[1] * (kw - 1)) % 2 or _pair(node.stride) != (1, 1):
                         raise UnsupportedError(f"{name}: asymmetric 'same' padding has no float-graph form")
                     pad = (d[0] * (kh - 1) // 2, d[1] * (kw - 1) // 2)
-            bias = getattr(node, "bias", None)
+            w, bias = _unfolded(node, payload)
             b = None if bias is None or np.ndim(bias) == 0 else _t(bias)
-            new = gn.Conv(_t(node.weight), b, _pair(node.stride), _pair(pad), _pair(node.dilation),
+            new = gn.Conv(_t(w), b, _pair(node.stride), _pair(pad), _pair(node.dilation),
                           int(np.asarray(node.groups).ravel()[0]))
         elif kind in ("AvgPool2d", "SumPool2d"):
             cls = gn.AvgPool if kind == "AvgPool2d" else gn.SumPool
@@ -286,7 +287,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                 if cfg.get("mp_init"):
                     v_init = float(state.get("mp_mean", 0.0))
             th = _param(dn.threshold)
-            gain = np.broadcast_to(dn.gain, in_shape)
+            gain = np.broadcast_to(1.0 if (payload or {}).get("gain_in_synapse") else dn.gain, in_shape)
             if np.any(dn.drive != 0):
                 if np.any(gain == 0):
                     raise UnsupportedError(f"{name}: a constant drive (v_leak) on a neuron with input gain 0 has no "
@@ -348,6 +349,15 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
         return out.validate()
     except GraphError as exc:
         raise UnsupportedError(f"the NIR graph does not form a valid float graph: {exc}") from None
+
+
+def _unfolded(node: Any, payload: dict[str, Any] | None) -> tuple[Any, Any]:
+    """A synapse's weight and bias, with the input gain neurodeploy's exporter folded in taken out."""
+    g = (payload or {}).get("input_gain")
+    bias = getattr(node, "bias", None)
+    if g is None:
+        return node.weight, bias
+    return unfold_gain(node.weight, float(g)), None if bias is None else unfold_gain(bias, float(g))
 
 
 def _move_recurrent_biases(nodes: dict[str, gn.Node], edges: list[Edge],

@@ -42,6 +42,7 @@ from neurodeploy.export.nir_conventions import (
     if_resistance,
     lif_parameters,
     to_discrete,
+    unfold_gain,
     uniform,
 )
 from neurodeploy.export.nir_io import FORMAT_TAG, FORMAT_VERSION, check_digest, read_nir, unpack_metadata
@@ -231,8 +232,9 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
                 raise FormatError(f"{name}: weight of shape {w.shape} cannot take an input of shape {shape}")
             if b is not None and b.shape != (w.shape[0],):
                 raise FormatError(f"{name}: bias of shape {b.shape} does not match weight {w.shape}")
-            op = _Op("dense", name, weight=w, bias=b, in_shape=shape, out_shape=(w.shape[0],), meta=meta,
-                     raw=(_native(node.weight, np.float32), None if b is None else _native(node.bias, np.float32)))
+            raw = (_native(node.weight, np.float32), None if b is None else _native(node.bias, np.float32))
+            w, b, raw = _unfold(meta, w, b, raw)
+            op = _Op("dense", name, weight=w, bias=b, in_shape=shape, out_shape=(w.shape[0],), meta=meta, raw=raw)
             ops.append(op)
             shape = op.out_shape
             continue
@@ -267,9 +269,9 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             wd = (shape[2] + 2 * padding[1] - kw) // stride[1] + 1
             if h < 1 or wd < 1:
                 raise FormatError(f"{name}: a {kh}x{kw} kernel does not fit a {shape[1]}x{shape[2]} input")
+            w, b, raw = _unfold(meta, w, b, (_native(node.weight, np.float32), _native(node.bias, np.float32)))
             op = _Op("conv", name, weight=w, bias=b, stride=stride, padding=padding, kernel=(kh, kw),
-                     in_shape=shape, out_shape=(int(w.shape[0]), h, wd), meta=meta,
-                     raw=(_native(node.weight, np.float32), _native(node.bias, np.float32)))
+                     in_shape=shape, out_shape=(int(w.shape[0]), h, wd), meta=meta, raw=raw)
             ops.append(op)
             shape = op.out_shape
             continue
@@ -314,6 +316,17 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
     return in_shape, ops
 
 
+def _unfold(meta: dict[str, Any] | None, w: np.ndarray, b: np.ndarray | None, raw: tuple[Any, Any]):
+    """A synapse of ours whose neuron's input gain was folded into it: its exact weights back."""
+    g = (meta or {}).get("input_gain")
+    if g is None:
+        return w, b, raw
+    if isinstance(g, bool) or not isinstance(g, int | float) or not 0 < g <= 1:
+        raise FormatError(f"neurodeploy metadata has an invalid input gain {g!r}")
+    raw = tuple(None if a is None else unfold_gain(a, float(g)) for a in raw)
+    return (raw[0].astype(np.float64), None if raw[1] is None else raw[1].astype(np.float64), raw)
+
+
 # ------------------------------------------------------------------------------------------ neurons
 def _own_neuron(op: _Op, dt: float) -> None:
     """Restore a neuron written by neurodeploy from its metadata, checking it against the NIR node."""
@@ -341,6 +354,8 @@ def _own_neuron(op: _Op, dt: float) -> None:
         else:
             form = "leak" if cfg.model == "if" else cfg.form
             expected["tau"], expected["r"] = lif_parameters(float(b), form, dt)
+            if meta.get("gain_in_synapse"):
+                expected["r"] = 1.0
             want = "LIF"
     if kind != want:
         raise FormatError(f"{op.name}: neurodeploy metadata describes a {want} neuron but the node is {kind}")
