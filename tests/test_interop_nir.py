@@ -394,7 +394,7 @@ def test_sinabs_networks_import_identically_or_ask_what_the_file_cannot_say(tmp_
 def test_rockpool_networks_import_identically_or_ask_for_single_spikes(tmp_path):
     pytest.importorskip("rockpool")
     from rockpool.nn.combinators import Sequential
-    from rockpool.nn.modules import LIFTorch, LinearTorch
+    from rockpool.nn.modules import ExpSynTorch, LIFTorch, LinearTorch
     from rockpool.nn.modules.torch.nir import to_nir
 
     rng = np.random.default_rng(6)
@@ -408,10 +408,14 @@ def test_rockpool_networks_import_identically_or_ask_for_single_spikes(tmp_path)
 
     def build(max_spikes):
         layers = [LinearTorch((10, 20), has_bias=False), lif(20, max_spikes), LinearTorch((20, 6), has_bias=False),
-                  lif(6, max_spikes)]
+                  lif(6, max_spikes), LinearTorch((6, 3), has_bias=False),
+                  ExpSynTorch(3, tau=torch.from_numpy(rng.uniform(3e-3, 9e-3, 3)), dt=1e-3)]
         with torch.no_grad():
             for m in layers[::2]:
                 m.weight.mul_(4.0)
+        for m in layers:  # Rockpool's exporter writes ExpSyn's tau without detaching it
+            for t in torch.nn.Module.parameters(m):  # (Rockpool's own parameters() returns a dict)
+                t.requires_grad_(False)
         return Sequential(*layers), layers
 
     with warnings.catch_warnings():
@@ -433,6 +437,11 @@ def test_rockpool_networks_import_identically_or_ask_for_single_spikes(tmp_path)
                 if isinstance(m, LIFTorch):
                     theirs.append(h.transpose(0, 1).double())
     _same(_our_spikes(imp, seq.double()), theirs)
+    net_ours = imp.checkpoint.build().double()
+    with torch.no_grad():
+        _, trace = net_ours(seq.double(), trace=True)
+    li = next(k for k in net_ours.order if isinstance(net_ours.graph.nodes[k], gn.LI))
+    torch.testing.assert_close(trace[li], h.transpose(0, 1).double(), rtol=1e-5, atol=1e-5)  # the ExpSyn read-out
 
 
 # ------------------------------------------------------------------------------------ the NIR paper's graphs

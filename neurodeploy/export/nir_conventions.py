@@ -92,6 +92,7 @@ class Convention:
     multi_spike: bool = False
     resets: tuple[str, ...] = ()
     v_init: str = "zero"  # initial potential: "zero" or "v_leak" (Norse starts at rest)
+    li_gain: str = "lif"  # LI read-out input gain: as the LIF's, or "decay" (Rockpool: i = beta (i + I))
 
 
 SNNTORCH_RESETS = ("subtract", "zero")
@@ -121,7 +122,7 @@ CONVENTIONS: dict[str, Convention] = {
                          notes=("sinabs fires at v >= threshold; its IAF may clip the potential from below "
                                 "(min_v_mem), which the file does not record",)),
     "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract", library="Rockpool",
-                           version="3.1", strict=False, multi_spike=True,
+                           version="3.1", strict=False, multi_spike=True, li_gain="decay",
                            notes=("rockpool fires at v >= threshold",)),
 }
 """Per library and version (``library``, ``version``); ``nir`` is the NIR specification itself."""

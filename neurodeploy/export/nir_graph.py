@@ -417,8 +417,11 @@ def _integrator(node: Any, kind: str, name: str, in_shape: tuple[int, ...], dt: 
     k = dt / tau if conv.decay == "euler" else 1.0 - decay
     if conv.lif_gain == "ask" and norm_input is None:  # Sinabs ExpLeak: norm_input False by default
         norm_input = False
-    gain = k * r if conv.lif_gain == "euler" else \
-        (k if conv.lif_gain == "dt_over_tau" or (conv.lif_gain == "ask" and norm_input) else np.ones(in_shape))
+    if conv.li_gain == "decay":  # Rockpool's ExpSyn: i = beta (i + I); r (tau beta / dt) unused
+        gain = decay
+    else:
+        gain = k * r if conv.lif_gain == "euler" else \
+            (k if conv.lif_gain == "dt_over_tau" or (conv.lif_gain == "ask" and norm_input) else np.ones(in_shape))
     v_leak = np.broadcast_to(np.asarray(node.v_leak, dtype=np.float64), in_shape)
     if np.any(v_leak != 0):
         if np.any(gain == 0):
