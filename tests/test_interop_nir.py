@@ -606,6 +606,20 @@ def _norse_runs(graph, seq):
     return torch.stack(outs, 1).double()
 
 
+def _spikingjelly_runs(graph, seq):
+    from spikingjelly.activation_based.nir_exchange import import_from_nir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = import_from_nir(graph, dt=1e-4, dtype=torch.float64)
+    state, outs = None, []
+    with torch.no_grad():
+        for t in range(seq.shape[0]):
+            y, state = net(seq[t], state)
+            outs.append(y)
+    return torch.stack(outs).double()
+
+
 EXPORT_CASES = {
     "lif-leak": {"model": "lif", "tau": 4.0, "form": "leak", "threshold": 0.5},
     "lif-leak-tau3": {"model": "lif", "tau": 3.0, "form": "leak", "threshold": 0.5},
@@ -613,7 +627,8 @@ EXPORT_CASES = {
     "if": {"model": "if", "threshold": 0.5},
     "cuba": {"model": "cuba", "current_decay": 1024, "voltage_decay": 512, "threshold": 0.5},
 }
-PEER_RUNS = {"snntorch": ("snntorch", _snntorch_runs), "norse": ("norse", _norse_runs)}
+PEER_RUNS = {"snntorch": ("snntorch", _snntorch_runs), "norse": ("norse", _norse_runs),
+             "spikingjelly": ("spikingjelly.activation_based.nir_exchange", _spikingjelly_runs)}
 KNOWN_WRONG = {
     ("snntorch", "if"): "snnTorch 1.0 asserts r == 1 on a NIR IF and imports it as Leaky(beta=0.9) "
                         "(https://github.com/jeshraghian/snntorch/issues/416)",
