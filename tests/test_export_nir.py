@@ -823,3 +823,43 @@ def test_import_command_asks_for_the_reset_and_writes_a_graph_checkpoint(tmp_pat
     assert "graph network" in res.output
     ck = load_graph_checkpoint(tmp_path / "s.pt")
     assert ck.steps == 6 and any(nd.meta.get("role") == "reset" for nd in ck.graph.nodes.values())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), cuba=st.booleans(), n=st.integers(1, 6))
+def test_snntorch_delayed_subtraction_is_written_exactly_for_any_parameters(seed, cuba, n):
+    """snnTorch's default reset (the threshold subtracted at the next step, after the decay) against
+    its equations written out, for random per-neuron decays, thresholds and inputs."""
+    from neurodeploy.export.nir_graph import graph_from_nir
+    from neurodeploy.graph import nodes as gn
+    from neurodeploy.graph import run_graph
+
+    rng = np.random.default_rng(seed)
+    dt = 1e-4
+    beta, alpha = rng.uniform(0.05, 0.99, n), rng.uniform(0.05, 0.99, n)
+    th = rng.uniform(0.1, 2.0, n)
+    if cuba:  # what snnTorch writes for Synaptic(alpha, beta)
+        neuron = nir.CubaLIF(tau_syn=dt / (1 - alpha), tau_mem=dt / (1 - beta), r=1 / (1 - beta), w_in=1 / (1 - alpha),
+                             v_leak=np.zeros(n), v_threshold=th, v_reset=np.zeros(n))
+    else:
+        neuron = nir.LIF(tau=dt / (1 - beta), r=1 / (1 - beta), v_leak=np.zeros(n), v_threshold=th,
+                         v_reset=np.zeros(n))
+    g = graph_from_nir(_graph(nir.Affine(weight=np.eye(n), bias=np.zeros(n)), neuron, in_shape=(n,)),
+                       convention="snntorch", reset="subtract")
+    x = rng.uniform(-0.5, 2.0, (30, 3, n))
+    _, trace = run_graph(g, torch.from_numpy(x), trace=True)
+    got = next(v for k, v in trace.items() if isinstance(g.nodes[k], gn.SPIKING))
+    syn = mem = np.zeros((3, n))
+    spk = np.zeros((3, n))
+    want = []
+    a, b = 1 - dt / (dt / (1 - alpha)), 1 - dt / (dt / (1 - beta))  # the factors as the file gives them
+    for t in range(30):
+        if cuba:
+            syn = a * syn + x[t]
+            mem = b * mem + syn - spk * th
+        else:
+            mem = b * mem + x[t] - spk * th
+        spk = (mem > th).astype(np.float64)
+        want.append(spk)
+    assert np.array_equal(got.numpy(), np.stack(want))
+
