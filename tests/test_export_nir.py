@@ -863,3 +863,27 @@ def test_snntorch_delayed_subtraction_is_written_exactly_for_any_parameters(seed
         want.append(spk)
     assert np.array_equal(got.numpy(), np.stack(want))
 
+
+
+def test_integrator_read_out_delay_and_scale_import_as_their_equations_and_lava_dl_is_pointed_elsewhere():
+    from neurodeploy.export.nir_graph import graph_from_nir
+    from neurodeploy.graph import run_graph
+
+    rng = np.random.default_rng(12)
+    dt = 1e-3
+    a = _rand_affine(rng, 4, 3)
+    nodes = {"input": nir.Input(input_type=np.array([4])), "a": a,
+             "d": nir.Delay(delay=np.full(3, 2 * dt)), "s": nir.Scale(scale=np.array([0.5, -1.0, 2.0])),
+             "i": nir.I(r=np.array([100.0, 200.0, 300.0])), "output": nir.Output(output_type=np.array([3]))}
+    g = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("a", "d"), ("d", "s"), ("s", "i"), ("i", "output")],
+                     type_check=False)
+    graph = graph_from_nir(g, dt=dt)
+    x = rng.random((7, 2, 4))
+    _, trace = run_graph(graph, torch.from_numpy(x), trace=True)
+    cur = x @ a.weight.astype(np.float64).T + a.bias
+    delayed = np.concatenate([np.zeros((2, 2, 3)), cur[:-2]])
+    want = np.cumsum(dt * np.array([100.0, 200.0, 300.0]) * np.array([0.5, -1.0, 2.0]) * delayed, axis=0)
+    np.testing.assert_allclose(trace["i"].numpy(), want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ConfigError) as exc:
+        graph_from_nir(g, convention="lava-dl")
+    assert "lava-dl/issues/218" in _one_line(exc) and "--convention nir" in _one_line(exc)
