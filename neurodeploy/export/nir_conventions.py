@@ -28,20 +28,25 @@ values above ``1 - dt/tau = b`` and ``(dt/tau) r = 1`` (leak form) or ``1 - b`` 
 For ``CubaLIF`` the current is stepped first and the voltage step uses the new current (the order
 snnTorch and Norse use). A CUBA decay of 0 (no decay) has an infinite time constant and no NIR form.
 
-**Import.** Libraries read these ODEs differently (peers.md §3: ``dt`` has no home in NIR). A
-*convention* says how a file's parameters become per-step factors; each yields a
-:class:`DiscreteNeuron` (``v' = decay v + gain I + drive``, ``i' = current_decay i + gain I``):
+**Import.** Libraries read these ODEs differently (``dt`` has no home in NIR). A *convention*
+(per library and version; sources and tests in ``docs/nir_interop.md``) says how a file's
+parameters become per-step factors; each yields a :class:`DiscreteNeuron` (``v' = decay v + gain I
++ drive``, ``i' = current_decay i + gain I``):
 
-=============  ==========  ===============  =================  ===========  ======================  ========
-convention     dt default  LIF decay        LIF input gain     IF gain      CubaLIF                 reset
-=============  ==========  ===============  =================  ===========  ======================  ========
-``nir``        required    ``1 - dt/tau``   ``dt r / tau``     ``dt r``     Euler, current first    v_reset
-``snntorch``   1e-4 s      ``1 - dt/tau``   ``dt r / tau``     1            as ``nir``              v_reset
-``norse``      1e-3 s      ``1 - dt/tau``   ``dt / tau``       1            as ``nir``              v_reset
-``sinabs``     1 step      ``exp(-dt/tau)`` 1                  1            not supported           subtract
-``rockpool``   1e-3 s      ``exp(-dt/tau)`` 1                  1            ``exp`` decays, input   subtract
-                                                                            gain ``exp(-dt/tau_s)``
-=============  ==========  ===============  =================  ===========  ======================  ========
+=================  ========  ===============  ====================  =======  ======================  =========  ======
+convention         dt        LIF decay        LIF input gain        IF gain  CubaLIF                 reset      spike
+=================  ========  ===============  ====================  =======  ======================  =========  ======
+``nir``            required  ``1 - dt/tau``   ``dt r / tau``        ``dt r`` Euler, current first    v_reset    ``>``
+``snntorch``       1e-4 s    ``1 - dt/tau``   ``dt r / tau``        1        as ``nir``              asked      ``>``
+``spikingjelly``   1e-4 s    ``1 - dt/tau``   ``dt r / tau``        ``dt r`` as ``nir``              v_reset    ``>=``
+``norse``          1e-3 s    tau = file / dt  ``dt / tau``          1        gain ``dt / tau_mem``   v_reset    ``>``
+``norse-seconds``  1e-3 s    ``1 - dt/tau``   ``dt / tau``          1        as ``norse``            v_reset    ``>``
+``sinabs``         1 step    ``exp(-dt/tau)`` asked (norm_input)    1        not supported           subtract   ``>=``
+``rockpool``       1e-3 s    ``exp(-dt/tau)`` 1                     1        gain ``exp(-dt/tau_s)`` subtract   ``>=``
+=================  ========  ===============  ====================  =======  ======================  =========  ======
+
+Norse starts its neurons at ``v_leak``; Sinabs and Rockpool neurons emit several spikes per step
+unless the caller says they did not (``single_spike``).
 
 ``neurodeploy`` (files written by :mod:`neurodeploy.export.nir`) is ``nir`` with the ``dt`` stored
 in the file; its metadata restores every setting exactly.
