@@ -730,27 +730,41 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @main.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_path", required=True, help="Checkpoint to write (.pt).")
-@click.option("--convention", type=click.Choice(["nir", "snntorch", "norse", "sinabs", "rockpool",
-                                                 "neurodeploy"]), default=None,
+@click.option("--convention", type=click.Choice(["nir", "snntorch", "spikingjelly", "norse", "norse-seconds", "sinabs",
+                                                 "rockpool", "lava-dl", "neurodeploy"]), default=None,
               help="How the file's neuron parameters are read (default: neurodeploy for files it wrote; "
                    "otherwise required unless --dt is given).")
 @click.option("--dt", type=float, help="Time step in seconds the file's time constants are meant for.")
 @click.option("--steps", type=int, help="Time steps T of the imported model (default: the file's, else 8).")
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to 1/4096 units instead of refusing.")
+@click.option("--reset", type=click.Choice(["subtract", "zero"]), default=None,
+              help="Reset of files that do not record it (snnTorch: subtract is its default, after the decay); "
+                   "for other files it overrides the recorded one.")
+@click.option("--single-spike", is_flag=True, help="The Sinabs/Rockpool network used single-spike neurons.")
+@click.option("--norm-input", type=click.Choice(["yes", "no"]), default=None,
+              help="Whether the Sinabs LIFs scaled their input by 1 - decay (Sinabs' default: yes).")
 @_force_option
 @guarded
-def import_(file, out_path, convention, dt, steps, encoding, approximate, force):
-    """Import a NIR graph (from neurodeploy, snnTorch, Norse, Sinabs, Rockpool, ...) as a checkpoint."""
+def import_(file, out_path, convention, dt, steps, encoding, approximate, reset, single_spike, norm_input,
+            force):
+    """Import a NIR graph (from neurodeploy, snnTorch, SpikingJelly, Norse, Sinabs, Rockpool, ...) as a
+    checkpoint: a template model when one rebuilds it, else a graph network."""
     from neurodeploy.export.nir import import_nir
 
     _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
     _check_common(steps=steps)
     check_outputs([file], [Output.of(out_path, "torch", "checkpoint")], force=force)
     res = import_nir(file, out_path, convention=convention, dt=dt, steps=steps, encoding=encoding,
-                     approximate=approximate)
+                     approximate=approximate, reset=reset, single_spike=single_spike,
+                     norm_input=None if norm_input is None else norm_input == "yes")
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
+    if res.kind == "graph":
+        g = res.checkpoint.graph
+        click.echo(f"wrote {res.path}: graph network of {len(g.nodes)} nodes, input {g.shapes()[g.input_names()[0]]}, "
+                   f"T = {res.checkpoint.steps} (convention {res.convention}, dt = {res.dt:g} s)")
+        return
     s = res.checkpoint.spec
     click.echo(f"wrote {res.path}: {s.arch} {tuple(s.input_shape)} -> {s.num_classes} classes, T = {s.steps}, "
                f"read-out {s.readout} (convention {res.convention}, dt = {res.dt:g} s)")

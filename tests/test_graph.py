@@ -445,10 +445,8 @@ def test_a_branching_foreign_nir_graph_is_read_and_run():
     del nodes["b"]
     cyclic = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("a", "n"), ("n", "c"), ("c", "n"),
                                               ("n", "output")])
-    from neurodeploy.errors import UnsupportedError
-
-    with pytest.raises(UnsupportedError, match="cycle"):
-        graph_from_nir(cyclic, dt=dt)
+    rec = graph_from_nir(cyclic, dt=dt)  # a cycle is recurrent: one step of delay into the neuron
+    assert [(e.src, e.dst) for e in rec.edges if e.recurrent] == [("c", "n.recurrent_bias")]
 
 
 def test_chip_blocks_refuse_what_the_graph_can_say_but_a_chain_cannot():

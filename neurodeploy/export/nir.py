@@ -55,6 +55,7 @@ from neurodeploy.export.nir_conventions import (
     CONVENTIONS,
     DEFAULT_DT,
     cuba_factor_parameters,
+    fold_lif_gains,
     if_resistance,
     lif_parameters,
 )
@@ -210,6 +211,7 @@ def _build_graph(model: SpikingNet, dt: float, meta: dict[str, Any] | None,
     dtype = np.dtype(np.float64 if param is not None and param.dtype == torch.float64 else np.float32)
     graph = fold_batch_norm(graph_from_model(model))
     nodes, edges, warnings = graph_to_nir_nodes(graph, dt, dtype)
+    warnings += fold_lif_gains(nodes, edges)  # leak-form LIFs as r = 1: peers that drop r (Norse) read them
     graph_meta = {
         "format": FORMAT_TAG, "version": FORMAT_VERSION, "dt": dt, "dt_unit": "s",
         "time": "one Euler step of each node's ODE with step dt is one neurodeploy step; CubaLIF steps the "

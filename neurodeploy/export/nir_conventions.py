@@ -28,20 +28,25 @@ values above ``1 - dt/tau = b`` and ``(dt/tau) r = 1`` (leak form) or ``1 - b`` 
 For ``CubaLIF`` the current is stepped first and the voltage step uses the new current (the order
 snnTorch and Norse use). A CUBA decay of 0 (no decay) has an infinite time constant and no NIR form.
 
-**Import.** Libraries read these ODEs differently (peers.md §3: ``dt`` has no home in NIR). A
-*convention* says how a file's parameters become per-step factors; each yields a
-:class:`DiscreteNeuron` (``v' = decay v + gain I + drive``, ``i' = current_decay i + gain I``):
+**Import.** Libraries read these ODEs differently (``dt`` has no home in NIR). A *convention*
+(per library and version; sources and tests in ``docs/nir_interop.md``) says how a file's
+parameters become per-step factors; each yields a :class:`DiscreteNeuron` (``v' = decay v + gain I
++ drive``, ``i' = current_decay i + gain I``):
 
-=============  ==========  ===============  =================  ===========  ======================  ========
-convention     dt default  LIF decay        LIF input gain     IF gain      CubaLIF                 reset
-=============  ==========  ===============  =================  ===========  ======================  ========
-``nir``        required    ``1 - dt/tau``   ``dt r / tau``     ``dt r``     Euler, current first    v_reset
-``snntorch``   1e-4 s      ``1 - dt/tau``   ``dt r / tau``     1            as ``nir``              v_reset
-``norse``      1e-3 s      ``1 - dt/tau``   ``dt / tau``       1            as ``nir``              v_reset
-``sinabs``     1 step      ``exp(-dt/tau)`` 1                  1            not supported           subtract
-``rockpool``   1e-3 s      ``exp(-dt/tau)`` 1                  1            ``exp`` decays, input   subtract
-                                                                            gain ``exp(-dt/tau_s)``
-=============  ==========  ===============  =================  ===========  ======================  ========
+=================  ========  ===============  ====================  =======  ======================  =========  ======
+convention         dt        LIF decay        LIF input gain        IF gain  CubaLIF                 reset      spike
+=================  ========  ===============  ====================  =======  ======================  =========  ======
+``nir``            required  ``1 - dt/tau``   ``dt r / tau``        ``dt r`` Euler, current first    v_reset    ``>``
+``snntorch``       1e-4 s    ``1 - dt/tau``   ``dt r / tau``        1        as ``nir``              asked      ``>``
+``spikingjelly``   1e-4 s    ``1 - dt/tau``   ``dt r / tau``        ``dt r`` as ``nir``              v_reset    ``>=``
+``norse``          1e-3 s    tau = file / dt  ``dt / tau``          1        gain ``dt / tau_mem``   v_reset    ``>``
+``norse-seconds``  1e-3 s    ``1 - dt/tau``   ``dt / tau``          1        as ``norse``            v_reset    ``>``
+``sinabs``         1 step    ``exp(-dt/tau)`` asked (norm_input)    1        not supported           subtract   ``>=``
+``rockpool``       1e-3 s    ``exp(-dt/tau)`` 1                     1        gain ``exp(-dt/tau_s)`` subtract   ``>=``
+=================  ========  ===============  ====================  =======  ======================  =========  ======
+
+Norse starts its neurons at ``v_leak``; Sinabs and Rockpool neurons emit several spikes per step
+unless the caller says they did not (``single_spike``).
 
 ``neurodeploy`` (files written by :mod:`neurodeploy.export.nir`) is ``nir`` with the ``dt`` stored
 in the file; its metadata restores every setting exactly.
@@ -67,30 +72,69 @@ REL_TOL = 1e-5
 
 @dataclass(frozen=True)
 class Convention:
-    """How one library reads NIR neuron parameters (see the module table)."""
+    """How one library (at one version) writes and reads NIR neuron parameters (see the module table
+    and ``docs/nir_interop.md``).
+
+    ``reset``: ``"value"`` (NIR's ``v_reset``), ``"subtract"``, or ``"ask"`` when the library's files
+    cannot say (the caller must pass one of ``resets``). ``tau``: ``"s"`` (seconds, as NIR says) or
+    ``"dt_s"`` (the file holds the time constant multiplied by ``dt``). ``strict``: spike at
+    ``v > threshold`` (else ``v >= threshold``). ``multi_spike``: the library's default neurons emit
+    several spikes per step (the graph emits one; such files need ``single_spike``).
+    """
 
     name: str
     dt: float | None
     decay: str  # "euler" (1 - dt/tau) or "exp" (exp(-dt/tau))
-    lif_gain: str  # "euler" (dt r / tau), "dt_over_tau" (r ignored) or "one"
+    lif_gain: str  # "euler" (dt r / tau), "dt_over_tau" (r ignored), "one" or "ask" (norm_input decides)
     if_gain: str  # "euler" (dt r) or "one"
-    cuba: str  # "euler", "rockpool" or "none"
-    reset: str  # "value" (NIR v_reset) or "subtract"
+    cuba: str  # "euler", "norse", "rockpool" or "none"
+    reset: str  # "value" (NIR v_reset), "subtract" or "ask"
     notes: tuple[str, ...] = ()
+    library: str = ""
+    version: str = ""
+    tau: str = "s"
+    strict: bool = True
+    multi_spike: bool = False
+    resets: tuple[str, ...] = ()
+    v_init: str = "zero"  # initial potential: "zero" or "v_leak" (Norse starts at rest)
+    li_gain: str = "lif"  # LI read-out input gain: as the LIF's, or "decay" (Rockpool: i = beta (i + I))
 
+
+SNNTORCH_RESETS = ("subtract", "zero")
+"""``--reset`` choices for snnTorch files: ``subtract`` is snnTorch's default (``reset_mechanism=
+"subtract"``, ``reset_delay=True``: the threshold is subtracted at the next step, after the decay);
+``zero`` its ``reset_mechanism="zero"`` (``Leaky``: either ``reset_delay``; ``Synaptic``:
+``reset_delay=False``). snnTorch's ``reset_delay=False`` with subtraction spikes on the potential
+minus a second threshold whenever the reset potential stays above threshold: no graph form."""
 
 CONVENTIONS: dict[str, Convention] = {
-    "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value"),
-    "neurodeploy": Convention("neurodeploy", DEFAULT_DT, "euler", "euler", "euler", "euler", "value"),
-    "snntorch": Convention("snntorch", 1e-4, "euler", "euler", "one", "euler", "value"),
-    "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "euler", "value"),
-    "sinabs": Convention("sinabs", 1.0, "exp", "one", "one", "none", "subtract",
-                         ("sinabs layers may emit several spikes per step and fire at v >= threshold, and its "
-                          "IAF clips the potential at -threshold; neurodeploy emits at most one spike per step, "
-                          "at v > threshold, without a lower bound",)),
-    "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract",
-                           ("rockpool neurons may emit several spikes per step; neurodeploy emits at "
-                            "most one",)),
+    "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value", library="NIR", version="1.0"),
+    "neurodeploy": Convention("neurodeploy", DEFAULT_DT, "euler", "euler", "euler", "euler", "value",
+                              library="neurodeploy", version="0.1"),
+    "snntorch": Convention("snntorch", 1e-4, "euler", "euler", "one", "euler", "ask", library="snnTorch",
+                           version="1.0", resets=SNNTORCH_RESETS),
+    "spikingjelly": Convention("spikingjelly", 1e-4, "euler", "euler", "euler", "euler", "value",
+                               library="SpikingJelly", version="2.0", strict=False),
+    "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "norse", "value", library="Norse",
+                        version="1.1", tau="dt_s", v_init="v_leak",
+                        notes=("Norse 1.1 writes the time constant multiplied by dt; read as tau = file / dt",)),
+    "norse-seconds": Convention("norse-seconds", 1e-3, "euler", "dt_over_tau", "one", "norse", "value",
+                                library="Norse", version="before 1.1", v_init="v_leak",
+                                notes=("tau read in seconds, as earlier Norse exporters wrote it (1 / tau_mem_inv; "
+                                       "e.g. the NIR paper's lif_norse.nir)",)),
+    "sinabs": Convention("sinabs", 1.0, "exp", "ask", "one", "none", "subtract", library="Sinabs",
+                         version="3.1", strict=False, multi_spike=True,
+                         notes=("sinabs fires at v >= threshold; its IAF may clip the potential from below "
+                                "(min_v_mem), which the file does not record",)),
+    "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract", library="Rockpool",
+                           version="3.1", strict=False, multi_spike=True, li_gain="decay",
+                           notes=("rockpool fires at v >= threshold",)),
+}
+"""Per library and version (``library``, ``version``); ``nir`` is the NIR specification itself."""
+
+UNSUPPORTED_WRITERS = {
+    "lava-dl": "lava-dl 0.6 writes no NIR file (https://github.com/lava-nc/lava-dl/issues/218); read a "
+               "file made for Lava with --convention nir and the --dt it was made for",
 }
 
 
@@ -112,6 +156,9 @@ class DiscreteNeuron:
     reset: str
     current_decay: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    strict: bool = True
+    reset_after_decay: bool = False  # snnTorch's delayed subtraction: v' = decay v + gain I - V S[t-1]
+    v_init: np.ndarray | float = 0.0  # the potential before the first step
 
 
 # ---------------------------------------------------------------------------------------- export
@@ -147,9 +194,71 @@ def cuba_factor_parameters(current_factor: float, voltage_factor: float, dt: flo
     return {"tau_syn": dt / ks, "w_in": 1.0 / ks, "tau_mem": dt / km, "r": 1.0 / km}
 
 
+def fold_lif_gains(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[str]:
+    """Write each leak-form ``LIF`` (``r = tau/dt``) as ``r = 1`` with its input gain ``1 / (1 - b)``
+    folded into the synapse before it, in place, where the synapse feeds only that neuron and every
+    weight comes back exactly (``fl(fl(w / g) * g) == w``, ``g = 1 - b``; else it stays as it is).
+
+    The NIR ODE is the same; Norse 1.1's importer, which drops ``r``, then reads it right. The
+    synapse's metadata records ``input_gain = g`` and the neuron's ``gain_in_synapse``, which
+    neurodeploy's importers use to restore the exact weights. Every float32 weight comes back when
+    ``g`` is a power of two (``tau`` = 2, 4, 8, ... steps); for other ``g`` some usually do not,
+    and the neuron keeps ``r = tau/dt``. Returns a warning for each neuron left so.
+    """
+    from neurodeploy.export.nir_io import pack_metadata, unpack_metadata
+
+    warnings: list[str] = []
+    preds: dict[str, list[str]] = {}
+    succs: dict[str, list[str]] = {}
+    for a, b in edges:
+        preds.setdefault(b, []).append(a)
+        succs.setdefault(a, []).append(b)
+    for name, node in nodes.items():
+        if type(node).__name__ != "LIF" or len(preds.get(name, [])) != 1:
+            continue
+        syn_name = preds[name][0]
+        syn = nodes[syn_name]
+        if type(syn).__name__ not in ("Affine", "Linear", "Conv2d") or succs.get(syn_name) != [name]:
+            continue
+        payload = unpack_metadata(node, name) or {}
+        b = payload.get("decay")
+        r = np.asarray(node.r, dtype=np.float64)
+        if not isinstance(b, float) or not 0.0 <= b < 1.0 or np.allclose(r, 1.0, rtol=REL_TOL, atol=0.0):
+            continue
+        g = 1.0 - b
+        folded = {}
+        for attr in ("weight", "bias"):
+            value = getattr(syn, attr, None)
+            if value is None:
+                continue
+            arr = np.asarray(value)
+            new = (arr.astype(np.float64) / g).astype(arr.dtype)
+            if not np.array_equal(unfold_gain(new, g), arr):
+                warnings.append(f"{payload.get('stage', name)}: written with r = tau/dt (its input gain "
+                                f"1/{g:.4g} does not fold into the weights exactly); importers that drop r "
+                                "(Norse 1.1) lose it; a tau of 2, 4, 8, ... steps or the decay-input form avoids this")
+                break
+            folded[attr] = new
+        else:
+            for attr, new in folded.items():
+                setattr(syn, attr, new)
+            node.r = np.ones_like(np.asarray(node.r))
+            syn.metadata = pack_metadata({**(unpack_metadata(syn, syn_name) or {}), "input_gain": g})
+            node.metadata = pack_metadata({**payload, "gain_in_synapse": True})
+    return warnings
+
+
+def unfold_gain(arr: np.ndarray, g: float) -> np.ndarray:
+    """The synapse array before :func:`fold_lif_gains` folded the gain ``1/g`` into it (exact)."""
+    arr = np.asarray(arr)
+    return (arr.astype(np.float64) * g).astype(arr.dtype)
+
+
 # ---------------------------------------------------------------------------------------- import
 def get_convention(name: str) -> Convention:
     """The :class:`Convention` called ``name`` (:class:`~neurodeploy.errors.ConfigError` if unknown)."""
+    if name in UNSUPPORTED_WRITERS:
+        raise ConfigError(UNSUPPORTED_WRITERS[name])
     if name not in CONVENTIONS:
         raise ConfigError(f"unknown NIR convention {name!r}; choose one of {', '.join(CONVENTIONS)}")
     return CONVENTIONS[name]
@@ -179,6 +288,11 @@ def _positive(arr: np.ndarray, attr: str, where: str) -> np.ndarray:
     return arr
 
 
+def _tau(tau: np.ndarray, dt: float, conv: Convention) -> np.ndarray:
+    """The time constant in seconds (Norse 1.1 writes ``tau * dt``)."""
+    return tau / dt if conv.tau == "dt_s" else tau
+
+
 def _decay(tau: np.ndarray, dt: float, conv: Convention, what: str, where: str) -> np.ndarray:
     """Per-step factor of a time constant ``tau`` [s] with step ``dt`` [s]."""
     with np.errstate(divide="ignore", over="ignore"):
@@ -189,24 +303,51 @@ def _decay(tau: np.ndarray, dt: float, conv: Convention, what: str, where: str) 
     return np.clip(d, 0.0, 1.0)
 
 
-def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...]) -> str:
+def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], reset: str | None) -> tuple[str, bool]:
+    """``(reset mode, reset after the decay)`` of a neuron: the file's, the convention's or ``reset``
+    (for a convention that asks, one of its ``resets``; otherwise ``zero`` or ``subtract`` at the
+    step of the spike, overriding the file, e.g. the NIR paper's Braille network that resets by
+    subtraction but records ``v_reset = 0``)."""
+    if conv.reset == "ask":
+        if reset is None:
+            raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record the reset; pass "
+                                   f"--reset {'|'.join(conv.resets)} (reset=...)")
+        if reset not in conv.resets:
+            raise ConfigError(f"reset {reset!r} is not a {conv.library} reset; choose one of {', '.join(conv.resets)}")
+        return ("subtract", True) if reset == "subtract" else ("zero", False)
+    if reset is not None:  # overrides what the file or the convention says (files that mislabel it)
+        if reset not in ("zero", "subtract"):
+            raise ConfigError(f"reset {reset!r} is not a reset; choose zero or subtract")
+        return reset, False
     if conv.reset == "subtract":
-        return "subtract"
+        return "subtract", False
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and np.any(_array(node, "v_reset", where, shape) != 0):
         raise UnsupportedError(f"{where}: reset to a non-zero potential (v_reset != 0) is not supported; "
                                "neurodeploy resets to zero or by subtraction")
-    return "zero"
+    return "zero", False
 
 
-def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...]) -> DiscreteNeuron:
+def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...],
+                reset: str | None = None, single_spike: bool = False,
+                norm_input: bool | None = None) -> DiscreteNeuron:
     """Read a NIR ``LIF``, ``IF`` or ``CubaLIF`` node of ``shape`` neurons as a per-step update under
     ``conv`` (``dt`` in seconds; scalar parameters apply to every neuron).
 
+    ``reset`` decides the reset where the convention cannot (``conv.reset == "ask"``);
+    ``single_spike`` says a multi-spike library's network used single-spike neurons;
+    ``norm_input`` whether a Sinabs LIF scaled its input by ``1 - decay`` (its files do not say).
+
     Raises :class:`FormatError` for malformed parameters (NaN, non-positive time constants) and
-    :class:`UnsupportedError` for what has no neurodeploy form.
+    :class:`UnsupportedError` for what has no neurodeploy form or what the file leaves open.
     """
     kind = type(node).__name__
+    if conv.multi_spike and not single_spike and kind in ("LIF", "IF", "CubaLIF"):
+        raise UnsupportedError(f"{where}: {conv.library} {conv.version} neurons emit several spikes per step by "
+                               "default and the file does not say which; neurodeploy emits one: pass "
+                               "--single-spike if the network used single-spike neurons")
+    mode, after = _reset(node, conv, where, tuple(int(v) for v in shape), reset)
+    extra = {"strict": conv.strict, "reset_after_decay": after}
     shape = tuple(int(v) for v in shape)
     threshold = _array(node, "v_threshold", where, shape)
     if not (threshold > 0).all():
@@ -218,16 +359,20 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         gain = dt * r if conv.if_gain == "euler" else np.ones(shape)
         if conv.if_gain == "one" and not np.allclose(r, 1.0, rtol=REL_TOL):
             notes.append(f"{where}: r ignored under convention {conv.name}")
-        return DiscreteNeuron("if", shape, np.ones(shape), gain, zeros, threshold,
-                              _reset(node, conv, where, shape), notes=notes)
+        return DiscreteNeuron("if", shape, np.ones(shape), gain, zeros, threshold, mode, notes=notes, **extra)
     if kind == "LIF":
-        tau = _positive(_array(node, "tau", where, shape), "tau", where)
+        tau = _tau(_positive(_array(node, "tau", where, shape), "tau", where), dt, conv)
         r = _array(node, "r", where, shape)
         v_leak = _array(node, "v_leak", where, shape)
         decay = _decay(tau, dt, conv, "time constant", where)
         k = dt / tau if conv.decay == "euler" else 1.0 - decay
         if conv.lif_gain == "euler":
             gain = k * r
+        elif conv.lif_gain == "ask":
+            if norm_input is None:
+                raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record whether a LIF "
+                                       "scales its input by 1 - decay (norm_input); pass --norm-input yes|no")
+            gain = np.asarray(k if norm_input else np.ones(shape), dtype=np.float64)
         elif conv.lif_gain == "dt_over_tau":
             gain = np.asarray(k, dtype=np.float64)
             if not np.allclose(r, 1.0, rtol=REL_TOL):
@@ -235,12 +380,13 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         else:
             gain = np.ones(shape)
         return DiscreteNeuron("lif", shape, decay, np.broadcast_to(gain, shape).copy(), k * v_leak,
-                              threshold, _reset(node, conv, where, shape), notes=notes)
+                              threshold, mode, notes=notes, v_init=v_leak if conv.v_init == "v_leak" else 0.0,
+                              **extra)
     if kind == "CubaLIF":
         if conv.cuba == "none":
             raise UnsupportedError(f"{where}: convention {conv.name} has no CubaLIF neuron")
-        tau_syn = _positive(_array(node, "tau_syn", where, shape), "tau_syn", where)
-        tau_mem = _positive(_array(node, "tau_mem", where, shape), "tau_mem", where)
+        tau_syn = _tau(_positive(_array(node, "tau_syn", where, shape), "tau_syn", where), dt, conv)
+        tau_mem = _tau(_positive(_array(node, "tau_mem", where, shape), "tau_mem", where), dt, conv)
         r = _array(node, "r", where, shape)
         w_in = _array(node, "w_in", where, shape)
         v_leak = _array(node, "v_leak", where, shape)
@@ -250,10 +396,14 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         fv = _decay(tau_mem, dt, conv, "membrane time constant", where)
         if conv.cuba == "rockpool":
             gain = fi.copy()
+        elif conv.cuba == "norse":
+            # Norse 1.1 lif_feed_forward_step: i += I; v += (dt/tau_mem)(v_leak - v + i); i *= 1 - dt/tau_syn
+            # (r and w_in unused)
+            gain = np.broadcast_to(dt / tau_mem, shape).copy()
         else:
             gain = (dt / tau_syn) * w_in * (dt / tau_mem) * r
-        return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, _reset(node, conv, where, shape),
-                              current_decay=fi, notes=notes)
+        return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, mode, current_decay=fi, notes=notes,
+                              **extra)
     raise UnsupportedError(f"{where}: NIR {kind} is not a spiking neuron neurodeploy can run")
 
 

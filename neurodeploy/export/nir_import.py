@@ -42,10 +42,12 @@ from neurodeploy.export.nir_conventions import (
     if_resistance,
     lif_parameters,
     to_discrete,
+    unfold_gain,
     uniform,
 )
 from neurodeploy.export.nir_io import FORMAT_TAG, FORMAT_VERSION, check_digest, read_nir, unpack_metadata
 from neurodeploy.models import ModelSpec, build_model
+from neurodeploy.models.graph_net import GraphCheckpoint
 from neurodeploy.nn.encoding import Encoding
 from neurodeploy.nn.neurons import NeuronConfig, SpikingNeuron
 from neurodeploy.train.checkpoint import Checkpoint
@@ -72,11 +74,17 @@ _REFUSED = {
 class NirImport:
     """Result of an import: the checkpoint, the convention and ``dt`` [s] used, and warnings."""
 
-    checkpoint: Checkpoint
+    checkpoint: Checkpoint | GraphCheckpoint
     convention: str
     dt: float
     warnings: list[str] = field(default_factory=list)
     path: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"template"`` (a :class:`Checkpoint` of an ``mlp``/``convnet``/``vgg``) or ``"graph"`` (a
+        :class:`~neurodeploy.models.graph_net.GraphCheckpoint`)."""
+        return "graph" if isinstance(self.checkpoint, GraphCheckpoint) else "template"
 
 
 @dataclass
@@ -107,6 +115,9 @@ def _chain(graph: nir.NIRGraph) -> list[tuple[str, Any]]:
     nodes = graph.nodes
     if not isinstance(nodes, dict) or not nodes:
         raise FormatError("the NIR graph has no nodes")
+    nested = [k for k, v in nodes.items() if isinstance(v, nir.NIRGraph)]
+    if nested:
+        raise UnsupportedError(f"NIR node {nested[0]} is a nested (recurrent) sub-graph")
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}
     for edge in graph.edges:
@@ -190,7 +201,8 @@ def _native(value: Any, dtype: np.dtype) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: list[str]) -> tuple[
+def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: list[str],
+              asked: tuple[Any, Any, Any] = (None, False, None)) -> tuple[
         tuple[int, ...], list[_Op]]:
     first = chain[0][1]
     in_shape = _shape(first.input_type.get("input") if isinstance(first.input_type, dict) else None, chain[0][0])
@@ -204,7 +216,7 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
         if kind == "Output":
             out_t = node.output_type.get("output") if isinstance(node.output_type, dict) else None
             if out_t is not None and np.asarray(out_t).size and _shape(out_t, name) != shape:
-                raise FormatError(f"{name}: output shape {_shape(out_t, name)} does not match the "
+                raise UnsupportedError(f"{name}: output shape {_shape(out_t, name)} does not match the "
                                   f"network's output {shape}")
             break
         if kind in ("Affine", "Linear"):
@@ -220,8 +232,9 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
                 raise FormatError(f"{name}: weight of shape {w.shape} cannot take an input of shape {shape}")
             if b is not None and b.shape != (w.shape[0],):
                 raise FormatError(f"{name}: bias of shape {b.shape} does not match weight {w.shape}")
-            op = _Op("dense", name, weight=w, bias=b, in_shape=shape, out_shape=(w.shape[0],), meta=meta,
-                     raw=(_native(node.weight, np.float32), None if b is None else _native(node.bias, np.float32)))
+            raw = (_native(node.weight, np.float32), None if b is None else _native(node.bias, np.float32))
+            w, b, raw = _unfold(meta, w, b, raw)
+            op = _Op("dense", name, weight=w, bias=b, in_shape=shape, out_shape=(w.shape[0],), meta=meta, raw=raw)
             ops.append(op)
             shape = op.out_shape
             continue
@@ -256,9 +269,9 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             wd = (shape[2] + 2 * padding[1] - kw) // stride[1] + 1
             if h < 1 or wd < 1:
                 raise FormatError(f"{name}: a {kh}x{kw} kernel does not fit a {shape[1]}x{shape[2]} input")
+            w, b, raw = _unfold(meta, w, b, (_native(node.weight, np.float32), _native(node.bias, np.float32)))
             op = _Op("conv", name, weight=w, bias=b, stride=stride, padding=padding, kernel=(kh, kw),
-                     in_shape=shape, out_shape=(int(w.shape[0]), h, wd), meta=meta,
-                     raw=(_native(node.weight, np.float32), _native(node.bias, np.float32)))
+                     in_shape=shape, out_shape=(int(w.shape[0]), h, wd), meta=meta, raw=raw)
             ops.append(op)
             shape = op.out_shape
             continue
@@ -293,13 +306,25 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             ops.append(_Op("scale", name, scale=s, in_shape=shape, out_shape=shape, meta=meta))
             continue
         if kind in NEURON_TYPES:
-            dn = to_discrete(node, dt, conv, name, shape)
+            dn = to_discrete(node, dt, conv, name, shape, reset=asked[0], single_spike=asked[1],
+                             norm_input=asked[2])
             ops.append(_Op("neuron", name, neuron=dn, in_shape=shape, out_shape=shape, meta=meta, node=node))
             notes.extend(n for n in dn.notes if n not in notes)
             continue
         reason = _REFUSED.get(kind, "it has no neurodeploy equivalent")
         raise UnsupportedError(f"{name}: NIR {kind} cannot be imported: {reason}")
     return in_shape, ops
+
+
+def _unfold(meta: dict[str, Any] | None, w: np.ndarray, b: np.ndarray | None, raw: tuple[Any, Any]):
+    """A synapse of ours whose neuron's input gain was folded into it: its exact weights back."""
+    g = (meta or {}).get("input_gain")
+    if g is None:
+        return w, b, raw
+    if isinstance(g, bool) or not isinstance(g, int | float) or not 0 < g <= 1:
+        raise FormatError(f"neurodeploy metadata has an invalid input gain {g!r}")
+    raw = tuple(None if a is None else unfold_gain(a, float(g)) for a in raw)
+    return (raw[0].astype(np.float64), None if raw[1] is None else raw[1].astype(np.float64), raw)
 
 
 # ------------------------------------------------------------------------------------------ neurons
@@ -329,6 +354,8 @@ def _own_neuron(op: _Op, dt: float) -> None:
         else:
             form = "leak" if cfg.model == "if" else cfg.form
             expected["tau"], expected["r"] = lif_parameters(float(b), form, dt)
+            if meta.get("gain_in_synapse"):
+                expected["r"] = 1.0
             want = "LIF"
     if kind != want:
         raise FormatError(f"{op.name}: neurodeploy metadata describes a {want} neuron but the node is {kind}")
@@ -344,6 +371,10 @@ def _foreign_neuron(op: _Op, syn: _Op | None, approximate: bool, notes: list[str
     """Turn a :class:`DiscreteNeuron` into a neuron config, folding gains into ``syn``."""
     dn = op.neuron
     where = op.name
+    for flag, what in ((dn.reset_after_decay, "a reset after the decay"), (not dn.strict, "spikes at v >= threshold"),
+                       (np.any(dn.v_init != 0), "a non-zero initial potential")):
+        if flag:
+            raise UnsupportedError(f"{where}: {what} has no template neuron")
     if syn is None:
         raise UnsupportedError(f"{where}: spiking neurons must directly follow an Affine, Linear or Conv2d "
                                "layer")
@@ -585,8 +616,8 @@ def _resolve(graph_meta: dict[str, Any] | None, convention: str | None, dt: floa
             convention = "nir"
         else:
             raise ConfigError("this NIR file does not record its time step or the library that wrote it; pass "
-                              "convention (snntorch, norse, sinabs, rockpool) or dt (seconds, with the plain "
-                              "'nir' Euler convention)")
+                              "convention (snntorch, spikingjelly, norse, sinabs, rockpool) or dt (seconds, "
+                              "with the plain 'nir' Euler convention)")
     conv = get_convention(convention)
     if conv.name == "neurodeploy":
         if not ours:
@@ -632,7 +663,8 @@ def _load(model: torch.nn.Module, ops: list[_Op]) -> None:
 
 def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt: float | None = None,
                       steps: int | None = None, encoding: Any = None, approximate: bool = False,
-                      source: str | None = None) -> NirImport:
+                      source: str | None = None, reset: str | None = None, single_spike: bool = False,
+                      norm_input: bool | None = None) -> NirImport:
     """Turn a NIR graph into a neurodeploy :class:`Checkpoint` (see the module docstring).
 
     Args:
@@ -645,6 +677,15 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         encoding: input encoding (default: the file's, else ``"direct"``).
         approximate: round CUBA decays to Loihi's 1/4096 units instead of refusing.
         source: name of the file, recorded in the checkpoint's ``meta``.
+        reset: the reset where the convention's files do not record it (snnTorch: ``subtract``,
+            or ``zero``).
+        single_spike: a Sinabs or Rockpool network used single-spike neurons.
+        norm_input: a Sinabs LIF scaled its input by ``1 - decay`` (Sinabs' default).
+
+    A graph that a template rebuilds exactly becomes a template :class:`Checkpoint`; any other
+    graph the float graph IR can hold (branches, recurrence, per-neuron parameters, read-outs,
+    delays, other conventions' spike rules) a
+    :class:`~neurodeploy.models.graph_net.GraphCheckpoint` (:attr:`NirImport.kind`).
 
     Raises :class:`FormatError` (malformed graph or metadata), :class:`UnsupportedError` (no
     neurodeploy equivalent) or :class:`ConfigError` (bad or missing option).
@@ -658,27 +699,54 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         raise FormatError(f"expected a NIR graph, got {type(graph).__name__}")
     graph_meta = unpack_metadata(graph, "graph")
     ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes)
+    if ours and reset is not None:
+        notes.append(f"reset {reset!r} ignored: the file's neurodeploy metadata records each neuron's reset")
+        reset = None
     if ours:
         check_digest(graph, graph_meta, "graph")
         first = graph.nodes.get("input")
         if first is not None:
             check_digest(first, unpack_metadata(first, "input"), "input")
     try:
-        return _convert(graph, graph_meta, ours, conv, use_dt, steps, encoding, approximate, source, notes)
-    except UnsupportedError as exc:
+        return _convert(graph, graph_meta, ours, conv, use_dt, steps, encoding, approximate, source, notes,
+                        (reset, single_spike, norm_input))
+    except (UnsupportedError, FormatError) as exc:
         if not ours:
+            try:
+                return _as_graph(graph, conv, use_dt, steps, source, (reset, single_spike, norm_input), exc)
+            except NeurodeployError as graph_exc:
+                raise graph_exc from None  # the general reader's reason
+        if isinstance(exc, FormatError):
             raise
         # neurodeploy writes only what it can read back: the file was changed after it was written
         raise FormatError(f"{exc} (the file was changed after neurodeploy wrote it)") from None
 
 
+def _as_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, source: str | None,
+              asked: tuple[Any, Any, Any], template_error: NeurodeployError) -> NirImport:
+    """The import as a graph checkpoint (when no template rebuilds the graph)."""
+    from neurodeploy.export.nir_graph import graph_from_nir
+
+    reset, single_spike, norm_input = asked
+    g = graph_from_nir(graph, convention=conv.name, dt=use_dt, reset=reset, single_spike=single_spike,
+                       norm_input=norm_input)
+    notes = list(g.meta.get("notes", []))
+    notes.append(f"imported as a graph network (no template: {template_error})")
+    if steps is None:
+        steps = DEFAULT_STEPS
+        notes.append(f"the file does not record the number of time steps; using T = {DEFAULT_STEPS}")
+    meta = {"imported_from": {"format": "nir", "file": source, "convention": conv.name, "dt": use_dt,
+                              "warnings": notes}}
+    return NirImport(GraphCheckpoint(g, steps, meta), conv.name, use_dt, notes)
+
+
 def _convert(graph: nir.NIRGraph, graph_meta: dict[str, Any] | None, ours: bool, conv: Any, use_dt: float,
              steps: int | None, encoding: Any, approximate: bool, source: str | None,
-             notes: list[str]) -> NirImport:
+             notes: list[str], asked: tuple[Any, Any, Any] = (None, False, None)) -> NirImport:
     stored_spec = graph_meta.get("spec") if ours else None
     hint: dict[str, Any] = stored_spec if isinstance(stored_spec, dict) else {}
     chain = _chain(graph)
-    in_shape, ops = _read_ops(chain, ours, conv, use_dt, notes)
+    in_shape, ops = _read_ops(chain, ours, conv, use_dt, notes, asked)
     ops = _normalise(ops, ours, approximate, use_dt, notes)
     fields = _spec_fields(ops, in_shape, hint)
     if steps is None:
@@ -735,7 +803,8 @@ def _convert(graph: nir.NIRGraph, graph_meta: dict[str, Any] | None, ours: bool,
 
 def import_nir(path: str | Path, out: str | Path | None = None, *, convention: str | None = None,
                dt: float | None = None, steps: int | None = None, encoding: Any = None,
-               approximate: bool = False) -> NirImport:
+               approximate: bool = False, reset: str | None = None, single_spike: bool = False,
+               norm_input: bool | None = None) -> NirImport:
     """Read the NIR file ``path`` and turn it into a checkpoint, saved atomically to ``out`` if given.
 
     See :func:`nir_to_checkpoint` for the options. A corrupt, truncated or foreign file raises
@@ -748,7 +817,8 @@ def import_nir(path: str | Path, out: str | Path | None = None, *, convention: s
         raise UnsupportedError(f"{path} holds a TTFS network, not a checkpoint's network; read it "
                                "with neurodeploy.export.nir_ttfs.read_ttfs_nir")
     result = nir_to_checkpoint(graph, convention=convention, dt=dt, steps=steps, encoding=encoding,
-                               approximate=approximate, source=str(path))
+                               approximate=approximate, source=str(path), reset=reset, single_spike=single_spike,
+                               norm_input=norm_input)
     if out is not None:
         result.path = result.checkpoint.save(out)
     return result
