@@ -737,7 +737,7 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--dt", type=float, help="Time step in seconds the file's time constants are meant for.")
 @click.option("--steps", type=int, help="Time steps T of the imported model (default: the file's, else 8).")
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
-@click.option("--approximate", is_flag=True, help="Round CUBA decays to 1/4096 units instead of refusing.")
+@click.option("--approximate", is_flag=True, help="Round CUBA decays to Loihi's decay units instead of refusing.")
 @click.option("--reset", type=click.Choice(["subtract", "zero"]), default=None,
               help="Reset of files that do not record it (snnTorch: subtract is its default, after the decay); "
                    "for other files it overrides the recorded one.")

@@ -53,6 +53,22 @@ def test_shared_modules_hold_no_family_constants_or_branches():
         assert not re.search(r"4096|2 ?\*\* ?2[34]|<< ?(6|12)\b|\bloihi\b|\bxylo\b", code), rel
 
 
+def test_no_family_constant_outside_the_family_packages():
+    """Loihi's decay unit, 24-bit widths and 6/12-bit shifts live in ``families/`` and the profiles
+    only (issue: "no family constant outside families/"); a float32 exactness bound (2**24 in
+    arith/ops.py, the TTFS grid bound in the CLI) and sample counts are not family constants."""
+    allowed = {"neurodeploy/arith/ops.py": r"2 ?\*\* ?24", "neurodeploy/cli.py": r"2 ?\*\* ?24"}
+    for path in sorted((ROOT / "neurodeploy").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("neurodeploy/families/"):
+            continue
+        text = path.read_text()
+        if rel in allowed:
+            text = re.sub(allowed[rel], "", text)
+        text = text.replace("POTENTIAL_SAMPLE = 4096", "")
+        assert not re.search(r"\b4096\b|2 ?\*\* ?2[34]\b|<< ?(6|12)\b", text), rel
+
+
 # ------------------------------------------------------------------------------ the shadow
 _params = st.fixed_dictionaries({
     "current_decay": st.integers(0, 4096), "voltage_decay": st.integers(0, 4096),

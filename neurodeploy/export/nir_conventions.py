@@ -14,9 +14,9 @@ LIF, ``form="leak"``            ``M = b U + I``                          ``LIF``
 LIF, ``form="decay_input"``     ``M = b U + (1-b) I``                    ``LIF``: ``tau = dt/(1-b)``,
                                                                          ``r = 1``
 IF                              ``M = U + I``                            ``IF``: ``r = 1/dt``
-CUBA (Loihi decays /4096)       ``i' = fi i + I``; ``M = fv U + i'``      ``CubaLIF``:
-                                ``fi = 1 - current_decay/4096``          ``tau_syn = dt/(1-fi)``,
-                                ``fv = 1 - voltage_decay/4096``          ``w_in = tau_syn/dt``,
+CUBA (Loihi decays /DECAY_UNIT) ``i' = fi i + I``; ``M = fv U + i'``      ``CubaLIF``:
+                                ``fi = 1 - current_decay/DECAY_UNIT``      ``tau_syn = dt/(1-fi)``,
+                                ``fv = 1 - voltage_decay/DECAY_UNIT``      ``w_in = tau_syn/dt``,
                                                                          ``tau_mem = dt/(1-fv)``,
                                                                          ``r = tau_mem/dt``
 ==============================  =======================================  ==============================
@@ -61,11 +61,11 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import ConfigError, FormatError, UnsupportedError
+from neurodeploy.families.loihi.units import DECAY_UNIT
 
 DEFAULT_DT = 1e-4
 """Time step (seconds) neurodeploy writes into NIR files unless told otherwise (snnTorch's value)."""
 
-DECAY_UNIT = 4096
 REL_TOL = 1e-5
 """Relative tolerance under which two float32-derived parameters count as equal."""
 

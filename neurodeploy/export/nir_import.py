@@ -388,7 +388,7 @@ def _foreign_neuron(op: _Op, syn: _Op | None, approximate: bool, notes: list[str
             rd = int(round(d))
             if abs(d - rd) > 1e-6 * DECAY_UNIT:
                 if not approximate:
-                    raise UnsupportedError(f"{where}: {what} {f:.6g} per step is not a multiple of 1/4096 "
+                    raise UnsupportedError(f"{where}: {what} {f:.6g} per step is not a multiple of 1/{DECAY_UNIT} "
                                            "(neurodeploy's CUBA decays are Loihi's); pass approximate=True "
                                            "to round it")
                 notes.append(f"{where}: {what} {f:.6g} rounded to {(DECAY_UNIT - rd) / DECAY_UNIT:.6g}")
@@ -675,7 +675,7 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
             convention's; neurodeploy files use their stored value).
         steps: time steps T of the imported model (default: the file's, else 8).
         encoding: input encoding (default: the file's, else ``"direct"``).
-        approximate: round CUBA decays to Loihi's 1/4096 units instead of refusing.
+        approximate: round CUBA decays to Loihi's ``1/DECAY_UNIT`` units instead of refusing.
         source: name of the file, recorded in the checkpoint's ``meta``.
         reset: the reset where the convention's files do not record it (snnTorch: ``subtract``,
             or ``zero``).

@@ -11,11 +11,12 @@ from __future__ import annotations
 import torch
 
 from neurodeploy.errors import ConfigError
+from neurodeploy.families.loihi.units import DECAY_UNIT as CUBA_DECAY_UNIT
 
 LIF_FORMS = ("leak", "decay_input")
 RESET_MODES = ("zero", "subtract")
-CUBA_DECAY_UNIT = 4096
-"""Loihi's decay unit: a CUBA decay ``d`` in 0..4096 multiplies the state by ``(4096 - d) / 4096``."""
+# The CUBA neuron is Loihi's: a decay ``d`` in 0..CUBA_DECAY_UNIT multiplies the state by
+# ``(CUBA_DECAY_UNIT - d) / CUBA_DECAY_UNIT`` (neurodeploy.families.loihi.units).
 
 
 def lif_charge(u: torch.Tensor, current: torch.Tensor, decay: torch.Tensor | float,
@@ -37,7 +38,7 @@ def cuba_charge(i: torch.Tensor, u: torch.Tensor, current: torch.Tensor,
                 current_factor: float, voltage_factor: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One current-based LIF step: ``i' = current_factor * i + I``; ``M = voltage_factor * U + i'``.
 
-    Returns ``(i', M)``. With Loihi's parametrisation the factors are ``(4096 - d) / 4096``.
+    Returns ``(i', M)``. With Loihi's parametrisation the factors are :func:`cuba_factor` of the decays.
     """
     i_new = current_factor * i + current
     return i_new, voltage_factor * u + i_new
@@ -63,7 +64,8 @@ def decay_from_tau(tau: float) -> float:
 
 
 def cuba_factor(decay: int) -> float:
-    """Per-step factor ``(4096 - decay) / 4096`` of a Loihi decay ``decay`` in 0..4096."""
+    """Per-step factor ``(U - decay) / U`` of a Loihi decay ``decay`` in ``0..U``, ``U`` the family's
+    decay unit (``CUBA_DECAY_UNIT``)."""
     if not isinstance(decay, int) or isinstance(decay, bool) or not 0 <= decay <= CUBA_DECAY_UNIT:
-        raise ConfigError(f"a CUBA decay must be an integer in 0..4096, got {decay!r}")
+        raise ConfigError(f"a CUBA decay must be an integer in 0..{CUBA_DECAY_UNIT}, got {decay!r}")
     return (CUBA_DECAY_UNIT - decay) / CUBA_DECAY_UNIT

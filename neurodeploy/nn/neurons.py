@@ -1,11 +1,11 @@
 """Spiking neuron layers that run a whole sequence ``[T, B, ...]`` at once.
 
 :class:`SpikingNeuron` covers LIF (leak and decay-input forms), IF, CUBA-LIF with Loihi's
-parametrisation (current and voltage decays as integers out of 4096), parametric LIF (learnable
-``tau = 1/sigmoid(w)``), learnable thresholds (``V = softplus(theta)``), reset to zero or by
-subtraction (optionally detached), the three surrogate scale modes (absolute, relative, TrSG) and
-MP-Init (a per-layer running mean of the post-reset potential, over every element or over those that
-fired, used as the initial potential).
+parametrisation (current and voltage decays as integers out of Loihi's decay unit,
+``nn.functional.CUBA_DECAY_UNIT``), parametric LIF (learnable ``tau = 1/sigmoid(w)``), learnable
+thresholds (``V = softplus(theta)``), reset to zero or by subtraction (optionally detached), the three
+surrogate scale modes (absolute, relative, TrSG) and MP-Init (a per-layer running mean of the
+post-reset potential, over every element or over those that fired, used as the initial potential).
 
 When ``monitor`` is on, each forward pass leaves detached statistics in :attr:`SpikingNeuron.stats`
 for the firing-rate monitor (:mod:`neurodeploy.train.monitor`).
@@ -50,7 +50,7 @@ class NeuronConfig:
             learnable time constant).
         tau: membrane time constant in steps (LIF/PLIF initial value), ``>= 1``.
         form: ``"leak"`` (``M = b U + I``) or ``"decay_input"`` (``M = b U + (1 - b) I``).
-        current_decay, voltage_decay: CUBA decays in 0..4096 (Loihi units).
+        current_decay, voltage_decay: CUBA decays in ``0..CUBA_DECAY_UNIT`` (Loihi units).
         threshold: initial threshold (potential units), ``> 0``.
         learn_threshold: learn ``V = softplus(theta)``.
         reset: ``"zero"`` or ``"subtract"``.

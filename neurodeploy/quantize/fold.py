@@ -6,8 +6,9 @@ float graph (:func:`neurodeploy.graph.graph_from_model`), runs the graph passes 
 pool into the next synapse layer, batch norm into the layer before it, decay-input form into the
 leak form) and converts the folded chain into :class:`FloatBlock` s (:func:`blocks_from_graph`):
 
-* every neuron becomes a current-based neuron with Loihi-style decays in 0..4096 units
-  (``iDecay = 4096``: the current is just the input; ``vDecay = 4096 (1 - b)``);
+* every neuron becomes a current-based neuron with Loihi-style decays in ``0..DECAY_UNIT`` units
+  (``iDecay = DECAY_UNIT``: the current is just the input; ``vDecay = DECAY_UNIT (1 - b)``;
+  :mod:`neurodeploy.families.loihi.units`);
 * the ``mean`` read-out becomes a non-spiking integrator (``vDecay = 0``) whose final potential
   is ``T`` times the time-averaged logits.
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from neurodeploy.errors import UnsupportedError
+from neurodeploy.families.loihi.units import DECAY_UNIT
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.from_model import graph_from_model
 from neurodeploy.graph.ir import Graph
@@ -29,7 +31,6 @@ from neurodeploy.graph.passes import fold_all
 from neurodeploy.models import SpikingNet
 from neurodeploy.nn.functional import cuba_factor
 
-DECAY_UNIT = 4096
 """Loihi's decay unit (read by :mod:`neurodeploy.quantize.support`); used only by :func:`_chip_neurons`."""
 
 
@@ -37,8 +38,8 @@ DECAY_UNIT = 4096
 class FloatNeurons:
     """Float dynamics of one neuron group in current-based form.
 
-    ``current_decay``/``voltage_decay`` are in 0..4096 units (factors ``(4096 - d)/4096``), already
-    rounded to integers, so the float model and the chip decay alike.
+    ``current_decay``/``voltage_decay`` are in ``0..DECAY_UNIT`` units (factors
+    ``(DECAY_UNIT - d)/DECAY_UNIT``), already rounded to integers, so the float model and the chip decay alike.
     """
 
     current_decay: int
@@ -73,7 +74,7 @@ class FloatBlock:
 def _chip_neurons(name: str, node: gn.Node | None) -> FloatNeurons:
     """The current-based chip form of a folded graph neuron, or (``node=None``) of the mean
     read-out's non-spiking integrator: the one place this module turns float decay factors into
-    the 0..4096 decay units."""
+    the ``0..DECAY_UNIT`` decay units."""
     if node is None:
         return FloatNeurons(DECAY_UNIT, 0, float("inf"), "zero", False, 0.0)
     for attr in ("decay", "current_decay", "voltage_decay", "threshold", "v_init"):

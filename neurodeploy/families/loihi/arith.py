@@ -57,6 +57,7 @@ from neurodeploy.arith.ops import Array
 from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.arith.spiking import spike_and_reset
 from neurodeploy.errors import ProfileError
+from neurodeploy.families.loihi.units import DECAY_BITS
 
 NAME = "loihi"
 
@@ -65,7 +66,7 @@ NAME = "loihi"
 class LoihiConfig:
     """Fixed-point constants of the family (bits, shifts, overflow rules)."""
 
-    decay_shift: int = 12
+    decay_shift: int = DECAY_BITS
     activation_shift: int = 6
     threshold_shift: int = 6
     current_bits: int = 24
@@ -146,7 +147,7 @@ def _either(a: Array | None, b: Array | None) -> Array | None:
     return a | b
 
 
-def rtz_decay(x: Array, decay: Any, decay_shift: int = 12) -> Array:
+def rtz_decay(x: Array, decay: Any, decay_shift: int = DECAY_BITS) -> Array:
     """``rtz(x * (2**decay_shift - decay))``: multiplicative decay rounded toward zero.
 
     ``decay`` is in ``0..2**decay_shift`` (netx iDecay/vDecay); 0 keeps ``x``, ``2**decay_shift``

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from neurodeploy.families.loihi.arith import DEFAULT, LoihiConfig
 from neurodeploy.families.loihi.calibrate import choose_scale, weight_range
 from neurodeploy.families.loihi.shadow import TrainNeuron
+from neurodeploy.families.loihi.units import DECAY_UNIT
 
 if TYPE_CHECKING:
     from neurodeploy.hardware import HardwareProfile
 
-DECAY_UNIT = 1 << DEFAULT.decay_shift
-"""Multiplicative decays are in ``1/DECAY_UNIT`` units: factor ``(DECAY_UNIT - d) / DECAY_UNIT``."""
+
 
 
 @dataclass(frozen=True)

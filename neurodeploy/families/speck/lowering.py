@@ -12,7 +12,7 @@ layer, the smallest of
 then ``W_int = round(s·u_in·W)``, ``bias = round(s·b)``, ``threshold = round(s·V)`` (half to
 even, as ``torch.round``), each clamped into its range, ``min_v_mem = -threshold``. So the fake-
 quant forward, the simulator and Sinabs run the same integers (``tests/reference``). A trained
-network's decays come in the fold's 1/4096 units; Speck neurons are integrate-and-fire, so only
+network's decays come in the fold's ``1/DECAY_UNIT`` units; Speck neurons are integrate-and-fire, so only
 the complete current decay (the current is the step's input) and no voltage decay are lowered
 (rule ``integrate_and_fire``).
 """

@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from neurodeploy.errors import ConfigError, FitError
+from neurodeploy.families.loihi.units import DECAY_UNIT as LOIHI_DECAY_UNIT
 from neurodeploy.families.xylo.arith import DEFAULT, XyloConfig
 from neurodeploy.families.xylo.shadow import TrainNeuron, dash_factor
 
 if TYPE_CHECKING:
     from neurodeploy.hardware import HardwareProfile
 
-FOLD_DECAY_UNIT = 4096
+FOLD_DECAY_UNIT = LOIHI_DECAY_UNIT
 """Folded blocks carry decays in ``1/FOLD_DECAY_UNIT`` units (``neurodeploy.quantize.fold``)."""
 CURRENT_HEADROOM = 0.5
 VOLTAGE_HEADROOM = 0.9
@@ -87,7 +88,7 @@ class LayerScale:
 
 
 def nearest_dash(decay: int, lo: int, hi: int) -> int:
-    """The dash in ``[lo, hi]`` whose factor ``1 - 2**-dash`` is nearest ``1 - decay / 4096``."""
+    """The dash in ``[lo, hi]`` whose factor ``1 - 2**-dash`` is nearest ``1 - decay / FOLD_DECAY_UNIT``."""
     f = 1.0 - float(decay) / FOLD_DECAY_UNIT
     return min(range(int(lo), int(hi) + 1), key=lambda d: (abs(dash_factor(d) - f), d))
 

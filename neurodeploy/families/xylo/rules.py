@@ -50,7 +50,7 @@ def _recurrent_weight_shift(layers: list[Any], p: Any) -> list[tuple[str, str]]:
 _SHARED_DECAY_RANGE = next(r for r in COMMON_RULES if r.name == "decay_range")
 
 RULES = (
-    # folded blocks carry decays in the fold's 1/4096 units, which lowering converts to the
+    # folded blocks carry decays in the fold's 1/DECAY_UNIT units, which lowering converts to the
     # nearest dash inside the profile's range; the dashes of a graph are checked as usual
     dataclasses.replace(_SHARED_DECAY_RANGE, stages=("fit", "export")),
     Rule("initial_potential", "layer", _initial_potential, ("lower", "fit", "export")),
