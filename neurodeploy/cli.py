@@ -479,11 +479,12 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 # ---------------------------------------------------------------------------------------- export / import
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["nir", "lava", "onnx"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["nir", "lava", "lava-process", "onnx"]), required=True,
               help="nir: NIR graph of the float network; lava: Lava netx HDF5 (.net) of the deployed integer "
-                   "network; onnx: the float network as an ONNX graph.")
+                   "network; lava-process: its Lava process network (.npz; also MP-Init and per-neuron decays); "
+                   "onnx: the float network as an ONNX graph.")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), required=True,
-              help="File to write (.nir, .net or .onnx).")
+              help="File to write (.nir, .net, .npz or .onnx).")
 @click.option("--dt", type=float, default=None,
               help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
 @click.option("--profile", "profile_name", default=None,
@@ -506,6 +507,8 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
     lava_only = [name for name, value in (("--profile", profile_name), ("--dataset", dataset),
                                           ("--data-root", data_root), ("--weight-bits", weight_bits),
                                           ("--graded-input", graded_input)) if value]
+    if fmt == "lava-process" and not graded_input:
+        lava_only = []  # the lowering options apply; graded input needs no flag there
     if fmt != "lava" and lava_only:
         raise ConfigError(f"{', '.join(lava_only)}: only for --format lava")
     if fmt != "nir" and dt is not None:
@@ -517,6 +520,16 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
         for w in res.warnings:
             click.echo(f"warning: {w}", err=True)
         click.echo(f"wrote {res.path} (NIR graph of {len(res.graph.nodes)} nodes, dt = {res.dt:g} s)")
+        return
+    if fmt == "lava-process":
+        from neurodeploy.families.loihi.lava_process import export_checkpoint_lava_process
+
+        res = export_checkpoint_lava_process(checkpoint, out_path, profile=profile_name, dataset=dataset,
+                                             data_root=data_root, weight_bits=weight_bits)
+        for note in res.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo(f"wrote {res.path}: {len(res.neurons)} LIF and {len(res.connections)} Dense/Conv processes, "
+                   f"latency {res.latency} steps")
         return
     if fmt == "lava":
         from neurodeploy.export.netx import export_checkpoint_netx

@@ -291,7 +291,6 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
     ``sign_mode=MIXED, num_weight_bits=9`` (every weight in [-256, 255] used unchanged); several
     edges into one group are summed at its ``a_in`` by Lava. Connect the input with
     :meth:`LavaNetwork.connect_input`."""
-    from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.lif.process import LIF
     from lava.utils.weightutils import SignMode
@@ -327,6 +326,10 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
             proc = Dense(weights=w, weight_exp=int(c["weight_exp"]), num_message_bits=bits,
                          sign_mode=SignMode.MIXED, num_weight_bits=9, name=c["name"])
         elif c["kind"] == "conv":
+            # imported only when needed: Lava's conv imports torch, after which every later Lava
+            # runtime in the process starts several times slower
+            from lava.proc.conv.process import Conv
+
             proc = Conv(weight=w, weight_exp=0, input_shape=tuple(c["input_shape"]),
                         stride=tuple(c["stride"]), padding=tuple(c["padding"]),
                         groups=int(c["groups"]), num_message_bits=bits, name=c["name"])
