@@ -199,12 +199,16 @@ def _bias(group: Any, shape: tuple[int, ...], label: str) -> tuple[np.ndarray, i
     m = _per_neuron(group.bias, shape, label, "bias")
     e = int(group.bias_exp)
     lo, hi = BIAS_MANT_RANGE
-    while (m.min() < lo or m.max() > hi) and e >= 0 and not np.any(m & 1):
-        m, e = m >> 1, e + 1  # exact: an even mantissa gives the same m << e
+    if m.min() < lo or m.max() > hi:
+        # the bias Lava adds is the constant b = m << e (floor for e < 0); any m' << e' == b
+        # with e' >= 0 gives the same integers
+        m, e = (m << e if e >= 0 else m >> -e), 0
+        while (m.min() < lo or m.max() > hi) and not np.any(m & 1):
+            m, e = m >> 1, e + 1
     if m.min() < lo or m.max() > hi:
         bad = int(m.min()) if m.min() < lo else int(m.max())
-        raise UnsupportedError(f"{label}: bias mantissa {bad} (exponent {e}) is outside Lava's "
-                               f"int16 bias_mant [{lo}, {hi}]")
+        raise UnsupportedError(f"{label}: bias {bad} << {e} per step has no mantissa inside "
+                               f"Lava's int16 bias_mant [{lo}, {hi}]")
     return m, e
 
 
