@@ -147,7 +147,7 @@ def _extreme_graph(seed: int) -> DeployGraph:
     n_prev, layers = int(rng.integers(16, 40)), []
     n_in = n_prev
     for k in range(int(rng.integers(2, 4))):
-        last = k == 2 or rng.random() < 0.3
+        last = k == 2 or (k == 1 and rng.random() < 0.5)
         n = int(rng.integers(4, 7)) if last else int(rng.integers(8, 24))
         w = rng.integers(-256, 256, size=(n, n_prev))
         w[rng.random(w.shape) < 0.3] = 255
