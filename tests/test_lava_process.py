@@ -15,12 +15,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neurodeploy.cli import main
 from neurodeploy.data import load_dataset
 from neurodeploy.errors import FormatError, NeurodeployError, UnsupportedError
 from neurodeploy.families import get_family
+from neurodeploy.families.loihi import bias_term, dense
 from neurodeploy.families.loihi.lava_process import (
+    _bias,
+    _dense_weight,
     export_lava_process,
     lava_network_spec,
     load_spec,
@@ -241,6 +246,33 @@ def test_description_runs_like_the_simulator(which):
     for key in ours:
         np.testing.assert_array_equal(lava[key], ours[key], err_msg=str(key))
     assert res.spike_counts[0, 0] > 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(0, 4), e=st.integers(-6, 6),
+       graded=st.booleans())
+def test_moving_factors_of_two_into_the_exponent_is_exact(seed, k, e, graded):
+    """The writer's rewriting of weights (W / 2^k, e + k) and of biases gives the integers the
+    family's own dense synapse and bias term give, floors of negative exponents included."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-256, 256, size=(5, 7)) << k
+    layer = Dense(weight=w, weight_exp=e, neurons=_group((5,), thr=1))
+    w2, e2 = _dense_weight(layer, "l")  # x << k has a representation: x itself, e + k
+    assert w2.min() >= -256 and w2.max() <= 255
+    s = rng.integers(0, 256 if graded else 2, size=(9, 7))
+    np.testing.assert_array_equal(dense(w2, s, e2)[0], dense(w, s, e)[0])
+    m = rng.integers(-(2**20), 2**20, size=5) << k
+    group = _group((5,), thr=1, bias=m, bias_exp=e)
+    try:
+        m2, e3 = _bias(group, (5,), "l")
+    except UnsupportedError:  # only when no m' << e' (e' >= 0) with an int16 m' is that bias
+        b = np.asarray(bias_term(m, e))
+        while np.any(b) and not np.any(b % 2):
+            b = b // 2
+        assert np.abs(m).max() >= 2**15 and np.abs(b).max() >= 2**15
+        return
+    assert np.abs(m2).max(initial=0) < 2**15
+    np.testing.assert_array_equal(bias_term(m2, e3), bias_term(m, e))
 
 
 def test_netx_refuses_what_the_process_network_holds(tmp_path):
