@@ -90,9 +90,9 @@ INT32_LIMIT = 2**31
 
 @dataclass(frozen=True)
 class Edge:
-    """One synapse edge of the network: ``layer`` (a Dense, Conv2d or SumPool2d of the graph)
-    carries the events of ``source`` (``"input"`` or a neuron group's name) to ``target``;
-    ``flatten`` says the source's (C, H, W) events are flattened on the way."""
+    """One synapse edge of the network: the graph's synapse layer at position ``index`` (a
+    Dense, Conv2d or SumPool2d) carries the events of ``source`` (``"input"`` or a neuron group's
+    name) to group ``target``; ``flatten`` says a Flatten sits on the way."""
 
     source: str
     target: str
