@@ -6,8 +6,8 @@ interpreter of Lava 0.10's process models written here from the Lava sources (la
 ``PyDenseModelBitAcc``, ``proc/conv/models.py`` ``PyConvModelFixed`` and ``proc/conv/utils.py``,
 on Lava's (W, H, C) layouts, one step of delay per Dense/Conv), which must give the simulator's
 spikes, u and v at every step; and refused in one line where Lava's processes would run the
-graph differently. ``tests/reference/test_lava_process.py`` runs the same descriptions in Lava (this file has
-another name: pytest imports test modules by basename).
+graph differently. ``tests/reference/test_lava_process.py`` runs the same descriptions in Lava
+(this file has another name: pytest imports test modules by their basename).
 """
 
 from __future__ import annotations
