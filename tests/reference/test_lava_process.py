@@ -12,7 +12,10 @@ simulator's read-out.
 The cases hold what a netx file cannot: MP-Init initial potentials (``mp_init``), per-neuron
 current and voltage decays (``per_neuron_decays``, ``extreme_*``), sum pooling and grouped
 convolutions (``conv``), weight exponents that floor a sum and weights beyond 8 bits that are
-multiples of a power of two (``extreme_*``).
+multiples of a power of two (``extreme_*``). ``general_edges`` adds, by hand, what no
+deployment graph holds yet — a recurrent Dense from a group back to itself and a skip edge
+merging into another group's ``a_in`` — and checks that Lava runs it as the numpy model of its
+processes in ``tests/test_export_lava_process.py`` says.
 
 All cases run in one Lava subprocess, started first so that its imports overlap the training of
 the test networks; the conv case runs last (Lava's Conv imports torch, after which a Lava runtime
@@ -21,7 +24,10 @@ starts several times slower).
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,10 +248,57 @@ def _build_cases(lava_script, tmp, req_path):
         g = _extreme_graph(seed)
         add(f"extreme_{seed}", g,
             _padded(g, (rng.random((40, *g.input_shape)) < 0.4).astype(np.int64)))
+    # general edges, which no DeployGraph holds yet: the description above plus a recurrent
+    # Dense (hidden -> hidden) and a skip edge (input -> head) merging into the head's a_in;
+    # Lava is compared with the numpy model of its processes (tests/test_export_lava_process.py)
+    plain = lava_network_spec(dec)
+    header, arrays = _with_general_edges(*plain)
+    x = (rng.random((32, 20)) < 0.4).astype(np.int64)
+    req.add_graph("general_edges", header, arrays, x)
+    model = _lava_model()
+    cases["general_edges"] = (header, model.run_description(header, arrays, x),
+                              model.run_description(*plain, x))
     conv = _conv_graph()  # last: Lava's Conv imports torch
     add("conv", conv, _padded(conv, (rng.random((24, 2, 9, 7)) < 0.3).astype(np.int64)))
     req.save(req_path)
     return cases
+
+
+def _lava_model():
+    path = Path(__file__).resolve().parents[1] / "test_export_lava_process.py"
+    spec = importlib.util.spec_from_file_location("lava_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _with_general_edges(header, arrays):
+    rng = np.random.default_rng(77)
+    header, arrays = copy.deepcopy(header), dict(arrays)
+    arrays["rec.weight"] = rng.integers(-60, 40, size=(12, 12))
+    arrays["skip.weight"] = rng.integers(-256, 256, size=(4, 20))
+    header["connections"] += [
+        {"name": "rec", "kind": "dense", "source": "hidden", "target": "hidden",
+         "weight": "rec.weight", "weight_exp": 0, "view": None, "num_message_bits": 0},
+        {"name": "skip", "kind": "dense", "source": "input", "target": "head",
+         "weight": "skip.weight", "weight_exp": -1, "view": None, "num_message_bits": 0}]
+    return header, arrays
+
+
+def test_general_edges_run_in_lava_as_modelled(results):
+    """Recurrence and a merge, built by build_lava_network: Lava gives the numpy model's
+    spikes, u and v (the simulator cannot run such a graph yet)."""
+    cases, infos, arrays = results
+    assert infos["general_edges"]["ok"], infos["general_edges"]["error"]
+    header, model, without = cases["general_edges"]
+    for i, n in enumerate(header["neurons"]):
+        for var in ("spikes", "u", "v"):
+            np.testing.assert_array_equal(arrays[f"general_edges.layer{i}.{var}"],
+                                          model[(n["name"], var)], err_msg=f"{n['name']} {var}")
+    assert model[("hidden", "spikes")].sum() > 0
+    # both new edges change what arrives (the case tests them)
+    assert not np.array_equal(model[("hidden", "u")], without[("hidden", "u")])
+    assert not np.array_equal(model[("head", "u")], without[("head", "u")])
 
 
 EXTREME_SEEDS = 6
