@@ -656,12 +656,14 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 # ---------------------------------------------------------------------------------------- export / import
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["nir", "lava", "onnx", "xylo"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["nir", "lava", "lava-process", "onnx", "xylo"]),
+              required=True,
               help="nir: NIR graph of the float network; lava: Lava netx HDF5 (.net) of the deployed integer "
-                   "network; onnx: the float network as an ONNX graph; xylo: the Xylo chip specification "
-                   "(.npz) of the deployed integer network, as Rockpool's XyloSim.from_specification takes it.")
+                   "network; lava-process: its Lava process network (.npz; also MP-Init and per-neuron decays); "
+                   "onnx: the float network as an ONNX graph; xylo: the Xylo chip specification (.npz) of the "
+                   "deployed integer network, as Rockpool's XyloSim.from_specification takes it.")
 @click.option("-o", "--out", "out_path", required=True,
-              help="File to write (.nir, .net or .onnx).")
+              help="File to write (.nir, .net, .npz or .onnx).")
 @click.option("--dt", type=float, default=None,
               help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
 @click.option("--profile", "profile_name", default=None,
@@ -681,18 +683,18 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 @guarded
 def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weight_bits, graded_input, variant,
            dtype, force):
-    """Export a checkpoint as NIR, Lava netx or a Xylo spec (the integers the simulator runs) or ONNX; the
-    written file is read back and checked before success is reported."""
+    """Export a checkpoint as NIR, Lava netx, a Lava process network or a Xylo spec (the integers the
+    simulator runs) or ONNX; the written file is read back and checked before success is reported."""
     chip_only = [name for name, value in (("--profile", profile_name), ("--dataset", dataset),
                                           ("--data-root", data_root), ("--weight-bits", weight_bits)) if value]
-    if fmt not in ("lava", "xylo") and chip_only:
-        raise ConfigError(f"{', '.join(chip_only)}: only for --format lava or xylo")
+    if fmt not in ("lava", "lava-process", "xylo") and chip_only:
+        raise ConfigError(f"{', '.join(chip_only)}: only for --format lava, lava-process or xylo")
     if graded_input and fmt != "lava":
         raise ConfigError("--graded-input: only for --format lava")
     if fmt != "nir" and dt is not None:
         raise ConfigError("--dt: only for --format nir")
     _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
-    kind = {"nir": "hdf5", "lava": "hdf5", "onnx": "onnx", "xylo": "npz"}[fmt]
+    kind = {"nir": "hdf5", "lava": "hdf5", "lava-process": "npz", "onnx": "onnx", "xylo": "npz"}[fmt]
     check_outputs([checkpoint], [Output.of(out_path, kind, f"{fmt} file")], force=force)
     if fmt == "xylo":
         from neurodeploy.export.xylo import export_checkpoint_spec
@@ -710,6 +712,16 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
         for w in res.warnings:
             click.echo(f"warning: {w}", err=True)
         click.echo(f"wrote {res.path} (NIR graph of {len(res.graph.nodes)} nodes, dt = {res.dt:g} s)")
+        return
+    if fmt == "lava-process":
+        from neurodeploy.export.netx import export_checkpoint_lava_process
+
+        res = export_checkpoint_lava_process(checkpoint, out_path, profile=profile_name, dataset=dataset,
+                                             data_root=data_root, weight_bits=weight_bits)
+        for note in res.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo(f"wrote {res.path}: {len(res.neurons)} LIF and {len(res.connections)} Dense/Conv processes, "
+                   f"latency {res.latency} steps")
         return
     if fmt == "lava":
         from neurodeploy.export.netx import export_checkpoint_netx

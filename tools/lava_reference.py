@@ -9,7 +9,18 @@ tests load this file with their own interpreter to write requests and read resul
 Usage (with the reference environment's interpreter)::
 
     .lava-env/bin/python tools/lava_reference.py run REQUEST.npz RESULT.npz
+    .lava-env/bin/python tools/lava_reference.py network NETWORK.npz INPUT.npy RESULT.npz
     .lava-env/bin/python tools/lava_reference.py selftest
+
+``network`` runs a process-network description (``neurodeploy export CK --format lava-process``)
+on one ``(T, *input_shape)`` raster (``.npy``, torch order, ``T`` = the steps to run) and writes
+the result of a one-case request named ``network``. In your own Lava code::
+
+    header, arrays = load_npz("model.npz")        # this file's helpers: numpy only
+    net = build_lava_network(header, arrays)      # LIF, Dense and Conv processes
+    src = RingBuffer(data=lava_raster(x))         # x: (T, C, H, W) or (T, N), torch order
+    net.connect_input(src.s_out)
+    src.run(condition=RunSteps(num_steps=T), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
 
 Request (``.npz``): a JSON header stored as uint8 bytes under ``__header__`` plus named integer
 arrays. The header is ``{"format": "neurodeploy.lava_request", "version": 1, "cases": [...]}``.
@@ -30,6 +41,13 @@ Each case runs in a fresh Lava runtime, one after the other, and is one of:
     the choice back to Lava (default 8 bits, sign mode from the weights), which truncates.
 ``mode = "netx"``: ``net`` is the path of a netx HDF5 (``.net``) file, loaded with
     ``lava.lib.dl.netx.hdf5.Network``; ``input`` is a ``(T, N_in)`` or ``(T, C, H, W)`` raster.
+``mode = "graph"``: ``network`` is the header of a process-network description written by
+    neurodeploy's ``export_lava_process`` (``format = "neurodeploy.lava_process"``: LIF
+    processes and the Dense/Conv edges between them, see
+    ``neurodeploy/families/loihi/lava_process.py``), ``arrays`` the prefix of its arrays in this
+    request; :func:`build_lava_network` wires the processes. ``input`` is a ``(T, N_in)`` or
+    ``(T, C, H, W)`` raster in torch order; every LIF group is monitored, in the description's
+    order.
 
 Common case fields: ``name`` (unique), ``record`` (subset of ``["spikes", "u", "v"]``, probed on
 every neuron layer with Monitors), ``chunk_steps`` (run the T steps as T / chunk_steps
@@ -113,6 +131,19 @@ class Request:
         self.cases.append({"name": name, "mode": "netx", "net": str(net_path),
                            "input": self._key(name, "input", inputs), "record": list(record),
                            "chunk_steps": chunk_steps})
+
+    def add_graph(self, name: str, network: dict, arrays: dict, inputs, record=RECORDABLE,
+                  chunk_steps: int | None = None) -> None:
+        """Add a process-network case: ``(network, arrays)`` is a description from neurodeploy's
+        ``lava_network_spec`` (or :func:`load_npz` of an exported file), ``inputs`` a ``(T,
+        N_in)`` or ``(T, C, H, W)`` raster in torch order."""
+        self._check_name(name)
+        prefix = f"{name}.net"
+        for key, value in arrays.items():
+            self._key(prefix, key, value)
+        self.cases.append({"name": name, "mode": "graph", "network": network,
+                           "arrays": prefix, "input": self._key(name, "input", inputs),
+                           "record": list(record), "chunk_steps": chunk_steps})
 
     def save(self, path) -> Path:
         """Write the request to ``path`` (``.npz``) atomically and return the path."""
@@ -210,6 +241,118 @@ def _build_raw(case: dict, arrays: dict, inputs: np.ndarray):
     return first_in, last_out, [lif for _, lif in neurons]
 
 
+NETWORK_FORMAT = "neurodeploy.lava_process"
+NETWORK_VERSION = 1
+
+
+def lava_raster(x: np.ndarray) -> np.ndarray:
+    """A time-major raster in torch order, ``(T, N)`` or ``(T, C, H, W)``, as the ``(N, T)`` or
+    ``(W, H, C, T)`` int32 data of a Lava ``RingBuffer``."""
+    return _time_major_to_lava(np.asarray(x)).astype(np.int32)
+
+
+class LavaNetwork:
+    """The processes :func:`build_lava_network` made.
+
+    Attributes:
+        neurons: LIF processes by group name, in the description's order.
+        connections: Dense/Conv processes by edge name.
+        inputs: the ``s_in`` ports (with the description's view) the network input feeds.
+        output: the read-out group's LIF.
+        header: the description's header.
+    """
+
+    def __init__(self, header: dict) -> None:
+        self.header = header
+        self.neurons: dict = {}
+        self.connections: dict = {}
+        self.inputs: list = []
+        self.output = None
+
+    def connect_input(self, out_port) -> None:
+        """Connect an OutPort of the input shape (e.g. a RingBuffer's ``s_out``) to every edge
+        that reads the network input."""
+        for view, in_port in self.inputs:
+            _view(out_port, view).connect(in_port)
+
+
+def _view(port, view):
+    if view is None:
+        return port
+    if view == "chw_flat":  # Lava's (W, H, C) -> torch (C, H, W) order, flattened (as netx)
+        return port.transpose([2, 1, 0]).flatten() if len(port.shape) == 3 else port
+    raise ValueError(f"unknown port view {view!r}")
+
+
+def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetwork:
+    """Build the LIF, Dense and Conv processes of a process-network description (header and
+    arrays of ``neurodeploy.families.loihi.lava_process``; ``prefix`` + ``"."`` is prepended to
+    every array key when the arrays live in a request) and connect them. Dense edges get
+    ``sign_mode=MIXED, num_weight_bits=9`` (every weight in [-256, 255] used unchanged); several
+    edges into one group are summed at its ``a_in`` by Lava. Connect the input with
+    :meth:`LavaNetwork.connect_input`."""
+    from lava.proc.dense.process import Dense
+    from lava.proc.lif.process import LIF
+    from lava.utils.weightutils import SignMode
+
+    if header.get("format") != NETWORK_FORMAT or header.get("version") != NETWORK_VERSION:
+        raise ValueError(f"not a version-{NETWORK_VERSION} {NETWORK_FORMAT} description")
+
+    def arr(key, dtype=np.int32):
+        return np.asarray(arrays[f"{prefix}.{key}" if prefix else key]).astype(dtype)
+
+    def param(value):
+        return arr(value) if isinstance(value, str) else int(value)
+
+    net = LavaNetwork(header)
+    for n in header["neurons"]:
+        shape = tuple(int(d) for d in n["shape"])
+        kwargs = {}
+        if "v_init" in n:
+            kwargs["v"] = arr(n["v_init"]).reshape(shape)
+        if "u_init" in n:
+            kwargs["u"] = arr(n["u_init"]).reshape(shape)
+        net.neurons[n["name"]] = LIF(shape=shape, du=param(n["du"]), dv=param(n["dv"]),
+                                     vth=int(n["vth"]), bias_mant=arr(n["bias_mant"]).reshape(shape),
+                                     bias_exp=int(n["bias_exp"]), name=n["name"], **kwargs)
+    net.output = net.neurons[header["output"]]
+    for c in header["connections"]:
+        w = arr(c["weight"])
+        bits = int(c.get("num_message_bits", 0))
+        if c["kind"] == "dense":
+            lo, hi = EXACT_WEIGHT_RANGE
+            if w.size and (w.min() < lo or w.max() > hi):
+                raise ValueError(f"edge {c['name']}: weights outside [{lo}, {hi}]")
+            proc = Dense(weights=w, weight_exp=int(c["weight_exp"]), num_message_bits=bits,
+                         sign_mode=SignMode.MIXED, num_weight_bits=9, name=c["name"])
+        elif c["kind"] == "conv":
+            # imported only when needed: Lava's conv imports torch, after which every later Lava
+            # runtime in the process starts several times slower
+            from lava.proc.conv.process import Conv
+
+            proc = Conv(weight=w, weight_exp=0, input_shape=tuple(c["input_shape"]),
+                        stride=tuple(c["stride"]), padding=tuple(c["padding"]),
+                        groups=int(c["groups"]), num_message_bits=bits, name=c["name"])
+        else:
+            raise ValueError(f"edge {c['name']}: unknown kind {c['kind']!r}")
+        net.connections[c["name"]] = proc
+        target = net.neurons[c["target"]]
+        if tuple(proc.a_out.shape) != tuple(target.a_in.shape):
+            raise ValueError(f"edge {c['name']}: output {proc.a_out.shape} does not fit group "
+                             f"{c['target']} {target.a_in.shape}")
+        proc.a_out.connect(target.a_in)
+        if c["source"] == header["input"]["name"]:
+            net.inputs.append((c.get("view"), proc.s_in))
+        else:
+            _view(net.neurons[c["source"]].s_out, c.get("view")).connect(proc.s_in)
+    return net
+
+
+def _build_graph(case: dict, arrays: dict):
+    net = build_lava_network(case["network"], arrays, case["arrays"])
+    return net, list(net.neurons.values())
+
+
 def _build_netx(case: dict):
     from lava.lib.dl import netx
 
@@ -244,9 +387,14 @@ def _run_case(case: dict, arrays: dict, results: dict) -> dict:
     elif case["mode"] == "netx":
         net, first_in, last_out, lifs = _build_netx(case)
         root = net
+    elif case["mode"] == "graph":
+        net, lifs = _build_graph(case, arrays)
+        first_in, last_out, root = None, net.output.s_out, src
+        net.connect_input(src.s_out)
     else:
         raise ValueError(f"unknown case mode {case['mode']!r}")
-    src.s_out.connect(first_in)
+    if first_in is not None:
+        src.s_out.connect(first_in)
     sink = Sink(shape=last_out.shape, buffer=steps)
     last_out.connect(sink.a_in)
     monitors = []
@@ -362,9 +510,20 @@ def main(argv: list[str] | None = None) -> int:
         if failures:
             print(f"lava_reference: {failures} case(s) failed; see {argv[2]}", file=sys.stderr)
         return 0  # per-case failures are reported in the result file
+    if argv[:1] == ["network"] and len(argv) == 4:
+        header, arrays = load_npz(argv[1])
+        req = Request()
+        req.add_graph("network", header, arrays, np.load(argv[2], allow_pickle=False))
+        with tempfile.TemporaryDirectory() as tmp:
+            req.save(Path(tmp) / "request.npz")
+            failures = run_request(Path(tmp) / "request.npz", argv[3])
+        if failures:
+            print(f"lava_reference: the network failed; see {argv[3]}", file=sys.stderr)
+        return 1 if failures else 0
     if argv == ["selftest"]:
         return selftest()
-    print("usage: lava_reference.py run REQUEST.npz RESULT.npz | selftest", file=sys.stderr)
+    print("usage: lava_reference.py run REQUEST.npz RESULT.npz | network NETWORK.npz INPUT.npy "
+          "RESULT.npz | selftest", file=sys.stderr)
     return 2
 
 

@@ -5,7 +5,8 @@ Modules: :mod:`.arith` (the integer step: CUBA-LIF, Dense, Conv, SumPool, int32 
 :mod:`.shadow` (the differentiable shadow fine-tuning trains through), :mod:`.calibrate` and
 :mod:`.lowering` (folded float blocks → integer layers), :mod:`.rules` (design rules) and
 :mod:`.netx` (the Lava netx HDF5 writer and reader, imported on first use: it needs h5py only
-when a file is written or read).
+when a file is written or read) and :mod:`.lava_process` (the Lava process network as plain data,
+for what netx cannot hold).
 
 Constants of the family (defaults of :class:`LoihiConfig`; a profile may override the shifts and
 widths): ``DECAY_UNIT`` (decays in 1/4096 units), ``ACTIVATION_SHIFT`` and ``THRESHOLD_SHIFT``
@@ -48,7 +49,13 @@ def _export_netx(graph: Any, path: Any, **kwargs: Any) -> Any:
     return export_netx(graph, path, **kwargs)
 
 
-WRITERS = {"lava": _export_netx}
+def _export_lava_process(graph: Any, path: Any, **kwargs: Any) -> Any:
+    from neurodeploy.families.loihi.lava_process import export_lava_process
+
+    return export_lava_process(graph, path, **kwargs)
+
+
+WRITERS = {"lava": _export_netx, "lava-process": _export_lava_process}
 """File formats this family writes from a deployment graph."""
 
 __all__ = [

@@ -238,7 +238,7 @@ class NetxExport:
     notes: list[str] = field(default_factory=list)
 
 
-def _lava_profile_problems(p: HardwareProfile) -> list[str]:
+def lava_profile_problems(p: HardwareProfile) -> list[str]:
     """Where the profile's arithmetic differs from Lava 0.10's fixed-point models."""
     n, st, t = p.neuron, p.state, p.timing
     want = [
@@ -379,7 +379,7 @@ def _plan(graph: DeployGraph, profile: HardwareProfile, graded_input: bool) -> d
     if profile.family != "loihi":
         raise UnsupportedError(f"profile {profile.name} is of the {profile.family} family, not loihi")
     design_rules.check(profile, "export", layers=graph.layers)
-    problems = _lava_profile_problems(profile)
+    problems = lava_profile_problems(profile)
     if problems:
         raise UnsupportedError(f"the arithmetic of profile {profile.name} (as the graph was lowered "
                                f"for it) differs from Lava's: "

@@ -1,0 +1,476 @@
+"""The Lava process network of a ``loihi``-family deployment graph, as plain data.
+
+netx HDF5 (:mod:`neurodeploy.families.loihi.netx`) cannot hold an initial potential (MP-Init),
+per-neuron decays, sum pooling, weight exponents that floor a sum, or (later) recurrent and
+residual edges, so the netx writer refuses such graphs. This writer describes the network as the
+Lava processes themselves — one ``LIF`` per neuron group, one ``Dense`` or ``Conv`` per edge —
+with exactly the integers :class:`~neurodeploy.sim.Simulator` runs, and a small builder that runs
+inside a Lava environment (``build_lava_network`` in ``tools/lava_reference.py``, which imports
+only numpy and Lava) wires them up. See docs/lava_reference.md, "The process-network exporter".
+
+**Description** (:func:`lava_network_spec`): a JSON-able header and named int64 arrays, the
+request format family of ``tools/lava_reference.py``. Header ``{"format":
+"neurodeploy.lava_process", "version": 1, ...}`` with
+
+* ``input``: ``{"name": "input", "shape": [...], "torch_shape": [...], "message_bits": n}``;
+  ``shape`` is Lava's (1-D ``(N,)``, or ``(W, H, C)`` for a ``(C, H, W)`` input);
+* ``neurons``: one entry per neuron group, in the graph's order, for ``lava.proc.lif.process.LIF``:
+  ``name``, ``shape`` (Lava order), ``torch_shape``, ``du``, ``dv`` (int, or an array key when
+  per neuron; ``du = iDecay - 1``, ``dv = vDecay``), ``vth``, ``bias_mant`` (array key, per
+  neuron), ``bias_exp`` (int), ``v_init`` (array key, present when the initial potential is not
+  zero), ``spiking``;
+* ``connections``: one entry per edge, for ``lava.proc.dense.process.Dense`` or
+  ``lava.proc.conv.process.Conv``: ``name``, ``kind`` (``"dense"`` or ``"conv"``), ``source``
+  (``"input"`` or a neuron name; its ``s_out`` feeds the edge), ``target`` (a neuron name; the
+  edge's ``a_out`` goes to its ``a_in``, where Lava sums every edge that arrives), ``view``
+  (``"chw_flat"``: the source port is transposed from Lava's (W, H, C) to (C, H, W) and
+  flattened, netx's own flatten; ``null``: used as it is), ``weight`` (array key, Lava layout:
+  dense ``(out, in)``, conv ``(out, kW, kH, in/groups)`` with the kernel flipped in both
+  spatial axes, since Lava's Conv convolves where torch correlates), ``weight_exp``, ``num_message_bits``,
+  and for conv ``input_shape`` (W, H, C), ``stride``, ``padding`` (x, y), ``groups``. Dense edges
+  are built with ``sign_mode = MIXED`` and ``num_weight_bits = 9``: Lava then clips to [-256,
+  255] and drops ``8 - 9 + 1 = 0`` low bits, so every weight reaches the synapse unchanged;
+* ``output``: the neuron group the read-out reads; ``latency``, ``steps``, ``readout``,
+  ``readout_rule``, ``encoding``, ``profile``, ``metadata``.
+
+Sum pooling is a depthwise ``Conv`` with unit weights (the simulator's own definition); a
+flatten is the ``chw_flat`` view of the edge behind it. A non-spiking read-out group gets ``vth =
+2**17``: ``v`` saturates at ``2**23 - 1 < 2**17 << 6``, so it provably never spikes (as in the netx
+writer). Timing is Lava's: every ``Dense``/``Conv`` adds one step, as in the simulator.
+
+**What is refused** (one line naming the layer): other families, profiles whose arithmetic is not
+Lava's, reset by subtraction (Lava's LIF resets to zero), spiking thresholds outside 17 bits,
+decays outside 0..4096, dense weights outside [-256, 255] after moving common factors of two into
+the exponent, conv weight exponents (Lava's Conv ignores them), conv sums that can reach ``2**24``
+(Lava's Conv sums in float32 through torch, exact only below that), graded input with a
+negative dense exponent where ``W @ s`` can pass ``2**31`` (Lava forms it in int32 before the
+shift), bias mantissas outside Lava's int16 ``bias_mant`` after normalising the exponent, and
+float (unencoded) input.
+
+**Edges.** The description is a list of neuron groups and a list of edges between them, built
+from the graph by :func:`graph_edges`; a recurrent edge is a ``Dense`` from a group's ``s_out``
+to its own ``a_in`` and a merge is several edges into one ``a_in``, so a graph with such edges
+needs only a richer :func:`graph_edges`. Today's :class:`~neurodeploy.lower.graph.DeployGraph` is
+a chain, and so is every description written now.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodeploy.atomic import atomic_path
+from neurodeploy.errors import FormatError, UnsupportedError
+from neurodeploy.families import rules as design_rules
+from neurodeploy.families.loihi.netx import (
+    MAX_SPIKING_VTH,
+    NEVER_SPIKE_VTH,
+    lava_profile_problems,
+)
+from neurodeploy.hardware import HardwareProfile, load_profile
+from neurodeploy.hardware.structure import LayerStructure, layer_structure
+
+LAVA_PROCESS_FORMAT = "neurodeploy.lava_process"
+LAVA_PROCESS_VERSION = 1
+INPUT = "input"
+EXACT_WEIGHT_RANGE = (-256, 255)
+"""Dense weights Lava uses unchanged with ``sign_mode = MIXED, num_weight_bits = 9``."""
+DECAY_RANGE = (0, 4096)
+BIAS_MANT_RANGE = (-(2**15), 2**15 - 1)
+"""Lava's ``bias_mant`` is an int16 variable of the fixed-point LIF."""
+FLOAT32_EXACT = 2**24
+"""Lava's Conv sums in float32 (torch); integer sums are exact below this."""
+INT32_LIMIT = 2**31
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One synapse edge of the network: the graph's synapse layer at position ``index`` (a
+    Dense, Conv2d or SumPool2d) carries the events of ``source`` (``"input"`` or a neuron group's
+    name) to group ``target``; ``flatten`` says a Flatten sits on the way."""
+
+    source: str
+    target: str
+    index: int
+    flatten: bool
+
+
+@dataclass
+class LavaProcessExport:
+    """What :func:`export_lava_process` wrote.
+
+    Attributes:
+        path: the ``.npz`` file.
+        neurons: names of the LIF processes, in order.
+        connections: ``(name, kind, source, target)`` per Dense/Conv process.
+        input_shape: Lava shape of the input port (``(W, H, C)`` for image input).
+        latency: steps from an input event to the read-out group.
+        notes: one-line remarks (read-out, input layout, what netx could not have held).
+    """
+
+    path: Path
+    neurons: list[str]
+    connections: list[tuple[str, str, str, str]]
+    input_shape: tuple[int, ...]
+    latency: int
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ layout helpers
+def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Lava's (x, y, z) order of a torch shape: ``(C, H, W) -> (W, H, C)``; 1-D unchanged."""
+    return tuple(reversed(shape)) if len(shape) == 3 else tuple(shape)
+
+
+def to_lava_order(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-neuron ``values`` in torch (C, H, W) order as an array of :func:`lava_shape`."""
+    arr = np.asarray(values, dtype=np.int64).reshape(shape)
+    return np.ascontiguousarray(arr.transpose(2, 1, 0)) if len(shape) == 3 else arr
+
+
+def graph_edges(graph: Any) -> tuple[list[LayerStructure], list[Edge]]:
+    """The neuron groups (one per synapse layer) and the edges between them.
+
+    A deployment graph is a chain today: edge ``k`` carries group ``k - 1``'s spikes (the input
+    for ``k = 0``) to group ``k``, through any Flatten in between.
+    """
+    structs = layer_structure(graph)
+    edges, source, flat = [], INPUT, False
+    by_index = {st.index: st for st in structs}
+    for i, layer in enumerate(graph.layers):
+        if layer.kind == "flatten":
+            flat = True
+            continue
+        st = by_index[i]
+        edges.append(Edge(source, st.name, i, flat))
+        source, flat = st.name, False
+    names = [st.name for st in structs]
+    if len(set(names)) != len(names) or INPUT in names:
+        raise UnsupportedError(f"layer names must be unique and not {INPUT!r} to name Lava "
+                               f"processes, got {names}")
+    return structs, edges
+
+
+# -------------------------------------------------------------------------------- parameters
+def _int_array(value: Any, label: str, what: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise UnsupportedError(f"{label}: {what} must be integers, got {value!r}")
+    return arr.astype(np.int64)
+
+
+def _per_neuron(value: Any, shape: tuple[int, ...], label: str, what: str) -> np.ndarray:
+    """A scalar, per-channel or per-neuron value as one value per neuron, torch order."""
+    arr = _int_array(value, label, what).reshape(-1)
+    size = int(np.prod(shape))
+    if arr.size == 1:
+        return np.full(size, int(arr[0]), dtype=np.int64)
+    if arr.size == size:
+        return arr
+    if len(shape) == 3 and arr.size == shape[0]:
+        return np.repeat(arr, size // shape[0])
+    raise FormatError(f"{label}: {what} of {arr.size} values fits neither {size} neurons nor "
+                      f"{shape[0]} channels")
+
+
+def _decay(value: Any, shape: tuple[int, ...], label: str, what: str, offset: int,
+           arrays: dict[str, np.ndarray], key: str) -> int | str:
+    """An iDecay/vDecay as Lava's ``du``/``dv`` (``decay - offset``): an int, or an array key."""
+    arr = _int_array(value, label, what)
+    lo, hi = DECAY_RANGE
+    if arr.min() < lo or arr.max() > hi:
+        bad = int(arr.min()) if arr.min() < lo else int(arr.max())
+        raise UnsupportedError(f"{label}: {what} {bad} is outside {lo}..{hi}")
+    flat = arr.reshape(-1)
+    if np.all(flat == flat[0]):
+        return int(flat[0]) - offset
+    arrays[key] = to_lava_order(_per_neuron(arr, shape, label, what), shape) - offset
+    return key
+
+
+def _bias(group: Any, shape: tuple[int, ...], label: str) -> tuple[np.ndarray, int]:
+    """``(bias_mant, bias_exp)`` with ``bias_mant << bias_exp`` (floor for a negative exponent)
+    equal to the graph's per-step bias and the mantissa inside Lava's int16."""
+    m = _per_neuron(group.bias, shape, label, "bias")
+    e = int(group.bias_exp)
+    lo, hi = BIAS_MANT_RANGE
+    if m.min() < lo or m.max() > hi:
+        # the bias Lava adds is the constant b = m << e (floor for e < 0); any m' << e' == b
+        # with e' >= 0 gives the same integers
+        m, e = (m << e if e >= 0 else m >> -e), 0
+        while (m.min() < lo or m.max() > hi) and not np.any(m & 1):
+            m, e = m >> 1, e + 1
+    if m.min() < lo or m.max() > hi:
+        bad = int(m.min()) if m.min() < lo else int(m.max())
+        raise UnsupportedError(f"{label}: bias {bad} << {e} per step has no mantissa inside "
+                               f"Lava's int16 bias_mant [{lo}, {hi}]")
+    return m, e
+
+
+def _dense_weight(layer: Any, label: str) -> tuple[np.ndarray, int]:
+    """``(W', e')`` with ``(W' @ s) << e'`` equal to the graph's ``(W @ s) << e`` for every
+    ``s`` and ``W'`` inside the exact range: common factors of two move into the exponent."""
+    w = _int_array(layer.weight, label, "weights")
+    e = int(layer.weight_exp)
+    lo, hi = EXACT_WEIGHT_RANGE
+    while w.size and (w.min() < lo or w.max() > hi) and np.any(w) and not np.any(w & 1):
+        w, e = w >> 1, e + 1
+    if w.min() < lo or w.max() > hi:
+        bad = int(w.min()) if w.min() < lo else int(w.max())
+        raise UnsupportedError(f"{label}: weight {bad} is outside [{lo}, {hi}], the range Lava's "
+                               "Dense uses unchanged (sign_mode MIXED, 9 weight bits)")
+    return w, e
+
+
+def _conv_bound(weight: np.ndarray, s_max: int) -> int:
+    """Largest |sum| one conv output can reach: ``max_o sum |W[o]| * s_max``."""
+    w = np.abs(weight.reshape(weight.shape[0], -1))
+    return int(w.sum(axis=1).max(initial=0)) * s_max
+
+
+def _neuron_entry(st: LayerStructure, group: Any, arrays: dict[str, np.ndarray]) -> dict:
+    label, shape, name = st.label, st.out_shape, st.name
+    entry: dict[str, Any] = {"name": name, "shape": list(lava_shape(shape)),
+                             "torch_shape": list(shape), "layer": st.index,
+                             "spiking": bool(group.spiking)}
+    # Lava's current decay has an offset of 1 (du = iDecay - 1), its voltage decay none
+    entry["du"] = _decay(group.current_decay, shape, label, "current decay", 1, arrays,
+                         f"{name}.du")
+    entry["dv"] = _decay(group.voltage_decay, shape, label, "voltage decay", 0, arrays,
+                         f"{name}.dv")
+    if group.spiking:
+        if group.reset != "zero":
+            raise UnsupportedError(f"{label}: reset by {group.reset} has no Lava process: Lava's "
+                                   "LIF resets v to 0")
+        vth = int(_int_array(group.threshold, label, "threshold").reshape(-1)[0])
+        if np.any(_int_array(group.threshold, label, "threshold") != vth):
+            raise UnsupportedError(f"{label}: per-neuron thresholds have no Lava form (LIF takes "
+                                   "one vth)")
+        if not 0 <= vth <= MAX_SPIKING_VTH:
+            raise UnsupportedError(f"{label}: threshold mantissa {vth} is outside Lava's 17-bit "
+                                   f"vth [0, {MAX_SPIKING_VTH}]")
+    else:
+        vth = NEVER_SPIKE_VTH
+    entry["vth"] = vth
+    mant, exp = _bias(group, shape, label)
+    arrays[f"{name}.bias_mant"] = to_lava_order(mant, shape)
+    entry["bias_mant"], entry["bias_exp"] = f"{name}.bias_mant", exp
+    v0 = _per_neuron(group.initial_v, shape, label, "initial potential")
+    if np.any(v0):
+        arrays[f"{name}.v_init"] = to_lava_order(v0, shape)
+        entry["v_init"] = f"{name}.v_init"
+    return entry
+
+
+def _connection(edge: Edge, layer: Any, st: LayerStructure, source_shape: tuple[int, ...],
+                message_bits: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    label = st.label
+    s_max = (1 << message_bits) - 1 if message_bits else 1
+    entry: dict[str, Any] = {"name": st.name, "source": edge.source, "target": edge.target,
+                             "num_message_bits": message_bits}
+    in_shape = st.in_shape
+    if layer.kind == "dense":
+        w, e = _dense_weight(layer, label)
+        if message_bits and e < 0:
+            bound = int(np.abs(w).sum(axis=1).max(initial=0)) * s_max
+            if bound >= INT32_LIMIT:
+                raise UnsupportedError(
+                    f"{label}: graded input can make W @ s reach {bound} >= 2^31, which Lava's "
+                    f"Dense forms in int32 before the weight exponent {e} floors it")
+        arrays[f"{st.name}.weight"] = w
+        view = "chw_flat" if edge.flatten and len(source_shape) == 3 else None
+        entry.update(kind="dense", weight=f"{st.name}.weight", weight_exp=e, view=view)
+        return entry
+    if layer.kind == "conv":
+        if int(layer.weight_exp) != 0:
+            raise UnsupportedError(f"{label}: conv weight exponent {int(layer.weight_exp)} has no "
+                                   "Lava form: Lava's Conv uses the weights as given")
+        w = _int_array(layer.weight, label, "weights")
+        stride, padding, groups = tuple(layer.stride), tuple(layer.padding), int(layer.groups)
+    else:  # sum pooling: a depthwise conv with unit weights
+        c = in_shape[0]
+        kh, kw = (int(k) for k in layer.kernel)
+        w = np.ones((c, 1, kh, kw), dtype=np.int64)
+        stride = tuple(layer.stride) if layer.stride is not None else (kh, kw)
+        padding, groups = (0, 0), c
+    bound = _conv_bound(w, s_max)
+    if bound >= FLOAT32_EXACT:
+        raise UnsupportedError(f"{label}: a conv sum can reach {bound} >= 2^24; Lava's Conv sums "
+                               "in float32 (torch), which is exact only below 2^24")
+    # Lava's Conv convolves (it flips the kernel, torch correlates) in (out, kW, kH, in) layout
+    arrays[f"{st.name}.weight"] = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+    entry.update(kind="conv", weight=f"{st.name}.weight", weight_exp=0, view=None,
+                 input_shape=list(lava_shape(in_shape)),
+                 stride=[int(stride[1]), int(stride[0])], padding=[int(padding[1]),
+                                                                   int(padding[0])],
+                 groups=groups, pooling=layer.kind == "sumpool")
+    return entry
+
+
+def _input_bits(graph: Any, profile: HardwareProfile) -> int:
+    enc = dict(graph.encoding or {})
+    if enc.get("kind") != "direct":
+        return 0
+    bits = enc.get("bits")
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits < 1:
+        raise UnsupportedError("direct float input has no integer form; Lava's processes take "
+                               "spikes or graded integer payloads")
+    design_rules.check(profile, "export", encoding=enc, only=("graded_input",))
+    return bits
+
+
+# ------------------------------------------------------------------------------ the description
+def lava_network_spec(graph: Any, *, profile: HardwareProfile | str | None = None
+                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The Lava process network of ``graph`` as ``(header, arrays)`` (see the module docstring).
+
+    Raises:
+        UnsupportedError: the graph holds something Lava's processes would run differently.
+        FormatError: the graph is malformed.
+    """
+    if graph.family != "loihi":
+        raise UnsupportedError(f"a Lava process network needs a loihi-family graph; this one is "
+                               f"for the {graph.family} family (profile {graph.profile})")
+    prof = graph.resolved_profile() if profile is None else load_profile(profile)
+    if prof.family != "loihi":
+        raise UnsupportedError(f"profile {prof.name} is of the {prof.family} family, not loihi")
+    design_rules.check(prof, "export", layers=graph.layers)
+    problems = lava_profile_problems(prof)
+    if problems:
+        raise UnsupportedError(f"the arithmetic of profile {prof.name} (as the graph was lowered "
+                               f"for it) differs from Lava's: {'; '.join(problems)}")
+    readout = (graph.readout or {}).get("kind", "potential")
+    if readout not in ("potential", "spike_count"):
+        raise UnsupportedError(f"unknown read-out {readout!r}")
+    bits = _input_bits(graph, prof)
+    structs, edges = graph_edges(graph)
+    by_name = {st.name: st for st in structs}
+    arrays: dict[str, np.ndarray] = {}
+    neurons = [_neuron_entry(st, graph.layers[st.index].neurons, arrays) for st in structs]
+    in_shape = tuple(int(d) for d in graph.input_shape)
+    shapes = {INPUT: in_shape, **{st.name: st.out_shape for st in structs}}
+    connections = [_connection(e, graph.layers[e.index], by_name[e.target], shapes[e.source],
+                               bits if e.source == INPUT else 0, arrays) for e in edges]
+    latency = len(edges)  # one step per Dense/Conv on the longest path (a chain today)
+    last = structs[-1].name
+    what = (f"argmax of group '{last}''s v (Monitor) at the last step" if readout == "potential"
+            else f"argmax of group '{last}''s spike counts")
+    header = {
+        "format": LAVA_PROCESS_FORMAT, "version": LAVA_PROCESS_VERSION,
+        "profile": graph.profile, "family": graph.family, "steps": int(graph.steps),
+        "latency": latency, "encoding": graph.encoding, "readout": graph.readout,
+        "readout_rule": f"run steps + latency = {graph.steps} + {latency} steps, input zero "
+                        f"after step {graph.steps}; prediction = {what}",
+        "input": {"name": INPUT, "shape": list(lava_shape(in_shape)),
+                  "torch_shape": list(in_shape), "message_bits": bits},
+        "neurons": neurons, "connections": connections, "output": last,
+        "metadata": graph.metadata,
+    }
+    try:
+        json.dumps(header, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"the graph's metadata cannot be stored as JSON ({exc})") from None
+    return header, arrays
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (Path, tuple)):
+        return str(o)
+    raise TypeError(f"cannot store {type(o).__name__} in a Lava process description")
+
+
+def save_spec(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``(header, arrays)`` as an ``.npz`` (JSON header as uint8 under ``__header__``),
+    atomically."""
+    blob = np.frombuffer(json.dumps(header, default=_json_default).encode(), dtype=np.uint8)
+    with atomic_path(path, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, __header__=blob, **{k: np.asarray(v, dtype=np.int64)
+                                          for k, v in arrays.items()})
+    return Path(path)
+
+
+def load_spec(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a description written by :func:`export_lava_process`; :class:`FormatError` if it is
+    not one."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["__header__"]).decode())
+            arrays = {k: data[k] for k in data.files if k != "__header__"}
+    except FileNotFoundError:
+        raise FormatError(f"{path} does not exist") from None
+    except Exception as exc:  # zip, JSON and key errors all mean a bad file
+        raise FormatError(f"{path} is not a readable Lava process description "
+                          f"({type(exc).__name__})") from None
+    if not isinstance(header, dict) or header.get("format") != LAVA_PROCESS_FORMAT:
+        raise FormatError(f"{path} is not a neurodeploy Lava process description")
+    if header.get("version") != LAVA_PROCESS_VERSION:
+        raise FormatError(f"{path}: Lava process description version {header.get('version')!r}; "
+                          f"this neurodeploy reads version {LAVA_PROCESS_VERSION}")
+    missing = [k for k in _array_keys(header) if k not in arrays]
+    if missing:
+        raise FormatError(f"{path}: arrays {missing} named in the header are missing")
+    return header, arrays
+
+
+def _array_keys(header: dict[str, Any]) -> list[str]:
+    keys = []
+    for n in header.get("neurons", []):
+        keys += [n[k] for k in ("du", "dv", "bias_mant", "v_init") if isinstance(n.get(k), str)]
+    keys += [c["weight"] for c in header.get("connections", [])]
+    return keys
+
+
+def _notes(header: dict[str, Any]) -> list[str]:
+    notes = []
+    for n in header["neurons"]:
+        if not n["spiking"]:
+            notes.append(f"group '{n['name']}' never spikes: vth {NEVER_SPIKE_VTH} (threshold "
+                         "2^23 > v_max); read its v with a Monitor")
+        if "v_init" in n:
+            notes.append(f"group '{n['name']}' starts from its initial potential (MP-Init), "
+                         "which netx cannot hold")
+        if isinstance(n["du"], str) or isinstance(n["dv"], str):
+            notes.append(f"group '{n['name']}' has per-neuron decays, which netx cannot hold")
+    for c in header["connections"]:
+        if c.get("pooling"):
+            notes.append(f"'{c['name']}' (sum pooling) is a depthwise Conv with unit weights")
+    if len(header["input"]["shape"]) == 3:
+        notes.append(f"input port is Lava's (W, H, C) = {tuple(header['input']['shape'])}: "
+                     "transpose (C, H, W) rasters")
+    if header["input"]["message_bits"]:
+        notes.append(f"graded input: {header['input']['message_bits']}-bit payloads")
+    return notes
+
+
+def export_lava_process(graph: Any, path: str | Path, *,
+                        profile: HardwareProfile | str | None = None) -> LavaProcessExport:
+    """Write the Lava process network of ``graph`` (:func:`lava_network_spec`) to ``path``
+    (``.npz``), atomically; the file is read back and compared before it appears.
+
+    Load it inside a Lava environment with ``tools/lava_reference.py``'s ``load_npz`` and
+    ``build_lava_network`` (docs/lava_reference.md).
+    """
+    header, arrays = lava_network_spec(graph, profile=profile)
+    dest = Path(path)
+    with atomic_path(dest, suffix=".tmp.npz") as tmp:
+        save_spec(tmp, header, arrays)
+        back_header, back_arrays = load_spec(tmp)
+        same = json.loads(json.dumps(header, default=_json_default)) == back_header and \
+            set(back_arrays) == set(arrays) and \
+            all(np.array_equal(back_arrays[k], arrays[k]) for k in arrays)
+        if not same:
+            raise FormatError(f"{dest}: the written description does not read back as written")
+    return LavaProcessExport(
+        path=dest, neurons=[n["name"] for n in header["neurons"]],
+        connections=[(c["name"], c["kind"], c["source"], c["target"])
+                     for c in header["connections"]],
+        input_shape=tuple(header["input"]["shape"]), latency=header["latency"],
+        notes=_notes(header))
