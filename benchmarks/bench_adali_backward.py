@@ -1,4 +1,4 @@
-"""Backward cost of the AdaLi surrogate against its computational density (methods.md §5.1, E3).
+"""Backward cost of the AdaLi surrogate against its computational density (docs/methods.md §5.1, E3).
 
 AdaLi's window holds a shrinking fraction of the potentials (its computational density, CD). A
 backward that evaluates the surrogate only inside the window should cost less as CD falls, while a

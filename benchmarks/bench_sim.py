@@ -1,6 +1,6 @@
 """Throughput of neurodeploy's batched simulator against a per-sample int64 numpy loop.
 
-Network (loihi.md §10): 784-128-10 CUBA-LIF on the ``loihi2`` profile, random int8 weights
+Network (docs/loihi.md §10): 784-128-10 CUBA-LIF on the ``loihi2`` profile, random int8 weights
 (uniform in [-128, 127]), iDecay 1024, vDecay 128, vThMant 1500, Bernoulli(0.1) input spikes.
 Both implementations run in this process on the same inputs; the script checks that their output
 rasters are identical and reports the speed ratio.
@@ -8,7 +8,7 @@ rasters are identical and reports the speed ratio.
 - ``measure_neurodeploy``: ``Simulator(graph).run`` on all samples as one batch, with the
   family's whole-window kernels (default) or ``fast=False`` (``neuron_step`` once per step).
 - ``measure_numpy_reference``: an unbatched loop, one sample at a time, step-major, int64 numpy
-  (the model loihi.md §10 describes; written here independently of ``neurodeploy.arith``).
+  (the model docs/loihi.md §10 describes; written here independently of ``neurodeploy.arith``).
 
 A Lava baseline can be added as another ``measure_*`` function that runs in a separate Python
 environment through a subprocess and returns the same dict.
@@ -92,7 +92,7 @@ def _rtz(x: np.ndarray) -> np.ndarray:
 
 
 def numpy_reference_sample(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-    """One sample ``[steps, 784]`` through the network, step-major (loihi.md §2-§3); returns the
+    """One sample ``[steps, 784]`` through the network, step-major (docs/loihi.md §2-§3); returns the
     output spikes ``[steps, 10]``."""
     m = 1 << 23
     u = [np.zeros(w.shape[0], np.int64) for w in weights]

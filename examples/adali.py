@@ -1,4 +1,4 @@
-"""AdaLi against fixed surrogates (methods.md §5, experiment E3).
+"""AdaLi against fixed surrogates (docs/methods.md §5, experiment E3).
 
 Net: Linear → BN → LIF × 2 → Linear read-out, LIF tau 2 with a hard reset to 0, threshold 1,
 direct encoding, Adam 2e-3 with a cosine schedule, N epochs (the AdaLi schedule runs over them).

@@ -1,4 +1,4 @@
-"""The dead-neuron doctor (methods.md §2, experiment E5): broken configurations, with and without
+"""The dead-neuron doctor (docs/methods.md §2, experiment E5): broken configurations, with and without
 its remedies, next to a healthy one.
 
 MLP with two spiking hidden layers (LIF, tau 2, direct encoding). Configurations:

@@ -1,4 +1,4 @@
-"""MP-Init (methods.md §3, experiment E1): temporal covariate shift and step-1 accuracy.
+"""MP-Init (docs/methods.md §3, experiment E1): temporal covariate shift and step-1 accuracy.
 
 Net: (Linear → BN → LIF) × 2 → Linear read-out on the time-averaged logits; LIF with tau = 2 in
 the decay-input form, reset by subtraction, threshold 1 frozen, TrSG with a rectangular surrogate,
@@ -8,10 +8,10 @@ direct encoding; Adam 1e-3, batch 64. Arms:
 * ``fired``: MP-Init whose running mean averages the post-reset potential of the elements that
   spiked (the authors' released code), imposed on every neuron;
 * ``all``: MP-Init whose running mean averages every element (the stationary mean E_pi[U] that
-  MP-Init's argument calls for, methods.md §3.2).
+  MP-Init's argument calls for, docs/methods.md §3.2).
 
 Measured on the test split: accuracy; accuracy of the read-out from step 1 alone; TCS drift
-``sum_t |E[M[t]] - E[M[T]]|`` per spiking layer, summed over layers (methods.md §7); mu per layer.
+``sum_t |E[M[t]] - E[M[T]]|`` per spiking layer, summed over layers (docs/methods.md §7); mu per layer.
 
     python examples/mp_init.py --dataset digits --steps 2,4 --seeds 0,1,2
     python examples/mp_init.py --dataset mnist --data-root DIR --steps 4 --seeds 0,1,2

@@ -1,10 +1,10 @@
-"""TrSG against AS-SG and RS-SG (methods.md §4, experiment E2(b)/(c)): where does TrSG help?
+"""TrSG against AS-SG and RS-SG (docs/methods.md §4, experiment E2(b)/(c)): where does TrSG help?
 
 Net as in ``mp_init.py`` (Linear → BN → LIF × 2, tau 2 decay-input, reset by subtraction,
 rectangular surrogate of unit width, direct encoding, no MP-Init), T = 2 by default. Arms: the
 surrogate scale mode (``absolute`` = AS-SG, ``relative`` = RS-SG, ``threshold_robust`` = TrSG)
 × the threshold: frozen at 0.5, 1 or 2, or learned (softplus) from 1. At a frozen threshold of 1
-the three modes train identically (methods.md §4.1), so that row is a check, not a comparison.
+the three modes train identically (docs/methods.md §4.1), so that row is a check, not a comparison.
 
 Measured: test accuracy; RatioAG (fraction of entries with a live surrogate gradient, averaged
 over the spiking layers at the last logging point); the learned thresholds at the end.

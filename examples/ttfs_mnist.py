@@ -1,4 +1,4 @@
-"""TTFS on MNIST (methods.md §8 E4): the exact ReLU mapping, B1 vs alpha1 trajectories, and hardware
+"""TTFS on MNIST (docs/methods.md §8 E4): the exact ReLU mapping, B1 vs alpha1 trajectories, and hardware
 constraints before and after fine-tuning — all in float64.
 
 MNIST split: images 0-7,999 of the t10k files train, 8,000-9,999 test (only the t10k files ship).

@@ -32,7 +32,7 @@ def int32(x: int) -> int:
 
 
 def lava_lif_reference(inputs, *, idecay, vdecay, vth, bias=0, bias_exp=0):
-    """One Loihi neuron, step by step, plain Python ints (loihi.md §3 read directly; the sums
+    """One Loihi neuron, step by step, plain Python ints (docs/loihi.md §3 read directly; the sums
     are formed in int32 like Lava's arrays)."""
     u = v = 0
     us, vs, ss = [], [], []

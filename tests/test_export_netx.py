@@ -181,7 +181,7 @@ def test_checkpoint_export_uses_the_same_lowering(trained, tmp_path):
 
 # ------------------------------------------------------------------- the non-spiking read-out
 def _lava_lif_step(u, v, a_in, idecay, vdecay, vth):
-    """Lava's PyLifModelBitAcc step written out for one neuron (loihi.md section 3)."""
+    """Lava's PyLifModelBitAcc step written out for one neuron (docs/loihi.md section 3)."""
     def rtz(x):
         return -((-x) // 4096) if x < 0 else x // 4096
 
@@ -230,7 +230,7 @@ def test_mapping_examples_from_lava_measurements():
     odd = np.array([[255, 95, 33], [-1, 7, -59]])  # odd mixed weights pass exactly through netx
     clipped = np.clip(odd, -256, 254)
     assert np.array_equal(netx_dense_mapping(clipped).effective, clipped)
-    # derived cases of loihi.md 5.1: all-inhibitory with a power-of-two minimum
+    # derived cases of docs/loihi.md 5.1: all-inhibitory with a power-of-two minimum
     assert np.array_equal(netx_dense_mapping(np.array([[-128, -64]])).effective, [[-64, -64]])
     assert np.array_equal(netx_dense_mapping(np.array([[-1]])).effective, [[0]])
     assert np.array_equal(netx_dense_mapping(np.array([[-100, -3]])).effective, [[-100, -3]])

@@ -1,4 +1,4 @@
-"""MP-Init's running mean over every element (methods.md §3.2) lowers the temporal covariate shift;
+"""MP-Init's running mean over every element (docs/methods.md §3.2) lowers the temporal covariate shift;
 the mean over the elements that fired (the authors' code) raises it."""
 
 from __future__ import annotations

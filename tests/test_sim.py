@@ -69,7 +69,7 @@ def _int32(x: int) -> int:
 
 
 def loihi_reference(graph, x):
-    """One sample, step-major (loihi.md §2): for t, for layer: a <- buf; buf <- syn(s); neuron."""
+    """One sample, step-major (docs/loihi.md §2): for t, for layer: a <- buf; buf <- syn(s); neuron."""
     steps = x.shape[0]
     st = []
     for layer in graph.layers:

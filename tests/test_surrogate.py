@@ -75,7 +75,7 @@ def _normal_cdf(z):
 
 @pytest.mark.parametrize("v_th", [0.1, 0.25, 0.5, 1.0, 2.0, 4.0])
 def test_trsg_gradient_magnitude_is_threshold_independent(v_th):
-    """methods.md §4.2 / E2(a): for rectangular phi and M = V z, z ~ N(0, 1)."""
+    """docs/methods.md §4.2 / E2(a): for rectangular phi and M = V z, z ~ N(0, 1)."""
     g = torch.Generator().manual_seed(1)
     z = torch.randn(1_000_000, generator=g, dtype=torch.float64)
     rect = make_surrogate("rectangular")
@@ -93,7 +93,7 @@ def test_trsg_gradient_magnitude_is_threshold_independent(v_th):
 
 
 def test_trsg_threshold_gradient_is_exact_autograd():
-    """d(V S)/dV = S - (M/V) phi(M/V - 1) (methods.md §4.1)."""
+    """d(V S)/dV = S - (M/V) phi(M/V - 1) (docs/methods.md §4.1)."""
     m = torch.tensor([0.2, 0.6, 0.95, 1.05, 1.4, 2.0], dtype=torch.float64)
     v = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
     rect = make_surrogate("rectangular")
@@ -185,7 +185,7 @@ def test_bad_surrogate_specs_raise_config_error(bad):
 
 
 def _adali_reference(x, lo, hi, left, right):
-    """methods.md §5.2's table, element by element in Python (an independent statement)."""
+    """docs/methods.md §5.2's table, element by element in Python (an independent statement)."""
     out = []
     for v in x.tolist():
         out.append(left if lo <= v < 0 else right if 0 <= v <= hi else 0.0)

@@ -4,15 +4,15 @@ A profile names, for each state variable, its width in bits and what happens whe
 the range. The rules, for ``b`` bits and ``M = 2**(b-1)``:
 
 ``"none"``
-    nothing happens (Lava's dense accumulator, loihi.md §4 step 5).
+    nothing happens (Lava's dense accumulator, docs/loihi.md §4 step 5).
 ``"saturate"``
     clamp to the two's-complement range ``[-M, M-1]`` (Xylo's int16 states).
 ``"saturate_symmetric"``
-    clamp to ``[-(M-1), M-1]`` (Loihi's voltage ``v``, loihi.md §3 step 5).
+    clamp to ``[-(M-1), M-1]`` (Loihi's voltage ``v``, docs/loihi.md §3 step 5).
 ``"wrap"``
-    true modulo into ``[-M, M-1]``: ``((x + M) mod 2M) - M`` (Loihi's conv output, loihi.md §5.3).
+    true modulo into ``[-M, M-1]``: ``((x + M) mod 2M) - M`` (Loihi's conv output, docs/loihi.md §5.3).
 ``"wrap_once"``
-    Lava's single correction of the current ``u`` (loihi.md §3 step 3): if ``x > M`` then
+    Lava's single correction of the current ``u`` (docs/loihi.md §3 step 3): if ``x > M`` then
     ``x - 2M``; else if ``x <= -M`` then ``x + 2M``; else ``x``. This is *not* a modulo: ``+M`` is
     kept, ``-M`` becomes ``+M``, and values beyond ``±3M`` stay out of range.
 

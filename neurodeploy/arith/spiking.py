@@ -3,7 +3,7 @@
 Given a membrane potential ``v`` and an effective threshold ``theta`` (already in state units,
 e.g. Loihi's ``vThMant`` shifted by the threshold shift), a neuron emits ``n`` events in one step:
 
-- comparison: strict ``v > theta`` (Loihi, loihi.md §3 step 6) or non-strict ``v >= theta``
+- comparison: strict ``v > theta`` (Loihi, docs/loihi.md §3 step 6) or non-strict ``v >= theta``
   (Xylo);
 - with ``max_spikes == 1`` or reset ``"zero"``: ``n = 1`` when the comparison holds, else 0;
 - with ``max_spikes > 1`` and reset ``"subtract"`` (Xylo's multi-event neurons): the number of

@@ -1,7 +1,7 @@
 """Pure neuron math, one time step at a time, on float tensors.
 
 These functions hold no state and no parameters: modules in :mod:`neurodeploy.nn.neurons` own the
-parameters and the loop over time. Notation (methods.md §1): input current ``I[t]``, pre-spike
+parameters and the loop over time. Notation (docs/methods.md §1): input current ``I[t]``, pre-spike
 potential ``M[t]``, post-reset potential ``U[t]``, threshold ``V``, spikes ``S[t]``.
 All decays are per-step factors in [0, 1] (dimensionless); time is counted in steps.
 """

@@ -60,7 +60,7 @@ class NeuronConfig:
         mp_init: use MP-Init (initial potential from the running mean of post-reset potentials).
         mp_init_mean: which elements the running mean averages: ``"all"`` (every sample and neuron:
             the estimate of the stationary mean E_pi[U] that MP-Init's argument calls for,
-            methods.md §3.2, and the value imposed on every neuron) or ``"fired"`` (only those that
+            docs/methods.md §3.2, and the value imposed on every neuron) or ``"fired"`` (only those that
             spiked during the window, as the authors' released code does).
     """
 
@@ -230,7 +230,7 @@ class SpikingNeuron(nn.Module):
     # ------------------------------------------------------------------ MP-Init
     @torch.no_grad()
     def _update_mp_init(self, spikes: torch.Tensor, u_last: torch.Tensor) -> None:
-        """EMA of the mean post-reset potential ``u_last`` after the last step (methods.md §3.3),
+        """EMA of the mean post-reset potential ``u_last`` after the last step (docs/methods.md §3.3),
         over every element (``mp_init_mean="all"``) or over those that spiked during the window
         (``"fired"``: the OR of ``spikes`` over time)."""
         if self.config.mp_init_mean == "fired":

@@ -8,10 +8,10 @@ derivative by a surrogate ``phi(x)``. Each surrogate is a small object holding i
 * ``in_support(x)``: where ``phi`` is non-zero by definition (all ``True`` for infinite support; this
   is AdaLi's "computational density" numerator);
 * ``grad_alive(x)``: where ``phi(x) >= eps * max(phi)`` with ``eps = 1e-3`` (the gradient-dead rule
-  of the dead-neuron monitor, methods.md §1).
+  of the dead-neuron monitor, docs/methods.md §1).
 
 Surrogates are chosen by name with :func:`make_surrogate`. How the argument ``x`` is formed from the
-membrane potential ``M`` and the threshold ``V`` is the *scale mode* (methods.md §4):
+membrane potential ``M`` and the threshold ``V`` is the *scale mode* (docs/methods.md §4):
 
 ========================  ====================  ============  =============================
 mode                      argument ``x``        output         ``d out / d M``
@@ -36,7 +36,7 @@ import torch
 from neurodeploy.errors import ConfigError
 
 GRAD_EPS = 1e-3
-"""Fraction of a surrogate's peak below which its gradient counts as zero (methods.md §1)."""
+"""Fraction of a surrogate's peak below which its gradient counts as zero (docs/methods.md §1)."""
 
 SCALE_MODES = ("absolute", "relative", "threshold_robust")
 
@@ -101,7 +101,7 @@ class Surrogate:
 
     def half_width(self, v_th: float = 1.0) -> float:
         """Distance from the threshold (in ``x`` units) beyond which the gradient counts as dead
-        (``phi < 1e-3 * peak``, methods.md §1): the larger of the two sides, found by bisection."""
+        (``phi < 1e-3 * peak``, docs/methods.md §1): the larger of the two sides, found by bisection."""
         peak = self.peak()
         vt = torch.tensor(float(v_th), dtype=torch.float64)
         widest = 0.0
@@ -218,7 +218,7 @@ ADALI_SCHEDULES = ("log", "linear", "constant_initial", "constant_final")
 
 @dataclass
 class AdaLi(Surrogate):
-    """Adaptive lightweight surrogate (methods.md §5.2, a reconstruction of the paper).
+    """Adaptive lightweight surrogate (docs/methods.md §5.2, a reconstruction of the paper).
 
     Piecewise constant: ``alpha / (V - V-)`` on ``[V-, V)`` and ``beta / (V+ - V)`` on ``[V, V+]``
     (``height="range"``; ``height="constant"`` uses ``alpha``/``beta`` directly), zero elsewhere.

@@ -83,13 +83,13 @@ class SimResult:
         return self.v_overflows
 
     def spikes_per_neuron(self) -> dict[str, float]:
-        """Mean spikes per neuron per sample, by layer (SPN; methods.md §7)."""
+        """Mean spikes per neuron per sample, by layer (SPN; docs/methods.md §7)."""
         denom = np.asarray(self.layer_sizes, dtype=np.float64) * self.batch_size
         spn = self.spike_counts.sum(axis=0) / denom
         return {name: float(x) for name, x in zip(self.layer_names, spn, strict=True)}
 
     def mean_spikes_per_neuron(self) -> float:
-        """SPN over all spiking layers except a non-spiking read-out (methods.md §7)."""
+        """SPN over all spiking layers except a non-spiking read-out (docs/methods.md §7)."""
         idx = [i for i, s in enumerate(self.spiking) if s]
         if not idx:
             return 0.0

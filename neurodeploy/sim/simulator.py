@@ -4,14 +4,14 @@ The simulator runs a :class:`~neurodeploy.lower.graph.DeployGraph` with the inte
 of its profile's family (:mod:`neurodeploy.families`), vectorised over the batch: Python loops run
 only over layers and time steps.
 
-Timing (loihi.md §2): synapse layer ``l`` delivers at step ``t`` what its input emitted at step
+Timing (docs/loihi.md §2): synapse layer ``l`` delivers at step ``t`` what its input emitted at step
 ``t - d_l``, where ``d_l`` is the profile's ``timing.input_delay`` for the first synapse layer and
 ``timing.synapse_delay`` for the others (Loihi: 1 and 1, so layer ``L``'s output lags the input by
 ``L`` steps; Xylo: 0 and 1). Steps before ``d_l`` receive no input (Lava's ``a_buff`` starts at
 0). Flatten reshapes in torch's (C, H, W) order and adds no delay.
 
 Because a deployment graph is feed-forward, each layer is simulated over the whole window before
-the next one (layer-major order). This gives the same integers as the step-major loop of loihi.md
+the next one (layer-major order). This gives the same integers as the step-major loop of docs/loihi.md
 §2 (a layer at step ``t`` only depends on earlier layers up to step ``t``), lets the synapses of
 all steps be computed as one exact matrix product, and gives spike-time jitter the whole raster.
 

@@ -1,6 +1,6 @@
 """Dead-neuron doctor: reads the firing-rate monitor's history, names sick layers, treats them.
 
-Detection (methods.md §2.1–2.2: "the signal is the trend, not the level"; alarm levels are
+Detection (docs/methods.md §2.1–2.2: "the signal is the trend, not the level"; alarm levels are
 configurable proposals, no source gives numbers). Rates are compared as *levels*: the median rate
 of ``w`` consecutive logging points, where the window ``w`` is scaled to the run
 (``window_fraction`` of the run's logging points, at least ``min_points``):
@@ -16,7 +16,7 @@ of ``w`` consecutive logging points, where the window ``w`` is scaled to the run
   gradient at every point of a window;
 * ``saturated``: rate above ``high_rate``.
 
-Cause (methods.md §2.1): a sick early layer (first half of the spiking layers) points to the input
+Cause (docs/methods.md §2.1): a sick early layer (first half of the spiking layers) points to the input
 scaling or the initial weight scale (``init_scale``); a sick late layer to the threshold or the
 surrogate width (``collapse``); a layer that fires but gets no gradient to the surrogate width.
 
@@ -331,7 +331,7 @@ def _loss_level(points: list[dict[str, Any]]) -> float | None:
 
 def init_scale_check(model: nn.Module, x: torch.Tensor) -> list[Finding]:
     """Before training: pass one batch, flag layers where almost no potential crosses the
-    threshold or lies in the surrogate's support (methods.md §2.3)."""
+    threshold or lies in the surrogate's support (docs/methods.md §2.3)."""
     from neurodeploy.train.monitor import FiringRateMonitor
 
     mon = FiringRateMonitor(model, window=1)

@@ -1,6 +1,6 @@
 """Firing-rate monitor: per-layer activity statistics from training step 0.
 
-For every spiking layer ℓ (methods.md §2.2) the monitor reports, at each logging point:
+For every spiking layer ℓ (docs/methods.md §2.2) the monitor reports, at each logging point:
 
 * ``rate``: firing rate ``ΣS / (T·B·N)`` over the batches since the last point (spikes/step);
 * ``active``: fraction of neurons with at least one spike in the last batch;
@@ -177,7 +177,7 @@ def layer_activity(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
 
 
 def spikes_per_neuron(metrics: dict[str, dict[str, float]], model: nn.Module) -> float:
-    """Network-wide spikes per neuron per sample (methods.md §7) from monitor metrics.
+    """Network-wide spikes per neuron per sample (docs/methods.md §7) from monitor metrics.
 
     ``rate × T`` averaged over hidden spiking neurons, weighted by layer size.
     """

@@ -1,4 +1,4 @@
-"""Time-to-first-spike (TTFS) networks with an exact ReLU mapping (methods.md §6).
+"""Time-to-first-spike (TTFS) networks with an exact ReLU mapping (docs/methods.md §6).
 
 * :mod:`~neurodeploy.ttfs.neuron` — closed-form spike times of B1 (slope 1) and alpha1 neurons;
 * :mod:`~neurodeploy.ttfs.network` — :class:`TTFSNetwork` (float64, windows, read-out potential);

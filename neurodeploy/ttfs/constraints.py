@@ -1,4 +1,4 @@
-"""Constraints of a TTFS network, applied inside the forward pass (methods.md §6.5).
+"""Constraints of a TTFS network, applied inside the forward pass (docs/methods.md §6.5).
 
 :class:`TTFSConstraints` has its own fields, each with one meaning; where a shared
 :class:`neurodeploy.quantize.constraints.Constraints` field reads differently for a TTFS network,

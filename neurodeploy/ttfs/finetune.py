@@ -1,4 +1,4 @@
-"""Constraint-aware fine-tuning of a TTFS network (methods.md §6.5) and the latency windows.
+"""Constraint-aware fine-tuning of a TTFS network (docs/methods.md §6.5) and the latency windows.
 
 Every constraint acts inside the forward pass while fine-tuning (weight fake quantisation,
 spike-time grid, jitter; see :mod:`neurodeploy.ttfs.constraints`), so gradient descent through

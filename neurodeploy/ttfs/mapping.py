@@ -1,4 +1,4 @@
-"""The exact ReLU <-> TTFS mapping (methods.md §6.3).
+"""The exact ReLU <-> TTFS mapping (docs/methods.md §6.3).
 
 **ReLU -> TTFS** (:func:`relu_to_ttfs`): a ``torch.nn.Sequential`` of ``Linear``, ``Conv2d``,
 ``ReLU``, ``BatchNorm1d/2d`` (eval statistics), ``Flatten``, ``MaxPool2d``, ``Dropout`` and

@@ -1,4 +1,4 @@
-"""Spike times of time-to-first-spike (TTFS) neurons in closed form (methods.md §6.1-6.2).
+"""Spike times of time-to-first-spike (TTFS) neurons in closed form (docs/methods.md §6.1-6.2).
 
 Layer ``n`` owns the window ``[t_min, t_max]`` (time units; ``L = t_max - t_min``). Its inputs all
 spike inside the previous window, which ends at ``t_min``; a silent input counts as a spike at

@@ -1,4 +1,4 @@
-"""Training TTFS networks in float64 (methods.md §6.4): evaluation, training from scratch, and the
+"""Training TTFS networks in float64 (docs/methods.md §6.4): evaluation, training from scratch, and the
 trajectory comparison of a ReLU network with its B1 and alpha1 twins.
 
 Gradients flow through the closed-form spike times (autograd). From scratch the weights are

@@ -9,7 +9,7 @@ Lava gets the raw processes RingBuffer -> Dense -> LIF (-> Dense -> LIF ...) wit
 parameters netx would choose (``du = iDecay - 1``, ``dv = vDecay``, ``vth = vThMant``). Dense
 weights are passed exactly (``sign_mode=MIXED, num_weight_bits=9``), except in the cases named
 ``trunc_*``, which leave Lava its weight truncation and give our simulator the weights that
-loihi.md section 4 says Lava actually uses.
+docs/loihi.md section 4 says Lava actually uses.
 
 Lava keeps u, v and the Dense output in int32; the cases ``fanin300_no_current_decay`` (120
 steps: u passes 2**31 at step 97) and ``dense_int32_wrap`` (the Dense sum passes 2**31) check
@@ -65,7 +65,7 @@ def _bernoulli(rng, steps: int, n: int, p: float) -> np.ndarray:
 
 def lava_effective_weights(w: np.ndarray, num_weight_bits: int = 8,
                            sign_mode: str | None = None) -> np.ndarray:
-    """The integers Lava's bit-accurate Dense uses (loihi.md section 4: clip, then drop LSBs)."""
+    """The integers Lava's bit-accurate Dense uses (docs/loihi.md section 4: clip, then drop LSBs)."""
     w = np.asarray(w, dtype=np.int64)
     if sign_mode is None:
         sign_mode = ("excitatory" if w.min() >= 0 else
@@ -262,7 +262,7 @@ NETX_STEPS = 50
 
 
 def _netx_case() -> tuple[Case, dict]:
-    """A 24 -> 12 -> 6 CUBA net with bias: our graph and the HDF5 content of loihi.md 6-7."""
+    """A 24 -> 12 -> 6 CUBA net with bias: our graph and the HDF5 content of docs/loihi.md 6-7."""
     rng = np.random.default_rng(77)
     w1 = rng.integers(-256, 255, (12, 24))  # mixed, within netx's exact range [-256, 254]
     w2 = rng.integers(0, 200, (6, 12))  # excitatory: a different optimize_weight_bits branch
@@ -382,7 +382,7 @@ def test_hand_written_netx_file_matches_lava(lava_results):
 
 
 def test_effective_weights_follow_section_4():
-    # the values loihi.md section 4 reports as measured for the default 8 bits, mixed sign
+    # the values docs/loihi.md section 4 reports as measured for the default 8 bits, mixed sign
     w = np.array([[255, 95, 33, -1, 7, -59]])
     assert lava_effective_weights(w).tolist() == [[254, 94, 32, -2, 6, -60]]
     assert lava_effective_weights(np.array([[-7, -16, -255]]), 4).tolist() == [[0, -16, -240]]

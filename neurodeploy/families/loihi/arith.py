@@ -1,8 +1,8 @@
 """The ``loihi`` arithmetic family: Lava 0.10 fixed-point CUBA-LIF, Dense and Conv.
 
-Units are netx's (loihi.md §5.2): weights, bias and ``threshold`` (vThMant) share one integer unit
+Units are netx's (docs/loihi.md §5.2): weights, bias and ``threshold`` (vThMant) share one integer unit
 that the neuron scales by ``2**6``; decays are netx's ``iDecay``/``vDecay`` in ``0..4096``.
-Lava's raw current decay is ``du = iDecay - 1`` (offset 1, loihi.md §3), so graph decays are used
+Lava's raw current decay is ``du = iDecay - 1`` (offset 1, docs/loihi.md §3), so graph decays are used
 as ``4096 - decay`` directly. Constants (defaults of :class:`LoihiConfig`, overridable from a
 profile): decay shift 12, activation shift 6, threshold shift 6, states 24 bits, ``M = 2**23``,
 storage 32 bits.
@@ -17,7 +17,7 @@ large constant drive with no current decay (docs/lava_reference.md §4). ``v`` i
 bits, and ``|u| <= 2**(S-1) - 2M`` after the correction, so the sum of step 4 stays inside ``S``
 bits unless ``|b| > 2**23``; it is wrapped all the same, as Lava does.
 
-Neuron step (loihi.md §3), per neuron, with ``rtz(x) = sign(x) * floor(|x| / 4096)``:
+Neuron step (docs/loihi.md §3), per neuron, with ``rtz(x) = sign(x) * floor(|x| / 4096)``:
 
 1. ``b = bias << bias_exp`` (a negative ``bias_exp`` is an arithmetic right shift, i.e. floor);
 2. ``u' = store(rtz(u * (4096 - current_decay)) + (a_in << 6))``;
@@ -29,16 +29,16 @@ Neuron step (loihi.md §3), per neuron, with ``rtz(x) = sign(x) * floor(|x| / 40
 7. where ``s``: ``v = 0`` (reset ``"zero"``, Lava's LIF) or ``v -= threshold << 6``
    (``"subtract"``, not available in Lava); ``u`` is kept. A non-spiking group never spikes.
 
-Dense (loihi.md §4 steps 4-5): ``acc = W @ s``, then ``acc << weight_exp``; a negative exponent
+Dense (docs/loihi.md §4 steps 4-5): ``acc = W @ s``, then ``acc << weight_exp``; a negative exponent
 floors the *sum* (``-5 >> 1 = -3``); no saturation and no 24-bit wrap, only ``store`` (Lava sends
 ``a`` through an int32 port, so a sum beyond ``±2**31`` wraps; it needs some 65,000 active inputs
 at weight 255 and exponent 7).
 
-Conv (loihi.md §5.3): weights as given (no exponent), output wrapped with a true 24-bit signed
+Conv (docs/loihi.md §5.3): weights as given (no exponent), output wrapped with a true 24-bit signed
 modulo ``((x + 2**23) mod 2**24) - 2**23``. SumPool is a depthwise conv with unit weights
-(loihi.md §7 rule 8) and so gets the same wrap.
+(docs/loihi.md §7 rule 8) and so gets the same wrap.
 
-Timing (loihi.md §2) is the simulator's job: every synapse layer adds one step of delay.
+Timing (docs/loihi.md §2) is the simulator's job: every synapse layer adds one step of delay.
 
 Every function works on numpy int64 arrays and on torch tensors (int64, or float64 holding exact
 integers); they return change masks instead of counts so callers can reduce as they need. A
@@ -239,7 +239,7 @@ def _synaptic_output(acc: Array, config: LoihiConfig, rule: str) -> tuple[Array,
 
 def conv(weight: Array, s: Array, stride=(1, 1), padding=(0, 0), groups: int = 1,
          config: LoihiConfig = DEFAULT, s_max: int | None = None) -> tuple[Array, Array | None]:
-    """Conv synapses: weights as given, output wrapped at 24 bits (true modulo, loihi.md §5.3).
+    """Conv synapses: weights as given, output wrapped at 24 bits (true modulo, docs/loihi.md §5.3).
 
     ``s`` is ``[N, C, H, W]``; returns ``([N, O, Ho, Wo], wrap_mask)``.
     """

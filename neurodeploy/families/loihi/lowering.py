@@ -1,4 +1,4 @@
-"""Lowering folded float blocks into ``loihi`` integer layers (Lava netx units, loihi.md §5.2).
+"""Lowering folded float blocks into ``loihi`` integer layers (Lava netx units, docs/loihi.md §5.2).
 
 With a per-layer scale ``s`` (integer units per float unit of membrane potential, chosen by
 :func:`~neurodeploy.families.loihi.calibrate.choose_scale`) a folded block becomes:

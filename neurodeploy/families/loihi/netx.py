@@ -1,8 +1,8 @@
 """Lava netx HDF5 (``.net``) export and import of ``loihi``-family deployment graphs.
 
 :func:`export_netx` writes exactly the integers :class:`~neurodeploy.sim.Simulator` runs, in the
-layout lava-dl 0.6.0's ``netx.hdf5.Network`` loads (loihi.md §6), following the exporter rules of
-loihi.md §7. Anything netx or Lava would run differently is refused with one line naming the
+layout lava-dl 0.6.0's ``netx.hdf5.Network`` loads (docs/loihi.md §6), following the exporter rules of
+docs/loihi.md §7. Anything netx or Lava would run differently is refused with one line naming the
 layer, never written approximately:
 
 * layer ``"0"`` is ``type`` = ``input`` and ``shape`` (C, H, W) only;
@@ -78,18 +78,18 @@ NETX_FORMAT = "neurodeploy.netx"
 NETX_VERSION = 1
 META_GROUP = "neurodeploy"
 NETX_BIAS_EXP = 6
-"""netx builds every CUBA neuron with ``bias_exp = 6`` (loihi.md §5.2)."""
+"""netx builds every CUBA neuron with ``bias_exp = 6`` (docs/loihi.md §5.2)."""
 ACT_SHIFT = 6
 V_MAX = 2**23 - 1
-"""Lava's LIF saturates ``v`` at ``±(2**23 - 1)`` (loihi.md §3 step 5)."""
+"""Lava's LIF saturates ``v`` at ``±(2**23 - 1)`` (docs/loihi.md §3 step 5)."""
 MAX_SPIKING_VTH = 2**17 - 1
 """Largest 17-bit threshold mantissa; ``64 * 131071 < V_MAX``, so such a neuron can spike."""
 NEVER_SPIKE_VTH = 2**17
 """Threshold mantissa of a non-spiking group: ``64 * 2**17 = 2**23 > V_MAX``, never exceeded."""
 BIAS_MANT_RANGE = (-(2**12), 2**12 - 1)
-"""13-bit signed bias mantissa (loihi.md §3)."""
+"""13-bit signed bias mantissa (docs/loihi.md §3)."""
 MIXED_RANGE = (-256, 254)
-"""Mixed-sign dense weights netx maps exactly (loihi.md §5.1)."""
+"""Mixed-sign dense weights netx maps exactly (docs/loihi.md §5.1)."""
 FLOAT32_EXACT = 2**24
 MAX_LAYER_SIZE = 2**24
 """Largest layer the reader accepts (neurons); a Loihi 2 chip has about 2**20."""
@@ -137,7 +137,7 @@ def _netx_int(weight: Any) -> np.ndarray:
 
 
 def netx_dense_mapping(weight: Any) -> DenseMapping:
-    """Replay netx's ``optimize_weight_bits`` (loihi.md §5.1) and Lava's Dense weight preparation
+    """Replay netx's ``optimize_weight_bits`` (docs/loihi.md §5.1) and Lava's Dense weight preparation
     (§4: sign mode from the stored weights, clip, LSB truncation, shift of the sum) on ``weight``
     (``[out, in]``, as stored in the file) and return the integers Lava effectively uses."""
     w = _netx_int(weight)
