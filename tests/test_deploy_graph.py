@@ -139,14 +139,46 @@ CONSTRAINTS = [[], ["--weight-bits", "4"], ["--state-bits", "14"], ["--jitter", 
                ["--steps", "4"]]
 
 
-@pytest.mark.parametrize("profile", ["loihi", "loihi2"])
-def test_simulate_graph_file_reports_what_simulate_checkpoint_reported(trained, tmp_path, profile):
-    _, _, ck = trained
+@pytest.fixture(scope="module")
+def family_checkpoints(trained, tmp_path_factory):
+    """A checkpoint each family lowers: the rate-coded MLP (loihi), a 16-input MLP with subtractive
+    reset on the 4x4 digits (xylo: 16 input channels) and an integrate-and-fire ConvNet without bias
+    (speck)."""
+    out = {"loihi": trained[2]}
+    specs = {
+        "xylo": ("digits-4x4", ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[32], steps=8,
+                                         encoding={"kind": "rate", "seed": 2},
+                                         neuron={"tau": 2.0, "threshold": 0.5, "reset": "subtract"})),
+        "speck": ("digits", ModelSpec(arch="convnet", input_shape=(1, 8, 8), hidden=[8, 16], pool="avg",
+                                      bias=False, steps=8, encoding={"kind": "rate", "seed": 7},
+                                      readout="spike_count",
+                                      neuron={"model": "if", "threshold": 1.0, "reset": "subtract"})),
+    }
+    for family, (name, spec) in specs.items():
+        torch.manual_seed(0)
+        res = train_model(build_model(spec), load_dataset(name), TrainConfig(epochs=6, threads=1),
+                          tmp_path_factory.mktemp(family), progress=False)
+        out[family] = res.checkpoint
+    return out
+
+
+@pytest.mark.parametrize("profile, family", [("loihi", "loihi"), ("loihi2", "loihi"), ("xylo-imu", "xylo"),
+                                             ("speck2f", "speck"), ("speck2e", "speck")])
+def test_simulate_graph_file_reports_what_simulate_checkpoint_reported(family_checkpoints, tmp_path, profile,
+                                                                       family):
+    """For every shipped profile that lowers trained networks and every constraint it accepts, the saved
+    graph alone reports the checkpoint's per-sample predictions and accuracy; a constraint a profile
+    refuses is refused in one line."""
+    ck = family_checkpoints[family]
     runner = CliRunner()
+    ran = 0
     for k, extra in enumerate(CONSTRAINTS):
         report = tmp_path / f"{profile}-{k}.json"
         res = runner.invoke(main, ["simulate", str(ck), "--profile", profile, "--limit", "150",
                                    "-o", str(report), "--no-progress", *extra])
+        if res.exit_code == 2:  # e.g. --state-bits 14 on Speck's 16-bit states: refused by a named rule
+            assert res.output.startswith("error:") and "rule" in res.output and not report.exists(), res.output
+            continue
         assert res.exit_code == 0, res.output
         first = json.loads(report.read_text())
         again = tmp_path / f"{profile}-{k}-graph.json"
@@ -155,8 +187,10 @@ def test_simulate_graph_file_reports_what_simulate_checkpoint_reported(trained, 
         assert res.exit_code == 0, res.output
         second = json.loads(again.read_text())
         assert second["predictions"] == first["predictions"] and len(first["predictions"]) == 150
-        assert second["deployed_accuracy"] == first["deployed_accuracy"] > 0.5, extra
+        assert second["deployed_accuracy"] == first["deployed_accuracy"] > 0.3, extra
         assert second["figures"]["synops_per_sample"] == first["figures"]["synops_per_sample"]
+        ran += 1
+    assert ran >= 4, f"{profile}: only {ran} of {len(CONSTRAINTS)} constraint settings ran"
 
 
 def test_simulate_argument_kinds(trained, tmp_path):
