@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from neurodeploy.data import load_dataset
@@ -115,6 +117,25 @@ def test_weight_range_is_the_percentile_and_clipping_helps_at_few_bits_only():
         TTFSConstraints(weight_bits=4, weight_percentile=0)
     with pytest.raises(ConfigError, match="needs weight bits"):
         TTFSConstraints(weight_percentile=99.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=40),
+    st.floats(0.01, 100.0),
+    st.integers(2, 8),
+)
+def test_weight_range_bounds_and_every_weight_fits(values, percentile, bits):
+    w = torch.tensor(values, dtype=F64)
+    r = weight_range(w, percentile)
+    a = np.abs(np.array(values))
+    assert a.min() - 1e-12 <= r <= a.max() + 1e-12
+    assert r == pytest.approx(float(np.percentile(a, percentile)), rel=1e-12, abs=1e-300)
+    s, _, _ = weight_scale(r, bits)
+    q = torch.clamp(torch.round(w / s), -weight_levels(bits), weight_levels(bits))
+    inside = w.abs() <= r
+    err = (q * s - w)[inside].abs().numpy()
+    assert err.max(initial=0.0) <= s / 2 * (1 + 1e-9)
 
 
 def test_clipped_scale_is_the_one_the_program_deploys(mlp_net, digits):
