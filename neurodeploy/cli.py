@@ -832,7 +832,7 @@ def _parse_floats(text: str | None, what: str) -> list[float]:
 
 
 def _ttfs_constraints(weight_bits=None, time_bits=None, jitter=None, jitter_sigma=None,
-                      latency_quantile=None, latency_budget=None):
+                      latency_quantile=None, latency_budget=None, weight_percentile=None):
     """TTFS constraints from the command-line options (None when no option was given)."""
     from neurodeploy.ttfs import TTFSConstraints
 
@@ -842,20 +842,24 @@ def _ttfs_constraints(weight_bits=None, time_bits=None, jitter=None, jitter_sigm
     _check_number(latency_quantile, "--latency-quantile", 1e-9, 1.0)
     _check_number(latency_budget, "--latency-budget", 1.0, 1e6)
     _check_number(time_bits, "--time-bits", 1, 24)
+    _check_number(weight_percentile, "--weight-percentile", 1e-9, 100.0)
     if jitter is not None and time_bits is not None:
         _check_jitter(jitter, 2**time_bits, "--jitter")
     _check_number(jitter, "--jitter", 0, 2**24, "it is a shift in grid steps")
-    given = (weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
+    given = (weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget, weight_percentile)
     if all(v is None for v in given):
         return None
     j = {"kind": "gaussian", "sigma": jitter_sigma} if jitter_sigma is not None else jitter
     return TTFSConstraints(weight_bits=weight_bits, time_jitter=j, time_bits=time_bits,
-                           latency_quantile=latency_quantile, latency_budget=latency_budget)
+                           latency_quantile=latency_quantile, latency_budget=latency_budget,
+                           weight_percentile=weight_percentile)
 
 
 def _ttfs_constraint_options(fn):
     for opt in reversed([
         click.option("--weight-bits", type=int, help="Weight precision in bits (2..16)."),
+        click.option("--weight-percentile", type=float, help="Outlier removal: the weight scale covers this "
+                     "percentile of |W| per layer (e.g. 99.9); larger weights clip. Needs --weight-bits."),
         click.option("--time-bits", type=int, help="Spike-time grid: 2^B clock steps per window."),
         click.option("--jitter", type=int, help="Spike-time jitter: uniform shift of every spike by ±J grid steps."),
         click.option("--jitter-sigma", type=float, help="Gaussian spike-time jitter, sigma in window lengths "
@@ -927,17 +931,22 @@ def ttfs() -> None:
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@click.option("--activity-penalty", type=float, default=0.0, show_default=True,
+              help="Weight of the L1 activity penalty (fewer spikes per neuron).")
 @click.option("-o", "--out", "out_path", required=True, help="TTFS checkpoint to write (.pt).")
 @_force_option
 @guarded
-def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, threads, out_path, force):
+def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, threads, activity_penalty, out_path,
+               force):
     """Train a TTFS MLP from scratch in float64 (Adam, windows 1500 growing; saved with 1.5 x max windows)."""
     from neurodeploy.ttfs import TTFSTrainConfig
     from neurodeploy.ttfs.workflows import train_checkpoint
 
     _check_common(lr=lr, seed=seed, limit=limit, epochs=epochs, batch_size=batch_size, threads=threads)
     check_outputs([], [Output.of(out_path, "torch", "TTFS checkpoint")], force=force)
-    cfg = TTFSTrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
+    _check_number(activity_penalty, "--activity-penalty", 0.0, 1e6)
+    cfg = TTFSTrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads,
+                          activity_penalty=activity_penalty)
     rep = train_checkpoint(out_path, dataset=dataset, data_root=data_root, limit=limit,
                            hidden=_parse_widths(hidden, "--hidden"), config=cfg,
                            log=lambda m: click.echo(m, err=True))
@@ -953,28 +962,35 @@ def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, 
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@click.option("--activity-penalty", type=float, default=0.0, show_default=True,
+              help="Weight of the L1 activity penalty (fewer spikes per neuron).")
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("-o", "--out", "out_path", required=True, help="Fine-tuned TTFS checkpoint to write (.pt).")
 @_force_option
 @guarded
-def ttfs_finetune(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
-                  epochs, lr, batch_size, seed, threads, dataset, data_root, out_path, force):
+def ttfs_finetune(checkpoint, weight_bits, weight_percentile, time_bits, jitter, jitter_sigma, latency_quantile,
+                  latency_budget, epochs, lr, batch_size, seed, threads, activity_penalty, dataset, data_root,
+                  out_path, force):
     """Fine-tune a TTFS checkpoint under hardware constraints (float and deployed accuracy before/after)."""
     from neurodeploy.ttfs import TTFSConstraints, TTFSFinetuneConfig
     from neurodeploy.ttfs.workflows import finetune_checkpoint
 
     _check_common(lr=lr, seed=seed, epochs=epochs, batch_size=batch_size, threads=threads)
-    c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
+    _check_number(activity_penalty, "--activity-penalty", 0.0, 1e6)
+    c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
+                          weight_percentile)
     check_outputs([checkpoint], [Output.of(out_path, "torch", "TTFS checkpoint")], force=force)
-    cfg = TTFSFinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
+    cfg = TTFSFinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads,
+                             activity_penalty=activity_penalty)
     rep = finetune_checkpoint(checkpoint, out_path, c or TTFSConstraints(), cfg, dataset=dataset,
                               data_root=data_root, log=lambda m: click.echo(m, err=True))
     b, a = rep["before"], rep["after"]
     click.echo(f"float accuracy {100 * b['accuracy']:.2f}% -> {100 * a['accuracy']:.2f}%, deployed "
                f"{100 * b['deployed_accuracy']:.2f}% -> {100 * a['deployed_accuracy']:.2f}% "
                f"({a['weight_bits']}-bit weights, 2^{a['time_bits']} steps per window, latency "
-               f"{a['latency']:.3f}); wrote {out_path}")
+               f"{a['latency']:.3f}); spikes per neuron {b['spikes_per_neuron']:.4f} -> "
+               f"{a['spikes_per_neuron']:.4f}; wrote {out_path}")
 
 
 @ttfs.command("sweep")
@@ -1037,13 +1053,14 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
 @click.option("--graph", "graph_path", help="Also save the deployment graph (.npz) for `neurodeploy simulate`.")
 @_force_option
 @guarded
-def ttfs_simulate(checkpoint, weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
-                  limit, seed, dataset, data_root, out_path, graph_path, force):
+def ttfs_simulate(checkpoint, weight_bits, weight_percentile, time_bits, jitter, jitter_sigma, latency_quantile,
+                  latency_budget, limit, seed, dataset, data_root, out_path, graph_path, force):
     """Deployed accuracy of the integer time-grid program (a fine-tuned checkpoint uses its own constraints)."""
     from neurodeploy.ttfs.workflows import simulate_checkpoint
 
     _check_common(limit=limit, seed=seed)
-    c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget)
+    c = _ttfs_constraints(weight_bits, time_bits, jitter, jitter_sigma, latency_quantile, latency_budget,
+                          weight_percentile)
     out = Path(out_path) if out_path else Path(checkpoint).parent / "simulate-ttfs.json"
     outputs = [Output.of(out, "json", "JSON report")]
     if graph_path is not None:

@@ -39,3 +39,27 @@ def test_convert_finetune_simulate(tmp_path):
     res = r.invoke(main, ["ttfs", "finetune", str(tmp_path / "t.pt"), "--weight-bits", "1", "-o",
                           str(tmp_path / "y.pt")])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_activity_penalty_and_weight_percentile_options(tmp_path):
+    r = CliRunner()
+    res = r.invoke(main, ["ttfs", "train", "--limit", "300", "--hidden", "16", "--batch-size", "32",
+                          "--activity-penalty", "1", "-o", str(tmp_path / "t.pt")])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["ttfs", "finetune", str(tmp_path / "t.pt"), "--weight-bits", "4", "--weight-percentile",
+                          "99", "--activity-penalty", "2", "-o", str(tmp_path / "f.pt")])
+    assert res.exit_code == 0 and "spikes per neuron" in res.output, res.output
+    meta = torch.load(tmp_path / "f.pt", weights_only=False)["meta"]
+    assert meta["ttfs_constraints"]["weight_percentile"] == 99
+    assert meta["finetune"]["config"]["activity_penalty"] == 2
+    # simulate takes the stored percentile: the fine-tuning's deployed accuracy, exactly
+    res = r.invoke(main, ["ttfs", "simulate", str(tmp_path / "f.pt"), "-o", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "s.json").read_text())
+    assert rep["constrained"]["deployed_accuracy"] == meta["finetune"]["after"]["deployed_accuracy"]
+    for args, opt in ((["--activity-penalty", "-1"], "--activity-penalty"),
+                      (["--weight-percentile", "99"], "weight bits"),
+                      (["--weight-bits", "4", "--weight-percentile", "0"], "--weight-percentile")):
+        res = r.invoke(main, ["ttfs", "finetune", str(tmp_path / "t.pt"), *args, "-o", str(tmp_path / "y.pt")])
+        assert res.exit_code == 2 and res.output.startswith("error: ") and opt in res.output, res.output
+        assert not (tmp_path / "y.pt").exists()

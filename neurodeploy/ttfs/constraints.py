@@ -11,6 +11,10 @@ the TTFS meaning has its own name:
   firing ramp a whole number (see :func:`weight_scale`), and the bias-like ``D`` is rounded to the
   program's potential unit, so the float forward pass computes what :mod:`neurodeploy.ttfs.deploy`
   runs.
+* ``weight_percentile`` — outlier removal before weight quantisation (Stanojevic et al. 2023):
+  the scale is chosen for percentile ``p`` of ``|W|`` per layer instead of ``max|W|``, and the
+  weights above it clip to the largest level (:func:`weight_range`); ``None`` (the default) is
+  ``max|W|``. It acts only with ``weight_bits``.
 * ``time_jitter`` — spike-time jitter on every input and hidden spike, in training and at test:
 
   - ``{"kind": "gaussian", "sigma": s}``: a normal shift with standard deviation ``s`` **window
@@ -45,12 +49,17 @@ import torch
 
 from neurodeploy.arith.jitter import JitterSpec, parse_spec
 from neurodeploy.errors import ConfigError, UnsupportedError
-from neurodeploy.families.ttfs.program import draw_shifts, weight_levels, weight_scale
+from neurodeploy.families.ttfs.program import (
+    draw_shifts,
+    weight_levels,
+    weight_range,
+    weight_scale,
+)
 from neurodeploy.hardware import load_profile
 from neurodeploy.quantize.fakequant import Constraints, straight_through
 
 __all__ = ["TTFSConstraints", "draw_shifts", "fake_quantize_bias", "fake_quantize_weight",
-           "jitter_times", "weight_levels", "weight_scale"]
+           "jitter_times", "weight_levels", "weight_range", "weight_scale"]
 
 LEGACY_KEYS = {"jitter": "time_jitter"}
 """Field names of TTFS constraints stored by earlier versions (same meaning, old name)."""
@@ -76,6 +85,8 @@ class TTFSConstraints:
             ``timing.max_window_bits``) or ``None``.
         latency_quantile: activation quantile in (0, 1] that sets the windows, or ``None``.
         latency_budget: total latency budget (input-window units, > 1) or ``None``.
+        weight_percentile: percentile of ``|W|`` in (0, 100] the weight scale is chosen for, or
+            ``None`` for ``max|W|``.
     """
 
     weight_bits: int | None = None
@@ -83,6 +94,7 @@ class TTFSConstraints:
     time_bits: int | None = None
     latency_quantile: float | None = None
     latency_budget: float | None = None
+    weight_percentile: float | None = None
 
     def __post_init__(self):
         p = load_profile("ttfs")
@@ -104,6 +116,15 @@ class TTFSConstraints:
             or float(b) <= 1
         ):
             raise ConfigError(f"TTFS latency budget must exceed 1 (input-window units), got {b!r}")
+        wp = self.weight_percentile
+        if wp is not None and (
+            isinstance(wp, bool)
+            or not isinstance(wp, int | float)
+            or not 0 < float(wp) <= 100
+        ):
+            raise ConfigError(f"TTFS weight percentile must be in (0, 100], got {wp!r}")
+        if wp is not None and self.weight_bits is None:
+            raise ConfigError("a TTFS weight percentile needs weight bits (it sets their scale)")
         if q is not None and b is not None:
             raise ConfigError("give either a TTFS latency quantile or a latency budget, not both")
 

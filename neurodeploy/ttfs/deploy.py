@@ -28,6 +28,7 @@ from neurodeploy.families.ttfs.program import (
     check_exact,
     program_accuracy,
     weight_levels,
+    weight_range,
     weight_scale,
 )
 from neurodeploy.hardware import load_profile
@@ -71,7 +72,7 @@ def build_program(net: TTFSNetwork, constraints: TTFSConstraints | None = None,
             if not isinstance(stage, Synapse):  # pragma: no cover - networks hold only these
                 raise ConfigError(f"unknown TTFS stage {type(stage).__name__}")
             w = stage.weight.detach()
-            max_abs = float(w.abs().max())
+            max_abs = weight_range(w, c.weight_percentile)
             dt_in = prev_len / k
             if stage.spiking:
                 length = float(net.windows[n])

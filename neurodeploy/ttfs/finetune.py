@@ -35,13 +35,15 @@ CALIBRATION_SAMPLES = 4000
 @dataclass
 class TTFSFinetuneConfig:
     """Fine-tuning settings: ``epochs`` of Adam at ``lr`` with ``batch_size`` samples per step,
-    ``seed`` for batch order and jitter; ``threads`` CPU threads (``None``: torch's setting)."""
+    ``seed`` for batch order and jitter; ``threads`` CPU threads (``None``: torch's setting);
+    ``activity_penalty`` the L1 activity penalty weight (see :class:`TTFSTrainConfig`)."""
 
     epochs: int = 1
     lr: float = 1e-3
     batch_size: int = 64
     seed: int = 0
     threads: int | None = None
+    activity_penalty: float = 0.0
 
     def train_config(self) -> TTFSTrainConfig:
         return TTFSTrainConfig(
@@ -52,6 +54,7 @@ class TTFSFinetuneConfig:
             grow_windows=False,
             lr_decay=1.0,
             threads=self.threads,
+            activity_penalty=self.activity_penalty,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from neurodeploy.ttfs.constraints import (
     fake_quantize_bias,
     fake_quantize_weight,
     jitter_times,
+    weight_range,
     weight_scale,
 )
 from neurodeploy.ttfs.neuron import VARIANTS, alpha1_spike_times, b1_spike_times, quantize_times
@@ -184,6 +185,9 @@ class TTFSRun:
         input_neurons: input neurons per sample.
         batch: samples in the batch.
         times: per spiking layer, spike times (only with ``record=True``).
+        activity: sum over samples and spiking neurons of the values ``x = t_max - t`` (with
+            gradient; only with ``activity=True``, else ``None``) — the L1 activity of the
+            equivalent ReLU network.
     """
 
     logits: torch.Tensor
@@ -194,6 +198,7 @@ class TTFSRun:
     input_neurons: int = 0
     batch: int = 0
     times: list[torch.Tensor] = field(default_factory=list)
+    activity: torch.Tensor | None = None
 
     @property
     def spikes_per_neuron(self) -> float:
@@ -370,6 +375,7 @@ class TTFSNetwork(nn.Module):
         constraints: TTFSConstraints | None = None,
         generator: torch.Generator | None = None,
         record: bool = False,
+        activity: bool = False,
     ) -> TTFSRun:
         """Spike times layer by layer and the read-out for samples ``x``.
 
@@ -408,7 +414,7 @@ class TTFSNetwork(nn.Module):
             length_in = float(prev_max - prev_min)
             length = self.windows[k] if stage.spiking else None
             if c.weight_bits is not None:  # the integer program's scale on its time grid
-                max_abs = float(w.detach().abs().max())
+                max_abs = weight_range(w, c.weight_percentile)
                 grid = steps if steps is not None else 2**FAMILY_DEFAULT.window_bits
                 if stage.spiking:
                     s, rho, _ = weight_scale(
@@ -441,6 +447,9 @@ class TTFSNetwork(nn.Module):
             res.clipped.append(int(clipped.sum()))
             if record:
                 res.times.append(t.detach())
+            if activity:
+                l1 = (t_max - t).sum()
+                res.activity = l1 if res.activity is None else res.activity + l1
             prev_min, prev_max = t_min, t_max
             k += 1
         res.logits = logits

@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -48,6 +49,17 @@ EXACT_LIMIT = 2**53
 def weight_levels(bits: int) -> int:
     """Largest integer weight magnitude of a symmetric ``bits``-bit weight: ``2**(bits-1) - 1``."""
     return 2 ** (bits - 1) - 1
+
+
+def weight_range(weight: torch.Tensor, percentile: float | None = None) -> float:
+    """The magnitude a layer's weight scale is chosen for: ``max|W|``, or with ``percentile``
+    (in (0, 100]) that percentile of ``|W|`` (outlier removal before quantisation, Stanojevic et
+    al. 2023): weights above it are clipped to the largest integer level. ``percentile=100`` is
+    ``max|W|``. Linear interpolation between order statistics (NumPy's default)."""
+    a = weight.detach().abs().reshape(-1).to(DTYPE)
+    if percentile is None or a.numel() == 0:
+        return float(a.max()) if a.numel() else 0.0
+    return float(np.percentile(a.cpu().numpy(), float(percentile)))
 
 
 def weight_scale(
