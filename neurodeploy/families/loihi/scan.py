@@ -22,7 +22,12 @@ overflow counts) with fewer operations per step:
 matrix product (a non-negative exponent and the activation shift folded into the weights), when
 the product is provably exact in float32 (every partial sum below 2**24) or float64 (below 2**52)
 and no accumulator or storage rule can change a value; otherwise :meth:`DenseInput.plan` returns
-``None`` and the caller uses :func:`neurodeploy.families.loihi.arith.dense`.
+``None`` and the caller uses :func:`neurodeploy.families.loihi.arith.dense`. Where weights and
+events fit int8 (Loihi's 8-bit weights and binary spikes) and every sum fits int32, the product
+runs as an int8 x int8 -> int32 matrix product instead (:func:`int8_matmul`: exact integer
+arithmetic, about three times the float32 product's speed on CPUs with 8-bit dot-product
+instructions), after :func:`int8_matmul_exact` has checked once per process, on operands at the
+int8 extremes, that the installed kernel does not saturate.
 """
 
 from __future__ import annotations
@@ -52,6 +57,42 @@ def safe_interval(bits: int | None, mode: str) -> tuple[float, float]:
     raise ValueError(f"unknown overflow mode {mode!r}")
 
 
+_INT8: list[bool] = []  # the probe's verdict, once per process
+
+
+def int8_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of int8 matrices ``[m, k]``, ``[k, n]`` as int32 (torch's ``_int_mm``)."""
+    import torch
+
+    return torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
+def int8_matmul_exact() -> bool:
+    """Whether :func:`int8_matmul` is available and exact here: checked once, on operands whose
+    pairwise sums would saturate a 16-bit intermediate (int8 kernels without 8-bit dot-product
+    instructions may use one), against int64 products."""
+    if not _INT8:
+        ok = False
+        try:
+            import torch
+
+            if hasattr(torch, "_int_mm"):
+                ok = True
+                rng = np.random.default_rng(0)
+                for m, k, n in ((64, 784, 128), (17, 300, 10), (5, 33, 7)):
+                    for a_vals, b_vals in (((0, 1), (-128, 127)), ((-128, 127), (-128, 127)),
+                                           ((1,), (-128,)), ((127,), (127,)), ((-128,), (-128,))):
+                        a = rng.choice(np.array(a_vals, np.int8), (m, k))
+                        b = rng.choice(np.array(b_vals, np.int8), (k, n))
+                        want = a.astype(np.int64) @ b.astype(np.int64)
+                        if not np.array_equal(int8_matmul(a, b).astype(np.int64), want):
+                            ok = False
+        except Exception:  # noqa: BLE001 - any failure means: do not use it
+            ok = False
+        _INT8.append(ok)
+    return _INT8[0]
+
+
 class DenseInput:
     """A dense layer's synaptic input in state units (``a << activation_shift``) as floats.
 
@@ -62,8 +103,10 @@ class DenseInput:
     activation_shift``. ``bound`` is a bound of ``|a|``.
     """
 
-    def __init__(self, weight_t: np.ndarray, exp: int, act: int, bound: float):
+    def __init__(self, weight_t: np.ndarray, exp: int, act: int, bound: float,
+                 out_dtype: Any = None):
         self._wt, self._exp, self._act, self.bound = weight_t, exp, act, bound
+        self._out = out_dtype  # int8 weights: the float dtype of the scaled int32 product
 
     @classmethod
     def plan(cls, weight: np.ndarray, weight_exp: int, config: Any, s_max: int,
@@ -84,6 +127,11 @@ class DenseInput:
         if bound >= _LIMIT or raw >= _LIMIT:
             return None
         w = np.asarray(weight, dtype=np.int64).T
+        if (raw < (1 << 31) and int(s_max) <= 127 and w.size and w.min() >= -128
+                and w.max() <= 127 and int8_matmul_exact()):
+            # int32 sums are exact; the scaled result is exact in float32 below 2**24
+            out = np.float32 if raw < (1 << 24) and e >= 0 else np.float64
+            return cls(np.ascontiguousarray(w.astype(np.int8)), e, act, float(bound), out)
         if e >= 0:  # fold 2**(e + act) into the weights
             dtype = np.float32 if bound < (1 << 24) else np.float64
             return cls((w * float(1 << (e + act))).astype(dtype), 0, 0, float(bound))
@@ -94,7 +142,15 @@ class DenseInput:
         """``a`` ``[..., out]`` for events ``s`` ``[..., in]`` (any layout: one conversion pass
         makes the float copy contiguous)."""
         x = s.astype(self._wt.dtype, order="C")
-        out = (x.reshape(-1, x.shape[-1]) @ self._wt).reshape(*s.shape[:-1], self._wt.shape[1])
+        shape = (*s.shape[:-1], self._wt.shape[1])
+        if self._out is not None:  # int8 operands, int32 sums
+            acc = int8_matmul(x.reshape(-1, x.shape[-1]), self._wt).reshape(shape)
+            if self._exp >= 0:
+                out = np.empty(shape, dtype=self._out)
+                return np.multiply(acc, float(1 << (self._exp + self._act)), out=out)
+            out = acc.astype(np.float64)
+        else:
+            out = (x.reshape(-1, x.shape[-1]) @ self._wt).reshape(shape)
         if self._exp == 0 and self._act == 0:
             return out
         out = out.astype(np.float64)
