@@ -125,8 +125,8 @@ def _group(shape, rng, thr):
                        rng.integers(-20, 20, n))
 
 
-@pytest.mark.parametrize("wrap", [False, True])
-def test_simulator_with_window_input_equals_the_step_path(wrap):
+@pytest.mark.parametrize("wrap,tile", [(False, None), (True, None), (False, 40)])
+def test_simulator_with_window_input_equals_the_step_path(wrap, tile, monkeypatch):
     """A conv-pool-conv graph near the bound (no wrap: the plan runs every window layer) and one
     whose first conv wraps (exact fallback): fast and per-step paths give the same integers."""
     rng = np.random.default_rng(3)
@@ -143,6 +143,8 @@ def test_simulator_with_window_input_equals_the_step_path(wrap):
     ], steps=12)
     x = rng.integers(0, 256, (3, 12, 2, 8, 7))
     x[0] = 255
+    if tile is not None:  # the neuron scan in blocks of one or a few samples
+        monkeypatch.setattr(loihi.NeuronScan, "TILE_ELEMENTS", tile)
     sim = Simulator(graph)
     plans = [loihi.WindowInput.plan(s.layer, s.struct.in_shape, sim.config, 255)
              for s in sim._stages[:1]]
@@ -159,3 +161,28 @@ def test_simulator_with_window_input_equals_the_step_path(wrap):
             assert np.array_equal(fast.states[var][key], slow.states[var][key]), (var, key)
     for name in ("acc_overflows", "u_overflows", "v_overflows", "synops", "readout"):
         assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+
+
+def test_neuron_scan_blocks_of_samples_keep_overflow_counts(monkeypatch):
+    """u wraps and v saturates in some samples only: the scan advanced one sample at a time
+    (per-block bounds, counts into each block's samples) equals the per-step path."""
+    rng = np.random.default_rng(7)
+    g1 = NeuronGroup((4,), 0, 0, (1 << 17) - 1, np.zeros(4, np.int64))
+    g2 = NeuronGroup((2,), 0, 100, 50, np.zeros(2, np.int64), spiking=False)
+    graph = DeployGraph("loihi", "loihi", (30,), [
+        Dense(np.full((4, 30), 254), g1, weight_exp=6, name="big"),
+        Dense(rng.integers(-200, 200, (2, 4)), g2, name="out"),
+    ], steps=40)
+    x = np.zeros((4, 40, 30), np.int64)
+    x[1] = 1  # only samples 1 and 3 drive the states out of range
+    x[3, ::3] = 1
+    slow = Simulator(graph, fast=False).run(x, record=("spikes", "u", "v"))
+    for tile in (1, 4, 1 << 20):
+        monkeypatch.setattr(loihi.NeuronScan, "TILE_ELEMENTS", tile)
+        fast = Simulator(graph).run(x, record=("spikes", "u", "v"))
+        assert slow.u_overflows[[1, 3], 0].min() > 0 and slow.u_overflows[[0, 2]].sum() == 0
+        for name in ("u_overflows", "v_overflows", "readout", "spike_counts"):
+            assert np.array_equal(getattr(fast, name), getattr(slow, name)), (tile, name)
+        for var in ("u", "v"):
+            for key in fast.states[var]:
+                assert np.array_equal(fast.states[var][key], slow.states[var][key]), (tile, key)

@@ -190,6 +190,9 @@ class NeuronScan:
             int64 ``[B, steps, *shape]``).
     """
 
+    TILE_ELEMENTS = 1 << 17
+    """States (samples x neurons) advanced together over a block of steps (see :meth:`run`)."""
+
     def __init__(self, batch: int, shape: tuple[int, ...], params: dict[str, Any], config: Any,
                  initial_v: int = 0, steps: int = 0, record_u: bool = False,
                  record_v: bool = False):
@@ -258,7 +261,8 @@ class NeuronScan:
     # ------------------------------------------------------------------------------ helpers
     def _count(self, mask: Any, into: np.ndarray) -> None:
         if mask is not None:
-            into += np.asarray(mask).reshape(self.batch, -1).sum(axis=1, dtype=np.int64)
+            mask = np.asarray(mask)
+            into += mask.reshape(mask.shape[0], -1).sum(axis=1, dtype=np.int64)
 
     def _fix(self, x: np.ndarray, lo: float, hi: float, ok: tuple[float, float], bits: int,
              mode: str, into: np.ndarray) -> tuple[float, float]:
@@ -298,11 +302,34 @@ class NeuronScan:
             raster: uint8 ``[B, T, N]``; spikes of step ``t0 + j`` go to ``raster[:, t0 + j]``.
             t0: index of the first step in the window.
             steps: number of steps.
+
+        The samples are advanced in blocks of about :attr:`TILE_ELEMENTS` states, each block
+        over all ``steps`` before the next, so that a block's states stay in the CPU's cache
+        (a large batch of conv neurons otherwise streams every array from memory at every
+        step). Each block starts from the same interval bounds; the bounds after the call are
+        the union of the blocks' (each one valid for its block, so the union for all).
         """
-        uv, c = self._uv, self._c
+        n = int(self._uv.shape[2])
+        rows = max(1, self.TILE_ELEMENTS // max(1, n))
+        start, union = self._bounds, None
+        for r0 in range(0, self.batch, rows):
+            r1 = min(r0 + rows, self.batch)
+            b = self._run_rows(a, a_bound, raster, t0, steps, r0, r1, start)
+            union = b if union is None else (min(union[0], b[0]), max(union[1], b[1]),
+                                             min(union[2], b[2]), max(union[3], b[3]))
+        self._bounds = union
+
+    def _run_rows(self, a: np.ndarray | None, a_bound: float, raster: np.ndarray, t0: int,
+                  steps: int, r0: int, r1: int,
+                  bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """:meth:`run` for samples ``r0:r1`` from interval bounds ``bounds``; returns their
+        bounds after the last step."""
+        uv, c = self._uv[:, r0:r1], self._c
         u, v = uv[0], uv[1]
-        keep = self._keep
-        spikes = raster.view(np.bool_)
+        keep = self._keep[r0:r1]
+        tmp = None if self._tmp is None else self._tmp[r0:r1]
+        spikes = raster.view(np.bool_)[r0:r1]
+        u_ovf, v_ovf = self.u_overflows[r0:r1], self.v_overflows[r0:r1]
         cfg = self.cfg
         st_lo, st_hi = self._st
         u_lo_ok, u_hi_ok = max(self._u_ok[0], st_lo), min(self._u_ok[1], st_hi)
@@ -313,20 +340,21 @@ class NeuronScan:
         fire, stay = (np.greater, np.less_equal) if strict else (np.greater_equal, np.less)
         cu, cv = self._cu_max, self._cv_max
         bound = 0.0 if a is None else float(a_bound)
-        u_lo, u_hi, v_lo, v_hi = self._bounds
-        rec_u, rec_v = self.states_u, self.states_v
+        u_lo, u_hi, v_lo, v_hi = bounds
+        rec_u = None if self.states_u is None else self.states_u[r0:r1]
+        rec_v = None if self.states_v is None else self.states_v[r0:r1]
         for j in range(steps):
             t = t0 + j
             # u' = rtz(u * fu) + a, v' = rtz(v * fv) + u' + b: values and interval bounds
             np.multiply(uv, c, out=uv)
             np.trunc(uv, out=uv)
             if a is not None:
-                np.add(u, a[j], out=u)
+                np.add(u, a[j, r0:r1], out=u)
             u_lo = min(u_lo * cu, 0.0) - bound
             u_hi = max(u_hi * cu, 0.0) + bound
             if u_lo < u_lo_ok or u_hi > u_hi_ok:
                 u_lo, u_hi = self._fix(u, u_lo, u_hi, self._u_ok, cfg.current_bits,
-                                       cfg.current_overflow, self.u_overflows)
+                                       cfg.current_overflow, u_ovf)
             np.add(v, u, out=v)
             if bias is not None:
                 np.add(v, bias, out=v)
@@ -334,7 +362,7 @@ class NeuronScan:
             v_hi = max(v_hi * cv, 0.0) + u_hi + b_hi
             if v_lo < v_lo_ok or v_hi > v_hi_ok:
                 v_lo, v_hi = self._fix(v, v_lo, v_hi, self._v_ok, cfg.voltage_bits,
-                                       cfg.voltage_overflow, self.v_overflows)
+                                       cfg.voltage_overflow, v_ovf)
             if spiking:
                 fire(v, theta, out=spikes[:, t])
                 if v_hi > theta or (not strict and v_hi == theta):
@@ -346,14 +374,14 @@ class NeuronScan:
                         v_hi = max(theta, 0.0)
                     else:
                         np.subtract(v, theta, out=v)
-                        np.add(v, np.multiply(keep, theta, out=self._tmp), out=v)
+                        np.add(v, np.multiply(keep, theta, out=tmp), out=v)
                         v_hi = max(min(v_hi, theta), v_hi - theta)
                     v_lo = min(v_lo, 0.0)
             if rec_u is not None:
                 rec_u[:, t] = u
             if rec_v is not None:
                 rec_v[:, t] = v
-        self._bounds = (u_lo, u_hi, v_lo, v_hi)
+        return u_lo, u_hi, v_lo, v_hi
 
     @property
     def v(self) -> np.ndarray:
