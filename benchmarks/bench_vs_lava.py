@@ -1,17 +1,26 @@
 """Speed of neurodeploy's bit-accurate simulator against Lava 0.10's CPU fixed-point simulator.
 
-Both run the same 784-128-10 CUBA network (random int8 weights, iDecay 1024, vDecay 128,
-vThMant 1500) on the same Bernoulli(0.1) input spikes, in one invocation of this script, so the
-ratio compares two measurements taken on one machine at one time:
+Two networks (``--network mlp``, ``convnet`` or ``all``, the default), each run on the same
+Bernoulli(0.1) input spikes by both simulators in one invocation of this script, so every ratio
+compares two measurements taken on one machine at one time:
+
+* ``mlp``: 784-128-10 CUBA (random int8 weights, iDecay 1024, vDecay 128, vThMant 1500), built in
+  Lava from raw Dense/LIF processes;
+* ``convnet``: 1x28x28 -> conv16 3x3 -> conv32 3x3 stride 2 -> fc10 (neurodeploy's ``convnet``
+  as it lowers without pooling, which netx lacks; random int8 weights, same decays, vThMant
+  300/1500/1500), written with the netx exporter and loaded in Lava with ``netx.hdf5.Network``
+  (Lava's own Conv processes).
 
 * Lava (in the reference environment of ``tools/lava_env.sh``, through
-  ``tools/lava_reference.py`` in a subprocess): one network built from raw Dense/LIF processes;
-  the samples are fed back to back from one RingBuffer and run as consecutive
-  ``run(RunSteps(steps))`` calls, each timed. The first call includes compilation and process
-  start-up; the others are the steady state.
+  ``tools/lava_reference.py`` in a subprocess): the samples are fed back to back from one
+  RingBuffer and run as consecutive ``run(RunSteps(steps))`` calls, each timed. The first call
+  includes compilation and process start-up; the others are the steady state. On the ConvNet
+  Lava runs ``--conv-lava-samples`` samples (default 10) and the total is extrapolated from its
+  median steady run.
 * neurodeploy: ``Simulator(graph).run`` on all samples as one batch (one untimed warm-up run,
-  then ``--repeats`` timed runs, each including ``Simulator`` construction; the input raster is
-  int64 like the lowering's encoder output, or ``--input-dtype uint8`` / ``bool``).
+  then ``--repeats`` timed runs, half before the Lava subprocess and half after it, each
+  including ``Simulator`` construction; the input raster is int64 like the lowering's encoder
+  output, or ``--input-dtype uint8`` / ``bool``).
 
 The speed-up is Lava's median steady ``run(steps)`` times the number of samples over our best
 batched time; the JSON also has it over our median time, with Lava's first run included, and the
@@ -23,7 +32,7 @@ fresh network against the corresponding samples of the batched run.
 
 Usage::
 
-    python benchmarks/bench_vs_lava.py [--samples 100] [--steps 100] [--out bench.json]
+    python benchmarks/bench_vs_lava.py [--network all] [--samples 100] [--steps 100] [--out bench.json]
 
 The Lava interpreter comes from ``--lava-python``, ``NEURODEPLOY_LAVA_PYTHON`` or
 ``<repo>/.lava-env/bin/python``. Exit status: 0 on success, 1 if the spikes differ, 2 if Lava is
