@@ -19,7 +19,8 @@ Windows: a neuron group with ``window_steps > 0`` (families that code values in 
 e.g. ``ttfs``) gets its ``kind``, ``window_start``, ``window_steps`` and the absolute step ``t`` in
 every ``neuron_step``, so its family can tell its integration window from its firing window.
 
-Kernels: a family may provide whole-window kernels (``NeuronScan``, ``DenseInput``; the
+Kernels: a family may provide whole-window kernels (``NeuronScan``, ``DenseInput``,
+``WindowInput`` for conv and sum-pool layers; the
 ``loihi`` family does, see :mod:`neurodeploy.families.loihi.scan`); where they apply to a layer the
 simulator uses them, else it calls the family's ``neuron_step`` once per step. Both give the same
 integers and counts (``Simulator(..., fast=False)`` forces the per-step path).
@@ -452,6 +453,9 @@ class Simulator:
         planner = getattr(self.family, "DenseInput", None)
         if layer.kind == "dense" and planner is not None:
             plan = planner.plan(layer.weight, int(layer.weight_exp), cfg, s_max, stage.row_bound)
+        windows = getattr(self.family, "WindowInput", None)
+        if layer.kind in ("conv", "sumpool") and windows is not None:
+            plan = windows.plan(layer, st.in_shape, cfg, s_max)
         if plan is not None:
             # no rule can act on the synaptic output, so only the delivered steps are needed
             chunks = list(_chunks(b, steps - d, stage.work, _PLAN_CHUNK_ELEMENTS))

@@ -1,7 +1,8 @@
 """The ``loihi`` family: Intel Loihi as Lava 0.10's fixed-point models run it.
 
 Modules: :mod:`.arith` (the integer step: CUBA-LIF, Dense, Conv, SumPool, int32 storage),
-:mod:`.scan` (whole-window kernels the simulator uses where bounds prove them exact),
+:mod:`.scan` and :mod:`.window_input` (whole-window kernels the simulator uses where bounds
+prove them exact),
 :mod:`.shadow` (the differentiable shadow fine-tuning trains through), :mod:`.calibrate` and
 :mod:`.lowering` (folded float blocks → integer layers), :mod:`.rules` (design rules) and
 :mod:`.netx` (the Lava netx HDF5 writer and reader, imported on first use: it needs h5py only
@@ -36,6 +37,7 @@ from neurodeploy.families.loihi.lowering import DECAY_UNIT
 from neurodeploy.families.loihi.rules import RULES
 from neurodeploy.families.loihi.scan import DenseInput, NeuronScan, dense_input
 from neurodeploy.families.loihi.shadow import TrainNeuron
+from neurodeploy.families.loihi.window_input import WindowInput
 
 ACTIVATION_SHIFT = DEFAULT.activation_shift
 THRESHOLD_SHIFT = DEFAULT.threshold_shift
@@ -62,5 +64,5 @@ __all__ = [
     "ACTIVATION_SHIFT", "DECAY_UNIT", "DEFAULT", "NAME", "RULES", "STATE_BITS", "STORAGE_BITS",
     "THRESHOLD_SHIFT", "WRITERS", "Config", "DenseInput", "LoihiConfig", "NeuronScan",
     "NeuronStep", "TrainNeuron", "bias_term", "conv", "dense", "dense_input", "lowering",
-    "neuron_step", "rtz_decay", "store", "sumpool",
+    "neuron_step", "rtz_decay", "store", "sumpool", "WindowInput",
 ]
