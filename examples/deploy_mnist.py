@@ -14,11 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
+import neurodeploy as nd
 from neurodeploy.atomic import write_json
-from neurodeploy.data import load_dataset
-from neurodeploy.quantize.fakequant import Constraints
 from neurodeploy.quantize.finetune import FinetuneConfig
-from neurodeploy.train.checkpoint import load_checkpoint
 from neurodeploy.workflows import finetune_model, recovered_fraction, run_sweep
 
 
@@ -34,12 +32,13 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also sweep bits, jitter and latency")
     ap.add_argument("--out", default="runs/mnist_deploy")
     args = ap.parse_args()
-    ds = load_dataset("mnist", args.data)
+    ds = nd.load_dataset("mnist", args.data)
     print(f"MNIST split: {ds.split}")
-    model = load_checkpoint(args.checkpoint).build()
+    model = nd.load_checkpoint(args.checkpoint).build()
     cfg = FinetuneConfig(epochs=args.epochs, lr=5e-4, threads=2)
     results = {"split": ds.split, "profile": args.profile, "checkpoint": args.checkpoint}
-    runs = (("profile weights", Constraints()), (f"{args.bits}-bit weights", Constraints(weight_bits=args.bits)))
+    runs = (("profile weights", nd.Constraints()),
+            (f"{args.bits}-bit weights", nd.Constraints(weight_bits=args.bits)))
     for label, c in runs:
         start = time.perf_counter()
         res = finetune_model(model, args.profile, ds, c, cfg, log=print)
