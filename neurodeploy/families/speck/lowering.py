@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from neurodeploy.errors import ConfigError, FitError
+from neurodeploy.errors import FitError
+from neurodeploy.families.formats import weight_range
 from neurodeploy.families.shadow import straight_through
 from neurodeploy.families.speck.arith import DEFAULT, SpeckConfig, neuron_step
 from neurodeploy.nn.surrogate import Surrogate, spike
@@ -60,20 +61,6 @@ class LayerFormat:
     state_unit: float
     current_decay: int
     voltage_decay: int
-
-
-def weight_range(profile: HardwareProfile, weight_bits: int | None = None) -> tuple[int, int]:
-    """Integer weight range: the profile's, or a signed ``weight_bits`` range inside it."""
-    lo, hi = profile.weights.range
-    if weight_bits is None:
-        return int(lo), int(hi)
-    if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 2 <= weight_bits <= 16:
-        raise ConfigError(f"weight bits must be an integer in 2..16, got {weight_bits!r}")
-    blo, bhi = -(2 ** (weight_bits - 1)), 2 ** (weight_bits - 1) - 1
-    if blo < lo or bhi > hi:
-        raise ConfigError(f"{weight_bits}-bit weights do not fit profile {profile.name}'s weight range "
-                          f"[{lo}, {hi}]")
-    return blo, bhi
 
 
 def range_scale(lo_val: float, hi_val: float, lo: int, hi: int) -> float:

@@ -36,7 +36,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from neurodeploy.errors import ConfigError, FitError
+from neurodeploy.errors import FitError
+from neurodeploy.families.formats import weight_range
 from neurodeploy.families.loihi.units import DECAY_UNIT as LOIHI_DECAY_UNIT
 from neurodeploy.families.xylo.arith import DEFAULT, XyloConfig
 from neurodeploy.families.xylo.shadow import TrainNeuron, dash_factor
@@ -99,20 +100,6 @@ def dashes(block: Any, profile: HardwareProfile) -> tuple[int, int]:
     lo_c, hi_c = nf.current_decay_range
     return (nearest_dash(n.current_decay, max(1, lo_c), hi_c),
             nearest_dash(n.voltage_decay, *nf.voltage_decay_range))
-
-
-def weight_range(profile: HardwareProfile, weight_bits: int | None = None) -> tuple[int, int]:
-    """Integer weight range: the profile's, or a signed ``weight_bits`` range inside it."""
-    lo, hi = profile.weights.range
-    if weight_bits is None:
-        return int(lo), int(hi)
-    if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 2 <= weight_bits <= 16:
-        raise ConfigError(f"weight bits must be an integer in 2..16, got {weight_bits!r}")
-    blo, bhi = -(2 ** (weight_bits - 1)), 2 ** (weight_bits - 1) - 1
-    if blo < lo or bhi > hi:
-        raise ConfigError(f"{weight_bits}-bit weights do not fit profile {profile.name}'s weight "
-                          f"range [{lo}, {hi}]")
-    return blo, bhi
 
 
 def charge_factor(block: Any, dash_syn: int) -> float:
