@@ -67,6 +67,10 @@ def environment_error(exc: BaseException, dest: Path) -> OutputError | None:
         return OutputError(f"cannot write {dest}: it is a folder; give a file name")
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
         return OutputError(f"cannot write {dest}: the file name is too long; choose a shorter one")
+    if isinstance(exc, FileNotFoundError) or isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.EINVAL,
+                                                                                        errno.ENOTSUP):
+        return OutputError(f"cannot write {dest}: {folder} does not keep new files (a special or vanished "
+                           "folder); choose another output folder")
     return None
 
 

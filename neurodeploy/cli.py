@@ -120,6 +120,12 @@ def _check_jitter(jitter: int | None, steps: int, option: str = "--jitter") -> N
     _check_number(jitter, option, 0, steps, f"it is a shift in steps and the input has {steps} steps")
 
 
+def _graph_format() -> str:
+    from neurodeploy.lower.graph import GRAPH_FORMAT
+
+    return GRAPH_FORMAT
+
+
 def _force_option(fn):
     return click.option("--force", is_flag=True,
                         help="Replace an existing output file even if it holds another kind of file.")(fn)
@@ -464,7 +470,7 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
     out = Path(out_path)
     graph_path = side_path(out, ".npz")
     check_outputs([checkpoint], [Output.of(out, "json", "JSON report"),
-                                 Output.of(graph_path, "npz", "deployment graph")], force=force)
+                                 Output.of(graph_path, "npz", "deployment graph", _graph_format())], force=force)
     _, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
     profile_name, c, scales = deployment_settings(ck.meta, profile_name, weight_bits=weight_bits, jitter=jitter,
                                                   max_steps=steps, state_bits=state_bits)
@@ -695,7 +701,8 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
         raise ConfigError("--dt: only for --format nir")
     _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
     kind = {"nir": "hdf5", "lava": "hdf5", "lava-process": "npz", "onnx": "onnx", "xylo": "npz"}[fmt]
-    check_outputs([checkpoint], [Output.of(out_path, kind, f"{fmt} file")], force=force)
+    tag = {"lava-process": "neurodeploy.lava_process", "xylo": "neurodeploy.XyloSpec"}.get(fmt)
+    check_outputs([checkpoint], [Output.of(out_path, kind, f"{fmt} file", tag)], force=force)
     if fmt == "xylo":
         from neurodeploy.export.xylo import export_checkpoint_spec
 
@@ -752,7 +759,7 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to Loihi's decay units instead of refusing.")
 @click.option("--reset", type=click.Choice(["subtract", "zero"]), default=None,
               help="Reset of files that do not record it (snnTorch: subtract is its default, after the decay); "
-                   "for other files it overrides the recorded one.")
+                   "refused for files whose neurodeploy metadata records it.")
 @click.option("--single-spike", is_flag=True, help="The Sinabs/Rockpool network used single-spike neurons.")
 @click.option("--norm-input", type=click.Choice(["yes", "no"]), default=None,
               help="Whether the Sinabs LIFs scaled their input by 1 - decay (Sinabs' default: yes).")
@@ -1064,7 +1071,7 @@ def ttfs_simulate(checkpoint, weight_bits, weight_percentile, time_bits, jitter,
     out = Path(out_path) if out_path else Path(checkpoint).parent / "simulate-ttfs.json"
     outputs = [Output.of(out, "json", "JSON report")]
     if graph_path is not None:
-        outputs.append(Output.of(Path(graph_path), "npz", "deployment graph"))
+        outputs.append(Output.of(Path(graph_path), "npz", "deployment graph", _graph_format()))
     check_outputs([checkpoint], outputs, force=force)
     rep = simulate_checkpoint(checkpoint, c, dataset=dataset, data_root=data_root, limit=limit, seed=seed,
                               out=out, graph_out=graph_path)

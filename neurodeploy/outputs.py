@@ -45,9 +45,13 @@ class Output:
     kind: str
     what: str
 
+    fmt: str | None = None
+    """The neurodeploy format tag of the file (``neurodeploy.DeployGraph``, ...) when the kind
+    alone does not tell two of our files apart (several are ``.npz`` archives)."""
+
     @classmethod
-    def of(cls, path: str | os.PathLike, kind: str, what: str) -> Output:
-        return cls(Path(path), kind, what)
+    def of(cls, path: str | os.PathLike, kind: str, what: str, fmt: str | None = None) -> Output:
+        return cls(Path(path), kind, what, fmt)
 
 
 def side_path(main: str | os.PathLike, suffix: str, tag: str = "graph") -> Path:
@@ -92,6 +96,24 @@ def sniff_kind(path: Path) -> str | None:
     except UnicodeDecodeError:
         return "unknown"
     return "text"
+
+
+def sniff_npz_format(path: Path) -> str | None:
+    """The ``format`` tag of a neurodeploy ``.npz`` archive's JSON header (``None`` when it has
+    none: a foreign archive)."""
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "__header__" not in data.files:
+                return None
+            header = json.loads(bytes(data["__header__"]).decode())
+    except (OSError, ValueError, KeyError, UnicodeDecodeError):
+        return None
+    fmt = header.get("format") if isinstance(header, dict) else None
+    return fmt if isinstance(fmt, str) else None
 
 
 def _real(path: Path) -> str:
@@ -155,6 +177,12 @@ def check_outputs(inputs: Iterable[str | os.PathLike | None], outputs: Iterable[
             raise OutputError(f"{out.path} exists and holds a {KIND_NAMES.get(found, found)} file, not the "
                               f"{out.what} ({KIND_NAMES.get(out.kind, out.kind)}); pass --force to replace it "
                               "or choose another output path")
+        if out.fmt is not None and found == "npz":
+            existing = sniff_npz_format(out.path)
+            if existing != out.fmt:
+                held = f"a {existing} file" if existing else "an .npz archive neurodeploy did not write"
+                raise OutputError(f"{out.path} exists and holds {held}, not the {out.what} ({out.fmt}); pass "
+                                  "--force to replace it or choose another output path")
 
 
 def check_output_folder(folder: str | os.PathLike, what: str = "output folder") -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from neurodeploy.atomic import atomic_group, write_json
 from neurodeploy.errors import ConfigError
+from neurodeploy.lower.graph import GRAPH_FORMAT
 from neurodeploy.models import SpikingNet
 from neurodeploy.outputs import Output, side_path
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
@@ -96,7 +97,7 @@ def quantized_outputs(path: str | Path) -> list[Output]:
     """The files :func:`save_quantized` writes: the checkpoint and its deployment graph beside it
     (``q.pt`` → ``q.npz``; ``q.npz`` → ``q.graph.npz``, never the checkpoint itself)."""
     return [Output.of(path, "torch", "quantized checkpoint"),
-            Output.of(side_path(path, ".npz"), "npz", "deployment graph")]
+            Output.of(side_path(path, ".npz"), "npz", "deployment graph", GRAPH_FORMAT)]
 
 
 def save_quantized(model: SpikingNet, path: str | Path, dep: Deployment, constraints: Constraints,

@@ -42,8 +42,16 @@ from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.ir import Edge, Graph, GraphError, output_shape
 
 
+def _finite(arr: Any) -> np.ndarray:
+    """``arr`` as float64; NaN or infinite parameters change every spike downstream: refused."""
+    a = np.array(arr, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise FormatError("a parameter holds NaN or infinite values")
+    return a
+
+
 def _param(arr: Any) -> float | torch.Tensor:
-    a = np.asarray(arr, dtype=np.float64)
+    a = _finite(arr)
     flat = a.ravel()
     if flat.size and np.all(flat == flat[0]):
         return float(flat[0])
@@ -51,7 +59,7 @@ def _param(arr: Any) -> float | torch.Tensor:
 
 
 def _t(arr: Any) -> torch.Tensor:
-    return torch.from_numpy(np.array(arr, dtype=np.float64))
+    return torch.from_numpy(_finite(arr))
 
 
 def _pair(v: Any) -> tuple[int, int]:

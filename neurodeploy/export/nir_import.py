@@ -700,8 +700,8 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
     graph_meta = unpack_metadata(graph, "graph")
     ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes)
     if ours and reset is not None:
-        notes.append(f"reset {reset!r} ignored: the file's neurodeploy metadata records each neuron's reset")
-        reset = None
+        raise ConfigError(f"--reset {reset}: this file's neurodeploy metadata records each neuron's reset, which "
+                          "decides; import it without --reset")
     if ours:
         check_digest(graph, graph_meta, "graph")
         first = graph.nodes.get("input")

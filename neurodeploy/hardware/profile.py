@@ -27,6 +27,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -425,6 +426,9 @@ def _check_consistency(src: str, p: HardwareProfile) -> None:
                   f"{', '.join(list_families())}")
     if not p.profile.name.strip():
         raise err("profile.name", "must not be empty")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", p.profile.name) or ".." in p.profile.name:
+        raise err("profile.name", "must be 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or "
+                                  "digit (it names output files)")
     w = p.weights
     representable = {
         "signed": (-(1 << (w.bits - 1)), (1 << (w.bits - 1)) - 1),

@@ -35,6 +35,8 @@ from neurodeploy.errors import ConfigError, FormatError, ProfileError
 from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.record import QuantRecord
 
+GRAPH_FORMAT = "neurodeploy.DeployGraph"
+"""The format tag in a deployment-graph file's header."""
 GRAPH_VERSION = 2
 NUMBER_FORMAT_SECTIONS = ("weights", "state", "neuron", "timing", "input")
 """Profile sections that decide the integers and spikes of a graph (``layers``, ``limits`` and
@@ -235,7 +237,7 @@ class DeployGraph:
                     entry[f.name] = list(value) if isinstance(value, tuple) else value
             layers.append(entry)
         header = {
-            "format": "neurodeploy.DeployGraph",
+            "format": GRAPH_FORMAT,
             "version": GRAPH_VERSION,
             "profile": self.profile,
             "family": self.family,
@@ -253,7 +255,7 @@ class DeployGraph:
     @classmethod
     def from_arrays(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> DeployGraph:
         """Rebuild a graph from :meth:`to_arrays` output; raises :class:`FormatError` if malformed."""
-        if header.get("format") != "neurodeploy.DeployGraph":
+        if header.get("format") != GRAPH_FORMAT:
             raise FormatError("not a neurodeploy deployment graph (missing format tag)")
         version = header.get("version")
         if version not in (1, GRAPH_VERSION):

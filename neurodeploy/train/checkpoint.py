@@ -33,6 +33,14 @@ TORCH_LOAD_ERRORS = (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, Runti
 
 FORMAT = "neurodeploy.checkpoint"
 VERSION = 1
+OTHER_CHECKPOINTS = {
+    "neurodeploy.graph": "a graph-network checkpoint (a NIR graph that no template network rebuilds, from "
+                         "`neurodeploy import`): it loads with neurodeploy.models.graph_net.load_graph_checkpoint; "
+                         "training, quantization, simulation and export of graph networks are not available yet",
+    "neurodeploy.ttfs": "a TTFS checkpoint: use the `neurodeploy ttfs` commands (train, finetune, sweep, "
+                        "simulate) or `neurodeploy export --format nir`",
+}
+"""neurodeploy's other checkpoint formats, with what to do with them instead (one line each)."""
 
 
 @dataclass
@@ -97,6 +105,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint; a missing, corrupt, truncated or foreign file raises :class:`CheckpointError`."""
     path = Path(path)
     payload = read_torch_file(path, "checkpoint")
+    if isinstance(payload, dict) and payload.get("format") in OTHER_CHECKPOINTS:
+        raise CheckpointError(f"{path} is {OTHER_CHECKPOINTS[payload['format']]}")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} was not written by neurodeploy (no checkpoint format tag)")
     if payload.get("version") != VERSION:
