@@ -54,6 +54,11 @@ class TrainResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
 
 
+RESUME_MAY_CHANGE = ("epochs", "threads")
+"""Training settings a resumed run may change (more epochs; threads do not change what is computed
+beyond float rounding); any other change would mix two runs and is refused."""
+
+
 def _epoch_generator(seed: int, epoch: int, salt: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch * 7919 + salt)
 
@@ -181,6 +186,12 @@ class Trainer:
                     self.optimizer, T_max=self.config.epochs)
         self.model.load_state_dict(ck.state_dict)
         tr = ck.train
+        stored = tr.get("config") if isinstance(tr.get("config"), dict) else {}
+        changed = [f"{k} {stored[k]!r} -> {v!r}" for k, v in asdict(self.config).items()
+                   if k not in RESUME_MAY_CHANGE and k in stored and stored[k] != v]
+        if changed:
+            raise ConfigError(f"{self.checkpoint_path} was trained with other settings ({'; '.join(changed)}); "
+                              "a resumed run keeps its settings: drop those options or start a new run")
         try:
             self.optimizer.load_state_dict(tr["optimizer"])
             if self.scheduler is not None and tr.get("scheduler"):
