@@ -127,6 +127,9 @@ class FakeQuantNet(nn.Module):
         self.constraints = constraints
         self.family = get_family(profile.family)
         self.config = self.family.Config.from_profile(profile)
+        self.fused = True
+        """Run each neuron group over the whole window at once where its family's shadow offers
+        it (``window``); ``False`` runs every group step by step (the reference path)."""
         t = profile.timing
         self.delays = [t.input_delay if k == 0 else t.synapse_delay for k in range(len(layers))]
 
@@ -192,6 +195,13 @@ class FakeQuantNet(nn.Module):
         a_all = self._synapse(layer, w, flat)
         a_all = a_all.reshape(b, steps, *layer.out_shape, *a_all.shape[1 + len(layer.out_shape):])
         bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
+        window = getattr(layer.neuron, "window", None) if self.fused else None
+        if window is not None and a_all.shape[2:] == layer.out_shape:
+            # step t gets the synaptic output of step t - delay (zero before)
+            lead = a_all.new_zeros((b, min(delay, steps), *layer.out_shape))
+            a_seq = torch.cat([lead, a_all[:, : max(steps - delay, 0)]], 1)
+            s_seq, v_last, v_seq = window(a_seq, bias_b, layer.initial_v, record)
+            return s_seq, v_last, ({"v": v_seq} if record else {})
         u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
         v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
         out, vs = [], []
