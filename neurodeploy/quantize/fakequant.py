@@ -178,8 +178,15 @@ class FakeQuantNet(nn.Module):
 
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
-            shadow = (s @ w.T) * 2.0**layer.weight_exp
-            exact, _ = self.family.dense(w.detach(), s.detach(), layer.weight_exp, config=self.config)
+            acc = s @ w.T
+            shadow = acc * 2.0**layer.weight_exp
+            # a family that finishes its dense output from the accumulator saves a product
+            finish = getattr(self.family, "dense_output", None) if self.fused else None
+            if finish is not None:
+                exact, _ = finish(acc.detach(), layer.weight_exp, config=self.config)
+            else:
+                exact, _ = self.family.dense(w.detach(), s.detach(), layer.weight_exp,
+                                             config=self.config)
         else:
             shadow = nn.functional.conv2d(s, w, None, layer.stride, layer.padding)
             exact, _ = self.family.conv(w.detach(), s.detach(), layer.stride, layer.padding, 1,
@@ -191,17 +198,22 @@ class FakeQuantNet(nn.Module):
     def _run_layer(self, layer: FakeQuantLayer, w: torch.Tensor, bias: torch.Tensor, s_in: torch.Tensor,
                    delay: int, record: bool):
         b, steps = s_in.shape[:2]
+        bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
+        window = getattr(layer.neuron, "window", None) if self.fused else None
+        if window is not None and 0 <= delay < steps:
+            # step t gets the synaptic output of step t - delay (zero before): the last `delay`
+            # input steps reach no step of the window
+            used = steps - delay
+            flat = s_in[:, :used].reshape(b * used, *s_in.shape[2:])
+            a_used = self._synapse(layer, w, flat)
+            if a_used.dim() == flat.dim():  # one part per synaptic input
+                a_used = a_used.reshape(b, used, *layer.out_shape)
+                a_seq = torch.cat([a_used.new_zeros((b, delay, *layer.out_shape)), a_used], 1)
+                s_seq, v_last, v_seq = window(a_seq, bias_b, layer.initial_v, record)
+                return s_seq, v_last, ({"v": v_seq} if record else {})
         flat = s_in.reshape(b * steps, *s_in.shape[2:])
         a_all = self._synapse(layer, w, flat)
         a_all = a_all.reshape(b, steps, *layer.out_shape, *a_all.shape[1 + len(layer.out_shape):])
-        bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
-        window = getattr(layer.neuron, "window", None) if self.fused else None
-        if window is not None and a_all.shape[2:] == layer.out_shape:
-            # step t gets the synaptic output of step t - delay (zero before)
-            lead = a_all.new_zeros((b, min(delay, steps), *layer.out_shape))
-            a_seq = torch.cat([lead, a_all[:, : max(steps - delay, 0)]], 1)
-            s_seq, v_last, v_seq = window(a_seq, bias_b, layer.initial_v, record)
-            return s_seq, v_last, ({"v": v_seq} if record else {})
         u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
         v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
         out, vs = [], []
