@@ -29,7 +29,8 @@ def _steps(neuron, a_seq, bias, initial_v):
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 @pytest.mark.parametrize("spiking", [True, False])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_window_equals_the_step_loop(seed, spiking, reset, surrogate):
+@pytest.mark.parametrize("storage", [32, None])  # None: unbounded, the per-step states path
+def test_window_equals_the_step_loop(seed, spiking, reset, surrogate, storage):
     g = torch.Generator().manual_seed(seed)
     b, steps, n = 5, 12, 7
     theta = int(torch.randint(50, 400, (1,), generator=g))
@@ -37,7 +38,8 @@ def test_window_equals_the_step_loop(seed, spiking, reset, surrogate):
         current_decay=int(torch.randint(0, 4097, (1,), generator=g)),
         voltage_decay=int(torch.randint(0, 4097, (1,), generator=g)), threshold=theta,
         bias_exp=6, spiking=spiking, reset=reset, state_unit=64 * 1.7,
-        surrogate=make_surrogate({"name": surrogate}), config=loihi.DEFAULT)
+        surrogate=make_surrogate({"name": surrogate}),
+        config=loihi.LoihiConfig(storage_bits=storage))
     # integer inputs around the threshold, a few large enough to reach u's wrap and v's saturation
     a = torch.randint(-theta, 2 * theta, (b, steps, n), generator=g).double()
     a[0, 3, 0], a[1, 2, 1] = 2.0**20, -(2.0**20)

@@ -103,6 +103,32 @@ class FakeQuantLayer:
                 "threshold": self.threshold, "float_threshold": self.float_threshold}
 
 
+_FLOAT32_EXACT = 2.0 / torch.finfo(torch.float32).eps
+"""Integers below this magnitude, and sums of them that stay below it, are exact in float32."""
+
+
+class _IntegerProduct(torch.autograd.Function):
+    """``s @ w.T`` of integer-valued float64 tensors: the product in float32 where every partial
+    sum is provably below float32's integer limit (exact there, so the same values as in float64), else in
+    float64; the gradients of the float64 product."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(s, w)
+        if s.numel() and w.numel():
+            bound = float(w.abs().sum(1).max()) * float(s.abs().max())
+            if bound < _FLOAT32_EXACT:
+                return (s.float() @ w.T.float()).double()
+        return s @ w.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        s, w = ctx.saved_tensors
+        grad_s = grad @ w if ctx.needs_input_grad[0] else None
+        grad_w = grad.T @ s if ctx.needs_input_grad[1] else None
+        return grad_s, grad_w
+
+
 class FakeQuantNet(nn.Module):
     """A network in the chip's integer arithmetic, trainable with straight-through gradients.
 
@@ -178,7 +204,7 @@ class FakeQuantNet(nn.Module):
 
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
-            acc = s @ w.T
+            acc = _IntegerProduct.apply(s, w) if self.fused else s @ w.T
             shadow = acc * 2.0**layer.weight_exp
             # a family that finishes its dense output from the accumulator saves a product
             finish = getattr(self.family, "dense_output", None) if self.fused else None
@@ -204,11 +230,16 @@ class FakeQuantNet(nn.Module):
             # step t gets the synaptic output of step t - delay (zero before): the last `delay`
             # input steps reach no step of the window
             used = steps - delay
+            if not s_in.requires_grad:  # trailing steps without events add nothing
+                active = s_in[:, :used].reshape(b, used, -1).ne(0).any(2).any(0).nonzero()
+                used = int(active[-1]) + 1 if len(active) else 0
             flat = s_in[:, :used].reshape(b * used, *s_in.shape[2:])
             a_used = self._synapse(layer, w, flat)
             if a_used.dim() == flat.dim():  # one part per synaptic input
                 a_used = a_used.reshape(b, used, *layer.out_shape)
-                a_seq = torch.cat([a_used.new_zeros((b, delay, *layer.out_shape)), a_used], 1)
+                a_seq = torch.cat([a_used.new_zeros((b, delay, *layer.out_shape)), a_used,
+                                   a_used.new_zeros((b, steps - delay - used, *layer.out_shape))],
+                                  1)
                 s_seq, v_last, v_seq = window(a_seq, bias_b, layer.initial_v, record)
                 return s_seq, v_last, ({"v": v_seq} if record else {})
         flat = s_in.reshape(b * steps, *s_in.shape[2:])
