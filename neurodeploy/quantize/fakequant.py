@@ -18,6 +18,14 @@ Every integer setting of a layer (ranges, exponents, threshold, initial potentia
 units per float unit) comes from the family's lowering; this module holds no family constant.
 So fine-tuning sees the chip's rounding, truncation, wrap and saturation, and
 :func:`neurodeploy.lower.lowering.graph_from_fakequant` writes out exactly the integers it used.
+Speed (``FakeQuantNet.fused``, on by default): where the family's shadow offers a whole-window
+neuron (``window``: one autograd function over every step, integer values forward, the shadow's
+recurrence backward) each layer runs its synapses for all steps at once and then its neurons
+over the whole window (the input of layer ``k`` for every step is known once layer ``k - 1`` has
+run, since every synapse layer adds its delay); a family that finishes its dense output from
+the accumulator (``dense_output``) shares the shadow's product, which runs in float32 where every
+partial sum is provably exact there. Values are the step-by-step path's exactly and gradients
+equal (``tests/test_finetune_window.py``); ``fused = False`` runs that path, one step at a time.
 Optional constraints act inside the forward pass: spike-time jitter (input and hidden spikes),
 fewer input steps (latency budget), a narrower weight or state width.
 """

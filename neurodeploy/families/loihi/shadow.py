@@ -169,8 +169,8 @@ def _inside(x: torch.Tensor, *intervals: tuple[float, float]) -> bool:
     return all(a <= lo and hi <= b for a, b in intervals)
 
 
-def _v_pre(neuron: TrainNeuron, u_seq: torch.Tensor, v_prev: torch.Tensor, u_prev: torch.Tensor,
-           a_seq: torch.Tensor, bias: Any) -> torch.Tensor:
+def _v_pre(neuron: TrainNeuron, u_seq: torch.Tensor, v_prev: torch.Tensor, a_seq: torch.Tensor,
+           bias: Any) -> torch.Tensor:
     """Every step's ``v`` before the reset, all steps at once. Where the sum stays inside the
     storage and ``v`` ranges no rule acts (as in :class:`NeuronScan`), so it is the sum itself;
     otherwise the elementwise ``neuron_step`` on the previous states gives it."""
@@ -180,6 +180,7 @@ def _v_pre(neuron: TrainNeuron, u_seq: torch.Tensor, v_prev: torch.Tensor, u_pre
     if _inside(v_raw, safe_interval(cfg.storage_bits, "wrap"),
                safe_interval(cfg.voltage_bits, cfg.voltage_overflow)):
         return v_raw
+    u_prev = torch.cat([torch.zeros_like(u_seq[:, :1]), u_seq[:, :-1]], 1)
     u_chk, v_pre = _pre_reset(neuron, u_prev, v_prev, a_seq, bias)
     if not torch.equal(u_chk, u_seq):
         raise RuntimeError("loihi window: the scan's u differs from neuron_step's")
@@ -188,7 +189,7 @@ def _v_pre(neuron: TrainNeuron, u_seq: torch.Tensor, v_prev: torch.Tensor, u_pre
 
 def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
     """The integer window (no graph): spikes, last ``v``, every ``v``, and per step what the
-    backward needs (surrogate derivative ``g`` and ``dv/dv_pre``, time-major) when spiking.
+    backward needs (surrogate derivative ``g`` and ``dv/dv_pre``, ``[B, T, ...]``) when spiking.
 
     The sequential part (the states after every step) runs in :class:`NeuronScan` where it
     applies; ``v`` before the reset, the spikes and everything the backward needs then follow
@@ -196,9 +197,8 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
     states = _states_by_scan(neuron, a_seq, bias, initial_v)
     u_seq, v_seq = states if states is not None else _states_by_steps(neuron, a_seq, bias,
                                                                       initial_v)
-    u_prev = torch.cat([torch.zeros_like(u_seq[:, :1]), u_seq[:, :-1]], 1)
     v_prev = torch.cat([torch.full_like(v_seq[:, :1], initial_v), v_seq[:, :-1]], 1)
-    v_pre = _v_pre(neuron, u_seq, v_prev, u_prev, a_seq, bias)
+    v_pre = _v_pre(neuron, u_seq, v_prev, a_seq, bias)
     if not neuron.spiking:
         if not torch.equal(v_pre, v_seq):
             raise RuntimeError("loihi window: the scan's v differs from neuron_step's")
@@ -212,8 +212,7 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
         dv = (1 - s_seq) - v_pre * g
     else:
         dv = 1.0 - neuron.theta * g
-    return (s_seq, v_seq[:, -1], v_seq, g.transpose(0, 1).contiguous(),
-            dv.transpose(0, 1).contiguous())
+    return s_seq, v_seq[:, -1], v_seq, g, dv
 
 
 def dense_output(acc: Any, weight_exp: int = 0,
@@ -251,7 +250,7 @@ class _Window(torch.autograd.Function):
         n = ctx.neuron
         g, dv = ctx.saved_tensors if n.spiking else (None, None)
         shape = grad_v.shape if grad_v is not None else grad_s[:, 0].shape
-        steps = grad_s.shape[1] if grad_s is not None else g.shape[0] if g is not None else None
+        steps = grad_s.shape[1] if grad_s is not None else g.shape[1] if g is not None else None
         if steps is None:
             raise RuntimeError("window backward needs the spikes' or the last v's gradient")
         grad_a = torch.empty((shape[0], steps, *shape[1:]), dtype=torch.float64)
@@ -260,9 +259,9 @@ class _Window(torch.autograd.Function):
         gb = torch.zeros_like(gv)
         for t in range(steps - 1, -1, -1):
             if n.spiking:
-                gpre = gv * dv[t]
+                gpre = gv * dv[:, t]
                 if grad_s is not None:
-                    gpre = gpre + grad_s[:, t] * g[t]
+                    gpre = gpre + grad_s[:, t] * g[:, t]
             else:
                 gpre = gv
             gu = gu * n.fi + gpre
