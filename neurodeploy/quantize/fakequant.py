@@ -18,6 +18,14 @@ Every integer setting of a layer (ranges, exponents, threshold, initial potentia
 units per float unit) comes from the family's lowering; this module holds no family constant.
 So fine-tuning sees the chip's rounding, truncation, wrap and saturation, and
 :func:`neurodeploy.lower.lowering.graph_from_fakequant` writes out exactly the integers it used.
+Speed (``FakeQuantNet.fused``, on by default): where the family's shadow offers a whole-window
+neuron (``window``: one autograd function over every step, integer values forward, the shadow's
+recurrence backward) each layer runs its synapses for all steps at once and then its neurons
+over the whole window (the input of layer ``k`` for every step is known once layer ``k - 1`` has
+run, since every synapse layer adds its delay); a family that finishes its dense output from
+the accumulator (``dense_output``) shares the shadow's product, which runs in float32 where every
+partial sum is provably exact there. Values are the step-by-step path's exactly and gradients
+equal (``tests/test_finetune_window.py``); ``fused = False`` runs that path, one step at a time.
 Optional constraints act inside the forward pass: spike-time jitter (input and hidden spikes),
 fewer input steps (latency budget), a narrower weight or state width.
 """
@@ -103,6 +111,32 @@ class FakeQuantLayer:
                 "threshold": self.threshold, "float_threshold": self.float_threshold}
 
 
+_FLOAT32_EXACT = 2.0 / torch.finfo(torch.float32).eps
+"""Integers below this magnitude, and sums of them that stay below it, are exact in float32."""
+
+
+class _IntegerProduct(torch.autograd.Function):
+    """``s @ w.T`` of integer-valued float64 tensors: the product in float32 where every partial
+    sum is provably below float32's integer limit (exact there, so the same values as in float64), else in
+    float64; the gradients of the float64 product."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(s, w)
+        if s.numel() and w.numel():
+            bound = float(w.abs().sum(1).max()) * float(s.abs().max())
+            if bound < _FLOAT32_EXACT:
+                return (s.float() @ w.T.float()).double()
+        return s @ w.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        s, w = ctx.saved_tensors
+        grad_s = grad @ w if ctx.needs_input_grad[0] else None
+        grad_w = grad.T @ s if ctx.needs_input_grad[1] else None
+        return grad_s, grad_w
+
+
 class FakeQuantNet(nn.Module):
     """A network in the chip's integer arithmetic, trainable with straight-through gradients.
 
@@ -127,6 +161,9 @@ class FakeQuantNet(nn.Module):
         self.constraints = constraints
         self.family = get_family(profile.family)
         self.config = self.family.Config.from_profile(profile)
+        self.fused = True
+        """Run each neuron group over the whole window at once where its family's shadow offers
+        it (``window``); ``False`` runs every group step by step (the reference path)."""
         t = profile.timing
         self.delays = [t.input_delay if k == 0 else t.synapse_delay for k in range(len(layers))]
 
@@ -175,8 +212,15 @@ class FakeQuantNet(nn.Module):
 
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
-            shadow = (s @ w.T) * 2.0**layer.weight_exp
-            exact, _ = self.family.dense(w.detach(), s.detach(), layer.weight_exp, config=self.config)
+            acc = _IntegerProduct.apply(s, w) if self.fused else s @ w.T
+            shadow = acc * 2.0**layer.weight_exp
+            # a family that finishes its dense output from the accumulator saves a product
+            finish = getattr(self.family, "dense_output", None) if self.fused else None
+            if finish is not None:
+                exact, _ = finish(acc.detach(), layer.weight_exp, config=self.config)
+            else:
+                exact, _ = self.family.dense(w.detach(), s.detach(), layer.weight_exp,
+                                             config=self.config)
         else:
             shadow = nn.functional.conv2d(s, w, None, layer.stride, layer.padding)
             exact, _ = self.family.conv(w.detach(), s.detach(), layer.stride, layer.padding, 1,
@@ -188,10 +232,27 @@ class FakeQuantNet(nn.Module):
     def _run_layer(self, layer: FakeQuantLayer, w: torch.Tensor, bias: torch.Tensor, s_in: torch.Tensor,
                    delay: int, record: bool):
         b, steps = s_in.shape[:2]
+        bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
+        window = getattr(layer.neuron, "window", None) if self.fused else None
+        if window is not None and 0 <= delay < steps:
+            # step t gets the synaptic output of step t - delay (zero before): the last `delay`
+            # input steps reach no step of the window
+            used = steps - delay
+            if not s_in.requires_grad:  # trailing steps without events add nothing
+                active = s_in[:, :used].reshape(b, used, -1).ne(0).any(2).any(0).nonzero()
+                used = int(active[-1]) + 1 if len(active) else 0
+            flat = s_in[:, :used].reshape(b * used, *s_in.shape[2:])
+            a_used = self._synapse(layer, w, flat)
+            if a_used.dim() == flat.dim():  # one part per synaptic input
+                a_used = a_used.reshape(b, used, *layer.out_shape)
+                a_seq = torch.cat([a_used.new_zeros((b, delay, *layer.out_shape)), a_used,
+                                   a_used.new_zeros((b, steps - delay - used, *layer.out_shape))],
+                                  1)
+                s_seq, v_last, v_seq = window(a_seq, bias_b, layer.initial_v, record)
+                return s_seq, v_last, ({"v": v_seq} if record else {})
         flat = s_in.reshape(b * steps, *s_in.shape[2:])
         a_all = self._synapse(layer, w, flat)
         a_all = a_all.reshape(b, steps, *layer.out_shape, *a_all.shape[1 + len(layer.out_shape):])
-        bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
         u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
         v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
         out, vs = [], []

@@ -36,7 +36,7 @@ from neurodeploy.families.loihi.arith import (
 from neurodeploy.families.loihi.lowering import DECAY_UNIT
 from neurodeploy.families.loihi.rules import RULES
 from neurodeploy.families.loihi.scan import DenseInput, NeuronScan, dense_input
-from neurodeploy.families.loihi.shadow import TrainNeuron
+from neurodeploy.families.loihi.shadow import TrainNeuron, dense_output
 from neurodeploy.families.loihi.window_input import WindowInput
 
 ACTIVATION_SHIFT = DEFAULT.activation_shift
@@ -63,6 +63,7 @@ WRITERS = {"lava": _export_netx, "lava-process": _export_lava_process}
 __all__ = [
     "ACTIVATION_SHIFT", "DECAY_UNIT", "DEFAULT", "NAME", "RULES", "STATE_BITS", "STORAGE_BITS",
     "THRESHOLD_SHIFT", "WRITERS", "Config", "DenseInput", "LoihiConfig", "NeuronScan",
-    "NeuronStep", "TrainNeuron", "bias_term", "conv", "dense", "dense_input", "lowering",
+    "NeuronStep", "TrainNeuron", "bias_term", "conv", "dense", "dense_input", "dense_output",
+    "lowering",
     "neuron_step", "rtz_decay", "store", "sumpool", "WindowInput",
 ]

@@ -15,15 +15,32 @@ all there); its *gradients* are those of the linear update the integers approxim
 
 ``tests/test_families.py`` checks both halves: values equal ``neuron_step`` with spiking on, and
 gradients equal those of :meth:`TrainNeuron.linear`.
+
+:meth:`TrainNeuron.window` runs a whole window at once (what fine-tuning uses): one autograd
+function whose forward runs the integer step over every step without building a graph, and
+whose hand-written backward runs the shadow's recurrence backwards in time, from the only
+tensors it needs (per step: the spike, the surrogate's derivative and ``dv/dv_pre``).
+``tests/test_finetune_window.py`` checks that its values equal the step-by-step path's exactly
+and its gradients equal the step-by-step path's autograd gradients.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
-from neurodeploy.families.loihi.arith import DEFAULT, LoihiConfig, neuron_step
+from neurodeploy.arith import ops
+from neurodeploy.families.loihi.arith import (
+    DEFAULT,
+    LoihiConfig,
+    _synaptic_output,
+    bias_term,
+    neuron_step,
+    rtz_decay,
+)
+from neurodeploy.families.loihi.scan import NeuronScan, safe_interval
 from neurodeploy.families.shadow import straight_through
 from neurodeploy.nn.surrogate import Surrogate, spike
 
@@ -79,5 +96,182 @@ class TrainNeuron:
         v_new = v_pre * (1 - s) if self.reset == "zero" else v_pre - self.theta * s
         return u_new, v_new, s
 
+    def window(self, a_seq: torch.Tensor, bias: torch.Tensor, initial_v: float,
+               record: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The group over a whole window, from ``u = 0``, ``v = initial_v``: synaptic input
+        ``a_seq`` ``[B, T, *shape]`` (step ``t`` gets ``a_seq[:, t]``) and ``bias`` (broadcast to
+        ``shape``). Returns spikes ``[B, T, *shape]``, the last ``v`` ``[B, *shape]`` and, with
+        ``record``, every step's ``v`` ``[B, T, *shape]`` (detached); values and gradients equal
+        ``T`` calls of the step (``__call__``)."""
+        return _Window.apply(a_seq, bias, self, float(initial_v), bool(record))
 
-__all__ = ["TrainNeuron"]
+
+def _states_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
+    """Every step's ``u`` and ``v`` (after the reset) by the family's :class:`NeuronScan`
+    (numpy, exact; its tests compare it with ``neuron_step``), or ``None`` where it does not
+    apply."""
+    b, steps = a_seq.shape[:2]
+    shape = tuple(a_seq.shape[2:])
+    bias_np = np.asarray(bias, dtype=np.float64).astype(np.int64)
+    params = {"current_decay": neuron.current_decay, "voltage_decay": neuron.voltage_decay,
+              "threshold": neuron.threshold, "bias": bias_np, "bias_exp": neuron.bias_exp,
+              "spiking": neuron.spiking, "reset": neuron.reset}
+    if not NeuronScan.supported(params, neuron.config, 1, int(initial_v)) or \
+            float(initial_v) != int(initial_v):
+        return None
+    a = (a_seq.transpose(0, 1).reshape(steps, b, -1) * neuron.act).contiguous().numpy()
+    bound = float(np.abs(a).max(initial=0.0))
+    if bound >= 2.0**50:
+        return None
+    scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_u=True,
+                      record_v=True)
+    scan.run(a, bound, np.zeros((b, steps, a.shape[2]), dtype=np.uint8), 0, steps)
+    return (torch.from_numpy(scan.states_u).double().reshape(b, steps, *shape),
+            torch.from_numpy(scan.states_v).double().reshape(b, steps, *shape))
+
+
+def _states_by_steps(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
+    """Every step's ``u`` and ``v`` (after the reset) by ``neuron_step``, one call per step."""
+    b, steps = a_seq.shape[:2]
+    u = torch.zeros((b, *a_seq.shape[2:]), dtype=torch.float64)
+    v = torch.full_like(u, initial_v)
+    u_seq, v_seq = torch.empty_like(a_seq), torch.empty_like(a_seq)
+    for t in range(steps):
+        u, v_pre = _pre_reset(neuron, u, v, a_seq[:, t], bias)
+        v = _reset(neuron, v_pre, (v_pre > neuron.theta).to(v_pre.dtype)) if neuron.spiking \
+            else v_pre
+        u_seq[:, t], v_seq[:, t] = u, v
+    return u_seq, v_seq
+
+
+def _pre_reset(neuron: TrainNeuron, u: torch.Tensor, v: torch.Tensor, a_in: torch.Tensor,
+               bias: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The integer step up to the spike decision: new ``u`` and ``v`` before the reset (any
+    leading shape: elementwise)."""
+    step = neuron_step(u, v, a_in, current_decay=neuron.current_decay,
+                       voltage_decay=neuron.voltage_decay, threshold=neuron.threshold, bias=bias,
+                       bias_exp=neuron.bias_exp, spiking=False, reset=neuron.reset,
+                       config=neuron.config)
+    return step.u, step.v
+
+
+def _reset(neuron: TrainNeuron, v_pre: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The reset of :meth:`TrainNeuron.__call__` (same operations, so the same values)."""
+    return v_pre * (1 - s) if neuron.reset == "zero" else v_pre - neuron.theta * s
+
+
+def _inside(x: torch.Tensor, *intervals: tuple[float, float]) -> bool:
+    """Whether every value of ``x`` lies in every interval (so the rules they stand for leave
+    ``x`` unchanged)."""
+    if x.numel() == 0:
+        return True
+    lo, hi = float(x.min()), float(x.max())
+    return all(a <= lo and hi <= b for a, b in intervals)
+
+
+def _v_pre(neuron: TrainNeuron, u_seq: torch.Tensor, v_prev: torch.Tensor, a_seq: torch.Tensor,
+           bias: Any) -> torch.Tensor:
+    """Every step's ``v`` before the reset, all steps at once. Where the sum stays inside the
+    storage and ``v`` ranges no rule acts (as in :class:`NeuronScan`), so it is the sum itself;
+    otherwise the elementwise ``neuron_step`` on the previous states gives it."""
+    cfg = neuron.config
+    v_raw = rtz_decay(v_prev, neuron.voltage_decay, cfg.decay_shift) + u_seq + \
+        bias_term(bias, neuron.bias_exp)
+    if _inside(v_raw, safe_interval(cfg.storage_bits, "wrap"),
+               safe_interval(cfg.voltage_bits, cfg.voltage_overflow)):
+        return v_raw
+    u_prev = torch.cat([torch.zeros_like(u_seq[:, :1]), u_seq[:, :-1]], 1)
+    u_chk, v_pre = _pre_reset(neuron, u_prev, v_prev, a_seq, bias)
+    if not torch.equal(u_chk, u_seq):
+        raise RuntimeError("loihi window: the scan's u differs from neuron_step's")
+    return v_pre
+
+
+def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
+    """The integer window (no graph): spikes, last ``v``, every ``v``, and per step what the
+    backward needs (surrogate derivative ``g`` and ``dv/dv_pre``, ``[B, T, ...]``) when spiking.
+
+    The sequential part (the states after every step) runs in :class:`NeuronScan` where it
+    applies; ``v`` before the reset, the spikes and everything the backward needs then follow
+    for all steps at once (and the reset of ``v`` before it must give the scan's ``v``)."""
+    states = _states_by_scan(neuron, a_seq, bias, initial_v)
+    u_seq, v_seq = states if states is not None else _states_by_steps(neuron, a_seq, bias,
+                                                                      initial_v)
+    v_prev = torch.cat([torch.full_like(v_seq[:, :1], initial_v), v_seq[:, :-1]], 1)
+    v_pre = _v_pre(neuron, u_seq, v_prev, a_seq, bias)
+    if not neuron.spiking:
+        if not torch.equal(v_pre, v_seq):
+            raise RuntimeError("loihi window: the scan's v differs from neuron_step's")
+        return torch.zeros_like(a_seq), v_seq[:, -1], v_seq, None, None
+    x = (v_pre - neuron.theta) / neuron.state_unit
+    s_seq = (x > 0).to(v_pre.dtype)
+    if not torch.equal(_reset(neuron, v_pre, s_seq), v_seq):
+        raise RuntimeError("loihi window: the scan's v differs from neuron_step's")
+    g = neuron.surrogate.phi(x) / neuron.state_unit
+    if neuron.reset == "zero":
+        dv = (1 - s_seq) - v_pre * g
+    else:
+        dv = 1.0 - neuron.theta * g
+    return s_seq, v_seq[:, -1], v_seq, g, dv
+
+
+def dense_output(acc: Any, weight_exp: int = 0,
+                 config: LoihiConfig = DEFAULT) -> tuple[Any, Any]:
+    """:func:`~neurodeploy.families.loihi.arith.dense` from its accumulator ``acc = s @ W.T``
+    (computed once by the caller, which trains through the same product): the exponent, the
+    accumulator rule and storage."""
+    acc = ops.shift(acc, weight_exp)
+    if isinstance(acc, torch.Tensor) and _inside(
+            acc, safe_interval(config.accumulator_bits, config.dense_accumulator_overflow),
+            safe_interval(config.storage_bits, "wrap")):
+        return acc, None  # no rule changes a value inside both ranges
+    return _synaptic_output(acc, config, config.dense_accumulator_overflow)
+
+
+class _Window(torch.autograd.Function):
+    """:meth:`TrainNeuron.window`: integer values forward, the shadow's recurrence backward."""
+
+    @staticmethod
+    def forward(ctx, a_seq, bias, neuron, initial_v, record):
+        spiking = neuron.spiking
+        bias_d = bias.detach() if isinstance(bias, torch.Tensor) else bias
+        with torch.no_grad():
+            s_seq, v, v_seq, g, dv = _integer_window(neuron, a_seq.detach(), bias_d, initial_v)
+        ctx.neuron = neuron
+        ctx.bias_shape = bias.shape if isinstance(bias, torch.Tensor) else None
+        ctx.save_for_backward(*((g, dv) if spiking else ()))
+        ctx.mark_non_differentiable(v_seq)
+        if not spiking:
+            ctx.mark_non_differentiable(s_seq)
+        return s_seq, v, v_seq if record else None
+
+    @staticmethod
+    def backward(ctx, grad_s, grad_v, _grad_v_seq):
+        n = ctx.neuron
+        g, dv = ctx.saved_tensors if n.spiking else (None, None)
+        shape = grad_v.shape if grad_v is not None else grad_s[:, 0].shape
+        steps = grad_s.shape[1] if grad_s is not None else g.shape[1] if g is not None else None
+        if steps is None:
+            raise RuntimeError("window backward needs the spikes' or the last v's gradient")
+        grad_a = torch.empty((shape[0], steps, *shape[1:]), dtype=torch.float64)
+        gv = grad_v.clone() if grad_v is not None else torch.zeros(shape, dtype=torch.float64)
+        gu = torch.zeros_like(gv)
+        gb = torch.zeros_like(gv)
+        for t in range(steps - 1, -1, -1):
+            if n.spiking:
+                gpre = gv * dv[:, t]
+                if grad_s is not None:
+                    gpre = gpre + grad_s[:, t] * g[:, t]
+            else:
+                gpre = gv
+            gu = gu * n.fi + gpre
+            grad_a[:, t] = gu * n.act
+            gb += gpre
+            gv = gpre * n.fv
+        grad_bias = None
+        if ctx.bias_shape is not None and ctx.needs_input_grad[1]:
+            grad_bias = (gb * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
+        return grad_a, grad_bias, None, None, None
+
+
+__all__ = ["TrainNeuron", "dense_output"]

@@ -1,0 +1,120 @@
+"""One fine-tuning epoch through the chip arithmetic against one float epoch, in the same run.
+
+Network: the MNIST MLP 784-256-256-10 of ``examples/train_mnist_mlp.py`` (LIF, 8 steps, direct
+8-bit input), untrained weights (speed does not depend on them). Data: the MNIST training split
+from ``--data-root`` (IDX files), or, without it, ``--samples`` random MNIST-shaped images with
+random labels. Float epoch: the model's own forward (the trainer's default neuron path),
+cross-entropy, Adam, batch 64. Fine-tuning epoch: :func:`neurodeploy.quantize.finetune.finetune`
+on :func:`neurodeploy.quantize.fakequant.fake_quantize` of the same model for ``--profile``,
+batch 64, with the whole-window neuron path (default) and, with ``--reference``, the
+step-by-step reference path as well. Both run with ``--threads`` torch threads; the 1-minute
+load average is printed before and after. With ``--profile-batches N`` it prints cProfile's top
+functions over N fine-tuning batches instead.
+
+    python benchmarks/bench_finetune.py --data-root DIR --reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+from train_mnist_mlp import mnist_spec  # noqa: E402
+
+from neurodeploy.models import build_model  # noqa: E402
+from neurodeploy.quantize.fakequant import fake_quantize  # noqa: E402
+from neurodeploy.quantize.finetune import FinetuneConfig, finetune  # noqa: E402
+
+
+def _data(root: str | None, samples: int):
+    if root:
+        from neurodeploy.data import load_dataset
+
+        return load_dataset("mnist", root)
+    g = torch.Generator().manual_seed(0)
+    return SimpleNamespace(x_train=torch.rand(samples, 1, 28, 28, generator=g),
+                           y_train=torch.randint(0, 10, (samples,), generator=g))
+
+
+def float_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(x), generator=gen)
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        idx = order[i : i + batch]
+        loss = nn.functional.cross_entropy(model(x[idx], gen), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def finetune_epoch(model, x, y, profile: str, batch: int, fused: bool) -> float:
+    fq = fake_quantize(model, profile, x[:256])
+    fq.fused = fused
+    start = time.perf_counter()
+    finetune(fq, SimpleNamespace(x_train=x, y_train=y),
+             FinetuneConfig(epochs=1, batch_size=batch, threads=torch.get_num_threads()),
+             progress=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", default=None, help="folder with the MNIST IDX files")
+    ap.add_argument("--samples", type=int, default=8000, help="random samples without --data-root")
+    ap.add_argument("--profile", default="loihi2", help="hardware profile (default loihi2: graded input)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reference", action="store_true",
+                    help="also time the step-by-step reference path of the fake-quant forward")
+    ap.add_argument("--profile-batches", type=int, default=0,
+                    help="print a cProfile of this many fine-tuning batches and stop")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ds = _data(args.data_root, args.samples)
+    x, y = ds.x_train, ds.y_train
+    torch.manual_seed(0)
+    model = build_model(mnist_spec())
+    if args.profile_batches:
+        n = args.profile_batches * args.batch_size
+        for fused in ([True, False] if args.reference else [True]):
+            finetune_epoch(model, x[:args.batch_size], y[:args.batch_size], args.profile,
+                           args.batch_size, fused)  # warm-up: imports, first-call costs
+            prof = cProfile.Profile()
+            prof.enable()
+            secs = finetune_epoch(model, x[:n], y[:n], args.profile, args.batch_size, fused)
+            prof.disable()
+            print(f"--- {'whole-window' if fused else 'step-by-step'} path, {args.profile_batches} "
+                  f"batches: {secs:.2f} s")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        return
+    load0 = os.getloadavg()[0]
+    t_float = float_epoch(model, x, y, args.batch_size)
+    t_fq = finetune_epoch(model, x, y, args.profile, args.batch_size, True)
+    t_ref = finetune_epoch(model, x, y, args.profile, args.batch_size, False) if args.reference else None
+    load1 = os.getloadavg()[0]
+    print(f"{len(x)} samples, batch {args.batch_size}, {args.threads} thread(s), profile "
+          f"{args.profile}, load average {load0:.2f} -> {load1:.2f}")
+    print(f"float epoch              {t_float:8.2f} s")
+    print(f"fine-tuning epoch        {t_fq:8.2f} s   ratio {t_fq / t_float:.2f}x float")
+    if t_ref is not None:
+        print(f"  step-by-step reference {t_ref:8.2f} s   ratio {t_ref / t_float:.2f}x float, "
+              f"{t_ref / t_fq:.2f}x the whole-window path")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The whole-window neuron path of fine-tuning (``TrainNeuron.window``, ``FakeQuantNet.fused``)
+against the step-by-step path it replaces: exact values, equal gradients (float64)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neurodeploy.families import loihi
+from neurodeploy.models import ModelSpec, build_model
+from neurodeploy.nn.surrogate import make_surrogate
+from neurodeploy.quantize.fakequant import fake_quantize
+
+
+def _steps(neuron, a_seq, bias, initial_v):
+    """The reference: one call of the step per step, autograd through each."""
+    b, steps = a_seq.shape[:2]
+    u = torch.zeros((b, *a_seq.shape[2:]), dtype=torch.float64)
+    v = torch.full_like(u, float(initial_v))
+    out, vs = [], []
+    for t in range(steps):
+        u, v, s = neuron(u, v, a_seq[:, t], bias)
+        out.append(s)
+        vs.append(v.detach())
+    return torch.stack(out, 1), v, torch.stack(vs, 1)
+
+
+@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "triangle"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("spiking", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("storage", [32, None])  # None: unbounded, the per-step states path
+def test_window_equals_the_step_loop(seed, spiking, reset, surrogate, storage):
+    g = torch.Generator().manual_seed(seed)
+    b, steps, n = 5, 12, 7
+    theta = int(torch.randint(50, 400, (1,), generator=g))
+    neuron = loihi.TrainNeuron(
+        current_decay=int(torch.randint(0, 4097, (1,), generator=g)),
+        voltage_decay=int(torch.randint(0, 4097, (1,), generator=g)), threshold=theta,
+        bias_exp=6, spiking=spiking, reset=reset, state_unit=64 * 1.7,
+        surrogate=make_surrogate({"name": surrogate}),
+        config=loihi.LoihiConfig(storage_bits=storage))
+    # integer inputs around the threshold, a few large enough to reach u's wrap and v's saturation
+    a = torch.randint(-theta, 2 * theta, (b, steps, n), generator=g).double()
+    a[0, 3, 0], a[1, 2, 1] = 2.0**20, -(2.0**20)
+    bias = torch.randint(-theta // 4, theta // 4, (n,), generator=g).double()
+    initial_v = int(torch.randint(0, 64 * theta, (1,), generator=g))
+    w_s, w_v = torch.randn(b, steps, n, generator=g, dtype=torch.float64), \
+        torch.randn(b, n, generator=g, dtype=torch.float64)
+    grads, values = [], []
+    for window in (False, True):
+        a_, b_ = a.clone().requires_grad_(), bias.clone().requires_grad_()
+        s, v, vs = (neuron.window(a_, b_, initial_v, True) if window
+                    else _steps(neuron, a_, b_, initial_v))
+        ((w_s * s).sum() + (w_v * v).sum()).backward()
+        values.append((s.detach(), v.detach(), vs))
+        grads.append((a_.grad, b_.grad))
+    for x, y in zip(*values, strict=True):
+        assert torch.equal(x, y)
+    for x, y in zip(*grads, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_fakequant_equals_the_step_path_in_values_and_gradients():
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[12, 10], steps=5, num_classes=4,
+                     encoding={"kind": "direct", "bits": 8},
+                     neuron={"model": "lif", "tau": 2.0, "threshold": 0.5})
+    model = build_model(spec).double()
+    x, y = torch.rand(9, 1, 4, 4), torch.randint(0, 4, (9,))
+    fq = fake_quantize(model, "loihi2", x)
+    outs, grads = [], []
+    for fused in (True, False):
+        fq.fused = fused
+        model.zero_grad()
+        out = fq(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        outs.append((out.detach(), fq.readout_integers(x), fq.run(fq.encode(x), record=True)[1]))
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    for r0, r1 in zip(outs[0][2], outs[1][2], strict=True):
+        assert torch.equal(r0["v"], r1["v"])
+    assert len(grads[0]) == len(grads[1]) > 0
+    assert any(bool(gr.abs().sum() > 0) for gr in grads[0])
+    for g0, g1 in zip(*grads, strict=True):
+        torch.testing.assert_close(g0, g1, rtol=1e-9, atol=1e-12)
