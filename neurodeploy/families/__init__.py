@@ -27,6 +27,8 @@ What a family package provides (module-level names; ``loihi`` provides all of th
   returns ``(weight_exp, weight_factor)`` for the current weights, called on every fake-quant
   pass); a family without it can simulate deployment graphs but not lower trained
   networks;
+- optional ``LOWERING_HINT``: what a refusal to lower a spiking network says to do instead (a
+  family without ``lowering``);
 - optional ``POOLING_IN_LAYER``: ``True`` when a ``sumpool`` layer is the pooling of the layer
   before it on the chip (no core and no neurons of its own; the fit check counts it so);
 - optional ``WRITERS``: file formats the family writes from a deployment graph (loihi: ``lava``,

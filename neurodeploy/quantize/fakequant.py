@@ -306,9 +306,8 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
     p = c.apply_to_profile(load_profile(profile))
     family = get_family(p.family)
     if getattr(family, "lowering", None) is None:
-        raise UnsupportedError(
-            f"lowering trained networks to the {p.family} family is not available; profile "
-            f"{p.name} can be simulated from a deployment graph written by hand")
+        hint = getattr(family, "LOWERING_HINT", "it can simulate deployment graphs written by hand")
+        raise UnsupportedError(f"profile {p.name} ({p.family} family) does not lower spiking networks; {hint}")
     model = model.eval()
     enc = model.spec.encoding_config
     design_rules.check(p, "lower", encoding=enc.to_dict(), only=("graded_input",))

@@ -37,10 +37,15 @@ from neurodeploy.families.ttfs.program import (
 from neurodeploy.families.ttfs.rules import RULES
 from neurodeploy.families.ttfs.scan import DenseInput, NeuronScan
 
+LOWERING_HINT = ("it runs time-to-first-spike networks: map a ReLU network with `neurodeploy convert MODEL "
+                 "--to ttfs`, then `neurodeploy ttfs simulate CK --graph G.npz`")
+"""What the refusal to lower a spiking network says to do instead."""
+
 WRITERS: dict = {}
 """No vendor file format; TTFS networks are written to NIR (:mod:`neurodeploy.export.nir`)."""
 
 __all__ = [
+    "LOWERING_HINT",
     "DEFAULT", "KINDS", "NAME", "RULES", "WRITERS", "Config", "DenseInput", "NeuronScan",
     "NeuronStep", "ProgramFlatten", "ProgramLayer", "ProgramPool", "ProgramRun", "TTFSConfig",
     "TTFSProgram", "conv", "dense", "encode_inputs", "graph_from_program", "neuron_step",
