@@ -223,11 +223,11 @@ def test_trained_digits_network_matches_xylosim(xylo_python, tmp_path):
                  ["finetune", str(tmp_path / "run" / "checkpoint.pt"), "--profile", "xylo-imu",
                   "--epochs", "1", "-o", str(tmp_path / "ft.pt")],
                  ["export", str(tmp_path / "ft.pt"), "--format", "xylo", "-o",
-                  str(tmp_path / "ft.npz")],
+                  str(tmp_path / "spec.npz")],  # ft.npz is the fine-tuned deployment graph
                  ["simulate", str(tmp_path / "ft.pt"), "-o", str(tmp_path / "sim.json")]):
         res = runner.invoke(main, args)
         assert res.exit_code == 0, (args, res.output)
-    spec = load_spec(tmp_path / "ft.npz")
+    spec = load_spec(tmp_path / "spec.npz")
     graph = DeployGraph.load(tmp_path / "sim.npz")
     assert spec.meta["hidden_blocks"] == [[0, 24], [24, 40]] and spec.synapses == 1
     data = load_dataset("digits-4x4")
@@ -238,7 +238,7 @@ def test_trained_digits_network_matches_xylosim(xylo_python, tmp_path):
     latency = Simulator(graph).latency
     raster = np.concatenate([events, np.zeros((events.shape[0], latency, *events.shape[2:]),
                                               events.dtype)], 1)
-    ref, = xylosim(xylo_python, [(tmp_path / "ft.npz", raster.reshape(*raster.shape[:2], -1))],
+    ref, = xylosim(xylo_python, [(tmp_path / "spec.npz", raster.reshape(*raster.shape[:2], -1))],
                    tmp_path)
     ref.pop("Isyn2", None)
     got = _graph_records(graph, raster)
