@@ -497,8 +497,9 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
 @click.option("-o", "--out", "out_dir", help="Output folder (default: compare/ next to the checkpoint).")
 @click.option("--resume", is_flag=True, help="Reuse the profiles an interrupted run in the output folder finished.")
 @click.option("--progress/--no-progress", default=None)
+@_force_option
 @guarded
-def compare(checkpoint, profile_list, dataset, data_root, limit, neurobench, out_dir, resume, progress):
+def compare(checkpoint, profile_list, dataset, data_root, limit, neurobench, out_dir, resume, progress, force):
     """Deploy one checkpoint to several chip profiles and compare them side by side.
 
     Writes OUT/compare.json, compare.md and compare.png: deployed accuracy, spikes per neuron, SynOps,
@@ -509,10 +510,10 @@ def compare(checkpoint, profile_list, dataset, data_root, limit, neurobench, out
     names = parse_profiles(profile_list)
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / "compare"
     inputs = [checkpoint, *[n for n in names or [] if n.endswith(".toml") or os.sep in n]]
-    output_paths(out, inputs)  # refuse before the work, not after
+    output_paths(out, inputs, force=force)  # refuse before the work, not after
     report = compare_profiles(checkpoint, names, dataset=dataset, data_root=data_root, limit=limit,
                               neurobench=neurobench, progress=progress, out_dir=out, resume=resume)
-    paths = write_comparison(report, out, inputs)
+    paths = write_comparison(report, out, inputs, force=True)  # checked above; --resume rewrote compare.json
     click.echo(report.table())
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
 

@@ -31,6 +31,8 @@ from typing import Any
 from neurodeploy.errors import ConfigError, FitError, UnsupportedError
 
 COMPARE_SCHEMA = 1
+COMPARE_FORMAT = "neurodeploy.comparison"
+"""The format tag of ``compare.json`` (an existing JSON file without it is someone else's)."""
 """Version of ``compare.json``."""
 
 OUTPUT_NAMES = ("compare.json", "compare.md", "compare.png")
@@ -235,8 +237,8 @@ class ComparisonReport:
         raise KeyError(profile)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": COMPARE_SCHEMA, "checkpoint": self.checkpoint, "dataset": self.dataset,
-                "split": self.split, "samples": self.samples,
+        return {"format": COMPARE_FORMAT, "schema": COMPARE_SCHEMA, "checkpoint": self.checkpoint,
+                "dataset": self.dataset, "split": self.split, "samples": self.samples,
                 "float_accuracy": self.float_accuracy,
                 "float_accuracy_se": binomial_se(self.float_accuracy, self.samples),
                 "profiles": [r.to_dict() for r in self.rows], "neurobench": self.neurobench,
@@ -472,44 +474,30 @@ def _previous_rows(out_dir: str | os.PathLike | None, run: dict[str, Any]) -> di
 
 
 # ---------------------------------------------------------------------------------- writing
-def check_output_paths(outputs: Sequence[str | os.PathLike], inputs: Sequence[str | os.PathLike]) -> None:
-    """Refuse (:class:`ConfigError`) when an output would replace an input file or a folder.
+def output_paths(out_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (), *,
+                 force: bool = False) -> list[Path]:
+    """The files :func:`write_comparison` writes into ``out_dir``, checked by
+    :func:`neurodeploy.outputs.check_outputs` (one line when ``out_dir`` is a file, one of them
+    would replace an input, or, without ``force``, an existing file there is of another kind)."""
+    from neurodeploy.outputs import Output, check_output_folder, check_outputs
 
-    A minimal local check: the same real path or (both existing) the same file, or an output path
-    that is an existing folder.
-    """
-    for out in outputs:
-        o = Path(out)
-        for src in inputs:
-            i = Path(src)
-            same = os.path.realpath(o) == os.path.realpath(i)
-            if not same and o.exists() and i.exists():
-                same = os.path.samefile(o, i)
-            if same:
-                raise ConfigError(f"output {out} would overwrite the input {src}; choose another -o")
-        if o.is_dir():
-            raise ConfigError(f"output {out} is an existing folder")
-
-
-def output_paths(out_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> list[Path]:
-    """The files :func:`write_comparison` writes into ``out_dir``, refused (:class:`ConfigError`)
-    when ``out_dir`` is a file or one of them would replace one of ``inputs``."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output folder {out} is an existing file")
-    paths = [out / n for n in OUTPUT_NAMES]
-    check_output_paths(paths, inputs)
-    return paths
+    check_output_folder(out, "output folder")
+    outs = [Output.of(out / "compare.json", "json", "comparison report", COMPARE_FORMAT),
+            Output.of(out / "compare.md", "text", "comparison table"),
+            Output.of(out / "compare.png", "png", "comparison plot")]
+    check_outputs(inputs, outs, force=force)
+    return [o.path for o in outs]
 
 
 def write_comparison(report: ComparisonReport, out_dir: str | os.PathLike,
-                     inputs: Sequence[str | os.PathLike] = ()) -> list[Path]:
+                     inputs: Sequence[str | os.PathLike] = (), *, force: bool = False) -> list[Path]:
     """Write ``compare.json``, ``compare.md`` and ``compare.png`` into ``out_dir`` (atomically),
-    after checking that none of them is one of ``inputs``."""
+    after :func:`output_paths` checked them."""
     from neurodeploy.atomic import write_json, write_text
     from neurodeploy.report.plots import plot_comparison
 
-    paths = output_paths(out_dir, inputs)
+    paths = output_paths(out_dir, inputs, force=force)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     write_json(paths[0], report.to_dict())
     write_text(paths[1], report.markdown())
@@ -518,6 +506,6 @@ def write_comparison(report: ComparisonReport, out_dir: str | os.PathLike,
 
 
 __all__ = ["COMPARE_SCHEMA", "ComparisonReport", "ProfileRow", "Refusal", "binomial_se",
-           "check_output_paths", "compare_profiles", "energy_sources", "output_paths", "parse_profiles",
+           "compare_profiles", "energy_sources", "output_paths", "parse_profiles",
            "profile_digest",
            "write_comparison"]

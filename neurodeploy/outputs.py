@@ -98,6 +98,18 @@ def sniff_kind(path: Path) -> str | None:
     return "text"
 
 
+def sniff_json_format(path: Path) -> str | None:
+    """The ``format`` tag of a JSON object file (``None`` when it has none)."""
+    import json
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    return fmt if isinstance(fmt, str) else None
+
+
 def sniff_npz_format(path: Path) -> str | None:
     """The ``format`` tag of a neurodeploy ``.npz`` archive's JSON header (``None`` when it has
     none: a foreign archive)."""
@@ -177,6 +189,9 @@ def check_outputs(inputs: Iterable[str | os.PathLike | None], outputs: Iterable[
             raise OutputError(f"{out.path} exists and holds a {KIND_NAMES.get(found, found)} file, not the "
                               f"{out.what} ({KIND_NAMES.get(out.kind, out.kind)}); pass --force to replace it "
                               "or choose another output path")
+        if out.fmt is not None and found == "json" and sniff_json_format(out.path) != out.fmt:
+            raise OutputError(f"{out.path} exists and holds a JSON file neurodeploy did not write as the {out.what}; "
+                              "pass --force to replace it or choose another output path")
         if out.fmt is not None and found == "npz":
             existing = sniff_npz_format(out.path)
             if existing != out.fmt:

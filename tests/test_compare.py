@@ -173,18 +173,32 @@ def test_compare_never_overwrites_an_input(ck_path, tmp_path):
     victim.write_bytes(ck_path.read_bytes())
     before = victim.read_bytes()
     res = _run(["compare", victim, "--profiles", "loihi2", "-o", tmp_path])
-    assert res.exit_code == 2 and "would overwrite the input" in res.output
+    assert res.exit_code == 2 and "is the input" in res.output
     assert victim.read_bytes() == before
     linked = tmp_path / "linked"  # another name of the checkpoint where compare.md would go
     linked.mkdir()
     os.link(victim, linked / "compare.md")
     res = _run(["compare", victim, "--profiles", "loihi2", "-o", linked])
-    assert res.exit_code == 2 and "would overwrite the input" in res.output
+    assert res.exit_code == 2 and "is the input" in res.output
     assert victim.read_bytes() == before
     afile = tmp_path / "afile"
     afile.write_text("x")
     res = _run(["compare", ck_path, "--profiles", "loihi2", "-o", afile])
-    assert res.exit_code == 2 and "existing file" in res.output and afile.read_text() == "x"
+    assert res.exit_code == 2 and "is a file" in res.output and afile.read_text() == "x"
+
+
+def test_compare_keeps_a_foreign_json_unless_forced(ck_path, tmp_path):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    mine = out / "compare.json"
+    mine.write_text('{"mine": 1}')
+    res = _run(["compare", ck_path, "--profiles", "loihi2", "--limit", "20", "--no-neurobench", "-o", out])
+    assert res.exit_code == 2 and res.output.startswith("error:") and "--force" in res.output
+    assert mine.read_text() == '{"mine": 1}'
+    res = _run(["compare", ck_path, "--profiles", "loihi2", "--limit", "20", "--no-neurobench", "-o", out,
+                "--force"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(mine.read_text())["format"] == "neurodeploy.comparison"
 
 
 # ---------------------------------------------------------------------------------- NeuroBench
