@@ -40,27 +40,10 @@ from torch import nn
 
 from neurodeploy.ttfs import TTFSConstraints, TTFSFinetuneConfig, finetune_ttfs, relu_to_ttfs
 from neurodeploy.ttfs.finetune import measure
+from neurodeploy.ttfs.train import train_relu
 
 F64 = torch.float64
 JITTER = {"kind": "gaussian", "sigma": 0.05}
-
-
-def train_relu(model: nn.Module, ds, epochs: int, lr: float, seed: int) -> nn.Module:
-    """Adam on cross-entropy, batch 64, in float64."""
-    torch.manual_seed(seed)
-    model = model.to(F64)
-    opt = torch.optim.Adam(model.parameters(), lr)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(ds.n_train, generator=gen)
-        for i in range(0, ds.n_train, 64):
-            idx = perm[i : i + 64]
-            loss = nn.functional.cross_entropy(model(ds.x_train[idx].to(F64)), ds.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
 
 
 def fc2(n_in: int, seed: int) -> nn.Sequential:

@@ -42,6 +42,7 @@ from neurodeploy.ttfs import (
 from neurodeploy.ttfs.constraints import weight_levels, weight_scale
 from neurodeploy.ttfs.neuron import alpha1_spike_times, b1_spike_times
 from neurodeploy.ttfs.onnx_import import load_onnx_relu
+from neurodeploy.ttfs.train import train_relu
 from neurodeploy.ttfs.workflows import convert_model, finetune_checkpoint, simulate_checkpoint
 
 F64 = torch.float64
@@ -61,27 +62,10 @@ def digits():
     return load_dataset("digits")
 
 
-def _train_relu(model: nn.Module, ds, epochs: int, lr: float = 1e-3, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = model.to(F64)
-    opt = torch.optim.Adam(model.parameters(), lr)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(ds.n_train, generator=gen)
-        for i in range(0, ds.n_train, 64):
-            idx = perm[i : i + 64]
-            loss = nn.functional.cross_entropy(model(ds.x_train[idx].to(F64)), ds.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def relu_mlp(digits):
     torch.manual_seed(0)
-    return _train_relu(
+    return train_relu(
         nn.Sequential(nn.Flatten(), nn.Linear(64, 340), nn.ReLU(), nn.Linear(340, 10)), digits, 10
     )
 
@@ -103,7 +87,7 @@ def relu_conv(digits):
         nn.ReLU(),
         nn.Linear(32, 10),
     )
-    m = _train_relu(m, digits, 3)
+    m = train_relu(m, digits, 3)
     with (
         torch.no_grad()
     ):  # make the BatchNorms matter: some negative scales, shifts, odd statistics

@@ -27,6 +27,7 @@ from neurodeploy.lower.inputs import encode_inputs
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import simulate_graph
 from neurodeploy.ttfs import TTFSConstraints, build_program, load_ttfs, lower_ttfs, program_accuracy
+from neurodeploy.ttfs.train import train_relu
 
 F64 = torch.float64
 
@@ -45,20 +46,7 @@ def digits():
 
 
 def _train(model: nn.Module, ds, epochs: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    model = model.to(F64)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(ds.n_train, generator=gen)
-        for i in range(0, ds.n_train, 64):
-            idx = perm[i : i + 64]
-            loss = nn.functional.cross_entropy(model(ds.x_train[idx].to(F64)), ds.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+    return train_relu(model, ds, epochs, seed=seed)
 
 
 def _onnx(model: nn.Module, path) -> None:

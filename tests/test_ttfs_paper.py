@@ -24,6 +24,7 @@ from neurodeploy.ttfs import (
 )
 from neurodeploy.ttfs.constraints import weight_levels, weight_range, weight_scale
 from neurodeploy.ttfs.deploy import program_accuracy
+from neurodeploy.ttfs.train import train_relu
 
 F64 = torch.float64
 
@@ -41,26 +42,10 @@ def digits():
     return load_dataset("digits")
 
 
-def _train(model: nn.Module, ds, epochs: int, lr: float = 1e-3, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = model.to(F64)
-    opt = torch.optim.Adam(model.parameters(), lr)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(ds.n_train, generator=gen)
-        for i in range(0, ds.n_train, 64):
-            idx = perm[i : i + 64]
-            loss = nn.functional.cross_entropy(model(ds.x_train[idx].to(F64)), ds.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def mlp_net(digits):
     torch.manual_seed(0)
-    relu = _train(nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)),
+    relu = train_relu(nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)),
                   digits, 10)
     return relu_to_ttfs(relu, digits.x_train)
 
@@ -154,7 +139,7 @@ def test_clipped_scale_is_the_one_the_program_deploys(mlp_net, digits):
 
 
 def test_vgg_style_conv_network_maps_exactly(digits):
-    relu = _train(vgg_digits(), digits, 2)
+    relu = train_relu(vgg_digits(), digits, 2)
     net = relu_to_ttfs(relu, digits.x_train)
     with torch.no_grad():
         ref = relu(digits.x_test.to(F64))
@@ -175,7 +160,7 @@ def test_vgg_style_conv_network_maps_exactly(digits):
 
 
 def test_finetuning_recovers_a_quantisation_drop(digits):
-    relu = _train(vgg_digits(1), digits, 10, lr=3e-3)
+    relu = train_relu(vgg_digits(1), digits, 10, lr=3e-3)
     net = relu_to_ttfs(relu, digits.x_train)
     base = evaluate(net, digits.x_test, digits.y_test)["accuracy"]
     res = finetune_ttfs(net, digits, TTFSConstraints(weight_bits=3),

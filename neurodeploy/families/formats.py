@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from neurodeploy.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LayerFormat:
+    """The integer settings of one lowered block (everything but its weights and bias values), as
+    a family's ``lowering.layer_format`` returns them to the fake-quant network.
+
+    Attributes:
+        w_lo, w_hi: integer weight range; weight_exp: the synapse layer's weight exponent.
+        threshold: threshold mantissa; bias_exp: bias exponent.
+        b_lo, b_hi: bias mantissa range; bias_factor: mantissa units per ``s·b``.
+        initial_v: initial potential in state units.
+        state_unit: state units per float potential unit.
+        current_decay, voltage_decay: decays in the family's units.
+    """
+
+    w_lo: int
+    w_hi: int
+    weight_exp: int
+    threshold: int
+    bias_exp: int
+    b_lo: int
+    b_hi: int
+    bias_factor: float
+    initial_v: int
+    state_unit: float
+    current_decay: int
+    voltage_decay: int
 
 
 def weight_range(profile: Any, weight_bits: int | None = None) -> tuple[int, int]:
@@ -22,4 +51,4 @@ def weight_range(profile: Any, weight_bits: int | None = None) -> tuple[int, int
     return blo, bhi
 
 
-__all__ = ["weight_range"]
+__all__ = ["LayerFormat", "weight_range"]

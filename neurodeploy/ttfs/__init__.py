@@ -27,6 +27,7 @@ from neurodeploy.ttfs.train import (
     compare_trajectories,
     evaluate,
     init_ttfs_mlp,
+    train_relu,
     train_ttfs,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "program_accuracy",
     "relu_to_ttfs",
     "save_ttfs",
+    "train_relu",
     "train_ttfs",
     "ttfs_to_relu",
 ]

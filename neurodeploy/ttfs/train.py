@@ -81,6 +81,27 @@ class TTFSTrainConfig:
         return asdict(self)
 
 
+def train_relu(model: nn.Module, ds: Any, epochs: int, lr: float = 1e-3, seed: int = 0,
+               batch_size: int = 64) -> nn.Module:
+    """Train the ReLU source network of an exact TTFS mapping: Adam on cross-entropy over
+    ``ds``'s training split, in float64 (the mapping is exact in float64), seeded shuffles.
+    Returns the model in eval mode."""
+    torch.manual_seed(seed)
+    model = model.to(torch.float64)
+    opt = torch.optim.Adam(model.parameters(), lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(ds.n_train, generator=gen)
+        for i in range(0, ds.n_train, batch_size):
+            idx = perm[i : i + batch_size]
+            loss = F.cross_entropy(model(ds.x_train[idx].to(torch.float64)), ds.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
 def init_ttfs_mlp(
     input_shape: tuple[int, ...],
     hidden: list[int],

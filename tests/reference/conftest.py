@@ -75,6 +75,37 @@ def run_lava(python: Path, jobs: list[tuple[Path, Path]], timeout: float = 600.0
                         f"{proc.stderr[-4000:]}")
 
 
+def run_lava_overlapped(python: Path, script, driver: str, tmp: Path, build):
+    """Start Lava on ``driver`` (a ``python -c`` program that imports Lava, then waits for the
+    request file) and meanwhile call ``build(request_path)``, which writes the request; returns
+    ``(what build returned, result header, result arrays)``. Fails the test with Lava's stderr
+    when the run fails."""
+    req_path, res_path = tmp / "req.npz", tmp / "res.npz"
+    proc = subprocess.Popen([str(python), "-c", driver, str(script.__file__), str(req_path), str(res_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        built = build(req_path)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if proc.returncode != 0 or not res_path.exists():
+        pytest.fail(f"Lava run failed (exit {proc.returncode}):\n{err[-4000:]}")
+    header, arrays = script.load_npz(res_path)
+    return built, header, arrays
+
+
+def padded(graph, x):
+    """One sample ``x`` [T, ...] followed by the simulator's ``latency`` steps of zero input."""
+    import numpy as np
+
+    from neurodeploy.sim import Simulator
+
+    lat = Simulator(graph).latency
+    return np.concatenate([np.asarray(x, np.int64), np.zeros((lat, *x.shape[1:]), np.int64)])
+
+
 @pytest.fixture(scope="session")
 def lava_python() -> Path:
     """The Lava environment's interpreter; skips the test when there is none."""

@@ -15,11 +15,10 @@ to ``netx.hdf5.Network`` (graded input cannot be declared in the file itself).
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 import torch
+from conftest import padded, run_lava_overlapped  # tests/reference/conftest.py
 
 from neurodeploy.data import load_dataset
 from neurodeploy.export.netx import export_netx, read_netx
@@ -157,31 +156,11 @@ def _lava_input(graph, seq):
     return seq
 
 
-def _padded(graph, x):
-    """One sample ``x`` [T, ...] followed by ``latency`` steps of zero input."""
-    lat = Simulator(graph).latency
-    return np.concatenate([np.asarray(x, np.int64), np.zeros((lat, *x.shape[1:]), np.int64)])
-
-
 @pytest.fixture(scope="module")
 def results(lava_python, lava_script, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lava_netx")
-    req_path, res_path = tmp / "req.npz", tmp / "res.npz"
-    # Lava starts now and imports netx while the network is trained and the request written;
-    # the request file appears atomically when it is complete.
-    proc = subprocess.Popen([str(lava_python), "-c", DRIVER, str(lava_script.__file__),
-                             str(req_path), str(res_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        cases = _build_cases(lava_script, tmp, req_path)
-        _, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    if proc.returncode != 0 or not res_path.exists():
-        pytest.fail(f"Lava run failed (exit {proc.returncode}):\n{err[-4000:]}")
-    header, arrays = lava_script.load_npz(res_path)
+    cases, header, arrays = run_lava_overlapped(lava_python, lava_script, DRIVER, tmp,
+                                                lambda req: _build_cases(lava_script, tmp, req))
     infos = {c["name"]: c for c in header["cases"]}
     return cases, infos, arrays
 
@@ -205,19 +184,19 @@ def _build_cases(lava_script, tmp, req_path):
     graph, x = _trained_graph(tmp)
     # four samples back to back in one run: the first from the reset state, the others with the
     # state carried over (as on the chip)
-    add("mlp", graph, np.concatenate([_padded(graph, xi) for xi in x]), tmp / "mlp.net")
+    add("mlp", graph, np.concatenate([padded(graph, xi) for xi in x]), tmp / "mlp.net")
     conv = _conv_graph()
     rng = np.random.default_rng(1)
-    add("conv", conv, _padded(conv, (rng.random((24, 2, 9, 7)) < 0.3).astype(np.int64)),
+    add("conv", conv, padded(conv, (rng.random((24, 2, 9, 7)) < 0.3).astype(np.int64)),
         tmp / "conv.net")
     graded = _graded_graph()
-    add("graded", graded, _padded(graded, rng.integers(0, 256, size=(12, 1, 4, 4))),
+    add("graded", graded, padded(graded, rng.integers(0, 256, size=(12, 1, 4, 4))),
         tmp / "graded.net", message_bits=8)
     sat = _saturation_graph()
-    add("readout_saturation", sat, _padded(sat, np.ones((40, 6), np.int64)), tmp / "sat.net")
+    add("readout_saturation", sat, padded(sat, np.ones((40, 6), np.int64)), tmp / "sat.net")
     foreign = _foreign_inhibitory(tmp / "foreign.net")
     fg = read_netx(foreign)
-    add("foreign_inhibitory", fg, _padded(fg, (rng.random((30, 10)) < 0.5).astype(np.int64)),
+    add("foreign_inhibitory", fg, padded(fg, (rng.random((30, 10)) < 0.5).astype(np.int64)),
         foreign, export=False)
     req.save(req_path)
     return cases

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import padded, run_lava_overlapped  # tests/reference/conftest.py
 
 from neurodeploy.data import load_dataset
 from neurodeploy.errors import UnsupportedError
@@ -189,30 +189,12 @@ def _saturation_graph():
                        steps=40, encoding={"kind": "rate"})
 
 
-def _padded(graph, x):
-    """One sample ``x`` [T, ...] followed by ``latency`` steps of zero input."""
-    lat = Simulator(graph).latency
-    return np.concatenate([np.asarray(x, np.int64), np.zeros((lat, *x.shape[1:]), np.int64)])
-
-
 # ----------------------------------------------------------------------------- running both
 @pytest.fixture(scope="module")
 def results(lava_python, lava_script, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lava_process")
-    req_path, res_path = tmp / "req.npz", tmp / "res.npz"
-    proc = subprocess.Popen([str(lava_python), "-c", DRIVER, str(lava_script.__file__),
-                             str(req_path), str(res_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        cases = _build_cases(lava_script, tmp, req_path)
-        _, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    if proc.returncode != 0 or not res_path.exists():
-        pytest.fail(f"Lava run failed (exit {proc.returncode}):\n{err[-4000:]}")
-    header, arrays = lava_script.load_npz(res_path)
+    cases, header, arrays = run_lava_overlapped(lava_python, lava_script, DRIVER, tmp,
+                                                lambda req: _build_cases(lava_script, tmp, req))
     infos = {c["name"]: c for c in header["cases"]}
     return cases, infos, arrays
 
@@ -233,21 +215,21 @@ def _build_cases(lava_script, tmp, req_path):
 
     mlp, x = _trained_graph(tmp, mp_init=False)
     # three samples back to back in one run: the state carries over, as on the chip
-    add("mlp", mlp, np.concatenate([_padded(mlp, xi) for xi in x]))
+    add("mlp", mlp, np.concatenate([padded(mlp, xi) for xi in x]))
     mp, x = _trained_graph(tmp, mp_init=True)
-    add("mp_init", mp, _padded(mp, x[0]))
+    add("mp_init", mp, padded(mp, x[0]))
     cases["mp_init_second"] = None  # a second sample from the initial state, in its own run
-    add("mp_init_second", mp, _padded(mp, x[1]))
+    add("mp_init_second", mp, padded(mp, x[1]))
     dec = _per_neuron_decays_graph()
-    add("per_neuron_decays", dec, _padded(dec, (rng.random((30, 20)) < 0.4).astype(np.int64)))
+    add("per_neuron_decays", dec, padded(dec, (rng.random((30, 20)) < 0.4).astype(np.int64)))
     graded = _graded_graph()
-    add("graded", graded, _padded(graded, rng.integers(0, 256, size=(12, 1, 4, 4))))
+    add("graded", graded, padded(graded, rng.integers(0, 256, size=(12, 1, 4, 4))))
     sat = _saturation_graph()
-    add("saturation", sat, _padded(sat, np.ones((40, 100), np.int64)))
+    add("saturation", sat, padded(sat, np.ones((40, 100), np.int64)))
     for seed in range(EXTREME_SEEDS):
         g = _extreme_graph(seed)
         add(f"extreme_{seed}", g,
-            _padded(g, (rng.random((40, *g.input_shape)) < 0.4).astype(np.int64)))
+            padded(g, (rng.random((40, *g.input_shape)) < 0.4).astype(np.int64)))
     # general edges, which no DeployGraph holds yet: the description above plus a recurrent
     # Dense (hidden -> hidden) and a skip edge (input -> head) merging into the head's a_in;
     # Lava is compared with the numpy model of its processes (tests/test_export_lava_process.py)
@@ -259,7 +241,7 @@ def _build_cases(lava_script, tmp, req_path):
     cases["general_edges"] = (header, model.run_description(header, arrays, x),
                               model.run_description(*plain, x))
     conv = _conv_graph()  # last: Lava's Conv imports torch
-    add("conv", conv, _padded(conv, (rng.random((24, 2, 9, 7)) < 0.3).astype(np.int64)))
+    add("conv", conv, padded(conv, (rng.random((24, 2, 9, 7)) < 0.3).astype(np.int64)))
     req.save(req_path)
     return cases
 

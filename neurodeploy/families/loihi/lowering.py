@@ -18,9 +18,9 @@ multiplicative decays in those units (rule ``decay_format``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from neurodeploy.families.formats import LayerFormat
 from neurodeploy.families.loihi.arith import DEFAULT, LoihiConfig
 from neurodeploy.families.loihi.calibrate import choose_scale, weight_range
 from neurodeploy.families.loihi.shadow import TrainNeuron
@@ -30,33 +30,6 @@ if TYPE_CHECKING:
     from neurodeploy.hardware import HardwareProfile
 
 
-
-
-@dataclass(frozen=True)
-class LayerFormat:
-    """The integer settings of one lowered block (everything but its weights and bias values).
-
-    Attributes:
-        w_lo, w_hi: integer weight range; weight_exp: the synapse layer's weight exponent.
-        threshold: threshold mantissa; bias_exp: bias exponent.
-        b_lo, b_hi: bias mantissa range; bias_factor: mantissa units per ``s·b``.
-        initial_v: initial potential in state units.
-        state_unit: state units per float potential unit.
-        current_decay, voltage_decay: decays in the family's units.
-    """
-
-    w_lo: int
-    w_hi: int
-    weight_exp: int
-    threshold: int
-    bias_exp: int
-    b_lo: int
-    b_hi: int
-    bias_factor: float
-    initial_v: int
-    state_unit: float
-    current_decay: int
-    voltage_decay: int
 
 
 def layer_format(block: Any, scale: float, profile: HardwareProfile,

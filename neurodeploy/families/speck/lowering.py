@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from neurodeploy.errors import FitError
-from neurodeploy.families.formats import weight_range
+from neurodeploy.families.formats import LayerFormat, weight_range
 from neurodeploy.families.shadow import straight_through
 from neurodeploy.families.speck.arith import DEFAULT, SpeckConfig, neuron_step
 from neurodeploy.nn.surrogate import Surrogate, spike
@@ -43,24 +43,6 @@ class LayerScale:
     scale: float
     limited_by: str
     candidates: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LayerFormat:
-    """The integer settings of one lowered block (see the loihi family's for the fields)."""
-
-    w_lo: int
-    w_hi: int
-    weight_exp: int
-    threshold: int
-    bias_exp: int
-    b_lo: int
-    b_hi: int
-    bias_factor: float
-    initial_v: int
-    state_unit: float
-    current_decay: int
-    voltage_decay: int
 
 
 def range_scale(lo_val: float, hi_val: float, lo: int, hi: int) -> float:

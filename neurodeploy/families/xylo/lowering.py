@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from neurodeploy.errors import FitError
+from neurodeploy.families.formats import LayerFormat as BaseLayerFormat
 from neurodeploy.families.formats import weight_range
 from neurodeploy.families.loihi.units import DECAY_UNIT as LOIHI_DECAY_UNIT
 from neurodeploy.families.xylo.arith import DEFAULT, XyloConfig
@@ -52,25 +53,13 @@ VOLTAGE_HEADROOM = 0.9
 
 
 @dataclass(frozen=True)
-class LayerFormat:
+class LayerFormat(BaseLayerFormat):
     """The integer settings of one lowered block (everything but its weights and bias values);
-    fields as the loihi family's, plus ``weight_factor`` (integer weight units per ``s · u_in · W``:
-    ``charge / 2**weight_exp``, :func:`weight_format`), ``spiking`` (whether the chip's group
-    compares with its threshold), ``reset``, ``charge`` (:func:`charge_factor`) and the profile's
-    ``exp_range``."""
+    the shared fields (:class:`neurodeploy.families.formats.LayerFormat`), plus ``weight_factor``
+    (integer weight units per ``s · u_in · W``: ``charge / 2**weight_exp``, :func:`weight_format`),
+    ``spiking`` (whether the chip's group compares with its threshold), ``reset``, ``charge``
+    (:func:`charge_factor`) and the profile's ``exp_range``."""
 
-    w_lo: int
-    w_hi: int
-    weight_exp: int
-    threshold: int
-    bias_exp: int
-    b_lo: int
-    b_hi: int
-    bias_factor: float
-    initial_v: int
-    state_unit: float
-    current_decay: int
-    voltage_decay: int
     weight_factor: float = 1.0
     spiking: bool = True
     reset: str = "subtract"
