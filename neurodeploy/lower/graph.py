@@ -14,10 +14,17 @@ width, weight and decay formats, graded input —, timing, limits and energy) an
 typed quantization record (:class:`~neurodeploy.quantize.record.QuantRecord`). So
 ``Simulator(graph)`` runs a loaded graph exactly as it was lowered, with nothing else.
 
-File format: ``.npz`` with a JSON header and int64 arrays. Version 2 (written now) carries
-``target`` and ``quant``. A version-1 file carries only the profile's name and the constraints in
-its metadata; it is read when that name is a shipped profile (the number format is then that
-profile with the constraints applied) and refused in one line otherwise.
+Graphs beyond chains: a synapse layer may name the layer it reads (``source``), its own delay
+(``delay``) and further :class:`Projection` s into its neuron group (``extra``: merges such as
+residual skips, and recurrent edges). :meth:`DeployGraph.inputs` resolves them into one list per
+layer.
+
+File format: ``.npz`` with a JSON header and int64 arrays. Version 2 carries ``target`` and
+``quant``; version 3 is version 2 plus ``source``, ``delay`` and ``extra`` and is written only for
+a graph that uses them (a chain is still written as version 2, which older readers read). A
+version-1 file carries only the profile's name and the constraints in its metadata; it is read
+when that name is a shipped profile (the number format is then that profile with the constraints
+applied) and refused in one line otherwise.
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from neurodeploy.quantize.record import QuantRecord
 
 GRAPH_FORMAT = "neurodeploy.DeployGraph"
 """The format tag in a deployment-graph file's header."""
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
+CHAIN_VERSION = 2
+"""The version written for a chain (no ``source``, ``delay`` or ``extra`` set)."""
 NUMBER_FORMAT_SECTIONS = ("weights", "state", "neuron", "timing", "input")
 """Profile sections that decide the integers and spikes of a graph (``layers``, ``limits`` and
 ``energy`` say what the chip runs, how much of it and at what price)."""
@@ -87,19 +96,61 @@ class NeuronGroup:
 
 
 @dataclass
+class Projection:
+    """Further synapses into a layer's neuron group: a merge (e.g. a residual skip) or a recurrent
+    edge.
+
+    At step ``t`` the group of the layer holding the projection receives, summed with its own
+    synapse layer's output before the neuron update, this projection's output of the spikes that
+    the group of layer ``source`` emitted at step ``t - delay`` (zero before): ``kind = "dense"``:
+    ``(W @ s) << weight_exp`` as :class:`Dense` (a ``(C, H, W)`` source is read flattened in
+    torch's order); ``kind = "conv"``: as :class:`Conv2d`.
+
+    Attributes:
+        source: index in ``DeployGraph.layers`` of the layer whose neuron group emits the spikes;
+            ``-1``: the graph's input events. A source equal to the index of the layer holding the
+            projection is a recurrent edge (the group's own spikes of ``delay`` steps before).
+        weight: int64, dense ``[out, in]`` or conv ``[out, in/groups, kH, kW]``.
+        delay: steps from emission to delivery, ``>= 1`` (``>= 0`` from the input); chosen by
+            lowering so that the chip keeps the float graph's timing (see ``docs/graphs.md``).
+    """
+
+    source: int
+    weight: np.ndarray
+    delay: int
+    kind: str = "dense"
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    weight_exp: int = 0
+    name: str = ""
+
+
+@dataclass
 class Dense:
-    """Fully connected synapses ``a = (W @ s) << weight_exp`` (a negative exponent floors)."""
+    """Fully connected synapses ``a = (W @ s) << weight_exp`` (a negative exponent floors).
+
+    ``source``/``delay``/``extra`` (every synapse layer has them): ``source`` is the index in
+    ``DeployGraph.layers`` of the layer whose neuron group this layer reads (``-1``: the input;
+    ``None``: the previous layer, as in a chain), ``delay`` its delivery delay in steps (``None``:
+    the profile's timing, ``timing.input_delay`` from the input and ``timing.synapse_delay``
+    otherwise) and ``extra`` the further :class:`Projection` s into the same neuron group.
+    """
 
     weight: np.ndarray  # int64 [out, in]
     neurons: NeuronGroup
     weight_exp: int = 0
     name: str = ""
+    source: int | None = None
+    delay: int | None = None
+    extra: list[Projection] = field(default_factory=list)
     kind: str = field(default="dense", init=False)
 
 
 @dataclass
 class Conv2d:
-    """2-D convolution synapses, torch layout ``[out, in/groups, kH, kW]``, weights used as given."""
+    """2-D convolution synapses, torch layout ``[out, in/groups, kH, kW]``, weights used as given
+    (``source``/``delay``/``extra`` as in :class:`Dense`)."""
 
     weight: np.ndarray  # int64 [out, in/groups, kH, kW]
     neurons: NeuronGroup
@@ -108,17 +159,24 @@ class Conv2d:
     groups: int = 1
     weight_exp: int = 0
     name: str = ""
+    source: int | None = None
+    delay: int | None = None
+    extra: list[Projection] = field(default_factory=list)
     kind: str = field(default="conv", init=False)
 
 
 @dataclass
 class SumPool2d:
-    """Sum pooling synapses (unit weights) feeding their own neuron group."""
+    """Sum pooling synapses (unit weights) feeding their own neuron group (``source``/``delay``/
+    ``extra`` as in :class:`Dense`)."""
 
     kernel: tuple[int, int]
     neurons: NeuronGroup
     stride: tuple[int, int] | None = None
     name: str = ""
+    source: int | None = None
+    delay: int | None = None
+    extra: list[Projection] = field(default_factory=list)
     kind: str = field(default="sumpool", init=False)
 
 
@@ -128,6 +186,17 @@ class Flatten:
 
     name: str = ""
     kind: str = field(default="flatten", init=False)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One input of a neuron group, resolved (:meth:`DeployGraph.inputs`): spikes of layer
+    ``source`` (``-1``: the input) delivered ``delay`` steps later through the layer's own synapses
+    (``projection=None``) or through ``projection``."""
+
+    source: int
+    delay: int
+    projection: Projection | None
 
 
 Layer = Dense | Conv2d | SumPool2d | Flatten
@@ -207,6 +276,46 @@ class DeployGraph:
         """Layers that own a neuron group, in order."""
         return [layer for layer in self.layers if not isinstance(layer, Flatten)]
 
+    def is_chain(self) -> bool:
+        """True when no synapse layer sets ``source``, ``delay`` or ``extra``."""
+        return all(getattr(layer, "source", None) is None and getattr(layer, "delay", None) is None
+                   and not getattr(layer, "extra", None) for layer in self.layers)
+
+    def inputs(self, profile: Any = None) -> list[list[Edge]]:
+        """Per entry of ``layers``: what its neuron group receives, as :class:`Edge` s — first the
+        layer's own synapses (``projection=None``), then its ``extra`` projections; empty for a
+        Flatten. ``source`` is resolved (``None`` → the previous non-flatten layer, or ``-1``) and
+        so is ``delay`` (``None`` → ``profile``'s timing, default :meth:`resolved_profile`).
+
+        Raises :class:`FormatError` for a source outside the graph, a forward edge from a later
+        layer, or a delay below 1 (below 0 from the input).
+        """
+        timing = (profile if profile is not None else self.resolved_profile()).timing
+        out: list[list[Edge]] = []
+        prev = -1
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Flatten):
+                out.append([])
+                continue
+            src = prev if layer.source is None else int(layer.source)
+            default = timing.input_delay if src == -1 else timing.synapse_delay
+            edges = [Edge(src, default if layer.delay is None else int(layer.delay), None)]
+            edges += [Edge(int(p.source), int(p.delay), p) for p in layer.extra]
+            for e in edges:
+                what = f"layer {i} '{layer.name or layer.kind + str(i)}'"
+                if not -1 <= e.source < len(self.layers) or (
+                        e.source >= 0 and isinstance(self.layers[e.source], Flatten)):
+                    raise FormatError(f"{what}: source {e.source} is not a layer with neurons")
+                if e.source > i or (e.source == i and e.projection is None):
+                    raise FormatError(f"{what}: reads layer {e.source}, which comes after it; only "
+                                      "a projection from the layer itself may recur")
+                if e.delay < (0 if e.source == -1 else 1):
+                    raise FormatError(f"{what}: delay {e.delay} from source {e.source} is below "
+                                      f"{0 if e.source == -1 else 1} step")
+            out.append(edges)
+            prev = i
+        return out
+
     # ------------------------------------------------------------------ serialisation
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Split the graph into a JSON-able header and a dict of named integer arrays."""
@@ -222,6 +331,23 @@ class DeployGraph:
                     key = f"layer{i}.{f.name}"
                     arrays[key] = np.asarray(value, dtype=np.int64)
                     entry[f.name] = {"array": key}
+                elif f.name == "extra":
+                    projections = []
+                    for j, proj in enumerate(value):
+                        pe: dict[str, Any] = {}
+                        for g in dataclasses.fields(proj):
+                            gv = getattr(proj, g.name)
+                            if isinstance(gv, np.ndarray):
+                                key = f"layer{i}.extra{j}.{g.name}"
+                                arrays[key] = np.asarray(gv, dtype=np.int64)
+                                pe[g.name] = {"array": key}
+                            else:
+                                pe[g.name] = list(gv) if isinstance(gv, tuple) else gv
+                        projections.append(pe)
+                    if projections:
+                        entry[f.name] = projections
+                elif f.name in ("source", "delay") and value is None:
+                    continue
                 elif isinstance(value, NeuronGroup):
                     group: dict[str, Any] = {}
                     for g in dataclasses.fields(value):
@@ -238,7 +364,7 @@ class DeployGraph:
             layers.append(entry)
         header = {
             "format": GRAPH_FORMAT,
-            "version": GRAPH_VERSION,
+            "version": CHAIN_VERSION if self.is_chain() else GRAPH_VERSION,
             "profile": self.profile,
             "family": self.family,
             "input_shape": list(self.input_shape),
@@ -258,11 +384,12 @@ class DeployGraph:
         if header.get("format") != GRAPH_FORMAT:
             raise FormatError("not a neurodeploy deployment graph (missing format tag)")
         version = header.get("version")
-        if version not in (1, GRAPH_VERSION):
+        if version not in (1, CHAIN_VERSION, GRAPH_VERSION):
             raise FormatError(f"deployment graph version {version!r}; this neurodeploy reads "
-                              f"versions 1 and {GRAPH_VERSION}")
+                              f"versions 1 to {GRAPH_VERSION}")
         target, quant = _resolve_header(header, version)
         try:
+            _projection = _projection_from(arrays)
             layers: list[Layer] = []
             for entry in header["layers"]:
                 entry = dict(entry)
@@ -273,6 +400,8 @@ class DeployGraph:
                 for name, value in entry.items():
                     if isinstance(value, dict) and "array" in value:
                         kwargs[name] = np.asarray(arrays[value["array"]], dtype=np.int64)
+                    elif name == "extra":
+                        kwargs[name] = [_projection(p) for p in value]
                     elif name == "neurons":
                         group = {}
                         for gname, gv in value.items():
@@ -288,6 +417,10 @@ class DeployGraph:
                     else:
                         kwargs[name] = value
                 layers.append(_LAYER_TYPES[kind](**kwargs))
+                if kind != "flatten" and version != GRAPH_VERSION and (
+                        layers[-1].source is not None or layers[-1].delay is not None or layers[-1].extra):
+                    raise FormatError(f"deployment graph version {version} cannot hold sources, "
+                                      f"delays or projections (version {GRAPH_VERSION} does)")
             return cls(
                 profile=header["profile"],
                 family=header["family"],
@@ -326,6 +459,25 @@ class DeployGraph:
             raise FormatError(f"{path} is not a readable deployment graph ({type(exc).__name__})") \
                 from None
         return cls.from_arrays(header, arrays)
+
+
+def _projection_from(arrays: dict[str, np.ndarray]):
+    def build(entry: Any) -> Projection:
+        if not isinstance(entry, dict):
+            raise FormatError(f"malformed deployment graph: a projection is {type(entry).__name__}, "
+                              "not a table")
+        kw: dict[str, Any] = {}
+        for k, v in entry.items():
+            if isinstance(v, dict) and "array" in v:
+                kw[k] = np.asarray(arrays[v["array"]], dtype=np.int64)
+            elif isinstance(v, list):
+                kw[k] = tuple(v)
+            else:
+                kw[k] = v
+        if kw.get("kind", "dense") not in ("dense", "conv"):
+            raise FormatError(f"deployment graph has a projection of unknown kind {kw.get('kind')!r}")
+        return Projection(**kw)
+    return build
 
 
 def number_format(profile: Any) -> dict[str, Any]:

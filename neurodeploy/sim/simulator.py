@@ -124,6 +124,9 @@ class Simulator:
         if graph.family != p.family:
             raise ConfigError(f"graph was lowered for family {graph.family!r} but profile "
                               f"{p.name} runs family {p.family!r}")
+        if hasattr(graph, "is_chain") and not graph.is_chain():
+            raise UnsupportedError("this simulator runs chains of layers; the graph sets sources, "
+                                   "delays or projections")
         design_rules.check(p, "simulate", layers=graph.layers)
         self.readout_kind = (graph.readout or {}).get("kind", "potential")
         if self.readout_kind not in READOUT_KINDS:
