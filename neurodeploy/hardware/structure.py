@@ -244,9 +244,11 @@ def layer_structure(graph: Any) -> list[LayerStructure]:
             own_chain = proj is None and getattr(layer, "source", None) is None
             if src == i and proj is not None:
                 src_shape = group_shape  # a recurrent edge: the group's own spikes
-            elif not (-1 <= src < i) or src not in shapes:
-                raise FormatError(f"{where}: source {src} is not an earlier layer with neurons"
-                                  + ("" if src != i else " (only a projection may recur)"))
+            elif i <= src < len(layers):
+                raise FormatError(f"{where}: reads layer {src}, which comes after it; only a "
+                                  "projection from the layer itself may recur")
+            elif src not in shapes:
+                raise FormatError(f"{where}: source {src} is not a layer with neurons")
             else:
                 src_shape = shape if own_chain else shapes[src]
             e_kind = kind if proj is None else str(getattr(proj, "kind", "dense"))
