@@ -589,3 +589,39 @@ def test_random_graphs_match_reference(graph, data):
     for fast in (True, False):
         res = Simulator(graph, fast=fast).run(x, extra_steps=extra, record=("spikes", "u", "v"))
         _check_loihi(graph, x, res)
+
+
+@hst.composite
+def random_xylo_graphs(draw):
+    """Xylo chains whose hidden groups may recur (delay 1; merges are refused on Xylo)."""
+    rng = np.random.default_rng(draw(hst.integers(0, 2**31 - 1)))
+    n_layers = draw(hst.integers(1, 3))
+    sizes = [draw(hst.integers(1, 4)) for _ in range(n_layers + 1)]
+    layers = []
+    for k in range(n_layers):
+        last = k == n_layers - 1
+        n = sizes[k + 1]
+        g = NeuronGroup((n,), int(rng.integers(0, 16)), int(rng.integers(0, 16)),
+                        int(rng.integers(1, 400)), rng.integers(-60, 60, n).astype(np.int64),
+                        reset="subtract", spiking=not last)
+        extra = [] if last or not draw(hst.booleans()) else [
+            Projection(k, rng.integers(-128, 128, (n, n)), 1, weight_exp=draw(hst.integers(0, 7)))]
+        layers.append(Dense(rng.integers(-128, 128, (n, sizes[k])), g,
+                            weight_exp=draw(hst.integers(0, 7)), name=f"x{k}", extra=extra))
+    return DeployGraph("xylo-imu", "xylo", (sizes[0],), layers, steps=draw(hst.integers(1, 8)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=random_xylo_graphs(), data=hst.data())
+def test_random_xylo_graphs_match_reference(graph, data):
+    rng = np.random.default_rng(data.draw(hst.integers(0, 1000)))
+    x = _inputs(rng, graph, batch=2, hi=15, p=0.6)
+    res = Simulator(graph).run(x, extra_steps=1, record=("spikes", "v"))
+    for b in range(2):
+        xb = np.concatenate([x[b], np.zeros((1, *graph.input_shape), x.dtype)])
+        ref = xylo_graph_reference(graph, xb, res.steps)
+        for k, state in enumerate(ref.values()):
+            name = res.layer_names[k]
+            assert np.array_equal(res.rasters[name][b], np.array(state["spikes"])), (name, b)
+            assert np.array_equal(res.states["v"][name][b], np.array(state["vs"])), (name, b)
+            assert res.synops[b, k] == state["synops"]
