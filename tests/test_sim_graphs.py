@@ -580,7 +580,7 @@ def random_graphs(draw):
     return DeployGraph("loihi", "loihi", (sizes[0],), layers, steps=draw(hst.integers(1, 10)))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=random_graphs(), data=hst.data())
 def test_random_graphs_match_reference(graph, data):
     rng = np.random.default_rng(data.draw(hst.integers(0, 1000)))
@@ -611,7 +611,7 @@ def random_xylo_graphs(draw):
     return DeployGraph("xylo-imu", "xylo", (sizes[0],), layers, steps=draw(hst.integers(1, 8)))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=random_xylo_graphs(), data=hst.data())
 def test_random_xylo_graphs_match_reference(graph, data):
     rng = np.random.default_rng(data.draw(hst.integers(0, 1000)))
