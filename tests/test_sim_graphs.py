@@ -242,14 +242,15 @@ def residual_dense(seed: int, skip_delay: int, profile="loihi") -> DeployGraph:
 
 
 def residual_conv(seed: int, skip_delay: int, profile="loihi") -> DeployGraph:
-    """A conv skip over a conv layer, and a dense projection from a (C, H, W) group into the
-    read-out (torch flattening order)."""
+    """A conv skip over a conv layer, a dense projection from the (C, H, W) input into a conv
+    group and one from a (C, H, W) group into the read-out (torch flattening order)."""
     rng = np.random.default_rng(seed)
     return DeployGraph(profile, "loihi", (2, 5, 5), [
         Conv2d(rng.integers(-90, 90, (3, 2, 3, 3)), _group((3, 5, 5), rng), padding=(1, 1),
                name="c0"),
         Conv2d(rng.integers(-90, 90, (3, 3, 3, 3)), _group((3, 5, 5), rng), padding=(1, 1),
-               name="c1"),
+               name="c1", extra=[Projection(-1, rng.integers(-30, 30, (75, 50)), 2,
+                                            name="dense_from_input")]),
         Conv2d(rng.integers(-90, 90, (4, 3, 3, 3)), _group((4, 3, 3), rng), stride=(2, 2),
                padding=(1, 1), name="c2",
                extra=[Projection(0, rng.integers(-60, 60, (4, 3, 1, 1)), skip_delay, kind="conv",
