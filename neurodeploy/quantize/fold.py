@@ -251,6 +251,10 @@ def graph_blocks(graph: Graph) -> list[FloatBlock]:
                 return -1, shapes[src]
             if src in index and src != last or spike_count and src == last:
                 return index[src], shapes[src]
+            if isinstance(node, gn.Add):
+                raise UnsupportedError(f"{syn}: spike trains meet at {src} (Add) without a synapse layer "
+                                       "per path; a merge needs one synapse layer on every path into "
+                                       "the neurons")
             raise UnsupportedError(f"{syn}: a synapse layer must read a neuron group or the input, "
                                    f"not {src} ({node.kind})")
 
