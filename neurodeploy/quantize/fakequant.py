@@ -183,22 +183,6 @@ def chip_depths(layers: list[Any], input_delay: int, synapse_delay: int) -> list
     return [depth[k] for k in range(len(layers))]
 
 
-def _merge_input(acc: torch.Tensor | None, a: torch.Tensor, parts: bool) -> torch.Tensor:
-    """A group's synaptic input after one more path: the sum; for a family whose synaptic input
-    comes in parts ``(sum, g(lo), g(hi))`` (one clamped shift ``x -> clamp(x + sum, g(lo), g(hi))``
-    per path, e.g. Xylo's saturating adds), the composition of the two clamped shifts, ``acc``'s
-    first (the bounds carry no gradient)."""
-    if acc is None:
-        return a
-    if not parts:
-        return acc + a
-    total = acc[..., 0] + a[..., 0]
-    shift, lo, hi = a[..., 0].detach(), a[..., 1].detach(), a[..., 2].detach()
-    g_lo = torch.minimum(torch.maximum(acc[..., 1].detach() + shift, lo), hi)
-    g_hi = torch.minimum(torch.maximum(acc[..., 2].detach() + shift, lo), hi)
-    return torch.stack([total, g_lo, g_hi], -1)
-
-
 class FakeQuantNet(nn.Module):
     """A network in the chip's integer arithmetic, trainable with straight-through gradients.
 
@@ -401,14 +385,14 @@ class FakeQuantNet(nn.Module):
                     for a, d in ready:
                         if t >= d:
                             parts = a.dim() == 3 + len(layer.out_shape)
-                            a_in = _merge_input(a_in, a[:, t - d], parts)
+                            a_in = self._merge(a_in, a[:, t - d], parts)
                     for q, w, d in own:
                         if t >= d:
                             s_own = out[t - d]
                             s_own = s_own.reshape(b, -1) if q.kind == "dense" else s_own
                             a = self._synapse(q, w, s_own)
                             parts = a.dim() == 2 + len(layer.out_shape)
-                            a_in = _merge_input(a_in, a, parts)
+                            a_in = self._merge(a_in, a, parts)
                     u, v, s = layer.neuron(u, v, zero if a_in is None else a_in, bias_b)
                     out.append(s)
                     if record:
@@ -424,6 +408,17 @@ class FakeQuantNet(nn.Module):
         if self.readout_kind == "spike_count":
             return spikes[len(self.layers) - 1].sum(dim=1).reshape(b, -1), records
         return final.reshape(b, -1), records
+
+    def _merge(self, acc: torch.Tensor | None, a: torch.Tensor, parts: bool) -> torch.Tensor:
+        """A group's synaptic input after one more path (paths in order): the family's
+        ``merge_inputs`` where its input comes in parts (Xylo: per-event saturation, path after
+        path), else the sum, as the simulator merges them."""
+        if acc is None:
+            return a
+        merge = getattr(self.family, "merge_inputs", None)
+        if parts and merge is not None:
+            return merge([acc, a], config=self.config)
+        return acc + a
 
     def scales(self) -> list[dict[str, Any]]:
         """The per-layer scales and what limited them (stored with fine-tuned checkpoints)."""
@@ -486,6 +481,12 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
     if c.max_steps is not None and c.max_steps > model.spec.steps:
         raise ConfigError(f"max steps {c.max_steps} exceeds the {model.spec.steps} steps the network "
                           "was trained for")
+    if c.jitter is not None and not parse_spec(c.jitter).is_null():
+        for k, blk in enumerate(b for b in blocks if b.kind != "flatten"):
+            if blk.neurons.spiking and any(e.source == k for e in blk.extra):
+                raise ConfigError(f"{blk.name}: spike-time jitter on a recurrent group is not "
+                                  "modelled (a spike moved earlier would reach the group before "
+                                  "it was emitted); fine-tune without jitter")
     n_syn = sum(1 for blk in blocks if blk.kind != "flatten")
     if scales is not None:
         if len(scales) != n_syn:
