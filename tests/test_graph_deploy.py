@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from neurodeploy.cli import main
 from neurodeploy.data import load_dataset
-from neurodeploy.errors import UnsupportedError
+from neurodeploy.errors import ConfigError, UnsupportedError
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.ir import GraphBuilder
 from neurodeploy.lower.graph import DeployGraph
@@ -28,6 +28,7 @@ from neurodeploy.quantize.fold import fold_model, run_blocks
 from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import float_accuracy, simulate_graph
+from neurodeploy.workflows import finetune_model
 
 ROW_LEVELS = 15  # rows as graded 4-bit input events
 
@@ -120,9 +121,11 @@ def resnet(digits):
 
 
 def test_the_graph_networks_learn(rnn, rnn_xylo, rows, resnet, digits):
-    assert float_accuracy(rnn, rows.x_test, rows.y_test) > 0.8
-    assert float_accuracy(rnn_xylo, rows.x_test, rows.y_test) > 0.8
-    assert float_accuracy(resnet, digits.x_test, digits.y_test) > 0.85
+    figures = {"recurrent MLP": float_accuracy(rnn, rows.x_test, rows.y_test),
+               "recurrent MLP (subtractive reset)": float_accuracy(rnn_xylo, rows.x_test, rows.y_test),
+               "residual ConvNet": float_accuracy(resnet, digits.x_test, digits.y_test)}
+    print("float test accuracy:", {k: round(v, 4) for k, v in figures.items()})
+    assert min(figures.values()) > 0.8
 
 
 @pytest.mark.parametrize("which", ["rnn", "resnet"])
@@ -180,19 +183,32 @@ def test_agreement_holds_through_overflows(resnet, digits):
 
 def test_finetuning_a_graph_network_keeps_it_exact(rnn, rows):
     model = copy.deepcopy(rnn)
-    c = Constraints(weight_bits=3)
+    c = Constraints(weight_bits=5)
     fq = fake_quantize(model, "loihi2", rows.x_train[:300], c)
     before = simulate_graph(graph_from_fakequant(fq), rows.x_test, rows.y_test)["accuracy"]
     finetune(fq, rows, FinetuneConfig(epochs=1, lr=2e-3), progress=False)
     graph = graph_from_fakequant(fq)
     after = simulate_graph(graph, rows.x_test, rows.y_test)["accuracy"]
-    assert after >= before - 0.01, (before, after)
+    print(f"fine-tuning 1 epoch, loihi2, 5-bit weights: simulated accuracy {before:.4f} -> {after:.4f}")
+    assert after > before, (before, after)
     res = Simulator(graph).run(fq.encode(rows.x_test).numpy(), extra_steps=fq.latency, record=())
     np.testing.assert_array_equal(fq.readout_integers(rows.x_test).numpy().astype(np.int64), res.readout)
     # the stored scales give the same integers again
     again = fake_quantize(model, "loihi2", None, c, scales=[layer.scale for layer in fq.layers])
     np.testing.assert_array_equal(again.readout_integers(rows.x_test[:50]).numpy(),
                                   fq.readout_integers(rows.x_test[:50]).numpy())
+
+
+def test_finetuning_under_jitter(resnet, rnn, digits, rows):
+    res = finetune_model(resnet, "loihi2", digits, Constraints(jitter=1), FinetuneConfig(epochs=1, lr=1e-3),
+                         progress=False)
+    print(f"fine-tuning 1 epoch, loihi2, jitter 1: simulated accuracy {res.before.accuracy:.4f} -> "
+          f"{res.after.accuracy:.4f}")
+    assert res.after.accuracy >= res.before.accuracy - 0.02
+    assert res.after.graph.quant.constraints.jitter == 1 and not res.after.graph.is_chain()
+    with pytest.raises(ConfigError, match="jitter on a recurrent group") as exc:
+        fake_quantize(rnn, "loihi2", rows.x_train[:50], Constraints(jitter=1))
+    assert "\n" not in str(exc.value)
 
 
 def test_lowered_graph_round_trips_through_its_file(resnet, digits, tmp_path):
@@ -202,7 +218,8 @@ def test_lowered_graph_round_trips_through_its_file(resnet, digits, tmp_path):
     assert not loaded.is_chain()
     a = simulate_graph(graph, digits.x_test, digits.y_test)
     b = simulate_graph(loaded, digits.x_test, digits.y_test)
-    assert a["predictions"] == b["predictions"] and a["accuracy"] == b["accuracy"]
+    np.testing.assert_array_equal(a["predictions"], b["predictions"])
+    assert a["accuracy"] == b["accuracy"] > 0.85
 
 
 def test_cli_runs_a_graph_checkpoint(resnet, tmp_path):
