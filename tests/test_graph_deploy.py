@@ -14,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import neurodeploy as nd
 from neurodeploy.cli import main
 from neurodeploy.data import load_dataset
 from neurodeploy.errors import ConfigError, UnsupportedError
@@ -233,6 +234,14 @@ def test_cli_runs_a_graph_checkpoint(resnet, tmp_path):
     assert q.exit_code == 0, q.output
     sim = runner.invoke(main, ["simulate", str(tmp_path / "q.pt"), "--limit", "60", "--no-progress"])
     assert sim.exit_code == 0, sim.output
+    ft = runner.invoke(main, ["finetune", str(path), "--epochs", "1", "-o", str(tmp_path / "ft.pt"),
+                              "--no-progress"])
+    assert ft.exit_code == 0, ft.output
+    tuned = nd.prepare(tmp_path / "ft.pt", "loihi2")  # the stored scales: no calibration
+    assert not nd.convert(tuned).is_chain()
+    again = nd.simulate(DeployGraph.load(tmp_path / "ft.npz"), load_dataset("digits"))
+    assert again.accuracy == pytest.approx(float(ft.output.split("after fine-tuning ")[1].split("%")[0]) / 100,
+                                           abs=5e-5)
 
 
 def _residual_mlp(neuron, spiking_out: bool = False) -> GraphModel:
