@@ -53,7 +53,8 @@ def recurrent_mlp(hidden: int = 64, reset: str = "zero") -> GraphNet:
 
 
 def residual_convnet() -> GraphNet:
-    """conv (stride 2) → LIF → [3x3 conv + 1x1 conv skip] → LIF → flatten → dense read-out."""
+    """conv (stride 2) → LIF → [3x3 conv → LIF → 3x3 conv, + a 1x1 conv skip from the first LIF]
+    → LIF → flatten → dense read-out: the skip waits one step more than the main path (delay 2)."""
     g = torch.Generator().manual_seed(2)
     b = GraphBuilder()
     b.add("in", gn.Input((1, 8, 8)))
@@ -61,10 +62,12 @@ def residual_convnet() -> GraphNet:
                         padding=(1, 1)), "in")
     b.add("lif1", _lif(), "c1")
     b.add("c2", gn.Conv(torch.randn(8, 8, 3, 3, generator=g) * 0.15, torch.zeros(8), padding=(1, 1)), "lif1")
+    b.add("lif2", _lif(), "c2")
+    b.add("c3", gn.Conv(torch.randn(8, 8, 3, 3, generator=g) * 0.15, torch.zeros(8), padding=(1, 1)), "lif2")
     b.add("skip", gn.Conv(torch.randn(8, 8, 1, 1, generator=g) * 0.4, torch.zeros(8)), "lif1")
-    b.add("sum", gn.Add(), "c2", "skip")
-    b.add("lif2", _lif(), "sum")
-    b.add("flat", gn.Flatten(), "lif2")
+    b.add("sum", gn.Add(), "c3", "skip")
+    b.add("lif3", _lif(), "sum")
+    b.add("flat", gn.Flatten(), "lif3")
     b.add("fc", gn.Affine(torch.randn(10, 128, generator=g) * 0.1, torch.zeros(10)), "flat")
     b.add("out", gn.Output("mean"), "fc")
     return GraphNet(b.build())
@@ -139,7 +142,7 @@ def test_folding_changes_nothing(request, which, rows, digits):
         seq = rows.x_test[:64].transpose(0, 1).double() / ROW_LEVELS
     else:
         assert [(b.source, [(e.source, e.recurrent) for e in b.extra]) for b in blocks] == \
-            [(-1, []), (0, [(0, False)]), (1, [])]
+            [(-1, []), (0, []), (1, [(0, False)]), (2, [])]
         seq = model.encode(digits.x_test[:64]).double()
     reference = copy.deepcopy(model.net).double()(seq)  # the float graph network itself, float64
     torch.testing.assert_close(run_blocks(blocks, seq) / model.spec.steps, reference, rtol=0, atol=1e-9)
@@ -170,6 +173,8 @@ def test_fake_quant_equals_the_simulator_on_every_test_sample(request, which, pr
     model = request.getfixturevalue(which)
     ds = digits if which == "resnet" else rows
     fq, graph, res = _same_integers(model, ds.x_train[:300], ds.x_test, profile, constraints)
+    if which == "resnet":  # the skip around two synapse layers waits one step more
+        assert [p.delay for p in graph.layers[2].extra] == [2] and fq.latency == 4
     acc = float((res.predictions == ds.y_test.numpy()).mean())
     print(f"{which} {profile} {constraints}: simulated accuracy {acc:.4f}")
     assert acc > (0.5 if constraints is None else 0.2), acc
