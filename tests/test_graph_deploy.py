@@ -180,6 +180,18 @@ def test_fake_quant_equals_the_simulator_on_every_test_sample(request, which, pr
     assert acc > (0.5 if constraints is None else 0.2), acc
 
 
+@pytest.mark.parametrize("which", ["rnn", "resnet"])
+def test_loihi_with_binary_input_agrees_too(which, digits):
+    # Loihi 1 takes binary spikes: rate-coded images, thresholded rows (untrained weights suffice)
+    if which == "rnn":
+        model = GraphModel(recurrent_mlp(), 8, {"kind": "rate"})
+        x_cal, x = (digits.x_train[:200, 0] > 0.4).double(), (digits.x_test[:, 0] > 0.4).double()
+    else:
+        model = GraphModel(residual_convnet(), 4, {"kind": "rate", "seed": 3})
+        x_cal, x = digits.x_train[:200], digits.x_test
+    _same_integers(model, x_cal, x, "loihi")
+
+
 def test_agreement_holds_through_overflows(resnet, digits):
     # scales chosen for 24-bit states, run with 16-bit ones: wraps and saturations on the way
     scales = [layer.scale for layer in fake_quantize(resnet, "loihi2", digits.x_train[:300]).layers]
