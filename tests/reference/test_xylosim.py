@@ -11,6 +11,8 @@ skipped without it. XyloSim runs in one subprocess per group of cases
   biases, all weight shifts;
 * random feed-forward deployment graphs run by :class:`neurodeploy.sim.Simulator` and written by
   the family's spec writer (hidden layer k -> k+1 through the recurrent matrix);
+* random deployment graphs whose hidden layers recur on themselves (the diagonal blocks of the
+  recurrent matrix), written by the spec writer and run by ``run_spec``;
 * a network trained on digits-4x4, fine-tuned for xylo-imu and exported by
   ``neurodeploy export --format xylo``, on every test sample: the simulator's states of every
   layer and its predictions equal XyloSim's.
