@@ -12,7 +12,8 @@ skipped without it. XyloSim runs in one subprocess per group of cases
 * random feed-forward deployment graphs run by :class:`neurodeploy.sim.Simulator` and written by
   the family's spec writer (hidden layer k -> k+1 through the recurrent matrix);
 * random deployment graphs whose hidden layers recur on themselves (the diagonal blocks of the
-  recurrent matrix), written by the spec writer and run by ``run_spec``;
+  recurrent matrix), run by :class:`neurodeploy.sim.Simulator` and by ``run_spec`` on the spec
+  the family's writer makes of them;
 * a network trained on digits-4x4, fine-tuned for xylo-imu and exported by
   ``neurodeploy export --format xylo``, on every test sample: the simulator's states of every
   layer and its predictions equal XyloSim's.
@@ -256,6 +257,8 @@ def test_random_recurrent_graphs_match_xylosim(xylo_python, tmp_path):
         got = run_spec(spec, raster)
         got.pop("Isyn2", None)
         _assert_same(ref, got, f"random recurrent graph {k} ({graph.profile}), spec simulator")
+        _assert_same(ref, _graph_records(graph, raster), f"random recurrent graph {k} "
+                     f"({graph.profile}), Simulator")
         for b in spec.meta["recurrent_blocks"]:
             lo, hi = spec.meta["hidden_blocks"][b]
             seen["recurrent spikes"] += int(ref["Spikes"][..., lo:hi].any())
