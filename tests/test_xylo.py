@@ -524,3 +524,53 @@ def test_what_xylo_cannot_hold_beyond_a_chain_is_refused_in_one_line(what, chang
     if what not in ("int8", "conv"):  # the fit check reports the same line (int8 is the writer's
         # own check; the fit check reads a conv projection on a 1-D group as a malformed graph)
         assert str(err.value) in fit_report(graph).violations
+
+
+def test_export_command_writes_a_recurrent_graph_checkpoint(tmp_path):
+    """``neurodeploy export --format xylo`` of a graph network with a self-recurrent hidden layer:
+    the spec holds the lowered graph's integers (the recurrence on w_rec's diagonal) and runs as
+    the simulator runs the graph."""
+    from neurodeploy.data import load_dataset
+    from neurodeploy.graph import nodes as gn
+    from neurodeploy.graph.ir import GraphBuilder
+    from neurodeploy.models.graph_net import GraphCheckpoint, GraphNet
+    from neurodeploy.quantize.graph_model import GraphModel
+    from neurodeploy.sim.deploy import lower_checkpoint
+
+    g = torch.Generator().manual_seed(3)
+    b = GraphBuilder()
+    b.add("in", gn.Input((1, 4, 4)))
+    b.add("flat", gn.Flatten(), "in")
+    b.add("fc1", gn.Affine(torch.randn(12, 16, generator=g) * 0.6, torch.zeros(12)), "flat")
+    b.add("lif1", gn.LIF(decay=0.75, threshold=1.0, reset="subtract"), "fc1")
+    b.add("rec", gn.Affine(torch.randn(12, 12, generator=g) * 0.3), "lif1")
+    b.connect("rec", "lif1", recurrent=True)
+    b.add("fc2", gn.Affine(torch.randn(10, 12, generator=g) * 0.3, torch.zeros(10)), "lif1")
+    b.add("out", gn.Output("mean"), "fc2")
+    ck = GraphModel(GraphNet(b.build()), 6, {"kind": "direct", "bits": 4},
+                    {"dataset": "digits-4x4"}).checkpoint()
+    path = GraphCheckpoint(ck.graph, ck.steps, ck.meta).save(tmp_path / "rnn.pt")
+    runner = CliRunner()
+    res = runner.invoke(main, ["export", str(path), "--format", "xylo", "--profile", "xylo-imu",
+                               "-o", str(tmp_path / "rnn.npz")])
+    assert res.exit_code == 0, res.output
+    assert "16 inputs, 12 hidden, 10 outputs" in res.output
+    spec = load_spec(tmp_path / "rnn.npz")
+    graph = lower_checkpoint(path, profile="xylo-imu")
+    assert not graph.is_chain() and spec.meta["recurrent_blocks"] == [0]
+    (rec,) = [x for layer in graph.layers for x in getattr(layer, "extra", [])]
+    np.testing.assert_array_equal(spec.weights_rec, rec.weight.T)
+    assert spec.weight_shift_rec == rec.weight_exp and np.any(spec.weights_rec)
+    x = load_dataset("digits-4x4").x_test[:40]
+    events = np.round(x.numpy() * 15).astype(np.int64)[:, None].repeat(graph.steps, 1)
+    sim = Simulator(graph)
+    raster = np.concatenate([events, np.zeros((40, sim.latency, 1, 4, 4), np.int64)], 1)
+    want = _simulator_records(graph, raster, fast=True)
+    got = run_spec(spec, raster.reshape(40, raster.shape[1], 16))
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    assert got["Spikes"].any()
+    bad = runner.invoke(main, ["export", str(path), "--format", "xylo", "--profile", "xylo-audio2",
+                               "-o", str(tmp_path / "bad.npz")])
+    assert bad.exit_code == 2 and bad.output.startswith("error: ") and bad.output.count("\n") == 1
+    assert "limits.output_channels = 8" in bad.output and not (tmp_path / "bad.npz").exists()
