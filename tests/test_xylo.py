@@ -220,8 +220,9 @@ def test_bad_spec_files_are_refused_in_one_line(tmp_path):
 def test_what_a_xylo_chip_cannot_hold_is_refused_naming_the_rule():
     graph = _graph(3, widths=(5, 4, 3, 2))
     graph.layers[3].weight_exp = 5  # two hidden -> hidden layers with different shifts
-    with pytest.raises(UnsupportedError, match=r"^network: hidden -> hidden layers use weight "
-                                               r"shifts \[2, 5\].* \(rule xylo_weight_shift\)$"):
+    with pytest.raises(UnsupportedError, match=r"^network: hidden -> hidden layers and recurrent "
+                                               r"projections use weight shifts \[2, 5\].* "
+                                               r"\(rule xylo_weight_shift\)$"):
         spec_from_graph(graph)
     assert any("(rule xylo_weight_shift)" in v for v in fit_report(graph).violations)
     Simulator(graph)  # the arithmetic runs it; the chip cannot hold it
@@ -453,8 +454,8 @@ def test_recurrent_and_feed_forward_shifts_become_one_exact_shift():
         np.testing.assert_array_equal(got[key], want, err_msg=key)
         np.testing.assert_array_equal(sim[key], want, err_msg=f"Simulator {key}")
     hid.weight[0, 0] = 32  # 32 << 2 = 128 leaves int8: no one shift holds both
-    with pytest.raises(UnsupportedError, match=r"^network: hidden -> hidden layers use weight shifts "
-                                               r"\[2, 4\].*do not fit \[-128, 127\] at shift 2 "
+    with pytest.raises(UnsupportedError, match=r"^network: hidden -> hidden layers and recurrent projections "
+                                               r"use weight shifts \[2, 4\].*do not fit \[-128, 127\] at shift 2 "
                                                r"\(rule xylo_weight_shift\)$"):
         spec_from_graph(graph)
 

@@ -132,9 +132,10 @@ def _recurrent_weight_shift(layers: list[Any], p: Any) -> list[tuple[str, str]]:
     contents = recurrent_contents(layers)
     shifts = sorted({e for *_, e in contents})
     if len(shifts) > 1 and recurrent_shift(contents, *p.weights.range) is None:
-        return [("network", f"hidden -> hidden layers use weight shifts {shifts}; Xylo's one recurrent "
-                            f"matrix has one shift (weight_shift_rec) on profile {p.name}, and "
-                            f"their weights do not fit {list(p.weights.range)} at shift {shifts[0]}")]
+        return [("network", f"hidden -> hidden layers and recurrent projections use weight shifts "
+                            f"{shifts}; Xylo's one recurrent matrix has one shift (weight_shift_rec) "
+                            f"on profile {p.name}, and their weights do not fit "
+                            f"{list(p.weights.range)} at shift {shifts[0]}")]
     return []
 
 
