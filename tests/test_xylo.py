@@ -575,3 +575,24 @@ def test_export_command_writes_a_recurrent_graph_checkpoint(tmp_path):
                                "-o", str(tmp_path / "bad.npz")])
     assert bad.exit_code == 2 and bad.output.startswith("error: ") and bad.output.count("\n") == 1
     assert "limits.output_channels = 8" in bad.output and not (tmp_path / "bad.npz").exists()
+
+
+def test_lowering_refuses_two_recurrences_on_one_xylo_group():
+    from neurodeploy.graph import nodes as gn
+    from neurodeploy.graph.ir import GraphBuilder
+    from neurodeploy.models.graph_net import GraphNet
+    from neurodeploy.quantize.graph_model import GraphModel
+
+    b = GraphBuilder()
+    b.add("in", gn.Input((8,)))
+    b.add("fc1", gn.Affine(torch.ones(6, 8)), "in")
+    b.add("lif1", gn.LIF(decay=0.75, threshold=1.0, reset="subtract"), "fc1")
+    for name in ("rec", "rec2"):
+        b.add(name, gn.Affine(torch.ones(6, 6)), "lif1")
+        b.connect(name, "lif1", recurrent=True)
+    b.add("fc2", gn.Affine(torch.ones(4, 6)), "lif1")
+    b.add("out", gn.Output("mean"), "fc2")
+    model = GraphModel(GraphNet(b.build()), 4, {"kind": "rate"})
+    with pytest.raises(UnsupportedError, match=r"^layer \d 'lif1' \(dense\): 2 recurrent projections; "
+                                               r".*\(rule xylo_recurrence\)$"):
+        fake_quantize(model, "xylo-imu", torch.rand(20, 8))

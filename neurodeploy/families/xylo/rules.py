@@ -151,6 +151,6 @@ RULES = (
     # folded blocks get their shifts from lowering: checked on graphs
     Rule("xylo_weight_shift", "network", _recurrent_weight_shift, ("fit", "export")),
     # what the one hidden population and its matrices can hold (the simulator runs any graph)
-    Rule("xylo_topology", "network", _topology, ("fit", "export")),
-    Rule("xylo_recurrence", "network", _recurrence, ("fit", "export")),
+    Rule("xylo_topology", "network", _topology, ("lower", "fit", "export")),
+    Rule("xylo_recurrence", "network", _recurrence, ("lower", "fit", "export")),
 )
