@@ -365,6 +365,7 @@ def test_saved_graph_simulates_identically(tmp_path):
     graph = recurrent_dense(8, 2)
     graph.layers[2].extra = [Projection(0, np.ones((3, 8), np.int64), 2, name="late")]
     path = graph.save(tmp_path / "g.npz")
+    assert graph.to_arrays()[0]["version"] == 3
     back = DeployGraph.load(path)
     x = _inputs(np.random.default_rng(2), graph)
     a = Simulator(graph).run(x, extra_steps=3, record=("spikes", "v"))
@@ -483,6 +484,55 @@ def test_fit_counts_every_edge():
 
     fan = source_fan_out(layer_structure(graph))
     assert fan[0].tolist() == [6 + 7] * 7 and fan[-1].tolist() == [7] * 9
+
+
+def test_fit_fan_out_sums_every_edge_of_a_source():
+    graph = recurrent_xylo(3)
+    # h0's neurons reach h1 (4) and themselves (6): 10, over xylo-imu's fan-out limit of 9
+    p = load_profile("xylo-imu").to_dict()
+    p["limits"]["fan_out"] = 9
+    from neurodeploy.hardware.profile import parse_profile
+
+    msgs = fit_report(graph, parse_profile(p, "imu9.toml")).violations
+    assert "layer 0 'h0' (dense): its inputs reach up to 10 neurons, above limits.fan_out = 9 " \
+           "(over the 2 edges that read layer 0)" in msgs
+    # h1's fan-in: 6 from h0 and 4 from itself
+    assert fit_report(graph).layers[1].max_fan_in == 10
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=hst.integers(0, 2**31 - 1), n_a=hst.integers(1, 4), n_b=hst.integers(1, 4),
+       shift=hst.integers(0, 8))
+def test_xylo_merge_is_edge_after_edge_with_per_event_saturation(seed, n_a, n_b, shift):
+    from neurodeploy.families import xylo
+
+    rng = np.random.default_rng(seed)
+    wa, wb = rng.integers(-128, 128, (3, n_a)), rng.integers(-128, 128, (3, n_b))
+    sa, sb = rng.integers(0, 16, (2, n_a)), rng.integers(0, 32, (2, n_b))
+    u = rng.integers(-32768, 32768, (2, 3))
+    parts = [xylo.dense(wa, sa, shift)[0], xylo.dense(wb, sb, shift)[0]]
+    got, _ = xylo.arith.saturating_add(u, xylo.merge_inputs(parts))
+    want = u.copy()
+    for w, s_ in ((wa, sa), (wb, sb)):  # docs/xylo.md §2: one saturating add per event
+        for b in range(2):
+            for j in range(w.shape[1]):
+                for _ in range(int(s_[b, j])):
+                    want[b] = np.clip(want[b] + (w[:, j] << shift), -32768, 32767)
+    assert np.array_equal(got, want)
+
+
+def test_merge_readout_counts_and_layer_jitter():
+    graph = residual_dense(4, 2)
+    graph.layers[3].neurons.spiking = True
+    graph.readout = {"kind": "spike_count"}
+    x = _inputs(np.random.default_rng(4), graph, batch=4)
+    sim = Simulator(graph)
+    res = sim.run(x, extra_steps=sim.latency, record=("spikes",))
+    assert np.array_equal(res.readout, res.rasters["out"].reshape(4, res.steps, -1).sum(axis=1))
+    a = sim.run(x, extra_steps=4, jitter={"input": None, "layers": 1}, seed=3)
+    b = Simulator(graph, fast=False).run(x, extra_steps=4, jitter={"input": None, "layers": 1},
+                                         seed=3)
+    assert np.array_equal(a.readout, b.readout) and np.array_equal(a.synops, b.synops)
 
 
 # ------------------------------------------------------------------------ random graphs
