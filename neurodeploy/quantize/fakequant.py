@@ -28,6 +28,8 @@ partial sum is provably exact there. Values are the step-by-step path's exactly 
 equal (``tests/test_finetune_window.py``); ``fused = False`` runs that path, one step at a time.
 Optional constraints act inside the forward pass: spike-time jitter (input and hidden spikes),
 fewer input steps (latency budget), a narrower weight or state width.
+Graph blocks (merges, recurrent edges) run group by group with the chip delays of
+:func:`chip_depths`, one scale per group, every path quantized at it (``docs/graphs.md``).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class FakeQuantLayer:
     # graph blocks: the main synapses' source and delay, and the further projections
     source: int | None = None
     delay: int = 0
-    extra: list[EdgeQuant] = []
+    extra: list[EdgeQuant] | tuple = ()
 
     def int_edge_weight(self, edge: EdgeQuant, weight: torch.Tensor) -> torch.Tensor:
         """Integer weights of a further projection ``edge`` (its own input unit, the group's
@@ -356,18 +358,21 @@ class FakeQuantNet(nn.Module):
                       for eq, fe in zip(layer.extra, blk.extra, strict=True)]
             bias = layer.int_bias(blk.bias)
             bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
-            # paths from groups that ran already: their synaptic output for every step at once
-            ready = []
+            # paths from groups that ran already: their synaptic output for every step at once;
+            # a group's own recurrence: per step (kept in path order, the order they merge in)
+            ready, own = [], []
             for q, w, src, d in paths:
                 if src == k:
+                    own.append((q, w, d))
+                    ready.append(None)
                     continue
                 s_in = spikes[src]
                 flat = s_in.reshape(b * steps, *(s_in.shape[2:] if q.kind == "conv" else (-1,)))
                 a = self._synapse(q, w, flat)
                 ready.append((a.reshape(b, steps, *a.shape[1:]), d))
-            own = [(q, w, d) for q, w, src, d in paths if src == k]
             window = getattr(layer.neuron, "window", None) if self.fused else None
             if not own and window is not None and all(a.dim() == 2 + len(layer.out_shape) for a, _ in ready):
+                # no recurrence and plain sums: the whole window at once
                 a_seq = None
                 for a, d in ready:
                     a = torch.cat([a.new_zeros((b, min(d, steps), *a.shape[2:])), a[:, :max(steps - d, 0)]], 1)
@@ -381,18 +386,19 @@ class FakeQuantNet(nn.Module):
                 out, vs = [], []
                 for t in range(steps):
                     a_in = None
-                    parts = False
-                    for a, d in ready:
-                        if t >= d:
-                            parts = a.dim() == 3 + len(layer.out_shape)
-                            a_in = self._merge(a_in, a[:, t - d], parts)
-                    for q, w, d in own:
+                    mine = iter(own)
+                    for path in ready:
+                        if path is not None:
+                            a, d = path
+                            if t >= d:
+                                a_in = self._merge(a_in, a[:, t - d], a.dim() == 3 + len(layer.out_shape))
+                            continue
+                        q, w, d = next(mine)
                         if t >= d:
                             s_own = out[t - d]
                             s_own = s_own.reshape(b, -1) if q.kind == "dense" else s_own
                             a = self._synapse(q, w, s_own)
-                            parts = a.dim() == 2 + len(layer.out_shape)
-                            a_in = self._merge(a_in, a, parts)
+                            a_in = self._merge(a_in, a, a.dim() == 2 + len(layer.out_shape))
                     u, v, s = layer.neuron(u, v, zero if a_in is None else a_in, bias_b)
                     out.append(s)
                     if record:
