@@ -530,8 +530,10 @@ class Simulator:
                 ca[:] += count(mask.reshape(b, -1), batch_axes=1)
             return a.reshape(*lead, *out_shape, *a.shape[1 + len(edge.out_shape):])
 
-        first = min(min(e.delay for e in forward), steps)
-        for t in range(first):  # no edge delivers yet
+        # steps before any edge delivers (a recurrent group may fire on its bias alone: its
+        # own edges deliver from step ``delay`` on)
+        first = 0 if recurrent else min(min(e.delay for e in forward), steps)
+        for t in range(first):
             advance(t, 0)
         work = sum(e.work for e in forward)
         for c0, c1 in _chunks(b, steps - first, work, _CHUNK_ELEMENTS):
