@@ -655,3 +655,83 @@ def test_our_exports_run_in_peers_with_our_predictions(peer, case, arch, tmp_pat
     theirs = run(graph, seq).reshape(ours.shape)
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
     assert torch.equal(theirs.mean(0).argmax(1), ours.mean(0).argmax(1))
+
+
+# ------------------------------------------------------------------------------------ refusals
+def _lif(n):
+    return nir.LIF(tau=np.full(n, 1e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                   v_reset=np.zeros(n))
+
+
+def _affine(rng, n_in, n_out):
+    return nir.Affine(weight=rng.normal(size=(n_out, n_in)), bias=np.zeros(n_out))
+
+
+def _recurrent(rng):
+    """input -> a -> lif -> output with lif -> b -> lif: a recurrent layer as snnTorch writes it."""
+    nodes = {"input": nir.Input(input_type=np.array([3])), "a": _affine(rng, 3, 3), "lif": _lif(3),
+             "b": _affine(rng, 3, 3), "output": nir.Output(output_type=np.array([3]))}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("a", "lif"), ("lif", "b"), ("b", "lif"),
+                                            ("lif", "output")])
+
+
+def test_a_cycle_without_a_neuron_is_refused_in_one_line(tmp_path):
+    """Nothing says at which step a signal comes back round a loop of synapses alone."""
+    rng = np.random.default_rng(12)
+    nodes = {"input": nir.Input(input_type=np.array([3])), "a": _affine(rng, 3, 3), "b": _affine(rng, 3, 3),
+             "lif": _lif(3), "output": nir.Output(output_type=np.array([3]))}
+    graph = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("a", "b"), ("b", "a"), ("b", "lif"), ("lif", "output")])
+    path = _write(graph, tmp_path, "loop.nir")
+    with pytest.raises(UnsupportedError) as exc:
+        import_nir(path, convention="nir", dt=1e-4)
+    assert "cycle a -> b -> a contains no neuron" in _one_line(exc)
+    # a loop through a neuron is recurrence, and imports
+    graph = _recurrent(rng)
+    imp = import_nir(_write(graph, tmp_path, "rec.nir"), convention="nir", dt=1e-4)
+    assert imp.kind == "graph" and any(e.recurrent for e in imp.checkpoint.graph.edges)
+
+
+def test_a_graph_without_an_output_node_is_refused_in_one_line():
+    """nir.read adds an Output node to every leaf; a graph built without type checks has none."""
+    rng = np.random.default_rng(13)
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([3])), "fc": _affine(rng, 3, 4),
+                                "lif": _lif(4)}, edges=[("input", "fc"), ("fc", "lif")], type_check=False)
+    with pytest.raises(UnsupportedError) as exc:
+        nir_to_checkpoint(graph, convention="nir", dt=1e-4)
+    assert "no Output node" in _one_line(exc)
+
+
+def test_import_keeps_an_existing_checkpoint_of_the_other_kind_unless_forced(tmp_path):
+    from click.testing import CliRunner
+
+    from neurodeploy.cli import main
+    from neurodeploy.export.nir import export_nir
+    from neurodeploy.models import ModelSpec, build_model
+    from neurodeploy.models.graph_net import load_graph_checkpoint
+    from neurodeploy.train.checkpoint import load_checkpoint
+
+    torch.manual_seed(14)
+    export_nir(build_model(ModelSpec(input_shape=(1, 4, 4), hidden=[6], steps=4, num_classes=3)),
+               tmp_path / "template.nir")
+    rng = np.random.default_rng(14)
+    graph = _recurrent(rng)
+    _write(graph, tmp_path, "graph.nir")
+
+    def run(name, out, *extra):
+        args = ["import", str(tmp_path / name), "-o", str(tmp_path / out), *extra]
+        return CliRunner().invoke(main, args + (["--convention", "nir", "--dt", "1e-4"] if name == "graph.nir" else []))
+
+    assert run("template.nir", "t.pt").exit_code == 0 and run("graph.nir", "g.pt").exit_code == 0
+    for name, out, held, writes in (("graph.nir", "t.pt", "template", "graph"),
+                                    ("template.nir", "g.pt", "graph", "template")):
+        before = (tmp_path / out).read_bytes()
+        res = run(name, out)
+        line = res.output.strip()
+        assert res.exit_code == 2 and line.startswith("error: ") and "\n" not in line, res.output
+        assert f"holds a {held} checkpoint" in line and f"writes a {writes} checkpoint" in line and "--force" in line
+        assert (tmp_path / out).read_bytes() == before
+    assert run("template.nir", "t.pt").exit_code == 0  # the same kind is replaced as before
+    assert run("graph.nir", "t.pt", "--force").exit_code == 0
+    assert load_graph_checkpoint(tmp_path / "t.pt").steps >= 1
+    assert run("template.nir", "g.pt", "--force").exit_code == 0
+    assert load_checkpoint(tmp_path / "g.pt").spec.arch == "mlp"

@@ -32,6 +32,7 @@ fewer input steps (latency budget), a narrower weight or state width.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -107,8 +108,10 @@ class FakeQuantLayer:
         return straight_through(shadow * inside, exact)
 
     def to_dict(self) -> dict[str, Any]:
+        # a non-spiking read-out has no threshold (infinite): null, as JSON has no Infinity
         return {"name": self.name, "scale": self.scale, "limited_by": self.limited_by,
-                "threshold": self.threshold, "float_threshold": self.float_threshold}
+                "threshold": self.threshold,
+                "float_threshold": self.float_threshold if math.isfinite(self.float_threshold) else None}
 
 
 _FLOAT32_EXACT = 2.0 / torch.finfo(torch.float32).eps
