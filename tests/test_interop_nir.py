@@ -510,6 +510,51 @@ def test_nir_paper_recurrent_braille_networks_run_as_their_equations(name, reset
         assert 0 < b.mean() < 1 and np.array_equal(a.numpy(), b)
 
 
+def test_nir_paper_braille_network_in_snntorch_1_0_resets_with_a_delay():
+    """The library that wrote the Braille graphs, on the file's parameters, built as the paper's
+    snntorch_apply notebooks build it (``RSynaptic``/``Synaptic`` with ``reset_delay=False``). snnTorch
+    1.0's ``RSynaptic.forward`` writes that immediate reset into a local variable, so its recurrent
+    layer resets one step late: exactly the graph of ``--convention snntorch --reset subtract``, not
+    the reset in the same step that the file's README states (and ``--convention nir`` runs)."""
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    path = FIXTURES / "braille_noDelay_noBias_subtract.nir"
+    g, dt = nir.read(path), 1e-4
+
+    def linear(node):
+        w = torch.from_numpy(np.asarray(node.weight, np.float64))
+        layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=False).double()
+        layer.weight.data.copy_(w)
+        return layer
+
+    def decays(node):  # snnTorch's alpha and beta: the file writes tau = dt / (1 - decay)
+        return tuple(float(1 - dt / np.asarray(t, np.float64).ravel()[0]) for t in (node.tau_syn, node.tau_mem))
+
+    fc1, fc2 = linear(g.nodes["fc1"]), linear(g.nodes["fc2"])
+    (a1, b1), (a2, b2) = decays(g.nodes["lif1.lif"]), decays(g.nodes["lif2"])
+    hidden = fc1.weight.shape[0]
+    lif1 = snn.RSynaptic(alpha=a1, beta=b1, linear_features=hidden, reset_mechanism="subtract",
+                         reset_delay=False).double()
+    lif1.recurrent = linear(g.nodes["lif1.w_rec"])
+    lif2 = snn.Synaptic(alpha=a2, beta=b2, reset_mechanism="subtract", reset_delay=False).double()
+    x = torch.from_numpy((np.random.default_rng(9).random((256, 32, 12)) < 0.1).astype(np.float64))
+    zeros = [torch.zeros(32, n, dtype=torch.float64) for n in (hidden, hidden, hidden, 7, 7)]
+    spk1, syn1, mem1, syn2, mem2 = zeros
+    theirs = []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            spk1, syn1, mem1 = lif1(fc1(x[t]), spk1, syn1, mem1)
+            spk1 = spk1.double()
+            _, syn2, mem2 = lif2(fc2(spk1), syn2, mem2)
+            theirs.append(spk1)
+    theirs = torch.stack(theirs)
+    delayed = import_nir(path, convention="snntorch", reset="subtract", steps=256)
+    same_step = import_nir(path, convention="nir", dt=dt, reset="subtract", steps=256)
+    assert torch.equal(_our_spikes(delayed, x)[0], theirs) and 0 < float(theirs.mean()) < 1
+    assert not torch.equal(_our_spikes(same_step, x)[0], theirs)
+
+
 def test_nir_paper_cnn_is_refused_as_multi_spike_and_runs_as_sinabs_with_single_spikes():
     """paper/02_cnn: Sinabs' CNN (5x5 kernel, stride 2, padding 1; sum pooling). Sinabs runs it with
     several spikes per step, which the graph cannot; with single spikes (and no lower bound on the
