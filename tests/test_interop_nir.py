@@ -780,3 +780,39 @@ def test_import_keeps_an_existing_checkpoint_of_the_other_kind_unless_forced(tmp
     assert load_graph_checkpoint(tmp_path / "t.pt").steps >= 1
     assert run("template.nir", "g.pt", "--force").exit_code == 0
     assert load_checkpoint(tmp_path / "g.pt").spec.arch == "mlp"
+
+
+def test_our_exports_in_sinabs_and_rockpool_which_read_nir_neurons_their_own_way(tmp_path):
+    """Neither importer reads our files (docs/nir_interop.md): Rockpool 3.1's ``from_nir`` has no
+    ``Flatten`` or ``Conv2d`` (and no ``IF``); Sinabs 3.1's reads LIF time constants in steps and
+    imports IF as a multi-spike neuron clipped at ``-threshold``, so it runs our IF MLP to other
+    predictions. Pinned so that the documentation changes when they do."""
+    model = _our_model(EXPORT_CASES["if"], "mlp")
+    graph = _export(model, tmp_path)
+    seq = model.encode(torch.rand(12, *model.spec.input_shape, generator=torch.Generator().manual_seed(1),
+                                  dtype=torch.float64)).double()
+    with torch.no_grad():
+        ours = model.forward_sequence(seq)
+    ran = 0
+    if importlib.util.find_spec("rockpool") is not None:
+        from rockpool.nn.modules.torch.nir import from_nir as rockpool_from_nir
+
+        for arch in ("mlp", "convnet"):
+            with pytest.raises(NotImplementedError, match="Flatten|Conv2d"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rockpool_from_nir(_export(_our_model(EXPORT_CASES["lif-leak"], arch), tmp_path))
+        ran += 1
+    if importlib.util.find_spec("sinabs") is not None:
+        from sinabs.nir import from_nir as sinabs_from_nir
+
+        steps, batch = seq.shape[:2]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = sinabs_from_nir(graph, batch_size=batch)
+        with torch.no_grad():
+            y = net(seq.transpose(0, 1).reshape(steps * batch, *seq.shape[2:]).float())
+        y = (y[0] if isinstance(y, tuple) else y).reshape(batch, steps, -1).transpose(0, 1).double()
+        assert float((y - ours).abs().max()) > 1.0
+        ran += 1
+    if not ran:
+        pytest.skip("neither rockpool nor sinabs is installed")
