@@ -2,7 +2,9 @@
 every layer (against the library's own forward on the same input), or are refused in one line
 naming what decides it; and neurodeploy's exports run in each peer where its importer is correct.
 
-Each library's cases are skipped when it is not installed (``pip install -e ".[interop]"``). Peers
+Each library's cases are skipped when it is not installed; ``bash tools/peers_env.sh`` builds an
+environment with all of them, where ``tests/reference/test_peers_interop.py`` (run by CI) allows no
+skip. Peers
 run in float64 and so does the imported graph (:class:`~neurodeploy.models.graph_net.GraphNet`),
 so "identical" means bit-identical spike trains. See ``docs/nir_interop.md`` for the conventions.
 """
