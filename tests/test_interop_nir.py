@@ -777,6 +777,9 @@ def test_import_keeps_an_existing_checkpoint_of_the_other_kind_unless_forced(tmp
         assert res.exit_code == 2 and line.startswith("error: ") and "\n" not in line, res.output
         assert f"holds a {held} checkpoint" in line and f"writes a {writes} checkpoint" in line and "--force" in line
         assert (tmp_path / out).read_bytes() == before
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")  # a torch file that is no checkpoint
+    res = run("template.nir", "foreign.pt")
+    assert res.exit_code == 2 and "did not write as a checkpoint" in res.output and "--force" in res.output
     assert run("template.nir", "t.pt").exit_code == 0  # the same kind is replaced as before
     assert run("graph.nir", "t.pt", "--force").exit_code == 0
     assert load_graph_checkpoint(tmp_path / "t.pt").steps >= 1

@@ -838,14 +838,14 @@ def import_nir(path: str | Path, out: str | Path | None = None, *, convention: s
     return result
 
 
-CHECKPOINT_KINDS = {CHECKPOINT_FORMAT: "template checkpoint", GRAPH_FORMAT: "graph checkpoint",
-                    "neurodeploy.ttfs": "TTFS checkpoint"}
-
-
 def _refuse_other_checkpoint(out: Path, result: NirImport) -> None:
     """Refuse to replace an existing ``out`` that holds another kind of checkpoint than ``result``'s."""
+    from neurodeploy.ttfs.checkpoint import FORMAT as TTFS_FORMAT
+
     if not out.is_file() or out.stat().st_size == 0:
         return
+    kinds = {CHECKPOINT_FORMAT: "template checkpoint", GRAPH_FORMAT: "graph checkpoint",
+             TTFS_FORMAT: "TTFS checkpoint"}
     writes = GRAPH_FORMAT if result.kind == "graph" else CHECKPOINT_FORMAT
     try:
         payload = torch.load(out, map_location="cpu", weights_only=True)
@@ -854,6 +854,7 @@ def _refuse_other_checkpoint(out: Path, result: NirImport) -> None:
         held = None
     if held == writes:
         return
-    what = CHECKPOINT_KINDS.get(held, "file neurodeploy did not write as a checkpoint")
-    raise OutputError(f"{out} exists and holds a {what}; this import writes a {CHECKPOINT_KINDS[writes]}: pass "
+    what = kinds.get(held, "file neurodeploy did not write as a checkpoint") if isinstance(held, str) else \
+        "file neurodeploy did not write as a checkpoint"
+    raise OutputError(f"{out} exists and holds a {what}; this import writes a {kinds[writes]}: pass "
                       "--force to replace it or choose another output path")
