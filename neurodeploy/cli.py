@@ -777,7 +777,7 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate, reset,
     check_outputs([file], [Output.of(out_path, "torch", "checkpoint")], force=force)
     res = import_nir(file, out_path, convention=convention, dt=dt, steps=steps, encoding=encoding,
                      approximate=approximate, reset=reset, single_spike=single_spike,
-                     norm_input=None if norm_input is None else norm_input == "yes")
+                     norm_input=None if norm_input is None else norm_input == "yes", force=force)
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
     if res.kind == "graph":

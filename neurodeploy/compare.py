@@ -296,7 +296,7 @@ class ComparisonReport:
     def markdown(self) -> str:
         """The comparison as a Markdown page (``compare.md``)."""
         head = self._HEAD + ["refused: rule — message"]
-        out = [f"# One checkpoint, {len(self.rows)} profiles", "",
+        out = [f"# One checkpoint, {len(self.rows)} profile{'' if len(self.rows) == 1 else 's'}", "",
                f"Checkpoint `{self.checkpoint}`, dataset {self.dataset} ({self.split}), "
                f"{self.samples} test samples; float accuracy {100 * self.float_accuracy:.2f}% "
                f"± {100 * binomial_se(self.float_accuracy, self.samples):.2f} (binomial standard error).", "",

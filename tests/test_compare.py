@@ -86,6 +86,7 @@ def test_compare_two_loihi_profiles_and_refusals(ck_path, tmp_path):
     assert rep["schema"] == 1 and rep["dataset"] == "digits" and rep["samples"] == LIMIT
     assert [r["profile"] for r in rep["profiles"]] == ["loihi", "loihi2", "tiny", "xylo"]
     assert [r["status"] for r in rep["profiles"]] == ["deployed", "deployed", "refused", "refused"]
+    assert (out / "compare.md").read_text().startswith("# One checkpoint, 4 profiles\n")
     float_acc = rep["float_accuracy"]
     assert float_acc > 0.6  # a trained network, not chance (0.1)
     for r in rep["profiles"][:2]:
@@ -199,6 +200,7 @@ def test_compare_keeps_a_foreign_json_unless_forced(ck_path, tmp_path):
                 "--force"])
     assert res.exit_code == 0, res.output
     assert json.loads(mine.read_text())["format"] == "neurodeploy.comparison"
+    assert (out / "compare.md").read_text().startswith("# One checkpoint, 1 profile\n")  # singular
 
 
 # ---------------------------------------------------------------------------------- NeuroBench

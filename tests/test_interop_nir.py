@@ -2,7 +2,9 @@
 every layer (against the library's own forward on the same input), or are refused in one line
 naming what decides it; and neurodeploy's exports run in each peer where its importer is correct.
 
-Each library's cases are skipped when it is not installed (``pip install -e ".[interop]"``). Peers
+Each library's cases are skipped when it is not installed; ``bash tools/peers_env.sh`` builds an
+environment with all of them, where ``tests/reference/test_peers_interop.py`` (run by CI) allows no
+skip. Peers
 run in float64 and so does the imported graph (:class:`~neurodeploy.models.graph_net.GraphNet`),
 so "identical" means bit-identical spike trains. See ``docs/nir_interop.md`` for the conventions.
 """
@@ -510,6 +512,51 @@ def test_nir_paper_recurrent_braille_networks_run_as_their_equations(name, reset
         assert 0 < b.mean() < 1 and np.array_equal(a.numpy(), b)
 
 
+def test_nir_paper_braille_network_in_snntorch_1_0_resets_with_a_delay():
+    """The library that wrote the Braille graphs, on the file's parameters, built as the paper's
+    snntorch_apply notebooks build it (``RSynaptic``/``Synaptic`` with ``reset_delay=False``). snnTorch
+    1.0's ``RSynaptic.forward`` writes that immediate reset into a local variable, so its recurrent
+    layer resets one step late: exactly the graph of ``--convention snntorch --reset subtract``, not
+    the reset in the same step that the file's README states (and ``--convention nir`` runs)."""
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    path = FIXTURES / "braille_noDelay_noBias_subtract.nir"
+    g, dt = nir.read(path), 1e-4
+
+    def linear(node):
+        w = torch.from_numpy(np.asarray(node.weight, np.float64))
+        layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=False).double()
+        layer.weight.data.copy_(w)
+        return layer
+
+    def decays(node):  # snnTorch's alpha and beta: the file writes tau = dt / (1 - decay)
+        return tuple(float(1 - dt / np.asarray(t, np.float64).ravel()[0]) for t in (node.tau_syn, node.tau_mem))
+
+    fc1, fc2 = linear(g.nodes["fc1"]), linear(g.nodes["fc2"])
+    (a1, b1), (a2, b2) = decays(g.nodes["lif1.lif"]), decays(g.nodes["lif2"])
+    hidden = fc1.weight.shape[0]
+    lif1 = snn.RSynaptic(alpha=a1, beta=b1, linear_features=hidden, reset_mechanism="subtract",
+                         reset_delay=False).double()
+    lif1.recurrent = linear(g.nodes["lif1.w_rec"])
+    lif2 = snn.Synaptic(alpha=a2, beta=b2, reset_mechanism="subtract", reset_delay=False).double()
+    x = torch.from_numpy((np.random.default_rng(9).random((256, 32, 12)) < 0.1).astype(np.float64))
+    zeros = [torch.zeros(32, n, dtype=torch.float64) for n in (hidden, hidden, hidden, 7, 7)]
+    spk1, syn1, mem1, syn2, mem2 = zeros
+    theirs = []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            spk1, syn1, mem1 = lif1(fc1(x[t]), spk1, syn1, mem1)
+            spk1 = spk1.double()
+            _, syn2, mem2 = lif2(fc2(spk1), syn2, mem2)
+            theirs.append(spk1)
+    theirs = torch.stack(theirs)
+    delayed = import_nir(path, convention="snntorch", reset="subtract", steps=256)
+    same_step = import_nir(path, convention="nir", dt=dt, reset="subtract", steps=256)
+    assert torch.equal(_our_spikes(delayed, x)[0], theirs) and 0 < float(theirs.mean()) < 1
+    assert not torch.equal(_our_spikes(same_step, x)[0], theirs)
+
+
 def test_nir_paper_cnn_is_refused_as_multi_spike_and_runs_as_sinabs_with_single_spikes():
     """paper/02_cnn: Sinabs' CNN (5x5 kernel, stride 2, padding 1; sum pooling). Sinabs runs it with
     several spikes per step, which the graph cannot; with single spikes (and no lower bound on the
@@ -655,3 +702,122 @@ def test_our_exports_run_in_peers_with_our_predictions(peer, case, arch, tmp_pat
     theirs = run(graph, seq).reshape(ours.shape)
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
     assert torch.equal(theirs.mean(0).argmax(1), ours.mean(0).argmax(1))
+
+
+# ------------------------------------------------------------------------------------ refusals
+def _lif(n):
+    return nir.LIF(tau=np.full(n, 1e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                   v_reset=np.zeros(n))
+
+
+def _affine(rng, n_in, n_out):
+    return nir.Affine(weight=rng.normal(size=(n_out, n_in)), bias=np.zeros(n_out))
+
+
+def _recurrent(rng):
+    """input -> a -> lif -> output with lif -> b -> lif: a recurrent layer as snnTorch writes it."""
+    nodes = {"input": nir.Input(input_type=np.array([3])), "a": _affine(rng, 3, 3), "lif": _lif(3),
+             "b": _affine(rng, 3, 3), "output": nir.Output(output_type=np.array([3]))}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("a", "lif"), ("lif", "b"), ("b", "lif"),
+                                            ("lif", "output")])
+
+
+def test_a_cycle_without_a_neuron_is_refused_in_one_line(tmp_path):
+    """Nothing says at which step a signal comes back round a loop of synapses alone."""
+    rng = np.random.default_rng(12)
+    nodes = {"input": nir.Input(input_type=np.array([3])), "a": _affine(rng, 3, 3), "b": _affine(rng, 3, 3),
+             "lif": _lif(3), "output": nir.Output(output_type=np.array([3]))}
+    graph = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("a", "b"), ("b", "a"), ("b", "lif"), ("lif", "output")])
+    path = _write(graph, tmp_path, "loop.nir")
+    with pytest.raises(UnsupportedError) as exc:
+        import_nir(path, convention="nir", dt=1e-4)
+    assert "cycle a -> b -> a contains no neuron" in _one_line(exc)
+    # a loop through a neuron is recurrence, and imports
+    graph = _recurrent(rng)
+    imp = import_nir(_write(graph, tmp_path, "rec.nir"), convention="nir", dt=1e-4)
+    assert imp.kind == "graph" and any(e.recurrent for e in imp.checkpoint.graph.edges)
+
+
+def test_a_graph_without_an_output_node_is_refused_in_one_line():
+    """nir.read adds an Output node to every leaf; a graph built without type checks has none."""
+    rng = np.random.default_rng(13)
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([3])), "fc": _affine(rng, 3, 4),
+                                "lif": _lif(4)}, edges=[("input", "fc"), ("fc", "lif")], type_check=False)
+    with pytest.raises(UnsupportedError) as exc:
+        nir_to_checkpoint(graph, convention="nir", dt=1e-4)
+    assert "no Output node" in _one_line(exc)
+
+
+def test_import_keeps_an_existing_checkpoint_of_the_other_kind_unless_forced(tmp_path):
+    from click.testing import CliRunner
+
+    from neurodeploy.cli import main
+    from neurodeploy.export.nir import export_nir
+    from neurodeploy.models import ModelSpec, build_model
+    from neurodeploy.models.graph_net import load_graph_checkpoint
+    from neurodeploy.train.checkpoint import load_checkpoint
+
+    torch.manual_seed(14)
+    export_nir(build_model(ModelSpec(input_shape=(1, 4, 4), hidden=[6], steps=4, num_classes=3)),
+               tmp_path / "template.nir")
+    rng = np.random.default_rng(14)
+    graph = _recurrent(rng)
+    _write(graph, tmp_path, "graph.nir")
+
+    def run(name, out, *extra):
+        args = ["import", str(tmp_path / name), "-o", str(tmp_path / out), *extra]
+        return CliRunner().invoke(main, args + (["--convention", "nir", "--dt", "1e-4"] if name == "graph.nir" else []))
+
+    assert run("template.nir", "t.pt").exit_code == 0 and run("graph.nir", "g.pt").exit_code == 0
+    for name, out, held, writes in (("graph.nir", "t.pt", "template", "graph"),
+                                    ("template.nir", "g.pt", "graph", "template")):
+        before = (tmp_path / out).read_bytes()
+        res = run(name, out)
+        line = res.output.strip()
+        assert res.exit_code == 2 and line.startswith("error: ") and "\n" not in line, res.output
+        assert f"holds a {held} checkpoint" in line and f"writes a {writes} checkpoint" in line and "--force" in line
+        assert (tmp_path / out).read_bytes() == before
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")  # a torch file that is no checkpoint
+    res = run("template.nir", "foreign.pt")
+    assert res.exit_code == 2 and "did not write as a checkpoint" in res.output and "--force" in res.output
+    assert run("template.nir", "t.pt").exit_code == 0  # the same kind is replaced as before
+    assert run("graph.nir", "t.pt", "--force").exit_code == 0
+    assert load_graph_checkpoint(tmp_path / "t.pt").steps >= 1
+    assert run("template.nir", "g.pt", "--force").exit_code == 0
+    assert load_checkpoint(tmp_path / "g.pt").spec.arch == "mlp"
+
+
+def test_our_exports_in_sinabs_and_rockpool_which_read_nir_neurons_their_own_way(tmp_path):
+    """Neither importer reads our files (docs/nir_interop.md): Rockpool 3.1's ``from_nir`` has no
+    ``Flatten`` or ``Conv2d`` (and no ``IF``); Sinabs 3.1's reads LIF time constants in steps and
+    imports IF as a multi-spike neuron clipped at ``-threshold``, so it runs our IF MLP to other
+    predictions. Pinned so that the documentation changes when they do."""
+    model = _our_model(EXPORT_CASES["if"], "mlp")
+    graph = _export(model, tmp_path)
+    seq = model.encode(torch.rand(12, *model.spec.input_shape, generator=torch.Generator().manual_seed(1),
+                                  dtype=torch.float64)).double()
+    with torch.no_grad():
+        ours = model.forward_sequence(seq)
+    ran = 0
+    if importlib.util.find_spec("rockpool") is not None:
+        from rockpool.nn.modules.torch.nir import from_nir as rockpool_from_nir
+
+        for arch in ("mlp", "convnet"):
+            with pytest.raises(NotImplementedError, match="Flatten|Conv2d"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rockpool_from_nir(_export(_our_model(EXPORT_CASES["lif-leak"], arch), tmp_path))
+        ran += 1
+    if importlib.util.find_spec("sinabs") is not None:
+        from sinabs.nir import from_nir as sinabs_from_nir
+
+        steps, batch = seq.shape[:2]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = sinabs_from_nir(graph, batch_size=batch)
+        with torch.no_grad():
+            y = net(seq.transpose(0, 1).reshape(steps * batch, *seq.shape[2:]).float())
+        y = (y[0] if isinstance(y, tuple) else y).reshape(batch, steps, -1).transpose(0, 1).double()
+        assert float((y - ours).abs().max()) > 1.0
+        ran += 1
+    if not ran:
+        pytest.skip("neither rockpool nor sinabs is installed")

@@ -146,7 +146,12 @@ def _recurrent_edges(nodes: dict[str, Any], edges: list[tuple[str, str]], starts
                 path = [s for s, _ in stack]
                 loop = path[path.index(nxt):] + [nxt]
                 cycle = list(zip(loop[:-1], loop[1:], strict=True))
-                chosen.add(next((e for e in cycle if type(nodes[e[1]]).__name__ in _NEURONS), (k, nxt)))
+                entering = next((e for e in cycle if type(nodes[e[1]]).__name__ in _NEURONS), None)
+                if entering is None:
+                    raise UnsupportedError(f"the NIR cycle {' -> '.join(loop)} contains no neuron, so nothing "
+                                           "says at which step its signal comes back; recurrence must pass "
+                                           "through a neuron")
+                chosen.add(entering)
             elif nxt not in state:
                 state[nxt] = 1
                 stack.append((nxt, iter(succ[nxt])))
@@ -189,6 +194,9 @@ def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: fl
     inputs = [k for k, v in nir_nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         raise UnsupportedError(f"the NIR graph has {len(inputs)} inputs; neurodeploy reads graphs with one")
+    if not any(isinstance(v, nir.Output) for v in nir_nodes.values()):
+        raise UnsupportedError("the NIR graph has no Output node, so nothing says which activity is the network's "
+                               "output; add one")
     back = _recurrent_edges(nir_nodes, raw_edges, inputs)
     edges = [Edge(a, b, (a, b) in back) for a, b in dict.fromkeys(raw_edges)]
     candidates = _input_candidates(nir_nodes[inputs[0]].input_type)

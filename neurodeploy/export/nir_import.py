@@ -31,7 +31,14 @@ import nir
 import numpy as np
 import torch
 
-from neurodeploy.errors import CheckpointError, ConfigError, FormatError, NeurodeployError, UnsupportedError
+from neurodeploy.errors import (
+    CheckpointError,
+    ConfigError,
+    FormatError,
+    NeurodeployError,
+    OutputError,
+    UnsupportedError,
+)
 from neurodeploy.export.nir_conventions import (
     DECAY_UNIT,
     REL_TOL,
@@ -47,9 +54,11 @@ from neurodeploy.export.nir_conventions import (
 )
 from neurodeploy.export.nir_io import FORMAT_TAG, FORMAT_VERSION, check_digest, read_nir, unpack_metadata
 from neurodeploy.models import ModelSpec, build_model
+from neurodeploy.models.graph_net import FORMAT as GRAPH_FORMAT
 from neurodeploy.models.graph_net import GraphCheckpoint
 from neurodeploy.nn.encoding import Encoding
 from neurodeploy.nn.neurons import NeuronConfig, SpikingNeuron
+from neurodeploy.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from neurodeploy.train.checkpoint import Checkpoint
 
 DEFAULT_STEPS = 8
@@ -804,11 +813,14 @@ def _convert(graph: nir.NIRGraph, graph_meta: dict[str, Any] | None, ours: bool,
 def import_nir(path: str | Path, out: str | Path | None = None, *, convention: str | None = None,
                dt: float | None = None, steps: int | None = None, encoding: Any = None,
                approximate: bool = False, reset: str | None = None, single_spike: bool = False,
-               norm_input: bool | None = None) -> NirImport:
+               norm_input: bool | None = None, force: bool = False) -> NirImport:
     """Read the NIR file ``path`` and turn it into a checkpoint, saved atomically to ``out`` if given.
 
     See :func:`nir_to_checkpoint` for the options. A corrupt, truncated or foreign file raises
-    :class:`~neurodeploy.errors.FormatError` with one line.
+    :class:`~neurodeploy.errors.FormatError` with one line. An existing ``out`` that holds another
+    kind of checkpoint (a template checkpoint where a graph checkpoint goes, or the reverse; a TTFS
+    or foreign torch archive) is kept, with an :class:`~neurodeploy.errors.OutputError`, unless
+    ``force``.
     """
     graph = read_nir(path)
     from neurodeploy.export.nir_ttfs import is_ttfs_nir
@@ -820,5 +832,29 @@ def import_nir(path: str | Path, out: str | Path | None = None, *, convention: s
                                approximate=approximate, source=str(path), reset=reset, single_spike=single_spike,
                                norm_input=norm_input)
     if out is not None:
+        if not force:
+            _refuse_other_checkpoint(Path(out), result)
         result.path = result.checkpoint.save(out)
     return result
+
+
+def _refuse_other_checkpoint(out: Path, result: NirImport) -> None:
+    """Refuse to replace an existing ``out`` that holds another kind of checkpoint than ``result``'s."""
+    from neurodeploy.ttfs.checkpoint import FORMAT as TTFS_FORMAT
+
+    if not out.is_file() or out.stat().st_size == 0:
+        return
+    kinds = {CHECKPOINT_FORMAT: "template checkpoint", GRAPH_FORMAT: "graph checkpoint",
+             TTFS_FORMAT: "TTFS checkpoint"}
+    writes = GRAPH_FORMAT if result.kind == "graph" else CHECKPOINT_FORMAT
+    try:
+        payload = torch.load(out, map_location="cpu", weights_only=True)
+        held = payload.get("format") if isinstance(payload, dict) else None
+    except Exception:  # torch raises many types for foreign or corrupt files
+        held = None
+    if held == writes:
+        return
+    what = kinds.get(held, "file neurodeploy did not write as a checkpoint") if isinstance(held, str) else \
+        "file neurodeploy did not write as a checkpoint"
+    raise OutputError(f"{out} exists and holds a {what}; this import writes a {kinds[writes]}: pass "
+                      "--force to replace it or choose another output path")

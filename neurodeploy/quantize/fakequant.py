@@ -34,6 +34,7 @@ Graph blocks (merges, recurrent edges) run group by group with the chip delays o
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -109,8 +110,10 @@ class FakeQuantLayer:
         return straight_through(shadow * inside, exact)
 
     def to_dict(self) -> dict[str, Any]:
+        # a non-spiking read-out has no threshold (infinite): null, as JSON has no Infinity
         return {"name": self.name, "scale": self.scale, "limited_by": self.limited_by,
-                "threshold": self.threshold, "float_threshold": self.float_threshold}
+                "threshold": self.threshold,
+                "float_threshold": self.float_threshold if math.isfinite(self.float_threshold) else None}
 
     # graph blocks: the main synapses' source and delay, and the further projections
     source: int | None = None

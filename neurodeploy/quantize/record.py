@@ -17,6 +17,7 @@ read by :meth:`QuantRecord.from_meta` unchanged in meaning. Newer schemas are re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,18 @@ from neurodeploy.quantize.constraints import Constraints
 QUANT_SCHEMA = 2
 FORMAT_FIELDS = ("weight_bits", "state_bits")
 """Constraints that change the number format, so stored scales cannot be reused."""
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by ``None`` (JSON has no Infinity; a
+    non-spiking read-out's threshold is infinite, and records written before this rule hold it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ class QuantRecord:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (also what ``meta["quant"]`` holds): result figures at the top level,
         as schema 1 had them."""
-        return {**self.results, "schema": self.schema, "profile": self.profile,
+        return {**_finite(self.results), "schema": self.schema, "profile": self.profile,
                 "constraints": self.constraints.to_dict(), "scales": list(self.scales)}
 
     @classmethod
