@@ -539,7 +539,7 @@ def test_registered_writer_and_cli(tmp_path):
 
 
 # ----------------------------------------------------------- graphs beyond chains (merges, delays)
-def _records(graph, x):
+def records(graph, x):
     """What the simulator records, where it runs the graph; else the step-major reference."""
     try:
         return _simulated(graph, x)[0]
@@ -578,7 +578,7 @@ def test_merges_recurrence_and_delays_run_like_the_graph(which):
         x = np.asarray(inputs(rng), np.int64)
         header, arrays = lava_network_spec(graph)
         lava = run_description(header, arrays, x)
-        ours = _records(graph, x)
+        ours = records(graph, x)
         assert ours.keys() == lava.keys()
         for key in ours:
             np.testing.assert_array_equal(lava[key], ours[key], err_msg=f"{which} {seed} {key}")

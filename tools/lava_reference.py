@@ -346,7 +346,7 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
                                      bias_exp=int(n["bias_exp"]), name=n["name"], **kwargs)
     net.output = net.neurons[header["output"]]
     source_shapes = {header["input"]["name"]: tuple(header["input"]["shape"]),
-                     **{k: tuple(p.shape) for k, p in net.neurons.items()}}
+                     **{k: tuple(p.s_out.shape) for k, p in net.neurons.items()}}
     for c in header["connections"]:
         w = arr(c["weight"])
         bits = int(c.get("num_message_bits", 0))

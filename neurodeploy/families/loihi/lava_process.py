@@ -185,7 +185,7 @@ def graph_edges(graph: Any, profile: HardwareProfile | None = None
             if e.projection is None:
                 name, proj = by_index[i].name, None
             else:
-                proj = graph.layers[i].extra.index(e.projection)
+                proj = next(j for j, p in enumerate(graph.layers[i].extra) if p is e.projection)
                 name = e.projection.name or f"{by_index[i].name}.extra{proj}"
                 if name in used:
                     name = f"{by_index[i].name}.extra{proj}"
