@@ -1,12 +1,13 @@
 """The Lava process network of a ``loihi``-family deployment graph, as plain data.
 
 netx HDF5 (:mod:`neurodeploy.families.loihi.netx`) cannot hold an initial potential (MP-Init),
-per-neuron decays, sum pooling, weight exponents that floor a sum, or (later) recurrent and
-residual edges, so the netx writer refuses such graphs. This writer describes the network as the
-Lava processes themselves — one ``LIF`` per neuron group, one ``Dense`` or ``Conv`` per edge —
-with exactly the integers :class:`~neurodeploy.sim.Simulator` runs, and a small builder that runs
-inside a Lava environment (``build_lava_network`` in ``tools/lava_reference.py``, which imports
-only numpy and Lava) wires them up. See docs/lava_reference.md, "The process-network exporter".
+per-neuron decays, sum pooling, weight exponents that floor a sum, recurrent edges, merges or
+delays, so the netx writer refuses such graphs. This writer describes the network as the Lava
+processes themselves — one ``LIF`` per neuron group, one ``Dense``, ``DelayDense`` or ``Conv``
+per edge — with exactly the integers :class:`~neurodeploy.sim.Simulator` runs, and a small
+builder that runs inside a Lava environment (``build_lava_network`` in
+``tools/lava_reference.py``, which imports only numpy and Lava) wires them up. See
+docs/lava_reference.md, "The process-network exporter".
 
 **Description** (:func:`lava_network_spec`): a JSON-able header and named int64 arrays, the
 request format family of ``tools/lava_reference.py``. Header ``{"format":
@@ -19,24 +20,35 @@ request format family of ``tools/lava_reference.py``. Header ``{"format":
   per neuron; ``du = iDecay - 1``, ``dv = vDecay``), ``vth``, ``bias_mant`` (array key, per
   neuron), ``bias_exp`` (int), ``v_init`` (array key, present when the initial potential is not
   zero), ``spiking``;
-* ``connections``: one entry per edge, for ``lava.proc.dense.process.Dense`` or
-  ``lava.proc.conv.process.Conv``: ``name``, ``kind`` (``"dense"`` or ``"conv"``), ``source``
-  (``"input"`` or a neuron name; its ``s_out`` feeds the edge), ``target`` (a neuron name; the
-  edge's ``a_out`` goes to its ``a_in``, where Lava sums every edge that arrives), ``view``
-  (``"chw_flat"``: the source port is transposed from Lava's (W, H, C) to (C, H, W) and
-  flattened, netx's own flatten; ``null``: used as it is), ``weight`` (array key, Lava layout:
+* ``connections``: one entry per edge (a layer's own synapses, then its ``extra``
+  projections), for ``lava.proc.dense.process.Dense``/``DelayDense`` or
+  ``lava.proc.conv.process.Conv``: ``name`` (the layer's name for its own synapses, the
+  projection's name, else ``<layer>.extra<j>``), ``kind`` (``"dense"`` or ``"conv"``), ``source``
+  (``"input"`` or a neuron name; its ``s_out`` feeds the edge; the target itself for a recurrent
+  edge), ``target`` (a neuron name; the edge's ``a_out`` goes to its ``a_in``, where Lava sums
+  every edge that arrives), ``delay`` (steps from the spike to its delivery, ``>= 1``: a Dense
+  or Conv adds one step; a dense edge of delay ``d > 1`` is a ``DelayDense`` with ``delays = d -
+  1``, a conv edge reads its source through an identity relay of ``d - 1`` steps), ``view``
+  (``"chw_flat"``: a dense edge from a (C, H, W) source reads the source port transposed from
+  Lava's (W, H, C) to (C, H, W) and flattened, netx's own flatten; ``null``: used as it is),
+  ``out_view`` (``"whc"``: a dense edge into a (C, H, W) group, its rows in Lava's (W, H, C)
+  order and its ``a_out`` reshaped to the group), ``weight`` (array key, Lava layout:
   dense ``(out, in)``, conv ``(out, kW, kH, in/groups)`` with the kernel flipped in both
-  spatial axes, since Lava's Conv convolves where torch correlates), ``weight_exp``, ``num_message_bits``,
-  and for conv ``input_shape`` (W, H, C), ``stride``, ``padding`` (x, y), ``groups``. Dense edges
-  are built with ``sign_mode = MIXED`` and ``num_weight_bits = 9``: Lava then clips to [-256,
-  255] and drops ``8 - 9 + 1 = 0`` low bits, so every weight reaches the synapse unchanged;
+  spatial axes, since Lava's Conv convolves where torch correlates), ``weight_exp``,
+  ``num_message_bits``, and for conv ``input_shape`` (W, H, C), ``stride``, ``padding`` (x, y),
+  ``groups``. Dense edges are built with ``sign_mode = MIXED`` and ``num_weight_bits = 9``: Lava
+  then clips to [-256, 255] and drops ``8 - 9 + 1 = 0`` low bits, so every weight reaches the
+  synapse unchanged;
 * ``output``: the neuron group the read-out reads; ``latency``, ``steps``, ``readout``,
   ``readout_rule``, ``encoding``, ``profile``, ``metadata``.
 
 Sum pooling is a depthwise ``Conv`` with unit weights (the simulator's own definition); a
 flatten is the ``chw_flat`` view of the edge behind it. A non-spiking read-out group gets ``vth =
 2**17``: ``v`` saturates at ``2**23 - 1 < 2**17 << 6``, so it provably never spikes (as in the netx
-writer). Timing is Lava's: every ``Dense``/``Conv`` adds one step, as in the simulator.
+writer). Timing is Lava's: every ``Dense``/``Conv`` adds one step, as in the simulator, and an
+edge's ``delay`` is the graph's (``DeployGraph.inputs``); ``latency`` is the longest path of
+delays from the input to the read-out group. The header's ``version`` is 1 when every delay is
+one step (what builders from before delays read) and 2 otherwise.
 
 **What is refused** (one line naming the layer): other families, profiles whose arithmetic is not
 Lava's, reset by subtraction (Lava's LIF resets to zero), spiking thresholds outside 17 bits,
@@ -48,10 +60,12 @@ shift), bias mantissas outside Lava's int16 ``bias_mant`` after normalising the 
 float (unencoded) input.
 
 **Edges.** The description is a list of neuron groups and a list of edges between them, built
-from the graph by :func:`graph_edges`; a recurrent edge is a ``Dense`` from a group's ``s_out``
-to its own ``a_in`` and a merge is several edges into one ``a_in``, so a graph with such edges
-needs only a richer :func:`graph_edges`. Today's :class:`~neurodeploy.lower.graph.DeployGraph` is
-a chain, and so is every description written now.
+from the graph by :func:`graph_edges`: a recurrent edge is a ``Dense`` (or ``Conv``) from a
+group's ``s_out`` to its own ``a_in`` (Lava's Dense sends the previous step's ``a_buff``, so
+recurrence cannot deadlock), a merge is several edges into one ``a_in`` (summed by Lava's port in
+int32), a residual skip is an edge with a longer delay. Refused besides: a delay below one step
+(a Dense delivers one step after the spike at the earliest) or above 64 (``DelayDense`` holds
+0..63), and a conv edge from a 1-D source.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ layer, never written approximately:
   potential (Lava's LIF resets to zero and starts at zero), per-neuron decays, non-zero conv
   weight exponents (Lava's conv ignores them), weight exponents that floor a sum, profiles whose
   arithmetic differs from Lava's (state widths, overflow rules, shifts, delays, refractoriness);
+  graphs beyond chains — recurrent edges, merges (several edges into one group), a layer that
+  reads another than the one before it, delays other than the profile's — since a netx file is
+  a chain of layers, each fed by the one before it one step later (the process network of
+  :mod:`neurodeploy.families.loihi.lava_process` holds them);
 * a flatten is written only between a (C, H, W) output and a dense layer; netx flattens in torch's
   (C, H, W) order.
 
