@@ -42,8 +42,9 @@ Each case runs in a fresh Lava runtime, one after the other, and is one of:
 ``mode = "netx"``: ``net`` is the path of a netx HDF5 (``.net``) file, loaded with
     ``lava.lib.dl.netx.hdf5.Network``; ``input`` is a ``(T, N_in)`` or ``(T, C, H, W)`` raster.
 ``mode = "graph"``: ``network`` is the header of a process-network description written by
-    neurodeploy's ``export_lava_process`` (``format = "neurodeploy.lava_process"``: LIF
-    processes and the Dense/Conv edges between them, see
+    neurodeploy's ``export_lava_process`` (``format = "neurodeploy.lava_process"``, versions 1
+    and 2: LIF processes and the Dense/Conv edges between them — merges, recurrent edges and
+    delays above one step (``DelayDense``; an identity relay before a Conv) included, see
     ``neurodeploy/families/loihi/lava_process.py``), ``arrays`` the prefix of its arrays in this
     request; :func:`build_lava_network` wires the processes. ``input`` is a ``(T, N_in)`` or
     ``(T, C, H, W)`` raster in torch order; every LIF group is monitored, in the description's
