@@ -278,7 +278,7 @@ def recurrent_graph(seed=0, profile="loihi2"):
         Dense(weight=rng.integers(-120, 220, size=(n1, n_in)), name="rec1",
               neurons=_group((n1,), thr=int(rng.integers(200, 400)),
                              idecay=rng.choice(dec, n1), vdecay=rng.choice(dec, n1),
-                             bias=rng.integers(-30, 30, n1), v0=rng.integers(-9000, 9000, n1)),
+                             bias=rng.integers(-30, 30, n1), v0=int(rng.integers(-9000, 9000))),
               extra=[Projection(source=0, weight=rng.integers(-200, 120, size=(n1, n1)),
                                 delay=1, name="rec1_self")]),
         Dense(weight=rng.integers(-150, 256, size=(n2, n1)), weight_exp=1, name="rec2",
@@ -312,7 +312,7 @@ def residual_graph(seed=0, profile="loihi2"):
                       bias=np.repeat(rng.integers(-20, 20, shape[0]), n // shape[0]), **kw)
     layers = [
         Conv2d(weight=rng.integers(-150, 256, size=(c, 2, 3, 3)), padding=(1, 1), name="conv1",
-               neurons=grp((c, h, w), 300, v0=rng.integers(-6000, 9000, c * h * w))),
+               neurons=grp((c, h, w), 300, v0=int(rng.integers(-6000, 9000)))),
         Conv2d(weight=rng.integers(-150, 256, size=(c, c, 3, 3)), padding=(1, 1), name="conv2",
                neurons=grp((c, h, w), 250),
                extra=[Projection(source=-1, weight=rng.integers(-100, 200, size=(c * h * w, 60)),
