@@ -618,6 +618,8 @@ def test_description_of_a_general_graph():
     header1, _ = lava_network_spec(recurrent_graph())
     assert header1["latency"] == 3 and [e["delay"] for e in header1["connections"]] == \
         [1, 1, 1, 3, 1, 3]
+    for make in (recurrent_graph, residual_graph, graded_skip_graph, _conv_graph):
+        assert lava_network_spec(make())[0]["latency"] == Simulator(make()).latency
     chain, _ = lava_network_spec(_conv_graph())
     assert chain["version"] == 1  # every delay one step: readable by builders before delays
 
