@@ -684,3 +684,35 @@ def _with(graph, **changes):
     for key, value in changes.items():
         setattr(graph.layers[-1], key, value)
     return graph
+
+
+def test_cli_exports_a_graph_checkpoint(tmp_path):
+    """A residual graph network (a GraphNet checkpoint) exports as a process network with the
+    merge in it; netx refuses it in one line."""
+    import importlib.util
+    from pathlib import Path
+
+    from neurodeploy.models.graph_net import GraphCheckpoint
+    from neurodeploy.quantize.graph_model import GraphModel
+
+    path = Path(__file__).resolve().parent / "test_graph_deploy.py"
+    spec = importlib.util.spec_from_file_location("graph_deploy_nets", path)
+    gd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gd)
+    model = GraphModel(gd.residual_convnet(), 4, {"kind": "direct", "bits": 8},
+                       {"dataset": "digits"})
+    ck = model.checkpoint()
+    src = GraphCheckpoint(ck.graph, ck.steps, ck.meta).save(tmp_path / "res.pt")
+    out = tmp_path / "res.npz"
+    res = CliRunner().invoke(main, ["export", str(src), "--format", "lava-process", "--profile",
+                                    "loihi2", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    header, _ = load_spec(out)
+    into = [c["target"] for c in header["connections"]]
+    assert len(into) == len(set(into)) + 1  # one group sums two edges: the residual merge
+    assert {c["delay"] for c in header["connections"]} == {1, 2} and header["version"] == 2
+    bad = CliRunner().invoke(main, ["export", str(src), "--format", "lava", "--profile",
+                                    "loihi2", "-o", str(tmp_path / "res.net")])
+    line = bad.output.strip()
+    assert bad.exit_code == 2 and line.startswith("error: ") and "\n" not in line
+    assert "netx file cannot hold" in line and not (tmp_path / "res.net").exists()
