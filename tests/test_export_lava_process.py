@@ -642,9 +642,9 @@ GENERAL_REFUSALS = [
         Projection(source=2, weight=np.ones((4, 4), np.int64), delay=1)), "rule recurrence"),
     ("1-D conv source", lambda g: g.layers[1].extra.append(
         Projection(source=0, kind="conv", weight=np.ones((1, 1, 1, 1), np.int64), delay=1)),
-     "(C, H, W) source"),
+     "expects a (C, H, W) input, got shape (16,)"),
     ("wrong width", lambda g: setattr(g.layers[2].extra[0], "weight", np.ones((4, 19), np.int64)),
-     "does not take 20 inputs"),
+     "weight expects 19 inputs, its source gives 20"),
 ]
 
 

@@ -179,8 +179,7 @@ def graph_edges(graph: Any, profile: HardwareProfile | None = None
     group to itself. A dense edge from a (C, H, W) source reads it flattened in torch order (a
     chain's Flatten).
     """
-    if graph.is_chain():
-        layer_structure(graph)  # a chain's shapes must chain (FormatError naming the layer)
+    layer_structure(graph)  # shapes must fit along every edge (FormatError naming the layer)
     groups = [Group(i, layer_name(i, layer), layer_label(i, layer),
                     tuple(int(d) for d in layer.neurons.shape))
               for i, layer in enumerate(graph.layers) if layer.kind != "flatten"]
