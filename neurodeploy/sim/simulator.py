@@ -396,8 +396,8 @@ class Simulator:
         if "v" in record:
             states["v"] = {}
         p_in = self.profile.input
-        input_spikes = _events(x, b, steps, (p_in.graded_bits > 0 and p_in.graded_mode ==
-                                             "payload") or x_max <= 1, per_input=False)
+        input_nonzero = (p_in.graded_bits > 0 and p_in.graded_mode == "payload") or x_max <= 1
+        input_spikes = None  # counted with the first edge that reads the input
         # delivered rasters by source (-1: the input), kept until their last reader has run
         delivered: dict[int, tuple[np.ndarray, int]] = {-1: (x, x_max)}
         last_reader: dict[int, int] = {}
@@ -416,8 +416,11 @@ class Simulator:
                                  per_input=e.fan_out is None)
                 if e.fan_out is None:  # [B, M] events per input
                     synops[:, k] += events @ e.fan_out_all
+                    events = events.sum(axis=1)
                 else:  # [B] events per sample
                     synops[:, k] += events * e.fan_out
+                if e.source == -1 and input_spikes is None:
+                    input_spikes = events
             u_ovf[:, k], v_ovf[:, k], acc_ovf[:, k] = counts
             per_neuron = raster.sum(axis=1, dtype=np.int64)
             neuron_counts.append(per_neuron)
@@ -436,6 +439,8 @@ class Simulator:
             readout = delivered[self._stages[-1].struct.index][0].reshape(b, steps, -1).sum(
                 axis=1, dtype=np.int64)
         predictions = np.argmax(readout, axis=1).astype(np.int64)
+        if input_spikes is None:  # no group reads the input
+            input_spikes = _events(x, b, steps, input_nonzero, per_input=False)
         updates = np.array([s.struct.neurons * steps for s in self._stages], dtype=np.int64)
         e = self.profile.energy
         e_syn = synops.sum(axis=1) * e.synaptic_op_pj * 1e-12
@@ -525,8 +530,10 @@ class Simulator:
                 ca[:] += count(mask.reshape(b, -1), batch_axes=1)
             return a.reshape(*lead, *out_shape, *a.shape[1 + len(edge.out_shape):])
 
-        first = min(min(e.delay for e in forward), steps)
-        for t in range(first):  # no edge delivers yet
+        # steps before any edge delivers (a recurrent group may fire on its bias alone: its
+        # own edges deliver from step ``delay`` on)
+        first = 0 if recurrent else min(min(e.delay for e in forward), steps)
+        for t in range(first):
             advance(t, 0)
         work = sum(e.work for e in forward)
         for c0, c1 in _chunks(b, steps - first, work, _CHUNK_ELEMENTS):
