@@ -28,6 +28,8 @@ partial sum is provably exact there. Values are the step-by-step path's exactly 
 equal (``tests/test_finetune_window.py``); ``fused = False`` runs that path, one step at a time.
 Optional constraints act inside the forward pass: spike-time jitter (input and hidden spikes),
 fewer input steps (latency budget), a narrower weight or state width.
+Graph blocks (merges, recurrent edges) run group by group with the chip delays of
+:func:`chip_depths`, one scale per group, every path quantized at it (``docs/graphs.md``).
 """
 
 from __future__ import annotations
