@@ -626,3 +626,35 @@ def test_random_xylo_graphs_match_reference(graph, data):
             assert np.array_equal(res.rasters[name][b], np.array(state["spikes"])), (name, b)
             assert np.array_equal(res.states["v"][name][b], np.array(state["vs"])), (name, b)
             assert res.synops[b, k] == state["synops"]
+
+
+def test_flat_per_neuron_decays_of_a_conv_group_run_as_shaped_ones_and_mixed_initial_v_is_refused():
+    """A (C, H, W) group's per-neuron decays given flat (as a file may hold them) give exactly the
+    spikes of the same decays shaped like the group; per-neuron initial potentials that differ are
+    refused in one line (the simulator runs one value per group)."""
+    rng = np.random.default_rng(3)
+    decays = rng.integers(0, 4097, 18)
+
+    def graph(current_decay, initial_v=0):
+        g = NeuronGroup((2, 3, 3), current_decay, np.full(18, 300, np.int64), 500, np.zeros(2, np.int64),
+                        initial_v=initial_v)
+        out = NeuronGroup((4,), 4096, 0, 10**9, np.zeros(4, np.int64), spiking=False)
+        return DeployGraph("loihi2", "loihi", (1, 3, 3),
+                           [Conv2d(rng_w.integers(-50, 100, (2, 1, 3, 3)), g, padding=(1, 1), name="c"),
+                            Flatten(), Dense(rng_w.integers(-50, 50, (4, 18)), out, name="o")], 6)
+
+    x = rng.integers(0, 2, (4, 6, 1, 3, 3))
+    results = []
+    for cd in (decays, decays.reshape(2, 3, 3)):
+        rng_w = np.random.default_rng(7)
+        g = graph(cd)
+        for fast in (True, False):
+            results.append(Simulator(g, fast=fast).run(x, record=("spikes",)))
+    for r in results[1:]:
+        assert np.array_equal(r.readout, results[0].readout)
+        assert np.array_equal(r.neuron_spike_counts[0], results[0].neuron_spike_counts[0])
+    assert results[0].spike_counts[0].sum() > 0
+    rng_w = np.random.default_rng(7)
+    with pytest.raises(FormatError, match="per-neuron initial potentials") as exc:
+        Simulator(graph(decays, initial_v=np.arange(18)))
+    assert "\n" not in str(exc.value)

@@ -215,8 +215,8 @@ class Simulator:
         if g.reset not in ("zero", "subtract"):
             raise FormatError(f"{st.label}: unknown reset {g.reset!r}")
         params = {
-            "current_decay": _decay(g.current_decay, st.label),
-            "voltage_decay": _decay(g.voltage_decay, st.label),
+            "current_decay": _decay(g.current_decay, st.label, st.out_shape),
+            "voltage_decay": _decay(g.voltage_decay, st.label, st.out_shape),
             "threshold": int(g.threshold),
             "bias": _bias_array(st.label, g.bias, st.out_shape),
             "bias_exp": int(g.bias_exp),
@@ -231,7 +231,7 @@ class Simulator:
         kernel = self._scan_kernel
         recurrent = st.recurrent
         scan = not recurrent and kernel is not None and kernel.supported(
-            params, self.config, max_spikes, int(g.initial_v))
+            params, self.config, max_spikes, _initial_v(g.initial_v, st.label))
         payload = p.input.graded_bits > 0 and p.input.graded_mode == "payload"
         edges = []
         for e, d in zip(st.edges, delays, strict=True):
@@ -252,7 +252,7 @@ class Simulator:
         forward = [depth[e.source] + e.delay for e in edges if not e.recurrent]
         return _Stage(
             struct=st, layer=layer, edges=edges, depth=max(forward),
-            params=params, initial_v=int(g.initial_v), max_spikes=max_spikes,
+            params=params, initial_v=_initial_v(g.initial_v, st.label), max_spikes=max_spikes,
             spiking=bool(g.spiking), scan=scan, recurrent=recurrent,
         )
 
@@ -737,8 +737,30 @@ def _events(x: np.ndarray, b: int, steps: int, nonzero: bool, per_input: bool) -
     return flat.reshape(b, -1).sum(axis=1, dtype=np.int64)
 
 
-def _decay(value: Any, label: str) -> Any:
+def _decay(value: Any, label: str, out_shape: tuple[int, ...]) -> Any:
+    """A decay as a scalar, or per neuron shaped like the group (per channel: ``(C, 1, 1)``)."""
     arr = np.asarray(value)
     if not np.issubdtype(arr.dtype, np.integer):
         raise FormatError(f"{label}: decays must be integers, got {value!r}")
-    return int(arr) if arr.ndim == 0 else arr.astype(np.int64)
+    if arr.ndim == 0 or arr.size == 1:
+        return int(arr.reshape(-1)[0])
+    size = int(np.prod(out_shape))
+    if arr.size == size:
+        return arr.astype(np.int64).reshape(out_shape)
+    if len(out_shape) == 3 and arr.size == out_shape[0]:
+        return arr.astype(np.int64).reshape(out_shape[0], 1, 1)
+    raise FormatError(f"{label}: {arr.size} decay values fit neither the {size} neurons nor the "
+                      f"channels of shape {tuple(out_shape)}")
+
+
+def _initial_v(value: Any, label: str) -> int:
+    """The group's initial potential: one integer (a per-neuron MP-Init array with equal values
+    is that value; different values are refused in one line)."""
+    arr = np.asarray(value)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise FormatError(f"{label}: the initial potential must be an integer, got {value!r}")
+    flat = arr.reshape(-1)
+    if np.any(flat != flat[0]):
+        raise FormatError(f"{label}: per-neuron initial potentials are not simulated; use one "
+                          "value per group (the Lava process network carries per-neuron values)")
+    return int(flat[0])
