@@ -48,6 +48,7 @@ from neurodeploy.nn.encoding import Encoding, encode_integers
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate
 from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.fold import FloatBlock, fold_model, run_blocks
+from neurodeploy.quantize.repeats import repeats_over_steps
 
 
 class FakeQuantLayer:
@@ -241,10 +242,12 @@ class FakeQuantNet(nn.Module):
             if not s_in.requires_grad:  # trailing steps without events add nothing
                 active = s_in[:, :used].reshape(b, used, -1).ne(0).any(2).any(0).nonzero()
                 used = int(active[-1]) + 1 if len(active) else 0
-            flat = s_in[:, :used].reshape(b * used, *s_in.shape[2:])
+            once = repeats_over_steps(s_in, used)  # graded input: the same events every step
+            flat = s_in[:, :1 if once else used].reshape(-1, *s_in.shape[2:])
             a_used = self._synapse(layer, w, flat)
             if a_used.dim() == flat.dim():  # one part per synaptic input
-                a_used = a_used.reshape(b, used, *layer.out_shape)
+                a_used = a_used.reshape(b, 1 if once else used, *layer.out_shape).expand(
+                    b, used, *layer.out_shape)
                 a_seq = torch.cat([a_used.new_zeros((b, delay, *layer.out_shape)), a_used,
                                    a_used.new_zeros((b, steps - delay - used, *layer.out_shape))],
                                   1)

@@ -188,6 +188,9 @@ class NeuronScan:
         steps: length of the window (for the recorded states).
         record_u, record_v: keep ``u`` / ``v`` after every step (``states_u``, ``states_v``,
             int64 ``[B, steps, *shape]``).
+        record_v_pre: keep ``v`` before the spike decision and the reset of every step
+            (``states_v_pre``, float64 ``[B, steps, N]`` holding integers: what the fine-tuning
+            shadow needs).
     """
 
     TILE_ELEMENTS = 1 << 17
@@ -195,7 +198,7 @@ class NeuronScan:
 
     def __init__(self, batch: int, shape: tuple[int, ...], params: dict[str, Any], config: Any,
                  initial_v: int = 0, steps: int = 0, record_u: bool = False,
-                 record_v: bool = False):
+                 record_v: bool = False, record_v_pre: bool = False):
         self.batch, self.shape = int(batch), tuple(int(d) for d in shape)
         n = int(np.prod(self.shape))
         self.cfg = config
@@ -234,6 +237,7 @@ class NeuronScan:
         self.v_overflows = np.zeros(self.batch, dtype=np.int64)
         self.states_u = np.zeros((self.batch, steps, n), np.int64) if record_u else None
         self.states_v = np.zeros((self.batch, steps, n), np.int64) if record_v else None
+        self.states_v_pre = np.empty((self.batch, steps, n)) if record_v_pre else None
 
     @staticmethod
     def supported(params: dict[str, Any], config: Any, max_spikes: int = 1,
@@ -343,6 +347,7 @@ class NeuronScan:
         u_lo, u_hi, v_lo, v_hi = bounds
         rec_u = None if self.states_u is None else self.states_u[r0:r1]
         rec_v = None if self.states_v is None else self.states_v[r0:r1]
+        rec_pre = None if self.states_v_pre is None else self.states_v_pre[r0:r1]
         for j in range(steps):
             t = t0 + j
             # u' = rtz(u * fu) + a, v' = rtz(v * fv) + u' + b: values and interval bounds
@@ -363,6 +368,8 @@ class NeuronScan:
             if v_lo < v_lo_ok or v_hi > v_hi_ok:
                 v_lo, v_hi = self._fix(v, v_lo, v_hi, self._v_ok, cfg.voltage_bits,
                                        cfg.voltage_overflow, v_ovf)
+            if rec_pre is not None:
+                rec_pre[:, t] = v
             if spiking:
                 fire(v, theta, out=spikes[:, t])
                 if v_hi > theta or (not strict and v_hi == theta):

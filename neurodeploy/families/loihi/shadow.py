@@ -106,10 +106,11 @@ class TrainNeuron:
         return _Window.apply(a_seq, bias, self, float(initial_v), bool(record))
 
 
-def _states_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
-    """Every step's ``u`` and ``v`` (after the reset) by the family's :class:`NeuronScan`
-    (numpy, exact; its tests compare it with ``neuron_step``), or ``None`` where it does not
-    apply."""
+def _v_pre_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any,
+                   initial_v: float) -> torch.Tensor | None:
+    """Every step's ``v`` before the spike decision and the reset (``[B, T, *shape]``, float64
+    holding integers) by the family's :class:`NeuronScan` (numpy, exact; its tests compare it
+    with ``neuron_step``), or ``None`` where it does not apply."""
     b, steps = a_seq.shape[:2]
     shape = tuple(a_seq.shape[2:])
     bias_np = np.asarray(bias, dtype=np.float64).astype(np.int64)
@@ -123,11 +124,9 @@ def _states_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
     bound = float(np.abs(a).max(initial=0.0))
     if bound >= 2.0**50:
         return None
-    scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_u=True,
-                      record_v=True)
+    scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_v_pre=True)
     scan.run(a, bound, np.zeros((b, steps, a.shape[2]), dtype=np.uint8), 0, steps)
-    return (torch.from_numpy(scan.states_u).double().reshape(b, steps, *shape),
-            torch.from_numpy(scan.states_v).double().reshape(b, steps, *shape))
+    return torch.from_numpy(scan.states_v_pre).reshape(b, steps, *shape)
 
 
 def _states_by_steps(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
@@ -187,32 +186,35 @@ def _v_pre(neuron: TrainNeuron, u_seq: torch.Tensor, v_prev: torch.Tensor, a_seq
     return v_pre
 
 
-def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
-    """The integer window (no graph): spikes, last ``v``, every ``v``, and per step what the
-    backward needs (surrogate derivative ``g`` and ``dv/dv_pre``, ``[B, T, ...]``) when spiking.
+def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float,
+                    record: bool = True):
+    """The integer window (no graph): spikes, last ``v``, every ``v`` (``None`` without
+    ``record``), and per step what the backward needs (surrogate derivative ``g`` and
+    ``dv/dv_pre``, ``[B, T, ...]``) when spiking.
 
-    The sequential part (the states after every step) runs in :class:`NeuronScan` where it
-    applies; ``v`` before the reset, the spikes and everything the backward needs then follow
-    for all steps at once (and the reset of ``v`` before it must give the scan's ``v``)."""
-    states = _states_by_scan(neuron, a_seq, bias, initial_v)
-    u_seq, v_seq = states if states is not None else _states_by_steps(neuron, a_seq, bias,
-                                                                      initial_v)
-    v_prev = torch.cat([torch.full_like(v_seq[:, :1], initial_v), v_seq[:, :-1]], 1)
-    v_pre = _v_pre(neuron, u_seq, v_prev, a_seq, bias)
+    The sequential part (``v`` before the reset, after every step) runs in :class:`NeuronScan`
+    where it applies, else one ``neuron_step`` per step; the spikes, the reset ``v`` and
+    everything the backward needs then follow for all steps at once."""
+    v_pre = _v_pre_by_scan(neuron, a_seq, bias, initial_v)
+    if v_pre is None:
+        u_seq, v_seq = _states_by_steps(neuron, a_seq, bias, initial_v)
+        v_prev = torch.cat([torch.full_like(v_seq[:, :1], initial_v), v_seq[:, :-1]], 1)
+        v_pre = _v_pre(neuron, u_seq, v_prev, a_seq, bias)
+        if neuron.spiking and not torch.equal(
+                _reset(neuron, v_pre, (v_pre > neuron.theta).to(v_pre.dtype)), v_seq):
+            raise RuntimeError("loihi window: the reset v differs from neuron_step's")
     if not neuron.spiking:
-        if not torch.equal(v_pre, v_seq):
-            raise RuntimeError("loihi window: the scan's v differs from neuron_step's")
-        return torch.zeros_like(a_seq), v_seq[:, -1], v_seq, None, None
+        return torch.zeros_like(a_seq), v_pre[:, -1], v_pre, None, None
     x = (v_pre - neuron.theta) / neuron.state_unit
     s_seq = (x > 0).to(v_pre.dtype)
-    if not torch.equal(_reset(neuron, v_pre, s_seq), v_seq):
-        raise RuntimeError("loihi window: the scan's v differs from neuron_step's")
+    v_seq = _reset(neuron, v_pre, s_seq) if record else None
+    v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
     g = neuron.surrogate.phi(x) / neuron.state_unit
     if neuron.reset == "zero":
-        dv = (1 - s_seq) - v_pre * g
+        dv = (1 - s_seq).sub_(v_pre * g)
     else:
-        dv = 1.0 - neuron.theta * g
-    return s_seq, v_seq[:, -1], v_seq, g, dv
+        dv = (g * -neuron.theta).add_(1.0)
+    return s_seq, v_last, v_seq, g, dv
 
 
 def dense_output(acc: Any, weight_exp: int = 0,
@@ -236,11 +238,13 @@ class _Window(torch.autograd.Function):
         spiking = neuron.spiking
         bias_d = bias.detach() if isinstance(bias, torch.Tensor) else bias
         with torch.no_grad():
-            s_seq, v, v_seq, g, dv = _integer_window(neuron, a_seq.detach(), bias_d, initial_v)
+            s_seq, v, v_seq, g, dv = _integer_window(neuron, a_seq.detach(), bias_d, initial_v,
+                                                     record)
         ctx.neuron = neuron
         ctx.bias_shape = bias.shape if isinstance(bias, torch.Tensor) else None
         ctx.save_for_backward(*((g, dv) if spiking else ()))
-        ctx.mark_non_differentiable(v_seq)
+        if record:
+            ctx.mark_non_differentiable(v_seq)
         if not spiking:
             ctx.mark_non_differentiable(s_seq)
         return s_seq, v, v_seq if record else None
