@@ -48,7 +48,7 @@ from neurodeploy.nn.encoding import Encoding, encode_integers
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate
 from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.fold import FloatBlock, fold_model, run_blocks
-from neurodeploy.quantize.repeats import repeats_over_steps
+from neurodeploy.quantize.input_steps import repeats_over_steps, steps_with_events
 
 
 class FakeQuantLayer:
@@ -240,8 +240,7 @@ class FakeQuantNet(nn.Module):
             # input steps reach no step of the window
             used = steps - delay
             if not s_in.requires_grad:  # trailing steps without events add nothing
-                active = s_in[:, :used].reshape(b, used, -1).ne(0).any(2).any(0).nonzero()
-                used = int(active[-1]) + 1 if len(active) else 0
+                used = steps_with_events(s_in, used)
             once = repeats_over_steps(s_in, used)  # graded input: the same events every step
             flat = s_in[:, :1 if once else used].reshape(-1, *s_in.shape[2:])
             a_used = self._synapse(layer, w, flat)

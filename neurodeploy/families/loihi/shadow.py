@@ -257,24 +257,33 @@ class _Window(torch.autograd.Function):
         steps = grad_s.shape[1] if grad_s is not None else g.shape[1] if g is not None else None
         if steps is None:
             raise RuntimeError("window backward needs the spikes' or the last v's gradient")
-        grad_a = torch.empty((shape[0], steps, *shape[1:]), dtype=torch.float64)
-        gv = grad_v.clone() if grad_v is not None else torch.zeros(shape, dtype=torch.float64)
-        gu = torch.zeros_like(gv)
-        gb = torch.zeros_like(gv)
-        for t in range(steps - 1, -1, -1):
-            if n.spiking:
-                gpre = gv * dv[:, t]
-                if grad_s is not None:
-                    gpre = gpre + grad_s[:, t] * g[:, t]
-            else:
-                gpre = gv
-            gu = gu * n.fi + gpre
-            grad_a[:, t] = gu * n.act
-            gb += gpre
-            gv = gpre * n.fv
+        # gpre[t] (gradient of v before the reset at step t) first, then u's recurrence from it:
+        # gpre[t] = gpre[t + 1] · fv · dv[t] + grad_s[t] · g[t], gu[t] = gu[t + 1] · fi + gpre[t]
+        # (one fused operation per step each, written into whole-window buffers)
+        gv = grad_v if grad_v is not None else torch.zeros(shape, dtype=torch.float64)
+        gpre = torch.empty((shape[0], steps, *shape[1:]), dtype=torch.float64)
+        if n.spiking:
+            gs = grad_s * g if grad_s is not None else None
+            dvf = dv * n.fv
+            last = gv * dv[:, -1]
+            gpre[:, -1] = last if gs is None else last + gs[:, -1]
+            for t in range(steps - 2, -1, -1):
+                if gs is None:
+                    torch.mul(gpre[:, t + 1], dvf[:, t], out=gpre[:, t])
+                else:
+                    torch.addcmul(gs[:, t], gpre[:, t + 1], dvf[:, t], out=gpre[:, t])
+        else:
+            gpre[:, -1] = gv
+            for t in range(steps - 2, -1, -1):
+                torch.mul(gpre[:, t + 1], n.fv, out=gpre[:, t])
+        grad_a = torch.empty_like(gpre)
+        grad_a[:, -1] = gpre[:, -1]
+        for t in range(steps - 2, -1, -1):
+            torch.add(gpre[:, t], grad_a[:, t + 1], alpha=n.fi, out=grad_a[:, t])
+        grad_a.mul_(n.act)
         grad_bias = None
         if ctx.bias_shape is not None and ctx.needs_input_grad[1]:
-            grad_bias = (gb * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
+            grad_bias = (gpre.sum(1) * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
         return grad_a, grad_bias, None, None, None
 
 
