@@ -7,9 +7,10 @@ random labels. Float epoch: the model's own forward (the trainer's default neuro
 cross-entropy, Adam, batch 64. Fine-tuning epoch: :func:`neurodeploy.quantize.finetune.finetune`
 on :func:`neurodeploy.quantize.fakequant.fake_quantize` of the same model for ``--profile``,
 batch 64, with the whole-window neuron path (default) and, with ``--reference``, the
-step-by-step reference path as well. Both run with ``--threads`` torch threads; the 1-minute
-load average is printed before and after. With ``--profile-batches N`` it prints cProfile's top
-functions over N fine-tuning batches instead.
+step-by-step reference path as well, interleaved over ``--rounds`` rounds (the median ratio is
+reported, so a change of the machine's other load hits both alike). Both run with
+``--threads`` torch threads; the 1-minute load average is printed before and after. With
+``--profile-batches N`` it prints cProfile's top functions over N fine-tuning batches instead.
 
     python benchmarks/bench_finetune.py --data-root DIR --reference
 """
@@ -79,6 +80,9 @@ def main() -> None:
     ap.add_argument("--profile", default="loihi2", help="hardware profile (default loihi2: graded input)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of (float epoch, fine-tuning epoch); the median ratio "
+                         "is reported")
     ap.add_argument("--reference", action="store_true",
                     help="also time the step-by-step reference path of the fake-quant forward")
     ap.add_argument("--profile-batches", type=int, default=0,
@@ -103,17 +107,25 @@ def main() -> None:
             pstats.Stats(prof).sort_stats("tottime").print_stats(15)
         return
     load0 = os.getloadavg()[0]
-    t_float = float_epoch(model, x, y, args.batch_size)
-    t_fq = finetune_epoch(model, x, y, args.profile, args.batch_size, True)
-    t_ref = finetune_epoch(model, x, y, args.profile, args.batch_size, False) if args.reference else None
+    rounds = []  # interleaved: float, fine-tuning (, reference) per round, so load hits all alike
+    for _ in range(args.rounds):
+        t_float = float_epoch(model, x, y, args.batch_size)
+        t_fq = finetune_epoch(model, x, y, args.profile, args.batch_size, True)
+        t_ref = (finetune_epoch(model, x, y, args.profile, args.batch_size, False)
+                 if args.reference else None)
+        rounds.append((t_float, t_fq, t_ref))
     load1 = os.getloadavg()[0]
     print(f"{len(x)} samples, batch {args.batch_size}, {args.threads} thread(s), profile "
-          f"{args.profile}, load average {load0:.2f} -> {load1:.2f}")
-    print(f"float epoch              {t_float:8.2f} s")
-    print(f"fine-tuning epoch        {t_fq:8.2f} s   ratio {t_fq / t_float:.2f}x float")
-    if t_ref is not None:
-        print(f"  step-by-step reference {t_ref:8.2f} s   ratio {t_ref / t_float:.2f}x float, "
-              f"{t_ref / t_fq:.2f}x the whole-window path")
+          f"{args.profile}, {args.rounds} interleaved round(s), load average {load0:.2f} -> "
+          f"{load1:.2f}")
+    for k, (t_float, t_fq, t_ref) in enumerate(rounds):
+        line = (f"round {k + 1}: float epoch {t_float:6.2f} s, fine-tuning epoch {t_fq:6.2f} s, "
+                f"ratio {t_fq / t_float:.2f}x")
+        if t_ref is not None:
+            line += f"; step-by-step reference {t_ref:6.2f} s, ratio {t_ref / t_float:.2f}x"
+        print(line)
+    ratios = sorted(t_fq / t_float for t_float, t_fq, _ in rounds)
+    print(f"median ratio fine-tuning / float epoch: {ratios[len(ratios) // 2]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from neurodeploy.nn.surrogate import Surrogate, make_surrogate
 from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.fold import FloatBlock, fold_model, run_blocks
 from neurodeploy.quantize.input_steps import repeats_over_steps, steps_with_events
+from neurodeploy.quantize.rounding import round_to_range
 
 
 class FakeQuantLayer:
@@ -94,10 +95,8 @@ class FakeQuantLayer:
         if self._weight_format is not None:
             self.weight_exp, self.weight_factor = self._weight_format(
                 weight, self.scale, self.input_unit, self.format)
-        shadow = weight * (self.scale * self.input_unit * self.weight_factor)
-        exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
-        inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
-        return straight_through(shadow * inside, exact)
+        return round_to_range(weight, self.scale * self.input_unit * self.weight_factor,
+                              self.w_lo, self.w_hi)
 
     def int_bias(self, bias: torch.Tensor) -> torch.Tensor:
         """Integer bias mantissas (float64 values) of folded float ``bias``, straight-through
