@@ -287,7 +287,12 @@ class FakeQuantNet(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
                 jitter_generator: torch.Generator | None = None) -> torch.Tensor:
-        out, _ = self.run(self.encode(x, generator), jitter_generator)
+        return self.logits(self.encode(x, generator), jitter_generator)
+
+    def logits(self, events: torch.Tensor,
+               jitter_generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`forward` from integer input events (:meth:`encode`)."""
+        out, _ = self.run(events, jitter_generator)
         last = self.layers[-1]
         if self.readout_kind == "spike_count":
             return out / self.input_steps
