@@ -107,10 +107,10 @@ class TrainNeuron:
 
 
 def _v_pre_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any,
-                   initial_v: float) -> torch.Tensor | None:
+                   initial_v: float) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Every step's ``v`` before the spike decision and the reset (``[B, T, *shape]``, float64
-    holding integers) by the family's :class:`NeuronScan` (numpy, exact; its tests compare it
-    with ``neuron_step``), or ``None`` where it does not apply."""
+    holding integers) and the scan's spikes (uint8) by the family's :class:`NeuronScan` (exact;
+    its tests compare it with ``neuron_step``), or ``None`` where it does not apply."""
     b, steps = a_seq.shape[:2]
     shape = tuple(a_seq.shape[2:])
     bias_np = np.asarray(bias, dtype=np.float64).astype(np.int64)
@@ -120,13 +120,17 @@ def _v_pre_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any,
     if not NeuronScan.supported(params, neuron.config, 1, int(initial_v)) or \
             float(initial_v) != int(initial_v):
         return None
-    a = (a_seq.transpose(0, 1).reshape(steps, b, -1) * neuron.act).contiguous().numpy()
-    bound = float(np.abs(a).max(initial=0.0))
+    # time-major view of a batch-major copy (the scan reads a[t] for step t; one pass, no
+    # transposing copy)
+    a = (a_seq.reshape(b, steps, -1) * neuron.act).numpy().transpose(1, 0, 2)
+    bound = float(a_seq.abs().max()) * neuron.act if a_seq.numel() else 0.0
     if bound >= 2.0**50:
         return None
     scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_v_pre=True)
-    scan.run(a, bound, np.zeros((b, steps, a.shape[2]), dtype=np.uint8), 0, steps)
-    return torch.from_numpy(scan.states_v_pre).reshape(b, steps, *shape)
+    raster = np.zeros((b, steps, a.shape[2]), dtype=np.uint8)
+    scan.run(a, bound, raster, 0, steps)
+    return (torch.from_numpy(scan.states_v_pre).reshape(b, steps, *shape),
+            torch.from_numpy(raster).reshape(b, steps, *shape))
 
 
 def _states_by_steps(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
@@ -195,7 +199,8 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
     The sequential part (``v`` before the reset, after every step) runs in :class:`NeuronScan`
     where it applies, else one ``neuron_step`` per step; the spikes, the reset ``v`` and
     everything the backward needs then follow for all steps at once."""
-    v_pre = _v_pre_by_scan(neuron, a_seq, bias, initial_v)
+    scanned = _v_pre_by_scan(neuron, a_seq, bias, initial_v)
+    v_pre, raster = scanned if scanned is not None else (None, None)
     if v_pre is None:
         u_seq, v_seq = _states_by_steps(neuron, a_seq, bias, initial_v)
         v_prev = torch.cat([torch.full_like(v_seq[:, :1], initial_v), v_seq[:, :-1]], 1)
@@ -205,13 +210,16 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
             raise RuntimeError("loihi window: the reset v differs from neuron_step's")
     if not neuron.spiking:
         return torch.zeros_like(a_seq), v_pre[:, -1], v_pre, None, None
-    x = (v_pre - neuron.theta) / neuron.state_unit
-    s_seq = (x > 0).to(v_pre.dtype)
+    x = torch.sub(v_pre, neuron.theta).div_(neuron.state_unit)
+    if raster is not None and neuron.config.threshold_strict:
+        s_seq = raster.to(v_pre.dtype)  # the scan's spikes: v_pre > theta, i.e. x > 0
+    else:
+        s_seq = (x > 0).to(v_pre.dtype)
     v_seq = _reset(neuron, v_pre, s_seq) if record else None
     v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
     g = neuron.surrogate.phi(x) / neuron.state_unit
     if neuron.reset == "zero":
-        dv = (1 - s_seq).sub_(v_pre * g)
+        dv = torch.addcmul(1 - s_seq, v_pre, g, value=-1.0)
     else:
         dv = (g * -neuron.theta).add_(1.0)
     return s_seq, v_last, v_seq, g, dv
