@@ -101,10 +101,7 @@ class FakeQuantLayer:
     def int_bias(self, bias: torch.Tensor) -> torch.Tensor:
         """Integer bias mantissas (float64 values) of folded float ``bias``, straight-through
         inside the bias mantissa range and clipped to it."""
-        shadow = bias * self.format.bias_factor
-        exact = torch.clamp(torch.round(shadow.detach()), self.b_lo, self.b_hi)
-        inside = ((shadow.detach() >= self.b_lo) & (shadow.detach() <= self.b_hi)).to(shadow.dtype)
-        return straight_through(shadow * inside, exact)
+        return round_to_range(bias, self.format.bias_factor, self.b_lo, self.b_hi)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "scale": self.scale, "limited_by": self.limited_by,
