@@ -20,7 +20,7 @@ import numpy as np
 try:  # pragma: no cover - depends on the environment
     import numba
 
-    _njit = numba.njit(cache=True, nogil=True, fastmath=False)
+    _njit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 except Exception:  # noqa: BLE001 - any import failure: the numpy loop runs
     numba = None
     _njit = None
@@ -89,4 +89,29 @@ place), ``a`` ``[>= steps, rows, N]`` (step ``t0 + j`` gets ``a[j]``), ``cu``, `
 float64 of length 1 or ``N``, ``spikes`` bool ``[rows, T, N]``, records ``[rows, T, N]`` written
 where ``flags`` (u, v, v before the reset) says so."""
 
-__all__ = ["AVAILABLE", "advance"]
+def _spike_terms(v_pre, raster, theta, unit, x, s, keep):
+    for i in range(v_pre.shape[0]):
+        x[i] = (v_pre[i] - theta) / unit
+        f = 1.0 if raster[i] else 0.0
+        s[i] = f
+        keep[i] = 1.0 - f
+
+
+def _zero_reset_terms(phi, v_pre, keep, unit, g, dv):
+    for i in range(phi.shape[0]):
+        gi = phi[i] / unit
+        g[i] = gi
+        dv[i] = keep[i] - v_pre[i] * gi
+
+
+spike_terms = _njit(_spike_terms) if AVAILABLE else None
+"""``spike_terms(v_pre, raster, theta, unit, x, s, keep)`` on flat arrays, in one pass: the
+surrogate's argument ``x = (v_pre - theta) / unit``, the spikes ``s`` (float64 of the uint8
+raster) and ``keep = 1 - s`` (the fine-tuning shadow's terms; the same operations as their torch
+form, so the same values)."""
+
+zero_reset_terms = _njit(_zero_reset_terms) if AVAILABLE else None
+"""``zero_reset_terms(phi, v_pre, keep, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
+unit`` and ``dv/dv_pre = keep - v_pre · g`` of the zero reset."""
+
+__all__ = ["AVAILABLE", "advance", "spike_terms", "zero_reset_terms"]

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from neurodeploy.arith import ops
+from neurodeploy.families.loihi import scan_compiled
 from neurodeploy.families.loihi.arith import (
     DEFAULT,
     LoihiConfig,
@@ -123,7 +124,8 @@ def _v_pre_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any,
     # time-major view of a batch-major copy (the scan reads a[t] for step t; one pass, no
     # transposing copy)
     a = (a_seq.reshape(b, steps, -1) * neuron.act).numpy().transpose(1, 0, 2)
-    bound = float(a_seq.abs().max()) * neuron.act if a_seq.numel() else 0.0
+    lo_hi = torch.aminmax(a_seq) if a_seq.numel() else None
+    bound = max(-float(lo_hi.min), float(lo_hi.max)) * neuron.act if lo_hi is not None else 0.0
     if bound >= 2.0**50:
         return None
     scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_v_pre=True)
@@ -210,14 +212,28 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
             raise RuntimeError("loihi window: the reset v differs from neuron_step's")
     if not neuron.spiking:
         return torch.zeros_like(a_seq), v_pre[:, -1], v_pre, None, None
-    x = torch.sub(v_pre, neuron.theta).div_(neuron.state_unit)
-    if raster is not None and neuron.config.threshold_strict:
-        s_seq = raster.to(v_pre.dtype)  # the scan's spikes: v_pre > theta, i.e. x > 0
+    fused = raster is not None and neuron.config.threshold_strict and NeuronScan.compiled \
+        and v_pre.is_contiguous()
+    if fused:  # the scan's spikes (v_pre > theta, i.e. x > 0); x, s and 1 - s in one pass
+        x, s_seq, keep = (torch.empty_like(v_pre) for _ in range(3))
+        scan_compiled.spike_terms(v_pre.view(-1).numpy(), raster.reshape(-1).numpy(),
+                                  neuron.theta, neuron.state_unit, x.view(-1).numpy(),
+                                  s_seq.view(-1).numpy(), keep.view(-1).numpy())
     else:
-        s_seq = (x > 0).to(v_pre.dtype)
+        x = torch.sub(v_pre, neuron.theta).div_(neuron.state_unit)
+        s_seq = (raster.to(v_pre.dtype) if raster is not None and neuron.config.threshold_strict
+                 else (x > 0).to(v_pre.dtype))
+        keep = None
     v_seq = _reset(neuron, v_pre, s_seq) if record else None
     v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
-    g = neuron.surrogate.phi(x) / neuron.state_unit
+    phi = neuron.surrogate.phi(x)
+    if neuron.reset == "zero" and fused:
+        g, dv = torch.empty_like(v_pre), torch.empty_like(v_pre)
+        scan_compiled.zero_reset_terms(phi.contiguous().view(-1).numpy(), v_pre.view(-1).numpy(),
+                                       keep.view(-1).numpy(), neuron.state_unit,
+                                       g.view(-1).numpy(), dv.view(-1).numpy())
+        return s_seq, v_last, v_seq, g, dv
+    g = phi / neuron.state_unit
     if neuron.reset == "zero":
         dv = torch.addcmul(1 - s_seq, v_pre, g, value=-1.0)
     else:
