@@ -7,9 +7,11 @@ random labels. Float epoch: the model's own forward (the trainer's default neuro
 cross-entropy, Adam, batch 64. Fine-tuning epoch: :func:`neurodeploy.quantize.finetune.finetune`
 on :func:`neurodeploy.quantize.fakequant.fake_quantize` of the same model for ``--profile``,
 batch 64, with the whole-window neuron path (default) and, with ``--reference``, the
-step-by-step reference path as well. Both run with ``--threads`` torch threads; the 1-minute
-load average is printed before and after. With ``--profile-batches N`` it prints cProfile's top
-functions over N fine-tuning batches instead.
+step-by-step reference path as well, interleaved over ``--rounds`` rounds (the median ratio is
+reported, so a change of the machine's other load hits both alike), in wall-clock and in
+CPU time of this process (less inflated by other processes on a shared machine). Both run with
+``--threads`` torch threads; the 1-minute load average is printed before and after. With
+``--profile-batches N`` it prints cProfile's top functions over N fine-tuning batches instead.
 
     python benchmarks/bench_finetune.py --data-root DIR --reference
 """
@@ -47,29 +49,29 @@ def _data(root: str | None, samples: int):
                            y_train=torch.randint(0, 10, (samples,), generator=g))
 
 
-def float_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+def float_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     gen = torch.Generator().manual_seed(0)
     order = torch.randperm(len(x), generator=gen)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(x), batch):
         idx = order[i : i + batch]
         loss = nn.functional.cross_entropy(model(x[idx], gen), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def finetune_epoch(model, x, y, profile: str, batch: int, fused: bool) -> float:
+def finetune_epoch(model, x, y, profile: str, batch: int, fused: bool) -> tuple[float, float]:
     fq = fake_quantize(model, profile, x[:256])
     fq.fused = fused
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     finetune(fq, SimpleNamespace(x_train=x, y_train=y),
              FinetuneConfig(epochs=1, batch_size=batch, threads=torch.get_num_threads()),
              progress=False)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
@@ -79,6 +81,9 @@ def main() -> None:
     ap.add_argument("--profile", default="loihi2", help="hardware profile (default loihi2: graded input)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of (float epoch, fine-tuning epoch); the median ratio "
+                         "is reported")
     ap.add_argument("--reference", action="store_true",
                     help="also time the step-by-step reference path of the fake-quant forward")
     ap.add_argument("--profile-batches", type=int, default=0,
@@ -96,25 +101,35 @@ def main() -> None:
                            args.batch_size, fused)  # warm-up: imports, first-call costs
             prof = cProfile.Profile()
             prof.enable()
-            secs = finetune_epoch(model, x[:n], y[:n], args.profile, args.batch_size, fused)
+            secs = finetune_epoch(model, x[:n], y[:n], args.profile, args.batch_size, fused)[0]
             prof.disable()
             print(f"--- {'whole-window' if fused else 'step-by-step'} path, {args.profile_batches} "
                   f"batches: {secs:.2f} s")
             pstats.Stats(prof).sort_stats("tottime").print_stats(15)
         return
     load0 = os.getloadavg()[0]
-    t_float = float_epoch(model, x, y, args.batch_size)
-    t_fq = finetune_epoch(model, x, y, args.profile, args.batch_size, True)
-    t_ref = finetune_epoch(model, x, y, args.profile, args.batch_size, False) if args.reference else None
+    rounds = []  # interleaved: float, fine-tuning (, reference) per round, so load hits all alike
+    for _ in range(args.rounds):
+        t_float = float_epoch(model, x, y, args.batch_size)
+        t_fq = finetune_epoch(model, x, y, args.profile, args.batch_size, True)
+        t_ref = (finetune_epoch(model, x, y, args.profile, args.batch_size, False)
+                 if args.reference else None)
+        rounds.append((t_float, t_fq, t_ref))
     load1 = os.getloadavg()[0]
     print(f"{len(x)} samples, batch {args.batch_size}, {args.threads} thread(s), profile "
-          f"{args.profile}, load average {load0:.2f} -> {load1:.2f}")
-    print(f"float epoch              {t_float:8.2f} s")
-    print(f"fine-tuning epoch        {t_fq:8.2f} s   ratio {t_fq / t_float:.2f}x float")
-    if t_ref is not None:
-        print(f"  step-by-step reference {t_ref:8.2f} s   ratio {t_ref / t_float:.2f}x float, "
-              f"{t_ref / t_fq:.2f}x the whole-window path")
-
+          f"{args.profile}, {args.rounds} interleaved round(s), load average {load0:.2f} -> "
+          f"{load1:.2f}")
+    for k, (t_float, t_fq, t_ref) in enumerate(rounds):
+        line = (f"round {k + 1}: float epoch {t_float[0]:6.2f} s ({t_float[1]:.2f} CPU s), "
+                f"fine-tuning epoch {t_fq[0]:6.2f} s ({t_fq[1]:.2f} CPU s), ratio "
+                f"{t_fq[0] / t_float[0]:.2f}x ({t_fq[1] / t_float[1]:.2f}x CPU)")
+        if t_ref is not None:
+            line += (f"; step-by-step reference {t_ref[0]:6.2f} s, ratio "
+                     f"{t_ref[0] / t_float[0]:.2f}x")
+        print(line)
+    for k, what in ((0, "wall-clock"), (1, "CPU (process) time")):
+        ratios = sorted(t_fq[k] / t_float[k] for t_float, t_fq, _ in rounds)
+        print(f"median ratio fine-tuning / float epoch, {what}: {ratios[len(ratios) // 2]:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -582,12 +582,15 @@ def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", "out_path", required=True, help="Fine-tuned checkpoint to write (.pt); its "
               "deployment graph goes beside it (.npz).")
+@click.option("--resume", is_flag=True, help="Continue from the state file beside OUT (.finetune-state.pt, "
+              "written after every epoch), e.g. an interrupted run or one with fewer --epochs.")
 @_deploy_options
 @_force_option
 @guarded
-def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size, seed, out_path, dataset,
-             data_root, weight_bits, state_bits, progress, force):
-    """Fine-tune through the chip's integer arithmetic under hardware constraints."""
+def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size, seed, out_path, resume,
+             dataset, data_root, weight_bits, state_bits, progress, force):
+    """Fine-tune through the chip's integer arithmetic under hardware constraints (several processes:
+    torchrun --nproc_per_node=N neurodeploy finetune ...)."""
     from neurodeploy.quantize.finetune import FinetuneConfig
     from neurodeploy.sim.deploy import load_deployable
     from neurodeploy.workflows import finetune_model, quantized_outputs, save_quantized
@@ -600,8 +603,19 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
     ck = load_deployable(checkpoint)
     _check_jitter(jitter, max_steps or ck.spec.steps)
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
+    from neurodeploy.train import distributed
+
+    state = side_path(out_path, ".finetune-state.pt", "finetune-state")
+    if state.exists() and not (resume or force):
+        raise ConfigError(f"{state} holds the state of an earlier fine-tuning run; use --resume to "
+                          "continue it or --force to start afresh")
+    par = distributed.setup("cpu")
     res = finetune_model(ck.build(), profile_name, ds, c, cfg, progress=progress,
-                         log=lambda m: click.echo(m, err=True))
+                         log=lambda m: click.echo(m, err=True), parallel=par, state_path=state,
+                         resume=resume)
+    distributed.teardown(par)
+    if not par.is_main:
+        return
     save_quantized(res.model, out_path, res.after, c, res.scales, meta=ck.meta,
                    ptq_accuracy=res.before.accuracy, finetune=res.summary())
     click.echo(res.after.table())

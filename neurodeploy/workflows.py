@@ -78,15 +78,16 @@ class FinetuneResult:
 
 def finetune_model(model: SpikingNet, profile: str, dataset: Any, constraints: Constraints | None = None,
                    config: FinetuneConfig | None = None, progress: bool | None = None, log=None,
-                   scales: list[float] | None = None) -> FinetuneResult:
+                   scales: list[float] | None = None, **finetune_args: Any) -> FinetuneResult:
     """Quantize ``model`` for ``profile`` under ``constraints``, fine-tune a copy through the
-    integer forward pass, and simulate before and after. ``model`` itself is not changed."""
+    integer forward pass, and simulate before and after. ``model`` itself is not changed.
+    ``finetune_args`` (``parallel``, ``state_path``, ``resume``) go to :func:`finetune`."""
     c = constraints or Constraints()
     start = time.perf_counter()
     tuned = copy.deepcopy(model)
     fq = fake_quantize(tuned, profile, calibration_set(tuned, dataset.x_train), c, scales=scales)
     before = deploy_model(model, profile, dataset, constraints=c, fq=fq, progress=progress)
-    history = finetune(fq, dataset, config, progress=progress, log=log)
+    history = finetune(fq, dataset, config, progress=progress, log=log, **finetune_args)
     after = deploy_model(tuned, profile, dataset, constraints=c, fq=fq, progress=progress)
     # the float accuracy refers to the original model
     after.float_accuracy = before.float_accuracy

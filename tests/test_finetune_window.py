@@ -12,6 +12,17 @@ from neurodeploy.nn.surrogate import make_surrogate
 from neurodeploy.quantize.fakequant import fake_quantize
 
 
+@pytest.fixture(params=[True, False], ids=["compiled", "numpy"], autouse=True)
+def scan_kind(request):
+    """Both kinds of the family's scan (the compiled loop where numba is installed)."""
+    if request.param and not loihi.scan_compiled.AVAILABLE:
+        pytest.skip("numba is not installed")
+    saved = loihi.NeuronScan.compiled
+    loihi.NeuronScan.compiled = request.param
+    yield request.param
+    loihi.NeuronScan.compiled = saved
+
+
 def _steps(neuron, a_seq, bias, initial_v):
     """The reference: one call of the step per step, autograd through each."""
     b, steps = a_seq.shape[:2]

@@ -51,6 +51,8 @@ from neurodeploy.nn.encoding import Encoding, encode_integers
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate
 from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.fold import FloatBlock, fold_model, run_blocks
+from neurodeploy.quantize.input_steps import repeats_over_steps, steps_with_events
+from neurodeploy.quantize.rounding import round_to_range
 
 
 class FakeQuantLayer:
@@ -96,18 +98,13 @@ class FakeQuantLayer:
         if self._weight_format is not None:
             self.weight_exp, self.weight_factor = self._weight_format(
                 weight, self.scale, self.input_unit, self.format)
-        shadow = weight * (self.scale * self.input_unit * self.weight_factor)
-        exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
-        inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
-        return straight_through(shadow * inside, exact)
+        return round_to_range(weight, self.scale * self.input_unit * self.weight_factor,
+                              self.w_lo, self.w_hi)
 
     def int_bias(self, bias: torch.Tensor) -> torch.Tensor:
         """Integer bias mantissas (float64 values) of folded float ``bias``, straight-through
         inside the bias mantissa range and clipped to it."""
-        shadow = bias * self.format.bias_factor
-        exact = torch.clamp(torch.round(shadow.detach()), self.b_lo, self.b_hi)
-        inside = ((shadow.detach() >= self.b_lo) & (shadow.detach() <= self.b_hi)).to(shadow.dtype)
-        return straight_through(shadow * inside, exact)
+        return round_to_range(bias, self.format.bias_factor, self.b_lo, self.b_hi)
 
     def to_dict(self) -> dict[str, Any]:
         # a non-spiking read-out has no threshold (infinite): null, as JSON has no Infinity
@@ -303,12 +300,13 @@ class FakeQuantNet(nn.Module):
             # input steps reach no step of the window
             used = steps - delay
             if not s_in.requires_grad:  # trailing steps without events add nothing
-                active = s_in[:, :used].reshape(b, used, -1).ne(0).any(2).any(0).nonzero()
-                used = int(active[-1]) + 1 if len(active) else 0
-            flat = s_in[:, :used].reshape(b * used, *s_in.shape[2:])
+                used = steps_with_events(s_in, used)
+            once = repeats_over_steps(s_in, used)  # graded input: the same events every step
+            flat = s_in[:, :1 if once else used].reshape(-1, *s_in.shape[2:])
             a_used = self._synapse(layer, w, flat)
             if a_used.dim() == flat.dim():  # one part per synaptic input
-                a_used = a_used.reshape(b, used, *layer.out_shape)
+                a_used = a_used.reshape(b, 1 if once else used, *layer.out_shape).expand(
+                    b, used, *layer.out_shape)
                 a_seq = torch.cat([a_used.new_zeros((b, delay, *layer.out_shape)), a_used,
                                    a_used.new_zeros((b, steps - delay - used, *layer.out_shape))],
                                   1)
@@ -441,7 +439,12 @@ class FakeQuantNet(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
                 jitter_generator: torch.Generator | None = None) -> torch.Tensor:
-        out, _ = self.run(self.encode(x, generator), jitter_generator)
+        return self.logits(self.encode(x, generator), jitter_generator)
+
+    def logits(self, events: torch.Tensor,
+               jitter_generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`forward` from integer input events (:meth:`encode`)."""
+        out, _ = self.run(events, jitter_generator)
         last = self.layers[-1]
         if self.readout_kind == "spike_count":
             return out / self.input_steps

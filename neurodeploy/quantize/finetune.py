@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import ConfigError
 from neurodeploy.quantize.fakequant import FakeQuantNet
+from neurodeploy.train.distributed import Parallel, all_finite, all_reduce_sum, shard, wrap_finetune
 
 
 @dataclass
@@ -61,21 +65,49 @@ def fakequant_accuracy(fq: FakeQuantNet, x: torch.Tensor, y: torch.Tensor, batch
 
 
 def finetune(fq: FakeQuantNet, dataset: Any, config: FinetuneConfig | None = None,
-             progress: bool | None = None, log=None) -> list[dict[str, Any]]:
+             progress: bool | None = None, log=None, parallel: Parallel | None = None,
+             state_path: str | Path | None = None, resume: bool = False) -> list[dict[str, Any]]:
     """Fine-tune ``fq.model`` in place on ``dataset``'s training split; returns per-epoch records
-    (loss, training accuracy of the integer forward pass, seconds)."""
+    (loss, training accuracy of the integer forward pass, seconds).
+
+    ``parallel`` (:func:`neurodeploy.train.distributed.setup` under ``torchrun``): every rank runs
+    its share of each global batch of ``batch_size`` samples (see
+    :mod:`neurodeploy.train.distributed`). ``state_path``: after every epoch rank 0 writes the
+    model, optimiser and history there (atomically); ``resume`` continues from it (with any
+    number of processes, also with more ``epochs`` than the run that wrote it): the learning rate
+    schedule is that of the whole run of ``epochs``, so a resumed run equals an uninterrupted
+    one.
+    """
     c = config or FinetuneConfig()
+    par = parallel or Parallel()
     torch.set_num_threads(c.threads)
     model = fq.model
     model.eval()  # BN statistics, MP-Init means frozen; gradients still flow
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=c.lr)
+    history: list[dict[str, Any]] = []
+    first = 0
+    state = Path(state_path) if state_path is not None else None
+    if resume and state is not None and state.exists():
+        saved = torch.load(state, weights_only=True)
+        if int(saved["epoch"]) > c.epochs:
+            raise ConfigError(f"{state}: {saved['epoch']} epochs already done, more than the "
+                              f"{c.epochs} asked for")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        for group in opt.param_groups:
+            group["lr"] = c.lr  # the schedule below is replayed from the start
+        first, history = int(saved["epoch"]), list(saved["history"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # stepping before optimiser steps: a replay
+        for _ in range(first):
+            sched.step()
+    step = wrap_finetune(fq, par)
     x, y = dataset.x_train, dataset.y_train
-    show = progress if progress is not None else sys.stderr.isatty()
-    history = []
+    show = par.is_main and (progress if progress is not None else sys.stderr.isatty())
     start = time.perf_counter()
-    for epoch in range(c.epochs):
+    for epoch in range(first, c.epochs):
         order = torch.randperm(len(x), generator=_gen(c.seed, epoch, 1))
         enc_gen, jit_gen = _gen(c.seed, epoch, 2), _gen(c.seed, epoch, 3)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -83,22 +115,32 @@ def finetune(fq: FakeQuantNet, dataset: Any, config: FinetuneConfig | None = Non
                    disable=not show, leave=False, unit="batch")
         for i in bar:
             idx = order[i : i + c.batch_size]
-            logits = fq(x[idx], enc_gen, jit_gen)
-            loss = nn.functional.cross_entropy(logits, y[idx])
-            if not torch.isfinite(loss):
+            events = fq.encode(x[idx], enc_gen)  # the whole batch: the same draws on every rank
+            share, weight = shard(len(idx), par.rank, par.world_size)
+            target = y[idx][share]
+            logits = step(events[share], jit_gen)
+            loss = nn.functional.cross_entropy(logits, target)
+            if not all_finite(loss, par):
                 raise ConfigError(f"fine-tuning diverged at epoch {epoch + 1}; lower the learning rate")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if par.active else loss).backward()
             opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.detach().argmax(1) == y[idx]).sum())
-            seen += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if weight > 0:
+                loss_sum += float(loss.detach()) * len(target)
+                correct += int((logits.detach().argmax(1) == target).sum())
+                seen += len(target)
+            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct / max(seen, 1):.3f}")
         sched.step()
+        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], par)
         rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                "seconds": time.perf_counter() - start}
         history.append(rec)
-        if log:
+        if state is not None and par.is_main:
+            with atomic_path(state) as tmp:
+                torch.save({"epoch": epoch + 1, "model": model.state_dict(),
+                            "optimizer": opt.state_dict(), "history": history}, tmp)
+        par.barrier()
+        if log and par.is_main:
             log(f"      finetune epoch {epoch + 1}/{c.epochs}: loss {rec['loss']:.4f}, "
                 f"integer train accuracy {100 * rec['train_accuracy']:.2f}%")
     return history

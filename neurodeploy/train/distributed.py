@@ -15,6 +15,12 @@ NCCL on CUDA devices) and trains the same model on its share of every global bat
 * **Files**: rank 0 writes checkpoints and metrics; every rank reads the same checkpoint to resume,
   with any number of processes.
 
+``torchrun --nproc_per_node=N neurodeploy finetune ...`` shares every global batch the same way
+(:func:`neurodeploy.quantize.finetune.finetune` with a :class:`Parallel`): every rank encodes the
+whole batch, runs the fake-quant network (:func:`wrap_finetune`: DDP around it) on its share with
+the same loss weights, and rank 0 writes the files. With ``--jitter`` each rank draws the jitter of
+its own share, so the jittered spikes differ from one process's (the same distribution).
+
 Differences from one process that remain: BatchNorm normalises with each rank's share of the
 batch (statistics are not synchronised), the activity regulariser uses each rank's firing rates,
 potential quantiles come from each rank's sample of potentials, and sums are formed in another
@@ -145,6 +151,46 @@ def wrap(net: nn.Module, par: Parallel) -> nn.Module:
     params = inspect.signature(DistributedDataParallel).parameters
     no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
     return DistributedDataParallel(module, device_ids=ids, **no_sync)
+
+
+class FinetuneStep(nn.Module):
+    """``events [B, T, ...] -> logits`` of a fake-quant network (what DDP wraps for fine-tuning)."""
+
+    def __init__(self, fq: nn.Module):
+        super().__init__()
+        self.fq = fq
+
+    def forward(self, events: torch.Tensor, jitter_generator: torch.Generator | None = None):
+        return self.fq.logits(events, jitter_generator)
+
+
+def wrap_finetune(fq: nn.Module, par: Parallel) -> nn.Module:
+    """The module a fine-tuning step calls: DDP around :class:`FinetuneStep` when several ranks
+    train (thresholds and decays are constants of the integer program, so parameters such as a
+    learnable threshold get no gradient there: DDP looks for unused parameters)."""
+    module = FinetuneStep(fq)
+    if not par.active:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, broadcast_buffers=False, find_unused_parameters=True)
+
+
+def all_reduce_sum(values: list[float], par: Parallel) -> list[float]:
+    """Sum floats over the ranks (unchanged with one process)."""
+    if not par.active:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_finite(loss: torch.Tensor, par: Parallel) -> bool:
+    """Whether the loss is finite on every rank (so all ranks stop together)."""
+    ok = torch.tensor([1.0 if bool(torch.isfinite(loss)) else 0.0])
+    if par.active:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item() > 0)
 
 
 SUM_KEYS = ("spike_sum", "elements", "samples")

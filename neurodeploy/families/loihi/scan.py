@@ -38,6 +38,7 @@ import numpy as np
 
 from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.arith.synapse import row_abs_bound
+from neurodeploy.families.loihi import scan_compiled
 
 # Inputs and states stay below 2**52 in magnitude so that their sums stay below 2**53.
 _LIMIT = float(1 << 52)
@@ -188,14 +189,21 @@ class NeuronScan:
         steps: length of the window (for the recorded states).
         record_u, record_v: keep ``u`` / ``v`` after every step (``states_u``, ``states_v``,
             int64 ``[B, steps, *shape]``).
+        record_v_pre: keep ``v`` before the spike decision and the reset of every step
+            (``states_v_pre``, float64 ``[B, steps, N]`` holding integers: what the fine-tuning
+            shadow needs).
     """
 
     TILE_ELEMENTS = 1 << 17
     """States (samples x neurons) advanced together over a block of steps (see :meth:`run`)."""
 
+    compiled = scan_compiled.AVAILABLE
+    """Run the steps that the interval bounds prove free of range rules in the compiled loop of
+    :mod:`~neurodeploy.families.loihi.scan_compiled` (same values; ``False``: numpy only)."""
+
     def __init__(self, batch: int, shape: tuple[int, ...], params: dict[str, Any], config: Any,
                  initial_v: int = 0, steps: int = 0, record_u: bool = False,
-                 record_v: bool = False):
+                 record_v: bool = False, record_v_pre: bool = False):
         self.batch, self.shape = int(batch), tuple(int(d) for d in shape)
         n = int(np.prod(self.shape))
         self.cfg = config
@@ -234,6 +242,7 @@ class NeuronScan:
         self.v_overflows = np.zeros(self.batch, dtype=np.int64)
         self.states_u = np.zeros((self.batch, steps, n), np.int64) if record_u else None
         self.states_v = np.zeros((self.batch, steps, n), np.int64) if record_v else None
+        self.states_v_pre = np.empty((self.batch, steps, n)) if record_v_pre else None
 
     @staticmethod
     def supported(params: dict[str, Any], config: Any, max_spikes: int = 1,
@@ -343,45 +352,87 @@ class NeuronScan:
         u_lo, u_hi, v_lo, v_hi = bounds
         rec_u = None if self.states_u is None else self.states_u[r0:r1]
         rec_v = None if self.states_v is None else self.states_v[r0:r1]
-        for j in range(steps):
-            t = t0 + j
-            # u' = rtz(u * fu) + a, v' = rtz(v * fv) + u' + b: values and interval bounds
-            np.multiply(uv, c, out=uv)
-            np.trunc(uv, out=uv)
-            if a is not None:
-                np.add(u, a[j, r0:r1], out=u)
-            u_lo = min(u_lo * cu, 0.0) - bound
-            u_hi = max(u_hi * cu, 0.0) + bound
-            if u_lo < u_lo_ok or u_hi > u_hi_ok:
-                u_lo, u_hi = self._fix(u, u_lo, u_hi, self._u_ok, cfg.current_bits,
-                                       cfg.current_overflow, u_ovf)
-            np.add(v, u, out=v)
-            if bias is not None:
-                np.add(v, bias, out=v)
-            v_lo = min(v_lo * cv, 0.0) + u_lo + b_lo
-            v_hi = max(v_hi * cv, 0.0) + u_hi + b_hi
-            if v_lo < v_lo_ok or v_hi > v_hi_ok:
-                v_lo, v_hi = self._fix(v, v_lo, v_hi, self._v_ok, cfg.voltage_bits,
-                                       cfg.voltage_overflow, v_ovf)
-            if spiking:
-                fire(v, theta, out=spikes[:, t])
-                if v_hi > theta or (not strict and v_hi == theta):
-                    # fired values become 0 or v - theta (> 0); the others stay <= theta.
-                    # Multiplying by the 0/1 mask is much faster than a masked assignment.
-                    stay(v, theta, out=keep)
-                    if zero_reset:
-                        np.multiply(v, keep, out=v)
-                        v_hi = max(theta, 0.0)
-                    else:
-                        np.subtract(v, theta, out=v)
-                        np.add(v, np.multiply(keep, theta, out=tmp), out=v)
-                        v_hi = max(min(v_hi, theta), v_hi - theta)
-                    v_lo = min(v_lo, 0.0)
-            if rec_u is not None:
-                rec_u[:, t] = u
-            if rec_v is not None:
-                rec_v[:, t] = v
+        rec_pre = None if self.states_v_pre is None else self.states_v_pre[r0:r1]
+        ok = (u_lo_ok, u_hi_ok, v_lo_ok, v_hi_ok)
+        j = 0
+        while j < steps:
+            if self.compiled:
+                # the steps whose bounds prove every range rule idle run compiled; where a bound
+                # would stop that soon, the actual extremes (tighter) decide
+                box = (u_lo, u_hi, v_lo, v_hi)
+                safe, after = _safe_steps(box, steps - j, bound, cu, cv, b_lo, b_hi, theta,
+                                          spiking, strict, zero_reset, ok)
+                if safe < min(steps - j, 8) and u.size:
+                    tight = (max(u_lo, float(u.min())), min(u_hi, float(u.max())),
+                             max(v_lo, float(v.min())), min(v_hi, float(v.max())))
+                    safe2, after2 = _safe_steps(tight, steps - j, bound, cu, cv, b_lo, b_hi,
+                                                theta, spiking, strict, zero_reset, ok)
+                    if safe2 > safe:
+                        safe, after = safe2, after2
+                if safe:
+                    self._advance_compiled(u, v, a, j, r0, r1, spikes, t0 + j, safe, rec_u,
+                                           rec_v, rec_pre)
+                    u_lo, u_hi, v_lo, v_hi = after
+                    j += safe
+                    continue
+            stop = j + 1 if self.compiled else steps  # one numpy step, then try again
+            for j in range(j, stop):  # noqa: B020 - j continues after the loop
+                t = t0 + j
+                # u' = rtz(u * fu) + a, v' = rtz(v * fv) + u' + b: values and interval bounds
+                np.multiply(uv, c, out=uv)
+                np.trunc(uv, out=uv)
+                if a is not None:
+                    np.add(u, a[j, r0:r1], out=u)
+                u_lo = min(u_lo * cu, 0.0) - bound
+                u_hi = max(u_hi * cu, 0.0) + bound
+                if u_lo < u_lo_ok or u_hi > u_hi_ok:
+                    u_lo, u_hi = self._fix(u, u_lo, u_hi, self._u_ok, cfg.current_bits,
+                                           cfg.current_overflow, u_ovf)
+                np.add(v, u, out=v)
+                if bias is not None:
+                    np.add(v, bias, out=v)
+                v_lo = min(v_lo * cv, 0.0) + u_lo + b_lo
+                v_hi = max(v_hi * cv, 0.0) + u_hi + b_hi
+                if v_lo < v_lo_ok or v_hi > v_hi_ok:
+                    v_lo, v_hi = self._fix(v, v_lo, v_hi, self._v_ok, cfg.voltage_bits,
+                                           cfg.voltage_overflow, v_ovf)
+                if rec_pre is not None:
+                    rec_pre[:, t] = v
+                if spiking:
+                    fire(v, theta, out=spikes[:, t])
+                    if v_hi > theta or (not strict and v_hi == theta):
+                        # fired values become 0 or v - theta (> 0); the others stay <= theta.
+                        # Multiplying by the 0/1 mask is much faster than a masked assignment.
+                        stay(v, theta, out=keep)
+                        if zero_reset:
+                            np.multiply(v, keep, out=v)
+                            v_hi = max(theta, 0.0)
+                        else:
+                            np.subtract(v, theta, out=v)
+                            np.add(v, np.multiply(keep, theta, out=tmp), out=v)
+                            v_hi = max(min(v_hi, theta), v_hi - theta)
+                        v_lo = min(v_lo, 0.0)
+                if rec_u is not None:
+                    rec_u[:, t] = u
+                if rec_v is not None:
+                    rec_v[:, t] = v
+            j = stop
         return u_lo, u_hi, v_lo, v_hi
+
+    def _advance_compiled(self, u, v, a, j0, r0, r1, spikes, t0, steps, rec_u, rec_v, rec_pre):
+        """Steps ``t0 .. t0 + steps - 1`` (input ``a[j0:]``) of samples ``r0:r1`` in the
+        compiled loop."""
+        c = self._c.reshape(2, -1)
+        bias = self._bias
+        b = np.zeros(1) if bias is None else np.ascontiguousarray(bias, dtype=np.float64).reshape(-1)
+        none_i, none_f = np.empty((0, 0, 0), np.int64), np.empty((0, 0, 0))
+        scan_compiled.advance(
+            u, v, a[j0:, r0:r1] if a is not None else np.empty((0, 0, 0)), a is not None,
+            np.ascontiguousarray(c[0]), np.ascontiguousarray(c[1]), b, bias is not None,
+            self._theta, self._spiking, self._strict, self._reset == "zero", spikes, t0, steps,
+            none_i if rec_u is None else rec_u, none_i if rec_v is None else rec_v,
+            none_f if rec_pre is None else rec_pre,
+            np.array([rec_u is not None, rec_v is not None, rec_pre is not None]))
 
     @property
     def v(self) -> np.ndarray:
@@ -392,3 +443,26 @@ class NeuronScan:
     def u(self) -> np.ndarray:
         """Current ``u`` as int64 ``[B, *shape]``."""
         return self._uv[0].astype(np.int64).reshape(self.batch, *self.shape)
+
+
+def _safe_steps(bounds: tuple[float, float, float, float], steps: int, bound: float, cu: float,
+                cv: float, b_lo: float, b_hi: float, theta: float, spiking: bool, strict: bool,
+                zero_reset: bool, ok: tuple[float, float, float, float]):
+    """How many leading steps :meth:`NeuronScan._run_rows`'s interval bounds prove free of every
+    range rule (the loop's bound updates, without arrays), and the bounds after them."""
+    u_lo, u_hi, v_lo, v_hi = bounds
+    u_lo_ok, u_hi_ok, v_lo_ok, v_hi_ok = ok
+    for j in range(steps):
+        nu_lo = min(u_lo * cu, 0.0) - bound
+        nu_hi = max(u_hi * cu, 0.0) + bound
+        if nu_lo < u_lo_ok or nu_hi > u_hi_ok:
+            return j, (u_lo, u_hi, v_lo, v_hi)
+        nv_lo = min(v_lo * cv, 0.0) + nu_lo + b_lo
+        nv_hi = max(v_hi * cv, 0.0) + nu_hi + b_hi
+        if nv_lo < v_lo_ok or nv_hi > v_hi_ok:
+            return j, (u_lo, u_hi, v_lo, v_hi)
+        u_lo, u_hi, v_lo, v_hi = nu_lo, nu_hi, nv_lo, nv_hi
+        if spiking and (v_hi > theta or (not strict and v_hi == theta)):
+            v_hi = max(theta, 0.0) if zero_reset else max(min(v_hi, theta), v_hi - theta)
+            v_lo = min(v_lo, 0.0)
+    return steps, (u_lo, u_hi, v_lo, v_hi)

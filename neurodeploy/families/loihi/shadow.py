@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from neurodeploy.arith import ops
+from neurodeploy.families.loihi import scan_compiled
 from neurodeploy.families.loihi.arith import (
     DEFAULT,
     LoihiConfig,
@@ -106,10 +107,11 @@ class TrainNeuron:
         return _Window.apply(a_seq, bias, self, float(initial_v), bool(record))
 
 
-def _states_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
-    """Every step's ``u`` and ``v`` (after the reset) by the family's :class:`NeuronScan`
-    (numpy, exact; its tests compare it with ``neuron_step``), or ``None`` where it does not
-    apply."""
+def _v_pre_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any,
+                   initial_v: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Every step's ``v`` before the spike decision and the reset (``[B, T, *shape]``, float64
+    holding integers) and the scan's spikes (uint8) by the family's :class:`NeuronScan` (exact;
+    its tests compare it with ``neuron_step``), or ``None`` where it does not apply."""
     b, steps = a_seq.shape[:2]
     shape = tuple(a_seq.shape[2:])
     bias_np = np.asarray(bias, dtype=np.float64).astype(np.int64)
@@ -119,15 +121,18 @@ def _states_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
     if not NeuronScan.supported(params, neuron.config, 1, int(initial_v)) or \
             float(initial_v) != int(initial_v):
         return None
-    a = (a_seq.transpose(0, 1).reshape(steps, b, -1) * neuron.act).contiguous().numpy()
-    bound = float(np.abs(a).max(initial=0.0))
+    # time-major view of a batch-major copy (the scan reads a[t] for step t; one pass, no
+    # transposing copy)
+    a = (a_seq.reshape(b, steps, -1) * neuron.act).numpy().transpose(1, 0, 2)
+    lo_hi = torch.aminmax(a_seq) if a_seq.numel() else None
+    bound = max(-float(lo_hi.min), float(lo_hi.max)) * neuron.act if lo_hi is not None else 0.0
     if bound >= 2.0**50:
         return None
-    scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_u=True,
-                      record_v=True)
-    scan.run(a, bound, np.zeros((b, steps, a.shape[2]), dtype=np.uint8), 0, steps)
-    return (torch.from_numpy(scan.states_u).double().reshape(b, steps, *shape),
-            torch.from_numpy(scan.states_v).double().reshape(b, steps, *shape))
+    scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_v_pre=True)
+    raster = np.zeros((b, steps, a.shape[2]), dtype=np.uint8)
+    scan.run(a, bound, raster, 0, steps)
+    return (torch.from_numpy(scan.states_v_pre).reshape(b, steps, *shape),
+            torch.from_numpy(raster).reshape(b, steps, *shape))
 
 
 def _states_by_steps(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
@@ -187,32 +192,53 @@ def _v_pre(neuron: TrainNeuron, u_seq: torch.Tensor, v_prev: torch.Tensor, a_seq
     return v_pre
 
 
-def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float):
-    """The integer window (no graph): spikes, last ``v``, every ``v``, and per step what the
-    backward needs (surrogate derivative ``g`` and ``dv/dv_pre``, ``[B, T, ...]``) when spiking.
+def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial_v: float,
+                    record: bool = True):
+    """The integer window (no graph): spikes, last ``v``, every ``v`` (``None`` without
+    ``record``), and per step what the backward needs (surrogate derivative ``g`` and
+    ``dv/dv_pre``, ``[B, T, ...]``) when spiking.
 
-    The sequential part (the states after every step) runs in :class:`NeuronScan` where it
-    applies; ``v`` before the reset, the spikes and everything the backward needs then follow
-    for all steps at once (and the reset of ``v`` before it must give the scan's ``v``)."""
-    states = _states_by_scan(neuron, a_seq, bias, initial_v)
-    u_seq, v_seq = states if states is not None else _states_by_steps(neuron, a_seq, bias,
-                                                                      initial_v)
-    v_prev = torch.cat([torch.full_like(v_seq[:, :1], initial_v), v_seq[:, :-1]], 1)
-    v_pre = _v_pre(neuron, u_seq, v_prev, a_seq, bias)
+    The sequential part (``v`` before the reset, after every step) runs in :class:`NeuronScan`
+    where it applies, else one ``neuron_step`` per step; the spikes, the reset ``v`` and
+    everything the backward needs then follow for all steps at once."""
+    scanned = _v_pre_by_scan(neuron, a_seq, bias, initial_v)
+    v_pre, raster = scanned if scanned is not None else (None, None)
+    if v_pre is None:
+        u_seq, v_seq = _states_by_steps(neuron, a_seq, bias, initial_v)
+        v_prev = torch.cat([torch.full_like(v_seq[:, :1], initial_v), v_seq[:, :-1]], 1)
+        v_pre = _v_pre(neuron, u_seq, v_prev, a_seq, bias)
+        if neuron.spiking and not torch.equal(
+                _reset(neuron, v_pre, (v_pre > neuron.theta).to(v_pre.dtype)), v_seq):
+            raise RuntimeError("loihi window: the reset v differs from neuron_step's")
     if not neuron.spiking:
-        if not torch.equal(v_pre, v_seq):
-            raise RuntimeError("loihi window: the scan's v differs from neuron_step's")
-        return torch.zeros_like(a_seq), v_seq[:, -1], v_seq, None, None
-    x = (v_pre - neuron.theta) / neuron.state_unit
-    s_seq = (x > 0).to(v_pre.dtype)
-    if not torch.equal(_reset(neuron, v_pre, s_seq), v_seq):
-        raise RuntimeError("loihi window: the scan's v differs from neuron_step's")
-    g = neuron.surrogate.phi(x) / neuron.state_unit
-    if neuron.reset == "zero":
-        dv = (1 - s_seq) - v_pre * g
+        return torch.zeros_like(a_seq), v_pre[:, -1], v_pre, None, None
+    fused = raster is not None and neuron.config.threshold_strict and NeuronScan.compiled \
+        and v_pre.is_contiguous()
+    if fused:  # the scan's spikes (v_pre > theta, i.e. x > 0); x, s and 1 - s in one pass
+        x, s_seq, keep = (torch.empty_like(v_pre) for _ in range(3))
+        scan_compiled.spike_terms(v_pre.view(-1).numpy(), raster.reshape(-1).numpy(),
+                                  neuron.theta, neuron.state_unit, x.view(-1).numpy(),
+                                  s_seq.view(-1).numpy(), keep.view(-1).numpy())
     else:
-        dv = 1.0 - neuron.theta * g
-    return s_seq, v_seq[:, -1], v_seq, g, dv
+        x = torch.sub(v_pre, neuron.theta).div_(neuron.state_unit)
+        s_seq = (raster.to(v_pre.dtype) if raster is not None and neuron.config.threshold_strict
+                 else (x > 0).to(v_pre.dtype))
+        keep = None
+    v_seq = _reset(neuron, v_pre, s_seq) if record else None
+    v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
+    phi = neuron.surrogate.phi(x)
+    if neuron.reset == "zero" and fused:
+        g, dv = torch.empty_like(v_pre), torch.empty_like(v_pre)
+        scan_compiled.zero_reset_terms(phi.contiguous().view(-1).numpy(), v_pre.view(-1).numpy(),
+                                       keep.view(-1).numpy(), neuron.state_unit,
+                                       g.view(-1).numpy(), dv.view(-1).numpy())
+        return s_seq, v_last, v_seq, g, dv
+    g = phi / neuron.state_unit
+    if neuron.reset == "zero":
+        dv = torch.addcmul(1 - s_seq, v_pre, g, value=-1.0)
+    else:
+        dv = (g * -neuron.theta).add_(1.0)
+    return s_seq, v_last, v_seq, g, dv
 
 
 def dense_output(acc: Any, weight_exp: int = 0,
@@ -236,11 +262,13 @@ class _Window(torch.autograd.Function):
         spiking = neuron.spiking
         bias_d = bias.detach() if isinstance(bias, torch.Tensor) else bias
         with torch.no_grad():
-            s_seq, v, v_seq, g, dv = _integer_window(neuron, a_seq.detach(), bias_d, initial_v)
+            s_seq, v, v_seq, g, dv = _integer_window(neuron, a_seq.detach(), bias_d, initial_v,
+                                                     record)
         ctx.neuron = neuron
         ctx.bias_shape = bias.shape if isinstance(bias, torch.Tensor) else None
         ctx.save_for_backward(*((g, dv) if spiking else ()))
-        ctx.mark_non_differentiable(v_seq)
+        if record:
+            ctx.mark_non_differentiable(v_seq)
         if not spiking:
             ctx.mark_non_differentiable(s_seq)
         return s_seq, v, v_seq if record else None
@@ -253,24 +281,33 @@ class _Window(torch.autograd.Function):
         steps = grad_s.shape[1] if grad_s is not None else g.shape[1] if g is not None else None
         if steps is None:
             raise RuntimeError("window backward needs the spikes' or the last v's gradient")
-        grad_a = torch.empty((shape[0], steps, *shape[1:]), dtype=torch.float64)
-        gv = grad_v.clone() if grad_v is not None else torch.zeros(shape, dtype=torch.float64)
-        gu = torch.zeros_like(gv)
-        gb = torch.zeros_like(gv)
-        for t in range(steps - 1, -1, -1):
-            if n.spiking:
-                gpre = gv * dv[:, t]
-                if grad_s is not None:
-                    gpre = gpre + grad_s[:, t] * g[:, t]
-            else:
-                gpre = gv
-            gu = gu * n.fi + gpre
-            grad_a[:, t] = gu * n.act
-            gb += gpre
-            gv = gpre * n.fv
+        # gpre[t] (gradient of v before the reset at step t) first, then u's recurrence from it:
+        # gpre[t] = gpre[t + 1] · fv · dv[t] + grad_s[t] · g[t], gu[t] = gu[t + 1] · fi + gpre[t]
+        # (one fused operation per step each, written into whole-window buffers)
+        gv = grad_v if grad_v is not None else torch.zeros(shape, dtype=torch.float64)
+        gpre = torch.empty((shape[0], steps, *shape[1:]), dtype=torch.float64)
+        if n.spiking:
+            gs = grad_s * g if grad_s is not None else None
+            dvf = dv * n.fv
+            last = gv * dv[:, -1]
+            gpre[:, -1] = last if gs is None else last + gs[:, -1]
+            for t in range(steps - 2, -1, -1):
+                if gs is None:
+                    torch.mul(gpre[:, t + 1], dvf[:, t], out=gpre[:, t])
+                else:
+                    torch.addcmul(gs[:, t], gpre[:, t + 1], dvf[:, t], out=gpre[:, t])
+        else:
+            gpre[:, -1] = gv
+            for t in range(steps - 2, -1, -1):
+                torch.mul(gpre[:, t + 1], n.fv, out=gpre[:, t])
+        grad_a = torch.empty_like(gpre)
+        grad_a[:, -1] = gpre[:, -1]
+        for t in range(steps - 2, -1, -1):
+            torch.add(gpre[:, t], grad_a[:, t + 1], alpha=n.fi, out=grad_a[:, t])
+        grad_a.mul_(n.act)
         grad_bias = None
         if ctx.bias_shape is not None and ctx.needs_input_grad[1]:
-            grad_bias = (gb * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
+            grad_bias = (gpre.sum(1) * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
         return grad_a, grad_bias, None, None, None
 
 

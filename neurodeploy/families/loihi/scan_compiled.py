@@ -1,0 +1,117 @@
+"""A compiled form of :class:`~neurodeploy.families.loihi.scan.NeuronScan`'s inner loop
+(optional: used where numba is installed, ``pip install -e ".[fast]"``).
+
+:meth:`NeuronScan._run_rows` advances a block of states one step at a time, each step a handful
+of numpy passes over the whole block; on a small group or a short window the per-call overhead
+dominates, on a large one the passes stream the block through the cache once per operation.
+:func:`advance` runs the same floating-point operations in the same order (``trunc(u · cu)``,
+``+ a``, ``trunc(v · cv)``, ``+ u``, ``+ bias``, the strict or non-strict threshold, the zero or
+subtract reset), state by state over all steps, so every value is the same integer (exact in
+float64 for the reasons the scan's docstring gives). It is only called for a block of steps in
+which the scan's interval bounds prove that no storage or overflow rule can act (the caller
+checks; otherwise the numpy loop runs), so it has no range rules of its own.
+``tests/test_arith.py`` compares it with the numpy loop and with ``neuron_step``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # pragma: no cover - depends on the environment
+    import numba
+
+    _njit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+except Exception:  # noqa: BLE001 - any import failure: the numpy loop runs
+    numba = None
+    _njit = None
+
+AVAILABLE = numba is not None
+"""Whether the compiled loop can be used here."""
+
+
+def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset,
+             spikes, t0, steps, rec_u, rec_v, rec_pre, flags):
+    rows, n = u.shape
+    # per-neuron factors and bias broadcast to n (loop-invariant, so the inner loops vectorise)
+    fu = np.empty(n)
+    fv = np.empty(n)
+    bb = np.zeros(n)
+    for k in range(n):
+        fu[k] = cu[k if cu.shape[0] > 1 else 0]
+        fv[k] = cv[k if cv.shape[0] > 1 else 0]
+        if has_bias:
+            bb[k] = bias[k if bias.shape[0] > 1 else 0]
+    keep = np.empty(n)
+    for i in range(rows):
+        ui = u[i]
+        vi = v[i]
+        for j in range(steps):
+            t = t0 + j
+            if has_a:
+                aj = a[j, i]
+                for k in range(n):
+                    ui[k] = np.trunc(ui[k] * fu[k]) + np.float64(aj[k])
+            else:
+                for k in range(n):
+                    ui[k] = np.trunc(ui[k] * fu[k])
+            if has_bias:
+                for k in range(n):
+                    vi[k] = np.trunc(vi[k] * fv[k]) + ui[k] + bb[k]
+            else:
+                for k in range(n):
+                    vi[k] = np.trunc(vi[k] * fv[k]) + ui[k]
+            if flags[2]:
+                rec_pre[i, t] = vi
+            if spiking:
+                st = spikes[i, t]
+                for k in range(n):
+                    fire = vi[k] > theta if strict else vi[k] >= theta
+                    st[k] = fire
+                    keep[k] = 0.0 if fire else 1.0
+                if zero_reset:
+                    for k in range(n):
+                        vi[k] = vi[k] * keep[k]
+                else:
+                    for k in range(n):
+                        vi[k] = (vi[k] - theta) + keep[k] * theta
+            if flags[0]:
+                for k in range(n):
+                    rec_u[i, t, k] = np.int64(ui[k])
+            if flags[1]:
+                for k in range(n):
+                    rec_v[i, t, k] = np.int64(vi[k])
+
+
+advance = _njit(_advance) if AVAILABLE else None
+"""``advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset, spikes,
+t0, steps, rec_u, rec_v, rec_pre, flags)``: ``u``, ``v`` ``[rows, N]`` float64 (updated in
+place), ``a`` ``[>= steps, rows, N]`` (step ``t0 + j`` gets ``a[j]``), ``cu``, ``cv``, ``bias``
+float64 of length 1 or ``N``, ``spikes`` bool ``[rows, T, N]``, records ``[rows, T, N]`` written
+where ``flags`` (u, v, v before the reset) says so."""
+
+def _spike_terms(v_pre, raster, theta, unit, x, s, keep):
+    for i in range(v_pre.shape[0]):
+        x[i] = (v_pre[i] - theta) / unit
+        f = 1.0 if raster[i] else 0.0
+        s[i] = f
+        keep[i] = 1.0 - f
+
+
+def _zero_reset_terms(phi, v_pre, keep, unit, g, dv):
+    for i in range(phi.shape[0]):
+        gi = phi[i] / unit
+        g[i] = gi
+        dv[i] = keep[i] - v_pre[i] * gi
+
+
+spike_terms = _njit(_spike_terms) if AVAILABLE else None
+"""``spike_terms(v_pre, raster, theta, unit, x, s, keep)`` on flat arrays, in one pass: the
+surrogate's argument ``x = (v_pre - theta) / unit``, the spikes ``s`` (float64 of the uint8
+raster) and ``keep = 1 - s`` (the fine-tuning shadow's terms; the same operations as their torch
+form, so the same values)."""
+
+zero_reset_terms = _njit(_zero_reset_terms) if AVAILABLE else None
+"""``zero_reset_terms(phi, v_pre, keep, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
+unit`` and ``dv/dv_pre = keep - v_pre · g`` of the zero reset."""
+
+__all__ = ["AVAILABLE", "advance", "spike_terms", "zero_reset_terms"]
