@@ -407,7 +407,7 @@ def graph_checkpoint_to_nir(ck: GraphCheckpoint, *, dt: float = DEFAULT_DT,
         raise ConfigError(f"NIR graph export needs a GraphCheckpoint, got {type(ck).__name__}")
     graph = fold_batch_norm(ck.graph)
     out_node = graph.nodes[graph.output_name()]
-    nodes, edges, warnings = graph_to_nir_nodes(graph, dt, np.dtype(np.float32), recurrent=True)
+    nodes, edges, warnings = graph_to_nir_nodes(graph, dt, np.dtype(np.float64), recurrent=True)  # exact factors
     graph_meta = {
         "format": FORMAT_TAG, "version": FORMAT_VERSION, "network": "graph", "dt": dt, "dt_unit": "s",
         "time": "one Euler step of each node's ODE with step dt is one neurodeploy step; CubaLIF steps the "

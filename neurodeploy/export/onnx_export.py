@@ -165,7 +165,7 @@ def _neuron_plan(name: str, node: Any, shape: tuple[int, ...], np_dtype: Any) ->
 
     cfg = node.meta.get("neuron") or {}
     scale = node.meta.get("scale_mode", "absolute")
-    model = cfg.get("model", node.kind.lower())
+    model = cfg.get("model", "cuba" if isinstance(node, gn.CubaLIF) else node.kind.lower())
     if not node.strict:
         raise UnsupportedError(f"{name}: a non-strict threshold has no ONNX export here")
     vth = _array(node.threshold, np_dtype)

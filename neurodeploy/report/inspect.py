@@ -26,6 +26,7 @@ class Inspection:
     params: dict[str, dict[str, float]]
     mp_init: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    graph: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -40,6 +41,9 @@ class Inspection:
             rows.append(f"{name:<12}{int(m['neurons']):>8}{m['rate']:>8.4f}{100 * m['dead']:>7.1f}"
                         f"{100 * m['saturated']:>6.1f}{gdead:>8}{m['q50']:>7.2f}"
                         f"{m['q99']:>7.2f}{self.thresholds.get(name, float('nan')):>8.3g}")
+        if self.graph:  # a graph network: its nodes and every parameter's range
+            rows += ["", "graph:", *self.graph, "", f"{'parameter':<24}{'count':>7}{'min':>10}{'max':>10}"]
+            rows += [f"{k:<24}{v['count']:>7}{v['min']:>10.4g}{v['max']:>10.4g}" for k, v in self.params.items()]
         acc = "n/a" if self.accuracy is None else f"{100 * self.accuracy:.2f}%"
         rows.append(f"accuracy {acc} on {self.dataset}; spikes per neuron per sample "
                     f"{self.spikes_per_neuron:.3f}")
@@ -152,5 +156,10 @@ def inspect_graph_model(model: Any, dataset: Any, checkpoint: str | Path, limit:
     thresholds = {k: float(torch.as_tensor(nodes[k].threshold).double().mean()) for k in spiking}
     mp = {k: float(torch.as_tensor(nodes[k].v_init).double().mean()) for k in spiking
           if bool(torch.any(torch.as_tensor(nodes[k].v_init) != 0))}
+    g = net.graph
+    listing = [f"  {k:<14}{nodes[k].kind:<9}{str(list(net.shapes[k])):<14}<- "
+               + ", ".join(g.inputs_of(k) + [f"{r} (previous step)" for r in g.inputs_of(k, True)])
+               for k in net.order]
     return Inspection(checkpoint=str(checkpoint), dataset=dataset.name, accuracy=correct / n,
-                      spikes_per_neuron=spn, layers=layers, params=params, mp_init=mp, thresholds=thresholds)
+                      spikes_per_neuron=spn, layers=layers, params=params, mp_init=mp, thresholds=thresholds,
+                      graph=listing)
