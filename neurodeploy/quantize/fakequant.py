@@ -94,7 +94,7 @@ class FakeQuantLayer:
         the weights (its lowering's ``weight_format``) sets ``weight_exp`` here, on every pass."""
         if self._weight_format is not None:
             self.weight_exp, self.weight_factor = self._weight_format(
-                weight, self.scale, self.input_unit, self.format)
+                weight, self.scale, self.input_unit, self.format, getattr(self, "exp_floor", 0))
         shadow = weight * (self.scale * self.input_unit * self.weight_factor)
         exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
         inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
@@ -122,7 +122,7 @@ class FakeQuantLayer:
         scale; a family whose exponent follows the weights sets the edge's ``weight_exp``)."""
         if self._weight_format is not None:
             edge.weight_exp, edge.weight_factor = self._weight_format(
-                weight, self.scale, edge.input_unit, self.format)
+                weight, self.scale, edge.input_unit, self.format, getattr(edge, "exp_floor", 0))
         shadow = weight * (self.scale * edge.input_unit * edge.weight_factor)
         exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
         inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
@@ -256,6 +256,7 @@ class FakeQuantNet(nn.Module):
         h = x
         final = None
         blocks = [blk for blk in fold_model(self.model, keep_grad=True) if blk.kind != "flatten"]
+        self._share_shifts(blocks)
         if self.graph:
             return self._run_graph(x, blocks, jit, jitter_generator, record)
         for k, (layer, blk) in enumerate(zip(self.layers, blocks, strict=True)):
@@ -332,6 +333,7 @@ class FakeQuantNet(nn.Module):
         the forward pass uses them."""
         with torch.no_grad():
             blocks = [blk for blk in fold_model(self.model) if blk.kind != "flatten"]
+            self._share_shifts(blocks)
             return [(layer, layer.int_weight(blk.weight).to(torch.int64),
                      layer.int_bias(blk.bias).to(torch.int64)) for layer, blk in zip(self.layers, blocks, strict=True)]
 
@@ -339,9 +341,17 @@ class FakeQuantNet(nn.Module):
         """Per layer: the integer weights (int64) of its further projections (graph blocks)."""
         with torch.no_grad():
             blocks = [blk for blk in fold_model(self.model) if blk.kind != "flatten"]
+            self._share_shifts(blocks)
             return [[layer.int_edge_weight(eq, fe.weight).to(torch.int64)
                      for eq, fe in zip(layer.extra, blk.extra, strict=True)]
                     for layer, blk in zip(self.layers, blocks, strict=True)]
+
+    def _share_shifts(self, blocks: list[FloatBlock]) -> None:
+        """A family whose matrices share one weight shift (its lowering's ``share_weight_shifts``,
+        Xylo's recurrent matrix) sets it from the current weights before they are quantized."""
+        share = getattr(self.family.lowering, "share_weight_shifts", None)
+        if share is not None:
+            share(self.layers, blocks)
 
     def _run_graph(self, x: torch.Tensor, blocks: list[FloatBlock], jit: Any,
                    jitter_generator: torch.Generator | None, record: bool):

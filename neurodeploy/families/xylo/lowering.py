@@ -98,21 +98,57 @@ def charge_factor(block: Any, dash_syn: int) -> float:
     return 1.0 / ((2.0**int(dash_syn) - 1.0) * leak)
 
 
-def weight_format(weight: Any, scale: float, input_unit: float, fmt: LayerFormat
+def weight_format(weight: Any, scale: float, input_unit: float, fmt: LayerFormat, floor: int = 0
                   ) -> tuple[int, float]:
     """``(weight_exp, weight_factor)`` for the current float ``weight`` of a block: the smallest
-    shift in ``fmt.exp_range`` that holds the largest weight. The fake-quant forward calls it on
-    every pass, so the shift follows the weights while they are fine-tuned and a checkpoint
-    lowered again from its stored scales gets the shift its fine-tuning ended with."""
+    shift in ``fmt.exp_range`` (and at least ``floor``) that holds the largest weight. The
+    fake-quant forward calls it on every pass, so the shift follows the weights while they are
+    fine-tuned and a checkpoint lowered again from its stored scales gets the shift its fine-tuning
+    ended with; ``floor`` is the shift every matrix in Xylo's recurrent weights shares
+    (:func:`share_weight_shifts`)."""
     w = weight.detach() * (scale * input_unit * fmt.charge)
     wmax, wmin = float(w.max()), float(w.min())
     e_lo, e_hi = fmt.exp_range
     exp = int(e_hi)
-    for e in range(max(0, int(e_lo)), int(e_hi) + 1):
+    for e in range(max(0, int(e_lo), int(floor)), int(e_hi) + 1):
         if wmax <= (fmt.w_hi + 0.5) * 2**e and wmin >= (fmt.w_lo - 0.5) * 2**e:
             exp = e
             break
     return exp, fmt.charge / 2.0**exp
+
+
+def share_weight_shifts(layers: list[Any], blocks: list[Any]) -> None:
+    """Give everything Xylo's one recurrent matrix holds one shift (``weight_shift_rec``).
+
+    ``layers`` are the fake-quant network's layers (with their further projections ``extra``) and
+    ``blocks`` the folded float blocks they quantize, in order. The recurrent matrix holds, as
+    :func:`neurodeploy.families.xylo.rules.recurrent_contents` lists it, every dense synapse of a
+    group other than the read-out from another group (a chain's hidden-to-hidden layers, a graph's
+    hidden feed-forward blocks) and every dense projection between hidden groups (recurrent
+    edges). Each of those gets ``exp_floor`` = the largest of the shifts their current weights
+    need alone, so :func:`weight_format` picks that one shift for all of them and the integers
+    the fake-quant forward uses are exactly the ones the specification writes (a weight of a
+    matrix that needs a smaller shift loses the low bits that shift would have kept); everything
+    else gets ``exp_floor = 0``. The fake-quant forward calls this before every pass."""
+    members = []
+    last = len(layers) - 1
+    for k, (layer, blk) in enumerate(zip(layers, blocks, strict=True)):
+        layer.exp_floor = 0
+        for eq in layer.extra:
+            eq.exp_floor = 0
+        if k == last:
+            continue
+        src = layer.source if layer.source is not None else k - 1
+        if src != -1 and layer.kind == "dense":
+            members.append((layer, blk.weight, layer.input_unit, layer))
+        for eq, fe in zip(layer.extra, blk.extra, strict=True):
+            if eq.source != -1 and eq.kind == "dense":
+                members.append((eq, fe.weight, eq.input_unit, layer))
+    if len(members) < 2:
+        return
+    common = max(weight_format(w, lay.scale, unit, lay.format)[0] for _, w, unit, lay in members)
+    for holder, *_ in members:
+        holder.exp_floor = common
 
 
 def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits: int | None = None,
@@ -179,5 +215,5 @@ def train_neuron(fmt: LayerFormat, block: Any, surrogate: Any, config: XyloConfi
                        max_spikes=max_spikes, config=config)
 
 
-__all__ = ["LayerFormat", "LayerScale", "charge_factor", "choose_scale", "dashes", "weight_format", "layer_format",
-           "nearest_dash", "train_neuron", "weight_range"]
+__all__ = ["LayerFormat", "LayerScale", "charge_factor", "choose_scale", "dashes", "layer_format", "nearest_dash",
+           "share_weight_shifts", "train_neuron", "weight_format", "weight_range"]
