@@ -87,6 +87,7 @@ class FakeQuantLayer:
                                                    max_spikes=max_spikes)
         self.surrogate = surrogate
         self.float_threshold = float(n.threshold)
+        self.integrates = not n.spiking and n.voltage_decay == 0  # the mean read-out's integrator
 
     def int_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Integer weights (float64 values) of folded float ``weight``, straight-through inside
@@ -452,7 +453,8 @@ class FakeQuantNet(nn.Module):
         last = self.layers[-1]
         if self.readout_kind == "spike_count":
             return out / self.input_steps
-        return out / (last.state_unit * self.input_steps)
+        # the mean read-out's integrator holds T times the mean; a decaying one (last, LI) the value
+        return out / (last.state_unit * (self.input_steps if last.integrates else 1))
 
 
 def is_sequence(x: torch.Tensor, input_shape: tuple[int, ...]) -> bool:

@@ -20,7 +20,9 @@ of potential, chosen by :func:`choose_scale`):
   this rule, 44.6 % when the first step's charge is matched instead, ``c = 1 / f_syn``.)
 * **threshold** ``round(s · V)`` in ``[1, 32767]``; **bias** ``round(s · b)`` in int16, added to
   the membrane every step.
-* **read-out**: Xylo's output neurons always compare ``v`` with ``threshold_out`` and emit at most
+* **read-out**: only the ``mean`` read-out's integrator (no voltage decay); a decaying one (a
+  leaky integrator, or the last step's value) is refused in one line (:func:`layer_format`).
+  Xylo's output neurons always compare ``v`` with ``threshold_out`` and emit at most
   one event per step; the fold's non-spiking integrator becomes an output neuron with the largest
   threshold (32767), marked spiking so the simulator, the fake-quant forward and the exported spec
   all reset it the way the chip does if it ever gets there; its potential is the read-out.
@@ -36,7 +38,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from neurodeploy.errors import FitError
+from neurodeploy.errors import FitError, UnsupportedError
 from neurodeploy.families.formats import LayerFormat as BaseLayerFormat
 from neurodeploy.families.formats import weight_range
 from neurodeploy.families.loihi.units import DECAY_UNIT as LOIHI_DECAY_UNIT
@@ -153,8 +155,17 @@ def share_weight_shifts(layers: list[Any], blocks: list[Any]) -> None:
 
 def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits: int | None = None,
                  input_unit: float = 1.0) -> LayerFormat:
-    """The integer settings of folded ``block`` at ``scale`` on ``profile`` (module docstring)."""
+    """The integer settings of folded ``block`` at ``scale`` on ``profile`` (module docstring).
+
+    A read-out whose potential decays (a leaky integrator, or a synapse layer read out at the last
+    step) is refused: Xylo's synaptic current keeps each input for several steps (``dash_syn >=
+    1``), so the last step's potential is not that read-out; only the mean read-out's integrator,
+    which adds up every charge, has a Xylo form."""
     n, nf = block.neurons, profile.neuron
+    if not n.spiking and int(n.voltage_decay) != 0:
+        raise UnsupportedError(f"{block.name}: a read-out whose potential decays (a leaky integrator or the last "
+                               f"step's value) has no exact form on profile {profile.name} (Xylo's synaptic "
+                               "current spreads each input over several steps); read it out by its mean")
     w_lo, w_hi = weight_range(profile, weight_bits)
     d_syn, d_mem = dashes(block, profile)
     charge = charge_factor(block, d_syn)
