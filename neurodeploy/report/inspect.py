@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from neurodeploy.train.checkpoint import load_checkpoint
-from neurodeploy.train.monitor import layer_activity, spikes_per_neuron
+from neurodeploy.train.monitor import QUANTILE_MAX_ELEMENTS, QUANTILES, even_sample, layer_activity, spikes_per_neuron
 from neurodeploy.train.trainer import evaluate
 
 
@@ -83,8 +83,6 @@ def inspect_checkpoint(path: str | Path, dataset: Any, limit: int | None = None,
     )
 
 
-QUANTILES = (0.01, 0.05, 0.5, 0.95, 0.99)
-
 
 def inspect_graph_model(model: Any, dataset: Any, checkpoint: str | Path, limit: int | None = None,
                         batch_size: int = 256) -> Inspection:
@@ -136,7 +134,8 @@ def inspect_graph_model(model: Any, dataset: Any, checkpoint: str | Path, limit:
     layers: dict[str, dict[str, float | None]] = {}
     for k in spiking:
         neurons = int(fired_any[k].numel()) if k in fired_any else int(torch.tensor(net.shapes[k]).prod())
-        qs = torch.quantile(torch.cat(potentials[k]).double()[:2**24], torch.tensor(QUANTILES, dtype=torch.float64)) \
+        qs = torch.quantile(even_sample(torch.cat(potentials[k]).double(), QUANTILE_MAX_ELEMENTS),
+                            torch.tensor(QUANTILES, dtype=torch.float64)) \
             if potentials[k] else torch.zeros(len(QUANTILES), dtype=torch.float64)
         layers[k] = {"neurons": float(neurons), "rate": float(sums[k]) / (neurons * steps * n),
                      "dead": 1.0 - float(fired_any[k].float().mean()) if k in fired_any else 1.0,
