@@ -335,17 +335,22 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
 def inspect(checkpoint, dataset, data_root, limit, out_dir, force):
     """Firing rates, dead neurons and parameter ranges of a checkpoint (table + PNG plot)."""
     from neurodeploy.atomic import write_json
-    from neurodeploy.report.inspect import inspect_checkpoint
+    from neurodeploy.report.inspect import inspect_checkpoint, inspect_graph_model
     from neurodeploy.report.plots import plot_activity
-    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
+    from neurodeploy.sim.deploy import GraphModelCheckpoint, load_deployable
+    from neurodeploy.train.checkpoint import checkpoint_dataset
 
     _check_common(limit=limit)
     out = Path(out_dir) if out_dir else Path(checkpoint).parent
     check_output_folder(out)
     check_outputs([checkpoint], [Output.of(out / "inspect.json", "json", "inspection report"),
                                  Output.of(out / "activity.png", "png", "activity plot")], force=force)
-    ds = checkpoint_dataset(load_checkpoint(checkpoint), dataset, data_root)
-    insp = inspect_checkpoint(checkpoint, ds, limit=limit)
+    ck = load_deployable(checkpoint)  # a template or graph network
+    ds = checkpoint_dataset(ck, dataset, data_root)
+    if isinstance(ck, GraphModelCheckpoint):
+        insp = inspect_graph_model(ck.build(), ds, checkpoint, limit=limit)
+    else:
+        insp = inspect_checkpoint(checkpoint, ds, limit=limit)
     with atomic_group():  # both files or neither
         write_json(out / "inspect.json", insp.to_dict())
         plot_activity(insp.layers, insp.params, out / "activity.png", title=f"{Path(checkpoint).name}")

@@ -74,11 +74,12 @@ from neurodeploy.graph.from_model import graph_from_model
 from neurodeploy.graph.ir import Graph
 from neurodeploy.graph.passes import fold_batch_norm
 from neurodeploy.models import SpikingNet
+from neurodeploy.models.graph_net import GraphCheckpoint, load_graph_checkpoint
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = [
-    "CONVENTIONS", "DEFAULT_DT", "METADATA_KEY", "NirExport", "NirImport", "export_nir", "import_nir",
-    "model_to_nir", "nir_to_checkpoint", "read_nir",
+    "CONVENTIONS", "DEFAULT_DT", "METADATA_KEY", "NirExport", "NirImport", "export_nir", "graph_checkpoint_to_nir",
+    "import_nir", "model_to_nir", "nir_to_checkpoint", "read_nir",
 ]
 
 READOUT_RULES = {
@@ -129,11 +130,23 @@ def _synapse_node(node: gn.Affine | gn.Conv, source: str, in_shape: tuple[int, .
                       bias=b if b is not None else np.zeros(w.shape[0], dtype=dtype), metadata=meta)
 
 
+def _per_neuron(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A scalar or per-neuron parameter as a float64 array of the layer's shape."""
+    arr = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, np.float64)
+    return np.broadcast_to(arr, shape).astype(np.float64)
+
+
+def _plain(arr: np.ndarray) -> float | list[Any]:
+    """A parameter for the JSON metadata: one number when uniform, else the nested list."""
+    return float(arr.flat[0]) if np.all(arr == arr.flat[0]) else arr.tolist()
+
+
 def _neuron_node(node: gn.Node, name: str, shape: tuple[int, ...], dt: float, dtype: np.dtype,
                  warnings: list[str]) -> nir.NIRNode:
-    """NIR form of a graph neuron (its float factors; training settings from its ``meta``)."""
-    v_th = float(node.threshold)
-    full = lambda v: np.full(shape, v, dtype=dtype)  # noqa: E731
+    """NIR form of a graph neuron (its float factors, per layer or per neuron; training settings from
+    its ``meta``)."""
+    v_th = _per_neuron(node.threshold, shape).astype(dtype)
+    full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).astype(dtype)  # noqa: E731
     payload: dict[str, Any] = {"stage": name, "neuron": node.meta.get("neuron"), "state": node.meta.get("state", {}),
                                "reset": node.reset, "threshold": "strict: spike iff v > v_threshold"}
     if not node.strict:
@@ -141,32 +154,59 @@ def _neuron_node(node: gn.Node, name: str, shape: tuple[int, ...], dt: float, dt
     if node.reset == "subtract":
         warnings.append(f"{name}: reset by subtraction is kept only in neurodeploy's metadata; other NIR "
                         "readers will reset to v_reset = 0")
-    v_init = float(node.v_init)
-    if v_init != 0.0:
-        warnings.append(f"{name}: the MP-Init initial potential {v_init:.4g} is kept only in "
+    v_init = _per_neuron(node.v_init, shape)
+    if np.any(v_init != 0.0) and not (node.meta.get("neuron") or {}).get("mp_init"):
+        raise UnsupportedError(f"{name}: an initial potential other than 0 (not MP-Init's) has no NIR form")
+    if np.any(v_init != 0.0):
+        warnings.append(f"{name}: the MP-Init initial potential {float(v_init.flat[0]):.4g} is kept only in "
                         "neurodeploy's metadata; other NIR readers start from 0")
+    r = _per_neuron(node.r, shape)
     if isinstance(node, gn.CubaLIF):
-        fi, fv = float(node.current_decay), float(node.voltage_decay)
-        if node.r != 1.0:
+        fi, fv = _per_neuron(node.current_decay, shape), _per_neuron(node.voltage_decay, shape)
+        if np.any(r != 1.0):
             raise UnsupportedError(f"{name}: a CUBA input gain other than 1 has no NIR form here")
-        p = cuba_factor_parameters(fi, fv, dt)
-        payload["decay"] = {"current": fi, "voltage": fv}
-        return nir.CubaLIF(tau_syn=full(p["tau_syn"]), tau_mem=full(p["tau_mem"]), r=full(p["r"]),
-                           v_leak=full(0.0), v_threshold=full(v_th), v_reset=full(0.0), w_in=full(p["w_in"]),
+        p = [cuba_factor_parameters(float(a), float(b), dt) for a, b in zip(fi.flat, fv.flat, strict=True)]
+        par = {k: np.array([q[k] for q in p]).reshape(shape) for k in ("tau_syn", "tau_mem", "r", "w_in")}
+        payload["decay"] = {"current": _plain(fi), "voltage": _plain(fv)}
+        return nir.CubaLIF(tau_syn=full(par["tau_syn"]), tau_mem=full(par["tau_mem"]), r=full(par["r"]),
+                           v_leak=full(0.0), v_threshold=v_th, v_reset=full(0.0), w_in=full(par["w_in"]),
                            metadata=pack_metadata(payload))
-    b = 1.0 if isinstance(node, gn.IF) else float(node.decay)
-    form = "leak" if node.r == 1.0 else "decay_input"
-    if form == "decay_input" and node.r != 1.0 - b:
+    b = np.ones(shape) if isinstance(node, gn.IF) else _per_neuron(node.decay, shape)
+    if np.all(r == 1.0):
+        form = "leak"
+    elif np.all(r == 1.0 - b):
+        form = "decay_input"
+    else:
         raise UnsupportedError(f"{name}: a LIF input gain other than 1 or 1 - decay has no NIR form here")
-    payload["decay"] = b
-    if b >= 1.0:
+    payload["decay"] = _plain(b)
+    if np.all(b >= 1.0):
         if form == "decay_input":
             raise UnsupportedError(f"{name}: a decay-input LIF with decay 1 ignores its input; nothing to export")
-        return nir.IF(r=full(if_resistance(dt)), v_threshold=full(v_th), v_reset=full(0.0),
+        return nir.IF(r=full(if_resistance(dt)), v_threshold=v_th, v_reset=full(0.0),
                       metadata=pack_metadata(payload))
-    tau, r = lif_parameters(b, form, dt)
-    return nir.LIF(tau=full(tau), r=full(r), v_leak=full(0.0), v_threshold=full(v_th), v_reset=full(0.0),
+    if np.any(b >= 1.0):
+        raise UnsupportedError(f"{name}: a LIF group whose neurons mix decay 1 with other decays has no NIR form")
+    pairs = [lif_parameters(float(v), form, dt) for v in b.flat]
+    tau = np.array([q[0] for q in pairs]).reshape(shape)
+    rr = np.array([q[1] for q in pairs]).reshape(shape)
+    return nir.LIF(tau=full(tau), r=full(rr), v_leak=full(0.0), v_threshold=v_th, v_reset=full(0.0),
                    metadata=pack_metadata(payload))
+
+
+def _integrator_node(node: gn.LI, name: str, shape: tuple[int, ...], dt: float, dtype: np.dtype) -> nir.NIRNode:
+    """NIR ``I`` (decay 1) or ``LI`` of a non-spiking read-out integrator: one Euler step with ``dt``
+    is ``v = decay v + r I``."""
+    if np.any(_per_neuron(node.v_init, shape) != 0.0):
+        raise UnsupportedError(f"{name}: a read-out integrator's initial potential has no NIR form")
+    decay, r = _per_neuron(node.decay, shape), _per_neuron(node.r, shape)
+    meta = pack_metadata({"stage": name, "decay": _plain(decay)})
+    if np.all(decay == 1.0):
+        return nir.I(r=(r / dt).astype(dtype), metadata=meta)
+    k = 1.0 - decay
+    if not np.all(k > 0) or np.any(decay < 0):
+        raise UnsupportedError(f"{name}: a leaky integrator's decays must all lie in [0, 1) or all be 1")
+    return nir.LI(tau=(dt / k).astype(dtype), r=(r / k).astype(dtype), v_leak=np.zeros(shape, dtype=dtype),
+                  metadata=meta)
 
 
 def _quantization(meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -229,21 +269,25 @@ def _build_graph(model: SpikingNet, dt: float, meta: dict[str, Any] | None,
     return out, warnings
 
 
-def graph_to_nir_nodes(graph: Graph, dt: float, dtype: np.dtype | None = None,
+def graph_to_nir_nodes(graph: Graph, dt: float, dtype: np.dtype | None = None, recurrent: bool = False,
                        ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
-    """NIR nodes and edges of a float graph (feed-forward; batch norm must already be folded).
+    """NIR nodes and edges of a float graph (batch norm must already be folded).
 
-    The input node is ``input``, the output ``output``; a flatten of a 1-D signal is dropped. Raises
+    The input node is ``input``, the output ``output``; a flatten of a 1-D signal and an ``Add`` (NIR
+    sums the edges entering a node) are dropped, their inputs wired to their consumers. With
+    ``recurrent``, a recurrent edge becomes an edge closing a cycle (NIR readers give each cycle its
+    one-step delay; :func:`graph_checkpoint_to_nir` checks that the reading is the graph's). Raises
     :class:`UnsupportedError` naming the node for what NIR cannot say.
     """
     dtype = np.dtype(np.float32) if dtype is None else dtype
-    if any(e.recurrent for e in graph.edges):
+    if not recurrent and any(e.recurrent for e in graph.edges):
         e = next(e for e in graph.edges if e.recurrent)
         raise UnsupportedError(f"recurrent edge {e.src} -> {e.dst}: NIR export of recurrent graphs is not "
                                "supported yet")
     shapes = graph.shapes()
     nodes: dict[str, nir.NIRNode] = {}
-    key: dict[str, str] = {}
+    ends: dict[str, list[str]] = {}  # graph node -> the NIR nodes whose summed output it is
+    dropped: set[str] = set()
     warnings: list[str] = []
     for k in graph.order():
         node = graph.nodes[k]
@@ -252,22 +296,27 @@ def graph_to_nir_nodes(graph: Graph, dt: float, dtype: np.dtype | None = None,
         in_shape = shapes[ins[0]] if ins else shapes[k]
         shape = shapes[k]
         if isinstance(node, gn.Input):
-            key[k] = "input"
+            ends[k] = ["input"]
             nodes["input"] = nir.Input(input_type=np.array(shape))
             continue
         if isinstance(node, gn.Output):
-            key[k] = "output"
+            ends[k] = ["output"]
             nodes["output"] = nir.Output(output_type=np.array(in_shape))
             continue
         if isinstance(node, gn.BatchNorm):
             raise UnsupportedError(f"{src}: batch norm that does not follow a linear or conv layer "
                                    "cannot be folded")
+        if isinstance(node, gn.Add) and not graph.inputs_of(k, True):
+            ends[k] = [e for s_ in ins for e in ends[s_]]
+            dropped.add(k)
+            continue
         if isinstance(node, gn.Affine | gn.Conv):
             kind = "conv" if isinstance(node, gn.Conv) else ("affine" if node.bias is not None else "linear")
             new = _synapse_node(node, src, in_shape, dtype)
         elif isinstance(node, gn.Flatten):
-            if len(in_shape) <= 1:
-                key[k] = key[ins[0]]
+            if len(in_shape) <= 1 and len(ins) == 1 and not graph.inputs_of(k, True):
+                ends[k] = ends[ins[0]]
+                dropped.add(k)
                 continue
             kind = "flatten"
             new = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1,
@@ -286,22 +335,36 @@ def graph_to_nir_nodes(graph: Graph, dt: float, dtype: np.dtype | None = None,
         elif isinstance(node, gn.LIF | gn.IF | gn.CubaLIF):
             new = _neuron_node(node, src, shape, dt, dtype, warnings)
             kind = type(new).__name__.lower()
-        elif isinstance(node, gn.Scale) and not isinstance(node.scale, torch.Tensor):
+        elif isinstance(node, gn.LI):
+            new = _integrator_node(node, src, shape, dt, dtype)
+            kind = type(new).__name__.lower()
+        elif isinstance(node, gn.Delay):
+            kind = "delay"
+            new = nir.Delay(delay=np.full(shape, node.steps * dt, dtype=np.float64),
+                            metadata=pack_metadata({"stage": src, "steps": int(node.steps)}))
+        elif isinstance(node, gn.Scale):
             kind = "scale"
             role = {"role": node.meta["role"]} if "role" in node.meta else {}
-            new = nir.Scale(scale=np.full(shape, float(node.scale), dtype=dtype),
+            new = nir.Scale(scale=_per_neuron(node.scale, shape).astype(dtype),
                             metadata=pack_metadata({"stage": src, **role}))
+        elif isinstance(node, gn.Add):
+            raise UnsupportedError(f"{src}: a sum that a recurrent edge enters has no NIR form (NIR sums at the "
+                                   "node the sum feeds; connect the edge there)")
         else:
             raise UnsupportedError(f"{src}: layer {node.kind} has no NIR form")
-        key[k] = _key(k, src, kind)
-        if key[k] in nodes:
-            raise UnsupportedError(f"{src}: two graph nodes would share the NIR name {key[k]}")
-        nodes[key[k]] = new
+        key = _key(k, src, kind)
+        if key in nodes:
+            raise UnsupportedError(f"{src}: two graph nodes would share the NIR name {key}")
+        ends[k] = [key]
+        nodes[key] = new
     edges: list[tuple[str, str]] = []
     for k in graph.order():
-        for s in graph.inputs_of(k):
-            if key[k] != key[s] and (key[s], key[k]) not in edges:
-                edges.append((key[s], key[k]))
+        if k in dropped:
+            continue  # its inputs are wired to its consumers
+        for s_ in graph.inputs_of(k, None):
+            for e in ends[s_]:
+                if ends[k][0] != e and (e, ends[k][0]) not in edges:
+                    edges.append((e, ends[k][0]))
     return nodes, edges, warnings
 
 
@@ -323,7 +386,66 @@ def _ttfs_source(source: Any) -> Any:
     return None
 
 
-def export_nir(source: SpikingNet | Checkpoint | str | Path, path: str | Path, *,
+GRAPH_READOUT_RULES = {
+    "mean": "class scores = the Output signal averaged over the T steps",
+    "last": "class scores = the Output signal at the last of the T steps",
+}
+
+
+def graph_checkpoint_to_nir(ck: GraphCheckpoint, *, dt: float = DEFAULT_DT,
+                            source: str | None = None) -> tuple[nir.NIRGraph, list[str]]:
+    """The NIR graph of a graph network (:mod:`neurodeploy.models.graph_net`): merges become several
+    edges into one node, recurrent edges close cycles (NIR readers put a cycle's one-step delay on
+    the edge that enters its neuron), read-out integrators become ``LI``/``I``, delays ``Delay``.
+
+    Before it is returned the graph is read back (:func:`~neurodeploy.export.nir_graph.graph_from_nir`)
+    and run beside the original on a random input; where the reading gives other outputs (a
+    recurrent edge whose delay NIR's cycle rule places elsewhere) :class:`UnsupportedError` says so.
+    """
+    dt = _check_dt(dt)
+    if not isinstance(ck, GraphCheckpoint):
+        raise ConfigError(f"NIR graph export needs a GraphCheckpoint, got {type(ck).__name__}")
+    graph = fold_batch_norm(ck.graph)
+    out_node = graph.nodes[graph.output_name()]
+    nodes, edges, warnings = graph_to_nir_nodes(graph, dt, np.dtype(np.float64), recurrent=True)  # exact factors
+    graph_meta = {
+        "format": FORMAT_TAG, "version": FORMAT_VERSION, "network": "graph", "dt": dt, "dt_unit": "s",
+        "time": "one Euler step of each node's ODE with step dt is one neurodeploy step; CubaLIF steps the "
+                "current before the voltage; each cycle's edge into its neuron carries a one-step delay",
+        "steps": int(ck.steps), "encoding": ck.meta.get("encoding") or ck.graph.meta.get("encoding")
+        or {"kind": "direct"},
+        "readout": {"kind": out_node.readout, "rule": GRAPH_READOUT_RULES[out_node.readout]},
+        "threshold": "strict: spike iff v > v_threshold",
+        "quantization": _quantization(ck.meta or {}), "source": source,
+    }
+    shapes = graph.shapes()
+    nodes["input"].metadata = pack_metadata({"encoding": graph_meta["encoding"], "steps": int(ck.steps)})
+    out = nir.NIRGraph(nodes=nodes, edges=edges, metadata=pack_metadata(graph_meta), type_check=False)
+    for node in out.nodes.values():
+        seal(node)
+    seal(out)
+    _check_reading(graph, out, shapes[graph.input_names()[0]], int(ck.steps))
+    return out, warnings
+
+
+def _check_reading(graph: Graph, written: nir.NIRGraph, in_shape: tuple[int, ...], steps: int) -> None:
+    """Refuse unless the NIR graph, read back, gives the graph's outputs on a random input."""
+    from neurodeploy.export.nir_graph import graph_from_nir
+    from neurodeploy.models.graph_net import GraphNet
+
+    back = graph_from_nir(written)
+    gen = torch.Generator().manual_seed(0)
+    seq = (torch.rand(max(steps, 2) + 2, 4, *in_shape, generator=gen, dtype=torch.float64) * 2.0)
+    with torch.no_grad():
+        want = GraphNet(graph).double().eval()(seq)
+        got = GraphNet(back).double().eval()(seq)
+    if want.shape != got.shape or not torch.equal(want, got):
+        rec = [f"{e.src} -> {e.dst}" for e in graph.edges if e.recurrent]
+        raise UnsupportedError("NIR read back gives other outputs than the graph" + (
+            f": a NIR cycle delays the edge into its neuron, not recurrent edge {rec[0]}" if rec else ""))
+
+
+def export_nir(source: SpikingNet | Checkpoint | GraphCheckpoint | str | Path, path: str | Path, *,
                dt: float = DEFAULT_DT) -> NirExport:
     """Export a model, a :class:`Checkpoint` or a checkpoint file to the NIR file ``path``.
 
@@ -342,7 +464,12 @@ def export_nir(source: SpikingNet | Checkpoint | str | Path, path: str | Path, *
         return NirExport(Path(path), export_ttfs_nir(ttfs, path, name), float(dt), [])
     if isinstance(source, str | Path):
         src_name = str(source)
-        source = load_checkpoint(source)
+        from neurodeploy.sim.deploy import is_graph_checkpoint
+
+        source = load_graph_checkpoint(source) if is_graph_checkpoint(source) else load_checkpoint(source)
+    if isinstance(source, GraphCheckpoint):
+        graph, warnings = graph_checkpoint_to_nir(source, dt=dt, source=src_name)
+        return NirExport(Path(path), write_nir(graph, path), float(dt), warnings)
     if isinstance(source, Checkpoint):
         meta = source.meta
         model = source.build()

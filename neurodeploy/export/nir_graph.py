@@ -247,7 +247,9 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
         if kind == "Input":
             new: gn.Node = gn.Input(in_type)
         elif kind == "Output":
-            new = gn.Output("mean")
+            kept = (graph_meta.get("readout") or {}).get("kind") if ours and graph_meta.get("network") == "graph" \
+                else None
+            new = gn.Output(kept if kept in gn.READOUTS else "mean")
         elif kind in ("_Pass", "Identity"):
             new = gn.Add()
         elif kind in ("Affine", "Linear"):

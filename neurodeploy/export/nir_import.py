@@ -716,6 +716,9 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         first = graph.nodes.get("input")
         if first is not None:
             check_digest(first, unpack_metadata(first, "input"), "input")
+    if ours and graph_meta.get("network") == "graph":  # a graph network neurodeploy wrote
+        return _own_graph(graph, conv, use_dt, steps, encoding or graph_meta.get("encoding"), source, notes,
+                          graph_meta.get("steps"))
     try:
         return _convert(graph, graph_meta, ours, conv, use_dt, steps, encoding, approximate, source, notes,
                         (reset, single_spike, norm_input))
@@ -746,6 +749,27 @@ def _as_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, 
         notes.append(f"the file does not record the number of time steps; using T = {DEFAULT_STEPS}")
     meta = {"imported_from": {"format": "nir", "file": source, "convention": conv.name, "dt": use_dt,
                               "warnings": notes}}
+    return NirImport(GraphCheckpoint(g, steps, meta), conv.name, use_dt, notes)
+
+
+def _own_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, encoding: Any,
+               source: str | None, notes: list[str], stored_steps: Any) -> NirImport:
+    """A graph network written by :func:`~neurodeploy.export.nir.graph_checkpoint_to_nir`, as a graph
+    checkpoint with its stored T and encoding."""
+    from neurodeploy.export.nir_graph import graph_from_nir
+
+    g = graph_from_nir(graph)
+    notes = notes + [n for n in g.meta.get("notes", []) if n not in notes]
+    if steps is None:
+        if isinstance(stored_steps, bool) or not isinstance(stored_steps, int) or stored_steps < 1:
+            raise FormatError(f"neurodeploy metadata has an invalid number of time steps {stored_steps!r}")
+        steps = stored_steps
+    try:
+        enc = Encoding.from_config(encoding if encoding is not None else {"kind": "direct"}).to_dict()
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise FormatError(f"neurodeploy metadata: {exc}") from None
+    meta = {"imported_from": {"format": "nir", "file": source, "convention": conv.name, "dt": use_dt,
+                              "warnings": notes}, "encoding": enc}
     return NirImport(GraphCheckpoint(g, steps, meta), conv.name, use_dt, notes)
 
 

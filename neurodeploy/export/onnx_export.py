@@ -125,13 +125,17 @@ class _NeuronPlan:
     states: list[str]
 
     def describe(self) -> dict[str, Any]:
+        def plain(v: Any) -> Any:
+            a = np.asarray(v, dtype=np.float64)
+            return float(a.flat[0]) if a.size == 1 else a.tolist()
+
         d = {"stage": self.stage, "model": self.model, "form": self.form, "reset": self.reset,
-             "scale": self.scale, "threshold": float(self.threshold), "shape": list(self.shape),
+             "scale": self.scale, "threshold": plain(self.threshold), "shape": list(self.shape),
              "states": self.states, "initial_v": self.initial_v}
         for key in ("decay", "input_factor", "current_factor", "voltage_factor"):
             value = getattr(self, key)
             if value is not None:
-                d[key] = float(value)
+                d[key] = plain(value)
         return d
 
 
@@ -147,67 +151,98 @@ def _dtype_info(dtype: str):
     return np.float64, TensorProto.DOUBLE, torch.float64
 
 
+def _array(value: Any, np_dtype: Any) -> np.ndarray:
+    """A scalar or per-neuron parameter as a numpy array of ``np_dtype``."""
+    if type(value).__module__.split(".", 1)[0] == "torch":
+        value = value.detach().cpu().double().numpy()
+    return np.asarray(value, dtype=np.float64).astype(np_dtype)
+
+
 def _neuron_plan(name: str, node: Any, shape: tuple[int, ...], np_dtype: Any) -> _NeuronPlan:
-    """The ONNX step of a graph neuron (float factors as the model computes them)."""
+    """The ONNX step of a graph neuron (float factors as the model computes them; per layer or per
+    neuron)."""
     from neurodeploy.graph import nodes as gn
 
     cfg = node.meta.get("neuron") or {}
     scale = node.meta.get("scale_mode", "absolute")
-    model = cfg.get("model", node.kind.lower())
+    model = cfg.get("model", "cuba" if isinstance(node, gn.CubaLIF) else node.kind.lower())
     if not node.strict:
         raise UnsupportedError(f"{name}: a non-strict threshold has no ONNX export here")
-    vth = np.asarray(node.threshold, dtype=np_dtype)
+    vth = _array(node.threshold, np_dtype)
+    r = _array(node.r, np.float64)
     decay = input_factor = cf = vf = None
     if isinstance(node, gn.CubaLIF):
-        if node.r != 1.0:
+        if np.any(r != 1.0):
             raise UnsupportedError(f"{name}: a CUBA input gain other than 1 has no ONNX export here")
-        cf, vf = np_dtype(node.current_decay), np_dtype(node.voltage_decay)
+        cf, vf = _array(node.current_decay, np_dtype), _array(node.voltage_decay, np_dtype)
         form = "current"
     elif isinstance(node, gn.IF):
-        if node.r != 1.0:
+        if np.any(r != 1.0):
             raise UnsupportedError(f"{name}: an IF input gain other than 1 has no ONNX export here")
         form = "leak"
     else:
-        form = "leak" if node.r == 1.0 else "decay_input"
-        if form == "decay_input" and node.r != 1.0 - node.decay:
+        b = _array(node.decay, np.float64)
+        form = "leak" if np.all(r == 1.0) else "decay_input"
+        if form == "decay_input" and np.any(r != 1.0 - b):
             raise UnsupportedError(f"{name}: a LIF input gain other than 1 or 1 - decay has no ONNX export here")
-        decay = np_dtype(node.decay)
-        input_factor = np_dtype(1.0 - node.decay) if form == "decay_input" else None
+        decay = b.astype(np_dtype)
+        input_factor = (1.0 - b).astype(np_dtype) if form == "decay_input" else None
+    v_init = _array(node.v_init, np.float64)
+    if np.any(v_init != v_init.flat[0]):
+        raise UnsupportedError(f"{name}: per-neuron initial potentials have no ONNX export here")
     states = ["i", "v"] if isinstance(node, gn.CubaLIF) else ["v"]
     return _NeuronPlan(name, model, form, node.reset, scale, shape, vth, decay, input_factor, cf, vf,
-                       float(node.v_init), states)
+                       float(v_init.flat[0]), states)
 
 
-def _plan(model: Any, torch_dtype: Any) -> tuple[Any, dict[str, _NeuronPlan], tuple[int, ...]]:
-    """The model's float graph (:func:`neurodeploy.graph.graph_from_model`, nothing folded), a
-    neuron plan per spiking node, and the output shape per sample."""
+@dataclass
+class _StatePlan:
+    """State carried between steps by a node that is not a spiking neuron: a read-out integrator
+    (``v``), a delay line (``d0`` .. ``d{k-1}``, ``d0`` is due now) or the previous step's output of
+    a recurrent edge's source (``out``)."""
+
+    stage: str
+    shape: tuple[int, ...]
+    states: list[str]
+    initial_v: float = 0.0
+
+
+def _plan(model: Any, torch_dtype: Any, graph: Any = None) -> tuple[Any, dict[str, Any], tuple[int, ...]]:
+    """The model's float graph (:func:`neurodeploy.graph.graph_from_model`, nothing folded; or the
+    given ``graph`` of a graph network), a state plan per node that carries state between steps
+    (spiking neurons, read-out integrators, delays, sources of recurrent edges under
+    ``"{name}.recurrent"``), and the output shape per sample."""
     import torch
 
     from neurodeploy.graph import nodes as gn
     from neurodeploy.graph.from_model import graph_from_model
 
     np_dtype = np.float32 if torch_dtype == torch.float32 else np.float64
-    graph = graph_from_model(model)
+    graph = graph_from_model(model) if graph is None else graph
     shapes = graph.shapes()
-    if any(e.recurrent for e in graph.edges):
-        e = next(e for e in graph.edges if e.recurrent)
-        raise UnsupportedError(f"recurrent edge {e.src} -> {e.dst} has no ONNX export yet")
-    plans: dict[str, _NeuronPlan] = {}
+    plans: dict[str, Any] = {}
     for name in graph.order():
         node = graph.nodes[name]
         if isinstance(node, gn.LIF | gn.IF | gn.CubaLIF):
             plans[name] = _neuron_plan(name, node, shapes[name], np_dtype)
+        elif isinstance(node, gn.LI):
+            v0 = _array(node.v_init, np.float64)
+            if np.any(v0 != v0.flat[0]):
+                raise UnsupportedError(f"{name}: per-neuron initial potentials have no ONNX export here")
+            plans[name] = _StatePlan(name, shapes[name], ["v"], float(v0.flat[0]))
+        elif isinstance(node, gn.Delay):
+            plans[name] = _StatePlan(name, shapes[name], [f"d{i}" for i in range(int(node.steps))])
         elif isinstance(node, gn.Conv | gn.AvgPool) and np_dtype is np.float64:
             kind = "Conv2d" if isinstance(node, gn.Conv) else "AvgPool2d"
             raise UnsupportedError(f"{name}: {kind} cannot be exported in float64 (onnxruntime has no "
                                    "float64 kernel for it); use dtype float32")
         elif isinstance(node, gn.MaxPool) and node.min_channels:
             raise UnsupportedError(f"{name}: min/max pooling has no ONNX export here")
-        elif isinstance(node, gn.Scale) and isinstance(node.scale, torch.Tensor):
-            raise UnsupportedError(f"{name}: a per-neuron Scale has no ONNX export here")
         elif not isinstance(node, gn.Input | gn.Output | gn.Affine | gn.Conv | gn.BatchNorm | gn.AvgPool
-                            | gn.MaxPool | gn.Flatten | gn.Scale | gn.Add):
+                            | gn.MaxPool | gn.Flatten | gn.Scale | gn.Add | gn.Bias | gn.SumPool):
             raise UnsupportedError(f"{name}: layer {node.kind} has no ONNX export")
+    for src in dict.fromkeys(e.src for e in graph.edges if e.recurrent):
+        plans[f"{src}.recurrent"] = _StatePlan(src, shapes[src], ["out"])
     return graph, plans, shapes[graph.inputs_of(graph.output_name())[0]]
 
 
@@ -248,8 +283,16 @@ def _emit_stateless(b: _Builder, node: Any, h: str, name: str) -> str:
         return b.op("MaxPool", [h], f"{name}.maxpool", kernel_shape=list(node.kernel),
                     strides=list(node.stride), pads=[ph, pw, ph, pw], dilations=list(node.dilation),
                     ceil_mode=0)
+    if isinstance(node, gn.SumPool):
+        ph, pw = node.padding
+        kh, kw = node.kernel
+        avg = b.op("AveragePool", [h], f"{name}.avgpool", kernel_shape=[kh, kw], strides=list(node.stride),
+                   pads=[ph, pw, ph, pw], ceil_mode=0, count_include_pad=1)
+        return b.op("Mul", [b.const(f"{name}.area", float(kh * kw)), avg], f"{name}.out")
     if isinstance(node, gn.Scale):
-        return b.op("Mul", [b.const(f"{name}.scale", node.scale), h], f"{name}.out")
+        return b.op("Mul", [b.const(f"{name}.scale", _array(node.scale, b.np_dtype)), h], f"{name}.out")
+    if isinstance(node, gn.Bias):
+        return b.op("Add", [h, b.const(f"{name}.bias", _array(node.bias, b.np_dtype))], f"{name}.out")
     return h  # Add: its inputs are already summed
 
 
@@ -292,7 +335,7 @@ def _emit_neuron(b: _Builder, p: _NeuronPlan, current: str, state_in: list[str],
     return s  # TrSG's V·S is the graph's Scale node after the neuron
 
 
-def _state_names(plans: list[_NeuronPlan]) -> list[tuple[str, str, _NeuronPlan, str]]:
+def _state_names(plans: list[Any]) -> list[tuple[str, str, Any, str]]:
     out = []
     for p in plans:
         for kind in p.states:
@@ -300,14 +343,20 @@ def _state_names(plans: list[_NeuronPlan]) -> list[tuple[str, str, _NeuronPlan, 
     return out
 
 
-def _emit_step(b: _Builder, graph: Any, plans: dict[str, _NeuronPlan], x: str,
-               names: list[tuple[str, str, _NeuronPlan, str]], out_name: str,
+def _emit_step(b: _Builder, graph: Any, plans: dict[str, Any], x: str,
+               names: list[tuple[str, str, Any, str]], out_name: str,
                rename: dict[str, str] | None = None) -> None:
     """The step graph: from input ``x`` and the state inputs to ``out_name`` and the states'
-    outputs (names optionally mapped through ``rename``), node by node in the graph's order."""
+    outputs (names optionally mapped through ``rename``), node by node in the graph's order; a
+    recurrent edge reads its source's output of the previous step from a state input."""
     from neurodeploy.graph import nodes as gn
 
     rename = rename or {}
+
+    def io(plan: Any) -> tuple[list[str], list[str]]:
+        mine = [t for t in names if t[2] is plan]
+        return [rename.get(a, a) for a, _, _, _ in mine], [rename.get(o, o) for _, o, _, _ in mine]
+
     value: dict[str, str] = {}
     for name in graph.order():
         node = graph.nodes[name]
@@ -315,17 +364,30 @@ def _emit_step(b: _Builder, graph: Any, plans: dict[str, _NeuronPlan], x: str,
             value[name] = x
             continue
         ins = [value[src] for src in graph.inputs_of(name)]
+        ins += [io(plans[f"{src}.recurrent"])[0][0] for src in graph.inputs_of(name, True)]
         h = ins[0]
         for other in ins[1:]:
             h = b.op("Add", [h, other], f"{name}.sum")
         if isinstance(node, gn.Output):
             b.op("Identity", [h], "out", output=out_name)
-        elif name in plans:
-            mine = [t for t in names if t[2] is plans[name]]
-            value[name] = _emit_neuron(b, plans[name], h, [rename.get(a, a) for a, _, _, _ in mine],
-                                       [rename.get(o, o) for _, o, _, _ in mine])
+        elif isinstance(plans.get(name), _NeuronPlan):
+            value[name] = _emit_neuron(b, plans[name], h, *io(plans[name]))
+        elif isinstance(node, gn.LI):
+            (v_in,), (v_out,) = io(plans[name])
+            decayed = b.op("Mul", [b.const(f"{name}.decay", _array(node.decay, b.np_dtype)), v_in],
+                           f"{name}.v_decayed")
+            charge = b.op("Mul", [b.const(f"{name}.r", _array(node.r, b.np_dtype)), h], f"{name}.input")
+            value[name] = b.op("Add", [decayed, charge], f"{name}.v", output=v_out)
+        elif isinstance(node, gn.Delay):
+            line_in, line_out = io(plans[name])
+            for i, dest in enumerate(line_out):
+                b.op("Identity", [line_in[i + 1] if i + 1 < len(line_in) else h], f"{name}.shift", output=dest)
+            value[name] = line_in[0]
         else:
             value[name] = _emit_stateless(b, node, h, name)
+    for key, plan in plans.items():
+        if key.endswith(".recurrent") and isinstance(plan, _StatePlan):
+            b.op("Identity", [value[plan.stage]], f"{plan.stage}.previous", output=io(plan)[1][0])
 
 
 def _value_info(name: str, elem: int, dims: list[Any]) -> Any:
@@ -334,17 +396,18 @@ def _value_info(name: str, elem: int, dims: list[Any]) -> Any:
     return helper.make_tensor_value_info(name, elem, dims)
 
 
-def _build(model: Any, variant: str, dtype: str, metadata: dict[str, str]) -> tuple[Any, list]:
+def _build(model: Any, variant: str, dtype: str, metadata: dict[str, str], graph: Any = None,
+           readout: str = "mean") -> tuple[Any, list]:
     from onnx import helper
 
     np_dtype, elem, torch_dtype = _dtype_info(dtype)
-    graph, plan_of, out_shape = _plan(model, torch_dtype)
+    graph, plan_of, out_shape = _plan(model, torch_dtype, graph)
     plans = list(plan_of.values())
     names = _state_names(plans)
-    in_shape = [int(v) for v in model.spec.input_shape]
+    in_shape = [int(v) for v in graph.shapes()[graph.input_names()[0]]]
     states = [{"input": a, "output": o, "shape": list(p.shape), "initial": p.initial_v if k == "v"
                else 0.0, "stage": p.stage, "kind": k} for a, o, p, k in names]
-    metadata[PREFIX + "neurons"] = json.dumps([p.describe() for p in plans])
+    metadata[PREFIX + "neurons"] = json.dumps([p.describe() for p in plans if isinstance(p, _NeuronPlan)])
     if variant == "step":
         b = _Builder(np_dtype, elem)
         _emit_step(b, graph, plan_of, "x", names, "out")
@@ -380,7 +443,10 @@ def _build(model: Any, variant: str, dtype: str, metadata: dict[str, str]) -> tu
         finals = [f"final.{st['stage']}.{st['kind']}" for st in states]
         b.nodes.append(helper.make_node("Scan", init_names + ["x"], finals + ["outputs"],
                                         name="time_loop", num_scan_inputs=1, body=body_graph))
-        b.op("ReduceMean", ["outputs"], "logits", output="logits", axes=[0], keepdims=0)
+        if readout == "last":
+            b.op("Gather", ["outputs", b.const("last_step", -1, np.int64)], "logits", output="logits", axis=0)
+        else:
+            b.op("ReduceMean", ["outputs"], "logits", output="logits", axes=[0], keepdims=0)
         inputs = [_value_info("x", elem, ["steps", "batch", *in_shape])]
         outputs = [_value_info("outputs", elem, ["steps", "batch", *out_shape]),
                    _value_info("logits", elem, ["batch", *out_shape])]
@@ -491,8 +557,6 @@ def export_onnx(model: Any, path: str | Path, *, variant: str = "step", dtype: s
         UnsupportedError: a stage that has no ONNX export.
         ConfigError: unknown variant or dtype.
     """
-    from onnx import checker
-
     from neurodeploy.models import SpikingNet
 
     if variant not in VARIANTS:
@@ -521,6 +585,13 @@ def export_onnx(model: Any, path: str | Path, *, variant: str = "step", dtype: s
     for key, value in (extra_metadata or {}).items():
         meta[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
     onnx_model, _ = _build(net, variant, dtype, meta)
+    return _write(onnx_model, path)
+
+
+def _write(onnx_model: Any, path: str | Path) -> OnnxFile:
+    """Check ``onnx_model``, write it atomically, read it back and run it once."""
+    from onnx import checker
+
     try:
         checker.check_model(onnx_model, full_check=True)
     except Exception as exc:  # a bug in the builder: report it in one line
@@ -627,6 +698,8 @@ def _run(f: OnnxFile, sess: Any, seq: np.ndarray) -> OnnxRun:
         outs.append(res[0])
         state = {st["input"]: value for st, value in zip(f.states, res[1:], strict=True)}
     outputs = np.stack(outs)
+    if f.metadata.get(PREFIX + "readout") == "last":
+        return OnnxRun(outputs, outputs[-1])
     logits = outputs.mean(axis=0, dtype=np.float64).astype(f.np_dtype)
     return OnnxRun(outputs, logits)
 
@@ -691,13 +764,56 @@ def onnx_input_sequence(path: str | Path | OnnxFile, x: Any, generator: Any = No
     return encode(xt, f.steps, enc, generator).numpy().astype(f.np_dtype)
 
 
+def export_graph_onnx(ck: Any, path: str | Path, *, variant: str = "step", dtype: str = "float32",
+                      extra_metadata: dict[str, Any] | None = None) -> OnnxFile:
+    """Write a graph network (:class:`~neurodeploy.models.graph_net.GraphCheckpoint`) as ONNX:
+    :func:`export_onnx`'s step and sequence variants, where a recurrent edge's source also hands its
+    output to the next step (state ``state.{source}.out`` in, ``next.{source}.out`` out, zero at
+    the first step), a read-out integrator carries its potential (``v``) and a delay its line
+    (``d0`` .. ``d{k-1}``); the read-out is the Output node's (``mean`` or ``last``)."""
+    import torch
+
+    from neurodeploy.models.graph_net import GraphCheckpoint
+
+    if variant not in VARIANTS:
+        raise ConfigError(f"ONNX variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    if not isinstance(ck, GraphCheckpoint):
+        raise UnsupportedError(f"ONNX graph export takes a GraphCheckpoint, got {type(ck).__name__}")
+    _dtype_info(dtype)  # ConfigError on an unknown dtype
+    graph = ck.graph
+    readout = graph.nodes[graph.output_name()].readout
+    encoding = ck.meta.get("encoding") or graph.meta.get("encoding") or {"kind": "direct"}
+    meta: dict[str, str] = {
+        PREFIX + "format": ONNX_FORMAT, PREFIX + "format_version": str(ONNX_VERSION),
+        PREFIX + "variant": variant, PREFIX + "dtype": dtype, PREFIX + "steps": str(int(ck.steps)),
+        PREFIX + "input_shape": json.dumps(list(graph.shapes()[graph.input_names()[0]])),
+        PREFIX + "encoding": json.dumps(encoding),
+        PREFIX + "readout": readout,
+        PREFIX + "readout_rule": (
+            f"logits = {'the last time step' if readout == 'last' else 'mean over the T time steps'} of 'out' "
+            "(step variant: host loop, see run_onnx_sequence; sequence variant: output 'logits'); "
+            "prediction = argmax"),
+        PREFIX + "model_spec": json.dumps({"network": "graph", "nodes": len(graph.nodes),
+                                           "recurrent_edges": sum(e.recurrent for e in graph.edges)}),
+    }
+    for key, value in (extra_metadata or {}).items():
+        meta[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+    with torch.no_grad():
+        onnx_model, _ = _build(None, variant, dtype, meta, graph=graph, readout=readout)
+    return _write(onnx_model, path)
+
+
 def export_checkpoint_onnx(checkpoint: str | Path, path: str | Path, *, variant: str = "step",
                            dtype: str = "float32") -> OnnxFile:
     """Export a checkpoint's float network with :func:`export_onnx`; a quantized checkpoint's
     profile (and its time step, if any) goes into the metadata."""
     from neurodeploy.hardware import load_profile
+    from neurodeploy.models.graph_net import load_graph_checkpoint
+    from neurodeploy.sim.deploy import is_graph_checkpoint
     from neurodeploy.train.checkpoint import load_checkpoint
 
+    if is_graph_checkpoint(checkpoint):
+        return export_graph_onnx(load_graph_checkpoint(checkpoint), path, variant=variant, dtype=dtype)
     ck = load_checkpoint(checkpoint)
     quant = ck.meta.get("quant") if isinstance(ck.meta, dict) else None
     profile = dt_s = None

@@ -23,10 +23,12 @@ What a family package provides (module-level names; ``loihi`` provides all of th
   input_unit=)``, ``choose_scale``, ``train_neuron(fmt, block, surrogate, config, max_spikes=)``:
   the differentiable shadow of ``neuron_step``; a format may carry ``weight_factor``, integer
   weight units per scaled float weight, ``spiking``, whether the chip's group compares with
-  its threshold, and ``reset``; an optional ``weight_format(weight, scale, input_unit, fmt)``
-  returns ``(weight_exp, weight_factor)`` for the current weights, called on every fake-quant
-  pass); a family without it can simulate deployment graphs but not lower trained
-  networks;
+  its threshold, and ``reset``; an optional ``weight_format(weight, scale, input_unit, fmt,
+  floor)`` returns ``(weight_exp, weight_factor)`` for the current weights (an exponent of at
+  least ``floor``), called on every fake-quant pass; an optional ``share_weight_shifts(layers,
+  blocks)`` sets the ``exp_floor`` of the fake-quant layers and projections whose matrices share
+  one exponent on the chip, before every pass); a family without it can simulate deployment
+  graphs but not lower trained networks;
 - optional ``LOWERING_HINT``: what a refusal to lower a spiking network says to do instead (a
   family without ``lowering``);
 - optional ``POOLING_IN_LAYER``: ``True`` when a ``sumpool`` layer is the pooling of the layer

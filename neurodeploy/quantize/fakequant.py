@@ -90,6 +90,7 @@ class FakeQuantLayer:
                                                    max_spikes=max_spikes)
         self.surrogate = surrogate
         self.float_threshold = float(n.threshold)
+        self.integrates = not n.spiking and n.voltage_decay == 0  # the mean read-out's integrator
 
     def int_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Integer weights (float64 values) of folded float ``weight``, straight-through inside
@@ -97,7 +98,7 @@ class FakeQuantLayer:
         the weights (its lowering's ``weight_format``) sets ``weight_exp`` here, on every pass."""
         if self._weight_format is not None:
             self.weight_exp, self.weight_factor = self._weight_format(
-                weight, self.scale, self.input_unit, self.format)
+                weight, self.scale, self.input_unit, self.format, getattr(self, "exp_floor", 0))
         return round_to_range(weight, self.scale * self.input_unit * self.weight_factor,
                               self.w_lo, self.w_hi)
 
@@ -122,7 +123,7 @@ class FakeQuantLayer:
         scale; a family whose exponent follows the weights sets the edge's ``weight_exp``)."""
         if self._weight_format is not None:
             edge.weight_exp, edge.weight_factor = self._weight_format(
-                weight, self.scale, edge.input_unit, self.format)
+                weight, self.scale, edge.input_unit, self.format, getattr(edge, "exp_floor", 0))
         shadow = weight * (self.scale * edge.input_unit * edge.weight_factor)
         exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
         inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
@@ -256,6 +257,7 @@ class FakeQuantNet(nn.Module):
         h = x
         final = None
         blocks = [blk for blk in fold_model(self.model, keep_grad=True) if blk.kind != "flatten"]
+        self._share_shifts(blocks)
         if self.graph:
             return self._run_graph(x, blocks, jit, jitter_generator, record)
         for k, (layer, blk) in enumerate(zip(self.layers, blocks, strict=True)):
@@ -333,6 +335,7 @@ class FakeQuantNet(nn.Module):
         the forward pass uses them."""
         with torch.no_grad():
             blocks = [blk for blk in fold_model(self.model) if blk.kind != "flatten"]
+            self._share_shifts(blocks)
             return [(layer, layer.int_weight(blk.weight).to(torch.int64),
                      layer.int_bias(blk.bias).to(torch.int64)) for layer, blk in zip(self.layers, blocks, strict=True)]
 
@@ -340,9 +343,17 @@ class FakeQuantNet(nn.Module):
         """Per layer: the integer weights (int64) of its further projections (graph blocks)."""
         with torch.no_grad():
             blocks = [blk for blk in fold_model(self.model) if blk.kind != "flatten"]
+            self._share_shifts(blocks)
             return [[layer.int_edge_weight(eq, fe.weight).to(torch.int64)
                      for eq, fe in zip(layer.extra, blk.extra, strict=True)]
                     for layer, blk in zip(self.layers, blocks, strict=True)]
+
+    def _share_shifts(self, blocks: list[FloatBlock]) -> None:
+        """A family whose matrices share one weight shift (its lowering's ``share_weight_shifts``,
+        Xylo's recurrent matrix) sets it from the current weights before they are quantized."""
+        share = getattr(self.family.lowering, "share_weight_shifts", None)
+        if share is not None:
+            share(self.layers, blocks)
 
     def _run_graph(self, x: torch.Tensor, blocks: list[FloatBlock], jit: Any,
                    jitter_generator: torch.Generator | None, record: bool):
@@ -448,7 +459,8 @@ class FakeQuantNet(nn.Module):
         last = self.layers[-1]
         if self.readout_kind == "spike_count":
             return out / self.input_steps
-        return out / (last.state_unit * self.input_steps)
+        # the mean read-out's integrator holds T times the mean; a decaying one (last, LI) the value
+        return out / (last.state_unit * (self.input_steps if last.integrates else 1))
 
 
 def is_sequence(x: torch.Tensor, input_shape: tuple[int, ...]) -> bool:

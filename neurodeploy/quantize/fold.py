@@ -21,6 +21,7 @@ A graph with merges or recurrent edges (a residual block, a recurrent layer; e.g
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -126,6 +127,50 @@ def _chip_neurons(name: str, node: gn.Node | None) -> FloatNeurons:
     return FloatNeurons(i_decay, v_decay, float(node.threshold), node.reset, True, float(node.v_init))
 
 
+def _readout_neurons(graph: Graph) -> tuple[FloatNeurons, float]:
+    """The read-out's non-spiking integrator and the input gain its synapse layer takes: the Output
+    node's ``mean`` of a synapse layer (no decay: the potential after T steps is T times the mean),
+    its ``last`` (decay 0: the potential is the last step's input), or a leaky integrator (``LI``)
+    read out at its last step (its decay; its ``r`` multiplies the synapse layer). The chip reads
+    the last step's potential, so an ``LI`` read out by its mean over the steps is refused."""
+    out = graph.output_name()
+    (last,) = graph.inputs_of(out)
+    node, readout = graph.nodes[last], graph.nodes[out].readout
+    if isinstance(node, gn.SPIKING):
+        if readout != "mean":
+            raise UnsupportedError(f"{out}: spikes read out at the last step have no chip read-out (a chip "
+                                   "counts a spiking read-out's spikes); read them out by their mean")
+        return _chip_neurons(last, None), 1.0
+    if not isinstance(node, gn.LI):
+        return (_chip_neurons(last, None) if readout == "mean" else
+                FloatNeurons(DECAY_UNIT, DECAY_UNIT, float("inf"), "zero", False, 0.0)), 1.0
+    name = node.meta.get("source", last)
+    if readout != "last":
+        raise UnsupportedError(f"{name}: a leaky integrator read out by its mean over the steps has no chip "
+                               "form (the chip reads the last step's potential); read it out with readout last")
+    for attr in ("decay", "r", "v_init"):
+        v = getattr(node, attr)
+        if isinstance(v, torch.Tensor) and v.numel() != 1:
+            raise UnsupportedError(f"{name}: per-neuron {attr} values of a read-out have no chip form here; "
+                                   "use one per layer")
+    if float(node.v_init) != 0.0:
+        raise UnsupportedError(f"{name}: a read-out integrator's initial potential has no chip form here")
+    units = DECAY_UNIT * (1.0 - float(node.decay))
+    if not 0 <= units <= DECAY_UNIT or abs(units - round(units)) > 1e-9:
+        raise UnsupportedError(f"{name}: a read-out decay of {float(node.decay):.6g} per step is not a whole "
+                               f"number of 1/{DECAY_UNIT} units in [0, 1]; no chip keeps it exactly")
+    return FloatNeurons(DECAY_UNIT, int(round(units)), float("inf"), "zero", False, 0.0), float(node.r)
+
+
+def _scaled(pending: tuple[str, gn.Node, tuple[int, ...]], gain: float) -> tuple[str, gn.Node, tuple[int, ...]]:
+    """A synapse layer with the read-out's input gain multiplied in (exact in real arithmetic)."""
+    if gain == 1.0:
+        return pending
+    name, syn, in_shape = pending
+    return name, dataclasses.replace(syn, weight=syn.weight * gain,
+                                     bias=None if syn.bias is None else syn.bias * gain), in_shape
+
+
 def _refuse(name: str, node: gn.Node) -> None:
     if isinstance(node, gn.MaxPool):
         raise UnsupportedError(f"{name}: max pooling has no spiking equivalent on a chip; "
@@ -180,6 +225,8 @@ def blocks_from_graph(graph: Graph) -> list[FloatBlock]:
             pending = None
         elif isinstance(node, gn.Scale) and graph.consumers(k) == [graph.output_name()]:
             pass  # the last layer's TrSG output V·S: the read-out counts the spikes
+        elif isinstance(node, gn.LI) and pending is not None and graph.consumers(k) == [graph.output_name()]:
+            pass  # the read-out integrator (_readout_neurons)
         else:
             _refuse(name, node)
         last = k
@@ -187,8 +234,9 @@ def blocks_from_graph(graph: Graph) -> list[FloatBlock]:
         if graph.meta.get("readout") == "spike_count" and blocks and blocks[-1].neurons is not None:
             return blocks  # the last spiking group is the read-out (spike counts)
         raise UnsupportedError("the network must end with a linear read-out layer")
-    # the "mean" read-out: a non-spiking integrator of the last synapse layer
-    blocks.append(_block(pending[0], pending, _chip_neurons(pending[0], None), shapes[last]))
+    # the read-out: a non-spiking integrator of the last synapse layer
+    neurons, gain = _readout_neurons(graph)
+    blocks.append(_block(pending[0], _scaled(pending, gain), neurons, shapes[last]))
     return blocks
 
 
@@ -221,19 +269,26 @@ def graph_blocks(graph: Graph) -> list[FloatBlock]:
     order = graph.order()
     out = graph.output_name()
     (last,) = graph.inputs_of(out)
+    readout_neurons, gain = _readout_neurons(graph)
+    if isinstance(graph.nodes[last], gn.LI):  # the read-out integrator of the synapse paths into it
+        if graph.inputs_of(last, True) or len(graph.inputs_of(last)) != 1:
+            raise UnsupportedError(f"{last}: a read-out integrator takes one synapse layer (or a sum of them)")
+        (last,) = graph.inputs_of(last)
     for k in order:
         node = graph.nodes[k]
+        if isinstance(node, gn.LI) and graph.consumers(k) == [out]:
+            continue
         if not isinstance(node, (gn.Input, gn.Output, gn.Affine, gn.Conv, gn.Add, gn.Flatten, *_GROUPS)):
             _refuse(node.meta.get("source", k), node)
         if isinstance(node, gn.Conv) and (node.groups != 1 or node.dilation != (1, 1)):
             raise UnsupportedError(f"{k}: grouped or dilated convolutions are not supported")
     groups = [k for k in order if isinstance(graph.nodes[k], _GROUPS)]
-    readout_node = graph.nodes[out]
     spike_count = last in groups
     if not spike_count:
-        if readout_node.readout != "mean" or not isinstance(graph.nodes[last], gn.Affine | gn.Conv | gn.Add):
-            raise UnsupportedError(f"{out}: a graph network must end with synapse layers read out by "
-                                   "their mean (a non-spiking integrator) or with spiking neurons")
+        if not isinstance(graph.nodes[last], gn.Affine | gn.Conv | gn.Add):
+            raise UnsupportedError(f"{out}: a graph network must end with synapse layers read out by a "
+                                   "non-spiking integrator (mean, last, or a leaky integrator) or with "
+                                   "spiking neurons")
         groups.append(last)
     index = {k: i for i, k in enumerate(groups)}
 
@@ -285,7 +340,7 @@ def graph_blocks(graph: Graph) -> list[FloatBlock]:
         if g == last and not spike_count:
             paths = terms(g, 0, g)
             name = graph.nodes[paths[0][0]].meta.get("source", paths[0][0])
-            neurons = _chip_neurons(name, None)
+            neurons = readout_neurons
         else:
             name = node.meta.get("source", g)
             neurons = _chip_neurons(name, node)
@@ -307,6 +362,8 @@ def graph_blocks(graph: Graph) -> list[FloatBlock]:
                 raise UnsupportedError(f"{syn_name}: a recurrent synapse layer's bias reaches {g} only "
                                        "from step 1 on, which a chip's constant bias cannot do; train "
                                        "the recurrent layer without a bias")
+            if g == last and not spike_count and gain != 1.0:  # a leaky read-out's input gain
+                syn = _scaled((syn_name, syn, in_shape), gain)[1]
             conv = isinstance(syn, gn.Conv)
             edges.append(FloatEdge(src, syn.weight, "conv" if conv else "dense",
                                    tuple(syn.stride) if conv else (1, 1),

@@ -66,7 +66,8 @@ def plot_activity(metrics: dict[str, dict[str, float]], params: dict[str, dict[s
     width = 0.2
     for j, (key, label) in enumerate([("rate", "rate"), ("dead", "dead"), ("saturated", "saturated"),
                                       ("grad_dead", "gradient-dead")]):
-        ax.bar([i + (j - 1.5) * width for i in x], [metrics[n][key] for n in names], width, label=label)
+        ax.bar([i + (j - 1.5) * width for i in x], [metrics[n].get(key) or 0.0 for n in names], width,
+               label=label)  # a graph network's inspection has no gradient-dead fraction (None)
     ax.set_xticks(list(x), names, rotation=30, fontsize=8)
     ax.set(ylabel="fraction", title="activity per layer")
     ax.legend(fontsize=8)

@@ -392,3 +392,52 @@ def test_trained_recurrent_network_matches_xylosim(xylo_python, tmp_path):
           f"XyloSim comparisons so far: {COUNTS}")
     assert acc > 0.6
 
+
+
+def test_two_recurrent_groups_with_one_w_rec_shift_match_xylosim(xylo_python, tmp_path):
+    """Two self-recurrent hidden groups (digits rows, trained 30 epochs): their recurrent
+    projections and the hidden-to-hidden block share one ``weight_shift_rec``
+    (``families/xylo/lowering.py`` ``share_weight_shifts``); XyloSim's states of every neuron at
+    every step of every test sample equal the simulator's and its read-out the fake-quant
+    forward's."""
+    import copy
+    from types import SimpleNamespace
+
+    from neurodeploy.data import load_dataset
+    from neurodeploy.lower.lowering import graph_from_fakequant
+    from neurodeploy.quantize.fakequant import fake_quantize
+    from neurodeploy.quantize.graph_model import GraphModel
+    from tests.test_xylo_recurrent_shift import LEVELS, two_recurrent_layers
+
+    d = load_dataset("digits")
+    rows = SimpleNamespace(**{k: torch.round(getattr(d, k)[:, 0] * LEVELS) if k.startswith("x") else getattr(d, k)
+                              for k in ("x_train", "y_train", "x_test", "y_test")})
+    model = GraphModel(two_recurrent_layers(), 8, {"kind": "direct", "bits": 4})
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(30):
+        order = torch.randperm(len(rows.x_train))
+        for i in range(0, len(order), 64):
+            idx = order[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(model.net(rows.x_train[idx].transpose(0, 1) / LEVELS),
+                                                     rows.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    fq = fake_quantize(copy.deepcopy(model), "xylo-imu", rows.x_train[:300])
+    graph = graph_from_fakequant(fq)
+    spec = load_spec(write_spec(graph, tmp_path / "rnn2.npz"))
+    assert spec.meta["recurrent_blocks"] == [0, 1]
+    events = fq.encode(rows.x_test).numpy().astype(np.int64)
+    latency = Simulator(graph).latency
+    raster = np.concatenate([events, np.zeros((events.shape[0], latency, 8), np.int64)], 1)
+    ref, = xylosim(xylo_python, [(tmp_path / "rnn2.npz", raster)], tmp_path)
+    ref.pop("Isyn2", None)
+    _assert_same(ref, _graph_records(graph, raster), "two recurrent groups, one w_rec shift (xylo-imu)")
+    assert ref["Spikes"].sum() > 0
+    np.testing.assert_array_equal(ref["Vmem_out"][:, -1], fq.readout_integers(rows.x_test).numpy().astype(np.int64))
+    acc = float((ref["Vmem_out"][:, -1].argmax(1) == rows.y_test.numpy()).mean())
+    print(f"\ntwo recurrent groups in XyloSim: {acc:.4f} on {len(rows.y_test)} test samples "
+          f"(w_rec shift {spec.weight_shift_rec}); XyloSim comparisons so far: {COUNTS}")

@@ -20,7 +20,9 @@ of potential, chosen by :func:`choose_scale`):
   this rule, 44.6 % when the first step's charge is matched instead, ``c = 1 / f_syn``.)
 * **threshold** ``round(s · V)`` in ``[1, 32767]``; **bias** ``round(s · b)`` in int16, added to
   the membrane every step.
-* **read-out**: Xylo's output neurons always compare ``v`` with ``threshold_out`` and emit at most
+* **read-out**: only the ``mean`` read-out's integrator (no voltage decay); a decaying one (a
+  leaky integrator, or the last step's value) is refused in one line (:func:`layer_format`).
+  Xylo's output neurons always compare ``v`` with ``threshold_out`` and emit at most
   one event per step; the fold's non-spiking integrator becomes an output neuron with the largest
   threshold (32767), marked spiking so the simulator, the fake-quant forward and the exported spec
   all reset it the way the chip does if it ever gets there; its potential is the read-out.
@@ -36,7 +38,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from neurodeploy.errors import FitError
+from neurodeploy.errors import FitError, UnsupportedError
 from neurodeploy.families.formats import LayerFormat as BaseLayerFormat
 from neurodeploy.families.formats import weight_range
 from neurodeploy.families.loihi.units import DECAY_UNIT as LOIHI_DECAY_UNIT
@@ -98,27 +100,72 @@ def charge_factor(block: Any, dash_syn: int) -> float:
     return 1.0 / ((2.0**int(dash_syn) - 1.0) * leak)
 
 
-def weight_format(weight: Any, scale: float, input_unit: float, fmt: LayerFormat
+def weight_format(weight: Any, scale: float, input_unit: float, fmt: LayerFormat, floor: int = 0
                   ) -> tuple[int, float]:
     """``(weight_exp, weight_factor)`` for the current float ``weight`` of a block: the smallest
-    shift in ``fmt.exp_range`` that holds the largest weight. The fake-quant forward calls it on
-    every pass, so the shift follows the weights while they are fine-tuned and a checkpoint
-    lowered again from its stored scales gets the shift its fine-tuning ended with."""
+    shift in ``fmt.exp_range`` (and at least ``floor``) that holds the largest weight. The
+    fake-quant forward calls it on every pass, so the shift follows the weights while they are
+    fine-tuned and a checkpoint lowered again from its stored scales gets the shift its fine-tuning
+    ended with; ``floor`` is the shift every matrix in Xylo's recurrent weights shares
+    (:func:`share_weight_shifts`)."""
     w = weight.detach() * (scale * input_unit * fmt.charge)
     wmax, wmin = float(w.max()), float(w.min())
     e_lo, e_hi = fmt.exp_range
     exp = int(e_hi)
-    for e in range(max(0, int(e_lo)), int(e_hi) + 1):
+    for e in range(max(0, int(e_lo), int(floor)), int(e_hi) + 1):
         if wmax <= (fmt.w_hi + 0.5) * 2**e and wmin >= (fmt.w_lo - 0.5) * 2**e:
             exp = e
             break
     return exp, fmt.charge / 2.0**exp
 
 
+def share_weight_shifts(layers: list[Any], blocks: list[Any]) -> None:
+    """Give everything Xylo's one recurrent matrix holds one shift (``weight_shift_rec``).
+
+    ``layers`` are the fake-quant network's layers (with their further projections ``extra``) and
+    ``blocks`` the folded float blocks they quantize, in order. The recurrent matrix holds, as
+    :func:`neurodeploy.families.xylo.rules.recurrent_contents` lists it, every dense synapse of a
+    group other than the read-out from another group (a chain's hidden-to-hidden layers, a graph's
+    hidden feed-forward blocks) and every dense projection between hidden groups (recurrent
+    edges). Each of those gets ``exp_floor`` = the largest of the shifts their current weights
+    need alone, so :func:`weight_format` picks that one shift for all of them and the integers
+    the fake-quant forward uses are exactly the ones the specification writes (a weight of a
+    matrix that needs a smaller shift loses the low bits that shift would have kept); everything
+    else gets ``exp_floor = 0``. The fake-quant forward calls this before every pass."""
+    members = []
+    last = len(layers) - 1
+    for k, (layer, blk) in enumerate(zip(layers, blocks, strict=True)):
+        layer.exp_floor = 0
+        for eq in layer.extra:
+            eq.exp_floor = 0
+        if k == last:
+            continue
+        src = layer.source if layer.source is not None else k - 1
+        if src != -1 and layer.kind == "dense":
+            members.append((layer, blk.weight, layer.input_unit, layer))
+        for eq, fe in zip(layer.extra, blk.extra, strict=True):
+            if eq.source != -1 and eq.kind == "dense":
+                members.append((eq, fe.weight, eq.input_unit, layer))
+    if len(members) < 2:
+        return
+    common = max(weight_format(w, lay.scale, unit, lay.format)[0] for _, w, unit, lay in members)
+    for holder, *_ in members:
+        holder.exp_floor = common
+
+
 def layer_format(block: Any, scale: float, profile: HardwareProfile, weight_bits: int | None = None,
                  input_unit: float = 1.0) -> LayerFormat:
-    """The integer settings of folded ``block`` at ``scale`` on ``profile`` (module docstring)."""
+    """The integer settings of folded ``block`` at ``scale`` on ``profile`` (module docstring).
+
+    A read-out whose potential decays (a leaky integrator, or a synapse layer read out at the last
+    step) is refused: Xylo's synaptic current keeps each input for several steps (``dash_syn >=
+    1``), so the last step's potential is not that read-out; only the mean read-out's integrator,
+    which adds up every charge, has a Xylo form."""
     n, nf = block.neurons, profile.neuron
+    if not n.spiking and int(n.voltage_decay) != 0:
+        raise UnsupportedError(f"{block.name}: a read-out whose potential decays (a leaky integrator or the last "
+                               f"step's value) has no exact form on profile {profile.name} (Xylo's synaptic "
+                               "current spreads each input over several steps); read it out by its mean")
     w_lo, w_hi = weight_range(profile, weight_bits)
     d_syn, d_mem = dashes(block, profile)
     charge = charge_factor(block, d_syn)
@@ -179,5 +226,5 @@ def train_neuron(fmt: LayerFormat, block: Any, surrogate: Any, config: XyloConfi
                        max_spikes=max_spikes, config=config)
 
 
-__all__ = ["LayerFormat", "LayerScale", "charge_factor", "choose_scale", "dashes", "weight_format", "layer_format",
-           "nearest_dash", "train_neuron", "weight_range"]
+__all__ = ["LayerFormat", "LayerScale", "charge_factor", "choose_scale", "dashes", "layer_format", "nearest_dash",
+           "share_weight_shifts", "train_neuron", "weight_format", "weight_range"]
