@@ -82,3 +82,21 @@ def load_digits_dataset(seed: int = 0, pool: int = 1) -> Dataset:
             f"{len(test)} test"
         ),
     )
+
+
+def load_digit_rows(seed: int = 0) -> Dataset:
+    """The digits as a temporal task (the dataset ``digits-rows``): each image read row by row, one
+    row per time step, so a sample is a sequence ``(8, 8)`` of 8 steps x 8 inputs (same split as
+    ``digits``); a network sees it with a sequence encoding (``{"kind": "direct", "sequence": true}``)
+    and must remember the rows it has seen to classify the digit."""
+    ds = load_digits_dataset(seed)
+    return Dataset(
+        name="digits-rows",
+        x_train=ds.x_train[:, 0].contiguous(),
+        y_train=ds.y_train,
+        x_test=ds.x_test[:, 0].contiguous(),
+        y_test=ds.y_test,
+        input_shape=(8, 8),
+        num_classes=10,
+        split=ds.split.replace("scikit-learn digits", "scikit-learn digits read row by row (8 steps x 8 inputs)", 1),
+    )

@@ -3,7 +3,7 @@
 graph → graph folding passes (:mod:`.passes`)."""
 
 from neurodeploy.graph.from_model import graph_from_model, neuron_node, nodes_from_module
-from neurodeploy.graph.from_torch import TorchGraphBuilder, graph_from_torch
+from neurodeploy.graph.from_torch import TorchGraphBuilder, graph_from_torch, load_graph_weights
 from neurodeploy.graph.interpret import run_graph
 from neurodeploy.graph.ir import Edge, Graph, GraphBuilder, GraphError
 from neurodeploy.graph.nodes import (
@@ -41,5 +41,5 @@ __all__ = [
     "IF", "LI", "LIF", "Add", "Affine", "AvgPool", "BatchNorm", "Bias", "Conv", "CubaLIF", "Delay", "Edge",
     "Flatten", "Graph", "GraphBuilder", "GraphError", "Input", "MaxPool", "Node", "Output", "ReLU",
     "Scale", "SumPool", "TorchGraphBuilder", "batch_norm_affine", "fold_all", "fold_avg_pool", "fold_batch_norm", "fold_bn_into",
-    "fold_decay_input", "fold_trsg_scale", "graph_from_model", "graph_from_torch", "neuron_node", "nodes_from_module", "run_graph",
+    "fold_decay_input", "fold_trsg_scale", "graph_from_model", "graph_from_torch", "load_graph_weights", "neuron_node", "nodes_from_module", "run_graph",
 ]

@@ -355,3 +355,30 @@ def graph_from_torch(module: nn.Module, input_shape: tuple[int, ...], *, steps: 
     if verify:
         verify_graph(graph, module)
     return graph
+
+
+@torch.no_grad()
+def load_graph_weights(module: nn.Module, graph: Graph) -> list[str]:
+    """Copy the synapse weights and biases of ``graph`` (e.g. after training its
+    :class:`~neurodeploy.models.graph_net.GraphNet`) back into the modules they came from (each
+    node's ``meta["source"]``); returns the modules written. A source that ``module`` lacks, or
+    whose tensors have other shapes, raises :class:`ConfigError`."""
+    written = []
+    for name, node in graph.nodes.items():
+        if not isinstance(node, n.SYNAPSES):
+            continue
+        source = node.meta.get("source", name)
+        try:
+            target = module.get_submodule(source)
+        except AttributeError:
+            raise ConfigError(f"graph node {name} comes from {source!r}, which {type(module).__name__} does not "
+                              "have") from None
+        for field_name in ("weight", "bias"):
+            value, own = getattr(node, field_name), getattr(target, field_name, None)
+            if value is None and own is None:
+                continue
+            if value is None or own is None or tuple(own.shape) != tuple(value.shape):
+                raise ConfigError(f"graph node {name}: its {field_name} does not fit {source}")
+            own.copy_(value.to(own.dtype))
+        written.append(source)
+    return written
