@@ -56,9 +56,13 @@ from neurodeploy.train.trainer import TrainResult, train_model
 
 def fit(model: SpikingNet, dataset: Any, config: TrainConfig | None = None, *,
           out_dir: str | Path = "runs/train", resume: bool = False,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, **graph_options: Any) -> TrainResult:
     """Train ``model`` in place on ``dataset`` (surrogate gradients, monitor, doctor); the
-    checkpoint and ``metrics.jsonl`` go to ``out_dir``."""
+    checkpoint and ``metrics.jsonl`` go to ``out_dir``. A graph network or a PyTorch module is
+    trained by :func:`fit_graph` (``graph_options``: its ``steps``, ``encoding``)."""
+    if not isinstance(model, SpikingNet):
+        return fit_graph(model, dataset, config, out_dir=out_dir, resume=resume, progress=progress,
+                         **graph_options)
     return train_model(model, dataset, config or TrainConfig(), out_dir, resume=resume, progress=progress)
 
 
@@ -185,5 +189,22 @@ def import_nir(path: str | Path, *, convention: str | None = None, dt: float | N
     return _import(path, convention=convention, dt=dt).checkpoint.build()
 
 
+# ---------------------------------------------------------------------------------------- graph networks
+def fit_graph(model: Any, dataset: Any, config: TrainConfig | None = None, *, out_dir: str | Path = "runs/train",
+              resume: bool = False, progress: bool | None = None, steps: int | None = None,
+              encoding: Any = None) -> TrainResult:
+    """Train a graph network — a :class:`~neurodeploy.models.graph_net.GraphNet`, a
+    :class:`~neurodeploy.graph.Graph`, a graph checkpoint (or its path, e.g. from ``neurodeploy
+    import``) or a PyTorch module written with neurodeploy's layers (traced by
+    :func:`~neurodeploy.graph.graph_from_torch`; it gets the trained weights back) — on ``dataset``.
+    ``out_dir/checkpoint.pt`` is a graph checkpoint with the trained weights, for
+    :func:`prepare`, :func:`simulate` and :func:`export_to`. ``steps`` and ``encoding`` default to
+    what the graph records (a PyTorch module needs ``steps``)."""
+    from neurodeploy.train.graph_trainer import train_graph
+
+    return train_graph(model, dataset, config or TrainConfig(), out_dir, resume=resume, progress=progress,
+                       steps=steps, encoding=encoding)
+
+
 __all__ = ["Constraints", "ModelSpec", "Simulation", "TrainConfig", "build_model", "convert", "export_to",
-           "finetune", "fit", "import_nir", "prepare", "simulate"]
+           "finetune", "fit", "fit_graph", "import_nir", "prepare", "simulate"]
