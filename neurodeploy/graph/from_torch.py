@@ -94,7 +94,7 @@ class TorchGraphBuilder:
             module = self.module.get_submodule(target)
         except AttributeError:
             raise ConfigError(f"{type(self.module).__name__} has no submodule {target!r}") from None
-        return self.module_nodes(target, module, list(inputs), stepwise=True)
+        return self.module_nodes(target, module, list(inputs), stepwise=None)
 
     def add(self, *inputs: str, name: str | None = None) -> str:
         """An ``Add`` node summing ``inputs`` (a residual merge)."""
@@ -128,9 +128,10 @@ class TorchGraphBuilder:
             last = self._b.add(name, node, *(inputs if last is None else [last]))
         return last
 
-    def module_nodes(self, name: str, module: nn.Module, inputs: list[str], stepwise: bool) -> str:
-        """Add the nodes of ``module`` (called as ``name``) fed by ``inputs``; ``stepwise``: image
-        layers run per time step (inside :class:`Stepwise`, or in the explicit builder)."""
+    def module_nodes(self, name: str, module: nn.Module, inputs: list[str], stepwise: bool | None) -> str:
+        """Add the nodes of ``module`` (called as ``name``) fed by ``inputs``; ``stepwise``: whether
+        the module runs per time step (inside :class:`Stepwise`: True; called on a sequence
+        ``[T, B, ...]``: False; unknown, in the explicit builder: None)."""
         if not inputs:
             raise ConfigError(f"{name}: a layer needs at least one input")
         if isinstance(module, Recurrent):
@@ -142,7 +143,9 @@ class TorchGraphBuilder:
             for child_name, child in module.named_children():
                 last = [self.module_nodes(f"{name}.{child_name}", child, last, stepwise)]
             return last[0] if len(last) == 1 else self.add(*last)
-        if not stepwise and isinstance(module, nn.Flatten):
+        if stepwise is None and isinstance(module, nn.Flatten) and (module.start_dim, module.end_dim) == (2, -1):
+            stepwise = False  # a flatten of a sequence's per-sample dimensions
+        if stepwise is False and isinstance(module, nn.Flatten):
             if (module.start_dim, module.end_dim) not in ((2, -1), (-3, -1)) and module.end_dim == -1 \
                     and module.start_dim in (0, 1):
                 raise UnsupportedError(f"{name}: nn.Flatten(start_dim={module.start_dim}) on a sequence [T, B, ...] "
@@ -152,7 +155,7 @@ class TorchGraphBuilder:
                 raise UnsupportedError(f"{name}: only a flatten of all per-sample dimensions (nn.Flatten(start_dim=2) "
                                        "on a sequence) has a graph form")
             return self._chain([(name, n.Flatten(meta={"source": name}))], inputs)
-        if not stepwise and isinstance(module, nn.BatchNorm1d):
+        if stepwise is False and isinstance(module, nn.BatchNorm1d):
             raise UnsupportedError(f"{name}: nn.BatchNorm1d on a sequence [T, B, F] normalises over the batch "
                                    "dimension; wrap it in neurodeploy.nn.Stepwise")
         return self._chain(nodes_from_module(name, module, self.keep_grad), inputs)
