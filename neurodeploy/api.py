@@ -44,12 +44,14 @@ import torch
 from neurodeploy.errors import ConfigError
 from neurodeploy.lower.graph import DeployGraph
 from neurodeploy.models import ModelSpec, SpikingNet, build_model
+from neurodeploy.models.graph_net import GraphCheckpoint
 from neurodeploy.quantize.constraints import Constraints
 from neurodeploy.quantize.fakequant import FakeQuantNet, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig
 from neurodeploy.quantize.finetune import finetune as _finetune
-from neurodeploy.sim.deploy import calibration_set, simulate_graph
-from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
+from neurodeploy.quantize.graph_model import GraphModel
+from neurodeploy.sim.deploy import GraphModelCheckpoint, calibration_set, load_deployable, simulate_graph
+from neurodeploy.train.checkpoint import Checkpoint
 from neurodeploy.train.config import TrainConfig
 from neurodeploy.train.trainer import TrainResult, train_model
 
@@ -66,19 +68,23 @@ def fit(model: SpikingNet, dataset: Any, config: TrainConfig | None = None, *,
     return train_model(model, dataset, config or TrainConfig(), out_dir, resume=resume, progress=progress)
 
 
-def prepare(model: SpikingNet | Checkpoint | str | Path, profile: str, dataset: Any = None,
-            constraints: Constraints | None = None, *, calibration: torch.Tensor | None = None
+def prepare(model: SpikingNet | GraphModel | Checkpoint | GraphCheckpoint | str | Path, profile: str,
+            dataset: Any = None, constraints: Constraints | None = None, *, calibration: torch.Tensor | None = None
             ) -> FakeQuantNet:
     """The chip's integer program of ``model`` for ``profile``, ready to fine-tune or convert.
 
     Scales are calibrated on the first training samples of ``dataset`` (or on ``calibration``);
     a quantized checkpoint (a path or :class:`Checkpoint`) reuses the scales stored with it when
-    the profile and constraints allow, exactly as the CLI does.
+    the profile and constraints allow, exactly as the CLI does. A graph network (a
+    :class:`GraphModel`, a graph checkpoint or its file: merges and recurrent edges) is prepared
+    the same way (``docs/graphs.md``).
     """
     scales = None
     if isinstance(model, str | Path):
-        model = load_checkpoint(model)
-    if isinstance(model, Checkpoint):
+        model = load_deployable(model)  # a template network's or a graph network's checkpoint
+    if isinstance(model, GraphCheckpoint):
+        model = GraphModelCheckpoint(model)
+    if isinstance(model, Checkpoint | GraphModelCheckpoint):
         from neurodeploy.quantize.record import deployment_settings
 
         _, stored, scales = deployment_settings(model.meta, profile, **_given(constraints))

@@ -462,9 +462,10 @@ def profiles_validate(file):
 
 # ---------------------------------------------------------------------------------------- deployment
 def _load_for_deploy(checkpoint: str, dataset: str | None, data_root: str | None, ck: Any = None):
-    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
+    from neurodeploy.sim.deploy import load_deployable
+    from neurodeploy.train.checkpoint import checkpoint_dataset
 
-    ck = ck if ck is not None else load_checkpoint(checkpoint)
+    ck = ck if ck is not None else load_deployable(checkpoint)  # a template or graph network
     return ck, checkpoint_dataset(ck, dataset, data_root)
 
 
@@ -508,8 +509,7 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
     from neurodeploy.atomic import write_json
     from neurodeploy.hardware import load_profile
     from neurodeploy.quantize.record import QuantRecord, deployment_settings
-    from neurodeploy.sim.deploy import deploy_model
-    from neurodeploy.train.checkpoint import load_checkpoint
+    from neurodeploy.sim.deploy import deploy_model, load_deployable
 
     _check_common(limit=limit, steps=steps, seed=seed)
     suffix = Path(checkpoint).suffix.lower()
@@ -523,7 +523,7 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
     if suffix != ".pt":
         raise ConfigError(f"{checkpoint}: expected a checkpoint (.pt) or a deployment graph (.npz), "
                           f"got a {suffix or 'suffix-less'} file")
-    ck = load_checkpoint(checkpoint)
+    ck = load_deployable(checkpoint)
     _check_jitter(jitter, steps or ck.spec.steps)
     if out_path is None:
         record = QuantRecord.from_meta(ck.meta)
@@ -651,7 +651,7 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
              data_root, weight_bits, state_bits, progress, force):
     """Fine-tune through the chip's integer arithmetic under hardware constraints."""
     from neurodeploy.quantize.finetune import FinetuneConfig
-    from neurodeploy.train.checkpoint import load_checkpoint
+    from neurodeploy.sim.deploy import load_deployable
     from neurodeploy.workflows import finetune_model, quantized_outputs, save_quantized
 
     c = _constraints(weight_bits, jitter, max_steps, state_bits)
@@ -659,7 +659,7 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
                   steps_option="--max-steps")
     cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     check_outputs([checkpoint], quantized_outputs(out_path), force=force)
-    ck = load_checkpoint(checkpoint)
+    ck = load_deployable(checkpoint)
     _check_jitter(jitter, max_steps or ck.spec.steps)
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
     res = finetune_model(ck.build(), profile_name, ds, c, cfg, progress=progress,

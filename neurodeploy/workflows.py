@@ -23,6 +23,7 @@ from neurodeploy.models import SpikingNet
 from neurodeploy.outputs import Output, side_path
 from neurodeploy.quantize.fakequant import Constraints, fake_quantize
 from neurodeploy.quantize.finetune import FinetuneConfig, config_dict, finetune
+from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.quantize.record import QuantRecord
 from neurodeploy.sim.deploy import Deployment, calibration_set, deploy_model
 from neurodeploy.train.checkpoint import Checkpoint
@@ -107,7 +108,10 @@ def save_quantized(model: SpikingNet, path: str | Path, dep: Deployment, constra
     m.update(_quant_meta(dep, constraints, scales, deployed_accuracy=dep.accuracy, **extra))
     ck_out, graph_out = quantized_outputs(path)
     with atomic_group():  # both files or neither
-        out = Checkpoint.from_model(model, meta=m).save(ck_out.path)
+        if isinstance(model, GraphModel):  # a graph network stays a graph checkpoint
+            out = model.checkpoint(meta=m).save(ck_out.path)
+        else:
+            out = Checkpoint.from_model(model, meta=m).save(ck_out.path)
         dep.graph.save(graph_out.path)
     return out
 

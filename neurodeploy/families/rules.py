@@ -12,8 +12,13 @@ caught: ``<where>: <problem> (rule <name>)``, where ``<where>`` is ``input``, ``
 layer written from it share index, name and kind).
 
 A layer subject is anything with ``kind`` and, for synapse layers, ``neurons`` (``reset``,
-``spiking``, ``current_decay``, ``voltage_decay``) and optionally ``weight_exp``: a folded
-:class:`~neurodeploy.quantize.fold.FloatBlock` or a deployment graph layer.
+``spiking``, ``current_decay``, ``voltage_decay``) and optionally ``weight_exp`` and, in graphs
+beyond chains, ``source``, ``delay`` and ``extra`` (projections with ``source`` and ``delay``;
+see :func:`~neurodeploy.hardware.structure.layer_edges`): a folded
+:class:`~neurodeploy.quantize.fold.FloatBlock` or a deployment graph layer. The rules
+``recurrence``, ``merges`` and ``synaptic_delay`` read those: whether the profile's chip lets a
+group receive its own spikes (``layers.recurrent``) or several synapse inputs (``layers.merge``),
+and whether every edge's delay is one the chip can program (``timing.max_synaptic_delay``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from neurodeploy.arith.spiking import RESET_MODES
 from neurodeploy.errors import UnsupportedError
-from neurodeploy.hardware.structure import layer_label
+from neurodeploy.hardware.structure import layer_edges, layer_label
 
 SCOPES = ("profile", "input", "layer", "network")
 STAGES = ("lower", "simulate", "fit", "export")
@@ -110,12 +115,74 @@ def _graded_input(encoding: dict[str, Any], p: Any) -> str | None:
     return None
 
 
+def _recurrence(layers: list[Any], p: Any) -> list[tuple[str, str]]:
+    out = []
+    last = max((i for i, layer in enumerate(layers) if layer.kind != "flatten"), default=-1)
+    for i, edges in enumerate(layer_edges(layers)):
+        rec = [d for src, d, proj in edges if proj is not None and src == i]
+        if not rec:
+            continue
+        where = layer_label(i, layers[i])
+        if not p.layers.recurrent:
+            out.append((where, f"its group receives its own spikes (a recurrent projection) but "
+                               f"profile {p.name} runs no recurrent synapses "
+                               "(layers.recurrent = false)"))
+        elif i == last:
+            out.append((where, "the read-out group receives its own spikes; a read-out may not "
+                               "recur (its potential is the network's output)"))
+    return out
+
+
+def _merge_problems(layers: list[Any], p: Any) -> list[tuple[str, str]]:
+    if p.layers.merge:
+        return []
+    out = []
+    for i, edges in enumerate(layer_edges(layers)):
+        sources = [src for src, _, proj in edges if not (proj is not None and src == i)]
+        if len(sources) > 1:
+            names = ", ".join("the input" if s == -1 else f"layer {s}" for s in sources)
+            out.append((layer_label(i, layers[i]),
+                        f"its group sums {len(sources)} synapse inputs ({names}) but profile "
+                        f"{p.name} feeds a group from one synapse layer (layers.merge = false)"))
+    return out
+
+
+def _synaptic_delay(layers: list[Any], p: Any) -> list[tuple[str, str]]:
+    tm = p.timing
+    out = []
+    for i, edges in enumerate(layer_edges(layers)):
+        for src, delay, proj in edges:
+            if delay is None:
+                continue  # the profile's own timing
+            std = tm.input_delay if src == -1 else tm.synapse_delay
+            what = "the input" if src == -1 else ("itself" if src == i else f"layer {src}")
+            edge = "its synapses" if proj is None else \
+                f"projection {proj.name!r}" if getattr(proj, "name", "") else "a projection"
+            if tm.max_synaptic_delay is None:
+                if delay != std:
+                    key = "input_delay" if src == -1 else "synapse_delay"
+                    out.append((layer_label(i, layers[i]),
+                                f"{edge} from {what} delay {delay} steps but profile {p.name} "
+                                f"has no programmable delays (timing.{key} = {std}, no "
+                                "timing.max_synaptic_delay)"))
+            elif not std <= delay <= tm.max_synaptic_delay:
+                out.append((layer_label(i, layers[i]),
+                            f"{edge} from {what} delay {delay} steps, outside profile {p.name}'s "
+                            f"[{std}, {tm.max_synaptic_delay}] (timing."
+                            f"{'input_delay' if src == -1 else 'synapse_delay'}, "
+                            "timing.max_synaptic_delay)"))
+    return out
+
+
 COMMON_RULES: tuple[Rule, ...] = (
     Rule("graded_input", "input", _graded_input),
     Rule("layer_kind", "layer", _layer_kind),
     Rule("reset_mode", "layer", _reset_mode, ("lower", "fit", "export")),
     Rule("decay_range", "layer", _decay_range, ("lower", "fit", "export")),
     Rule("conv_exponent", "layer", _conv_exponent),
+    Rule("recurrence", "network", _recurrence),
+    Rule("merges", "network", _merge_problems),
+    Rule("synaptic_delay", "network", _synaptic_delay),
 )
 
 

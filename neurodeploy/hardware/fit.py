@@ -29,7 +29,7 @@ import numpy as np
 
 from neurodeploy.errors import FitError
 from neurodeploy.hardware.profile import HardwareProfile, load_profile
-from neurodeploy.hardware.structure import layer_structure
+from neurodeploy.hardware.structure import layer_structure, source_fan_out
 
 
 @dataclass
@@ -179,6 +179,8 @@ def fit_report(graph: Any, profile: HardwareProfile | str | None = None) -> FitR
 
     capacity = p.synapse_capacity_per_core()
     fits: list[LayerFit] = []
+    fan_out = source_fan_out(structs)
+    fan_checked: set[int] = set()
     cum_cores = cum_neurons = cum_synapses = cum_core_syn = 0
     for k, st in enumerate(structs):
         layer = graph.layers[st.index]
@@ -201,9 +203,19 @@ def fit_report(graph: Any, profile: HardwareProfile | str | None = None) -> FitR
         if lim.input_axons_per_core is not None and st.max_fan_in > lim.input_axons_per_core:
             violations.append(f"{label}: fan-in {st.max_fan_in} exceeds "
                               f"limits.input_axons_per_core = {lim.input_axons_per_core}")
-        if lim.fan_out is not None and k > 0 and st.max_fan_out > lim.fan_out:
-            violations.append(f"{label}: its inputs reach up to {st.max_fan_out} neurons, above "
-                              f"limits.fan_out = {lim.fan_out}")
+        if lim.fan_out is not None:
+            # a neuron's targets over every edge that reads its group, reported at the first
+            # layer reading it (the input channels are not neurons)
+            for e in st.edges:
+                if e.source >= 0 and e.source not in fan_checked:
+                    fan_checked.add(e.source)
+                    reach = int(fan_out[e.source].max())
+                    if reach > lim.fan_out:
+                        readers = sum(x.source == e.source for s2 in structs for x in s2.edges)
+                        more = f" (over the {readers} edges that read layer {e.source})" \
+                            if readers > 1 else ""
+                        violations.append(f"{label}: its inputs reach up to {reach} neurons, "
+                                          f"above limits.fan_out = {lim.fan_out}{more}")
         if last and lim.output_channels is not None and st.neurons > lim.output_channels:
             violations.append(f"{label}: read-out of {st.neurons} neurons exceeds "
                               f"limits.output_channels = {lim.output_channels}")

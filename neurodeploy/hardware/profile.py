@@ -10,7 +10,8 @@ package ``neurodeploy.hardware_profiles``); a user passes a path to their own fi
 ``[neuron]`` decay representation, decay/threshold/bias formats, comparison, reset, events/step.
 ``[timing]`` synaptic delays in steps.
 ``[input]`` graded input spikes (0 bits = binary only).
-``[layers]`` the layer kinds the chip runs.
+``[layers]`` the layer kinds the chip runs, and whether a neuron group may recur (``recurrent``) or
+merge several synapse inputs (``merge``).
 ``[limits]`` cores, neurons per core, fan-in/fan-out, synapse memory, I/O channels, per-core
 memories (kernel, neuron, bias) for chips whose cores differ.
 ``[energy]`` energy per synaptic operation, neuron update and spike, in picojoules.
@@ -166,6 +167,10 @@ class LayerSupport:
 
     kinds: tuple[str, ...] = _f("str_list", "layer kinds the chip runs", choices=LAYER_KINDS)
     max_kernel: int | None = _f("int", "largest conv/pool kernel side", None, lo=1)
+    recurrent: bool = _f("bool", "a neuron group may receive its own spikes (a recurrent "
+                         "projection, delay >= 1); default false", False)
+    merge: bool = _f("bool", "a neuron group may receive several synapse inputs, summed (e.g. a "
+                     "residual skip); default false", False)
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,9 @@ class HardwareProfile:
             f"  timing: synapse delay {self.timing.synapse_delay} step(s), input delay "
             f"{self.timing.input_delay}",
             f"  input: {'binary' if self.input.graded_bits == 0 else f'{self.input.graded_bits}-bit ' + self.input.graded_mode}",  # noqa: E501
-            f"  layers: {', '.join(self.layers.kinds)}",
+            f"  layers: {', '.join(self.layers.kinds)}"
+            f"{'; recurrent' if self.layers.recurrent else ''}"
+            f"{'; merges' if self.layers.merge else ''}",
             f"  limits: {lim.cores} core(s) x {lim.neurons_per_core} neurons"
             + "".join(
                 f", {k} {getattr(lim, k)}"

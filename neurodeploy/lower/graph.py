@@ -288,7 +288,8 @@ class DeployGraph:
         so is ``delay`` (``None`` → ``profile``'s timing, default :meth:`resolved_profile`).
 
         Raises :class:`FormatError` for a source outside the graph, a forward edge from a later
-        layer, or a delay below 1 (below 0 from the input).
+        layer, or a negative delay (below 1 on a recurrent edge); whether the profile's chip
+        can program a delay is the design rule ``synaptic_delay``.
         """
         timing = (profile if profile is not None else self.resolved_profile()).timing
         out: list[list[Edge]] = []
@@ -309,9 +310,9 @@ class DeployGraph:
                 if e.source > i or (e.source == i and e.projection is None):
                     raise FormatError(f"{what}: reads layer {e.source}, which comes after it; only "
                                       "a projection from the layer itself may recur")
-                if e.delay < (0 if e.source == -1 else 1):
+                if e.delay < (1 if e.source == i else 0):  # profiles may have 0-step synapses
                     raise FormatError(f"{what}: delay {e.delay} from source {e.source} is below "
-                                      f"{0 if e.source == -1 else 1} step")
+                                      f"{1 if e.source == i else 0} step")
             out.append(edges)
             prev = i
         return out

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from neurodeploy.hardware import HardwareProfile, check_fit
-from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup
+from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, Projection
 from neurodeploy.models import SpikingNet
 from neurodeploy.quantize.fakequant import Constraints, FakeQuantNet, fake_quantize
+from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.quantize.record import QuantRecord
 
 PRECISION_WARNING_LEVELS = 16
@@ -32,7 +33,8 @@ def graph_from_fakequant(fq: FakeQuantNet, check: bool = True, metadata: dict[st
     layers: list[Any] = []
     warnings: list[str] = []
     scales = []
-    for (layer, w_int, b_int), flat in zip(fq.integer_layers(), fq.flatten_before, strict=True):
+    edges = fq.integer_edges() if fq.graph else [[] for _ in fq.layers]
+    for (layer, w_int, b_int), flat, edge_w in zip(fq.integer_layers(), fq.flatten_before, edges, strict=True):
         if flat:
             layers.append(Flatten(name=f"{layer.name}.flatten"))
         w = w_int.numpy()
@@ -48,11 +50,18 @@ def graph_from_fakequant(fq: FakeQuantNet, check: bool = True, metadata: dict[st
             voltage_decay=layer.voltage_decay, threshold=layer.threshold, bias=bias,
             bias_exp=int(layer.bias_exp), spiking=layer.spiking, reset=layer.reset,
             initial_v=layer.initial_v)
+        wiring: dict[str, Any] = {}
+        if fq.graph:  # a graph: every layer names its source and delay (docs/graphs.md)
+            wiring = {"source": layer.source, "delay": layer.delay, "extra": [
+                Projection(source=q.source, weight=wq.numpy(), delay=q.delay, kind=q.kind,
+                           stride=q.stride, padding=q.padding, groups=1, weight_exp=int(q.weight_exp),
+                           name=q.name) for q, wq in zip(layer.extra, edge_w, strict=True)]}
         if layer.kind == "dense":
-            layers.append(Dense(weight=w, neurons=group, weight_exp=layer.weight_exp, name=layer.name))
+            layers.append(Dense(weight=w, neurons=group, weight_exp=layer.weight_exp, name=layer.name,
+                                **wiring))
         else:
             layers.append(Conv2d(weight=w, neurons=group, stride=layer.stride, padding=layer.padding,
-                                 groups=1, weight_exp=layer.weight_exp, name=layer.name))
+                                 groups=1, weight_exp=layer.weight_exp, name=layer.name, **wiring))
         scales.append(layer.to_dict())
     lo, hi = fq.layers[0].w_lo, fq.layers[0].w_hi
     graph = DeployGraph(
@@ -67,7 +76,7 @@ def graph_from_fakequant(fq: FakeQuantNet, check: bool = True, metadata: dict[st
     return graph
 
 
-def lower_model(model: SpikingNet, profile: str | HardwareProfile, calibration: torch.Tensor, *,
+def lower_model(model: SpikingNet | GraphModel, profile: str | HardwareProfile, calibration: torch.Tensor, *,
                 weight_bits: int | None = None, constraints: Constraints | None = None,
                 check: bool = True) -> DeployGraph:
     """Lower ``model`` to the integer program of ``profile``.

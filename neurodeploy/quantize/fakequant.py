@@ -110,6 +110,36 @@ class FakeQuantLayer:
         return {"name": self.name, "scale": self.scale, "limited_by": self.limited_by,
                 "threshold": self.threshold, "float_threshold": self.float_threshold}
 
+    # graph blocks: the main synapses' source and delay, and the further projections
+    source: int | None = None
+    delay: int = 0
+    extra: list[EdgeQuant] = []
+
+    def int_edge_weight(self, edge: EdgeQuant, weight: torch.Tensor) -> torch.Tensor:
+        """Integer weights of a further projection ``edge`` (its own input unit, the group's
+        scale; a family whose exponent follows the weights sets the edge's ``weight_exp``)."""
+        if self._weight_format is not None:
+            edge.weight_exp, edge.weight_factor = self._weight_format(
+                weight, self.scale, edge.input_unit, self.format)
+        shadow = weight * (self.scale * edge.input_unit * edge.weight_factor)
+        exact = torch.clamp(torch.round(shadow.detach()), self.w_lo, self.w_hi)
+        inside = ((shadow.detach() >= self.w_lo) & (shadow.detach() <= self.w_hi)).to(shadow.dtype)
+        return straight_through(shadow * inside, exact)
+
+
+class EdgeQuant:
+    """Static settings of one further projection into a graph block's neurons (a merge or a
+    recurrent edge): its source, chip delay, geometry, input unit and weight exponent."""
+
+    def __init__(self, edge: Any, layer: FakeQuantLayer, input_unit: float):
+        self.source, self.recurrent, self.name = int(edge.source), bool(edge.recurrent), edge.name
+        self.kind, self.stride, self.padding = edge.kind, tuple(edge.stride), tuple(edge.padding)
+        self.out_shape = layer.out_shape
+        self.input_unit = float(input_unit)
+        self.weight_exp = layer.format.weight_exp
+        self.weight_factor = float(getattr(layer.format, "weight_factor", 1.0))
+        self.delay = 0
+
 
 _FLOAT32_EXACT = 2.0 / torch.finfo(torch.float32).eps
 """Integers below this magnitude, and sums of them that stay below it, are exact in float32."""
@@ -135,6 +165,38 @@ class _IntegerProduct(torch.autograd.Function):
         grad_s = grad @ w if ctx.needs_input_grad[0] else None
         grad_w = grad.T @ s if ctx.needs_input_grad[1] else None
         return grad_s, grad_w
+
+
+def chip_depths(layers: list[Any], input_delay: int, synapse_delay: int) -> list[int]:
+    """Chip depth ``D(k)`` of every graph group, setting each path's ``delay`` on the way: from the
+    input ``D = 0``; ``D(k) = max`` over ``k``'s same-step paths of ``D(src) + d_std(src)``
+    (``d_std``: ``input_delay`` from the input, else ``synapse_delay``); a same-step path gets
+    ``D(k) - D(src)``, a recurrent one ``1 + D(k) - D(src)`` (``docs/graphs.md``)."""
+    depth = {-1: 0}
+    for k, layer in enumerate(layers):
+        paths = [(layer.source, False, None)] + [(e.source, e.recurrent, e) for e in layer.extra]
+        depth[k] = max(depth[src] + (input_delay if src == -1 else synapse_delay)
+                       for src, rec, _ in paths if not rec)
+        layer.delay = depth[k] - depth[layer.source]
+        for src, rec, e in paths[1:]:
+            e.delay = int(rec) + depth[k] - depth[src]
+    return [depth[k] for k in range(len(layers))]
+
+
+def _merge_input(acc: torch.Tensor | None, a: torch.Tensor, parts: bool) -> torch.Tensor:
+    """A group's synaptic input after one more path: the sum; for a family whose synaptic input
+    comes in parts ``(sum, g(lo), g(hi))`` (one clamped shift ``x -> clamp(x + sum, g(lo), g(hi))``
+    per path, e.g. Xylo's saturating adds), the composition of the two clamped shifts, ``acc``'s
+    first (the bounds carry no gradient)."""
+    if acc is None:
+        return a
+    if not parts:
+        return acc + a
+    total = acc[..., 0] + a[..., 0]
+    shift, lo, hi = a[..., 0].detach(), a[..., 1].detach(), a[..., 2].detach()
+    g_lo = torch.minimum(torch.maximum(acc[..., 1].detach() + shift, lo), hi)
+    g_hi = torch.minimum(torch.maximum(acc[..., 2].detach() + shift, lo), hi)
+    return torch.stack([total, g_lo, g_hi], -1)
 
 
 class FakeQuantNet(nn.Module):
@@ -166,11 +228,18 @@ class FakeQuantNet(nn.Module):
         it (``window``); ``False`` runs every group step by step (the reference path)."""
         t = profile.timing
         self.delays = [t.input_delay if k == 0 else t.synapse_delay for k in range(len(layers))]
+        self.graph = any(layer.source is not None for layer in layers)
+        """Graph blocks (merges, recurrent edges): every group runs after the groups it reads."""
+        self.depths: list[int] = []
+        if self.graph:
+            self.depths = chip_depths(layers, t.input_delay, t.synapse_delay)
+            self.delays = [layer.delay for layer in layers]
 
     @property
     def latency(self) -> int:
-        """Steps from an input event to the read-out (sum of synapse delays)."""
-        return sum(self.delays)
+        """Steps from an input event to the read-out (sum of synapse delays; a graph: the read-out
+        group's chip depth)."""
+        return self.depths[-1] if self.graph else sum(self.delays)
 
     @property
     def input_steps(self) -> int:
@@ -179,6 +248,10 @@ class FakeQuantNet(nn.Module):
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Integer input events ``[B, T_in, ...]`` (int64) for samples ``x``."""
+        if is_sequence(x, self.input_shape):  # already input events [B, T, ...]
+            if not torch.equal(x, torch.round(x)):
+                raise ConfigError("input event sequences must hold integers (spikes or graded payloads)")
+            return x[:, :self.input_steps].to(torch.int64)
         if generator is None:
             generator = torch.Generator().manual_seed(self.encoding.seed)
         return encode_integers(x, self.input_steps, self.encoding, generator)
@@ -197,6 +270,8 @@ class FakeQuantNet(nn.Module):
         h = x
         final = None
         blocks = [blk for blk in fold_model(self.model, keep_grad=True) if blk.kind != "flatten"]
+        if self.graph:
+            return self._run_graph(x, blocks, jit, jitter_generator, record)
         for k, (layer, blk) in enumerate(zip(self.layers, blocks, strict=True)):
             if self.flatten_before[k]:
                 h = h.reshape(b, steps, -1)
@@ -274,6 +349,82 @@ class FakeQuantNet(nn.Module):
             return [(layer, layer.int_weight(blk.weight).to(torch.int64),
                      layer.int_bias(blk.bias).to(torch.int64)) for layer, blk in zip(self.layers, blocks, strict=True)]
 
+    def integer_edges(self) -> list[list[torch.Tensor]]:
+        """Per layer: the integer weights (int64) of its further projections (graph blocks)."""
+        with torch.no_grad():
+            blocks = [blk for blk in fold_model(self.model) if blk.kind != "flatten"]
+            return [[layer.int_edge_weight(eq, fe.weight).to(torch.int64)
+                     for eq, fe in zip(layer.extra, blk.extra, strict=True)]
+                    for layer, blk in zip(self.layers, blocks, strict=True)]
+
+    def _run_graph(self, x: torch.Tensor, blocks: list[FloatBlock], jit: Any,
+                   jitter_generator: torch.Generator | None, record: bool):
+        """:meth:`run` for graph blocks: group by group (every source runs before its readers;
+        a group's own recurrence step by step); group ``k`` at step ``t`` takes, after the paths
+        in order (main synapses, then ``extra``), each path's synaptic output of its source's
+        spikes of step ``t - delay``, then the family's neuron step (``docs/graphs.md``)."""
+        b, steps = x.shape[:2]
+        spikes: dict[int, torch.Tensor] = {-1: x}
+        records, final = [], None
+        for k, (layer, blk) in enumerate(zip(self.layers, blocks, strict=True)):
+            paths = [(layer, layer.int_weight(blk.weight), layer.source, layer.delay)]
+            paths += [(eq, layer.int_edge_weight(eq, fe.weight), eq.source, eq.delay)
+                      for eq, fe in zip(layer.extra, blk.extra, strict=True)]
+            bias = layer.int_bias(blk.bias)
+            bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
+            # paths from groups that ran already: their synaptic output for every step at once
+            ready = []
+            for q, w, src, d in paths:
+                if src == k:
+                    continue
+                s_in = spikes[src]
+                flat = s_in.reshape(b * steps, *(s_in.shape[2:] if q.kind == "conv" else (-1,)))
+                a = self._synapse(q, w, flat)
+                ready.append((a.reshape(b, steps, *a.shape[1:]), d))
+            own = [(q, w, d) for q, w, src, d in paths if src == k]
+            window = getattr(layer.neuron, "window", None) if self.fused else None
+            if not own and window is not None and all(a.dim() == 2 + len(layer.out_shape) for a, _ in ready):
+                a_seq = None
+                for a, d in ready:
+                    a = torch.cat([a.new_zeros((b, min(d, steps), *a.shape[2:])), a[:, :max(steps - d, 0)]], 1)
+                    a_seq = a if a_seq is None else a_seq + a
+                s_seq, v_last, v_seq = window(a_seq, bias_b, layer.initial_v, record)
+                rec = {"v": v_seq} if record else {}
+            else:
+                u = torch.zeros((b, *layer.out_shape), dtype=torch.float64)
+                v = torch.full((b, *layer.out_shape), float(layer.initial_v), dtype=torch.float64)
+                zero = torch.zeros_like(u)
+                out, vs = [], []
+                for t in range(steps):
+                    a_in = None
+                    parts = False
+                    for a, d in ready:
+                        if t >= d:
+                            parts = a.dim() == 3 + len(layer.out_shape)
+                            a_in = _merge_input(a_in, a[:, t - d], parts)
+                    for q, w, d in own:
+                        if t >= d:
+                            s_own = out[t - d]
+                            s_own = s_own.reshape(b, -1) if q.kind == "dense" else s_own
+                            a = self._synapse(q, w, s_own)
+                            parts = a.dim() == 2 + len(layer.out_shape)
+                            a_in = _merge_input(a_in, a, parts)
+                    u, v, s = layer.neuron(u, v, zero if a_in is None else a_in, bias_b)
+                    out.append(s)
+                    if record:
+                        vs.append(v.detach())
+                s_seq, v_last = torch.stack(out, 1), v
+                rec = {"v": torch.stack(vs, 1)} if record else {}
+            if jit is not None and not jit.is_null() and layer.spiking:
+                s_seq = straight_through(s_seq, jitter_spikes(s_seq.detach(), jit,
+                                                              jitter_generator or torch.Generator()))
+            spikes[k] = s_seq
+            records.append(rec)
+            final = v_last
+        if self.readout_kind == "spike_count":
+            return spikes[len(self.layers) - 1].sum(dim=1).reshape(b, -1), records
+        return final.reshape(b, -1), records
+
     def scales(self) -> list[dict[str, Any]]:
         """The per-layer scales and what limited them (stored with fine-tuned checkpoints)."""
         return [layer.to_dict() for layer in self.layers]
@@ -291,6 +442,23 @@ class FakeQuantNet(nn.Module):
         if self.readout_kind == "spike_count":
             return out / self.input_steps
         return out / (last.state_unit * self.input_steps)
+
+
+def is_sequence(x: torch.Tensor, input_shape: tuple[int, ...]) -> bool:
+    """Whether samples ``x`` are input event sequences ``[N, T, *input_shape]`` (integers: spikes
+    or graded payloads, e.g. a temporal task's rows) rather than samples ``[N, *input_shape]`` the
+    encoding turns into events."""
+    return x.dim() == 2 + len(input_shape) and tuple(x.shape[2:]) == tuple(input_shape)
+
+
+def group_probe(blk: FloatBlock, input_unit: float) -> FloatBlock:
+    """A graph block as the family's ``choose_scale`` reads it, at input unit 1: its weights are
+    every path's weights times that path's input unit (one scale for the whole group)."""
+    import dataclasses
+
+    ws = [blk.weight.detach().reshape(-1) * (input_unit if blk.source == -1 else 1.0)]
+    ws += [e.weight.detach().reshape(-1) * (input_unit if e.source == -1 else 1.0) for e in blk.extra]
+    return dataclasses.replace(blk, weight=torch.cat(ws).view(1, -1), extra=[])
 
 
 def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration: torch.Tensor | None,
@@ -312,6 +480,7 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
     enc = model.spec.encoding_config
     design_rules.check(p, "lower", encoding=enc.to_dict(), only=("graded_input",))
     unit = 1.0 / (2**enc.bits - 1) if enc.kind == "direct" else 1.0
+    in_unit = unit
     blocks = fold_model(model)
     design_rules.check(p, "lower", layers=blocks)
     if c.max_steps is not None and c.max_steps > model.spec.steps:
@@ -327,7 +496,10 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
             raise ConfigError("fake quantization needs calibration samples or stored scales")
         gen = torch.Generator().manual_seed(enc.seed)
         with torch.no_grad():
-            seq = model.encode(calibration.to(torch.float32), generator=gen)
+            if is_sequence(calibration, model.spec.input_shape):  # input events [N, T, ...]
+                seq = calibration.transpose(0, 1).double() * unit
+            else:
+                seq = model.encode(calibration.to(torch.float32), generator=gen)
         _, stats = run_blocks(blocks, seq, record=True)
     surrogate = make_surrogate(model.spec.neuron["surrogate"])
     config = family.Config.from_profile(p)
@@ -338,16 +510,24 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
         if blk.kind == "flatten":
             pending_flatten = True
             continue
+        if blk.source is not None:  # a graph block: its main path's input unit
+            unit = in_unit if blk.source == -1 else 1.0
         if scales is not None:
             scale, limited = float(scales[k]), "stored"
         else:
-            sc = family.lowering.choose_scale(blk, st, p, unit, c.weight_bits)
+            probe = blk if blk.source is None else group_probe(blk, in_unit)
+            sc = family.lowering.choose_scale(probe, st, p, unit if blk.source is None else 1.0,
+                                              c.weight_bits)
             scale, limited = sc.scale, sc.limited_by
         k += 1
         nf = p.neuron
         max_spikes = nf.max_output_spikes_per_step if k == n_syn else nf.max_spikes_per_step
-        layers.append(FakeQuantLayer(blk, scale, unit, p, c.weight_bits, surrogate, limited, family,
-                                     config, max_spikes))
+        layer = FakeQuantLayer(blk, scale, unit, p, c.weight_bits, surrogate, limited, family,
+                               config, max_spikes)
+        if blk.source is not None:
+            layer.source = int(blk.source)
+            layer.extra = [EdgeQuant(e, layer, in_unit if e.source == -1 else 1.0) for e in blk.extra]
+        layers.append(layer)
         flatten_before.append(pending_flatten)
         pending_flatten = False
         unit = 1.0

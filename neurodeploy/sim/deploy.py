@@ -16,8 +16,11 @@ from neurodeploy.lower.graph import DeployGraph
 from neurodeploy.lower.inputs import encode_sample_inputs
 from neurodeploy.lower.lowering import graph_from_fakequant
 from neurodeploy.models import SpikingNet
+from neurodeploy.models.graph_net import FORMAT as GRAPH_CHECKPOINT_FORMAT
+from neurodeploy.models.graph_net import GraphCheckpoint, load_graph_checkpoint
 from neurodeploy.nn.encoding import encode
-from neurodeploy.quantize.fakequant import Constraints, FakeQuantNet, fake_quantize
+from neurodeploy.quantize.fakequant import Constraints, FakeQuantNet, fake_quantize, is_sequence
+from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.sim.accuracy import batch_size_for, simulate_accuracy
 from neurodeploy.sim.simulator import Simulator
 
@@ -28,10 +31,47 @@ FLOAT_MEMORY_BUDGET = 1024 * 2**20
 _FLOAT_BYTES_PER_NEURON_STEP = 16
 
 
+def load_deployable(path: str | Path) -> Any:
+    """A checkpoint file for deployment: a graph checkpoint (any float graph,
+    :mod:`neurodeploy.models.graph_net`; its ``build()`` gives a
+    :class:`~neurodeploy.quantize.graph_model.GraphModel`) or a template network's
+    :class:`~neurodeploy.train.checkpoint.Checkpoint`; either has ``build()``, ``meta`` and ``spec``."""
+    from neurodeploy.train.checkpoint import load_checkpoint
+
+    if is_graph_checkpoint(path):
+        return GraphModelCheckpoint(load_graph_checkpoint(path))
+    return load_checkpoint(path)
+
+
+def is_graph_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a graph checkpoint file (by its format tag)."""
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # the checkpoint loader names what is wrong with the file
+        return False
+    return isinstance(payload, dict) and payload.get("format") == GRAPH_CHECKPOINT_FORMAT
+
+
+class GraphModelCheckpoint:
+    """A graph checkpoint as the deployment path reads checkpoints: ``build()`` (a
+    :class:`GraphModel`), ``meta``, ``spec`` and ``save_model`` (the same file kind with a
+    fine-tuned model's tensors)."""
+
+    def __init__(self, ck: GraphCheckpoint):
+        self.graph_checkpoint = ck
+        self.meta = ck.meta
+        self.spec = self.build().spec
+
+    def build(self) -> GraphModel:
+        return GraphModel.from_checkpoint(self.graph_checkpoint)
+
+
 @torch.no_grad()
-def activity_per_step(model: SpikingNet) -> int:
+def activity_per_step(model: SpikingNet | GraphModel) -> int:
     """Values one sample produces per time step: its input plus every stage's output (one step of one
     zero sample through the network)."""
+    if isinstance(model, GraphModel):
+        return sum(int(torch.tensor(shape).prod()) for shape in model.net.shapes.values())
     counts = [1]
     for v in model.spec.input_shape:
         counts[0] *= int(v)
@@ -118,7 +158,11 @@ def float_accuracy(model: SpikingNet, x: torch.Tensor, y: torch.Tensor, steps: i
     correct = 0
     for i in range(0, len(y), batch_size):
         xb = x[i : i + batch_size]
-        if enc.kind == "direct" and enc.bits is None:
+        if is_sequence(xb, model.spec.input_shape):  # input events [B, T, ...] (a temporal task)
+            seq = xb[:, :t].transpose(0, 1).to(torch.float32)
+            if enc.kind == "direct" and enc.bits is not None:
+                seq = seq / (2**enc.bits - 1)
+        elif enc.kind == "direct" and enc.bits is None:
             seq = encode(xb, t, enc)
         else:
             seq = torch.from_numpy(encode_sample_inputs(xb, t, enc, start=i)).transpose(0, 1).to(torch.float32)
@@ -158,6 +202,8 @@ def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitt
         batch_size = batch_size_for(sim, graph.steps + latency)
 
     def inputs(start: int, stop: int) -> Any:
+        if is_sequence(x, graph.input_shape):  # input events [B, T, ...] (a temporal task)
+            return x[start:stop, :graph.steps].to(torch.int64).numpy()
         return encode_sample_inputs(x[start:stop], graph.steps, graph.encoding, start=start)
 
     return simulate_accuracy(graph, inputs, y.numpy(), batch_size, profile=profile, extra_steps=latency,
@@ -230,9 +276,9 @@ def lower_checkpoint(checkpoint: str | Path, *, profile: str | HardwareProfile |
     :func:`calibration_set` picks (default: the dataset it was trained on). ``weight_bits``
     overrides the weight precision (bits) and recalibrates."""
     from neurodeploy.quantize.record import deployment_settings
-    from neurodeploy.train.checkpoint import checkpoint_dataset, load_checkpoint
+    from neurodeploy.train.checkpoint import checkpoint_dataset
 
-    ck = load_checkpoint(checkpoint)
+    ck = load_deployable(checkpoint)
     model = ck.build()
     name, constraints, scales = deployment_settings(ck.meta, profile, weight_bits=weight_bits)
     calib = None

@@ -61,19 +61,40 @@ _CHECK_SEGMENT = 1 << 20  # input values per parallel segment of the input check
 
 
 @dataclass
+class _Edge:
+    """One edge into a stage's neuron group, ready to run."""
+
+    source: int  # index in graph.layers of the group it reads; -1: the input
+    delay: int
+    syn: Any  # the object holding weights and geometry (the layer, or a projection)
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]  # of its synaptic output (reshaped to the group's shape)
+    recurrent: bool  # reads the group it feeds
+    payload: bool  # its events are graded input payloads (count once)
+    work: int  # elements touched per sample and step by the synapse kernel
+    fan_out: int | None  # the fan-out of every input when they are all equal, else None
+    fan_out_all: np.ndarray  # fan-out of every input element
+    row_bound: int | None  # max_o sum_i |W[o, i]| of a dense edge of a scanned group
+
+
+@dataclass
 class _Stage:
     struct: LayerStructure
     layer: Any
-    delay: int
+    edges: list[_Edge]
+    depth: int  # chip depth D: steps from an input event to its earliest effect on the group
     params: dict[str, Any]
     initial_v: int
     max_spikes: int
     spiking: bool
-    payload_input: bool  # events of this stage's input are graded payloads (count once)
-    work: int  # elements touched per sample and step by the synapse kernel
-    fan_out: int | None  # the fan-out of every input when they are all equal, else None
     scan: bool  # the family's NeuronScan computes this group
-    row_bound: int | None  # max_o sum_i |W[o, i]| of a dense layer
+    recurrent: bool  # the group reads its own spikes: run step by step
+
+    @property
+    def out_max(self) -> int:
+        """Bound of the events this group emits per neuron and step."""
+        return self.max_spikes if self.spiking else 0
 
 
 def _bias_array(label: str, bias: Any, out_shape: tuple[int, ...]) -> Any:
@@ -109,8 +130,9 @@ class Simulator:
         ProfileError: the profile cannot be loaded.
         ConfigError: the profile's family or number format differs from the graph's, or the
             read-out is unknown.
-        UnsupportedError: a layer kind or a conv exponent the profile's chip does not run.
-        FormatError: the graph's shapes or parameters are malformed.
+        UnsupportedError: a layer kind, a conv exponent, a recurrence, a merge or a delay the
+            profile's chip does not run (design rules).
+        FormatError: the graph's shapes, sources, delays or parameters are malformed.
     """
 
     def __init__(self, graph: Any, profile: HardwareProfile | str | None = None, *,
@@ -124,9 +146,6 @@ class Simulator:
         if graph.family != p.family:
             raise ConfigError(f"graph was lowered for family {graph.family!r} but profile "
                               f"{p.name} runs family {p.family!r}")
-        if hasattr(graph, "is_chain") and not graph.is_chain():
-            raise UnsupportedError("this simulator runs chains of layers; the graph sets sources, "
-                                   "delays or projections")
         design_rules.check(p, "simulate", layers=graph.layers)
         self.readout_kind = (graph.readout or {}).get("kind", "potential")
         if self.readout_kind not in READOUT_KINDS:
@@ -135,6 +154,7 @@ class Simulator:
         self.family = get_family(p.family)
         self.config = self.family.Config.from_profile(p)
         self._scan_kernel = getattr(self.family, "NeuronScan", None) if fast else None
+        self._merge_inputs = getattr(self.family, "merge_inputs", None)
         if blas_threads is not None and (isinstance(blas_threads, bool) or
                                          not isinstance(blas_threads, int) or blas_threads < 1):
             raise ConfigError(f"blas_threads must be a positive integer or None, got "
@@ -142,18 +162,41 @@ class Simulator:
         self.blas_threads = blas_threads
         self.structure = layer_structure(graph)
         self.input_shape = tuple(int(d) for d in graph.input_shape)
-        self._stages = [self._stage(k, st) for k, st in enumerate(self.structure)]
+        delays = self._delays()
+        depth: dict[int, int] = {-1: 0}
+        self._stages = []
+        for k, st in enumerate(self.structure):
+            stage = self._stage(k, st, delays[st.index], depth)
+            depth[st.index] = stage.depth
+            self._stages.append(stage)
+        if self._stages[-1].recurrent:  # the design rule says it first, for graph layers
+            raise UnsupportedError(f"{self._stages[-1].struct.label}: the read-out group may not "
+                                   "recur (rule recurrence)")
 
     # ------------------------------------------------------------------ set-up
-    def _stage(self, k: int, st: LayerStructure) -> _Stage:
+    def _delays(self) -> list[list[int]]:
+        """Per entry of ``graph.layers``: the delay of every edge into its group, resolved with
+        the profile's timing (``DeployGraph.inputs``, which also checks sources and delays)."""
+        if hasattr(self.graph, "inputs"):
+            return [[int(e.delay) for e in edges] for edges in self.graph.inputs(self.profile)]
+        tm = self.profile.timing
+        out: list[list[int]] = [[] for _ in self.graph.layers]
+        for st in self.structure:
+            out[st.index] = [(tm.input_delay if e.source == -1 else tm.synapse_delay)
+                             if e.delay is None else int(e.delay) for e in st.edges]
+        return out
+
+    def _stage(self, k: int, st: LayerStructure, delays: list[int],
+               depth: dict[int, int]) -> _Stage:
         p = self.profile
         layer = self.graph.layers[st.index]
         g = layer.neurons
         last = k == len(self.structure) - 1
-        if layer.kind in ("dense", "conv") and not np.issubdtype(
-                np.asarray(layer.weight).dtype, np.integer):
-            raise FormatError(f"{st.label}: weights must be integers, got dtype "
-                              f"{np.asarray(layer.weight).dtype}")
+        for e in st.edges:
+            if e.kind in ("dense", "conv") and not np.issubdtype(
+                    np.asarray(e.synapse.weight).dtype, np.integer):
+                raise FormatError(f"{st.label}: weights must be integers, got dtype "
+                                  f"{np.asarray(e.synapse.weight).dtype}")
         if g.reset not in ("zero", "subtract"):
             raise FormatError(f"{st.label}: unknown reset {g.reset!r}")
         params = {
@@ -170,53 +213,69 @@ class Simulator:
             params.update(kind=str(g.kind), window_start=int(g.window_start),
                           window_steps=int(g.window_steps))
         max_spikes = p.neuron.max_output_spikes_per_step if last else p.neuron.max_spikes_per_step
-        in_size = int(np.prod(st.in_shape))
-        out_size = int(np.prod(st.out_shape))
-        work = max(in_size, out_size)
-        if layer.kind == "conv":
-            o, cg, kh, kw = np.asarray(layer.weight).shape
-            work = max(work, int(np.prod(st.out_shape[1:])) * cg * kh * kw)
-        fan = np.asarray(st.fan_out).reshape(-1)
         kernel = self._scan_kernel
-        scan = kernel is not None and kernel.supported(params, self.config, max_spikes,
-                                                       int(g.initial_v))
-        row_bound = None
-        if scan and layer.kind == "dense":
-            row_bound = row_abs_bound(layer.weight)
+        recurrent = st.recurrent
+        scan = not recurrent and kernel is not None and kernel.supported(
+            params, self.config, max_spikes, int(g.initial_v))
+        payload = p.input.graded_bits > 0 and p.input.graded_mode == "payload"
+        edges = []
+        for e, d in zip(st.edges, delays, strict=True):
+            in_size = int(np.prod(e.in_shape))
+            work = max(in_size, int(np.prod(e.out_shape)))
+            if e.kind == "conv":
+                o, cg, kh, kw = np.asarray(e.synapse.weight).shape
+                work = max(work, int(np.prod(e.out_shape[1:])) * cg * kh * kw)
+            fan = np.asarray(e.fan_out).reshape(-1)
+            edges.append(_Edge(
+                source=e.source, delay=int(d), syn=e.synapse, kind=e.kind, in_shape=e.in_shape,
+                out_shape=e.out_shape, recurrent=e.recurrent,
+                payload=e.source == -1 and payload, work=work,
+                fan_out=int(fan[0]) if fan.size and fan.min() == fan.max() else None,
+                fan_out_all=fan,
+                row_bound=row_abs_bound(e.synapse.weight) if scan and e.kind == "dense" else None,
+            ))
+        forward = [depth[e.source] + e.delay for e in edges if not e.recurrent]
         return _Stage(
-            struct=st, layer=layer,
-            delay=p.timing.input_delay if k == 0 else p.timing.synapse_delay,
+            struct=st, layer=layer, edges=edges, depth=max(forward),
             params=params, initial_v=int(g.initial_v), max_spikes=max_spikes,
-            spiking=bool(g.spiking),
-            payload_input=(k == 0 and p.input.graded_bits > 0
-                           and p.input.graded_mode == "payload"),
-            work=work,
-            fan_out=int(fan[0]) if fan.size and fan.min() == fan.max() else None,
-            scan=scan,
-            row_bound=row_bound,
+            spiking=bool(g.spiking), scan=scan, recurrent=recurrent,
         )
 
     @property
     def latency(self) -> int:
-        """Steps from an input event to the earliest effect on the read-out (sum of delays)."""
-        return sum(s.delay for s in self._stages)
+        """Steps from an input event to its latest effect on the read-out: the read-out's chip
+        depth, the largest sum of delays over the paths from the input (a chain: the sum of its
+        delays). Simulate ``T + latency`` steps to see every input step's effect."""
+        return self._stages[-1].depth
 
     @property
     def layer_names(self) -> list[str]:
         """Names of the neuron layers."""
         return [s.struct.name for s in self._stages]
 
-    def _synapse(self, stage: _Stage, s: np.ndarray, s_max: int) -> tuple[np.ndarray, Any]:
-        layer, cfg, fam = stage.layer, self.config, self.family
-        if layer.kind == "dense":
-            return fam.dense(layer.weight, s, int(layer.weight_exp), config=cfg, s_max=s_max)
-        if layer.kind == "conv":
-            exp = int(getattr(layer, "weight_exp", 0) or 0)  # non-zero: weights.conv_exponent
-            return fam.conv(layer.weight, s, tuple(layer.stride), tuple(layer.padding),
-                            int(layer.groups), config=cfg, s_max=s_max,
+    def _synapse(self, edge: _Edge, s: np.ndarray, s_max: int) -> tuple[np.ndarray, Any]:
+        syn, cfg, fam = edge.syn, self.config, self.family
+        if edge.kind == "dense":
+            return fam.dense(syn.weight, s, int(syn.weight_exp), config=cfg, s_max=s_max)
+        if edge.kind == "conv":
+            exp = int(getattr(syn, "weight_exp", 0) or 0)  # non-zero: weights.conv_exponent
+            return fam.conv(syn.weight, s, tuple(syn.stride), tuple(syn.padding),
+                            int(syn.groups), config=cfg, s_max=s_max,
                             **({"weight_exp": exp} if exp else {}))
-        stride = tuple(layer.stride) if layer.stride is not None else tuple(layer.kernel)
-        return fam.sumpool(s, tuple(layer.kernel), stride, config=cfg)
+        stride = tuple(syn.stride) if syn.stride is not None else tuple(syn.kernel)
+        return fam.sumpool(s, tuple(syn.kernel), stride, config=cfg)
+
+    def _merge(self, inputs: list[Any]) -> Any:
+        """The synaptic input of several edges into one group: the family's ``merge_inputs``
+        (e.g. xylo: per-event saturation, edge after edge), else their sum."""
+        if len(inputs) == 1:
+            return inputs[0]
+        if self._merge_inputs is not None:
+            return self._merge_inputs(inputs, config=self.config)
+        total = inputs[0]
+        for a in inputs[1:]:
+            total = total + a
+        return total
 
     # ------------------------------------------------------------------ inputs
     def _check_inputs(self, inputs: Any) -> tuple[np.ndarray, int]:
@@ -271,9 +330,11 @@ class Simulator:
                 ``{"input": spec|None, "layers": spec|None}``.
             seed: seed of the jitter generator (input first, then layers in order).
 
-        Layer jitter moves spikes on their way to the next layer (or to the host, for the last
-        layer): recorded rasters, per-neuron counts and energy use the emitted spikes, a
-        ``spike_count`` read-out counts the delivered (jittered) ones.
+        Layer jitter moves spikes on their way to the layers that read them (or to the host, for
+        the last layer): every reader of a group gets the same jittered raster; recorded rasters,
+        per-neuron counts and energy use the emitted spikes, a ``spike_count`` read-out counts
+        the delivered (jittered) ones. A recurrent group refuses layer jitter (a spike moved
+        earlier would reach the group before it was emitted).
 
         Returns:
             A :class:`SimResult`.
@@ -287,6 +348,13 @@ class Simulator:
                 or extra_steps < 0:
             raise ConfigError(f"extra_steps must be a non-negative integer, got {extra_steps!r}")
         jit: JitterConfig | None = parse_config(jitter)
+        layer_jitter = jit is not None and jit.layers is not None and not jit.layers.is_null()
+        if layer_jitter:
+            for stage in self._stages:
+                if stage.recurrent and stage.spiking:
+                    raise ConfigError(f"{stage.struct.label}: layer jitter on a recurrent group "
+                                      "is not simulated (a spike moved earlier would reach the "
+                                      "group before it was emitted); jitter the input only")
         x, x_max = self._check_inputs(inputs)
         b, t_in = int(x.shape[0]), int(x.shape[1])
         steps = t_in + int(extra_steps)
@@ -312,39 +380,46 @@ class Simulator:
             states["u"] = {}
         if "v" in record:
             states["v"] = {}
+        p_in = self.profile.input
+        input_spikes = _events(x, b, steps, (p_in.graded_bits > 0 and p_in.graded_mode ==
+                                             "payload") or x_max <= 1, per_input=False)
+        # delivered rasters by source (-1: the input), kept until their last reader has run
+        delivered: dict[int, tuple[np.ndarray, int]] = {-1: (x, x_max)}
+        last_reader: dict[int, int] = {}
+        for k, stage in enumerate(self._stages):
+            for e in stage.edges:
+                if not e.recurrent:
+                    last_reader[e.source] = k
         final_v = None
-        delivered = x
-        delivered_max = x_max
-        input_spikes = np.zeros(b, dtype=np.int64)
         for k, stage in enumerate(self._stages):
             with blas_threads(self.blas_threads):
-                raster, v_last, counts = self._run_stage(stage, delivered, delivered_max, steps,
-                                                         record, states)
-            name = stage.struct.name
-            events = _events(delivered, b, steps, stage.payload_input or delivered_max <= 1,
-                             per_input=stage.fan_out is None)
-            if stage.fan_out is None:  # [B, M] events per input
-                synops[:, k] = events @ stage.struct.fan_out.reshape(-1)
-                events = events.sum(axis=1)
-            else:  # [B] events per sample
-                synops[:, k] = events * stage.fan_out
-            if k == 0:
-                input_spikes = events
+                raster, v_last, counts = self._run_stage(stage, delivered, b, steps, record,
+                                                         states)
+            for e in stage.edges:
+                s, s_max = (raster, stage.out_max) if e.recurrent else delivered[e.source]
+                events = _events(s, b, steps, e.payload or s_max <= 1,
+                                 per_input=e.fan_out is None)
+                if e.fan_out is None:  # [B, M] events per input
+                    synops[:, k] += events @ e.fan_out_all
+                else:  # [B] events per sample
+                    synops[:, k] += events * e.fan_out
             u_ovf[:, k], v_ovf[:, k], acc_ovf[:, k] = counts
             per_neuron = raster.sum(axis=1, dtype=np.int64)
             neuron_counts.append(per_neuron)
             spike_counts[:, k] = per_neuron.reshape(b, -1).sum(axis=1)
             if "spikes" in record:
-                rasters[name] = raster
-            if jit is not None and jit.layers is not None and stage.spiking:
+                rasters[stage.struct.name] = raster
+            if layer_jitter and stage.spiking:
                 raster = jitter_spikes(raster, jit.layers, rng)
-            delivered = raster
-            delivered_max = stage.max_spikes if stage.spiking else 0
+            for src in [s for s, last in last_reader.items() if last == k]:
+                delivered.pop(src, None)
+            delivered[stage.struct.index] = (raster, stage.out_max)
             final_v = v_last
         if self.readout_kind == "potential":
             readout = final_v.reshape(b, -1).astype(np.int64)
         else:
-            readout = delivered.reshape(b, steps, -1).sum(axis=1, dtype=np.int64)
+            readout = delivered[self._stages[-1].struct.index][0].reshape(b, steps, -1).sum(
+                axis=1, dtype=np.int64)
         predictions = np.argmax(readout, axis=1).astype(np.int64)
         updates = np.array([s.struct.neurons * steps for s in self._stages], dtype=np.int64)
         e = self.profile.energy
@@ -379,15 +454,22 @@ class Simulator:
             states=states,
         )
 
-    def _run_stage(self, stage: _Stage, s_in: np.ndarray, s_max: int, steps: int,
-                   record: tuple[str, ...], states: dict[str, dict[str, np.ndarray]]):
-        """Simulate one layer over all steps; returns (raster, final v, overflow counts)."""
+    def _edge_events(self, edge: _Edge, delivered: dict[int, tuple[np.ndarray, int]], b: int,
+                     steps: int) -> tuple[np.ndarray, int]:
+        s, s_max = delivered[edge.source]
+        return s.reshape(b, steps, *edge.in_shape), s_max
+
+    def _run_stage(self, stage: _Stage, delivered: dict[int, tuple[np.ndarray, int]], b: int,
+                   steps: int, record: tuple[str, ...],
+                   states: dict[str, dict[str, np.ndarray]]):
+        """Simulate one group step by step through the family's ``neuron_step``; returns
+        (raster, final v, overflow counts). The synaptic input of the edges from earlier groups
+        is computed for chunks of steps ahead; a recurrent edge's, step by step from the spikes
+        the group emitted ``delay`` steps before."""
         if stage.scan:
-            return self._run_stage_scan(stage, s_in, s_max, steps, record, states)
+            return self._run_stage_scan(stage, delivered, b, steps, record, states)
         st = stage.struct
-        b = int(s_in.shape[0])
         out_shape = st.out_shape
-        s_in = s_in.reshape(b, steps, *st.in_shape)
         rdt = np.uint8 if stage.max_spikes <= 255 else np.int64
         raster = np.zeros((b, steps, *out_shape), dtype=rdt)
         u = np.zeros((b, *out_shape), dtype=np.int64)
@@ -401,6 +483,8 @@ class Simulator:
         cfg = self.config
         params = stage.params
         timed = int(params.get("window_steps", 0)) > 0  # the group reads the absolute step
+        forward = [e for e in stage.edges if not e.recurrent]
+        recurrent = [e for e in stage.edges if e.recurrent]
 
         def advance(t: int, a_in: Any) -> None:
             nonlocal u, v
@@ -417,86 +501,125 @@ class Simulator:
             if rec_v is not None:
                 rec_v[:, t] = v
 
-        d = stage.delay
-        for t in range(min(d, steps)):
-            advance(t, 0)
-        # The synapse runs on every step's events, as the chip's does; the output of the last
-        # d steps would be delivered after the window (it still counts for acc overflows).
-        for c0, c1 in _chunks(b, steps, stage.work, _CHUNK_ELEMENTS):
-            n = c1 - c0
-            a, mask = self._synapse(stage, s_in[:, c0:c1].reshape(b * n, *st.in_shape), s_max)
-            a = a.reshape(b, n, *out_shape, *a.shape[1 + len(out_shape):])  # parts, if any
+        def synapse(edge: _Edge, s: np.ndarray, s_max: int, lead: tuple[int, ...]) -> Any:
+            """The edge's synaptic input for events ``s`` ``[*lead, *in_shape]``, shaped
+            ``[*lead, *out_shape, parts...]``; acc overflows counted."""
+            n = int(np.prod(lead))
+            a, mask = self._synapse(edge, s.reshape(n, *edge.in_shape), s_max)
             if mask is not None and mask.any():
-                ca[:] += count(mask.reshape(b, n, -1), batch_axes=1)
-            for j in range(min(n, steps - d - c0)):
-                advance(c0 + j + d, a[:, j])
+                ca[:] += count(mask.reshape(b, -1), batch_axes=1)
+            return a.reshape(*lead, *out_shape, *a.shape[1 + len(edge.out_shape):])
+
+        first = min(min(e.delay for e in forward), steps)
+        for t in range(first):  # no edge delivers yet
+            advance(t, 0)
+        work = sum(e.work for e in forward)
+        for c0, c1 in _chunks(b, steps - first, work, _CHUNK_ELEMENTS):
+            c0, c1 = c0 + first, c1 + first
+            n = c1 - c0
+            parts = []
+            for e in forward:
+                s, s_max = self._edge_events(e, delivered, b, steps)
+                parts.append(synapse(e, _window(s, c0 - e.delay, c1 - e.delay), s_max, (b, n)))
+            a = self._merge(parts)
+            for j in range(n):
+                t = c0 + j
+                a_t = a[:, j]
+                if recurrent:
+                    terms = [a_t] + [synapse(e, raster[:, t - e.delay], stage.out_max, (b,))
+                                     for e in recurrent if t >= e.delay]
+                    a_t = self._merge(terms)
+                advance(t, a_t)
+        # the synapses run on every step's events, as the chip's do: the last steps' output
+        # would be delivered after the window, but it still counts for acc overflows
+        for e in stage.edges:
+            d = min(e.delay, steps)
+            if d:
+                s, s_max = (raster.reshape(b, steps, *e.in_shape), stage.out_max) \
+                    if e.recurrent else self._edge_events(e, delivered, b, steps)
+                synapse(e, s[:, steps - d:], s_max, (b, d))
         if rec_u is not None:
             states["u"][st.name] = rec_u
         if rec_v is not None:
             states["v"][st.name] = rec_v
         return raster, v, (cu, cv, ca)
 
-    def _run_stage_scan(self, stage: _Stage, s_in: np.ndarray, s_max: int, steps: int,
-                        record: tuple[str, ...], states: dict[str, dict[str, np.ndarray]]):
-        """:meth:`_run_stage` with the family's whole-window kernels (same results); the
-        synaptic input is computed for chunks of steps, time-major, as the kernel reads it."""
-        st, layer, cfg = stage.struct, stage.layer, self.config
-        b = int(s_in.shape[0])
+    def _run_stage_scan(self, stage: _Stage, delivered: dict[int, tuple[np.ndarray, int]],
+                        b: int, steps: int, record: tuple[str, ...],
+                        states: dict[str, dict[str, np.ndarray]]):
+        """:meth:`_run_stage` with the family's whole-window kernels (same results), for a group
+        without recurrence; the synaptic input of all its edges is computed for chunks of steps,
+        summed, time-major, as the kernel reads it."""
+        st, cfg = stage.struct, self.config
         n_out = int(np.prod(st.out_shape))
-        s_in = s_in.reshape(b, steps, *st.in_shape)
         raster = np.zeros((b, steps, *st.out_shape), dtype=np.uint8)
         flat = raster.reshape(b, steps, n_out)
         scan = self._scan_kernel(b, st.out_shape, stage.params, cfg, stage.initial_v, steps,
                                  "u" in record, "v" in record)
         ca = np.zeros(b, dtype=np.int64)
-        d = min(stage.delay, steps)
-        if d:
-            scan.run(None, 0.0, flat, 0, d)
-        plan = None
+        first = min(min(e.delay for e in stage.edges), steps)
+        if first:
+            scan.run(None, 0.0, flat, 0, first)
         planner = getattr(self.family, "DenseInput", None)
-        if layer.kind == "dense" and planner is not None:
-            plan = planner.plan(layer.weight, int(layer.weight_exp), cfg, s_max, stage.row_bound)
         windows = getattr(self.family, "WindowInput", None)
-        if layer.kind in ("conv", "sumpool") and windows is not None:
-            plan = windows.plan(layer, st.in_shape, cfg, s_max)
-        if plan is not None:
-            # no rule can act on the synaptic output, so only the delivered steps are needed
-            chunks = list(_chunks(b, steps - d, stage.work, _PLAN_CHUNK_ELEMENTS))
+        scale = float(1 << cfg.activation_shift)
+        plans = []
+        for e in stage.edges:
+            s, s_max = self._edge_events(e, delivered, b, steps)
+            plan = None
+            if e.kind == "dense" and planner is not None:
+                plan = planner.plan(e.syn.weight, int(e.syn.weight_exp), cfg, s_max, e.row_bound)
+            if e.kind in ("conv", "sumpool") and windows is not None:
+                plan = windows.plan(e.syn, e.in_shape, cfg, s_max)
+            plans.append((e, s, s_max, plan))
+        single = len(plans) == 1
 
-            def synapse(chunk: tuple[int, int]) -> tuple[Any, float, Any, int]:
-                c0, c1 = chunk
-                # time-major events make a time-major input (the float copy is contiguous)
-                events = s_in[:, c0:c1].reshape(b, c1 - c0, -1).transpose(1, 0, 2)
-                a = plan(events)
+        def edge_input(e: _Edge, s: np.ndarray, s_max: int, plan: Any, c0: int, c1: int
+                       ) -> tuple[np.ndarray, float, Any]:
+            """``(a, bound, counts)`` of one edge for target steps ``c0:c1``, time-major."""
+            n = c1 - c0
+            x = _window(s, c0 - e.delay, c1 - e.delay)
+            if plan is not None:
+                # no rule can act on the synaptic output, so only the delivered steps are
+                # needed; time-major events make a time-major input (a contiguous float copy)
+                a = plan(x.reshape(b, n, -1).transpose(1, 0, 2))
                 # the actual bound of this chunk is far below plan.bound: fewer range checks
-                bound = float(max(a.max(initial=0.0), -a.min(initial=0.0)))
-                return a, bound, None, c1 - c0
-        else:
-            chunks = list(_chunks(b, steps, stage.work, _CHUNK_ELEMENTS))
-            scale = float(1 << cfg.activation_shift)
+                return a, float(max(a.max(initial=0.0), -a.min(initial=0.0))), None
+            a, mask = self._synapse(e, x.reshape(b * n, *e.in_shape), s_max)
+            counts = None
+            if mask is not None and mask.any():
+                counts = count(mask.reshape(b, n, -1), batch_axes=1)
+            af = np.empty((n, b, n_out))  # time-major, as the kernel reads it
+            np.multiply(a.reshape(b, n, n_out).transpose(1, 0, 2), scale, out=af)
+            bound = float(np.abs(af).max(initial=0.0))
+            if bound >= 2.0**52:
+                raise UnsupportedError(f"{st.label}: synaptic input {bound:.3g} is too "
+                                       f"large to simulate exactly")
+            return af, bound, counts
 
-            def synapse(chunk: tuple[int, int]) -> tuple[Any, float, Any, int]:
-                c0, c1 = chunk
-                n = c1 - c0
-                a, mask = self._synapse(stage, s_in[:, c0:c1].reshape(b * n, *st.in_shape),
-                                        s_max)
-                counts = None
-                if mask is not None and mask.any():
-                    counts = count(mask.reshape(b, n, -1), batch_axes=1)
-                deliver = min(n, steps - d - c0)  # steps of this chunk delivered in the window
-                if deliver <= 0:
-                    return None, 0.0, counts, 0
-                af = np.empty((deliver, b, n_out))  # time-major, as the kernel reads it
-                np.multiply(a.reshape(b, n, n_out)[:, :deliver].transpose(1, 0, 2), scale,
-                            out=af)
-                bound = float(np.abs(af).max(initial=0.0))
-                if bound >= 2.0**52:
-                    raise UnsupportedError(f"{st.label}: synaptic input {bound:.3g} is too "
-                                           f"large to simulate exactly")
-                return af, bound, counts, deliver
+        def synapse(chunk: tuple[int, int]) -> tuple[Any, float, Any, int]:
+            c0, c1 = chunk
+            total, bound, counts = None, 0.0, None
+            for e, s, s_max, plan in plans:
+                a, bnd, cnt = edge_input(e, s, s_max, plan, c0, c1)
+                if cnt is not None:
+                    counts = cnt if counts is None else counts + cnt
+                if single:
+                    return a, bnd, counts, c1 - c0
+                total = a.astype(np.float64) if total is None else np.add(total, a, out=total)
+                bound += bnd
+            if bound >= 2.0**52:  # each term is exact; their sum is while below 2**53
+                raise UnsupportedError(f"{st.label}: summed synaptic input {bound:.3g} is too "
+                                       "large to simulate exactly")
+            return total, float(max(total.max(initial=0.0), -total.min(initial=0.0))), counts, \
+                c1 - c0
 
+        chunks = [(c0 + first, c1 + first) for c0, c1 in
+                  _chunks(b, steps - first, sum(e.work for e in stage.edges),
+                          _PLAN_CHUNK_ELEMENTS)]
         # the synapses of a group of chunks on parallel threads, then the neurons in order
-        threads = 1 if b * steps * stage.work < _PARALLEL_ELEMENTS else None
+        work = sum(e.work for e in stage.edges)
+        threads = 1 if b * steps * work < _PARALLEL_ELEMENTS else None
         per_step = b * max(n_out, 1)
         group = max(1, _GROUP_ELEMENTS // per_step)
         start = 0
@@ -510,13 +633,29 @@ class Simulator:
                                                        strict=True):
                 if counts is not None:
                     ca += counts
-                if a is not None:
-                    scan.run(a, bound, flat, c0 + d, n)
+                scan.run(a, bound, flat, c0, n)
             start = stop
+        # the synapses run on every step's events, as the chip's do: an edge without a plan
+        # (a rule may act on its output) counts the acc overflows of its last steps too
+        for e, s, s_max, plan in plans:
+            d = min(e.delay, steps)
+            if plan is None and d:
+                x = s[:, steps - d:]
+                _, mask = self._synapse(e, x.reshape(b * d, *e.in_shape), s_max)
+                if mask is not None and mask.any():
+                    ca += count(mask.reshape(b, d, -1), batch_axes=1)
         for key, rec in (("u", scan.states_u), ("v", scan.states_v)):
             if rec is not None:
                 states[key][st.name] = rec.reshape(b, steps, *st.out_shape)
         return raster, scan.v, (scan.u_overflows, scan.v_overflows, ca)
+
+
+def _window(s: np.ndarray, c0: int, c1: int) -> np.ndarray:
+    """Steps ``c0:c1`` of raster ``s`` ``[B, steps, ...]``, with no events before step 0."""
+    if c0 >= 0:
+        return s[:, c0:c1]
+    pad = np.zeros((s.shape[0], min(-c0, c1 - c0), *s.shape[2:]), dtype=s.dtype)
+    return pad if c1 <= 0 else np.concatenate([pad, s[:, :c1]], axis=1)
 
 
 def _checked_copy(x: np.ndarray, dtype: Any) -> tuple[np.ndarray, int]:

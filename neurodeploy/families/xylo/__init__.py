@@ -30,6 +30,7 @@ from neurodeploy.families.xylo.arith import (
     decay_step,
     dense,
     membrane_step,
+    merge_inputs,
     neuron_step,
     sumpool,
 )
@@ -49,4 +50,4 @@ WRITERS = {"xylo": _write_spec}
 
 __all__ = ["DEFAULT", "INPUT_PARTS", "NAME", "RULES", "WRITERS", "Config", "NeuronStep",
            "TrainNeuron", "XyloConfig", "bitshift_decay", "conv", "current_step", "decay_step",
-           "dense", "lowering", "membrane_step", "neuron_step", "sumpool"]
+           "dense", "lowering", "membrane_step", "merge_inputs", "neuron_step", "sumpool"]

@@ -277,6 +277,30 @@ def _single_clamp_parts(total: Array, config: XyloConfig) -> Array:
     return _stack([total, ops.clip(total + lo, lo, hi), ops.clip(total + hi, lo, hi)])
 
 
+def merge_inputs(inputs: list[Any], config: XyloConfig = DEFAULT) -> Any:
+    """The synaptic input of several edges into one group, delivered one edge after the other in
+    list order (xylosim: input channels, then hidden neurons by index), each as :func:`dense`
+    returns it (parts on a trailing axis); a scalar 0 (no events) is skipped.
+
+    Delivering ``(s1, l1, h1)`` and then ``(s2, l2, h2)`` is the clamped shift
+    ``(s1 + s2, f2(l1), f2(h1))`` with ``f2(y) = clamp(y + s2, l2, h2)``: the composition of two
+    clamped shifts is the clamped shift run from the two ends of the range (module docstring).
+    """
+    out = None
+    for a in inputs:
+        if not hasattr(a, "shape"):
+            if a != 0:
+                raise ValueError("merge_inputs takes the parts the synapse functions return")
+            continue
+        if out is None:
+            out = a
+            continue
+        s2, l2, h2 = a[..., 0], a[..., 1], a[..., 2]
+        f_lo, f_hi = ops.clip(out[..., 1] + s2, l2, h2), ops.clip(out[..., 2] + s2, l2, h2)
+        out = _stack([out[..., 0] + s2, f_lo, f_hi])
+    return 0 if out is None else out
+
+
 def conv(weight: Array, s: Array, stride=(1, 1), padding=(0, 0), groups: int = 1,
          config: XyloConfig = DEFAULT, s_max: int | None = None) -> tuple[Array, Array | None]:
     """Conv synapses (no Xylo chip has them; kept for custom profiles): the parts of one clamp."""
