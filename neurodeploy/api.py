@@ -198,18 +198,19 @@ def import_nir(path: str | Path, *, convention: str | None = None, dt: float | N
 # ---------------------------------------------------------------------------------------- graph networks
 def fit_graph(model: Any, dataset: Any, config: TrainConfig | None = None, *, out_dir: str | Path = "runs/train",
               resume: bool = False, progress: bool | None = None, steps: int | None = None,
-              encoding: Any = None) -> TrainResult:
+              encoding: Any = None, input_shape: tuple[int, ...] | None = None) -> TrainResult:
     """Train a graph network — a :class:`~neurodeploy.models.graph_net.GraphNet`, a
     :class:`~neurodeploy.graph.Graph`, a graph checkpoint (or its path, e.g. from ``neurodeploy
     import``) or a PyTorch module written with neurodeploy's layers (traced by
     :func:`~neurodeploy.graph.graph_from_torch`; it gets the trained weights back) — on ``dataset``.
     ``out_dir/checkpoint.pt`` is a graph checkpoint with the trained weights, for
     :func:`prepare`, :func:`simulate` and :func:`export_to`. ``steps`` and ``encoding`` default to
-    what the graph records (a PyTorch module needs ``steps``)."""
+    what the graph records (a PyTorch module needs ``steps``, and ``input_shape``, one step's input,
+    when the samples are input event sequences)."""
     from neurodeploy.train.graph_trainer import train_graph
 
     return train_graph(model, dataset, config or TrainConfig(), out_dir, resume=resume, progress=progress,
-                       steps=steps, encoding=encoding)
+                       steps=steps, encoding=encoding, input_shape=input_shape)
 
 
 __all__ = ["Constraints", "ModelSpec", "Simulation", "TrainConfig", "build_model", "convert", "export_to",

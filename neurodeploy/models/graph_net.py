@@ -16,8 +16,8 @@ Files: :func:`save_graph_checkpoint` writes a ``torch.save`` archive of plain da
     {"format": "neurodeploy.graph", "version": 1, "graph": {"nodes": {...}, "edges": [...],
      "meta": {...}}, "steps": T, "meta": {...}, "train": {...}}
 
-(``train``, the resumable record of a training run, only in checkpoints a run wrote;
-:class:`GraphModel` is what the trainer trains: a :class:`GraphNet` with its input encoder).
+(``train``, the resumable record of a training run, only in checkpoints a run wrote,
+:mod:`neurodeploy.train.graph_trainer`).
 
 and :func:`load_graph_checkpoint` reads it back into a :class:`GraphCheckpoint`.
 """
@@ -37,7 +37,6 @@ from neurodeploy.errors import CheckpointError, DataError
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.interpret import apply_stateless
 from neurodeploy.graph.ir import Edge, Graph, GraphError
-from neurodeploy.nn.encoding import Encoding, encode
 from neurodeploy.nn.neurons import layer_stats
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate, spike
 
@@ -128,16 +127,6 @@ class GraphNet(nn.Module):
     def spiking_layers(self) -> list[tuple[str, NeuronProbe]]:
         """The spiking nodes' probes by node name, in graph order (what the training monitor reads)."""
         return [(k, self.probes[k]) for k in self.order if k in self.probes]
-
-    def to_graph(self) -> Graph:
-        """The graph with this module's current tensors (trained weights), in float64."""
-        nodes = {}
-        for name in self.graph.nodes:
-            holder = self.tensors[self._keys[name]]
-            own = dict(holder.named_parameters(recurse=False)) | dict(holder.named_buffers(recurse=False))
-            own = {k: v.detach().cpu().double().clone() for k, v in own.items()}
-            nodes[name] = dataclasses.replace(self.graph.nodes[name], **own) if own else self.graph.nodes[name]
-        return Graph(nodes, list(self.graph.edges), dict(self.graph.meta))
 
     def _node(self, name: str) -> gn.Node:
         """The node with this module's current tensors (parameters and buffers)."""
@@ -238,59 +227,6 @@ class NeuronProbe:
             self.stats = layer_stats(spikes.detach(), potentials, v_th, self.surrogate)
 
 
-@dataclass
-class GraphSpec:
-    """What training needs beyond the graph: the samples' shape (``input_shape``; for a sequence
-    encoding ``[T, *step_shape]``), the number of steps and the encoding."""
-
-    input_shape: tuple[int, ...]
-    steps: int
-    encoding: dict[str, Any]
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def encoding_config(self) -> Encoding:
-        return Encoding.from_config(self.encoding)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input_shape": list(self.input_shape), "steps": self.steps, "encoding": dict(self.encoding)}
-
-
-class GraphModel(nn.Module):
-    """A :class:`GraphNet` with its input encoder: ``forward(x [B, ...]) -> class scores``, as a
-    :class:`~neurodeploy.models.SpikingNet` (what the trainer trains). ``net`` is shared, so
-    training a :class:`GraphModel` trains its :class:`GraphNet`."""
-
-    def __init__(self, net: GraphNet, steps: int, encoding: Any = None):
-        super().__init__()
-        self.net = net
-        enc = Encoding.from_config(encoding if encoding is not None else net.graph.meta.get("encoding", "direct"))
-        step_shape = tuple(net.shapes[net.input_name])
-        self.spec = GraphSpec(((steps, *step_shape) if enc.sequence else step_shape), int(steps), enc.to_dict())
-
-    def spiking_layers(self) -> list[tuple[str, NeuronProbe]]:
-        return self.net.spiking_layers()
-
-    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return encode(x, self.spec.steps, self.spec.encoding_config, generator)
-
-    def forward_sequence(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.net(seq)
-
-    def readout(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.net(self.encode(x, generator))
-
-    def checkpoint(self, meta: dict[str, Any] | None = None, train: dict[str, Any] | None = None) -> GraphCheckpoint:
-        """A :class:`GraphCheckpoint` of the current weights (graph ``meta`` records the encoding)."""
-        graph = self.net.to_graph()
-        graph.meta["encoding"] = dict(self.spec.encoding)
-        graph.meta["steps"] = self.spec.steps
-        return GraphCheckpoint(graph, self.spec.steps, dict(meta or {}), dict(train or {}))
-
-
 # ------------------------------------------------------------------------------------------ files
 @dataclass
 class GraphCheckpoint:
@@ -305,10 +241,6 @@ class GraphCheckpoint:
     def build(self) -> GraphNet:
         """The :class:`GraphNet` of the stored graph (float32, eval mode)."""
         return GraphNet(self.graph).eval()
-
-    def model(self, encoding: Any = None) -> GraphModel:
-        """The trainable :class:`GraphModel` (encoder: ``encoding`` or the graph's own)."""
-        return GraphModel(GraphNet(self.graph), self.steps, encoding)
 
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint to ``path`` atomically."""

@@ -8,10 +8,6 @@
   (:func:`sample_seed`), so any subset or batching of a test split sees the same spikes as the whole.
 * ``latency``: one spike per input at step ``round((1 - x) (T - 1))``; values at or below
   ``min_value`` never spike (bright pixels spike early).
-
-With ``sequence=True`` (``direct`` and ``rate``) a sample is already a sequence ``[T, ...]`` (e.g. an
-image fed row by row): step ``t`` reads ``x[:, t]`` instead of the whole sample, graded or drawn as
-above; the sequence must hold at least the steps asked for (the first ``steps`` rows are used).
 """
 
 from __future__ import annotations
@@ -35,15 +31,12 @@ class Encoding:
         bits: for ``direct``: round values to ``2**bits - 1`` levels (``None`` keeps floats).
         min_value: for ``latency``: values ``<= min_value`` emit no spike.
         seed: for ``rate``: seed of the spike generator used at evaluation time.
-        sequence: samples are sequences ``[B, T, ...]`` whose step ``t`` is the input at step ``t``
-            (``direct`` and ``rate`` only); left out of :meth:`to_dict` when false.
     """
 
     kind: str = "direct"
     bits: int | None = None
     min_value: float = 0.0
     seed: int = 0
-    sequence: bool = False
 
     def __post_init__(self):
         if self.kind not in ENCODINGS:
@@ -52,11 +45,6 @@ class Encoding:
             not isinstance(self.bits, int) or isinstance(self.bits, bool) or not 1 <= self.bits <= 16
         ):
             raise ConfigError(f"encoding bits must be an integer in 1..16, got {self.bits!r}")
-        if not isinstance(self.sequence, bool):
-            raise ConfigError(f"encoding sequence must be true or false, got {self.sequence!r}")
-        if self.sequence and self.kind == "latency":
-            raise ConfigError("a latency encoding codes a value by one spike time, so it cannot read a sequence; "
-                              "use direct or rate with sequence = true")
 
     @classmethod
     def from_config(cls, cfg: str | dict[str, Any] | Encoding) -> Encoding:
@@ -73,10 +61,7 @@ class Encoding:
         return cls(**cfg)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not self.sequence:
-            del d["sequence"]
-        return d
+        return asdict(self)
 
     @property
     def binary(self) -> bool:
@@ -98,33 +83,21 @@ def encode(x: torch.Tensor, steps: int, encoding: Encoding | str = "direct",
     if not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"the number of time steps must be a positive integer, got {steps!r}")
     x = x.clamp(0.0, 1.0)
-    if enc.sequence:
-        x = sequence_steps(x, steps).transpose(0, 1)  # [steps, B, ...]
     if enc.kind == "direct":
         if enc.bits is not None:
             levels = 2**enc.bits - 1
             x = torch.round(x * levels) / levels
-        return x if enc.sequence else x.unsqueeze(0).expand(steps, *x.shape)
+        return x.unsqueeze(0).expand(steps, *x.shape)
     if enc.kind == "rate":
         if generator is None:
             generator = torch.Generator(device="cpu").manual_seed(enc.seed)
-        shape = tuple(x.shape) if enc.sequence else (steps, *x.shape)
-        u = torch.rand(shape, generator=generator, device="cpu").to(x.device, x.dtype)
-        return (u < (x if enc.sequence else x.unsqueeze(0))).to(x.dtype)
+        u = torch.rand((steps, *x.shape), generator=generator, device="cpu").to(x.device, x.dtype)
+        return (u < x.unsqueeze(0)).to(x.dtype)
     # latency
     t_spike = torch.round((1.0 - x) * (steps - 1)).long()
     t = torch.arange(steps, device=x.device).view(steps, *([1] * x.dim()))
     fire = (x > enc.min_value).unsqueeze(0)
     return ((t == t_spike.unsqueeze(0)) & fire).to(x.dtype)
-
-
-def sequence_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
-    """The first ``steps`` steps of sequence samples ``x`` ``[B, T, ...]`` (``ConfigError`` when the
-    samples are not sequences of at least ``steps`` steps)."""
-    if x.dim() < 2 or x.shape[1] < steps:
-        raise ConfigError(f"a sequence encoding reads samples [B, T, ...] with T >= {steps} steps, got "
-                          f"{list(x.shape)}")
-    return x[:, :steps]
 
 
 def encode_integers(x: torch.Tensor, steps: int, encoding: Encoding | str | dict,
@@ -141,12 +114,21 @@ def encode_integers(x: torch.Tensor, steps: int, encoding: Encoding | str | dict
             raise ConfigError("direct float input has no integer form; give the encoding a bit width")
         if not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"the number of time steps must be a positive integer, got {steps!r}")
-        if enc.sequence:
-            return torch.round(sequence_steps(x, steps).clamp(0, 1).double() * (2**enc.bits - 1)).to(
-                torch.int64).contiguous()
         q = torch.round(x.clamp(0, 1).double() * (2**enc.bits - 1)).to(torch.int64)
         return q.unsqueeze(1).expand(q.shape[0], steps, *q.shape[1:]).contiguous()
     return encode(x, steps, enc, generator).transpose(0, 1).to(torch.int64).contiguous()
+
+
+def events_as_sequence(events: torch.Tensor, steps: int, encoding: Encoding | str | dict) -> torch.Tensor:
+    """The float input sequence ``[steps, B, ...]`` of input event samples ``[B, T, ...]`` (a
+    temporal task whose samples are already what the chip receives: spikes, or graded payloads in
+    ``0 .. 2**bits - 1``): the first ``steps`` steps, graded payloads divided by ``2**bits - 1``."""
+    enc = Encoding.from_config(encoding)
+    if events.dim() < 2 or events.shape[1] < steps:
+        raise ConfigError(f"input event samples [B, T, ...] need T >= {steps} steps, got {list(events.shape)}")
+    seq = events[:, :steps].transpose(0, 1).to(torch.float32)
+    levels = graded_levels(enc)
+    return seq / levels if levels is not None else seq
 
 
 def graded_levels(encoding: Encoding) -> int | None:

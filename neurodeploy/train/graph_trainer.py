@@ -19,7 +19,8 @@ from torch import nn
 
 from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.graph.ir import Graph
-from neurodeploy.models.graph_net import GraphCheckpoint, GraphModel, GraphNet, load_graph_checkpoint
+from neurodeploy.models.graph_net import GraphCheckpoint, GraphNet, load_graph_checkpoint
+from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.train.config import TrainConfig
 from neurodeploy.train.distributed import Parallel
 from neurodeploy.train.trainer import Trainer, TrainResult
@@ -34,8 +35,10 @@ def _structure(graph: Graph) -> tuple[Any, ...]:
 
 
 class GraphTrainer(Trainer):
-    """A :class:`Trainer` for a :class:`~neurodeploy.models.graph_net.GraphModel`; ``meta`` is kept
-    in every checkpoint it writes (e.g. where the graph was imported from)."""
+    """A :class:`Trainer` for a :class:`~neurodeploy.quantize.graph_model.GraphModel`; ``meta`` is
+    kept in every checkpoint it writes (e.g. where the graph was imported from). Samples are either
+    ``[N, *input_shape]`` (encoded by the model's encoding) or input event sequences ``[N, T,
+    *input_shape]`` with ``T >= steps`` (a temporal task; ``docs/graphs.md`` §6)."""
 
     def __init__(self, model: GraphModel, dataset: Any, config: TrainConfig, out_dir: str | Path,
                  progress: bool | None = None, device: str = "cpu", parallel: Parallel | None = None,
@@ -48,8 +51,18 @@ class GraphTrainer(Trainer):
         super().__init__(model, dataset, config, out_dir, progress, device, parallel)
         self.source_meta = dict(meta or {})
 
+    def _check_dataset(self, dataset: Any) -> None:
+        shape, steps = tuple(self.model.spec.input_shape), self.model.spec.steps
+        got = tuple(dataset.x_train.shape[1:])
+        if got != shape and not (got[1:] == shape and got[0] >= steps):
+            raise ConfigError(f"dataset {dataset.name} has samples of shape {got} but the graph network takes "
+                              f"{shape} (or input event sequences ({steps}+, {', '.join(map(str, shape))}))")
+
     def _write_checkpoint(self, train: dict[str, Any], meta: dict[str, Any]) -> None:
-        self.model.checkpoint({**self.source_meta, **meta}, train).save(self.checkpoint_path)
+        ck = self.model.checkpoint({**self.source_meta, **meta})
+        ck.graph.meta.update(steps=self.model.spec.steps, encoding=dict(self.model.spec.encoding))
+        ck.train = train
+        ck.save(self.checkpoint_path)
 
     def _restore_weights(self) -> dict[str, Any]:
         ck = load_graph_checkpoint(self.checkpoint_path)
@@ -60,16 +73,20 @@ class GraphTrainer(Trainer):
         return ck.train
 
 
-def graph_model(model: Any, dataset: Any = None, *, steps: int | None = None, encoding: Any = None) -> GraphModel:
+def graph_model(model: Any, dataset: Any = None, *, steps: int | None = None, encoding: Any = None,
+                input_shape: tuple[int, ...] | None = None) -> GraphModel:
     """The :class:`GraphModel` of a graph network in any of its forms: a :class:`GraphModel`, a
     :class:`GraphNet`, a :class:`~neurodeploy.graph.Graph`, a
     :class:`~neurodeploy.models.graph_net.GraphCheckpoint` or its path, or a PyTorch module
-    (traced by :func:`~neurodeploy.graph.graph_from_torch` with ``dataset``'s per-step input
-    shape). ``steps`` and ``encoding`` default to what the graph records."""
+    (traced by :func:`~neurodeploy.graph.graph_from_torch` for per-step inputs of ``input_shape``,
+    default: the shape of ``dataset``'s samples; give it for input event sequences). ``steps`` and
+    ``encoding`` default to what the graph records."""
     if isinstance(model, str | Path):
         model = load_graph_checkpoint(model)
     if isinstance(model, GraphCheckpoint):
-        return GraphModel(GraphNet(model.graph), steps or model.steps, encoding)
+        enc = encoding or model.graph.meta.get("encoding") or model.meta.get("encoding")
+        return GraphModel(GraphNet(model.graph), steps or model.steps, enc,
+                          {k: v for k, v in model.meta.items() if k != "encoding"})
     if isinstance(model, GraphModel):
         if steps is not None or encoding is not None:
             raise ConfigError("a GraphModel has its steps and encoding; pass the GraphNet to change them")
@@ -81,13 +98,11 @@ def graph_model(model: Any, dataset: Any = None, *, steps: int | None = None, en
             raise ConfigError(f"cannot train a {type(model).__name__}; give a SpikingNet, a graph network or a "
                               "torch.nn.Module")
         from neurodeploy.graph.from_torch import graph_from_torch
-        from neurodeploy.nn.encoding import Encoding
 
         if steps is None or dataset is None:
             raise ConfigError("training a PyTorch module needs steps (time steps per sample) and a dataset")
-        enc = Encoding.from_config(encoding or "direct")
-        shape = tuple(dataset.input_shape)[1:] if enc.sequence else tuple(dataset.input_shape)
-        model = GraphNet(graph_from_torch(model, shape, steps=steps, encoding=enc))
+        shape = tuple(input_shape or dataset.input_shape)
+        model = GraphNet(graph_from_torch(model, shape, steps=steps, encoding=encoding or "direct"))
     graph_steps = model.graph.meta.get("steps")
     steps = steps or graph_steps
     if steps is None:
@@ -97,11 +112,11 @@ def graph_model(model: Any, dataset: Any = None, *, steps: int | None = None, en
 
 def train_graph(model: Any, dataset: Any, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                 progress: bool | None = None, device: str = "cpu", parallel: Parallel | None = None,
-                steps: int | None = None, encoding: Any = None, meta: dict[str, Any] | None = None
-                ) -> TrainResult:
+                steps: int | None = None, encoding: Any = None, input_shape: tuple[int, ...] | None = None,
+                meta: dict[str, Any] | None = None) -> TrainResult:
     """Train a graph network (any form :func:`graph_model` takes) on ``dataset``; a PyTorch module
     gets the trained weights back (its synapses, by the graph nodes' ``source``)."""
-    gm = graph_model(model, dataset, steps=steps, encoding=encoding)
+    gm = graph_model(model, dataset, steps=steps, encoding=encoding, input_shape=input_shape)
     if isinstance(model, GraphCheckpoint) and meta is None:
         meta = {k: v for k, v in model.meta.items() if k in ("imported_from", "source")}
     torch.manual_seed(config.seed)
@@ -109,5 +124,5 @@ def train_graph(model: Any, dataset: Any, config: TrainConfig, out_dir: str | Pa
     if isinstance(model, nn.Module) and not isinstance(model, GraphNet | GraphModel):
         from neurodeploy.graph.from_torch import load_graph_weights
 
-        load_graph_weights(model, gm.net.to_graph())
+        load_graph_weights(model, gm.folded_graph())
     return result

@@ -115,10 +115,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.progress = _show_progress(progress) and self.parallel.is_main
-        if tuple(dataset.x_train.shape[1:]) != tuple(model.spec.input_shape):
-            raise ConfigError(
-                f"dataset {dataset.name} has samples of shape {tuple(dataset.x_train.shape[1:])} but the "
-                f"model expects {tuple(model.spec.input_shape)}")
+        self._check_dataset(dataset)
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs) \
             if config.scheduler == "cosine" else None
@@ -134,6 +131,13 @@ class Trainer:
                                        run_points=-(-config.epochs * batches // config.log_every))
         self.monitor: FiringRateMonitor | None = None
         self._monitor_state: dict[str, Any] | None = None
+
+    def _check_dataset(self, dataset: Any) -> None:
+        """Refuse a dataset whose samples the model cannot take."""
+        if tuple(dataset.x_train.shape[1:]) != tuple(self.model.spec.input_shape):
+            raise ConfigError(
+                f"dataset {dataset.name} has samples of shape {tuple(dataset.x_train.shape[1:])} but the "
+                f"model expects {tuple(self.model.spec.input_shape)}")
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
