@@ -23,7 +23,15 @@ from neurodeploy.cli import main
 from neurodeploy.data import load_dataset
 from neurodeploy.errors import FormatError, NeurodeployError, UnsupportedError
 from neurodeploy.families import get_family
-from neurodeploy.families.loihi import bias_term, dense
+from neurodeploy.families.loihi import (
+    LoihiConfig,
+    bias_term,
+    conv,
+    dense,
+    neuron_step,
+    store,
+    sumpool,
+)
 from neurodeploy.families.loihi.lava_process import (
     _bias,
     _dense_weight,
@@ -31,7 +39,15 @@ from neurodeploy.families.loihi.lava_process import (
     lava_network_spec,
     load_spec,
 )
-from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, SumPool2d
+from neurodeploy.lower.graph import (
+    Conv2d,
+    Dense,
+    DeployGraph,
+    Flatten,
+    NeuronGroup,
+    Projection,
+    SumPool2d,
+)
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.sim import Simulator
 from neurodeploy.train.config import TrainConfig
@@ -102,31 +118,101 @@ def _view(s, view):
 
 def run_description(header, arrays, x):
     """Run a description on ``x`` ([T, *input torch shape]) as Lava would: per group ``(T, N)``
-    rasters of spikes, u and v in Lava's order."""
+    rasters of spikes, u and v in Lava's order.
+
+    Timing: ``Dense`` and ``Conv`` send at step t what they computed from the spikes of step
+    t - 1 (``a_buff``); ``DelayDense`` (``proc/dense/models.py`` ``PyDelayDenseModelBitAcc``)
+    adds a synapse of delay k to column k of its ``a_buff``, rolls it one column per step and
+    sends column 0, so it delivers k + 1 steps after the spike; a conv edge of delay d reads
+    its source through an identity relay of d - 1 steps. So an edge of ``delay`` d delivers at
+    step t the synaptic output of its source's spikes of step t - d. Several edges into one group
+    are summed by its ``a_in`` port (``PyInPortVectorDense.recv``, in int32)."""
     lifs = {n["name"]: _Lif(n, arrays) for n in header["neurons"]}
     shapes = {n["name"]: tuple(n["shape"]) for n in header["neurons"]}
     shapes["input"] = tuple(header["input"]["shape"])
-    prev = {k: np.zeros(s, np.int64) for k, s in shapes.items()}
+    history = {k: [] for k in shapes}
     rec = {(k, v): [] for k in lifs for v in ("spikes", "u", "v")}
     for t in range(x.shape[0]):
         drive = {k: np.zeros(shapes[k], np.int64) for k in lifs}
         for c in header["connections"]:
-            s = _view(prev[c["source"]], c["view"])
+            d = int(c.get("delay", 1))
+            if t - d < 0:
+                continue
+            s = _view(history[c["source"]][t - d], c["view"])
             w = np.asarray(arrays[c["weight"]], np.int64)
             if c["kind"] == "dense":
-                acc = w @ s
+                acc = w @ s.reshape(-1)
                 e = int(c["weight_exp"])
-                drive[c["target"]] += _int32(acc << e if e > 0 else acc >> -e)
+                a = _int32(acc << e if e > 0 else acc >> -e)
+                drive[c["target"]] = _int32(drive[c["target"]] + a.reshape(shapes[c["target"]]))
             else:
-                drive[c["target"]] += _conv_wh(s, w, c["stride"], c["padding"], c["groups"])
+                a = _conv_wh(s, w, c["stride"], c["padding"], c["groups"])
+                drive[c["target"]] = _int32(drive[c["target"]] + a)
         xt = np.asarray(x[t], np.int64)
-        new = {"input": xt.transpose(2, 1, 0) if xt.ndim == 3 else xt}
+        history["input"].append(xt.transpose(2, 1, 0) if xt.ndim == 3 else xt)
         for k, lif in lifs.items():
-            new[k] = lif.step(drive[k])
-            for var, val in (("spikes", new[k]), ("u", lif.u), ("v", lif.v)):
+            history[k].append(lif.step(drive[k]))
+            for var, val in (("spikes", history[k][-1]), ("u", lif.u), ("v", lif.v)):
                 rec[(k, var)].append(val.reshape(-1))
-        prev = new
     return {key: np.array(v) for key, v in rec.items()}
+
+
+def _full(value, shape):
+    """A scalar, per-channel or per-neuron value as one value per neuron of ``shape``."""
+    arr = np.asarray(value, np.int64).reshape(-1)
+    return np.repeat(arr, int(np.prod(shape)) // arr.size).reshape(shape)
+
+
+def graph_reference(graph, x):
+    """The deployment graph's own semantics, step by step, written from the design
+    (``DeployGraph.inputs``; docs/lava_reference.md §6): group k at step t receives the sum over
+    its edges of the synapses applied to the source's spikes of step t - delay (zero before),
+    then the loihi family's neuron step. Independent of the exporter; per group ``(T, N)``
+    rasters of spikes, u and v in Lava's order (the simulator's record, as ``_simulated``)."""
+    prof = graph.resolved_profile()
+    cfg = LoihiConfig.from_profile(prof)
+    inputs = graph.inputs(prof)
+    x = np.asarray(x, np.int64)
+    history = {-1: list(x)}
+    state, out = {}, {}
+    for i, layer in enumerate(graph.layers):
+        if layer.kind == "flatten":
+            continue
+        g = layer.neurons
+        state[i] = [np.zeros(g.shape, np.int64), _full(g.initial_v, g.shape)]
+        history[i] = []
+    for t in range(x.shape[0]):
+        for i, layer in enumerate(graph.layers):
+            if layer.kind == "flatten":
+                continue
+            g = layer.neurons
+            a = np.zeros(g.shape, np.int64)
+            for e in inputs[i]:
+                if t - e.delay < 0:
+                    continue
+                s = history[e.source][t - e.delay]
+                syn = layer if e.projection is None else e.projection
+                if syn.kind == "dense":
+                    part = dense(syn.weight, s.reshape(-1), int(syn.weight_exp), config=cfg)[0]
+                elif syn.kind == "conv":
+                    part = conv(syn.weight, s[None], tuple(syn.stride), tuple(syn.padding),
+                                int(syn.groups), config=cfg)[0][0]
+                else:
+                    part = sumpool(s[None], tuple(syn.kernel), syn.stride, config=cfg)[0][0]
+                a = store(a + np.asarray(part).reshape(g.shape), cfg)[0]
+            u, v = state[i]
+            st_ = neuron_step(u, v, a, current_decay=_full(g.current_decay, g.shape),
+                              voltage_decay=_full(g.voltage_decay, g.shape), threshold=g.threshold,
+                              bias=_full(g.bias, g.shape), bias_exp=int(g.bias_exp), spiking=g.spiking,
+                              reset=g.reset, config=cfg)
+            state[i] = [st_.u, st_.v]
+            history[i].append(np.asarray(st_.spikes, np.int64))
+            name = layer.name or f"{layer.kind}{i}"
+            for var, val in (("spikes", st_.spikes), ("u", st_.u), ("v", st_.v)):
+                val = np.asarray(val, np.int64)
+                val = val.transpose(2, 1, 0) if val.ndim == 3 else val
+                out.setdefault((name, var), []).append(val.reshape(-1))
+    return {k: np.array(v) for k, v in out.items()}
 
 
 # ------------------------------------------------------------------------------------ graphs
@@ -179,6 +265,94 @@ def _dense_graph(**changes):
     layers = [Dense(weight=changes.pop("weight", w), neurons=group, name="fc")]
     return DeployGraph(profile="loihi", family="loihi", input_shape=(3,), layers=layers, steps=5,
                        encoding={"kind": "rate"})
+
+
+def recurrent_graph(seed=0, profile="loihi2"):
+    """A self-recurrent dense group (delay 1), a second group recurrent at delay 3, a skip from
+    the input into the read-out at delay 3 (the chain's depth); per-neuron decays and initial
+    potentials, in Loihi 2 units."""
+    rng = np.random.default_rng(seed)
+    n_in, n1, n2, n3 = 20, 16, 12, 4
+    dec = [0, 1, 700, 2048, 4095, 4096]
+    layers = [
+        Dense(weight=rng.integers(-120, 220, size=(n1, n_in)), name="rec1",
+              neurons=_group((n1,), thr=int(rng.integers(200, 400)),
+                             idecay=rng.choice(dec, n1), vdecay=rng.choice(dec, n1),
+                             bias=rng.integers(-30, 30, n1), v0=int(rng.integers(-9000, 9000))),
+              extra=[Projection(source=0, weight=rng.integers(-200, 120, size=(n1, n1)),
+                                delay=1, name="rec1_self")]),
+        Dense(weight=rng.integers(-150, 256, size=(n2, n1)), weight_exp=1, name="rec2",
+              neurons=_group((n2,), thr=int(rng.integers(200, 400)),
+                             idecay=rng.choice(dec, n2), vdecay=rng.choice(dec, n2),
+                             v0=int(rng.integers(-5000, 5000))),
+              extra=[Projection(source=1, weight=rng.integers(-256, 200, size=(n2, n2)) * 2,
+                                delay=3, weight_exp=-2, name="rec2_self")]),
+        Dense(weight=rng.integers(-256, 256, size=(n3, n2)), name="head",
+              neurons=_group((n3,), thr=131071, idecay=4096, vdecay=0, spiking=False),
+              extra=[Projection(source=-1, weight=rng.integers(-256, 256, size=(n3, n_in)),
+                                delay=3, weight_exp=-1, name="skip")]),
+    ]
+    return DeployGraph(profile=profile, family="loihi", input_shape=(n_in,), layers=layers,
+                       steps=24, encoding={"kind": "rate"})
+
+
+def residual_graph(seed=0, profile="loihi2"):
+    """A residual ConvNet block: conv1 -> conv2 -> conv3 with a conv skip conv1 -> conv3 at
+    delay 2 (an identity relay before the Conv), a conv self-recurrence on conv3, a dense
+    projection from the input into conv2's (C, H, W) group at delay 2 (a DelayDense whose rows
+    are in Lava's order), then a flatten and a dense head with a dense skip from conv2 at
+    delay 2; per-neuron decays and initial potentials."""
+    rng = np.random.default_rng(100 + seed)
+    c, h, w = 3, 6, 5
+    dec = [0, 1, 700, 2048, 4095, 4096]
+
+    def grp(shape, thr, **kw):
+        n = int(np.prod(shape))
+        return _group(shape, thr=thr, idecay=rng.choice(dec, n), vdecay=rng.choice(dec, n),
+                      bias=np.repeat(rng.integers(-20, 20, shape[0]), n // shape[0]), **kw)
+    layers = [
+        Conv2d(weight=rng.integers(-150, 256, size=(c, 2, 3, 3)), padding=(1, 1), name="conv1",
+               neurons=grp((c, h, w), 300, v0=int(rng.integers(-6000, 9000)))),
+        Conv2d(weight=rng.integers(-150, 256, size=(c, c, 3, 3)), padding=(1, 1), name="conv2",
+               neurons=grp((c, h, w), 250),
+               extra=[Projection(source=-1, weight=rng.integers(-100, 200, size=(c * h * w, 60)),
+                                 delay=2, name="in_to_conv2")]),
+        Conv2d(weight=rng.integers(-150, 256, size=(4, c, 3, 3)), padding=(1, 1), name="conv3",
+               neurons=grp((4, h, w), 250, v0=int(rng.integers(0, 9000))),
+               extra=[Projection(source=0, kind="conv", weight=rng.integers(-256, 256,
+                                                                           size=(4, c, 1, 1)),
+                                 delay=2, name="skip_conv"),
+                      Projection(source=2, kind="conv", weight=rng.integers(-120, 100,
+                                                                           size=(4, 2, 3, 3)),
+                                 padding=(1, 1), groups=2, delay=1, name="conv3_self")]),
+        Flatten(name="flat"),
+        Dense(weight=rng.integers(-256, 256, size=(5, 4 * h * w)), name="head",
+              neurons=_group((5,), thr=131071, idecay=4096, vdecay=0, spiking=False),
+              extra=[Projection(source=1, weight=rng.integers(-256, 256, size=(5, c * h * w)),
+                                delay=2, name="skip_dense")]),
+    ]
+    return DeployGraph(profile=profile, family="loihi", input_shape=(2, h, w), layers=layers,
+                       steps=20, encoding={"kind": "rate"})
+
+
+def graded_skip_graph(seed=0):
+    """8-bit graded input through a DelayDense (delay 2) and through a graded identity relay
+    before a Conv (delay 3), merged with the chain's own edges."""
+    rng = np.random.default_rng(200 + seed)
+    layers = [
+        Conv2d(weight=rng.integers(-12, 30, size=(2, 1, 2, 2)), name="conv",
+               neurons=_group((2, 3, 3), thr=900, v0=-2000),
+               extra=[Projection(source=-1, kind="conv", weight=rng.integers(-20, 20,
+                                                                            size=(2, 1, 2, 2)),
+                                 delay=3, name="late_conv")]),
+        Flatten(name="flat"),
+        Dense(weight=rng.integers(-256, 256, size=(4, 18)), name="head",
+              neurons=_group((4,), thr=131071, idecay=4096, vdecay=0, spiking=False),
+              extra=[Projection(source=-1, weight=rng.integers(-40, 40, size=(4, 16)),
+                                weight_exp=-2, delay=2, name="graded_skip")]),
+    ]
+    return DeployGraph(profile="loihi2", family="loihi", input_shape=(1, 4, 4), layers=layers,
+                       steps=12, encoding={"kind": "direct", "bits": 8})
 
 
 def _simulated(graph, x):
@@ -362,3 +536,129 @@ def test_registered_writer_and_cli(tmp_path):
     line = bad.output.strip()
     assert bad.exit_code == 2 and line.startswith("error: ") and "\n" not in line
     assert not (tmp_path / "x.npz").exists()
+
+
+# ----------------------------------------------------------- graphs beyond chains (merges, delays)
+def records(graph, x):
+    """What the simulator records, where it runs the graph; else the step-major reference."""
+    try:
+        return _simulated(graph, x)[0]
+    except UnsupportedError:  # a simulator that runs chains only
+        return graph_reference(graph, x)
+
+
+def test_graph_reference_is_the_simulator_on_chains():
+    """The step-major reference of the graph semantics agrees with the simulator wherever the
+    simulator runs the graph (the chains above, MP-Init and per-neuron decays included)."""
+    rng = np.random.default_rng(8)
+    for graph, x in ((_conv_graph(), (rng.random((24, 2, 9, 7)) < 0.35).astype(np.int64)),
+                     (_graded_graph(), rng.integers(0, 256, size=(15, 1, 4, 4)))):
+        ours, res = _simulated(graph, x)
+        ref = graph_reference(graph, x)
+        assert ours.keys() == ref.keys()
+        for key in ours:
+            np.testing.assert_array_equal(ref[key], ours[key], err_msg=str(key))
+
+
+GENERAL = {"recurrent": (recurrent_graph, lambda rng: (rng.random((30, 20)) < 0.4)),
+           "residual": (residual_graph, lambda rng: (rng.random((26, 2, 6, 5)) < 0.35)),
+           "graded_skip": (graded_skip_graph, lambda rng: rng.integers(0, 256, (16, 1, 4, 4)))}
+
+
+@pytest.mark.parametrize("which", sorted(GENERAL))
+def test_merges_recurrence_and_delays_run_like_the_graph(which):
+    """Several edges into one a_in, recurrent Dense and Conv edges, delays above one step
+    (DelayDense, relays before a Conv) and dense edges into (C, H, W) groups: the description,
+    run as Lava's processes run it, gives the graph's spikes, u and v at every step."""
+    make, inputs = GENERAL[which]
+    rng = np.random.default_rng(9)
+    for seed in range(2):
+        graph = make(seed)
+        assert not graph.is_chain()
+        x = np.asarray(inputs(rng), np.int64)
+        header, arrays = lava_network_spec(graph)
+        lava = run_description(header, arrays, x)
+        ours = records(graph, x)
+        assert ours.keys() == lava.keys()
+        for key in ours:
+            np.testing.assert_array_equal(lava[key], ours[key], err_msg=f"{which} {seed} {key}")
+        spiking = [n["name"] for n in header["neurons"] if n["spiking"]]
+        assert all(ours[(n, "spikes")].sum() > 0 for n in spiking), f"{which}: a group is silent"
+    # every extra edge changes what arrives: without it the head differs
+    plain = make(0)
+    for layer in plain.layers:
+        if hasattr(layer, "extra"):
+            layer.extra = []
+    x = np.asarray(inputs(np.random.default_rng(1)), np.int64)
+    with_edges, without = graph_reference(make(0), x), graph_reference(plain, x)
+    head = plain.layers[-1].name
+    assert not np.array_equal(with_edges[(head, "v")], without[(head, "v")])
+
+
+def test_description_of_a_general_graph():
+    header, arrays = lava_network_spec(residual_graph())
+    assert header["version"] == 2 and header["latency"] == 4
+    c = {e["name"]: e for e in header["connections"]}
+    assert (c["skip_conv"]["source"], c["skip_conv"]["target"], c["skip_conv"]["delay"]) == \
+        ("conv1", "conv3", 2)
+    assert c["conv3_self"]["source"] == c["conv3_self"]["target"] == "conv3"
+    assert c["head"]["view"] == "chw_flat" and c["skip_dense"]["view"] == "chw_flat"
+    # a dense edge into a (C, H, W) group: rows in Lava's (W, H, C) order, a_out reshaped
+    assert c["in_to_conv2"]["out_view"] == "whc" and c["in_to_conv2"]["view"] == "chw_flat"
+    w = residual_graph().layers[1].extra[0].weight.reshape(3, 6, 5, 60)
+    np.testing.assert_array_equal(arrays["in_to_conv2.weight"].reshape(5, 6, 3, 60)[4, 2, 1],
+                                  w[1, 2, 4])
+    header1, _ = lava_network_spec(recurrent_graph())
+    assert header1["latency"] == 3 and [e["delay"] for e in header1["connections"]] == \
+        [1, 1, 1, 3, 1, 3]
+    chain, _ = lava_network_spec(_conv_graph())
+    assert chain["version"] == 1  # every delay one step: readable by builders before delays
+
+
+GENERAL_REFUSALS = [
+    ("delay 0", lambda g: setattr(g.layers[2].extra[0], "delay", 0), "has no Lava form"),
+    ("delay 65", lambda g: setattr(g.layers[2].extra[0], "delay", 65), "DelayDense"),
+    ("1-D conv source", lambda g: g.layers[1].extra.append(
+        Projection(source=0, kind="conv", weight=np.ones((1, 1, 1, 1), np.int64), delay=1)),
+     "(C, H, W) source"),
+    ("wrong width", lambda g: setattr(g.layers[2].extra[0], "weight", np.ones((4, 19), np.int64)),
+     "does not take 20 inputs"),
+]
+
+
+@pytest.mark.parametrize("what, change, words", GENERAL_REFUSALS, ids=[r[0] for r in
+                                                                       GENERAL_REFUSALS])
+def test_general_edges_refused_in_one_line(what, change, words, tmp_path):
+    g = recurrent_graph()
+    change(g)
+    with pytest.raises(NeurodeployError) as err:
+        export_lava_process(g, tmp_path / "x.npz")
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("make, words", [
+    (recurrent_graph, "layer 0 'rec1' (dense) has a recurrent edge (from itself, delay 1)"),
+    (residual_graph, "layer 1 'conv2' (conv) merges an edge from layer -1 (delay 2)"),
+    (lambda: _with(_dense_graph(), delay=2), "has a delay of 2 steps (the profile's: 1)")])
+def test_netx_refuses_graphs_beyond_chains_in_one_line(make, words, tmp_path):
+    from neurodeploy.export.netx import export_netx
+
+    graph = make()
+    with pytest.raises(UnsupportedError) as err:
+        export_netx(graph, tmp_path / "x.net")
+    msg = str(err.value)
+    assert words in msg and "netx file cannot hold" in msg and "\n" not in msg
+    assert not (tmp_path / "x.net").exists()
+    export_lava_process(graph, tmp_path / "x.npz")  # the process network holds it
+    # a source and delay that only restate the chain's are a chain for netx
+    chain = _with(_dense_graph(), source=-1, delay=1)
+    chain.layers[0].weight = np.array([[3, -4, 254], [-256, 7, 1]])
+    assert not chain.is_chain()
+    export_netx(chain, tmp_path / "chain.net")
+
+
+def _with(graph, **changes):
+    for key, value in changes.items():
+        setattr(graph.layers[-1], key, value)
+    return graph

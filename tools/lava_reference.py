@@ -42,8 +42,9 @@ Each case runs in a fresh Lava runtime, one after the other, and is one of:
 ``mode = "netx"``: ``net`` is the path of a netx HDF5 (``.net``) file, loaded with
     ``lava.lib.dl.netx.hdf5.Network``; ``input`` is a ``(T, N_in)`` or ``(T, C, H, W)`` raster.
 ``mode = "graph"``: ``network`` is the header of a process-network description written by
-    neurodeploy's ``export_lava_process`` (``format = "neurodeploy.lava_process"``: LIF
-    processes and the Dense/Conv edges between them, see
+    neurodeploy's ``export_lava_process`` (``format = "neurodeploy.lava_process"``, versions 1
+    and 2: LIF processes and the Dense/Conv edges between them — merges, recurrent edges and
+    delays above one step (``DelayDense``; an identity relay before a Conv) included, see
     ``neurodeploy/families/loihi/lava_process.py``), ``arrays`` the prefix of its arrays in this
     request; :func:`build_lava_network` wires the processes. ``input`` is a ``(T, N_in)`` or
     ``(T, C, H, W)`` raster in torch order; every LIF group is monitored, in the description's
@@ -242,7 +243,10 @@ def _build_raw(case: dict, arrays: dict, inputs: np.ndarray):
 
 
 NETWORK_FORMAT = "neurodeploy.lava_process"
-NETWORK_VERSION = 1
+NETWORK_VERSIONS = (1, 2)
+"""Version 2 adds edge delays above one step; version 1 has every delay 1."""
+MAX_DELAY_DENSE = 63
+"""The largest ``delays`` entry of Lava 0.10's bit-accurate ``DelayDense``."""
 
 
 def lava_raster(x: np.ndarray) -> np.ndarray:
@@ -281,7 +285,29 @@ def _view(port, view):
         return port
     if view == "chw_flat":  # Lava's (W, H, C) -> torch (C, H, W) order, flattened (as netx)
         return port.transpose([2, 1, 0]).flatten() if len(port.shape) == 3 else port
+    if view == "flat":  # Lava's own order, flattened (into an identity relay)
+        return port.flatten()
     raise ValueError(f"unknown port view {view!r}")
+
+
+def _dense_process(weights, *, weight_exp: int, bits: int, delay: int, name: str):
+    """A Dense process delivering ``delay`` steps after the spike: ``Dense`` for one step, else
+    ``DelayDense`` with ``delays = delay - 1`` (its bit-accurate model delivers a synapse of delay
+    ``k`` ``k + 1`` steps after the spike: ``a_buff`` column ``k``, rolled one column per step).
+    Exact weights: ``sign_mode=MIXED, num_weight_bits=9`` (every weight in [-256, 255] unchanged)."""
+    from lava.proc.dense.process import DelayDense, Dense
+    from lava.utils.weightutils import SignMode
+
+    lo, hi = EXACT_WEIGHT_RANGE
+    if weights.size and (weights.min() < lo or weights.max() > hi):
+        raise ValueError(f"edge {name}: weights outside [{lo}, {hi}]")
+    kwargs = dict(weights=weights, weight_exp=int(weight_exp), num_message_bits=int(bits),
+                  sign_mode=SignMode.MIXED, num_weight_bits=9, name=name)
+    if delay == 1:
+        return Dense(**kwargs)
+    if not 1 <= delay - 1 <= MAX_DELAY_DENSE:
+        raise ValueError(f"edge {name}: delay {delay} is outside 1..{MAX_DELAY_DENSE + 1} steps")
+    return DelayDense(delays=np.full(weights.shape, delay - 1, dtype=int), **kwargs)
 
 
 def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetwork:
@@ -289,14 +315,18 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
     arrays of ``neurodeploy.families.loihi.lava_process``; ``prefix`` + ``"."`` is prepended to
     every array key when the arrays live in a request) and connect them. Dense edges get
     ``sign_mode=MIXED, num_weight_bits=9`` (every weight in [-256, 255] used unchanged); several
-    edges into one group are summed at its ``a_in`` by Lava. Connect the input with
-    :meth:`LavaNetwork.connect_input`."""
-    from lava.proc.dense.process import Dense
+    edges into one group (merges, a recurrent edge from the group itself) are summed at its
+    ``a_in`` by Lava. An edge's ``delay`` (default 1) is the steps from a spike to its delivery:
+    a dense edge with ``delay > 1`` is a ``DelayDense`` (``delays = delay - 1``); a conv edge with
+    ``delay > 1`` reads its source through an identity relay (a ``Dense`` or ``DelayDense`` with
+    unit weights, ``delay - 1`` steps) into the Conv's ``s_in``. A dense edge with ``out_view =
+    "whc"`` has its rows in the (W, H, C) order of a 3-D group; its ``a_out`` is reshaped to the
+    group. Connect the input with :meth:`LavaNetwork.connect_input`."""
     from lava.proc.lif.process import LIF
-    from lava.utils.weightutils import SignMode
 
-    if header.get("format") != NETWORK_FORMAT or header.get("version") != NETWORK_VERSION:
-        raise ValueError(f"not a version-{NETWORK_VERSION} {NETWORK_FORMAT} description")
+    if header.get("format") != NETWORK_FORMAT or header.get("version") not in NETWORK_VERSIONS:
+        raise ValueError(f"not a {NETWORK_FORMAT} description of version "
+                         f"{' or '.join(map(str, NETWORK_VERSIONS))}")
 
     def arr(key, dtype=np.int32):
         return np.asarray(arrays[f"{prefix}.{key}" if prefix else key]).astype(dtype)
@@ -316,15 +346,17 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
                                      vth=int(n["vth"]), bias_mant=arr(n["bias_mant"]).reshape(shape),
                                      bias_exp=int(n["bias_exp"]), name=n["name"], **kwargs)
     net.output = net.neurons[header["output"]]
+    source_shapes = {header["input"]["name"]: tuple(header["input"]["shape"]),
+                     **{k: tuple(p.s_out.shape) for k, p in net.neurons.items()}}
     for c in header["connections"]:
         w = arr(c["weight"])
         bits = int(c.get("num_message_bits", 0))
+        delay = int(c.get("delay", 1))
+        relay = None
         if c["kind"] == "dense":
-            lo, hi = EXACT_WEIGHT_RANGE
-            if w.size and (w.min() < lo or w.max() > hi):
-                raise ValueError(f"edge {c['name']}: weights outside [{lo}, {hi}]")
-            proc = Dense(weights=w, weight_exp=int(c["weight_exp"]), num_message_bits=bits,
-                         sign_mode=SignMode.MIXED, num_weight_bits=9, name=c["name"])
+            proc = _dense_process(w, weight_exp=c["weight_exp"], bits=bits, delay=delay,
+                                  name=c["name"])
+            s_in = proc.s_in
         elif c["kind"] == "conv":
             # imported only when needed: Lava's conv imports torch, after which every later Lava
             # runtime in the process starts several times slower
@@ -333,18 +365,32 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
             proc = Conv(weight=w, weight_exp=0, input_shape=tuple(c["input_shape"]),
                         stride=tuple(c["stride"]), padding=tuple(c["padding"]),
                         groups=int(c["groups"]), num_message_bits=bits, name=c["name"])
+            s_in = proc.s_in
+            if delay > 1:  # identity relay of delay - 1 steps, then the Conv's own step
+                shape = tuple(c["input_shape"])
+                size = int(np.prod(shape))
+                relay = _dense_process(np.eye(size, dtype=np.int32), weight_exp=0, bits=bits,
+                                       delay=delay - 1, name=f"{c['name']}.relay")
+                relay.a_out.reshape(shape).connect(proc.s_in)
+                s_in = relay.s_in
+                net.connections[f"{c['name']}.relay"] = relay
         else:
             raise ValueError(f"edge {c['name']}: unknown kind {c['kind']!r}")
         net.connections[c["name"]] = proc
         target = net.neurons[c["target"]]
-        if tuple(proc.a_out.shape) != tuple(target.a_in.shape):
-            raise ValueError(f"edge {c['name']}: output {proc.a_out.shape} does not fit group "
+        a_out = proc.a_out.reshape(tuple(target.a_in.shape)) \
+            if c.get("out_view") == "whc" else proc.a_out
+        if tuple(a_out.shape) != tuple(target.a_in.shape):
+            raise ValueError(f"edge {c['name']}: output {a_out.shape} does not fit group "
                              f"{c['target']} {target.a_in.shape}")
-        proc.a_out.connect(target.a_in)
+        a_out.connect(target.a_in)
+        src_port_view = c.get("view")
+        if relay is not None and len(source_shapes[c["source"]]) == 3:
+            src_port_view = "flat"  # the relay is 1-D, in Lava's (W, H, C) order
         if c["source"] == header["input"]["name"]:
-            net.inputs.append((c.get("view"), proc.s_in))
+            net.inputs.append((src_port_view, s_in))
         else:
-            _view(net.neurons[c["source"]].s_out, c.get("view")).connect(proc.s_in)
+            _view(net.neurons[c["source"]].s_out, src_port_view).connect(s_in)
     return net
 
 

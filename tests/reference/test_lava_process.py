@@ -12,10 +12,13 @@ simulator's read-out.
 The cases hold what a netx file cannot: MP-Init initial potentials (``mp_init``), per-neuron
 current and voltage decays (``per_neuron_decays``, ``extreme_*``), sum pooling and grouped
 convolutions (``conv``), weight exponents that floor a sum and weights beyond 8 bits that are
-multiples of a power of two (``extreme_*``). ``general_edges`` adds, by hand, what no
-deployment graph holds yet — a recurrent Dense from a group back to itself and a skip edge
-merging into another group's ``a_in`` — and checks that Lava runs it as the numpy model of its
-processes in ``tests/test_export_lava_process.py`` says.
+multiples of a power of two (``extreme_*``). Graphs beyond chains (``recurrent_*``,
+``residual_*``, ``graded_skip_0``, ``delay_probe``; built in ``tests/test_export_lava_process.py``)
+add several Dense/Conv edges into one LIF (merges), recurrent Dense and Conv edges from a LIF
+back to its own ``a_in``, and delays above one step (``DelayDense``; an identity relay before a
+Conv); they are compared with the simulator where it runs them, else with the step-major
+reference of the graph semantics in that file, and ``delay_probe`` also with a timing worked out
+by hand.
 
 All cases run in one Lava subprocess, started first so that its imports overlap the training of
 the test networks; the conv case runs last (Lava's Conv imports torch, after which a Lava runtime
@@ -24,7 +27,7 @@ starts several times slower).
 
 from __future__ import annotations
 
-import copy
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -37,7 +40,15 @@ from neurodeploy.data import load_dataset
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.export.netx import export_netx
 from neurodeploy.families.loihi.lava_process import export_lava_process, lava_network_spec
-from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, SumPool2d
+from neurodeploy.lower.graph import (
+    Conv2d,
+    Dense,
+    DeployGraph,
+    Flatten,
+    NeuronGroup,
+    Projection,
+    SumPool2d,
+)
 from neurodeploy.lower.inputs import encode_inputs
 from neurodeploy.lower.lowering import lower_model
 from neurodeploy.models import ModelSpec, build_model
@@ -213,6 +224,14 @@ def _build_cases(lava_script, tmp, req_path):
         req.add_graph(name, header, arrays, seq)
         cases[name] = (graph, ours)
 
+    model = _lava_model()
+
+    def add_general(name, graph, seq):
+        exported = export_lava_process(graph, tmp / f"{name}.npz")
+        header, arrays = lava_script.load_npz(exported.path)
+        req.add_graph(name, header, arrays, seq)
+        cases[name] = (graph, model.records(graph, seq), header)
+
     mlp, x = _trained_graph(tmp, mp_init=False)
     # three samples back to back in one run: the state carries over, as on the chip
     add("mlp", mlp, np.concatenate([padded(mlp, xi) for xi in x]))
@@ -230,22 +249,29 @@ def _build_cases(lava_script, tmp, req_path):
         g = _extreme_graph(seed)
         add(f"extreme_{seed}", g,
             padded(g, (rng.random((40, *g.input_shape)) < 0.4).astype(np.int64)))
-    # general edges, which no DeployGraph holds yet: the description above plus a recurrent
-    # Dense (hidden -> hidden) and a skip edge (input -> head) merging into the head's a_in;
-    # Lava is compared with the numpy model of its processes (tests/test_export_lava_process.py)
-    plain = lava_network_spec(dec)
-    header, arrays = _with_general_edges(*plain)
-    x = (rng.random((32, 20)) < 0.4).astype(np.int64)
-    req.add_graph("general_edges", header, arrays, x)
-    model = _lava_model()
-    cases["general_edges"] = (header, model.run_description(header, arrays, x),
-                              model.run_description(*plain, x))
+    # graphs beyond chains: several samples back to back, compared with the simulator (or,
+    # where it runs chains only, the step-major reference of the graph semantics)
+    for which, seeds, samples in (("recurrent", (0, 1), 3), ("graded_skip", (0,), 2)):
+        make, inputs = model.GENERAL[which]
+        for seed in seeds:
+            g = make(seed)
+            seq = np.concatenate([_pad(g, np.asarray(inputs(rng), np.int64))
+                                  for _ in range(samples)])
+            add_general(f"{which}_{seed}", g, seq)
+    probe = _delay_probe_graph()
+    add_general("delay_probe", probe, np.eye(12, 1, dtype=np.int64))
+    for seed in (0, 1):  # Conv processes: after the dense-only cases (torch import)
+        g = model.residual_graph(seed)
+        seq = np.concatenate([_pad(g, (rng.random((20, 2, 6, 5)) < 0.35).astype(np.int64))
+                              for _ in range(3)])
+        add_general(f"residual_{seed}", g, seq)
     conv = _conv_graph()  # last: Lava's Conv imports torch
     add("conv", conv, padded(conv, (rng.random((24, 2, 9, 7)) < 0.3).astype(np.int64)))
     req.save(req_path)
     return cases
 
 
+@functools.cache
 def _lava_model():
     path = Path(__file__).resolve().parents[1] / "test_export_lava_process.py"
     spec = importlib.util.spec_from_file_location("lava_model", path)
@@ -254,33 +280,67 @@ def _lava_model():
     return module
 
 
-def _with_general_edges(header, arrays):
-    rng = np.random.default_rng(77)
-    header, arrays = copy.deepcopy(header), dict(arrays)
-    arrays["rec.weight"] = rng.integers(-60, 40, size=(12, 12))
-    arrays["skip.weight"] = rng.integers(-256, 256, size=(4, 20))
-    header["connections"] += [
-        {"name": "rec", "kind": "dense", "source": "hidden", "target": "hidden",
-         "weight": "rec.weight", "weight_exp": 0, "view": None, "num_message_bits": 0},
-        {"name": "skip", "kind": "dense", "source": "input", "target": "head",
-         "weight": "skip.weight", "weight_exp": -1, "view": None, "num_message_bits": 0}]
-    return header, arrays
+def _pad(graph, x):
+    """One sample followed by the network's latency of zero input (the description's latency:
+    the longest path of delays to the read-out)."""
+    lat = lava_network_spec(graph)[0]["latency"]
+    return np.concatenate([x, np.zeros((lat, *x.shape[1:]), np.int64)])
 
 
-def test_general_edges_run_in_lava_as_modelled(results):
-    """Recurrence and a merge, built by build_lava_network: Lava gives the numpy model's
-    spikes, u and v (the simulator cannot run such a graph yet)."""
+def _delay_probe_graph():
+    """One input spike at step 1 through five edges of delays 1..5 into five neurons whose
+    current lasts one step (iDecay 4096) and whose v is replaced (vDecay 4096): neuron j must
+    show u = 64 * 10 (j + 1) at step 1 + (j + 1) and nowhere else (worked out by hand)."""
+    w = np.zeros((5, 1), np.int64)
+    w[0, 0] = 10
+    extra = []
+    for j in range(1, 5):
+        wj = np.zeros((5, 1), np.int64)
+        wj[j, 0] = 10 * (j + 1)
+        extra.append(Projection(source=-1, weight=wj, delay=j + 1, name=f"delay{j + 1}"))
+    layers = [Dense(weight=w, neurons=_group((5,), thr=131071, idecay=4096, vdecay=4096,
+                                             spiking=False),
+                    extra=extra, name="probe")]
+    return DeployGraph(profile="loihi2", family="loihi", input_shape=(1,), layers=layers, steps=12,
+                       encoding={"kind": "rate"})
+
+
+GENERAL_CASES = ["recurrent_0", "recurrent_1", "graded_skip_0", "delay_probe", "residual_0",
+                 "residual_1"]
+
+
+@pytest.mark.parametrize("name", GENERAL_CASES)
+def test_graphs_beyond_chains_match_lava_step_for_step(name, results):
+    """Merges, recurrent Dense and Conv edges, delays above one step (DelayDense; an identity
+    relay before a Conv), dense edges into (C, H, W) groups, per-neuron decays and MP-Init:
+    Lava's spikes, u and v of every group at every step are the simulator's."""
     cases, infos, arrays = results
-    assert infos["general_edges"]["ok"], infos["general_edges"]["error"]
-    header, model, without = cases["general_edges"]
+    assert infos[name]["ok"], f"{name}: {infos[name]['error']}"
+    graph, ours, header = cases[name]
+    problems = []
     for i, n in enumerate(header["neurons"]):
         for var in ("spikes", "u", "v"):
-            np.testing.assert_array_equal(arrays[f"general_edges.layer{i}.{var}"],
-                                          model[(n["name"], var)], err_msg=f"{n['name']} {var}")
-    assert model[("hidden", "spikes")].sum() > 0
-    # both new edges change what arrives (the case tests them)
-    assert not np.array_equal(model[("hidden", "u")], without[("hidden", "u")])
-    assert not np.array_equal(model[("head", "u")], without[("head", "u")])
+            mine, theirs = ours[(n["name"], var)], arrays[f"{name}.layer{i}.{var}"]
+            assert mine.shape == theirs.shape, f"{name} {n['name']} {var}: shapes differ"
+            bad = np.argwhere(mine != theirs)
+            if len(bad):
+                t, j = bad[0]
+                problems.append(f"{n['name']} {var}: {len(bad)} differ, first at step {t + 1} "
+                                f"neuron {j}: ours {mine[t, j]}, Lava {theirs[t, j]}")
+    assert not problems, f"{name}: " + "; ".join(problems)
+    spiking = [n["name"] for n in header["neurons"] if n["spiking"]]
+    assert all(ours[(n, "spikes")].sum() > 0 for n in spiking), f"{name}: a group never spikes"
+
+
+def test_delay_probe_is_the_hand_worked_timing(results):
+    """A delay-d edge delivers d steps after the spike, in Lava and in neurodeploy."""
+    _, infos, arrays = results
+    assert infos["delay_probe"]["ok"], infos["delay_probe"]["error"]
+    expect = np.zeros((12, 5), np.int64)
+    for j in range(5):
+        expect[j + 1, j] = 64 * 10 * (j + 1)  # row t is step t + 1; the spike is at step 1
+    np.testing.assert_array_equal(arrays["delay_probe.layer0.u"], expect)
+    np.testing.assert_array_equal(arrays["delay_probe.layer0.v"], expect)
 
 
 EXTREME_SEEDS = 6

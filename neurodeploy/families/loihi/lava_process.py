@@ -1,12 +1,13 @@
 """The Lava process network of a ``loihi``-family deployment graph, as plain data.
 
 netx HDF5 (:mod:`neurodeploy.families.loihi.netx`) cannot hold an initial potential (MP-Init),
-per-neuron decays, sum pooling, weight exponents that floor a sum, or (later) recurrent and
-residual edges, so the netx writer refuses such graphs. This writer describes the network as the
-Lava processes themselves — one ``LIF`` per neuron group, one ``Dense`` or ``Conv`` per edge —
-with exactly the integers :class:`~neurodeploy.sim.Simulator` runs, and a small builder that runs
-inside a Lava environment (``build_lava_network`` in ``tools/lava_reference.py``, which imports
-only numpy and Lava) wires them up. See docs/lava_reference.md, "The process-network exporter".
+per-neuron decays, sum pooling, weight exponents that floor a sum, recurrent edges, merges or
+delays, so the netx writer refuses such graphs. This writer describes the network as the Lava
+processes themselves — one ``LIF`` per neuron group, one ``Dense``, ``DelayDense`` or ``Conv``
+per edge — with exactly the integers :class:`~neurodeploy.sim.Simulator` runs, and a small
+builder that runs inside a Lava environment (``build_lava_network`` in
+``tools/lava_reference.py``, which imports only numpy and Lava) wires them up. See
+docs/lava_reference.md, "The process-network exporter".
 
 **Description** (:func:`lava_network_spec`): a JSON-able header and named int64 arrays, the
 request format family of ``tools/lava_reference.py``. Header ``{"format":
@@ -19,24 +20,35 @@ request format family of ``tools/lava_reference.py``. Header ``{"format":
   per neuron; ``du = iDecay - 1``, ``dv = vDecay``), ``vth``, ``bias_mant`` (array key, per
   neuron), ``bias_exp`` (int), ``v_init`` (array key, present when the initial potential is not
   zero), ``spiking``;
-* ``connections``: one entry per edge, for ``lava.proc.dense.process.Dense`` or
-  ``lava.proc.conv.process.Conv``: ``name``, ``kind`` (``"dense"`` or ``"conv"``), ``source``
-  (``"input"`` or a neuron name; its ``s_out`` feeds the edge), ``target`` (a neuron name; the
-  edge's ``a_out`` goes to its ``a_in``, where Lava sums every edge that arrives), ``view``
-  (``"chw_flat"``: the source port is transposed from Lava's (W, H, C) to (C, H, W) and
-  flattened, netx's own flatten; ``null``: used as it is), ``weight`` (array key, Lava layout:
+* ``connections``: one entry per edge (a layer's own synapses, then its ``extra``
+  projections), for ``lava.proc.dense.process.Dense``/``DelayDense`` or
+  ``lava.proc.conv.process.Conv``: ``name`` (the layer's name for its own synapses, the
+  projection's name, else ``<layer>.extra<j>``), ``kind`` (``"dense"`` or ``"conv"``), ``source``
+  (``"input"`` or a neuron name; its ``s_out`` feeds the edge; the target itself for a recurrent
+  edge), ``target`` (a neuron name; the edge's ``a_out`` goes to its ``a_in``, where Lava sums
+  every edge that arrives), ``delay`` (steps from the spike to its delivery, ``>= 1``: a Dense
+  or Conv adds one step; a dense edge of delay ``d > 1`` is a ``DelayDense`` with ``delays = d -
+  1``, a conv edge reads its source through an identity relay of ``d - 1`` steps), ``view``
+  (``"chw_flat"``: a dense edge from a (C, H, W) source reads the source port transposed from
+  Lava's (W, H, C) to (C, H, W) and flattened, netx's own flatten; ``null``: used as it is),
+  ``out_view`` (``"whc"``: a dense edge into a (C, H, W) group, its rows in Lava's (W, H, C)
+  order and its ``a_out`` reshaped to the group), ``weight`` (array key, Lava layout:
   dense ``(out, in)``, conv ``(out, kW, kH, in/groups)`` with the kernel flipped in both
-  spatial axes, since Lava's Conv convolves where torch correlates), ``weight_exp``, ``num_message_bits``,
-  and for conv ``input_shape`` (W, H, C), ``stride``, ``padding`` (x, y), ``groups``. Dense edges
-  are built with ``sign_mode = MIXED`` and ``num_weight_bits = 9``: Lava then clips to [-256,
-  255] and drops ``8 - 9 + 1 = 0`` low bits, so every weight reaches the synapse unchanged;
+  spatial axes, since Lava's Conv convolves where torch correlates), ``weight_exp``,
+  ``num_message_bits``, and for conv ``input_shape`` (W, H, C), ``stride``, ``padding`` (x, y),
+  ``groups``. Dense edges are built with ``sign_mode = MIXED`` and ``num_weight_bits = 9``: Lava
+  then clips to [-256, 255] and drops ``8 - 9 + 1 = 0`` low bits, so every weight reaches the
+  synapse unchanged;
 * ``output``: the neuron group the read-out reads; ``latency``, ``steps``, ``readout``,
   ``readout_rule``, ``encoding``, ``profile``, ``metadata``.
 
 Sum pooling is a depthwise ``Conv`` with unit weights (the simulator's own definition); a
 flatten is the ``chw_flat`` view of the edge behind it. A non-spiking read-out group gets ``vth =
 2**17``: ``v`` saturates at ``2**23 - 1 < 2**17 << 6``, so it provably never spikes (as in the netx
-writer). Timing is Lava's: every ``Dense``/``Conv`` adds one step, as in the simulator.
+writer). Timing is Lava's: every ``Dense``/``Conv`` adds one step, as in the simulator, and an
+edge's ``delay`` is the graph's (``DeployGraph.inputs``); ``latency`` is the longest path of
+delays from the input to the read-out group. The header's ``version`` is 1 when every delay is
+one step (what builders from before delays read) and 2 otherwise.
 
 **What is refused** (one line naming the layer): other families, profiles whose arithmetic is not
 Lava's, reset by subtraction (Lava's LIF resets to zero), spiking thresholds outside 17 bits,
@@ -48,10 +60,12 @@ shift), bias mantissas outside Lava's int16 ``bias_mant`` after normalising the 
 float (unencoded) input.
 
 **Edges.** The description is a list of neuron groups and a list of edges between them, built
-from the graph by :func:`graph_edges`; a recurrent edge is a ``Dense`` from a group's ``s_out``
-to its own ``a_in`` and a merge is several edges into one ``a_in``, so a graph with such edges
-needs only a richer :func:`graph_edges`. Today's :class:`~neurodeploy.lower.graph.DeployGraph` is
-a chain, and so is every description written now.
+from the graph by :func:`graph_edges`: a recurrent edge is a ``Dense`` (or ``Conv``) from a
+group's ``s_out`` to its own ``a_in`` (Lava's Dense sends the previous step's ``a_buff``, so
+recurrence cannot deadlock), a merge is several edges into one ``a_in`` (summed by Lava's port in
+int32), a residual skip is an edge with a longer delay. Refused besides: a delay below one step
+(a Dense delivers one step after the spike at the earliest) or above 64 (``DelayDense`` holds
+0..63), and a conv edge from a 1-D source.
 """
 
 from __future__ import annotations
@@ -63,6 +77,7 @@ from typing import Any
 
 import numpy as np
 
+from neurodeploy.arith.synapse import conv_output_shape
 from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import FormatError, UnsupportedError
 from neurodeploy.families import rules as design_rules
@@ -72,10 +87,13 @@ from neurodeploy.families.loihi.netx import (
     lava_profile_problems,
 )
 from neurodeploy.hardware import HardwareProfile, load_profile
-from neurodeploy.hardware.structure import LayerStructure, layer_structure
+from neurodeploy.hardware.structure import layer_label, layer_name, layer_structure
 
 LAVA_PROCESS_FORMAT = "neurodeploy.lava_process"
-LAVA_PROCESS_VERSION = 1
+LAVA_PROCESS_VERSION = 2
+"""Written when an edge has a delay other than one step; otherwise version 1 (the same
+fields, every delay 1), which builders from before delays read."""
+READABLE_VERSIONS = (1, 2)
 INPUT = "input"
 EXACT_WEIGHT_RANGE = (-256, 255)
 """Dense weights Lava uses unchanged with ``sign_mode = MIXED, num_weight_bits = 9``."""
@@ -85,18 +103,36 @@ BIAS_MANT_RANGE = (-(2**15), 2**15 - 1)
 FLOAT32_EXACT = 2**24
 """Lava's Conv sums in float32 (torch); integer sums are exact below this."""
 INT32_LIMIT = 2**31
+MAX_EDGE_DELAY = 64
+"""Lava's bit-accurate DelayDense holds synaptic delays 0..63 on top of its one step."""
 
 
 @dataclass(frozen=True)
 class Edge:
-    """One synapse edge of the network: the graph's synapse layer at position ``index`` (a
-    Dense, Conv2d or SumPool2d) carries the events of ``source`` (``"input"`` or a neuron group's
-    name) to group ``target``; ``flatten`` says a Flatten sits on the way."""
+    """One synapse edge of the network: the synapses at position ``index`` of the graph's layers
+    (the layer's own Dense, Conv2d or SumPool2d when ``projection`` is ``None``, else its
+    ``extra[projection]``) carry the events of ``source`` (``"input"`` or a neuron group's name)
+    to group ``target``, ``delay`` steps after they were emitted; ``flatten`` says a dense edge
+    reads a (C, H, W) source flattened in torch order."""
 
     source: str
     target: str
     index: int
     flatten: bool
+    delay: int = 1
+    projection: int | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    """A neuron group of the graph: the layer at ``index``, its ``name`` and message ``label``,
+    and its torch ``shape``."""
+
+    index: int
+    name: str
+    label: str
+    out_shape: tuple[int, ...]
 
 
 @dataclass
@@ -132,27 +168,59 @@ def to_lava_order(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 1, 0)) if len(shape) == 3 else arr
 
 
-def graph_edges(graph: Any) -> tuple[list[LayerStructure], list[Edge]]:
+def graph_edges(graph: Any, profile: HardwareProfile | None = None
+                ) -> tuple[list[Group], list[Edge]]:
     """The neuron groups (one per synapse layer) and the edges between them.
 
-    A deployment graph is a chain today: edge ``k`` carries group ``k - 1``'s spikes (the input
-    for ``k = 0``) to group ``k``, through any Flatten in between.
+    Every layer contributes its own synapses and its ``extra`` projections
+    (:meth:`~neurodeploy.lower.graph.DeployGraph.inputs`, delays resolved with ``profile``'s
+    timing): a chain's edge ``k`` carries group ``k - 1``'s spikes (the input for ``k = 0``) to
+    group ``k``; a residual skip is a further edge into a group, a recurrent edge one from the
+    group to itself. A dense edge from a (C, H, W) source reads it flattened in torch order (a
+    chain's Flatten).
     """
-    structs = layer_structure(graph)
-    edges, source, flat = [], INPUT, False
-    by_index = {st.index: st for st in structs}
-    for i, layer in enumerate(graph.layers):
-        if layer.kind == "flatten":
-            flat = True
-            continue
-        st = by_index[i]
-        edges.append(Edge(source, st.name, i, flat))
-        source, flat = st.name, False
-    names = [st.name for st in structs]
+    if graph.is_chain():
+        layer_structure(graph)  # a chain's shapes must chain (FormatError naming the layer)
+    groups = [Group(i, layer_name(i, layer), layer_label(i, layer),
+                    tuple(int(d) for d in layer.neurons.shape))
+              for i, layer in enumerate(graph.layers) if layer.kind != "flatten"]
+    names = [g.name for g in groups]
     if len(set(names)) != len(names) or INPUT in names:
         raise UnsupportedError(f"layer names must be unique and not {INPUT!r} to name Lava "
                                f"processes, got {names}")
-    return structs, edges
+    by_index = {g.index: g for g in groups}
+    in_shape = tuple(int(d) for d in graph.input_shape)
+    edges, used = [], set(names)
+    for i, inputs in enumerate(graph.inputs(profile)):
+        for e in inputs:
+            src = INPUT if e.source == -1 else by_index[e.source].name
+            shape = in_shape if e.source == -1 else by_index[e.source].out_shape
+            kind = graph.layers[i].kind if e.projection is None else e.projection.kind
+            if e.projection is None:
+                name, proj = by_index[i].name, None
+            else:
+                proj = next(j for j, p in enumerate(graph.layers[i].extra) if p is e.projection)
+                name = e.projection.name or f"{by_index[i].name}.extra{proj}"
+                if name in used:
+                    name = f"{by_index[i].name}.extra{proj}"
+                if name in used:
+                    raise UnsupportedError(f"{by_index[i].label}: projection name {name!r} is "
+                                           "already used; Lava processes need unique names")
+                used.add(name)
+            edges.append(Edge(src, by_index[i].name, i, kind == "dense" and len(shape) == 3,
+                              int(e.delay), proj, name))
+    return groups, edges
+
+
+def graph_latency(edges: list[Edge], output: str) -> int:
+    """Steps from an input event to the earliest effect on group ``output``: the longest path
+    over the forward edges, ``D(input) = 0``, ``D(k) = max(D(source) + delay)`` (a recurrent
+    edge delays nothing that comes from the input first)."""
+    depth = {INPUT: 0}
+    for e in edges:  # edges are in the order of their targets, sources come first
+        if e.source != e.target:
+            depth[e.target] = max(depth.get(e.target, 0), depth[e.source] + e.delay)
+    return depth.get(output, 0)
 
 
 # -------------------------------------------------------------------------------- parameters
@@ -232,7 +300,7 @@ def _conv_bound(weight: np.ndarray, s_max: int) -> int:
     return int(w.sum(axis=1).max(initial=0)) * s_max
 
 
-def _neuron_entry(st: LayerStructure, group: Any, arrays: dict[str, np.ndarray]) -> dict:
+def _neuron_entry(st: Group, group: Any, arrays: dict[str, np.ndarray]) -> dict:
     label, shape, name = st.label, st.out_shape, st.name
     entry: dict[str, Any] = {"name": name, "shape": list(lava_shape(shape)),
                              "torch_shape": list(shape), "layer": st.index,
@@ -266,48 +334,81 @@ def _neuron_entry(st: LayerStructure, group: Any, arrays: dict[str, np.ndarray])
     return entry
 
 
-def _connection(edge: Edge, layer: Any, st: LayerStructure, source_shape: tuple[int, ...],
+def _check_delay(edge: Edge, label: str) -> None:
+    lo = 1
+    if edge.delay < lo:
+        raise UnsupportedError(f"{label}: delay {edge.delay} from {edge.source!r} has no Lava form: "
+                               "a Dense or Conv delivers one step after the spike at the earliest")
+    if edge.delay > MAX_EDGE_DELAY:
+        raise UnsupportedError(f"{label}: delay {edge.delay} from {edge.source!r} is beyond "
+                               f"{MAX_EDGE_DELAY} steps, the most a Lava DelayDense (0..63 on top "
+                               "of its one step) holds")
+
+
+def _connection(edge: Edge, syn: Any, target: Group, source_shape: tuple[int, ...],
                 message_bits: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    label = st.label
+    """The Dense or Conv process of ``edge``; ``syn`` is the synapse layer or projection."""
+    label = target.label if edge.projection is None else \
+        f"{target.label} projection {edge.projection} ('{edge.name}')"
+    _check_delay(edge, label)
     s_max = (1 << message_bits) - 1 if message_bits else 1
-    entry: dict[str, Any] = {"name": st.name, "source": edge.source, "target": edge.target,
-                             "num_message_bits": message_bits}
-    in_shape = st.in_shape
-    if layer.kind == "dense":
-        w, e = _dense_weight(layer, label)
+    entry: dict[str, Any] = {"name": edge.name, "source": edge.source, "target": edge.target,
+                             "num_message_bits": message_bits, "delay": edge.delay}
+    out_shape, in_size = target.out_shape, int(np.prod(source_shape))
+    if syn.kind == "dense":
+        w, e = _dense_weight(syn, label)
+        if w.ndim != 2 or w.shape != (int(np.prod(out_shape)), in_size):
+            raise FormatError(f"{label}: weight {tuple(w.shape)} does not take {in_size} inputs "
+                              f"from {edge.source!r} to {int(np.prod(out_shape))} neurons")
         if message_bits and e < 0:
             bound = int(np.abs(w).sum(axis=1).max(initial=0)) * s_max
             if bound >= INT32_LIMIT:
                 raise UnsupportedError(
                     f"{label}: graded input can make W @ s reach {bound} >= 2^31, which Lava's "
                     f"Dense forms in int32 before the weight exponent {e} floors it")
-        arrays[f"{st.name}.weight"] = w
-        view = "chw_flat" if edge.flatten and len(source_shape) == 3 else None
-        entry.update(kind="dense", weight=f"{st.name}.weight", weight_exp=e, view=view)
+        out_view = None
+        if len(out_shape) == 3:  # rows in Lava's (W, H, C) order; a_out reshaped to the group
+            w = w.reshape(*out_shape, in_size).transpose(2, 1, 0, 3).reshape(-1, in_size)
+            out_view = "whc"
+        arrays[f"{edge.name}.weight"] = np.ascontiguousarray(w)
+        view = "chw_flat" if edge.flatten else None
+        entry.update(kind="dense", weight=f"{edge.name}.weight", weight_exp=e, view=view)
+        if out_view:
+            entry["out_view"] = out_view
         return entry
-    if layer.kind == "conv":
-        if int(layer.weight_exp) != 0:
-            raise UnsupportedError(f"{label}: conv weight exponent {int(layer.weight_exp)} has no "
+    if len(source_shape) != 3:
+        raise FormatError(f"{label}: a {syn.kind} edge needs a (C, H, W) source, "
+                          f"{edge.source!r} is {tuple(source_shape)}")
+    c, h, wd = source_shape
+    if syn.kind == "conv":
+        if int(syn.weight_exp) != 0:
+            raise UnsupportedError(f"{label}: conv weight exponent {int(syn.weight_exp)} has no "
                                    "Lava form: Lava's Conv uses the weights as given")
-        w = _int_array(layer.weight, label, "weights")
-        stride, padding, groups = tuple(layer.stride), tuple(layer.padding), int(layer.groups)
+        w = _int_array(syn.weight, label, "weights")
+        stride, padding, groups = tuple(syn.stride), tuple(syn.padding), int(syn.groups)
+        if w.ndim != 4 or groups < 1 or w.shape[1] * groups != c or w.shape[0] % groups:
+            raise FormatError(f"{label}: weight {tuple(w.shape)} with groups={groups} does not "
+                              f"take the {c} channels of {edge.source!r}")
     else:  # sum pooling: a depthwise conv with unit weights
-        c = in_shape[0]
-        kh, kw = (int(k) for k in layer.kernel)
+        kh, kw = (int(k) for k in syn.kernel)
         w = np.ones((c, 1, kh, kw), dtype=np.int64)
-        stride = tuple(layer.stride) if layer.stride is not None else (kh, kw)
+        stride = tuple(syn.stride) if syn.stride is not None else (kh, kw)
         padding, groups = (0, 0), c
+    conv_out = (int(w.shape[0]), *conv_output_shape((h, wd), tuple(w.shape[2:]), stride, padding))
+    if tuple(out_shape) != conv_out:
+        raise FormatError(f"{label}: the {syn.kind} output {conv_out} of {edge.source!r} does not "
+                          f"fit group '{target.name}' {tuple(out_shape)}")
     bound = _conv_bound(w, s_max)
     if bound >= FLOAT32_EXACT:
         raise UnsupportedError(f"{label}: a conv sum can reach {bound} >= 2^24; Lava's Conv sums "
                                "in float32 (torch), which is exact only below 2^24")
     # Lava's Conv convolves (it flips the kernel, torch correlates) in (out, kW, kH, in) layout
-    arrays[f"{st.name}.weight"] = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
-    entry.update(kind="conv", weight=f"{st.name}.weight", weight_exp=0, view=None,
-                 input_shape=list(lava_shape(in_shape)),
+    arrays[f"{edge.name}.weight"] = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+    entry.update(kind="conv", weight=f"{edge.name}.weight", weight_exp=0, view=None,
+                 input_shape=list(lava_shape(source_shape)),
                  stride=[int(stride[1]), int(stride[0])], padding=[int(padding[1]),
                                                                    int(padding[0])],
-                 groups=groups, pooling=layer.kind == "sumpool")
+                 groups=groups, pooling=syn.kind == "sumpool")
     return entry
 
 
@@ -347,20 +448,27 @@ def lava_network_spec(graph: Any, *, profile: HardwareProfile | str | None = Non
     if readout not in ("potential", "spike_count"):
         raise UnsupportedError(f"unknown read-out {readout!r}")
     bits = _input_bits(graph, prof)
-    structs, edges = graph_edges(graph)
+    structs, edges = graph_edges(graph, prof)
     by_name = {st.name: st for st in structs}
     arrays: dict[str, np.ndarray] = {}
     neurons = [_neuron_entry(st, graph.layers[st.index].neurons, arrays) for st in structs]
     in_shape = tuple(int(d) for d in graph.input_shape)
     shapes = {INPUT: in_shape, **{st.name: st.out_shape for st in structs}}
-    connections = [_connection(e, graph.layers[e.index], by_name[e.target], shapes[e.source],
-                               bits if e.source == INPUT else 0, arrays) for e in edges]
-    latency = len(edges)  # one step per Dense/Conv on the longest path (a chain today)
+    connections = []
+    for e in edges:
+        layer = graph.layers[e.index]
+        syn = layer if e.projection is None else layer.extra[e.projection]
+        connections.append(_connection(e, syn, by_name[e.target], shapes[e.source],
+                                       bits if e.source == INPUT else 0, arrays))
+    last = structs[-1].name
+    latency = graph_latency(edges, last)
+    # version 1 (every edge one step) is what builders before delays read; delays need 2
+    version = 1 if all(e.delay == 1 for e in edges) else LAVA_PROCESS_VERSION
     last = structs[-1].name
     what = (f"argmax of group '{last}''s v (Monitor) at the last step" if readout == "potential"
             else f"argmax of group '{last}''s spike counts")
     header = {
-        "format": LAVA_PROCESS_FORMAT, "version": LAVA_PROCESS_VERSION,
+        "format": LAVA_PROCESS_FORMAT, "version": version,
         "profile": graph.profile, "family": graph.family, "steps": int(graph.steps),
         "latency": latency, "encoding": graph.encoding, "readout": graph.readout,
         "readout_rule": f"run steps + latency = {graph.steps} + {latency} steps, input zero "
@@ -411,9 +519,9 @@ def load_spec(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                           f"({type(exc).__name__})") from None
     if not isinstance(header, dict) or header.get("format") != LAVA_PROCESS_FORMAT:
         raise FormatError(f"{path} is not a neurodeploy Lava process description")
-    if header.get("version") != LAVA_PROCESS_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise FormatError(f"{path}: Lava process description version {header.get('version')!r}; "
-                          f"this neurodeploy reads version {LAVA_PROCESS_VERSION}")
+                          f"this neurodeploy reads versions 1 to {LAVA_PROCESS_VERSION}")
     missing = [k for k in _array_keys(header) if k not in arrays]
     if missing:
         raise FormatError(f"{path}: arrays {missing} named in the header are missing")
@@ -439,9 +547,21 @@ def _notes(header: dict[str, Any]) -> list[str]:
                          "which netx cannot hold")
         if isinstance(n["du"], str) or isinstance(n["dv"], str):
             notes.append(f"group '{n['name']}' has per-neuron decays, which netx cannot hold")
+    into: dict[str, int] = {}
     for c in header["connections"]:
+        into[c["target"]] = into.get(c["target"], 0) + 1
         if c.get("pooling"):
             notes.append(f"'{c['name']}' (sum pooling) is a depthwise Conv with unit weights")
+        if c["source"] == c["target"]:
+            notes.append(f"'{c['name']}' is a recurrent {c['kind'].capitalize()} from group "
+                         f"'{c['source']}' back to its own a_in ({c.get('delay', 1)} steps)")
+        if c.get("delay", 1) > 1:
+            how = ("a DelayDense with delays " + str(c["delay"] - 1) if c["kind"] == "dense" else
+                   f"an identity DelayDense relay ({c['delay'] - 1} steps) before the Conv")
+            notes.append(f"'{c['name']}' delivers {c['delay']} steps after the spike: {how}")
+    for name, n in into.items():
+        if n > 1:
+            notes.append(f"group '{name}' sums {n} edges at its a_in (a merge or recurrence)")
     if len(header["input"]["shape"]) == 3:
         notes.append(f"input port is Lava's (W, H, C) = {tuple(header['input']['shape'])}: "
                      "transpose (C, H, W) rasters")

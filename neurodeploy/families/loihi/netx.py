@@ -21,6 +21,10 @@ layer, never written approximately:
   potential (Lava's LIF resets to zero and starts at zero), per-neuron decays, non-zero conv
   weight exponents (Lava's conv ignores them), weight exponents that floor a sum, profiles whose
   arithmetic differs from Lava's (state widths, overflow rules, shifts, delays, refractoriness);
+  graphs beyond chains — recurrent edges, merges (several edges into one group), a layer that
+  reads another than the one before it, delays other than the profile's — since a netx file is
+  a chain of layers, each fed by the one before it one step later (the process network of
+  :mod:`neurodeploy.families.loihi.lava_process` holds them);
 * a flatten is written only between a (C, H, W) output and a dense layer; netx flattens in torch's
   (C, H, W) order.
 
@@ -371,6 +375,30 @@ def _conv_weights(layer: Conv2d, label: str) -> np.ndarray:
     return w
 
 
+def _beyond_chain(graph: DeployGraph, profile: HardwareProfile) -> str:
+    """What makes ``graph`` more than a chain (the first layer with a recurrent edge, a merge, a
+    source other than the layer before it or a delay other than the profile's), or ``""``."""
+    if graph.is_chain():
+        return ""
+    timing, prev = profile.timing, -1
+    for i, edges in enumerate(graph.inputs(profile)):
+        if not edges:  # a Flatten
+            continue
+        label = layer_label(i, graph.layers[i])
+        for e in edges[1:]:
+            if e.source == i:
+                return f"{label} has a recurrent edge (from itself, delay {e.delay})"
+            return f"{label} merges an edge from layer {e.source} (delay {e.delay})"
+        e = edges[0]
+        if e.source != prev:
+            return f"{label} reads layer {e.source}, not the layer before it"
+        standard = timing.input_delay if e.source == -1 else timing.synapse_delay
+        if e.delay != standard:
+            return f"{label} has a delay of {e.delay} steps (the profile's: {standard})"
+        prev = i
+    return ""
+
+
 def _plan(graph: DeployGraph, profile: HardwareProfile, graded_input: bool) -> dict[str, Any]:
     """Check everything and build the netx layers (no file access)."""
     if graph.family != "loihi":
@@ -378,6 +406,11 @@ def _plan(graph: DeployGraph, profile: HardwareProfile, graded_input: bool) -> d
                                f"{graph.family} family (profile {graph.profile})")
     if profile.family != "loihi":
         raise UnsupportedError(f"profile {profile.name} is of the {profile.family} family, not loihi")
+    beyond = _beyond_chain(graph, profile)
+    if beyond:
+        raise UnsupportedError(f"{beyond}, which a netx file cannot hold (netx is a chain of "
+                               "layers, each fed by the one before after one step); export it "
+                               "with --format lava-process")
     design_rules.check(profile, "export", layers=graph.layers)
     problems = lava_profile_problems(profile)
     if problems:
