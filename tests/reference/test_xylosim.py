@@ -11,6 +11,8 @@ skipped without it. XyloSim runs in one subprocess per group of cases
   biases, all weight shifts;
 * random feed-forward deployment graphs run by :class:`neurodeploy.sim.Simulator` and written by
   the family's spec writer (hidden layer k -> k+1 through the recurrent matrix);
+* random deployment graphs whose hidden layers recur on themselves (the diagonal blocks of the
+  recurrent matrix), written by the spec writer and run by ``run_spec``;
 * a network trained on digits-4x4, fine-tuned for xylo-imu and exported by
   ``neurodeploy export --format xylo``, on every test sample: the simulator's states of every
   layer and its predictions equal XyloSim's.
@@ -27,7 +29,7 @@ import pytest
 import torch
 
 from neurodeploy.families.xylo.spec import XyloSpec, load_spec, run_spec, save_spec, write_spec
-from neurodeploy.lower.graph import Dense, DeployGraph, Flatten, NeuronGroup
+from neurodeploy.lower.graph import Dense, DeployGraph, Flatten, NeuronGroup, Projection
 from neurodeploy.sim import Simulator
 
 pytestmark = pytest.mark.reference
@@ -202,6 +204,66 @@ def test_random_graphs_match_xylosim(xylo_python, tmp_path):
         _assert_same(ref, got, f"random graph {k}")
         multi += int(len(graph.layers) > 3)
     assert multi >= 8
+
+
+# ------------------------------------------------------------ random recurrent deployment graphs
+def random_recurrent_graph(seed: int, profile: str) -> tuple[DeployGraph, np.ndarray]:
+    """1-3 hidden layers, each recurring on itself (a dense projection, delay 1) with
+    probability 2/3 (at least one does); every third graph gives its recurrences a shift other
+    than the hidden -> hidden layers' with weights that one shift still holds exactly; every
+    fourth stresses saturation (long current decays, large shifts)."""
+    rng = np.random.default_rng(500 + seed)
+    loud = seed % 4 == 3
+    n_in = int(rng.integers(2, 17))
+    widths = [int(rng.integers(2, 16)) for _ in range(1 + seed % 3)] + [int(rng.integers(1, 9))]
+    recur = [k for k in range(len(widths) - 1) if rng.random() < 2 / 3] or [0]
+    shift_rec = int(rng.integers(4, 8) if loud else rng.integers(0, 6))
+    layers: list = [Flatten(name="flat")]
+    fan = n_in
+    for k, n in enumerate(widths):
+        last = k == len(widths) - 1
+        group = NeuronGroup(shape=(n,), current_decay=int(rng.integers(12 if loud else 1, 16)),
+                            voltage_decay=int(rng.integers(0, 16)),
+                            threshold=int(rng.integers(50, 3000)),
+                            bias=rng.integers(-100, 100, n) * (seed % 2), reset="subtract")
+        exp = int(rng.integers(0, 8)) if k == 0 or last else shift_rec
+        layer = Dense(weight=rng.integers(-128, 128, (n, fan)), neurons=group, weight_exp=exp,
+                      name=f"l{k}")
+        if k in recur:
+            exact = seed % 3 == 2 and shift_rec < 7
+            w = rng.integers(-64, 64, (n, n)) if exact else rng.integers(-128, 128, (n, n))
+            layer.extra.append(Projection(source=len(layers), weight=w, delay=1,
+                                          weight_exp=shift_rec + 1 if exact else shift_rec,
+                                          name=f"l{k}.rec"))
+        layers.append(layer)
+        fan = n
+    graph = DeployGraph(profile=profile, family="xylo", input_shape=(n_in,), layers=layers,
+                        steps=30, readout={"kind": "potential"})
+    return graph, rng.integers(4 if loud else 0, 16, (3, 30, n_in))
+
+
+def test_random_recurrent_graphs_match_xylosim(xylo_python, tmp_path):
+    cases = [random_recurrent_graph(seed, ("xylo-imu", "xylo-audio2")[seed % 2])
+             for seed in range(12)]
+    jobs = [(write_spec(graph, tmp_path / f"rgraph{k}.npz"), raster)
+            for k, (graph, raster) in enumerate(cases)]
+    refs = xylosim(xylo_python, jobs, tmp_path)
+    seen = {"recurrent spikes": 0, "exact shift": 0, "saturated": 0}
+    for k, ((graph, raster), ref) in enumerate(zip(cases, refs, strict=True)):
+        spec = load_spec(jobs[k][0])
+        if "Isyn2" in ref:
+            assert not ref.pop("Isyn2").any()
+        got = run_spec(spec, raster)
+        got.pop("Isyn2", None)
+        _assert_same(ref, got, f"random recurrent graph {k} ({graph.profile}), spec simulator")
+        for b in spec.meta["recurrent_blocks"]:
+            lo, hi = spec.meta["hidden_blocks"][b]
+            seen["recurrent spikes"] += int(ref["Spikes"][..., lo:hi].any())
+        seen["exact shift"] += int(len({p.weight_exp for lay in graph.layers[1:] for p in lay.extra}
+                                       | {lay.weight_exp for lay in graph.layers[2:-1]}) > 1)
+        seen["saturated"] += int(np.abs(ref["Isyn"]).max() >= 32000)
+    print(f"\nrecurrent graphs: {seen}")
+    assert seen["recurrent spikes"] >= 10 and seen["exact shift"] >= 2 and seen["saturated"] >= 2, seen
 
 
 # ------------------------------------------------------------------------ a trained network

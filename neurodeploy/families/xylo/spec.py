@@ -13,8 +13,16 @@ A deployment graph of the ``xylo`` family maps onto it as Rockpool's mapper
 (``syns61201/xylo_mapper.py``) maps a multi-layer network: the hidden layers are consecutive
 blocks of the one hidden population (layer 1 first); the input weights feed block 1, the
 recurrent matrix holds block ``k`` → block ``k+1`` (one step of delay per hop, as the graph's
-``timing.synapse_delay``), the read-out weights come from the last block. One shift per matrix:
-all hidden → hidden layers must share theirs (rule ``xylo_weight_shift``).
+``timing.synapse_delay``), the read-out weights come from the last block. A hidden layer's
+recurrent projection (``extra``, source the layer itself, dense, delay 1) is the diagonal block
+``k`` → ``k`` of the same matrix. XyloSim adds a step's events source by source in index order
+(inputs, then hidden neurons), which is the order of the graph's edges into a block (its own
+synapses from the block before, then its recurrence), so per-event saturation happens alike.
+One shift per matrix: everything the recurrent matrix holds is written with the smallest of
+its shifts, the weights of larger shifts shifted left into int8 (``w << e`` is unchanged); the
+rule ``xylo_weight_shift`` refuses a graph where one does not fit. Anything else beyond a chain
+(merges, other delays, recurrence on the read-out) is refused by ``xylo_topology`` and
+``xylo_recurrence`` (:mod:`.rules`).
 
 File: ``.npz`` with a JSON header (``format`` ``"neurodeploy.XyloSpec"``, ``version``
 :data:`SPEC_VERSION`, profile, chip, steps, encoding, read-out, hidden blocks) and int64 arrays;
@@ -38,6 +46,7 @@ import numpy as np
 from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import DataError, FormatError, UnsupportedError
 from neurodeploy.families.xylo.arith import DEFAULT, XyloConfig, current_step, dense, membrane_step
+from neurodeploy.families.xylo.rules import recurrent_contents, recurrent_shift
 
 SPEC_FORMAT = "neurodeploy.XyloSpec"
 SPEC_VERSION = 1
@@ -206,23 +215,28 @@ def spec_from_graph(graph: Any, profile: Any = None) -> XyloSpec:
         if not g.spiking:
             raise _refuse(where, "a non-spiking group; Xylo's read-out neurons emit events "
                           "when v >= threshold_out (lower it for xylo)", "xylo_neuron")
-        w = np.asarray(layer.weight)
-        if w.size and (int(w.min()) < -128 or int(w.max()) > 127):
-            raise _refuse(where, "weights outside int8 [-128, 127]", "xylo_weights")
+        for w in (layer.weight, *(x.weight for x in layer.extra)):
+            w = np.asarray(w)
+            if w.size and (int(w.min()) < -128 or int(w.max()) > 127):
+                raise _refuse(where, "weights outside int8 [-128, 127]", "xylo_weights")
     if len(labelled) < 2:
         raise UnsupportedError("a Xylo network needs a hidden and a read-out layer (rule "
                                "xylo_topology)")
     hidden, readout = [lay for _, lay in labelled[:-1]], labelled[-1][1]
-    rec_shifts = {int(lay.weight_exp) for lay in hidden[1:]}  # one, by rule xylo_weight_shift
     sizes = [lay.neurons.size for lay in hidden]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    block = {i: k for k, i in enumerate(i for i, lay in enumerate(graph.layers)
+                                        if lay.kind != "flatten")}
     n_in, n_hid, n_out = int(np.prod(graph.input_shape)), int(offsets[-1]), readout.neurons.size
     w_in = np.zeros((n_in, n_hid), np.int64)
     w_rec = np.zeros((n_hid, n_hid), np.int64)
     w_out = np.zeros((n_hid, n_out), np.int64)
     w_in[:, :sizes[0]] = np.asarray(hidden[0].weight).T
-    for k in range(1, len(hidden)):
-        w_rec[offsets[k - 1]:offsets[k], offsets[k]:offsets[k + 1]] = np.asarray(hidden[k].weight).T
+    contents = recurrent_contents(graph.layers)
+    shift_rec = recurrent_shift(contents, *p.weights.range)  # not None, by rule xylo_weight_shift
+    for dst, src, w, e in contents:
+        rows, cols = slice(*offsets[block[src]:block[src] + 2]), slice(*offsets[block[dst]:block[dst] + 2])
+        w_rec[rows, cols] = w.T << (e - shift_rec)
     w_out[offsets[-2]:, :] = np.asarray(readout.weight).T
     cat = lambda attr: np.concatenate([_per_neuron(getattr(lay.neurons, attr), lay.neurons.size)  # noqa: E731
                                        for lay in hidden])
@@ -240,13 +254,14 @@ def spec_from_graph(graph: Any, profile: Any = None) -> XyloSpec:
         threshold=cat("threshold"), threshold_out=_per_neuron(readout.neurons.threshold, n_out),
         bias=cat("bias"), bias_out=_per_neuron(readout.neurons.bias, n_out),
         weight_shift_in=int(hidden[0].weight_exp),
-        weight_shift_rec=rec_shifts.pop() if rec_shifts else 0,
+        weight_shift_rec=int(shift_rec),
         weight_shift_out=int(readout.weight_exp),
         dt=float(p.timing.dt_s or 1e-3),
         meta={"profile": graph.profile, "chip": p.profile.description, "synapses": 2 if two else 1,
               "steps": int(graph.steps), "encoding": graph.encoding, "readout": graph.readout,
               "hidden_blocks": [[int(a), int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
               "layer_names": [getattr(lay, "name", "") for _, lay in labelled],
+              "recurrent_blocks": sorted({block[dst] for dst, src, *_ in contents if dst == src}),
               "input_shape": list(graph.input_shape)})
     spec.validate()
     return spec
