@@ -162,6 +162,8 @@ def export_to(source: Any, path: str | Path, format: str | None = None, **option
     if fmt is None:
         raise ConfigError(f"cannot tell the export format from {path.name!r}; pass format='lava', 'nir' "
                           "or 'onnx'")
+    if fmt in CHIP_FORMATS:
+        return export_chip(source, path, fmt)
     if fmt == "lava":
         from neurodeploy.export.netx import export_netx
 
@@ -184,7 +186,7 @@ def export_to(source: Any, path: str | Path, format: str | None = None, **option
         if isinstance(source, Checkpoint):
             source = source.build()
         return export_onnx(source, path, **options).path
-    raise ConfigError(f"unknown export format {fmt!r}; choose lava, nir or onnx")
+    raise ConfigError(f"unknown export format {fmt!r}; choose lava, lava-process, xylo, nir or onnx")
 
 
 def import_nir(path: str | Path, *, convention: str | None = None, dt: float | None = None) -> SpikingNet:
@@ -211,6 +213,27 @@ def fit_graph(model: Any, dataset: Any, config: TrainConfig | None = None, *, ou
 
     return train_graph(model, dataset, config or TrainConfig(), out_dir, resume=resume, progress=progress,
                        steps=steps, encoding=encoding, input_shape=input_shape)
+
+
+CHIP_FORMATS = ("lava-process", "xylo")
+"""Chip formats :func:`export_to` writes from a deployment graph with :func:`export_chip`."""
+
+
+def export_chip(source: Any, path: str | Path, fmt: str) -> Path:
+    """Write a deployment graph (or a :class:`FakeQuantNet`, converted first) as ``fmt``:
+    ``"lava-process"`` (its Lava process network, ``.npz``; recurrence, merges, MP-Init) or ``"xylo"``
+    (the Xylo chip specification, ``.npz``); each file is read back and checked."""
+    if isinstance(source, FakeQuantNet):
+        source = convert(source)
+    if not isinstance(source, DeployGraph):
+        raise ConfigError(f"{fmt} export needs a deployment graph (nd.convert(nd.prepare(...)))")
+    if fmt == "lava-process":
+        from neurodeploy.families.loihi.lava_process import export_lava_process
+
+        return export_lava_process(source, path).path
+    from neurodeploy.families.xylo.spec import write_spec
+
+    return write_spec(source, path)
 
 
 __all__ = ["Constraints", "ModelSpec", "Simulation", "TrainConfig", "build_model", "convert", "export_to",
