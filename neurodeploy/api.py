@@ -228,10 +228,10 @@ def export_chip(source: Any, path: str | Path, fmt: str) -> Path:
     if not isinstance(source, DeployGraph):
         raise ConfigError(f"{fmt} export needs a deployment graph (nd.convert(nd.prepare(...)))")
     if fmt == "lava-process":
-        from neurodeploy.families.loihi.lava_process import export_lava_process
+        from neurodeploy.export.netx import export_lava_process
 
         return export_lava_process(source, path).path
-    from neurodeploy.families.xylo.spec import write_spec
+    from neurodeploy.export.xylo import write_spec
 
     return write_spec(source, path)
 

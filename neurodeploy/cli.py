@@ -342,7 +342,6 @@ def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encod
     """``neurodeploy train --model GRAPH.pt``: train a graph checkpoint's network."""
     from neurodeploy.data import load_dataset
     from neurodeploy.models.graph_net import load_graph_checkpoint
-    from neurodeploy.nn.encoding import Encoding
     from neurodeploy.train import distributed
     from neurodeploy.train.config import RunConfig, load_run_config
     from neurodeploy.train.graph_trainer import GraphTrainer, graph_model
@@ -364,8 +363,8 @@ def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encod
             t[key] = value
     enc = None
     if encoding is not None or input_bits is not None:
-        base = Encoding.from_config(ck.graph.meta.get("encoding") or "direct").to_dict()
-        kind = encoding or base["kind"]
+        base = dict(ck.graph.meta.get("encoding") or ck.meta.get("encoding") or {"kind": "direct"})
+        kind = encoding or base.get("kind", "direct")
         if kind != "direct" and input_bits is not None:
             raise ConfigError(f"--input-bits: only for --encoding direct, not {kind}")
         bits = input_bits if input_bits is not None else base.get("bits") if kind == "direct" else None

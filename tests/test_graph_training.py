@@ -103,7 +103,8 @@ def test_resume_continues_to_exactly_the_weights_of_an_uninterrupted_run(tmp_pat
     assert load_graph_checkpoint(tmp_path / "part" / "checkpoint.pt").train["epoch"] == 2
     torch.manual_seed(1)  # the resumed run's weights come from the checkpoint, not from this seed
     nd.fit(Small(), data, cfg, out_dir=tmp_path / "part", steps=4, resume=True, progress=False)
-    a, b = load_graph_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_graph_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    a = load_graph_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_graph_checkpoint(tmp_path / "part" / "checkpoint.pt")
     for name in a.graph.nodes:
         for f in ("weight", "bias"):
             va, vb = getattr(a.graph.nodes[name], f, None), getattr(b.graph.nodes[name], f, None)

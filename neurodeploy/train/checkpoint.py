@@ -34,9 +34,10 @@ TORCH_LOAD_ERRORS = (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, Runti
 FORMAT = "neurodeploy.checkpoint"
 VERSION = 1
 OTHER_CHECKPOINTS = {
-    "neurodeploy.graph": "a graph-network checkpoint (a NIR graph that no template network rebuilds, from "
-                         "`neurodeploy import`): it loads with neurodeploy.models.graph_net.load_graph_checkpoint; "
-                         "training, quantization, simulation and export of graph networks are not available yet",
+    "neurodeploy.graph": "a graph-network checkpoint (a network no template rebuilds: a NIR import or a "
+                         "network written in PyTorch): it loads with "
+                         "neurodeploy.models.graph_net.load_graph_checkpoint and trains with "
+                         "`neurodeploy train --model FILE`",
     "neurodeploy.ttfs": "a TTFS checkpoint: use the `neurodeploy ttfs` commands (train, finetune, sweep, "
                         "simulate) or `neurodeploy export --format nir`",
 }

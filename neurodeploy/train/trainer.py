@@ -27,12 +27,12 @@ from tqdm import tqdm
 from neurodeploy.atomic import write_text
 from neurodeploy.errors import CheckpointError, ConfigError, NumericError
 from neurodeploy.models import SpikingNet, build_model
-from neurodeploy.train.layers import set_epoch, spiking_layers
 from neurodeploy.nn.surrogate import AdaLi
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 from neurodeploy.train.config import TrainConfig
 from neurodeploy.train.distributed import Parallel, reduce_layer_stats, resolve_device, shard, wrap
 from neurodeploy.train.doctor import DeadNeuronDoctor, Finding, init_scale_check
+from neurodeploy.train.layers import set_epoch, spiking_layers
 from neurodeploy.train.monitor import FiringRateMonitor
 
 CHECKPOINT_NAME = "checkpoint.pt"
