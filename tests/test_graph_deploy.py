@@ -14,9 +14,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import neurodeploy as nd
 from neurodeploy.cli import main
 from neurodeploy.data import load_dataset
-from neurodeploy.errors import UnsupportedError
+from neurodeploy.errors import ConfigError, UnsupportedError
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.ir import GraphBuilder
 from neurodeploy.lower.graph import DeployGraph
@@ -28,6 +29,7 @@ from neurodeploy.quantize.fold import fold_model, run_blocks
 from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import float_accuracy, simulate_graph
+from neurodeploy.workflows import finetune_model
 
 ROW_LEVELS = 15  # rows as graded 4-bit input events
 
@@ -51,7 +53,8 @@ def recurrent_mlp(hidden: int = 64, reset: str = "zero") -> GraphNet:
 
 
 def residual_convnet() -> GraphNet:
-    """conv (stride 2) → LIF → [3x3 conv + 1x1 conv skip] → LIF → flatten → dense read-out."""
+    """conv (stride 2) → LIF → [3x3 conv → LIF → 3x3 conv, + a 1x1 conv skip from the first LIF]
+    → LIF → flatten → dense read-out: the skip waits one step more than the main path (delay 2)."""
     g = torch.Generator().manual_seed(2)
     b = GraphBuilder()
     b.add("in", gn.Input((1, 8, 8)))
@@ -59,10 +62,12 @@ def residual_convnet() -> GraphNet:
                         padding=(1, 1)), "in")
     b.add("lif1", _lif(), "c1")
     b.add("c2", gn.Conv(torch.randn(8, 8, 3, 3, generator=g) * 0.15, torch.zeros(8), padding=(1, 1)), "lif1")
+    b.add("lif2", _lif(), "c2")
+    b.add("c3", gn.Conv(torch.randn(8, 8, 3, 3, generator=g) * 0.15, torch.zeros(8), padding=(1, 1)), "lif2")
     b.add("skip", gn.Conv(torch.randn(8, 8, 1, 1, generator=g) * 0.4, torch.zeros(8)), "lif1")
-    b.add("sum", gn.Add(), "c2", "skip")
-    b.add("lif2", _lif(), "sum")
-    b.add("flat", gn.Flatten(), "lif2")
+    b.add("sum", gn.Add(), "c3", "skip")
+    b.add("lif3", _lif(), "sum")
+    b.add("flat", gn.Flatten(), "lif3")
     b.add("fc", gn.Affine(torch.randn(10, 128, generator=g) * 0.1, torch.zeros(10)), "flat")
     b.add("out", gn.Output("mean"), "fc")
     return GraphNet(b.build())
@@ -120,9 +125,11 @@ def resnet(digits):
 
 
 def test_the_graph_networks_learn(rnn, rnn_xylo, rows, resnet, digits):
-    assert float_accuracy(rnn, rows.x_test, rows.y_test) > 0.8
-    assert float_accuracy(rnn_xylo, rows.x_test, rows.y_test) > 0.8
-    assert float_accuracy(resnet, digits.x_test, digits.y_test) > 0.85
+    figures = {"recurrent MLP": float_accuracy(rnn, rows.x_test, rows.y_test),
+               "recurrent MLP (subtractive reset)": float_accuracy(rnn_xylo, rows.x_test, rows.y_test),
+               "residual ConvNet": float_accuracy(resnet, digits.x_test, digits.y_test)}
+    print("float test accuracy:", {k: round(v, 4) for k, v in figures.items()})
+    assert min(figures.values()) > 0.8
 
 
 @pytest.mark.parametrize("which", ["rnn", "resnet"])
@@ -135,7 +142,7 @@ def test_folding_changes_nothing(request, which, rows, digits):
         seq = rows.x_test[:64].transpose(0, 1).double() / ROW_LEVELS
     else:
         assert [(b.source, [(e.source, e.recurrent) for e in b.extra]) for b in blocks] == \
-            [(-1, []), (0, [(0, False)]), (1, [])]
+            [(-1, []), (0, []), (1, [(0, False)]), (2, [])]
         seq = model.encode(digits.x_test[:64]).double()
     reference = copy.deepcopy(model.net).double()(seq)  # the float graph network itself, float64
     torch.testing.assert_close(run_blocks(blocks, seq) / model.spec.steps, reference, rtol=0, atol=1e-9)
@@ -157,35 +164,57 @@ def _same_integers(model, x_cal, x_test, profile, constraints=None, scales=None)
 
 
 @pytest.mark.parametrize("which, profile, constraints", [
-    ("rnn", "loihi2", None), ("rnn", "loihi2", Constraints(weight_bits=3)),
+    ("rnn", "loihi2", None), ("rnn", "loihi2", Constraints(weight_bits=5)),
     ("rnn_xylo", "xylo-imu", None), ("rnn_xylo", "xylo-imu", Constraints(weight_bits=4)),
     ("resnet", "loihi2", None), ("resnet", "loihi2", Constraints(weight_bits=3)),
-    ("resnet", "loihi2", Constraints(state_bits=16)),
 ])
 def test_fake_quant_equals_the_simulator_on_every_test_sample(request, which, profile, constraints, rows,
                                                               digits):
     model = request.getfixturevalue(which)
     ds = digits if which == "resnet" else rows
     fq, graph, res = _same_integers(model, ds.x_train[:300], ds.x_test, profile, constraints)
+    if which == "resnet":  # the skip around two synapse layers waits one step more
+        assert [p.delay for p in graph.layers[2].extra] == [2] and fq.latency == 4
     acc = float((res.predictions == ds.y_test.numpy()).mean())
+    print(f"{which} {profile} {constraints}: simulated accuracy {acc:.4f}")
     assert acc > (0.5 if constraints is None else 0.2), acc
+
+
+def test_agreement_holds_through_overflows(resnet, digits):
+    # scales chosen for 24-bit states, run with 16-bit ones: wraps and saturations on the way
+    scales = [layer.scale for layer in fake_quantize(resnet, "loihi2", digits.x_train[:300]).layers]
+    _, _, res = _same_integers(resnet, None, digits.x_test, "loihi2", Constraints(state_bits=16), scales)
+    assert res.u_overflows.sum() > 0 and res.v_overflows.sum() > 0
 
 
 def test_finetuning_a_graph_network_keeps_it_exact(rnn, rows):
     model = copy.deepcopy(rnn)
-    c = Constraints(weight_bits=3)
+    c = Constraints(weight_bits=5)
     fq = fake_quantize(model, "loihi2", rows.x_train[:300], c)
     before = simulate_graph(graph_from_fakequant(fq), rows.x_test, rows.y_test)["accuracy"]
     finetune(fq, rows, FinetuneConfig(epochs=1, lr=2e-3), progress=False)
     graph = graph_from_fakequant(fq)
     after = simulate_graph(graph, rows.x_test, rows.y_test)["accuracy"]
-    assert after >= before - 0.01, (before, after)
+    print(f"fine-tuning 1 epoch, loihi2, 5-bit weights: simulated accuracy {before:.4f} -> {after:.4f}")
+    assert after > before, (before, after)
     res = Simulator(graph).run(fq.encode(rows.x_test).numpy(), extra_steps=fq.latency, record=())
     np.testing.assert_array_equal(fq.readout_integers(rows.x_test).numpy().astype(np.int64), res.readout)
     # the stored scales give the same integers again
     again = fake_quantize(model, "loihi2", None, c, scales=[layer.scale for layer in fq.layers])
     np.testing.assert_array_equal(again.readout_integers(rows.x_test[:50]).numpy(),
                                   fq.readout_integers(rows.x_test[:50]).numpy())
+
+
+def test_finetuning_under_jitter(resnet, rnn, digits, rows):
+    res = finetune_model(resnet, "loihi2", digits, Constraints(jitter=1), FinetuneConfig(epochs=1, lr=1e-3),
+                         progress=False)
+    print(f"fine-tuning 1 epoch, loihi2, jitter 1: simulated accuracy {res.before.accuracy:.4f} -> "
+          f"{res.after.accuracy:.4f}")
+    assert res.after.accuracy >= res.before.accuracy - 0.02
+    assert res.after.graph.quant.constraints.jitter == 1 and not res.after.graph.is_chain()
+    with pytest.raises(ConfigError, match="jitter on a recurrent group") as exc:
+        fake_quantize(rnn, "loihi2", rows.x_train[:50], Constraints(jitter=1))
+    assert "\n" not in str(exc.value)
 
 
 def test_lowered_graph_round_trips_through_its_file(resnet, digits, tmp_path):
@@ -195,7 +224,8 @@ def test_lowered_graph_round_trips_through_its_file(resnet, digits, tmp_path):
     assert not loaded.is_chain()
     a = simulate_graph(graph, digits.x_test, digits.y_test)
     b = simulate_graph(loaded, digits.x_test, digits.y_test)
-    assert a["predictions"] == b["predictions"] and a["accuracy"] == b["accuracy"]
+    np.testing.assert_array_equal(a["predictions"], b["predictions"])
+    assert a["accuracy"] == b["accuracy"] > 0.85
 
 
 def test_cli_runs_a_graph_checkpoint(resnet, tmp_path):
@@ -209,6 +239,14 @@ def test_cli_runs_a_graph_checkpoint(resnet, tmp_path):
     assert q.exit_code == 0, q.output
     sim = runner.invoke(main, ["simulate", str(tmp_path / "q.pt"), "--limit", "60", "--no-progress"])
     assert sim.exit_code == 0, sim.output
+    ft = runner.invoke(main, ["finetune", str(path), "--epochs", "1", "-o", str(tmp_path / "ft.pt"),
+                              "--no-progress"])
+    assert ft.exit_code == 0, ft.output
+    tuned = nd.prepare(tmp_path / "ft.pt", "loihi2")  # the stored scales: no calibration
+    assert not nd.convert(tuned).is_chain()
+    again = nd.simulate(DeployGraph.load(tmp_path / "ft.npz"), load_dataset("digits"))
+    assert again.accuracy == pytest.approx(float(ft.output.split("after fine-tuning ")[1].split("%")[0]) / 100,
+                                           abs=5e-5)
 
 
 def _residual_mlp(neuron, spiking_out: bool = False) -> GraphModel:

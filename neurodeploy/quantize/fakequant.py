@@ -28,6 +28,8 @@ partial sum is provably exact there. Values are the step-by-step path's exactly 
 equal (``tests/test_finetune_window.py``); ``fused = False`` runs that path, one step at a time.
 Optional constraints act inside the forward pass: spike-time jitter (input and hidden spikes),
 fewer input steps (latency budget), a narrower weight or state width.
+Graph blocks (merges, recurrent edges) run group by group with the chip delays of
+:func:`chip_depths`, one scale per group, every path quantized at it (``docs/graphs.md``).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class FakeQuantLayer:
     # graph blocks: the main synapses' source and delay, and the further projections
     source: int | None = None
     delay: int = 0
-    extra: list[EdgeQuant] = []
+    extra: list[EdgeQuant] | tuple = ()
 
     def int_edge_weight(self, edge: EdgeQuant, weight: torch.Tensor) -> torch.Tensor:
         """Integer weights of a further projection ``edge`` (its own input unit, the group's
@@ -181,22 +183,6 @@ def chip_depths(layers: list[Any], input_delay: int, synapse_delay: int) -> list
         for src, rec, e in paths[1:]:
             e.delay = int(rec) + depth[k] - depth[src]
     return [depth[k] for k in range(len(layers))]
-
-
-def _merge_input(acc: torch.Tensor | None, a: torch.Tensor, parts: bool) -> torch.Tensor:
-    """A group's synaptic input after one more path: the sum; for a family whose synaptic input
-    comes in parts ``(sum, g(lo), g(hi))`` (one clamped shift ``x -> clamp(x + sum, g(lo), g(hi))``
-    per path, e.g. Xylo's saturating adds), the composition of the two clamped shifts, ``acc``'s
-    first (the bounds carry no gradient)."""
-    if acc is None:
-        return a
-    if not parts:
-        return acc + a
-    total = acc[..., 0] + a[..., 0]
-    shift, lo, hi = a[..., 0].detach(), a[..., 1].detach(), a[..., 2].detach()
-    g_lo = torch.minimum(torch.maximum(acc[..., 1].detach() + shift, lo), hi)
-    g_hi = torch.minimum(torch.maximum(acc[..., 2].detach() + shift, lo), hi)
-    return torch.stack([total, g_lo, g_hi], -1)
 
 
 class FakeQuantNet(nn.Module):
@@ -372,18 +358,21 @@ class FakeQuantNet(nn.Module):
                       for eq, fe in zip(layer.extra, blk.extra, strict=True)]
             bias = layer.int_bias(blk.bias)
             bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
-            # paths from groups that ran already: their synaptic output for every step at once
-            ready = []
+            # paths from groups that ran already: their synaptic output for every step at once;
+            # a group's own recurrence: per step (kept in path order, the order they merge in)
+            ready, own = [], []
             for q, w, src, d in paths:
                 if src == k:
+                    own.append((q, w, d))
+                    ready.append(None)
                     continue
                 s_in = spikes[src]
                 flat = s_in.reshape(b * steps, *(s_in.shape[2:] if q.kind == "conv" else (-1,)))
                 a = self._synapse(q, w, flat)
                 ready.append((a.reshape(b, steps, *a.shape[1:]), d))
-            own = [(q, w, d) for q, w, src, d in paths if src == k]
             window = getattr(layer.neuron, "window", None) if self.fused else None
             if not own and window is not None and all(a.dim() == 2 + len(layer.out_shape) for a, _ in ready):
+                # no recurrence and plain sums: the whole window at once
                 a_seq = None
                 for a, d in ready:
                     a = torch.cat([a.new_zeros((b, min(d, steps), *a.shape[2:])), a[:, :max(steps - d, 0)]], 1)
@@ -397,18 +386,19 @@ class FakeQuantNet(nn.Module):
                 out, vs = [], []
                 for t in range(steps):
                     a_in = None
-                    parts = False
-                    for a, d in ready:
-                        if t >= d:
-                            parts = a.dim() == 3 + len(layer.out_shape)
-                            a_in = _merge_input(a_in, a[:, t - d], parts)
-                    for q, w, d in own:
+                    mine = iter(own)
+                    for path in ready:
+                        if path is not None:
+                            a, d = path
+                            if t >= d:
+                                a_in = self._merge(a_in, a[:, t - d], a.dim() == 3 + len(layer.out_shape))
+                            continue
+                        q, w, d = next(mine)
                         if t >= d:
                             s_own = out[t - d]
                             s_own = s_own.reshape(b, -1) if q.kind == "dense" else s_own
                             a = self._synapse(q, w, s_own)
-                            parts = a.dim() == 2 + len(layer.out_shape)
-                            a_in = _merge_input(a_in, a, parts)
+                            a_in = self._merge(a_in, a, a.dim() == 2 + len(layer.out_shape))
                     u, v, s = layer.neuron(u, v, zero if a_in is None else a_in, bias_b)
                     out.append(s)
                     if record:
@@ -424,6 +414,17 @@ class FakeQuantNet(nn.Module):
         if self.readout_kind == "spike_count":
             return spikes[len(self.layers) - 1].sum(dim=1).reshape(b, -1), records
         return final.reshape(b, -1), records
+
+    def _merge(self, acc: torch.Tensor | None, a: torch.Tensor, parts: bool) -> torch.Tensor:
+        """A group's synaptic input after one more path (paths in order): the family's
+        ``merge_inputs`` where its input comes in parts (Xylo: per-event saturation, path after
+        path), else the sum, as the simulator merges them."""
+        if acc is None:
+            return a
+        merge = getattr(self.family, "merge_inputs", None)
+        if parts and merge is not None:
+            return merge([acc, a], config=self.config)
+        return acc + a
 
     def scales(self) -> list[dict[str, Any]]:
         """The per-layer scales and what limited them (stored with fine-tuned checkpoints)."""
@@ -486,6 +487,12 @@ def fake_quantize(model: SpikingNet, profile: str | HardwareProfile, calibration
     if c.max_steps is not None and c.max_steps > model.spec.steps:
         raise ConfigError(f"max steps {c.max_steps} exceeds the {model.spec.steps} steps the network "
                           "was trained for")
+    if c.jitter is not None and not parse_spec(c.jitter).is_null():
+        for k, blk in enumerate(b for b in blocks if b.kind != "flatten"):
+            if blk.neurons.spiking and any(e.source == k for e in blk.extra):
+                raise ConfigError(f"{blk.name}: spike-time jitter on a recurrent group is not "
+                                  "modelled (a spike moved earlier would reach the group before "
+                                  "it was emitted); fine-tune without jitter")
     n_syn = sum(1 for blk in blocks if blk.kind != "flatten")
     if scales is not None:
         if len(scales) != n_syn:

@@ -13,6 +13,10 @@ leak form) and converts the folded chain into :class:`FloatBlock` s (:func:`bloc
   is ``T`` times the time-averaged logits.
 
 :func:`run_blocks` runs the blocks in float64 so tests can check that folding changed nothing.
+
+A graph with merges or recurrent edges (a residual block, a recurrent layer; e.g. a
+:class:`~neurodeploy.quantize.graph_model.GraphModel`) becomes one block per neuron group whose
+``source`` and ``extra`` paths say what it reads (:func:`graph_blocks`, ``docs/graphs.md``).
 """
 
 from __future__ import annotations
