@@ -74,6 +74,22 @@ def test_shipped_values():
             xy.limits.fan_in) == (16, 1000, 8, 63)
 
 
+def test_graph_support_values():
+    # DESIGN: Loihi merges and recurs (Lava: several Dense into one a_in, a Dense from s_out
+    # back to a_in); Xylo recurs through w_rec but maps one synapse layer per group; Speck and
+    # ttfs run chains
+    support = {n: (load_profile(n).layers.recurrent, load_profile(n).layers.merge)
+               for n in list_profiles()}
+    assert support == {"loihi": (True, True), "loihi2": (True, True), "xylo": (True, False),
+                       "xylo-audio2": (True, False), "xylo-imu": (True, False),
+                       "speck2e": (False, False), "speck2f": (False, False),
+                       "ttfs": (False, False)}
+    d = _valid_dict()
+    del d["layers"]["recurrent"], d["layers"]["merge"]
+    assert (parse_profile(d).layers.recurrent, parse_profile(d).layers.merge) == (False, False)
+    assert "recurrent; merges" in "\n".join(load_profile("loihi").summary())
+
+
 def test_round_trip_and_paths(tmp_path):
     for name in SHIPPED:
         p = load_profile(name)
@@ -130,6 +146,15 @@ BAD = [
     ("unknown kind", _mutated("layers", "kinds", ["dense", "lstm"]), ["layers.kinds", "lstm"]),
     ("section not a table", _mutated("profile", "name", {"a": 1}), ["profile.name"]),
     ("refractory", _mutated("neuron", "refractory_steps", 2), ["neuron.refractory_steps"]),
+    ("recurrent not a bool", _mutated("layers", "recurrent", 1),
+     ["layers.recurrent", "true or false", "integer 1"]),
+    ("merge not a bool", _mutated("layers", "merge", "yes"), ["layers.merge", "true or false"]),
+    ("negative threshold", _mutated("neuron", "threshold_range", [-5, 32767], base="speck2f"),
+     ["neuron.threshold_range", "negative threshold", "every step"]),
+    ("fewer neurons than a core", _mutated("limits", "total_neurons", 1000),
+     ["limits.total_neurons", "below limits.neurons_per_core = 1024"]),
+    ("conv on xylo", _mutated("layers", "kinds", ["dense", "conv", "flatten"], base="xylo-imu"),
+     ["layers.kinds", "'conv' is not a layer kind of family xylo", "dense, flatten"]),
 ]
 
 

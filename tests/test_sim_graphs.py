@@ -337,6 +337,21 @@ def test_recurrent_groups_match_reference(rec_delay):
     assert res.spike_counts[:, :2].sum() > 0
 
 
+def test_recurrent_group_driven_by_its_bias_before_its_input_arrives():
+    rng = np.random.default_rng(9)
+    group = NeuronGroup((4,), 0, 300, 50, np.array([900, 20, 700, 0]), bias_exp=3)
+    graph = DeployGraph("loihi", "loihi", (3,), [
+        Dense(rng.integers(-50, 50, (4, 3)), group, delay=5, name="r",
+              extra=[Projection(0, rng.integers(-200, 200, (4, 4)), 1, name="rec")]),
+        Dense(rng.integers(-50, 50, (2, 4)), _group((2,), rng, spiking=False), name="out"),
+    ], steps=8)
+    x = _inputs(rng, graph, batch=2)
+    for fast in (True, False):
+        res = Simulator(graph, fast=fast).run(x, extra_steps=6, record=("spikes", "u", "v"))
+        assert res.rasters["r"][:, :5].sum() > 0  # it fires before its input arrives
+        _check_loihi(graph, x, res)
+
+
 def test_graded_direct_input_with_recurrence_and_skip_on_loihi2():
     graph = recurrent_dense(31, 2, profile="loihi2", graded=True)
     rng = np.random.default_rng(31)
@@ -365,6 +380,7 @@ def test_saved_graph_simulates_identically(tmp_path):
     graph = recurrent_dense(8, 2)
     graph.layers[2].extra = [Projection(0, np.ones((3, 8), np.int64), 2, name="late")]
     path = graph.save(tmp_path / "g.npz")
+    assert graph.to_arrays()[0]["version"] == 3
     back = DeployGraph.load(path)
     x = _inputs(np.random.default_rng(2), graph)
     a = Simulator(graph).run(x, extra_steps=3, record=("spikes", "v"))
@@ -485,6 +501,55 @@ def test_fit_counts_every_edge():
     assert fan[0].tolist() == [6 + 7] * 7 and fan[-1].tolist() == [7] * 9
 
 
+def test_fit_fan_out_sums_every_edge_of_a_source():
+    graph = recurrent_xylo(3)
+    # h0's neurons reach h1 (4) and themselves (6): 10, over xylo-imu's fan-out limit of 9
+    p = load_profile("xylo-imu").to_dict()
+    p["limits"]["fan_out"] = 9
+    from neurodeploy.hardware.profile import parse_profile
+
+    msgs = fit_report(graph, parse_profile(p, "imu9.toml")).violations
+    assert "layer 0 'h0' (dense): its inputs reach up to 10 neurons, above limits.fan_out = 9 " \
+           "(over the 2 edges that read layer 0)" in msgs
+    # h1's fan-in: 6 from h0 and 4 from itself
+    assert fit_report(graph).layers[1].max_fan_in == 10
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=hst.integers(0, 2**31 - 1), n_a=hst.integers(1, 4), n_b=hst.integers(1, 4),
+       shift=hst.integers(0, 8))
+def test_xylo_merge_is_edge_after_edge_with_per_event_saturation(seed, n_a, n_b, shift):
+    from neurodeploy.families import xylo
+
+    rng = np.random.default_rng(seed)
+    wa, wb = rng.integers(-128, 128, (3, n_a)), rng.integers(-128, 128, (3, n_b))
+    sa, sb = rng.integers(0, 16, (2, n_a)), rng.integers(0, 32, (2, n_b))
+    u = rng.integers(-32768, 32768, (2, 3))
+    parts = [xylo.dense(wa, sa, shift)[0], xylo.dense(wb, sb, shift)[0]]
+    got, _ = xylo.arith.saturating_add(u, xylo.merge_inputs(parts))
+    want = u.copy()
+    for w, s_ in ((wa, sa), (wb, sb)):  # docs/xylo.md §2: one saturating add per event
+        for b in range(2):
+            for j in range(w.shape[1]):
+                for _ in range(int(s_[b, j])):
+                    want[b] = np.clip(want[b] + (w[:, j] << shift), -32768, 32767)
+    assert np.array_equal(got, want)
+
+
+def test_merge_readout_counts_and_layer_jitter():
+    graph = residual_dense(4, 2)
+    graph.layers[3].neurons.spiking = True
+    graph.readout = {"kind": "spike_count"}
+    x = _inputs(np.random.default_rng(4), graph, batch=4)
+    sim = Simulator(graph)
+    res = sim.run(x, extra_steps=sim.latency, record=("spikes",))
+    assert np.array_equal(res.readout, res.rasters["out"].reshape(4, res.steps, -1).sum(axis=1))
+    a = sim.run(x, extra_steps=4, jitter={"input": None, "layers": 1}, seed=3)
+    b = Simulator(graph, fast=False).run(x, extra_steps=4, jitter={"input": None, "layers": 1},
+                                         seed=3)
+    assert np.array_equal(a.readout, b.readout) and np.array_equal(a.synops, b.synops)
+
+
 # ------------------------------------------------------------------------ random graphs
 @hst.composite
 def random_graphs(draw):
@@ -498,20 +563,21 @@ def random_graphs(draw):
         src = draw(hst.integers(-1, k - 1))
         n = sizes[k + 1]
         n_src = sizes[src + 1]
-        delay = draw(hst.integers(1, 3))
+        delay = draw(hst.integers(1, 5))
         extra = []
         for _ in range(draw(hst.integers(0, 2))):
             p_src = draw(hst.integers(-1, k if not last else k - 1))
             extra.append(Projection(p_src, rng.integers(-200, 200, (n, sizes[p_src + 1])),
                                     draw(hst.integers(1, 3)),
                                     weight_exp=draw(hst.integers(-2, 2))))
-        layers.append(Dense(rng.integers(-200, 200, (n, n_src)),
-                            _group((n,), rng, spiking=not last, thr=(1, 150),
-                                   reset=draw(hst.sampled_from(["zero", "subtract"])),
-                                   init=draw(hst.integers(-300, 300))),
+        group = _group((n,), rng, spiking=not last, thr=(1, 150),
+                       reset=draw(hst.sampled_from(["zero", "subtract"])),
+                       init=draw(hst.integers(-300, 300)))
+        group.bias = group.bias * draw(hst.sampled_from([1, 40]))  # some fire on their bias
+        layers.append(Dense(rng.integers(-200, 200, (n, n_src)), group,
                             weight_exp=draw(hst.integers(-2, 3)), name=f"l{k}", source=src,
                             delay=delay, extra=extra))
-    return DeployGraph("loihi", "loihi", (sizes[0],), layers, steps=draw(hst.integers(1, 8)))
+    return DeployGraph("loihi", "loihi", (sizes[0],), layers, steps=draw(hst.integers(1, 10)))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -523,3 +589,39 @@ def test_random_graphs_match_reference(graph, data):
     for fast in (True, False):
         res = Simulator(graph, fast=fast).run(x, extra_steps=extra, record=("spikes", "u", "v"))
         _check_loihi(graph, x, res)
+
+
+@hst.composite
+def random_xylo_graphs(draw):
+    """Xylo chains whose hidden groups may recur (delay 1; merges are refused on Xylo)."""
+    rng = np.random.default_rng(draw(hst.integers(0, 2**31 - 1)))
+    n_layers = draw(hst.integers(1, 3))
+    sizes = [draw(hst.integers(1, 4)) for _ in range(n_layers + 1)]
+    layers = []
+    for k in range(n_layers):
+        last = k == n_layers - 1
+        n = sizes[k + 1]
+        g = NeuronGroup((n,), int(rng.integers(0, 16)), int(rng.integers(0, 16)),
+                        int(rng.integers(1, 400)), rng.integers(-60, 60, n).astype(np.int64),
+                        reset="subtract", spiking=not last)
+        extra = [] if last or not draw(hst.booleans()) else [
+            Projection(k, rng.integers(-128, 128, (n, n)), 1, weight_exp=draw(hst.integers(0, 7)))]
+        layers.append(Dense(rng.integers(-128, 128, (n, sizes[k])), g,
+                            weight_exp=draw(hst.integers(0, 7)), name=f"x{k}", extra=extra))
+    return DeployGraph("xylo-imu", "xylo", (sizes[0],), layers, steps=draw(hst.integers(1, 8)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=random_xylo_graphs(), data=hst.data())
+def test_random_xylo_graphs_match_reference(graph, data):
+    rng = np.random.default_rng(data.draw(hst.integers(0, 1000)))
+    x = _inputs(rng, graph, batch=2, hi=15, p=0.6)
+    res = Simulator(graph).run(x, extra_steps=1, record=("spikes", "v"))
+    for b in range(2):
+        xb = np.concatenate([x[b], np.zeros((1, *graph.input_shape), x.dtype)])
+        ref = xylo_graph_reference(graph, xb, res.steps)
+        for k, state in enumerate(ref.values()):
+            name = res.layer_names[k]
+            assert np.array_equal(res.rasters[name][b], np.array(state["spikes"])), (name, b)
+            assert np.array_equal(res.states["v"][name][b], np.array(state["vs"])), (name, b)
+            assert res.synops[b, k] == state["synops"]

@@ -1,9 +1,10 @@
 """Resource fitting: does a deployment graph fit a hardware profile?
 
 :func:`fit_report` counts, per synapse layer, the neurons, structural synapses, largest fan-in and
-fan-out and the cores needed, and lists every violation of the profile's limits and number formats
-as a one-line message naming the layer and the limit. :func:`check_fit` raises
-:class:`~neurodeploy.errors.FitError` with the first violation.
+fan-out and the cores needed (a graph beyond a chain: synapses and fan-in over every edge into the
+group, projections included; see :mod:`neurodeploy.hardware.structure`), and lists every violation
+of the profile's limits and number formats as a one-line message naming the layer and the limit.
+:func:`check_fit` raises :class:`~neurodeploy.errors.FitError` with the first violation.
 
 Cores of a layer: ``max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core))``
 where a core holds ``synapses_per_core`` synapses or, if the profile gives memory instead,
@@ -15,8 +16,9 @@ per-layer figure is what the layer would need alone. A read-out group on dedicat
 neurons (``limits.dedicated_output_neurons``) uses no core and is checked against
 ``limits.output_channels`` instead. ``limits.input_axons_per_core`` is checked against the largest
 fan-in of one neuron, a necessary condition (the distinct inputs of a whole core can be more).
-``limits.fan_out`` bounds the targets of a neuron; the graph's input channels are not neurons
-and are not checked against it (Xylo's input channels reach every hidden neuron).
+``limits.fan_out`` bounds the targets of a neuron, summed over every edge that reads its group
+(reported at the first layer that reads it); the graph's input channels are not neurons and are
+not checked against it (Xylo's input channels reach every hidden neuron).
 """
 
 from __future__ import annotations

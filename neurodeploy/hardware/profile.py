@@ -423,7 +423,7 @@ def _fits(rng: tuple[int, int], bits: int, signed: bool) -> bool:
 
 
 def _check_consistency(src: str, p: HardwareProfile) -> None:
-    from neurodeploy.families import list_families
+    from neurodeploy.families import get_family, list_families
 
     def err(fieldname: str, problem: str) -> ProfileError:
         return ProfileError(f"{src}: {fieldname}: {problem}")
@@ -454,6 +454,10 @@ def _check_consistency(src: str, p: HardwareProfile) -> None:
         if rng[0] < 0 or rng[1] > dmax:
             raise err(f"neuron.{key}", f"[{rng[0]}, {rng[1]}] outside [0, {dmax}] for "
                       f"{n.decay_bits}-bit {n.decay} decay")
+    if n.threshold_range[0] < 0:
+        raise err("neuron.threshold_range", f"[{n.threshold_range[0]}, {n.threshold_range[1]}] "
+                  "allows a negative threshold, which a neuron at rest (v = 0) exceeds: it would "
+                  "fire on every step")
     if not _fits(n.threshold_range, n.threshold_bits, signed=n.threshold_range[0] < 0):
         raise err("neuron.threshold_range", f"[{n.threshold_range[0]}, {n.threshold_range[1]}] "
                   f"does not fit {n.threshold_bits} bits")
@@ -485,7 +489,15 @@ def _check_consistency(src: str, p: HardwareProfile) -> None:
             and tm.window_bits > tm.max_window_bits:
         raise err("timing.window_bits", f"{tm.window_bits} exceeds timing.max_window_bits = "
                   f"{tm.max_window_bits}")
+    kinds = getattr(get_family(p.family), "LAYER_KINDS", None)
+    bad = [k for k in p.layers.kinds if kinds is not None and k not in kinds]
+    if bad:
+        raise err("layers.kinds", f"{bad[0]!r} is not a layer kind of family {p.family} (it runs "
+                  f"{', '.join(kinds)})")
     lim = p.limits
+    if lim.total_neurons is not None and lim.total_neurons < lim.neurons_per_core:
+        raise err("limits.total_neurons", f"{lim.total_neurons} is below limits.neurons_per_core "
+                  f"= {lim.neurons_per_core} (one core cannot hold more neurons than the chip)")
     if lim.synapses_per_core is not None and lim.synapse_memory_bits_per_core is not None:
         raise err("limits.synapses_per_core", "give synapses_per_core or "
                   "synapse_memory_bits_per_core, not both")

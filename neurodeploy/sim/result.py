@@ -30,7 +30,8 @@ class SimResult:
         spike_counts: int64 ``[B, L]``: spikes (events) emitted per layer and sample.
         neuron_spike_counts: per layer, int64 ``[B, *shape]``: spikes of every neuron.
         synops: int64 ``[B, L]``: synaptic operations into each layer (each presynaptic event
-            times the neurons it reaches).
+            times the neurons it reaches, over every edge into the layer's group: its own
+            synapses and its projections, a recurrent one included).
         neuron_updates: int64 ``[L]``: neuron updates per sample (neurons x steps).
         u_overflows: int64 ``[B, L]``: overflow events of the current ``u`` (Loihi: wrap
             corrections and int32 storage wraps; Xylo: saturations).

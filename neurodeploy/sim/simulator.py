@@ -10,10 +10,24 @@ Timing (docs/loihi.md §2): synapse layer ``l`` delivers at step ``t`` what its 
 ``L`` steps; Xylo: 0 and 1). Steps before ``d_l`` receive no input (Lava's ``a_buff`` starts at
 0). Flatten reshapes in torch's (C, H, W) order and adds no delay.
 
-Because a deployment graph is feed-forward, each layer is simulated over the whole window before
-the next one (layer-major order). This gives the same integers as the step-major loop of docs/loihi.md
-§2 (a layer at step ``t`` only depends on earlier layers up to step ``t``), lets the synapses of
-all steps be computed as one exact matrix product, and gives spike-time jitter the whole raster.
+Graphs beyond chains (:meth:`~neurodeploy.lower.graph.DeployGraph.inputs`): group ``k`` at step
+``t`` receives, over its edges ``e`` (its own synapses, then the projections of its ``extra``),
+``syn_e(s_source[t - delay_e])`` (nothing before step ``delay_e``), merged by the family
+(``merge_inputs``: xylo delivers edge after edge with per-event saturation) or summed, plus its
+bias, then the family's neuron update. A dense edge from a ``(C, H, W)`` group reads it flattened
+in torch order. The chip depth of a group is ``D(k) = max_e D(source_e) + delay_e`` over its
+edges from earlier groups (``D(input) = 0``); :attr:`Simulator.latency` is the read-out's, so
+``T + latency`` steps show every input step's effect (a chain: the sum of its delays).
+
+Order: every source comes earlier in ``layers``, so each group is simulated over the whole window
+before the next one (layer-major order). This gives the same integers as the step-major loop of
+docs/loihi.md §2 (a group at step ``t`` only depends on earlier groups up to step ``t``), lets the
+synapses of all steps be computed as one exact matrix product, and gives spike-time jitter the
+whole raster. A group with a recurrent edge (a projection from itself, ``delay >= 1``) runs step
+by step: the input of its other edges is computed ahead, its own spikes of step ``t - delay`` go
+through the recurrent synapses at step ``t``. Layer jitter on a recurrent group is refused (a
+spike moved earlier would reach the group before it was emitted); every group that reads a
+jittered group receives the same jittered raster.
 
 Windows: a neuron group with ``window_steps > 0`` (families that code values in spike times,
 e.g. ``ttfs``) gets its ``kind``, ``window_start``, ``window_steps`` and the absolute step ``t`` in
@@ -22,15 +36,16 @@ every ``neuron_step``, so its family can tell its integration window from its fi
 Kernels: a family may provide whole-window kernels (``NeuronScan``, ``DenseInput``,
 ``WindowInput`` for conv and sum-pool layers; the
 ``loihi`` family does, see :mod:`neurodeploy.families.loihi.scan`); where they apply to a layer the
-simulator uses them, else it calls the family's ``neuron_step`` once per step. Both give the same
+simulator uses them (for a group without recurrence: the synaptic inputs of a merge are summed
+before the scan), else it calls the family's ``neuron_step`` once per step. Both give the same
 integers and counts (``Simulator(..., fast=False)`` forces the per-step path).
 
-Counting: SynOps of a layer = sum over presynaptic events of the neurons each one reaches
-(dense: events x out_features; an event count of ``n`` counts ``n`` times; a graded input payload
-counts once). Every event of the window is counted, including the last steps' events whose
-effect would arrive after the window. Neuron updates = neurons x steps. Energy per sample =
-SynOps x ``energy.synaptic_op_pj`` + updates x ``energy.neuron_update_pj`` + emitted spikes x
-``energy.spike_pj``.
+Counting: SynOps of a layer = sum over its edges and their presynaptic events of the neurons
+each one reaches through that edge (dense: events x out_features; an event count of ``n`` counts
+``n`` times; a graded input payload counts once). Every event of the window is counted,
+including the last steps' events whose effect would arrive after the window. Neuron updates =
+neurons x steps. Energy per sample = SynOps x ``energy.synaptic_op_pj`` + updates x
+``energy.neuron_update_pj`` + emitted spikes x ``energy.spike_pj``.
 """
 
 from __future__ import annotations
@@ -381,8 +396,8 @@ class Simulator:
         if "v" in record:
             states["v"] = {}
         p_in = self.profile.input
-        input_spikes = _events(x, b, steps, (p_in.graded_bits > 0 and p_in.graded_mode ==
-                                             "payload") or x_max <= 1, per_input=False)
+        input_nonzero = (p_in.graded_bits > 0 and p_in.graded_mode == "payload") or x_max <= 1
+        input_spikes = None  # counted with the first edge that reads the input
         # delivered rasters by source (-1: the input), kept until their last reader has run
         delivered: dict[int, tuple[np.ndarray, int]] = {-1: (x, x_max)}
         last_reader: dict[int, int] = {}
@@ -401,8 +416,11 @@ class Simulator:
                                  per_input=e.fan_out is None)
                 if e.fan_out is None:  # [B, M] events per input
                     synops[:, k] += events @ e.fan_out_all
+                    events = events.sum(axis=1)
                 else:  # [B] events per sample
                     synops[:, k] += events * e.fan_out
+                if e.source == -1 and input_spikes is None:
+                    input_spikes = events
             u_ovf[:, k], v_ovf[:, k], acc_ovf[:, k] = counts
             per_neuron = raster.sum(axis=1, dtype=np.int64)
             neuron_counts.append(per_neuron)
@@ -421,6 +439,8 @@ class Simulator:
             readout = delivered[self._stages[-1].struct.index][0].reshape(b, steps, -1).sum(
                 axis=1, dtype=np.int64)
         predictions = np.argmax(readout, axis=1).astype(np.int64)
+        if input_spikes is None:  # no group reads the input
+            input_spikes = _events(x, b, steps, input_nonzero, per_input=False)
         updates = np.array([s.struct.neurons * steps for s in self._stages], dtype=np.int64)
         e = self.profile.energy
         e_syn = synops.sum(axis=1) * e.synaptic_op_pj * 1e-12
@@ -510,8 +530,10 @@ class Simulator:
                 ca[:] += count(mask.reshape(b, -1), batch_axes=1)
             return a.reshape(*lead, *out_shape, *a.shape[1 + len(edge.out_shape):])
 
-        first = min(min(e.delay for e in forward), steps)
-        for t in range(first):  # no edge delivers yet
+        # steps before any edge delivers (a recurrent group may fire on its bias alone: its
+        # own edges deliver from step ``delay`` on)
+        first = 0 if recurrent else min(min(e.delay for e in forward), steps)
+        for t in range(first):
             advance(t, 0)
         work = sum(e.work for e in forward)
         for c0, c1 in _chunks(b, steps - first, work, _CHUNK_ELEMENTS):

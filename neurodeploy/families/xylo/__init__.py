@@ -44,10 +44,14 @@ def _write_spec(graph: Any, path: Any, **kwargs: Any) -> Any:
     return write_spec(graph, path, **kwargs)
 
 
+LAYER_KINDS = ("dense", "flatten")
+"""Layer kinds a Xylo chip runs (one hidden population of dense synapses); a profile of this
+family listing others is refused when it is read."""
+
 WRITERS = {"xylo": _write_spec}
 """File formats this family writes from a deployment graph: ``xylo``, the chip specification
 (:mod:`.spec`)."""
 
-__all__ = ["DEFAULT", "INPUT_PARTS", "NAME", "RULES", "WRITERS", "Config", "NeuronStep",
+__all__ = ["DEFAULT", "INPUT_PARTS", "LAYER_KINDS", "NAME", "RULES", "WRITERS", "Config", "NeuronStep",
            "TrainNeuron", "XyloConfig", "bitshift_decay", "conv", "current_step", "decay_step",
            "dense", "lowering", "membrane_step", "merge_inputs", "neuron_step", "sumpool"]
