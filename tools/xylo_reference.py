@@ -9,8 +9,9 @@ SPEC.npz is a file written by ``neurodeploy export --format xylo`` (or
 ``rockpool/devices/xylo/syns61201/xylo_sim.py`` for two-synapse specs, Xylo Audio 2;
 ``syns63300/xylo_sim.py`` for one-synapse specs, Xylo IMU), runs it with ``record=True`` and writes
 ``Vmem``, ``Isyn``, ``Isyn2`` (two-synapse specs), ``Spikes``, ``Vmem_out``, ``Isyn_out`` and
-``Spikes_out`` as int64 arrays ``[B, T, N]``. It needs numpy, rockpool and xylosim only (no
-neurodeploy, no torch, no samna).
+``Spikes_out`` as int64 arrays ``[B, T, N]``. The matrices are passed as they are:
+``weights_rec`` holds the hidden -> hidden blocks and a recurrent hidden block's own weights on
+its diagonal. It needs numpy, rockpool and xylosim only (no neurodeploy, no torch, no samna).
 """
 
 from __future__ import annotations

@@ -9,16 +9,16 @@ from neurodeploy.errors import UnsupportedError
 from neurodeploy.families.xylo.spec import SpecExport, load_spec, write_spec
 from neurodeploy.hardware import load_profile
 from neurodeploy.quantize.record import QuantRecord
-from neurodeploy.sim.deploy import lower_checkpoint
-from neurodeploy.train.checkpoint import load_checkpoint
+from neurodeploy.sim.deploy import load_deployable, lower_checkpoint
 
 
 def export_checkpoint_spec(checkpoint: str | Path, path: str | Path, *, profile: str | None = None,
                            dataset: str | None = None, data_root: str | None = None,
                            weight_bits: int | None = None) -> SpecExport:
-    """Lower a checkpoint for a ``xylo`` profile (``profile``, else a quantized checkpoint's own,
-    else ``xylo``; see :func:`neurodeploy.sim.deploy.lower_checkpoint`) and write its spec."""
-    record = QuantRecord.from_meta(load_checkpoint(checkpoint).meta)
+    """Lower a checkpoint (a template network's or a graph network's, e.g. with a self-recurrent
+    hidden layer) for a ``xylo`` profile (``profile``, else a quantized checkpoint's own, else
+    ``xylo``; see :func:`neurodeploy.sim.deploy.lower_checkpoint`) and write its spec."""
+    record = QuantRecord.from_meta(load_deployable(checkpoint).meta)  # a template or graph network
     name = profile or (record.profile if record is not None else "xylo")
     p = load_profile(name)
     if p.family != "xylo":

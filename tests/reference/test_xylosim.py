@@ -12,10 +12,14 @@ skipped without it. XyloSim runs in one subprocess per group of cases
 * random feed-forward deployment graphs run by :class:`neurodeploy.sim.Simulator` and written by
   the family's spec writer (hidden layer k -> k+1 through the recurrent matrix);
 * random deployment graphs whose hidden layers recur on themselves (the diagonal blocks of the
-  recurrent matrix), written by the spec writer and run by ``run_spec``;
+  recurrent matrix), run by :class:`neurodeploy.sim.Simulator` and by ``run_spec`` on the spec
+  the family's writer makes of them;
 * a network trained on digits-4x4, fine-tuned for xylo-imu and exported by
   ``neurodeploy export --format xylo``, on every test sample: the simulator's states of every
-  layer and its predictions equal XyloSim's.
+  layer and its predictions equal XyloSim's;
+* a self-recurrent graph network trained on digits fed row by row, quantized and fine-tuned for
+  xylo-imu and written by the family's writer, likewise, and its read-out equals the fake-quant
+  forward's.
 """
 
 from __future__ import annotations
@@ -79,7 +83,9 @@ def xylosim(python: Path, jobs: list[tuple[Path, np.ndarray]], tmp: Path) -> lis
     return [dict(np.load(out)) for out in outs]
 
 
-def _assert_same(ref: dict, got: dict, label: str) -> None:
+def _assert_same(ref: dict, got: dict, label: str, count: bool = True) -> None:
+    """Every record equal; ``count``: add the case to :data:`COUNTS` (a second neurodeploy run of
+    the same case is compared without counting it again)."""
     for key, want in ref.items():
         have = got[key]
         assert want.shape == have.shape, (label, key, want.shape, have.shape)
@@ -87,6 +93,8 @@ def _assert_same(ref: dict, got: dict, label: str) -> None:
             b, t, n = np.argwhere(want != have)[0]
             pytest.fail(f"{label}: {key} differs first at sample {b}, step {t}, neuron {n}: "
                         f"XyloSim {want[b, t, n]}, neurodeploy {have[b, t, n]}")
+    if not count:
+        return
     b, t = next(iter(ref.values())).shape[:2]
     COUNTS["cases"] += 1
     COUNTS["samples"] += int(b)
@@ -256,6 +264,8 @@ def test_random_recurrent_graphs_match_xylosim(xylo_python, tmp_path):
         got = run_spec(spec, raster)
         got.pop("Isyn2", None)
         _assert_same(ref, got, f"random recurrent graph {k} ({graph.profile}), spec simulator")
+        _assert_same(ref, _graph_records(graph, raster), f"random recurrent graph {k} "
+                     f"({graph.profile}), Simulator", count=False)
         for b in spec.meta["recurrent_blocks"]:
             lo, hi = spec.meta["hidden_blocks"][b]
             seen["recurrent spikes"] += int(ref["Spikes"][..., lo:hi].any())
@@ -309,3 +319,76 @@ def test_trained_digits_network_matches_xylosim(xylo_python, tmp_path):
     preds = ref["Vmem_out"][:, -1].argmax(1)
     assert np.array_equal(preds, Simulator(graph).run(raster).predictions)
     print(f"\nXyloSim comparisons so far: {COUNTS}")
+
+
+# --------------------------------------------------------------- a trained recurrent network
+def test_trained_recurrent_network_matches_xylosim(xylo_python, tmp_path):
+    """A self-recurrent LIF MLP (digits fed row by row: 8 steps of 8 graded 4-bit channels),
+    trained 12 epochs, quantized and fine-tuned for xylo-imu, lowered and written by the family's writer:
+    XyloSim's states of every neuron at every step of every test sample equal the simulator's, its
+    read-out equals the fake-quant forward's and the predictions are the simulated ones."""
+    from types import SimpleNamespace
+
+    from neurodeploy.data import load_dataset
+    from neurodeploy.graph import nodes as gn
+    from neurodeploy.graph.ir import GraphBuilder
+    from neurodeploy.lower.lowering import graph_from_fakequant
+    from neurodeploy.models.graph_net import GraphNet
+    from neurodeploy.quantize.fakequant import fake_quantize
+    from neurodeploy.quantize.finetune import FinetuneConfig, finetune
+    from neurodeploy.quantize.graph_model import GraphModel
+    from neurodeploy.sim.deploy import float_accuracy, simulate_graph
+
+    g = torch.Generator().manual_seed(3)
+    b = GraphBuilder()
+    b.add("in", gn.Input((8,)))
+    b.add("fc1", gn.Affine(torch.randn(32, 8, generator=g) * 0.6, torch.zeros(32)), "in")
+    b.add("lif1", gn.LIF(decay=0.75, threshold=1.0, reset="subtract"), "fc1")
+    b.add("rec", gn.Affine(torch.randn(32, 32, generator=g) * 0.15), "lif1")
+    b.connect("rec", "lif1", recurrent=True)
+    b.add("fc2", gn.Affine(torch.randn(10, 32, generator=g) * 0.3, torch.zeros(10)), "lif1")
+    b.add("out", gn.Output("mean"), "fc2")
+    model = GraphModel(GraphNet(b.build()), 8, {"kind": "direct", "bits": 4})
+    digits = load_dataset("digits")
+    rows = SimpleNamespace(**{k: torch.round(getattr(digits, k)[:, 0] * 15) if k.startswith("x")
+                              else getattr(digits, k) for k in ("x_train", "y_train", "x_test", "y_test")})
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(12):
+        order = torch.randperm(len(rows.x_train))
+        for i in range(0, len(order), 64):
+            idx = order[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(
+                model.net(rows.x_train[idx].transpose(0, 1) / 15), rows.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    trained = float_accuracy(model, rows.x_test, rows.y_test)
+    fq = fake_quantize(model, "xylo-imu", rows.x_train[:300])
+    quantized = simulate_graph(graph_from_fakequant(fq), rows.x_test, rows.y_test)["accuracy"]
+    finetune(fq, rows, FinetuneConfig(epochs=1, lr=1e-3), progress=False)
+    graph = graph_from_fakequant(fq)
+    spec = load_spec(write_spec(graph, tmp_path / "rnn.npz"))
+    assert spec.meta["recurrent_blocks"] == [0] and spec.sizes == (8, 32, 10)
+    assert np.any(spec.weights_rec)
+    events = fq.encode(rows.x_test).numpy().astype(np.int64)
+    latency = Simulator(graph).latency
+    raster = np.concatenate([events, np.zeros((events.shape[0], latency, 8), np.int64)], 1)
+    ref, = xylosim(xylo_python, [(tmp_path / "rnn.npz", raster)], tmp_path)
+    ref.pop("Isyn2", None)
+    _assert_same(ref, _graph_records(graph, raster), "trained recurrent network (xylo-imu)")
+    assert ref["Spikes"].sum() > 0
+    np.testing.assert_array_equal(ref["Vmem_out"][:, -1],
+                                  fq.readout_integers(rows.x_test).numpy().astype(np.int64))
+    preds = ref["Vmem_out"][:, -1].argmax(1)
+    res = Simulator(graph).run(events, extra_steps=latency, record=())
+    assert np.array_equal(preds, res.predictions)
+    acc = float((preds == rows.y_test.numpy()).mean())
+    print(f"\ntrained recurrent network on {len(preds)} test samples: float "
+          f"{trained:.4f}, quantized for xylo-imu "
+          f"{quantized:.4f}, fine-tuned 1 epoch and run in XyloSim {acc:.4f}; "
+          f"XyloSim comparisons so far: {COUNTS}")
+    assert acc > 0.6
+

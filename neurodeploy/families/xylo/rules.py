@@ -5,11 +5,14 @@ The counts of input channels, hidden and read-out neurons are resources the fit 
 ``limits.output_channels``); the rules here say what a Xylo network cannot be at all.
 
 A Xylo network is a chain input → hidden block 1 → … → hidden block k → read-out (the blocks share
-the one hidden population and its one recurrent matrix ``w_rec``), and a hidden block may recur on
-itself through ``w_rec`` (a deployment graph's ``extra`` projection whose source is its own layer,
-dense, delay ``timing.synapse_delay``): rules ``xylo_topology`` and ``xylo_recurrence``. Everything
-``w_rec`` holds (the hidden → hidden layers and the recurrent projections) is delivered with one
-shift, ``weight_shift_rec``: rule ``xylo_weight_shift`` and :func:`recurrent_shift`.
+the one hidden population and its one recurrent matrix ``w_rec``; rule ``xylo_topology``), and a
+hidden block may recur on itself through ``w_rec``: one dense ``extra`` projection whose source
+is its own layer (rule ``xylo_recurrence``). The rules every family shares refuse the rest beyond
+a chain from the profile's data: merges (``merges``, ``layers.merge = false``), recurrence on the
+read-out (``recurrence``) and delays other than the chip's (``synaptic_delay``: Xylo has no
+``timing.max_synaptic_delay``). Everything ``w_rec`` holds (the hidden → hidden layers and the
+recurrent projections) is delivered with one shift, ``weight_shift_rec``: rule
+``xylo_weight_shift`` and :func:`recurrent_shift`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.families.rules import COMMON_RULES, Rule
-from neurodeploy.hardware.structure import layer_label
+from neurodeploy.hardware.structure import layer_edges, layer_label
 
 
 def _initial_potential(layer: Any, p: Any) -> str | None:
@@ -59,73 +62,54 @@ def _weight_shift(layer: Any, p: Any) -> str | None:
     return None
 
 
-def _synapse_layers(layers: list[Any]) -> list[tuple[int, Any]]:
-    return [(i, layer) for i, layer in enumerate(layers) if layer.kind != "flatten"]
-
-
 def _topology(layers: list[Any], p: Any) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     prev = -1
-    for i, layer in _synapse_layers(layers):
-        where = layer_label(i, layer)
-        src = getattr(layer, "source", None)
-        if src is not None and int(src) != prev:
-            reads = "the input" if int(src) == -1 else f"layer {int(src)}"
+    for i, edges in enumerate(layer_edges(layers)):
+        if not edges:
+            continue
+        src = edges[0][0]
+        if src != prev:
+            reads = "the input" if src == -1 else f"layer {src}"
             wants = "the input" if prev == -1 else f"layer {prev}"
-            out.append((where, f"reads {reads}; on Xylo each layer reads the one before it "
-                               f"({wants}): input, hidden blocks, read-out in a chain"))
-        delay = getattr(layer, "delay", None)
-        chip = p.timing.input_delay if prev == -1 else p.timing.synapse_delay
-        if delay is not None and int(delay) != chip:
-            what = "timing.input_delay" if prev == -1 else "timing.synapse_delay"
-            out.append((where, f"delay {int(delay)}; Xylo delivers {'input' if prev == -1 else 'hidden'} "
-                               f"events after {chip} step(s) ({what} on profile {p.name})"))
-        for x in _projections(layer):
-            if int(x.source) != i:
-                reads = "the input" if int(x.source) == -1 else f"layer {int(x.source)}"
-                out.append((where, f"a merge (a projection from {reads}); Xylo sums no "
-                                   "projections into a group but its own recurrence"))
+            out.append((layer_label(i, layers[i]),
+                        f"reads {reads}; on Xylo each layer reads the one before it ({wants}): "
+                        "input, hidden blocks, read-out in a chain"))
         prev = i
     return out
 
 
 def _recurrence(layers: list[Any], p: Any) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    synapses = _synapse_layers(layers)
-    for k, (i, layer) in enumerate(synapses):
-        where = layer_label(i, layer)
-        own = [x for x in _projections(layer) if int(x.source) == i]
-        if not own:
-            continue
-        if k == len(synapses) - 1:
-            out.append((where, "recurrence on the read-out; Xylo's read-out neurons receive "
-                               "hidden events only (weights_out)"))
-        elif len(own) > 1:
-            out.append((where, f"{len(own)} recurrent projections; Xylo's recurrent matrix "
-                               "holds one per hidden block"))
-        for x in own:
-            if x.kind != "dense":
-                out.append((where, f"{x.kind} recurrent synapses; Xylo's recurrent matrix is "
-                                   "dense"))
-            if int(x.delay) != p.timing.synapse_delay:
-                out.append((where, f"recurrent delay {int(x.delay)}; Xylo's recurrent matrix "
-                                   f"delivers after {p.timing.synapse_delay} step(s) "
-                                   f"(timing.synapse_delay on profile {p.name})"))
+    for i, edges in enumerate(layer_edges(layers)):
+        own = [proj for src, _, proj in edges if proj is not None and src == i]
+        where = layer_label(i, layers[i]) if own else ""
+        if len(own) > 1:
+            out.append((where, f"{len(own)} recurrent projections; Xylo's recurrent matrix holds "
+                               "one per hidden block"))
+        out += [(where, f"{proj.kind} recurrent synapses; Xylo's recurrent matrix is dense")
+                for proj in own if getattr(proj, "kind", "dense") != "dense"]
     return out
 
 
 def recurrent_contents(layers: list[Any]) -> list[tuple[int, int, np.ndarray, int]]:
     """What Xylo's recurrent matrix holds: ``(target layer index, source layer index, integer
-    weight [out, in], weight shift)`` for every hidden -> hidden layer and every recurrent
-    projection of a hidden layer (in graph order)."""
-    synapses = [(i, layer) for i, layer in _synapse_layers(layers) if hasattr(layer, "weight")]
+    weight [out, in], weight shift)`` for every hidden layer's synapses from another hidden layer
+    and every recurrent projection of a hidden layer (in graph order; the read-out's synapses are
+    ``weights_out``)."""
+    edges = layer_edges(layers)
+    readout = max((i for i, e in enumerate(edges) if e), default=-1)
     out = []
-    for k, (i, layer) in enumerate(synapses[:-1]):
-        if k > 0:
-            out.append((i, synapses[k - 1][0], np.asarray(layer.weight, np.int64),
-                        int(getattr(layer, "weight_exp", 0) or 0)))
-        out += [(i, i, np.asarray(x.weight, np.int64), int(x.weight_exp))
-                for x in _projections(layer) if int(x.source) == i]
+    for i, layer_in in enumerate(edges):
+        layer = layers[i]
+        if i == readout or not hasattr(layer, "weight"):
+            continue
+        for src, _, proj in layer_in:
+            if src == -1 or (proj is not None and getattr(proj, "kind", "dense") != "dense"):
+                continue
+            w, e = (layer.weight, getattr(layer, "weight_exp", 0)) if proj is None else \
+                (proj.weight, proj.weight_exp)
+            out.append((i, src, np.asarray(w, np.int64), int(e or 0)))
     return out
 
 
@@ -148,9 +132,10 @@ def _recurrent_weight_shift(layers: list[Any], p: Any) -> list[tuple[str, str]]:
     contents = recurrent_contents(layers)
     shifts = sorted({e for *_, e in contents})
     if len(shifts) > 1 and recurrent_shift(contents, *p.weights.range) is None:
-        return [("network", f"hidden -> hidden layers use weight shifts {shifts}; Xylo's one recurrent "
-                            f"matrix has one shift (weight_shift_rec) on profile {p.name}, and "
-                            f"their weights do not fit {list(p.weights.range)} at shift {shifts[0]}")]
+        return [("network", f"hidden -> hidden layers and recurrent projections use weight shifts "
+                            f"{shifts}; Xylo's one recurrent matrix has one shift (weight_shift_rec) "
+                            f"on profile {p.name}, and their weights do not fit "
+                            f"{list(p.weights.range)} at shift {shifts[0]}")]
     return []
 
 
@@ -166,6 +151,6 @@ RULES = (
     # folded blocks get their shifts from lowering: checked on graphs
     Rule("xylo_weight_shift", "network", _recurrent_weight_shift, ("fit", "export")),
     # what the one hidden population and its matrices can hold (the simulator runs any graph)
-    Rule("xylo_topology", "network", _topology, ("fit", "export")),
-    Rule("xylo_recurrence", "network", _recurrence, ("fit", "export")),
+    Rule("xylo_topology", "network", _topology, ("lower", "fit", "export")),
+    Rule("xylo_recurrence", "network", _recurrence, ("lower", "fit", "export")),
 )

@@ -21,8 +21,8 @@ synapses from the block before, then its recurrence), so per-event saturation ha
 One shift per matrix: everything the recurrent matrix holds is written with the smallest of
 its shifts, the weights of larger shifts shifted left into int8 (``w << e`` is unchanged); the
 rule ``xylo_weight_shift`` refuses a graph where one does not fit. Anything else beyond a chain
-(merges, other delays, recurrence on the read-out) is refused by ``xylo_topology`` and
-``xylo_recurrence`` (:mod:`.rules`).
+(skips, merges, other delays, recurrence on the read-out) is refused in one line naming the rule
+(:mod:`.rules`).
 
 File: ``.npz`` with a JSON header (``format`` ``"neurodeploy.XyloSpec"``, ``version``
 :data:`SPEC_VERSION`, profile, chip, steps, encoding, read-out, hidden blocks) and int64 arrays;
