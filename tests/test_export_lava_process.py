@@ -296,27 +296,25 @@ def recurrent_graph(seed=0, profile="loihi2"):
                        steps=24, encoding={"kind": "rate"})
 
 
-def residual_graph(seed=0, profile="loihi2"):
+def residual_graph(seed=0, profile="loihi2", dense_into_conv=True):
     """A residual ConvNet block: conv1 -> conv2 -> conv3 with a conv skip conv1 -> conv3 at
-    delay 2 (an identity relay before the Conv), a conv self-recurrence on conv3, a dense
-    projection from the input into conv2's (C, H, W) group at delay 2 (a DelayDense whose rows
-    are in Lava's order), then a flatten and a dense head with a dense skip from conv2 at
-    delay 2; per-neuron decays and initial potentials."""
+    delay 2 (an identity relay before the Conv), a conv self-recurrence on conv3, then a flatten
+    and a dense head with a dense skip from conv2 at delay 2; per-neuron decays, MP-Init;
+    ``dense_into_conv``: a dense projection from the input into conv2's (C, H, W) group at
+    delay 2 (a DelayDense whose rows are in Lava's order)."""
     rng = np.random.default_rng(100 + seed)
     c, h, w = 3, 6, 5
     dec = [0, 1, 700, 2048, 4095, 4096]
 
     def grp(shape, thr, **kw):
         n = int(np.prod(shape))
-        return _group(shape, thr=thr, idecay=rng.choice(dec, n), vdecay=rng.choice(dec, n),
+        return _group(shape, thr=thr, idecay=rng.choice(dec, shape), vdecay=rng.choice(dec, shape),
                       bias=np.repeat(rng.integers(-20, 20, shape[0]), n // shape[0]), **kw)
     layers = [
         Conv2d(weight=rng.integers(-150, 256, size=(c, 2, 3, 3)), padding=(1, 1), name="conv1",
                neurons=grp((c, h, w), 300, v0=int(rng.integers(-6000, 9000)))),
         Conv2d(weight=rng.integers(-150, 256, size=(c, c, 3, 3)), padding=(1, 1), name="conv2",
-               neurons=grp((c, h, w), 250),
-               extra=[Projection(source=-1, weight=rng.integers(-100, 200, size=(c * h * w, 60)),
-                                 delay=2, name="in_to_conv2")]),
+               neurons=grp((c, h, w), 250)),
         Conv2d(weight=rng.integers(-150, 256, size=(4, c, 3, 3)), padding=(1, 1), name="conv3",
                neurons=grp((4, h, w), 250, v0=int(rng.integers(0, 9000))),
                extra=[Projection(source=0, kind="conv", weight=rng.integers(-256, 256,
@@ -331,6 +329,9 @@ def residual_graph(seed=0, profile="loihi2"):
               extra=[Projection(source=1, weight=rng.integers(-256, 256, size=(5, c * h * w)),
                                 delay=2, name="skip_dense")]),
     ]
+    into = rng.integers(-100, 200, size=(c * h * w, 2 * h * w))
+    if dense_into_conv:
+        layers[1].extra.append(Projection(source=-1, weight=into, delay=2, name="in_to_conv2"))
     return DeployGraph(profile=profile, family="loihi", input_shape=(2, h, w), layers=layers,
                        steps=20, encoding={"kind": "rate"})
 
@@ -540,11 +541,8 @@ def test_registered_writer_and_cli(tmp_path):
 
 # ----------------------------------------------------------- graphs beyond chains (merges, delays)
 def records(graph, x):
-    """What the simulator records, where it runs the graph; else the step-major reference."""
-    try:
-        return _simulated(graph, x)[0]
-    except UnsupportedError:  # a simulator that runs chains only
-        return graph_reference(graph, x)
+    """The simulator's spikes, u and v of every group, ``(T, N)`` in Lava's order."""
+    return _simulated(graph, x)[0]
 
 
 def test_graph_reference_is_the_simulator_on_chains():
@@ -595,6 +593,15 @@ def test_merges_recurrence_and_delays_run_like_the_graph(which):
     assert not np.array_equal(with_edges[(head, "v")], without[(head, "v")])
 
 
+def test_dense_edge_into_a_conv_group_counts():
+    """The dense projection into conv2's (C, H, W) group changes what it receives (so the
+    residual case tests its row order and the reshape of its a_out)."""
+    x = (np.random.default_rng(10).random((26, 2, 6, 5)) < 0.35).astype(np.int64)
+    ref = graph_reference(residual_graph(0), x)
+    plain = graph_reference(residual_graph(0, dense_into_conv=False), x)
+    assert not np.array_equal(ref[("conv2", "u")], plain[("conv2", "u")])
+
+
 def test_description_of_a_general_graph():
     header, arrays = lava_network_spec(residual_graph())
     assert header["version"] == 2 and header["latency"] == 4
@@ -611,13 +618,28 @@ def test_description_of_a_general_graph():
     header1, _ = lava_network_spec(recurrent_graph())
     assert header1["latency"] == 3 and [e["delay"] for e in header1["connections"]] == \
         [1, 1, 1, 3, 1, 3]
+    for make in (recurrent_graph, residual_graph, graded_skip_graph, _conv_graph):
+        assert lava_network_spec(make())[0]["latency"] == Simulator(make()).latency
     chain, _ = lava_network_spec(_conv_graph())
     assert chain["version"] == 1  # every delay one step: readable by builders before delays
 
 
+def _wide_delays(g):
+    """The graph's profile with programmable delays up to 100 steps (beyond Lava's)."""
+    import dataclasses
+
+    p = g.resolved_profile()
+    g.target = dataclasses.replace(p, timing=dataclasses.replace(p.timing,
+                                                                 max_synaptic_delay=100))
+
+
 GENERAL_REFUSALS = [
-    ("delay 0", lambda g: setattr(g.layers[2].extra[0], "delay", 0), "has no Lava form"),
-    ("delay 65", lambda g: setattr(g.layers[2].extra[0], "delay", 65), "DelayDense"),
+    ("delay 0", lambda g: setattr(g.layers[2].extra[0], "delay", 0), "rule synaptic_delay"),
+    ("delay 63", lambda g: setattr(g.layers[2].extra[0], "delay", 63), "rule synaptic_delay"),
+    ("delay 65", lambda g: (_wide_delays(g), setattr(g.layers[2].extra[0], "delay", 65)),
+     "beyond 64 steps, the most a Lava DelayDense"),
+    ("recurrent read-out", lambda g: g.layers[2].extra.append(
+        Projection(source=2, weight=np.ones((4, 4), np.int64), delay=1)), "rule recurrence"),
     ("1-D conv source", lambda g: g.layers[1].extra.append(
         Projection(source=0, kind="conv", weight=np.ones((1, 1, 1, 1), np.int64), delay=1)),
      "(C, H, W) source"),
@@ -662,3 +684,35 @@ def _with(graph, **changes):
     for key, value in changes.items():
         setattr(graph.layers[-1], key, value)
     return graph
+
+
+def test_cli_exports_a_graph_checkpoint(tmp_path):
+    """A residual graph network (a GraphNet checkpoint) exports as a process network with the
+    merge in it; netx refuses it in one line."""
+    import importlib.util
+    from pathlib import Path
+
+    from neurodeploy.models.graph_net import GraphCheckpoint
+    from neurodeploy.quantize.graph_model import GraphModel
+
+    path = Path(__file__).resolve().parent / "test_graph_deploy.py"
+    spec = importlib.util.spec_from_file_location("graph_deploy_nets", path)
+    gd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gd)
+    model = GraphModel(gd.residual_convnet(), 4, {"kind": "direct", "bits": 8},
+                       {"dataset": "digits"})
+    ck = model.checkpoint()
+    src = GraphCheckpoint(ck.graph, ck.steps, ck.meta).save(tmp_path / "res.pt")
+    out = tmp_path / "res.npz"
+    res = CliRunner().invoke(main, ["export", str(src), "--format", "lava-process", "--profile",
+                                    "loihi2", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    header, _ = load_spec(out)
+    into = [c["target"] for c in header["connections"]]
+    assert len(into) == len(set(into)) + 1  # one group sums two edges: the residual merge
+    assert {c["delay"] for c in header["connections"]} == {1, 2} and header["version"] == 2
+    bad = CliRunner().invoke(main, ["export", str(src), "--format", "lava", "--profile",
+                                    "loihi2", "-o", str(tmp_path / "res.net")])
+    line = bad.output.strip()
+    assert bad.exit_code == 2 and line.startswith("error: ") and "\n" not in line
+    assert "netx file cannot hold" in line and not (tmp_path / "res.net").exists()

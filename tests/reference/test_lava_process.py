@@ -50,8 +50,10 @@ from neurodeploy.lower.graph import (
     SumPool2d,
 )
 from neurodeploy.lower.inputs import encode_inputs
-from neurodeploy.lower.lowering import lower_model
+from neurodeploy.lower.lowering import graph_from_fakequant, lower_model
 from neurodeploy.models import ModelSpec, build_model
+from neurodeploy.quantize.fakequant import fake_quantize
+from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.sim import Simulator
 from neurodeploy.train.checkpoint import load_checkpoint
 from neurodeploy.train.config import TrainConfig
@@ -249,6 +251,7 @@ def _build_cases(lava_script, tmp, req_path):
         g = _extreme_graph(seed)
         add(f"extreme_{seed}", g,
             padded(g, (rng.random((40, *g.input_shape)) < 0.4).astype(np.int64)))
+    trained = _trained_graph_networks()
     # graphs beyond chains: several samples back to back, compared with the simulator (or,
     # where it runs chains only, the step-major reference of the graph semantics)
     for which, seeds, samples in (("recurrent", (0, 1), 3), ("graded_skip", (0,), 2)):
@@ -260,6 +263,10 @@ def _build_cases(lava_script, tmp, req_path):
             add_general(f"{which}_{seed}", g, seq)
     probe = _delay_probe_graph()
     add_general("delay_probe", probe, np.eye(12, 1, dtype=np.int64))
+    for name in ("trained_recurrent", "trained_residual"):  # the residual one: Conv processes
+        g, events, _ = trained[name]
+        add_general(name, g, np.concatenate([_pad(g, e) for e in events]))
+        cases[name] += (trained[name][2],)
     for seed in (0, 1):  # Conv processes: after the dense-only cases (torch import)
         g = model.residual_graph(seed)
         seq = np.concatenate([_pad(g, (rng.random((20, 2, 6, 5)) < 0.35).astype(np.int64))
@@ -272,12 +279,47 @@ def _build_cases(lava_script, tmp, req_path):
 
 
 @functools.cache
-def _lava_model():
-    path = Path(__file__).resolve().parents[1] / "test_export_lava_process.py"
-    spec = importlib.util.spec_from_file_location("lava_model", path)
+def _test_module(filename: str):
+    """A module of ``tests/`` by file name (pytest imports test modules by their basename)."""
+    path = Path(__file__).resolve().parents[1] / filename
+    spec = importlib.util.spec_from_file_location(f"ref_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _lava_model():
+    return _test_module("test_export_lava_process.py")
+
+
+def _trained_graph_networks():
+    """The recurrent MLP on digit rows (4-bit graded input, a self-recurrent LIF group) and the
+    residual ConvNet (stride-2 conv, a 3x3 conv merged with a 1x1 conv skip of delay 2, 8-bit
+    graded input) of ``tests/test_graph_deploy.py``, built as GraphNets, trained briefly and
+    lowered for Loihi 2 through the fake-quant network; three test samples each as input
+    events ``[N, T, ...]``."""
+    gd = _test_module("test_graph_deploy.py")
+    ds = load_dataset("digits")
+
+    def rows(x):
+        return torch.round(x[:, 0] * gd.ROW_LEVELS)
+    torch.manual_seed(0)
+    rnn = GraphModel(gd.recurrent_mlp(32), 8, {"kind": "direct", "bits": 4})
+    gd._train(rnn, rows(ds.x_train[:600]), ds.y_train[:600],
+              lambda ev: ev.transpose(0, 1) / gd.ROW_LEVELS, epochs=2, lr=5e-3)
+    res = GraphModel(gd.residual_convnet(), 4, {"kind": "direct", "bits": 8},
+                     {"dataset": "digits"})
+    gd._train(res, ds.x_train[:600], ds.y_train[:600], res.encode, epochs=1, lr=3e-3)
+    out = {}
+    for name, model, cal, test in (
+            ("trained_recurrent", rnn, rows(ds.x_train[:200]), rows(ds.x_test[:3])),
+            ("trained_residual", res, ds.x_train[:200], ds.x_test[:3])):
+        fq = fake_quantize(model, "loihi2", cal)
+        graph = graph_from_fakequant(fq)
+        assert not graph.is_chain()
+        first = fq.readout_integers(test[:1]).numpy().astype(np.int64)[0]
+        out[name] = (graph, fq.encode(test).numpy().astype(np.int64), first)
+    return out
 
 
 def _pad(graph, x):
@@ -305,8 +347,8 @@ def _delay_probe_graph():
                        encoding={"kind": "rate"})
 
 
-GENERAL_CASES = ["recurrent_0", "recurrent_1", "graded_skip_0", "delay_probe", "residual_0",
-                 "residual_1"]
+GENERAL_CASES = ["recurrent_0", "recurrent_1", "graded_skip_0", "delay_probe",
+                 "trained_recurrent", "trained_residual", "residual_0", "residual_1"]
 
 
 @pytest.mark.parametrize("name", GENERAL_CASES)
@@ -316,7 +358,7 @@ def test_graphs_beyond_chains_match_lava_step_for_step(name, results):
     Lava's spikes, u and v of every group at every step are the simulator's."""
     cases, infos, arrays = results
     assert infos[name]["ok"], f"{name}: {infos[name]['error']}"
-    graph, ours, header = cases[name]
+    graph, ours, header = cases[name][:3]
     problems = []
     for i, n in enumerate(header["neurons"]):
         for var in ("spikes", "u", "v"):
@@ -330,6 +372,18 @@ def test_graphs_beyond_chains_match_lava_step_for_step(name, results):
     assert not problems, f"{name}: " + "; ".join(problems)
     spiking = [n["name"] for n in header["neurons"] if n["spiking"]]
     assert all(ours[(n, "spikes")].sum() > 0 for n in spiking), f"{name}: a group never spikes"
+
+
+@pytest.mark.parametrize("name", ["trained_recurrent", "trained_residual"])
+def test_trained_graph_networks_read_out_as_the_fake_quant_network(name, results):
+    """The first sample's read-out in Lava (the read-out group's v at its last step) is the
+    fake-quant network's integer read-out of that sample."""
+    cases, infos, arrays = results
+    assert infos[name]["ok"], infos[name]["error"]
+    graph, _, header, fq_first = cases[name]
+    steps = graph.steps + header["latency"]
+    last = len(header["neurons"]) - 1
+    np.testing.assert_array_equal(arrays[f"{name}.layer{last}.v"][steps - 1], fq_first)
 
 
 def test_delay_probe_is_the_hand_worked_timing(results):
