@@ -12,7 +12,8 @@ from neurodeploy.errors import ConfigError, UnsupportedError
 from neurodeploy.graph import TorchGraphBuilder, graph_from_torch, load_graph_weights, run_graph
 from neurodeploy.models.graph_net import GraphNet
 from neurodeploy.nn import Recurrent, SpikingNeuron, Stepwise
-from neurodeploy.nn.encoding import Encoding, encode, encode_integers
+from neurodeploy.nn.encoding import events_as_sequence
+from neurodeploy.quantize.graph_model import GraphModel
 
 
 class MLP(nn.Module):
@@ -256,25 +257,22 @@ def test_sequential_builder_and_weights_back_into_the_module():
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.5)
-    written = load_graph_weights(seq_model, net.to_graph())
-    assert written == ["0", "2"]
-    assert torch.equal(seq_model[0].weight, net.to_graph().nodes["0"].weight.float())
+    trained = GraphModel(net, 3).folded_graph()
+    assert load_graph_weights(seq_model, trained) == ["0", "2"]
+    assert torch.equal(seq_model[0].weight, trained.nodes["0"].weight.float())
+    assert torch.equal(seq_model[2].bias, net._node("2").bias)
 
 
-def test_sequence_encoding_reads_step_t_from_row_t():
-    x = torch.rand(3, 5, 4, generator=torch.Generator().manual_seed(5))
-    enc = Encoding(kind="direct", bits=4, sequence=True)
-    seq = encode(x, 5, enc)
+def test_input_event_sequences_are_read_step_by_step():
+    events = torch.randint(0, 16, (3, 6, 4), generator=torch.Generator().manual_seed(5)).float()
+    seq = events_as_sequence(events, 5, {"kind": "direct", "bits": 4})
     assert seq.shape == (5, 3, 4)
-    for t in range(5):  # by hand: row t rounded to 15 levels
-        assert torch.equal(seq[t], torch.round(x[:, t] * 15) / 15)
-    ints = encode_integers(x, 5, enc)
-    assert ints.dtype == torch.int64 and torch.equal(ints, torch.round(x.double() * 15).long())
-    assert torch.equal(encode(x, 3, enc), seq[:3])
-    assert "sequence" not in Encoding(kind="direct", bits=4).to_dict()  # stored encodings stay as they were
+    for t in range(5):  # by hand: step t is row t of every sample, payload / 15
+        assert torch.equal(seq[t], events[:, t] / 15)
+    assert torch.equal(events_as_sequence(events, 6, {"kind": "rate"}), events.transpose(0, 1))
     with pytest.raises(ConfigError):
-        encode(x, 6, enc)
-    with pytest.raises(ConfigError):
-        Encoding(kind="latency", sequence=True)
-    rate = encode(x, 5, Encoding(kind="rate", sequence=True), torch.Generator().manual_seed(0))
-    assert rate.shape == (5, 3, 4) and set(rate.unique().tolist()) <= {0.0, 1.0}
+        events_as_sequence(events, 7, {"kind": "direct", "bits": 4})
+    net = GraphNet(graph_from_torch(_seeded(RecurrentNet), (8,), steps=4, encoding={"kind": "direct", "bits": 4}))
+    model = GraphModel(net, 4)
+    rows = torch.randint(0, 16, (2, 8, 8)).float()
+    assert torch.equal(model.encode(rows), rows[:, :4].transpose(0, 1) / 15)
