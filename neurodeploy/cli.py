@@ -356,6 +356,15 @@ def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encod
         raise ConfigError(f"{out} already holds a checkpoint; use --resume to continue it or choose another --out")
     ck = load_graph_checkpoint(path)
     cfg = load_run_config(config_path) if config_path else RunConfig()
+    if config_path:
+        import tomllib
+
+        if "model" in tomllib.loads(Path(config_path).read_text(encoding="utf-8")):
+            raise ConfigError(f"{config_path}: its [model] table describes template layers; the layers of a graph "
+                              f"network come from {path} (keep [data] and [train])")
+        data = cfg.to_dict()["data"]
+        dataset, data_root = dataset or data["name"], data_root or data["root"]
+        limit = limit if limit is not None else data["limit"]
     t = cfg.to_dict()["train"]
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed),
                        ("auto_remedy", auto_remedy)):

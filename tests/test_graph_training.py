@@ -61,6 +61,10 @@ def test_the_examples_training_half_learns_the_temporal_task(rows, tmp_path):
     layers = [r["layers"] for r in epochs if r["kind"] == "batch"]
     assert layers and all(set(x) == {"rec.neuron"} for x in layers)  # the monitor watches the recurrent group
     assert 0.0 < layers[-1]["rec.neuron"]["rate"] < 1.0
+    # the graph checkpoint deploys on the temporal dataset it records
+    r = CliRunner().invoke(main, ["simulate", str(res.checkpoint), "--profile", "loihi2", "--limit", "40",
+                                  "--no-progress"])
+    assert r.exit_code == 0 and "deployed accuracy" in r.output, r.output
 
 
 class Small(nn.Module):
