@@ -67,6 +67,30 @@ def test_the_examples_training_half_learns_the_temporal_task(rows, tmp_path):
     assert r.exit_code == 0 and "deployed accuracy" in r.output, r.output
 
 
+def test_the_examples_deploy_half_exports_both_chips(tmp_path):
+    """examples/recurrent_digits.py's nd.prepare / finetune / convert / simulate / export_to on a
+    quickly trained network per chip (a small split): a Lava process network whose recurrent Dense
+    feeds the LIF group its own spikes, and a Xylo spec whose recurrent weights hold them."""
+    from neurodeploy.families.loihi.lava_process import load_spec as load_process_network
+    from neurodeploy.families.xylo.spec import load_spec as load_xylo_spec
+
+    ex = _example()
+    small = nd.load_dataset("digits-rows", limit=240)
+    for chip in ("loihi2", "xylo-imu"):
+        _, res = ex.train(small, ex.CHIPS[chip][0], tmp_path / chip / "train", epochs=3, hidden=32, progress=False)
+        row = ex.deploy(res.checkpoint, chip, small, tmp_path / chip, epochs=1, progress=False)
+        assert row["deployed_accuracy"] > 0.2, (chip, row)
+        assert nd.DeployGraph.load(tmp_path / chip / "finetuned.npz").profile == chip
+        if chip == "loihi2":
+            header, arrays = load_process_network(row["export"])
+            rec = [c for c in header["connections"] if c["source"] == c["target"]]
+            assert [c["name"] for c in rec] == ["rec.recurrent"] and rec[0]["delay"] == 1
+            assert arrays["rec.recurrent.weight"].shape == (32, 32) and arrays["rec.recurrent.weight"].any()
+        else:
+            spec = load_xylo_spec(row["export"])
+            assert spec.sizes == (8, 32, 10) and spec.weights_rec.any()
+
+
 class Small(nn.Module):
     def __init__(self):
         super().__init__()
