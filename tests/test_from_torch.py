@@ -77,7 +77,21 @@ def _seeded(cls):
     return m.eval()
 
 
-CASES = [(MLP, (16,)), (ResNet, (1, 8, 8)), (RecurrentNet, (8,))]
+class RecurrentCuba(nn.Module):
+    """A recurrent CUBA layer with reset by subtraction, then a recurrent IF layer in TrSG mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.rec = Recurrent(8, 16, model="cuba", current_decay=1024, voltage_decay=512, threshold=0.3,
+                             reset="subtract")
+        self.rec2 = Recurrent(16, 12, model="if", threshold=0.8, scale="threshold_robust")
+        self.fc = nn.Linear(12, 10)
+
+    def forward(self, x):
+        return self.fc(self.rec2(self.rec(x)))
+
+
+CASES = [(MLP, (16,)), (ResNet, (1, 8, 8)), (RecurrentNet, (8,)), (RecurrentCuba, (8,))]
 
 
 @pytest.mark.parametrize(("cls", "shape"), CASES, ids=[c.__name__ for c, _ in CASES])
