@@ -180,6 +180,18 @@ def test_fake_quant_equals_the_simulator_on_every_test_sample(request, which, pr
     assert acc > (0.5 if constraints is None else 0.2), acc
 
 
+@pytest.mark.parametrize("which", ["rnn", "resnet"])
+def test_loihi_with_binary_input_agrees_too(which, digits):
+    # Loihi 1 takes binary spikes: rate-coded images, thresholded rows (untrained weights suffice)
+    if which == "rnn":
+        model = GraphModel(recurrent_mlp(), 8, {"kind": "rate"})
+        x_cal, x = (digits.x_train[:200, 0] > 0.4).double(), (digits.x_test[:, 0] > 0.4).double()
+    else:
+        model = GraphModel(residual_convnet(), 4, {"kind": "rate", "seed": 3})
+        x_cal, x = digits.x_train[:200], digits.x_test
+    _same_integers(model, x_cal, x, "loihi")
+
+
 def test_agreement_holds_through_overflows(resnet, digits):
     # scales chosen for 24-bit states, run with 16-bit ones: wraps and saturations on the way
     scales = [layer.scale for layer in fake_quantize(resnet, "loihi2", digits.x_train[:300]).layers]
@@ -187,20 +199,22 @@ def test_agreement_holds_through_overflows(resnet, digits):
     assert res.u_overflows.sum() > 0 and res.v_overflows.sum() > 0
 
 
-def test_finetuning_a_graph_network_keeps_it_exact(rnn, rows):
-    model = copy.deepcopy(rnn)
-    c = Constraints(weight_bits=5)
-    fq = fake_quantize(model, "loihi2", rows.x_train[:300], c)
+@pytest.mark.parametrize("which, profile, constraints", [
+    ("rnn", "loihi2", Constraints(weight_bits=5)), ("rnn_xylo", "xylo-imu", Constraints()),
+])
+def test_finetuning_a_graph_network_keeps_it_exact(request, which, profile, constraints, rows):
+    model = copy.deepcopy(request.getfixturevalue(which))
+    fq = fake_quantize(model, profile, rows.x_train[:300], constraints)
     before = simulate_graph(graph_from_fakequant(fq), rows.x_test, rows.y_test)["accuracy"]
     finetune(fq, rows, FinetuneConfig(epochs=1, lr=2e-3), progress=False)
     graph = graph_from_fakequant(fq)
     after = simulate_graph(graph, rows.x_test, rows.y_test)["accuracy"]
-    print(f"fine-tuning 1 epoch, loihi2, 5-bit weights: simulated accuracy {before:.4f} -> {after:.4f}")
+    print(f"fine-tuning 1 epoch, {profile} {constraints}: simulated accuracy {before:.4f} -> {after:.4f}")
     assert after > before, (before, after)
     res = Simulator(graph).run(fq.encode(rows.x_test).numpy(), extra_steps=fq.latency, record=())
     np.testing.assert_array_equal(fq.readout_integers(rows.x_test).numpy().astype(np.int64), res.readout)
     # the stored scales give the same integers again
-    again = fake_quantize(model, "loihi2", None, c, scales=[layer.scale for layer in fq.layers])
+    again = fake_quantize(model, profile, None, constraints, scales=[layer.scale for layer in fq.layers])
     np.testing.assert_array_equal(again.readout_integers(rows.x_test[:50]).numpy(),
                                   fq.readout_integers(rows.x_test[:50]).numpy())
 
