@@ -119,8 +119,7 @@ def _recurrence(layers: list[Any], p: Any) -> list[tuple[str, str]]:
     out = []
     last = max((i for i, layer in enumerate(layers) if layer.kind != "flatten"), default=-1)
     for i, edges in enumerate(layer_edges(layers)):
-        rec = [d for src, d, proj in edges if proj is not None and src == i]
-        if not rec:
+        if not any(proj is not None and src == i for src, _, proj in edges):
             continue
         where = layer_label(i, layers[i])
         if not p.layers.recurrent:
