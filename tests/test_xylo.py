@@ -596,3 +596,20 @@ def test_lowering_refuses_two_recurrences_on_one_xylo_group():
     with pytest.raises(UnsupportedError, match=r"^layer \d 'lif1' \(dense\): 2 recurrent projections; "
                                                r".*\(rule xylo_recurrence\)$"):
         fake_quantize(model, "xylo-imu", torch.rand(20, 8))
+
+
+def test_a_bias_driven_recurrent_block_runs_from_the_first_step():
+    """Xylo runs every hidden neuron from step 0: a deeper block driven by its bias alone spikes
+    before its feed-forward input can arrive and gets its own events back one step later."""
+    graph = _recurrent_graph(9, "xylo-imu", (4, 5, 3), (1,), steps=10)
+    deep = graph.layers[2]
+    deep.neurons.bias = np.full(5, 400)
+    deep.neurons.threshold = 300
+    deep.extra[0].weight = np.abs(deep.extra[0].weight)
+    raster = np.zeros((1, graph.steps, 5), np.int64)
+    got, ref = run_spec(spec_from_graph(graph), raster), _graph_reference(graph, raster)
+    sim = _simulator_records(graph, raster, fast=True)
+    for key, want in ref.items():
+        np.testing.assert_array_equal(got[key], want, err_msg=key)
+        np.testing.assert_array_equal(sim[key], want, err_msg=f"Simulator {key}")
+    assert ref["Spikes"][0, 0, 4:].all() and ref["Isyn"][0, 1, 4:].any()
