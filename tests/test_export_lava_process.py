@@ -124,9 +124,10 @@ def run_description(header, arrays, x):
     t - 1 (``a_buff``); ``DelayDense`` (``proc/dense/models.py`` ``PyDelayDenseModelBitAcc``)
     adds a synapse of delay k to column k of its ``a_buff``, rolls it one column per step and
     sends column 0, so it delivers k + 1 steps after the spike; a conv edge of delay d reads
-    its source through an identity relay of d - 1 steps. So an edge of ``delay`` d delivers at
-    step t the synaptic output of its source's spikes of step t - d. Several edges into one group
-    are summed by its ``a_in`` port (``PyInPortVectorDense.recv``, in int32)."""
+    its source through d - 1 identity relays (depthwise 1x1 Convs of ones, one step each). So
+    an edge of ``delay`` d delivers at step t the synaptic output of its source's spikes of step
+    t - d. Several edges into one group are summed by its ``a_in`` port
+    (``PyInPortVectorDense.recv``, in int32)."""
     lifs = {n["name"]: _Lif(n, arrays) for n in header["neurons"]}
     shapes = {n["name"]: tuple(n["shape"]) for n in header["neurons"]}
     shapes["input"] = tuple(header["input"]["shape"])
@@ -337,7 +338,7 @@ def residual_graph(seed=0, profile="loihi2", dense_into_conv=True):
 
 
 def graded_skip_graph(seed=0):
-    """8-bit graded input through a DelayDense (delay 2) and through a graded identity relay
+    """8-bit graded input through a DelayDense (delay 2) and through graded identity relays
     before a Conv (delay 3), merged with the chain's own edges."""
     rng = np.random.default_rng(200 + seed)
     layers = [
@@ -642,9 +643,9 @@ GENERAL_REFUSALS = [
         Projection(source=2, weight=np.ones((4, 4), np.int64), delay=1)), "rule recurrence"),
     ("1-D conv source", lambda g: g.layers[1].extra.append(
         Projection(source=0, kind="conv", weight=np.ones((1, 1, 1, 1), np.int64), delay=1)),
-     "(C, H, W) source"),
+     "expects a (C, H, W) input, got shape (16,)"),
     ("wrong width", lambda g: setattr(g.layers[2].extra[0], "weight", np.ones((4, 19), np.int64)),
-     "does not take 20 inputs"),
+     "weight expects 19 inputs, its source gives 20"),
 ]
 
 

@@ -44,7 +44,7 @@ Each case runs in a fresh Lava runtime, one after the other, and is one of:
 ``mode = "graph"``: ``network`` is the header of a process-network description written by
     neurodeploy's ``export_lava_process`` (``format = "neurodeploy.lava_process"``, versions 1
     and 2: LIF processes and the Dense/Conv edges between them — merges, recurrent edges and
-    delays above one step (``DelayDense``; an identity relay before a Conv) included, see
+    delays above one step (``DelayDense``; identity relays before a Conv) included, see
     ``neurodeploy/families/loihi/lava_process.py``), ``arrays`` the prefix of its arrays in this
     request; :func:`build_lava_network` wires the processes. ``input`` is a ``(T, N_in)`` or
     ``(T, C, H, W)`` raster in torch order; every LIF group is monitored, in the description's
@@ -285,8 +285,6 @@ def _view(port, view):
         return port
     if view == "chw_flat":  # Lava's (W, H, C) -> torch (C, H, W) order, flattened (as netx)
         return port.transpose([2, 1, 0]).flatten() if len(port.shape) == 3 else port
-    if view == "flat":  # Lava's own order, flattened (into an identity relay)
-        return port.flatten()
     raise ValueError(f"unknown port view {view!r}")
 
 
@@ -318,10 +316,11 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
     edges into one group (merges, a recurrent edge from the group itself) are summed at its
     ``a_in`` by Lava. An edge's ``delay`` (default 1) is the steps from a spike to its delivery:
     a dense edge with ``delay > 1`` is a ``DelayDense`` (``delays = delay - 1``); a conv edge with
-    ``delay > 1`` reads its source through an identity relay (a ``Dense`` or ``DelayDense`` with
-    unit weights, ``delay - 1`` steps) into the Conv's ``s_in``. A dense edge with ``out_view =
-    "whc"`` has its rows in the (W, H, C) order of a 3-D group; its ``a_out`` is reshaped to the
-    group. Connect the input with :meth:`LavaNetwork.connect_input`."""
+    ``delay > 1`` reads its source through ``delay - 1`` identity relays, depthwise ``Conv`` s
+    with a 1x1 kernel of ones (one step each, payloads unchanged), into the Conv's ``s_in``. A
+    dense edge with ``out_view = "whc"`` has its rows in the (W, H, C) order of a 3-D group; its
+    ``a_out`` is reshaped to the group. Connect the input with
+    :meth:`LavaNetwork.connect_input`."""
     from lava.proc.lif.process import LIF
 
     if header.get("format") != NETWORK_FORMAT or header.get("version") not in NETWORK_VERSIONS:
@@ -346,13 +345,10 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
                                      vth=int(n["vth"]), bias_mant=arr(n["bias_mant"]).reshape(shape),
                                      bias_exp=int(n["bias_exp"]), name=n["name"], **kwargs)
     net.output = net.neurons[header["output"]]
-    source_shapes = {header["input"]["name"]: tuple(header["input"]["shape"]),
-                     **{k: tuple(p.s_out.shape) for k, p in net.neurons.items()}}
     for c in header["connections"]:
         w = arr(c["weight"])
         bits = int(c.get("num_message_bits", 0))
         delay = int(c.get("delay", 1))
-        relay = None
         if c["kind"] == "dense":
             proc = _dense_process(w, weight_exp=c["weight_exp"], bits=bits, delay=delay,
                                   name=c["name"])
@@ -366,14 +362,14 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
                         stride=tuple(c["stride"]), padding=tuple(c["padding"]),
                         groups=int(c["groups"]), num_message_bits=bits, name=c["name"])
             s_in = proc.s_in
-            if delay > 1:  # identity relay of delay - 1 steps, then the Conv's own step
-                shape = tuple(c["input_shape"])
-                size = int(np.prod(shape))
-                relay = _dense_process(np.eye(size, dtype=np.int32), weight_exp=0, bits=bits,
-                                       delay=delay - 1, name=f"{c['name']}.relay")
-                relay.a_out.reshape(shape).connect(proc.s_in)
+            shape = tuple(c["input_shape"])
+            for k in range(delay - 1, 0, -1):  # identity relays of one step each, then the Conv
+                relay = Conv(weight=np.ones((shape[2], 1, 1, 1), dtype=np.int32), weight_exp=0,
+                             input_shape=shape, stride=(1, 1), padding=(0, 0), groups=shape[2],
+                             num_message_bits=bits, name=f"{c['name']}.relay{k}")
+                relay.a_out.connect(s_in)
                 s_in = relay.s_in
-                net.connections[f"{c['name']}.relay"] = relay
+                net.connections[f"{c['name']}.relay{k}"] = relay
         else:
             raise ValueError(f"edge {c['name']}: unknown kind {c['kind']!r}")
         net.connections[c["name"]] = proc
@@ -384,13 +380,10 @@ def build_lava_network(header: dict, arrays: dict, prefix: str = "") -> LavaNetw
             raise ValueError(f"edge {c['name']}: output {a_out.shape} does not fit group "
                              f"{c['target']} {target.a_in.shape}")
         a_out.connect(target.a_in)
-        src_port_view = c.get("view")
-        if relay is not None and len(source_shapes[c["source"]]) == 3:
-            src_port_view = "flat"  # the relay is 1-D, in Lava's (W, H, C) order
         if c["source"] == header["input"]["name"]:
-            net.inputs.append((src_port_view, s_in))
+            net.inputs.append((c.get("view"), s_in))
         else:
-            _view(net.neurons[c["source"]].s_out, src_port_view).connect(s_in)
+            _view(net.neurons[c["source"]].s_out, c.get("view")).connect(s_in)
     return net
 
 

@@ -15,10 +15,11 @@ convolutions (``conv``), weight exponents that floor a sum and weights beyond 8 
 multiples of a power of two (``extreme_*``). Graphs beyond chains (``recurrent_*``,
 ``residual_*``, ``graded_skip_0``, ``delay_probe``; built in ``tests/test_export_lava_process.py``)
 add several Dense/Conv edges into one LIF (merges), recurrent Dense and Conv edges from a LIF
-back to its own ``a_in``, and delays above one step (``DelayDense``; an identity relay before a
-Conv); they are compared with the simulator where it runs them, else with the step-major
-reference of the graph semantics in that file, and ``delay_probe`` also with a timing worked out
-by hand.
+back to its own ``a_in``, and delays above one step (``DelayDense``; identity relays before a
+Conv), and two trained graph networks lowered through the fake-quant network (``trained_*``,
+from ``tests/test_graph_deploy.py``'s GraphNets); they are compared with the simulator, the
+trained ones' first read-out with the fake-quant network's, and ``delay_probe`` with a timing
+worked out by hand.
 
 All cases run in one Lava subprocess, started first so that its imports overlap the training of
 the test networks; the conv case runs last (Lava's Conv imports torch, after which a Lava runtime

@@ -28,7 +28,8 @@ request format family of ``tools/lava_reference.py``. Header ``{"format":
   edge), ``target`` (a neuron name; the edge's ``a_out`` goes to its ``a_in``, where Lava sums
   every edge that arrives), ``delay`` (steps from the spike to its delivery, ``>= 1``: a Dense
   or Conv adds one step; a dense edge of delay ``d > 1`` is a ``DelayDense`` with ``delays = d -
-  1``, a conv edge reads its source through an identity relay of ``d - 1`` steps), ``view``
+  1``, a conv edge reads its source through ``d - 1`` identity relays, depthwise 1x1 Convs of
+  ones of one step each), ``view``
   (``"chw_flat"``: a dense edge from a (C, H, W) source reads the source port transposed from
   Lava's (W, H, C) to (C, H, W) and flattened, netx's own flatten; ``null``: used as it is),
   ``out_view`` (``"whc"``: a dense edge into a (C, H, W) group, its rows in Lava's (W, H, C)
@@ -179,8 +180,7 @@ def graph_edges(graph: Any, profile: HardwareProfile | None = None
     group to itself. A dense edge from a (C, H, W) source reads it flattened in torch order (a
     chain's Flatten).
     """
-    if graph.is_chain():
-        layer_structure(graph)  # a chain's shapes must chain (FormatError naming the layer)
+    layer_structure(graph)  # shapes must fit along every edge (FormatError naming the layer)
     groups = [Group(i, layer_name(i, layer), layer_label(i, layer),
                     tuple(int(d) for d in layer.neurons.shape))
               for i, layer in enumerate(graph.layers) if layer.kind != "flatten"]
@@ -557,7 +557,7 @@ def _notes(header: dict[str, Any]) -> list[str]:
                          f"'{c['source']}' back to its own a_in ({c.get('delay', 1)} steps)")
         if c.get("delay", 1) > 1:
             how = ("a DelayDense with delays " + str(c["delay"] - 1) if c["kind"] == "dense" else
-                   f"an identity DelayDense relay ({c['delay'] - 1} steps) before the Conv")
+                   f"{c['delay'] - 1} identity relays (depthwise 1x1 Convs) before the Conv")
             notes.append(f"'{c['name']}' delivers {c['delay']} steps after the spike: {how}")
     for name, n in into.items():
         if n > 1:
