@@ -242,14 +242,15 @@ def residual_dense(seed: int, skip_delay: int, profile="loihi") -> DeployGraph:
 
 
 def residual_conv(seed: int, skip_delay: int, profile="loihi") -> DeployGraph:
-    """A conv skip over a conv layer, and a dense projection from a (C, H, W) group into the
-    read-out (torch flattening order)."""
+    """A conv skip over a conv layer, a dense projection from the (C, H, W) input into a conv
+    group and one from a (C, H, W) group into the read-out (torch flattening order)."""
     rng = np.random.default_rng(seed)
     return DeployGraph(profile, "loihi", (2, 5, 5), [
         Conv2d(rng.integers(-90, 90, (3, 2, 3, 3)), _group((3, 5, 5), rng), padding=(1, 1),
                name="c0"),
         Conv2d(rng.integers(-90, 90, (3, 3, 3, 3)), _group((3, 5, 5), rng), padding=(1, 1),
-               name="c1"),
+               name="c1", extra=[Projection(-1, rng.integers(-30, 30, (75, 50)), 2,
+                                            name="dense_from_input")]),
         Conv2d(rng.integers(-90, 90, (4, 3, 3, 3)), _group((4, 3, 3), rng), stride=(2, 2),
                padding=(1, 1), name="c2",
                extra=[Projection(0, rng.integers(-60, 60, (4, 3, 1, 1)), skip_delay, kind="conv",
@@ -580,7 +581,7 @@ def random_graphs(draw):
     return DeployGraph("loihi", "loihi", (sizes[0],), layers, steps=draw(hst.integers(1, 10)))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=random_graphs(), data=hst.data())
 def test_random_graphs_match_reference(graph, data):
     rng = np.random.default_rng(data.draw(hst.integers(0, 1000)))
@@ -611,7 +612,7 @@ def random_xylo_graphs(draw):
     return DeployGraph("xylo-imu", "xylo", (sizes[0],), layers, steps=draw(hst.integers(1, 8)))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=random_xylo_graphs(), data=hst.data())
 def test_random_xylo_graphs_match_reference(graph, data):
     rng = np.random.default_rng(data.draw(hst.integers(0, 1000)))

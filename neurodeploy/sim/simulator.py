@@ -98,7 +98,7 @@ class _Stage:
     struct: LayerStructure
     layer: Any
     edges: list[_Edge]
-    depth: int  # chip depth D: steps from an input event to its earliest effect on the group
+    depth: int  # chip depth D: the largest sum of delays over the paths from the input
     params: dict[str, Any]
     initial_v: int
     max_spikes: int
