@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "Checkpoint": "neurodeploy.train.checkpoint",
     "load_checkpoint": "neurodeploy.train.checkpoint",
     "fit": "neurodeploy.api",
+    "fit_graph": "neurodeploy.api",
     # deployment verbs
     "Constraints": "neurodeploy.quantize.constraints",
     "prepare": "neurodeploy.api",
@@ -46,6 +47,11 @@ _LAZY: dict[str, str] = {
     "Graph": "neurodeploy.graph",
     "graph_from_model": "neurodeploy.graph",
     "run_graph": "neurodeploy.graph",
+    "graph_from_torch": "neurodeploy.graph",
+    "GraphNet": "neurodeploy.models.graph_net",
+    "load_graph_checkpoint": "neurodeploy.models.graph_net",
+    "Recurrent": "neurodeploy.nn",
+    "Stepwise": "neurodeploy.nn",
 }
 
 

@@ -58,9 +58,13 @@ from neurodeploy.train.trainer import TrainResult, train_model
 
 def fit(model: SpikingNet, dataset: Any, config: TrainConfig | None = None, *,
           out_dir: str | Path = "runs/train", resume: bool = False,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, **graph_options: Any) -> TrainResult:
     """Train ``model`` in place on ``dataset`` (surrogate gradients, monitor, doctor); the
-    checkpoint and ``metrics.jsonl`` go to ``out_dir``."""
+    checkpoint and ``metrics.jsonl`` go to ``out_dir``. A graph network or a PyTorch module is
+    trained by :func:`fit_graph` (``graph_options``: its ``steps``, ``encoding``)."""
+    if not isinstance(model, SpikingNet):
+        return fit_graph(model, dataset, config, out_dir=out_dir, resume=resume, progress=progress,
+                         **graph_options)
     return train_model(model, dataset, config or TrainConfig(), out_dir, resume=resume, progress=progress)
 
 
@@ -158,6 +162,8 @@ def export_to(source: Any, path: str | Path, format: str | None = None, **option
     if fmt is None:
         raise ConfigError(f"cannot tell the export format from {path.name!r}; pass format='lava', 'nir' "
                           "or 'onnx'")
+    if fmt in CHIP_FORMATS:
+        return export_chip(source, path, fmt)
     if fmt == "lava":
         from neurodeploy.export.netx import export_netx
 
@@ -180,7 +186,7 @@ def export_to(source: Any, path: str | Path, format: str | None = None, **option
         if isinstance(source, Checkpoint):
             source = source.build()
         return export_onnx(source, path, **options).path
-    raise ConfigError(f"unknown export format {fmt!r}; choose lava, nir or onnx")
+    raise ConfigError(f"unknown export format {fmt!r}; choose lava, lava-process, xylo, nir or onnx")
 
 
 def import_nir(path: str | Path, *, convention: str | None = None, dt: float | None = None) -> SpikingNet:
@@ -191,5 +197,44 @@ def import_nir(path: str | Path, *, convention: str | None = None, dt: float | N
     return _import(path, convention=convention, dt=dt).checkpoint.build()
 
 
+# ---------------------------------------------------------------------------------------- graph networks
+def fit_graph(model: Any, dataset: Any, config: TrainConfig | None = None, *, out_dir: str | Path = "runs/train",
+              resume: bool = False, progress: bool | None = None, steps: int | None = None,
+              encoding: Any = None, input_shape: tuple[int, ...] | None = None) -> TrainResult:
+    """Train a graph network — a :class:`~neurodeploy.models.graph_net.GraphNet`, a
+    :class:`~neurodeploy.graph.Graph`, a graph checkpoint (or its path, e.g. from ``neurodeploy
+    import``) or a PyTorch module written with neurodeploy's layers (traced by
+    :func:`~neurodeploy.graph.graph_from_torch`; it gets the trained weights back) — on ``dataset``.
+    ``out_dir/checkpoint.pt`` is a graph checkpoint with the trained weights, for
+    :func:`prepare`, :func:`simulate` and :func:`export_to`. ``steps`` and ``encoding`` default to
+    what the graph records (a PyTorch module needs ``steps``, and ``input_shape``, one step's input,
+    when the samples are input event sequences)."""
+    from neurodeploy.train.graph_trainer import train_graph
+
+    return train_graph(model, dataset, config or TrainConfig(), out_dir, resume=resume, progress=progress,
+                       steps=steps, encoding=encoding, input_shape=input_shape)
+
+
+CHIP_FORMATS = ("lava-process", "xylo")
+"""Chip formats :func:`export_to` writes from a deployment graph with :func:`export_chip`."""
+
+
+def export_chip(source: Any, path: str | Path, fmt: str) -> Path:
+    """Write a deployment graph (or a :class:`FakeQuantNet`, converted first) as ``fmt``:
+    ``"lava-process"`` (its Lava process network, ``.npz``; recurrence, merges, MP-Init) or ``"xylo"``
+    (the Xylo chip specification, ``.npz``); each file is read back and checked."""
+    if isinstance(source, FakeQuantNet):
+        source = convert(source)
+    if not isinstance(source, DeployGraph):
+        raise ConfigError(f"{fmt} export needs a deployment graph (nd.convert(nd.prepare(...)))")
+    if fmt == "lava-process":
+        from neurodeploy.export.netx import export_lava_process
+
+        return export_lava_process(source, path).path
+    from neurodeploy.export.xylo import write_spec
+
+    return write_spec(source, path)
+
+
 __all__ = ["Constraints", "ModelSpec", "Simulation", "TrainConfig", "build_model", "convert", "export_to",
-           "finetune", "fit", "import_nir", "prepare", "simulate"]
+           "finetune", "fit", "fit_graph", "import_nir", "prepare", "simulate"]

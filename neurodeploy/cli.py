@@ -196,8 +196,9 @@ def main() -> None:
 # ---------------------------------------------------------------------------------------- train
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run configuration.")
-@click.option("--model", "arch", help="Architecture: mlp, convnet or vgg.")
-@click.option("--dataset", help="digits, mnist, torchvision:<Name> or tonic:<Name>.")
+@click.option("--model", "arch", help="Architecture: mlp, convnet or vgg; or a graph checkpoint GRAPH.pt (from "
+              "`neurodeploy import` or a graph network saved in Python) to train.")
+@click.option("--dataset", help="digits, digits-4x4, digits-rows, mnist, torchvision:<Name> or tonic:<Name>.")
 @click.option("--data-root", help="Dataset folder (mnist: IDX files).")
 @click.option("--limit", type=int, help="Use only the first N samples of each split.")
 @click.option("--hidden", help="Hidden widths/channels, e.g. 128,128 (vgg: 16,P,32).")
@@ -235,9 +236,23 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
           epochs, batch_size, lr, seed, auto_remedy, out_dir, resume, progress, device):
     """Train a spiking network with surrogate gradients; writes OUT/checkpoint.pt.
 
+    With --model GRAPH.pt, trains a graph network (branches, recurrence): OUT/checkpoint.pt is then a
+    graph checkpoint holding the trained weights.
+
     Data-parallel on N processes: torchrun --nproc_per_node=N -m neurodeploy.cli train ... (the
     batch size is the global batch; rank 0 writes the files).
     """
+    if arch is not None and arch not in ("mlp", "convnet", "vgg") and (arch.endswith(".pt") or Path(arch).exists()):
+        layer_options = {"--hidden": hidden, "--dense": dense, "--neuron": neuron, "--tau": tau,
+                         "--threshold": threshold, "--learn-threshold": learn_threshold, "--reset": reset,
+                         "--surrogate": surrogate, "--surrogate-param": surrogate_param or None, "--scale": scale,
+                         "--mp-init": mp_init, "--batch-norm": batch_norm}
+        given = [k for k, v in layer_options.items() if v is not None]
+        if given:
+            raise ConfigError(f"{given[0]}: the layers of a graph network come from {arch}; drop the option")
+        _train_graph_file(arch, config_path, dataset, data_root, limit, steps, encoding, input_bits, epochs,
+                          batch_size, lr, seed, auto_remedy, out_dir, resume, progress, device)
+        return
     import torch
 
     from neurodeploy.data import load_dataset
@@ -320,6 +335,61 @@ def train(config_path, arch, dataset, data_root, limit, hidden, dense, steps, en
         click.echo(f"remedy: {r}", err=True)
     click.echo(f"test accuracy {100 * result.test_accuracy:.2f}% after {result.epochs} epochs "
                f"({result.seconds:.1f} s); checkpoint {result.checkpoint}")
+
+
+def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encoding, input_bits, epochs, batch_size,
+                      lr, seed, auto_remedy, out_dir, resume, progress, device):
+    """``neurodeploy train --model GRAPH.pt``: train a graph checkpoint's network."""
+    from neurodeploy.data import load_dataset
+    from neurodeploy.models.graph_net import load_graph_checkpoint
+    from neurodeploy.train import distributed
+    from neurodeploy.train.config import RunConfig, load_run_config
+    from neurodeploy.train.graph_trainer import GraphTrainer, graph_model
+
+    distributed.resolve_device(device)
+    _check_common(lr=lr, seed=seed, limit=limit, epochs=epochs, batch_size=batch_size, steps=steps)
+    out = Path(out_dir)
+    check_output_folder(out, "run folder")
+    check_outputs([config_path, path], [Output.of(out / "checkpoint.pt", "torch", "checkpoint"),
+                                        Output.of(out / "metrics.jsonl", "text", "metrics log")])
+    if not resume and (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a checkpoint; use --resume to continue it or choose another --out")
+    ck = load_graph_checkpoint(path)
+    cfg = load_run_config(config_path) if config_path else RunConfig()
+    if config_path:
+        import tomllib
+
+        if "model" in tomllib.loads(Path(config_path).read_text(encoding="utf-8")):
+            raise ConfigError(f"{config_path}: its [model] table describes template layers; the layers of a graph "
+                              f"network come from {path} (keep [data] and [train])")
+        data = cfg.to_dict()["data"]
+        dataset, data_root = dataset or data["name"], data_root or data["root"]
+        limit = limit if limit is not None else data["limit"]
+    t = cfg.to_dict()["train"]
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed),
+                       ("auto_remedy", auto_remedy)):
+        if value is not None:
+            t[key] = value
+    enc = None
+    if encoding is not None or input_bits is not None:
+        base = dict(ck.graph.meta.get("encoding") or ck.meta.get("encoding") or {"kind": "direct"})
+        kind = encoding or base.get("kind", "direct")
+        if kind != "direct" and input_bits is not None:
+            raise ConfigError(f"--input-bits: only for --encoding direct, not {kind}")
+        bits = input_bits if input_bits is not None else base.get("bits") if kind == "direct" else None
+        enc = {**base, "kind": kind, "bits": bits or None}
+    ds = load_dataset(dataset or ck.meta.get("dataset") or "digits", data_root, limit=limit)
+    model = graph_model(ck, ds, steps=steps, encoding=enc)
+    train_cfg = type(cfg.train)(**t)
+    meta = {k: v for k, v in ck.meta.items() if k in ("imported_from", "source")}
+    trainer = GraphTrainer(model, ds, train_cfg, out, progress=progress, device=device, meta=meta)
+    click.echo(f"training graph network {path} ({len(ck.graph.nodes)} nodes) on {ds.name} ({len(ds.x_train)} train / "
+               f"{len(ds.x_test)} test; {ds.split}) → {out}", err=True)
+    result = trainer.fit(resume=resume)
+    for f in result.findings:
+        click.echo(f"doctor: {f['layer']} ({f['kind']}): {f['message']}; likely cause: {f['cause']}", err=True)
+    click.echo(f"test accuracy {100 * result.test_accuracy:.2f}% after {result.epochs} epochs "
+               f"({result.seconds:.1f} s); graph checkpoint {result.checkpoint}")
 
 
 # ---------------------------------------------------------------------------------------- inspect

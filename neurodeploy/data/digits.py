@@ -82,3 +82,32 @@ def load_digits_dataset(seed: int = 0, pool: int = 1) -> Dataset:
             f"{len(test)} test"
         ),
     )
+
+
+ROW_BITS = 4
+"""Graded bits of a ``digits-rows`` input event: pixel values as payloads ``0 .. 15``."""
+
+
+def load_digit_rows(seed: int = 0) -> Dataset:
+    """The digits as a temporal task (the dataset ``digits-rows``): each image read row by row, one
+    row per time step, so a sample is a sequence of input events ``(8, 8)``: 8 steps x 8 inputs,
+    each a graded payload ``round(15 x)`` of the pixel value ``x`` in [0, 1] (same split as
+    ``digits``). A network takes it with the encoding ``{"kind": "direct", "bits": 4}`` (the float
+    network sees ``payload / 15``) and must remember the rows it has seen to classify the digit."""
+    ds = load_digits_dataset(seed)
+    levels = 2**ROW_BITS - 1
+
+    def events(x):
+        return torch.round(x[:, 0] * levels).contiguous()
+
+    return Dataset(
+        name="digits-rows",
+        x_train=events(ds.x_train),
+        y_train=ds.y_train,
+        x_test=events(ds.x_test),
+        y_test=ds.y_test,
+        input_shape=(8, 8),
+        num_classes=10,
+        split=ds.split.replace("scikit-learn digits", "scikit-learn digits read row by row (8 steps x 8 "
+                               "inputs, 4-bit graded events)", 1),
+    )

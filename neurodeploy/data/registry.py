@@ -1,7 +1,8 @@
 """Dataset lookup by name.
 
 Names: ``"digits"`` (scikit-learn's 8x8 digits, embedded), ``"digits-4x4"`` (the same, averaged
-to 4x4 pixels: 16 input channels), ``"mnist"`` (IDX files),
+to 4x4 pixels: 16 input channels), ``"digits-rows"`` (the same images read row by row: a
+temporal task of 8 steps x 8 inputs), ``"mnist"`` (IDX files),
 ``"torchvision:<Name>"`` (a torchvision image dataset) and ``"tonic:<Name>"`` (a tonic event
 dataset binned into frames). See the module of each loader for its folder lookup and split.
 """
@@ -15,7 +16,7 @@ from neurodeploy.data.dataset import Dataset, check_limit, check_options, take_f
 from neurodeploy.errors import ConfigError
 
 #: Dataset names accepted by :func:`load_dataset`; ``<Name>`` stands for a class name.
-DATASETS: tuple[str, ...] = ("digits", "digits-4x4", "mnist", "torchvision:<Name>", "tonic:<Name>")
+DATASETS: tuple[str, ...] = ("digits", "digits-4x4", "digits-rows", "mnist", "torchvision:<Name>", "tonic:<Name>")
 
 _TONIC_OPTIONS = ("time_steps", "binary", "duration", "sensor_size")
 
@@ -55,6 +56,13 @@ def load_dataset(
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         return take_first(load_digits_dataset(seed, 2 if name == "digits-4x4" else 1), limit)
+    if name == "digits-rows":
+        from neurodeploy.data.digits import load_digit_rows
+
+        check_options(name, options, ())
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
+        return take_first(load_digit_rows(seed), limit)
     if name == "mnist":
         from neurodeploy.data.mnist import load_mnist
 

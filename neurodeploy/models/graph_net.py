@@ -14,7 +14,10 @@ Files: :func:`save_graph_checkpoint` writes a ``torch.save`` archive of plain da
 (loaded with ``weights_only=True``)::
 
     {"format": "neurodeploy.graph", "version": 1, "graph": {"nodes": {...}, "edges": [...],
-     "meta": {...}}, "steps": T, "meta": {...}}
+     "meta": {...}}, "steps": T, "meta": {...}, "train": {...}}
+
+(``train``, the resumable record of a training run, only in checkpoints a run wrote,
+:mod:`neurodeploy.train.graph_trainer`).
 
 and :func:`load_graph_checkpoint` reads it back into a :class:`GraphCheckpoint`.
 """
@@ -34,7 +37,8 @@ from neurodeploy.errors import CheckpointError, DataError
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.interpret import apply_stateless
 from neurodeploy.graph.ir import Edge, Graph, GraphError
-from neurodeploy.nn.surrogate import make_surrogate, spike
+from neurodeploy.nn.neurons import layer_stats
+from neurodeploy.nn.surrogate import Surrogate, make_surrogate, spike
 
 FORMAT = "neurodeploy.graph"
 VERSION = 1
@@ -118,6 +122,11 @@ class GraphNet(nn.Module):
                 spec = node.meta.get("surrogate") or surrogate
                 self.surrogates[name] = make_surrogate(spec)
         self._keys = {name: f"n{i}" for i, name in enumerate(graph.nodes)}
+        self.probes = {name: NeuronProbe(sur) for name, sur in self.surrogates.items()}
+
+    def spiking_layers(self) -> list[tuple[str, NeuronProbe]]:
+        """The spiking nodes' probes by node name, in graph order (what the training monitor reads)."""
+        return [(k, self.probes[k]) for k in self.order if k in self.probes]
 
     def _node(self, name: str) -> gn.Node:
         """The node with this module's current tensors (parameters and buffers)."""
@@ -140,6 +149,8 @@ class GraphNet(nn.Module):
         state = {k: _init_state(nodes[k], zeros[k]) for k in self.order if isinstance(nodes[k], gn.STATEFUL)}
         prev = dict(zeros)
         outs: dict[str, list[torch.Tensor]] = {k: [] for k in self.order}
+        watched = {k for k, p in self.probes.items() if p.monitor or p.track_rate}
+        potentials: dict[str, list[torch.Tensor]] = {k: [] for k in watched}
         for t in range(steps):
             now: dict[str, torch.Tensor] = {}
             for k in self.order:
@@ -153,9 +164,13 @@ class GraphNet(nn.Module):
                     for src in self.recurrent[k]:
                         x = x + prev[src]
                     now[k] = self._step(k, node, state[k], x) if k in state else apply_stateless(node, x)
-                if trace or k == self.output_name:
+                    if k in watched:
+                        potentials[k].append(state[k]["m"].detach())
+                if trace or k == self.output_name or k in watched:
                     outs[k].append(now[k])
             prev = now
+        for k in watched:
+            self.probes[k].observe(torch.stack(outs[k]), torch.stack(potentials[k]), nodes[k].threshold)
         y = torch.stack(outs[self.output_name])
         logits = y.mean(dim=0) if nodes[self.output_name].readout == "mean" else y[-1]
         if trace:
@@ -177,6 +192,7 @@ class GraphNet(nn.Module):
         else:
             m = st["u"] + node.r * x
         v_th = node.threshold
+        st["m"] = m
         sur = self.surrogates[name]
         s = spike(m - v_th, sur) if node.strict else 1 - spike(v_th - m, sur)
         st["u"] = m * (1 - s) if node.reset == "zero" else m - v_th * s
@@ -189,14 +205,38 @@ def _init_state(node: gn.Node, like: torch.Tensor) -> dict[str, Any]:
             "buf": [torch.zeros_like(like) for _ in range(getattr(node, "steps", 0))]}
 
 
+class NeuronProbe:
+    """What the training monitor reads from one spiking node of a :class:`GraphNet` (the interface
+    of a :class:`~neurodeploy.nn.SpikingNeuron` the monitor uses): switch ``monitor`` on for
+    :attr:`stats`, ``track_rate`` for :attr:`rate` (per-neuron spikes per step, with gradient)."""
+
+    def __init__(self, surrogate: Surrogate):
+        self.surrogate = surrogate
+        self.monitor = False
+        self.track_rate = False
+        self.stats: dict[str, torch.Tensor] = {}
+        self.rate: torch.Tensor | None = None
+
+    def observe(self, spikes: torch.Tensor, potentials: torch.Tensor, threshold: Any) -> None:
+        if self.track_rate:
+            self.rate = spikes.mean(dim=(0, 1))
+        if self.monitor:
+            v_th = torch.as_tensor(threshold, dtype=potentials.dtype, device=potentials.device)
+            if v_th.numel() > 1:  # per-neuron thresholds: statistics in units of each neuron's threshold
+                potentials, v_th = potentials / v_th, torch.ones((), dtype=potentials.dtype)
+            self.stats = layer_stats(spikes.detach(), potentials, v_th, self.surrogate)
+
+
 # ------------------------------------------------------------------------------------------ files
 @dataclass
 class GraphCheckpoint:
-    """A graph-backed checkpoint: the graph, the number of time steps T and free-form ``meta``."""
+    """A graph-backed checkpoint: the graph, the number of time steps T, free-form ``meta`` and,
+    when a training run wrote it, its resumable ``train`` record (optimizer, history, ...)."""
 
     graph: Graph
     steps: int
     meta: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> GraphNet:
         """The :class:`GraphNet` of the stored graph (float32, eval mode)."""
@@ -211,6 +251,8 @@ def save_graph_checkpoint(ck: GraphCheckpoint, path: str | Path) -> Path:
     """Write ``ck`` to ``path`` atomically (format in the module docstring)."""
     payload = {"format": FORMAT, "version": VERSION, "graph": graph_to_data(ck.graph), "steps": int(ck.steps),
                "meta": ck.meta}
+    if ck.train:
+        payload["train"] = ck.train
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -234,4 +276,7 @@ def load_graph_checkpoint(path: str | Path) -> GraphCheckpoint:
     steps = payload.get("steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise CheckpointError(f"{path} has an invalid number of time steps {steps!r}")
-    return GraphCheckpoint(graph_from_data(payload.get("graph")), steps, dict(payload.get("meta") or {}))
+    train = payload.get("train") or {}
+    if not isinstance(train, dict):
+        raise CheckpointError(f"{path} is damaged: its 'train' entry is a {type(train).__name__}, not a table")
+    return GraphCheckpoint(graph_from_data(payload.get("graph")), steps, dict(payload.get("meta") or {}), train)

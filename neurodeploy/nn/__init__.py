@@ -1,6 +1,7 @@
 """Spiking building blocks: surrogate spike functions, neurons, input encoders."""
 
 from neurodeploy.nn.encoding import ENCODINGS, Encoding, encode
+from neurodeploy.nn.layers import Recurrent, Stepwise
 from neurodeploy.nn.neurons import (
     NEURON_MODELS,
     NeuronConfig,
@@ -12,5 +13,5 @@ from neurodeploy.nn.surrogate import SCALE_MODES, SURROGATES, Surrogate, make_su
 
 __all__ = [
     "ENCODINGS", "Encoding", "encode", "NEURON_MODELS", "NeuronConfig", "SpikingNeuron", "set_epoch",
-    "spiking_layers", "SCALE_MODES", "SURROGATES", "Surrogate", "make_surrogate", "spike",
+    "spiking_layers", "Recurrent", "Stepwise", "SCALE_MODES", "SURROGATES", "Surrogate", "make_surrogate", "spike",
 ]

@@ -119,6 +119,18 @@ def encode_integers(x: torch.Tensor, steps: int, encoding: Encoding | str | dict
     return encode(x, steps, enc, generator).transpose(0, 1).to(torch.int64).contiguous()
 
 
+def events_as_sequence(events: torch.Tensor, steps: int, encoding: Encoding | str | dict) -> torch.Tensor:
+    """The float input sequence ``[steps, B, ...]`` of input event samples ``[B, T, ...]`` (a
+    temporal task whose samples are already what the chip receives: spikes, or graded payloads in
+    ``0 .. 2**bits - 1``): the first ``steps`` steps, graded payloads divided by ``2**bits - 1``."""
+    enc = Encoding.from_config(encoding)
+    if events.dim() < 2 or events.shape[1] < steps:
+        raise ConfigError(f"input event samples [B, T, ...] need T >= {steps} steps, got {list(events.shape)}")
+    seq = events[:, :steps].transpose(0, 1).to(torch.float32)
+    levels = graded_levels(enc)
+    return seq / levels if levels is not None else seq
+
+
 def graded_levels(encoding: Encoding) -> int | None:
     """Number of integer levels of a graded (direct) input, or ``None`` for float/binary inputs."""
     if encoding.kind == "direct" and encoding.bits is not None:

@@ -248,34 +248,41 @@ class SpikingNeuron(nn.Module):
         """Argument ``x`` the surrogate sees for potentials ``m`` (depends on the scale mode)."""
         return m - v_th if self.config.scale == "absolute" else m / v_th - 1
 
-    @torch.no_grad()
     def _record(self, spikes: torch.Tensor, m: torch.Tensor, v_th: torch.Tensor) -> None:
-        x = self.surrogate_argument(m, v_th)
-        vth_arg = v_th if self.config.scale == "absolute" else None
-        flat_m = m.flatten()
-        if flat_m.numel() > POTENTIAL_SAMPLE:
-            # integer arithmetic: a float32 linspace rounds past the last index above 2^24 entries
-            idx = torch.arange(POTENTIAL_SAMPLE, device=m.device) * flat_m.numel() // POTENTIAL_SAMPLE
-            sample = flat_m[idx]
-        else:
-            sample = flat_m
-        self.stats = {
-            "spike_sum": spikes.sum(dim=(0, 1)),  # per neuron, over T and B
-            "fired_all": spikes.amin(dim=(0, 1)),  # 1 where the neuron fired at every step, every sample
-            "elements": torch.tensor(float(spikes.numel())),
-            "samples": torch.tensor(float(spikes.shape[1])),
-            "steps": torch.tensor(float(spikes.shape[0])),
-            "grad_alive": self.surrogate.grad_alive(x, vth_arg).float().mean(),
-            "in_support": self.surrogate.in_support(x, vth_arg).float().mean(),
-            "m_sample": (sample / v_th).float(),  # potentials in units of the threshold
-            "m_mean_per_step": m.mean(dim=tuple(range(1, m.dim()))),
-            "p_above": (m > v_th).float().mean(),
-        }
+        self.stats = layer_stats(spikes, m, v_th, self.surrogate, self.config.scale)
 
     def extra_repr(self) -> str:
         c = self.config
         return (f"model={c.model}, tau={c.tau}, threshold={c.threshold}, reset={c.reset}, "
                 f"surrogate={self.surrogate.name}, scale={c.scale}, mp_init={c.mp_init}")
+
+
+@torch.no_grad()
+def layer_stats(spikes: torch.Tensor, m: torch.Tensor, v_th: torch.Tensor, surrogate: Surrogate,
+                scale: str = "absolute") -> dict[str, torch.Tensor]:
+    """The monitor statistics of one pass of a spiking layer (:mod:`neurodeploy.train.monitor`):
+    ``spikes`` and pre-spike potentials ``m`` ``[T, B, *shape]``, threshold ``v_th``."""
+    x = m - v_th if scale == "absolute" else m / v_th - 1
+    vth_arg = v_th if scale == "absolute" else None
+    flat_m = m.flatten()
+    if flat_m.numel() > POTENTIAL_SAMPLE:
+        # integer arithmetic: a float32 linspace rounds past the last index above 2^24 entries
+        idx = torch.arange(POTENTIAL_SAMPLE, device=m.device) * flat_m.numel() // POTENTIAL_SAMPLE
+        sample = flat_m[idx]
+    else:
+        sample = flat_m
+    return {
+        "spike_sum": spikes.sum(dim=(0, 1)),  # per neuron, over T and B
+        "fired_all": spikes.amin(dim=(0, 1)),  # 1 where the neuron fired at every step, every sample
+        "elements": torch.tensor(float(spikes.numel())),
+        "samples": torch.tensor(float(spikes.shape[1])),
+        "steps": torch.tensor(float(spikes.shape[0])),
+        "grad_alive": surrogate.grad_alive(x, vth_arg).float().mean(),
+        "in_support": surrogate.in_support(x, vth_arg).float().mean(),
+        "m_sample": (sample / v_th).float(),  # potentials in units of the threshold
+        "m_mean_per_step": m.mean(dim=tuple(range(1, m.dim()))),
+        "p_above": (m > v_th).float().mean(),
+    }
 
 
 def set_impl(module: nn.Module, impl: str) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.ir import Graph
 from neurodeploy.models.graph_net import GraphCheckpoint, GraphNet
-from neurodeploy.nn.encoding import Encoding, encode
+from neurodeploy.nn.encoding import Encoding, encode, events_as_sequence
 
 
 @dataclass
@@ -64,7 +64,12 @@ class GraphModel(nn.Module):
         return cls(ck.build(), ck.steps, ck.meta.get("encoding"), ck.meta).eval()
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Input sequence ``[T, B, ...]`` of samples ``x`` (as :meth:`SpikingNet.encode`)."""
+        """Input sequence ``[T, B, ...]`` of samples ``x`` (as :meth:`SpikingNet.encode`); samples that
+        are input event sequences ``[B, T, ...]`` (a temporal task) as the float network sees them."""
+        from neurodeploy.quantize.fakequant import is_sequence
+
+        if is_sequence(x, self.spec.input_shape):
+            return events_as_sequence(x, self.spec.steps, self.spec.encoding_config)
         return encode(x, self.spec.steps, self.spec.encoding_config, generator)
 
     def folded_graph(self, keep_grad: bool = False) -> Graph:

@@ -34,9 +34,10 @@ TORCH_LOAD_ERRORS = (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, Runti
 FORMAT = "neurodeploy.checkpoint"
 VERSION = 1
 OTHER_CHECKPOINTS = {
-    "neurodeploy.graph": "a graph-network checkpoint (a NIR graph that no template network rebuilds, from "
-                         "`neurodeploy import`): it loads with neurodeploy.models.graph_net.load_graph_checkpoint; "
-                         "training, quantization, simulation and export of graph networks are not available yet",
+    "neurodeploy.graph": "a graph-network checkpoint (a network no template rebuilds: a NIR import or a "
+                         "network written in PyTorch): it loads with "
+                         "neurodeploy.models.graph_net.load_graph_checkpoint and trains with "
+                         "`neurodeploy train --model FILE`",
     "neurodeploy.ttfs": "a TTFS checkpoint: use the `neurodeploy ttfs` commands (train, finetune, sweep, "
                         "simulate) or `neurodeploy export --format nir`",
 }
@@ -154,11 +155,15 @@ def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
 
 def checkpoint_dataset(ck: Checkpoint, dataset: str | None = None, data_root: str | None = None) -> Any:
     """The dataset to use with ``ck``: ``dataset`` or the one it was trained on (default digits),
-    refused with a :class:`ConfigError` if its samples do not have the model's input shape."""
+    refused with a :class:`ConfigError` if its samples do not have the model's input shape (or are
+    not input event sequences ``[T, *input_shape]`` of at least the model's steps)."""
     from neurodeploy.data import load_dataset
 
     ds = load_dataset(dataset or ck.meta.get("dataset") or "digits", data_root)
-    if tuple(ds.input_shape) != tuple(ck.spec.input_shape):
+    shape, got = tuple(ck.spec.input_shape), tuple(ds.input_shape)
+    if got[1:] == shape and got[0] >= ck.spec.steps:  # input event sequences [T, *input_shape]
+        return ds
+    if got != shape:
         raise ConfigError(f"dataset {ds.name} has inputs of shape {tuple(ds.input_shape)} but the "
                           f"checkpoint expects {tuple(ck.spec.input_shape)}")
     return ds

@@ -49,7 +49,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from neurodeploy.nn.neurons import SpikingNeuron, spiking_layers
+from neurodeploy.nn.neurons import SpikingNeuron
+from neurodeploy.train.layers import spiking_layers
 
 REMEDIES = ("rescale_weights", "reinit_bias", "lower_threshold", "widen_surrogate", "activity_regulariser")
 CAUSE_REMEDIES = {

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from neurodeploy.nn.neurons import spiking_layers
+from neurodeploy.train.layers import spiking_layers
 
 QUANTILES = (0.01, 0.05, 0.5, 0.95, 0.99)
 QUANTILE_MAX_ELEMENTS = 1 << 24

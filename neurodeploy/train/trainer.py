@@ -27,12 +27,12 @@ from tqdm import tqdm
 from neurodeploy.atomic import write_text
 from neurodeploy.errors import CheckpointError, ConfigError, NumericError
 from neurodeploy.models import SpikingNet, build_model
-from neurodeploy.nn.neurons import set_epoch, spiking_layers
 from neurodeploy.nn.surrogate import AdaLi
 from neurodeploy.train.checkpoint import Checkpoint, load_checkpoint
 from neurodeploy.train.config import TrainConfig
 from neurodeploy.train.distributed import Parallel, reduce_layer_stats, resolve_device, shard, wrap
 from neurodeploy.train.doctor import DeadNeuronDoctor, Finding, init_scale_check
+from neurodeploy.train.layers import set_epoch, spiking_layers
 from neurodeploy.train.monitor import FiringRateMonitor
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -115,10 +115,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.progress = _show_progress(progress) and self.parallel.is_main
-        if tuple(dataset.x_train.shape[1:]) != tuple(model.spec.input_shape):
-            raise ConfigError(
-                f"dataset {dataset.name} has samples of shape {tuple(dataset.x_train.shape[1:])} but the "
-                f"model expects {tuple(model.spec.input_shape)}")
+        self._check_dataset(dataset)
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs) \
             if config.scheduler == "cosine" else None
@@ -134,6 +131,13 @@ class Trainer:
                                        run_points=-(-config.epochs * batches // config.log_every))
         self.monitor: FiringRateMonitor | None = None
         self._monitor_state: dict[str, Any] | None = None
+
+    def _check_dataset(self, dataset: Any) -> None:
+        """Refuse a dataset whose samples the model cannot take."""
+        if tuple(dataset.x_train.shape[1:]) != tuple(self.model.spec.input_shape):
+            raise ConfigError(
+                f"dataset {dataset.name} has samples of shape {tuple(dataset.x_train.shape[1:])} but the "
+                f"model expects {tuple(self.model.spec.input_shape)}")
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -166,13 +170,17 @@ class Trainer:
             return
         meta = {"dataset": self.data.name, "split": getattr(self.data, "split", ""),
                 "test_accuracy": test_acc, "train_accuracy": train_acc}
-        Checkpoint.from_model(self.model, train, meta).save(self.checkpoint_path)
+        self._write_checkpoint(train, meta)
         lines = "".join(json.dumps(rec) + "\n" for rec in self.history)
         write_text(self.out_dir / METRICS_NAME, lines)
         self.parallel.barrier()
 
-    def resume(self) -> None:
-        """Continue from ``checkpoint.pt`` in ``out_dir`` (weights, optimizer, schedule, history)."""
+    def _write_checkpoint(self, train: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Write the model and the training record ``train`` to ``checkpoint.pt``."""
+        Checkpoint.from_model(self.model, train, meta).save(self.checkpoint_path)
+
+    def _restore_weights(self) -> dict[str, Any]:
+        """Load ``checkpoint.pt``'s weights into the model (rebuilding remedied layers); its training record."""
         ck = load_checkpoint(self.checkpoint_path)
         if ck.spec.to_dict() != self.model.spec.to_dict() and not ck.spec.overrides:
             raise CheckpointError(f"{self.checkpoint_path} was trained with a different model spec")
@@ -185,7 +193,11 @@ class Trainer:
                 self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
                     self.optimizer, T_max=self.config.epochs)
         self.model.load_state_dict(ck.state_dict)
-        tr = ck.train
+        return ck.train
+
+    def resume(self) -> None:
+        """Continue from ``checkpoint.pt`` in ``out_dir`` (weights, optimizer, schedule, history)."""
+        tr = self._restore_weights()
         stored = tr.get("config") if isinstance(tr.get("config"), dict) else {}
         changed = [f"{k} {stored[k]!r} -> {v!r}" for k, v in asdict(self.config).items()
                    if k not in RESUME_MAY_CHANGE and k in stored and stored[k] != v]
