@@ -7,7 +7,6 @@ refused in one line naming the rule (``docs/graphs.md``)."""
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,8 +29,7 @@ from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import float_accuracy, simulate_graph
 from neurodeploy.workflows import finetune_model
-
-ROW_LEVELS = 15  # rows as graded 4-bit input events
+from tests.graph_training import ROW_LEVELS, digit_rows, rows_sequence, train_graph_model
 
 
 def _lif(**kw):
@@ -73,39 +71,21 @@ def residual_convnet() -> GraphNet:
     return GraphNet(b.build())
 
 
-def _train(model: GraphModel, x, y, seq_of, epochs: int, lr: float) -> None:
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = order[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(model.net(seq_of(x[idx])), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")
-def rows(digits):
+def rows():
     """Digits fed row by row: input events [N, 8 steps, 8] (graded 4-bit)."""
-    def seq(x):
-        return torch.round(x[:, 0] * ROW_LEVELS)
-    return SimpleNamespace(name="digits-rows", x_train=seq(digits.x_train), y_train=digits.y_train,
-                           x_test=seq(digits.x_test), y_test=digits.y_test)
+    return digit_rows()
 
 
 @pytest.fixture(scope="module")
 def rnn(rows):
     model = GraphModel(recurrent_mlp(), 8, {"kind": "direct", "bits": 4})
-    _train(model, rows.x_train, rows.y_train, lambda ev: ev.transpose(0, 1) / ROW_LEVELS, epochs=12, lr=5e-3)
+    train_graph_model(model, rows.x_train, rows.y_train, rows_sequence, epochs=12, lr=5e-3)
     return model
 
 
@@ -113,14 +93,14 @@ def rnn(rows):
 def rnn_xylo(rows):
     """The recurrent MLP with Xylo's subtractive reset."""
     model = GraphModel(recurrent_mlp(reset="subtract"), 8, {"kind": "direct", "bits": 4})
-    _train(model, rows.x_train, rows.y_train, lambda ev: ev.transpose(0, 1) / ROW_LEVELS, epochs=12, lr=5e-3)
+    train_graph_model(model, rows.x_train, rows.y_train, rows_sequence, epochs=12, lr=5e-3)
     return model
 
 
 @pytest.fixture(scope="module")
 def resnet(digits):
     model = GraphModel(residual_convnet(), 4, {"kind": "direct", "bits": 8}, {"dataset": "digits"})
-    _train(model, digits.x_train, digits.y_train, model.encode, epochs=6, lr=3e-3)
+    train_graph_model(model, digits.x_train, digits.y_train, model.encode, epochs=6, lr=3e-3)
     return model
 
 

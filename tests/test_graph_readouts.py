@@ -8,13 +8,11 @@ steps, a spiking layer's last step, a decay between the chip's units) is refused
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from neurodeploy.data import load_dataset
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.ir import GraphBuilder
@@ -25,8 +23,8 @@ from neurodeploy.quantize.fold import fold_model, run_blocks
 from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import float_accuracy
-
-LEVELS = 15
+from tests.graph_training import ROW_LEVELS as LEVELS
+from tests.graph_training import digit_rows, rows_sequence, train_graph_model
 
 
 def net(readout: str, li: float | None, reset: str = "zero", recurrent: bool = True, r: float = 1.0) -> GraphNet:
@@ -49,9 +47,7 @@ def net(readout: str, li: float | None, reset: str = "zero", recurrent: bool = T
 
 @pytest.fixture(scope="module")
 def rows():
-    d = load_dataset("digits")
-    return SimpleNamespace(**{k: torch.round(getattr(d, k)[:, 0] * LEVELS) if k.startswith("x") else getattr(d, k)
-                              for k in ("x_train", "y_train", "x_test", "y_test")})
+    return digit_rows()
 
 
 CASES = {"li-last": ("last", 0.75, 0.5), "last": ("last", None, 1.0), "li-last-chain": ("last", 0.5, 2.0)}
@@ -74,18 +70,7 @@ def trained(rows):
     out = {}
     for key, li in (("li", 0.75), ("last", None)):
         m = GraphModel(net("last", li), 8, {"kind": "direct", "bits": 4})
-        torch.manual_seed(0)
-        opt = torch.optim.Adam(m.parameters(), lr=5e-3)
-        m.train()
-        for _ in range(12):
-            order = torch.randperm(len(rows.x_train))
-            for i in range(0, len(order), 64):
-                idx = order[i:i + 64]
-                loss = torch.nn.functional.cross_entropy(m.net(rows.x_train[idx].transpose(0, 1) / LEVELS),
-                                                         rows.y_train[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        train_graph_model(m, rows.x_train, rows.y_train, rows_sequence, epochs=12, lr=5e-3)
         out[key] = m.eval()
     return out
 

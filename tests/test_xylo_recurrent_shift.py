@@ -8,13 +8,11 @@ every test sample; without the shared shift the trained network is refused by ru
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from neurodeploy.data import load_dataset
 from neurodeploy.errors import NeurodeployError
 from neurodeploy.families.xylo import lowering as xylo_lowering
 from neurodeploy.families.xylo.spec import load_spec, run_spec, write_spec
@@ -27,8 +25,7 @@ from neurodeploy.quantize.finetune import FinetuneConfig, finetune
 from neurodeploy.quantize.graph_model import GraphModel
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import float_accuracy
-
-LEVELS = 15  # image rows as graded 4-bit input events
+from tests.graph_training import digit_rows, rows_sequence, train_graph_model
 
 
 def two_recurrent_layers(h1: int = 24, h2: int = 16) -> GraphNet:
@@ -52,27 +49,13 @@ def two_recurrent_layers(h1: int = 24, h2: int = 16) -> GraphNet:
 
 @pytest.fixture(scope="module")
 def rows():
-    d = load_dataset("digits")
-    return SimpleNamespace(**{k: torch.round(getattr(d, k)[:, 0] * LEVELS) if k.startswith("x") else getattr(d, k)
-                              for k in ("x_train", "y_train", "x_test", "y_test")})
+    return digit_rows()
 
 
 @pytest.fixture(scope="module")
 def model(rows):
     m = GraphModel(two_recurrent_layers(), 8, {"kind": "direct", "bits": 4})
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    m.train()
-    for _ in range(30):
-        order = torch.randperm(len(rows.x_train))
-        for i in range(0, len(order), 64):
-            idx = order[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(m.net(rows.x_train[idx].transpose(0, 1) / LEVELS),
-                                                     rows.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    m.eval()
+    train_graph_model(m, rows.x_train, rows.y_train, rows_sequence, epochs=30, lr=1e-2)
     return m
 
 

@@ -401,31 +401,16 @@ def test_two_recurrent_groups_with_one_w_rec_shift_match_xylosim(xylo_python, tm
     every step of every test sample equal the simulator's and its read-out the fake-quant
     forward's."""
     import copy
-    from types import SimpleNamespace
 
-    from neurodeploy.data import load_dataset
     from neurodeploy.lower.lowering import graph_from_fakequant
     from neurodeploy.quantize.fakequant import fake_quantize
     from neurodeploy.quantize.graph_model import GraphModel
-    from tests.test_xylo_recurrent_shift import LEVELS, two_recurrent_layers
+    from tests.graph_training import digit_rows, rows_sequence, train_graph_model
+    from tests.test_xylo_recurrent_shift import two_recurrent_layers
 
-    d = load_dataset("digits")
-    rows = SimpleNamespace(**{k: torch.round(getattr(d, k)[:, 0] * LEVELS) if k.startswith("x") else getattr(d, k)
-                              for k in ("x_train", "y_train", "x_test", "y_test")})
+    rows = digit_rows()
     model = GraphModel(two_recurrent_layers(), 8, {"kind": "direct", "bits": 4})
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(30):
-        order = torch.randperm(len(rows.x_train))
-        for i in range(0, len(order), 64):
-            idx = order[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(model.net(rows.x_train[idx].transpose(0, 1) / LEVELS),
-                                                     rows.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
+    train_graph_model(model, rows.x_train, rows.y_train, rows_sequence, epochs=30, lr=1e-2)
     fq = fake_quantize(copy.deepcopy(model), "xylo-imu", rows.x_train[:300])
     graph = graph_from_fakequant(fq)
     spec = load_spec(write_spec(graph, tmp_path / "rnn2.npz"))
