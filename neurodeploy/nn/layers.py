@@ -16,9 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from neurodeploy.nn import functional as F  # noqa: N812
 from neurodeploy.nn.neurons import NeuronConfig, SpikingNeuron
-from neurodeploy.nn.surrogate import threshold_spike
 
 
 class Stepwise(nn.Module):
@@ -61,32 +59,7 @@ class Recurrent(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         current = self.input(x)
-        lay = self.neuron
-        cfg = lay.config
-        v_th = lay.threshold.to(current.dtype)
-        u = torch.zeros_like(current[0])
-        if cfg.mp_init:
-            u = u + lay.mp_mean.to(current.dtype)
-        i_syn = torch.zeros_like(current[0])
-        decay = lay.decay()
-        if cfg.model == "cuba":
-            fi, fv = F.cuba_factor(cfg.current_decay), F.cuba_factor(cfg.voltage_decay)
-        form = "leak" if cfg.model == "if" else cfg.form
-        out = torch.zeros_like(current[0])
-        outputs, spikes, potentials = [], [], []
-        for t in range(current.shape[0]):
-            drive = current[t] + self.recurrent(out)
-            if cfg.model == "cuba":
-                i_syn, m = F.cuba_charge(i_syn, u, drive, fi, fv)
-            else:
-                m = F.lif_charge(u, drive, decay, form)
-            s, out = threshold_spike(m, v_th, lay.surrogate, cfg.scale)
-            u = F.reset(m, s.detach() if cfg.detach_reset else s, v_th, cfg.reset)
-            outputs.append(out)
-            spikes.append(s)
-            if lay.monitor:
-                potentials.append(m.detach())
-        if not outputs:
+        if current.shape[0] == 0:
             return current
-        lay._after_pass(torch.stack(spikes), torch.stack(potentials) if lay.monitor else None, u, v_th)
-        return torch.stack(outputs)
+        # the neuron's own step-by-step dynamics, fed back its previous output (s[-1] = 0)
+        return self.neuron.forward_loop(current, feedback=self.recurrent)

@@ -187,8 +187,10 @@ class SpikingNeuron(nn.Module):
         self._after_pass(spikes, m_all, u_last, v_th)
         return v_th * spikes if cfg.scale == "threshold_robust" else spikes
 
-    def forward_loop(self, current: torch.Tensor) -> torch.Tensor:
-        """The reference: one autograd-recorded step at a time (``impl = "loop"``)."""
+    def forward_loop(self, current: torch.Tensor, feedback: Any = None) -> torch.Tensor:
+        """The reference: one autograd-recorded step at a time (``impl = "loop"``). With
+        ``feedback`` (a callable, e.g. recurrent synapses) step ``t`` receives
+        ``current[t] + feedback(out[t-1])`` (``out[-1] = 0``): the recurrent layer's dynamics."""
         cfg = self.config
         steps = current.shape[0]
         v_th = self.threshold.to(current.dtype)
@@ -200,12 +202,14 @@ class SpikingNeuron(nn.Module):
         if cfg.model == "cuba":
             fi, fv = F.cuba_factor(cfg.current_decay), F.cuba_factor(cfg.voltage_decay)
         outputs, spikes_all, m_all = [], [], []
+        out = torch.zeros_like(current[0]) if feedback is not None and steps else None
         for t in range(steps):
+            drive = current[t] if feedback is None else current[t] + feedback(out)
             if cfg.model == "cuba":
-                i_syn, m = F.cuba_charge(i_syn, u, current[t], fi, fv)
+                i_syn, m = F.cuba_charge(i_syn, u, drive, fi, fv)
             else:
                 form = "leak" if cfg.model == "if" else cfg.form
-                m = F.lif_charge(u, current[t], decay, form)
+                m = F.lif_charge(u, drive, decay, form)
             s, out = threshold_spike(m, v_th, self.surrogate, cfg.scale)
             s_reset = s.detach() if cfg.detach_reset else s
             u = F.reset(m, s_reset, v_th, cfg.reset)
