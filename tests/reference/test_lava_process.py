@@ -299,18 +299,19 @@ def _trained_graph_networks():
     graded input) of ``tests/test_graph_deploy.py``, built as GraphNets, trained briefly and
     lowered for Loihi 2 through the fake-quant network; three test samples each as input
     events ``[N, T, ...]``."""
+    from tests.graph_training import ROW_LEVELS, rows_sequence, train_graph_model
+
     gd = _test_module("test_graph_deploy.py")
     ds = load_dataset("digits")
 
     def rows(x):
-        return torch.round(x[:, 0] * gd.ROW_LEVELS)
+        return torch.round(x[:, 0] * ROW_LEVELS)
     torch.manual_seed(0)
     rnn = GraphModel(gd.recurrent_mlp(32), 8, {"kind": "direct", "bits": 4})
-    gd._train(rnn, rows(ds.x_train[:600]), ds.y_train[:600],
-              lambda ev: ev.transpose(0, 1) / gd.ROW_LEVELS, epochs=2, lr=5e-3)
+    train_graph_model(rnn, rows(ds.x_train[:600]), ds.y_train[:600], rows_sequence, epochs=2, lr=5e-3)
     res = GraphModel(gd.residual_convnet(), 4, {"kind": "direct", "bits": 8},
                      {"dataset": "digits"})
-    gd._train(res, ds.x_train[:600], ds.y_train[:600], res.encode, epochs=1, lr=3e-3)
+    train_graph_model(res, ds.x_train[:600], ds.y_train[:600], res.encode, epochs=1, lr=3e-3)
     out = {}
     for name, model, cal, test in (
             ("trained_recurrent", rnn, rows(ds.x_train[:200]), rows(ds.x_test[:3])),
