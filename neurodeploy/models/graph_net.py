@@ -279,4 +279,7 @@ def load_graph_checkpoint(path: str | Path) -> GraphCheckpoint:
     train = payload.get("train") or {}
     if not isinstance(train, dict):
         raise CheckpointError(f"{path} is damaged: its 'train' entry is a {type(train).__name__}, not a table")
+    if not isinstance(payload.get("meta") or {}, dict):
+        raise CheckpointError(f"{path} is damaged: its 'meta' entry is a {type(payload['meta']).__name__}, "
+                              "not a table")
     return GraphCheckpoint(graph_from_data(payload.get("graph")), steps, dict(payload.get("meta") or {}), train)
