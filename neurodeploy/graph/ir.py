@@ -144,6 +144,11 @@ class Graph:
         """Check names, edges, parameters and shapes; return ``self`` or raise :class:`GraphError`."""
         if not self.nodes:
             raise GraphError("the graph has no nodes")
+        enc, steps = self.meta.get("encoding"), self.meta.get("steps")
+        if enc is not None and not isinstance(enc, dict):
+            raise GraphError(f"the graph's encoding is {enc!r}, not a table")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise GraphError(f"the graph's steps are {steps!r}, not a whole number >= 1")
         for k, node in self.nodes.items():
             if not isinstance(k, str) or not k:
                 raise GraphError(f"node name {k!r} is not a non-empty string")
