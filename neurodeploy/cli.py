@@ -790,6 +790,10 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
     if fmt != "nir" and dt is not None:
         raise ConfigError("--dt: only for --format nir")
     _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
+    if Path(checkpoint).suffix.lower() == ".npz":
+        raise ConfigError(f"{checkpoint}: export takes a checkpoint (.pt), not a deployment graph (.npz); export "
+                          "the checkpoint it was lowered from, or in Python nd.export_to(nd.DeployGraph.load(...), "
+                          "path, format=...)")
     kind = {"nir": "hdf5", "lava": "hdf5", "lava-process": "npz", "onnx": "onnx", "xylo": "npz"}[fmt]
     tag = {"lava-process": "neurodeploy.lava_process", "xylo": "neurodeploy.XyloSpec"}.get(fmt)
     check_outputs([checkpoint], [Output.of(out_path, kind, f"{fmt} file", tag)], force=force)
