@@ -111,7 +111,10 @@ def _check_common(*, lr=None, seed=None, limit=None, epochs=None, batch_size=Non
     _check_number(limit, "--limit", 1)
     _check_number(epochs, "--epochs", 1, 100_000)
     _check_number(batch_size, "--batch-size", 1, 1_000_000)
-    _check_number(steps, steps_option, 1, 1_000_000)
+    if steps is not None:
+        from neurodeploy.models.spec import MAX_STEPS
+
+        _check_number(steps, steps_option, 1, MAX_STEPS)
     _check_number(threads, "--threads", 1, 1024)
 
 

@@ -238,6 +238,7 @@ CHECKPOINT_EDITS = {
     "meta-a-string": (lambda p: p.__setitem__("meta", "x"), "'meta'"),
     "encoding-a-string": (lambda p: p["graph"]["meta"].__setitem__("encoding", "x"), "encoding"),
     "steps-a-string": (lambda p: p["graph"]["meta"].__setitem__("steps", "x"), "steps"),
+    "steps-memory-bomb": (lambda p: p.__setitem__("steps", 10**8), "number of time steps"),
 }
 
 
