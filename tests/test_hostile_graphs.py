@@ -147,6 +147,7 @@ GRAPH_EDITS = {
     "layer-a-string": ("dense", lambda h, a: h["layers"].__setitem__(1, "dense"), ("layer 1",)),
     "readout-string": ("dense", lambda h, a: h.update(readout="x"), ("'readout'",)),
     "metadata-list": ("dense", lambda h, a: h.update(metadata=[1]), ("'metadata'",)),
+    "target-a-string": ("dense", lambda h, a: h.update(target="x"), ("'target'",)),
     "steps-memory-bomb": ("dense", lambda h, a: h.update(steps=10**12), ("GiB", "fewer steps")),
     "conv-stride-float": ("conv", lambda h, a: h["layers"][2]["extra"][0].update(stride=[1.5, 1.5]),
                           ("stride",)),

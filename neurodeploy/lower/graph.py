@@ -580,6 +580,9 @@ def _resolve_header(header: dict[str, Any], version: int) -> tuple[Any, QuantRec
     quant = None
     if header.get("quant") is not None:
         quant = QuantRecord.from_dict(header["quant"], "the graph's quantization record")
+    if header.get("target") is not None and not isinstance(header["target"], dict):
+        raise FormatError(f"deployment graph has a malformed number format: 'target' is "
+                          f"{type(header['target']).__name__}, not a table")
     if isinstance(header.get("target"), dict):
         try:
             return parse_profile(header["target"], f"graph target {header.get('profile')!r}"), quant
