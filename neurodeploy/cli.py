@@ -111,7 +111,10 @@ def _check_common(*, lr=None, seed=None, limit=None, epochs=None, batch_size=Non
     _check_number(limit, "--limit", 1)
     _check_number(epochs, "--epochs", 1, 100_000)
     _check_number(batch_size, "--batch-size", 1, 1_000_000)
-    _check_number(steps, steps_option, 1, 1_000_000)
+    if steps is not None:
+        from neurodeploy.models.spec import MAX_STEPS
+
+        _check_number(steps, steps_option, 1, MAX_STEPS)
     _check_number(threads, "--threads", 1, 1024)
 
 
@@ -790,6 +793,10 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
     if fmt != "nir" and dt is not None:
         raise ConfigError("--dt: only for --format nir")
     _check_number(dt, "--dt", 1e-9, 1e3, "it is a time step in seconds")
+    if Path(checkpoint).suffix.lower() == ".npz":
+        raise ConfigError(f"{checkpoint}: export takes a checkpoint (.pt), not a deployment graph (.npz); export "
+                          "the checkpoint it was lowered from, or in Python nd.export_to(nd.DeployGraph.load(...), "
+                          "path, format=...)")
     kind = {"nir": "hdf5", "lava": "hdf5", "lava-process": "npz", "onnx": "onnx", "xylo": "npz"}[fmt]
     tag = {"lava-process": "neurodeploy.lava_process", "xylo": "neurodeploy.XyloSpec"}.get(fmt)
     check_outputs([checkpoint], [Output.of(out_path, kind, f"{fmt} file", tag)], force=force)

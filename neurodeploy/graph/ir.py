@@ -13,6 +13,7 @@ with one line naming the node or edge at fault.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -143,6 +144,11 @@ class Graph:
         """Check names, edges, parameters and shapes; return ``self`` or raise :class:`GraphError`."""
         if not self.nodes:
             raise GraphError("the graph has no nodes")
+        enc, steps = self.meta.get("encoding"), self.meta.get("steps")
+        if enc is not None and not isinstance(enc, dict):
+            raise GraphError(f"the graph's encoding is {enc!r}, not a table")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise GraphError(f"the graph's steps are {steps!r}, not a whole number >= 1")
         for k, node in self.nodes.items():
             if not isinstance(k, str) or not k:
                 raise GraphError(f"node name {k!r} is not a non-empty string")
@@ -208,6 +214,18 @@ def _pair_ok(v: Any, low: int) -> bool:
 def check_parameters(k: str, node: n.Node) -> None:
     """One-line :class:`GraphError` for parameters a node of its kind cannot have."""
     kind = node.kind
+    for f in dataclasses.fields(node):  # tensors and numbers: of their type and finite
+        v, t = getattr(node, f.name), str(f.type)
+        if v is None and "None" in t:
+            continue
+        if "Tensor" in t or t.startswith("Param"):
+            number = not isinstance(v, bool) and isinstance(v, int | float) and "Param" in t
+            if not number and not (isinstance(v, torch.Tensor) and v.is_floating_point()):
+                raise GraphError(f"node {k} ({kind}): {f.name} must be a float tensor"
+                                 f"{' or a number' if 'Param' in t else ''}, got "
+                                 f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}")
+            if not (math.isfinite(v) if number else bool(torch.isfinite(v).all())):
+                raise GraphError(f"node {k} ({kind}): {f.name} holds values that are not finite")
     if isinstance(node, n.Input) and (not node.shape or any(int(v) < 1 for v in node.shape)):
         raise GraphError(f"node {k} (Input): shape {node.shape} is not positive")
     if isinstance(node, n.Output) and node.readout not in n.READOUTS:

@@ -20,13 +20,15 @@ edge that reads its group (:func:`source_fan_out`).
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from neurodeploy.arith.synapse import conv_output_shape, window_counts
-from neurodeploy.errors import FormatError
+from neurodeploy.errors import FormatError, ResourceError
 
 
 @dataclass
@@ -149,12 +151,31 @@ def _pair(value: Any, label: str, what: str) -> tuple[int, int]:
     return a, b
 
 
+BYTES_PER_ELEMENT = 32
+"""Bytes the simulator keeps per neuron (or input element) for one step of one sample: the
+int64 raster and the working copies of a layer step."""
+
+
+def check_size(label: str, shape: tuple[int, ...]) -> None:
+    """Refuse (:class:`ResourceError`, one line) a neuron group or input of ``shape`` that one
+    step of one sample could not hold in this machine's memory, before anything of that size is
+    allocated (a shape in a graph file costs nothing to write)."""
+    n = math.prod(int(d) for d in shape)
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if n * BYTES_PER_ELEMENT > memory:
+        raise ResourceError(f"{label}: shape {tuple(shape)} ({n:.3g} neurons) needs more than this "
+                            f"machine's {memory / 2**30:.0f} GiB of memory for one step of one sample")
+
+
 def _check_group(label: str, layer: Any, shape: tuple[int, ...]) -> None:
     group = getattr(layer, "neurons", None)
     if group is None:
         raise FormatError(f"{label}: has no neuron group")
-    size = int(np.prod(group.shape)) if len(tuple(group.shape)) else 1
-    if size != int(np.prod(shape)):
+    size = math.prod(int(d) for d in group.shape)
+    if size != math.prod(shape) or any(int(d) < 1 for d in group.shape):
         raise FormatError(f"{label}: neuron group shape {tuple(group.shape)} does not match the "
                           f"synapse output shape {shape}")
 
@@ -206,6 +227,7 @@ def _edge_geometry(label: str, kind: str, syn: Any, shape: tuple[int, ...], flat
         ho, wo = conv_output_shape((h, wd), (kh, kw), stride, padding)
         if ho < 1 or wo < 1:
             raise FormatError(f"{label}: output would be empty for input {shape}")
+        check_size(label, (o, ho, wo))
         taps, covers = window_counts((h, wd), (kh, kw), stride, padding)
         fan_in = np.broadcast_to(cg * taps, (o, ho, wo)).astype(np.int64)
         fan_out = np.broadcast_to(og * covers, (c, h, wd)).copy()
@@ -224,6 +246,7 @@ def layer_structure(graph: Any) -> list[LayerStructure]:
     shape = tuple(int(d) for d in graph.input_shape)
     if not shape or any(d <= 0 for d in shape):
         raise FormatError(f"deployment graph: invalid input shape {shape}")
+    check_size("deployment graph input", shape)
     layers = list(graph.layers)
     shapes: dict[int, tuple[int, ...]] = {-1: shape}
     edges_of = layer_edges(layers)

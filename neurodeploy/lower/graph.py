@@ -385,14 +385,25 @@ class DeployGraph:
         if header.get("format") != GRAPH_FORMAT:
             raise FormatError("not a neurodeploy deployment graph (missing format tag)")
         version = header.get("version")
-        if version not in (1, CHAIN_VERSION, GRAPH_VERSION):
+        if type(version) is not int or version not in (1, CHAIN_VERSION, GRAPH_VERSION):
             raise FormatError(f"deployment graph version {version!r}; this neurodeploy reads "
                               f"versions 1 to {GRAPH_VERSION}")
         target, quant = _resolve_header(header, version)
         try:
+            for key in ("layers", "input_shape"):
+                if not isinstance(header.get(key), list):
+                    raise FormatError(f"malformed deployment graph: '{key}' is "
+                                      f"{type(header.get(key)).__name__}, not a list")
+            for key in ("encoding", "readout", "metadata"):
+                if not isinstance(header.get(key, {}), dict):
+                    raise FormatError(f"malformed deployment graph: '{key}' is "
+                                      f"{type(header[key]).__name__}, not a table")
             _projection = _projection_from(arrays)
             layers: list[Layer] = []
-            for entry in header["layers"]:
+            for i, entry in enumerate(header["layers"]):
+                if not isinstance(entry, dict):
+                    raise FormatError(f"malformed deployment graph: layer {i} is "
+                                      f"{type(entry).__name__}, not a table")
                 entry = dict(entry)
                 kind = entry.pop("kind")
                 if kind not in _LAYER_TYPES:
@@ -400,28 +411,38 @@ class DeployGraph:
                 kwargs: dict[str, Any] = {}
                 for name, value in entry.items():
                     if isinstance(value, dict) and "array" in value:
-                        kwargs[name] = np.asarray(arrays[value["array"]], dtype=np.int64)
+                        kwargs[name] = _int_array(arrays, value["array"])
                     elif name == "extra":
+                        if not isinstance(value, list):
+                            raise FormatError(f"malformed deployment graph: layer {i}'s 'extra' is "
+                                              f"{type(value).__name__}, not a list")
                         kwargs[name] = [_projection(p) for p in value]
                     elif name == "neurons":
+                        if not isinstance(value, dict):
+                            raise FormatError(f"malformed deployment graph: layer {i}'s 'neurons' "
+                                              f"is {type(value).__name__}, not a table")
                         group = {}
                         for gname, gv in value.items():
                             if isinstance(gv, dict) and "array" in gv:
-                                group[gname] = np.asarray(arrays[gv["array"]], dtype=np.int64)
+                                group[gname] = _int_array(arrays, gv["array"])
                             elif isinstance(gv, list):
                                 group[gname] = tuple(gv)
                             else:
                                 group[gname] = gv
-                        kwargs[name] = NeuronGroup(**group)
+                        kwargs[name] = _checked(NeuronGroup(**group), f"layer {i}'s neurons")
                     elif isinstance(value, list):
                         kwargs[name] = tuple(value)
                     else:
                         kwargs[name] = value
-                layers.append(_LAYER_TYPES[kind](**kwargs))
+                layers.append(_checked(_LAYER_TYPES[kind](**kwargs), f"layer {i}"))
                 if kind != "flatten" and version != GRAPH_VERSION and (
                         layers[-1].source is not None or layers[-1].delay is not None or layers[-1].extra):
                     raise FormatError(f"deployment graph version {version} cannot hold sources, "
                                       f"delays or projections (version {GRAPH_VERSION} does)")
+            if isinstance(header.get("steps"), bool) or not isinstance(header.get("steps"), int):
+                raise FormatError(f"malformed deployment graph: 'steps' is {header.get('steps')!r}, "
+                                  "not a whole number")
+            _check_ints(header["input_shape"], "the graph's input_shape")
             return cls(
                 profile=header["profile"],
                 family=header["family"],
@@ -470,15 +491,65 @@ def _projection_from(arrays: dict[str, np.ndarray]):
         kw: dict[str, Any] = {}
         for k, v in entry.items():
             if isinstance(v, dict) and "array" in v:
-                kw[k] = np.asarray(arrays[v["array"]], dtype=np.int64)
+                kw[k] = _int_array(arrays, v["array"])
             elif isinstance(v, list):
                 kw[k] = tuple(v)
             else:
                 kw[k] = v
         if kw.get("kind", "dense") not in ("dense", "conv"):
             raise FormatError(f"deployment graph has a projection of unknown kind {kw.get('kind')!r}")
-        return Projection(**kw)
+        return _checked(Projection(**kw), f"projection {kw.get('name', '')!r}")
     return build
+
+
+def _int_array(arrays: dict[str, np.ndarray], key: Any) -> np.ndarray:
+    """The integer array ``key`` of a graph file; :class:`FormatError` for a missing one or one
+    of another dtype (a float or boolean array would be rounded or read as 0/1 without a word)."""
+    if not isinstance(key, str) or key not in arrays:
+        raise FormatError(f"malformed deployment graph: array {key!r} is missing")
+    a = np.asarray(arrays[key])
+    if a.dtype.kind not in "iu" or (a.dtype.kind == "u" and a.size and
+                                     int(a.max()) > np.iinfo(np.int64).max):
+        raise FormatError(f"malformed deployment graph: array {key!r} holds {a.dtype}, "
+                          "not int64 integers")
+    return a.astype(np.int64)
+
+
+def _check_ints(values: Any, what: str) -> None:
+    if not isinstance(values, tuple | list) or any(
+            isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise FormatError(f"malformed deployment graph: {what} is {values!r}, not whole numbers")
+
+
+def _checked(obj: Any, what: str) -> Any:
+    """``obj`` (a layer, projection or neuron group read from a file) with every field of the
+    type its dataclass declares: a whole number where an ``int`` is declared (an integer array
+    where per-neuron values are allowed), ``None`` only where optional; :class:`FormatError` (one
+    line naming the field) otherwise, so that a ``1.5`` delay or a ``"2"`` source is never
+    truncated or coerced into another network."""
+    for f in dataclasses.fields(obj):
+        v, t = getattr(obj, f.name), str(f.type)
+        if f.name == "kind" or isinstance(v, np.ndarray | NeuronGroup) or (v is None and "None" in t):
+            continue
+        if t.startswith("tuple[int"):
+            ok = isinstance(v, tuple) and all(not isinstance(x, bool) and isinstance(x, int)
+                                              for x in v)
+        elif t.startswith("int"):
+            ok = not isinstance(v, bool) and isinstance(v, int)
+        elif t == "bool":
+            ok = isinstance(v, bool)
+        elif t == "str":
+            ok = isinstance(v, str)
+        elif t.startswith("list"):
+            ok = isinstance(v, list)
+        elif t == "np.ndarray":  # an array, or one whole number for all
+            ok = not isinstance(v, bool) and isinstance(v, int)
+        else:
+            ok = True
+        if not ok:
+            raise FormatError(f"malformed deployment graph: {what}: {f.name} = {v!r} is not "
+                              f"{'a whole number' if 'int' in t else 'of type ' + t}")
+    return obj
 
 
 def number_format(profile: Any) -> dict[str, Any]:
@@ -509,6 +580,9 @@ def _resolve_header(header: dict[str, Any], version: int) -> tuple[Any, QuantRec
     quant = None
     if header.get("quant") is not None:
         quant = QuantRecord.from_dict(header["quant"], "the graph's quantization record")
+    if header.get("target") is not None and not isinstance(header["target"], dict):
+        raise FormatError(f"deployment graph has a malformed number format: 'target' is "
+                          f"{type(header['target']).__name__}, not a table")
     if isinstance(header.get("target"), dict):
         try:
             return parse_profile(header["target"], f"graph target {header.get('profile')!r}"), quant

@@ -37,6 +37,7 @@ from neurodeploy.errors import CheckpointError, DataError
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.interpret import apply_stateless
 from neurodeploy.graph.ir import Edge, Graph, GraphError
+from neurodeploy.models.spec import MAX_STEPS
 from neurodeploy.nn.neurons import layer_stats
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate, spike
 
@@ -274,9 +275,12 @@ def load_graph_checkpoint(path: str | Path) -> GraphCheckpoint:
         raise CheckpointError(f"{path} has graph checkpoint version {payload.get('version')!r}; this "
                               f"neurodeploy reads version {VERSION}")
     steps = payload.get("steps")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise CheckpointError(f"{path} has an invalid number of time steps {steps!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise CheckpointError(f"{path} has an invalid number of time steps {steps!r} (1 to {MAX_STEPS})")
     train = payload.get("train") or {}
     if not isinstance(train, dict):
         raise CheckpointError(f"{path} is damaged: its 'train' entry is a {type(train).__name__}, not a table")
+    if not isinstance(payload.get("meta") or {}, dict):
+        raise CheckpointError(f"{path} is damaged: its 'meta' entry is a {type(payload['meta']).__name__}, "
+                              "not a table")
     return GraphCheckpoint(graph_from_data(payload.get("graph")), steps, dict(payload.get("meta") or {}), train)

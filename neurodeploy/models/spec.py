@@ -25,6 +25,10 @@ DEFAULT_ENCODING = {"kind": "rate"}
 DEFAULT_HIDDEN = {"mlp": [128, 128], "convnet": [16, 32], "vgg": [16, 16, "P", 32, 32, "P"]}
 
 
+MAX_STEPS = 1_000_000
+"""Most time steps per sample a network may have (an input sequence of that many steps already
+needs gigabytes per sample)."""
+
 @dataclass
 class ModelSpec:
     """Architecture, time steps, encoding and neuron dynamics of a spiking network.
@@ -86,8 +90,8 @@ class ModelSpec:
         for h in self.dense:
             if not isinstance(h, int) or isinstance(h, bool) or h <= 0:
                 raise ConfigError(f"dense entry {h!r} is not a positive width")
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
-            raise ConfigError(f"steps must be a positive integer, got {self.steps!r}")
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be a positive integer up to {MAX_STEPS}, got {self.steps!r}")
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise ConfigError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
         if self.arch != "mlp" and len(self.input_shape) != 3:

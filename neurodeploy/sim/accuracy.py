@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.errors import DataError
+from neurodeploy.errors import DataError, ResourceError
+from neurodeploy.hardware.structure import BYTES_PER_ELEMENT
 from neurodeploy.sim.simulator import Simulator
+from neurodeploy.train.config import available_memory
 
 #: Bytes one simulator batch may use for its per-step arrays (input events, rasters of every layer).
 BATCH_MEMORY_BUDGET = 256 * 2**20
 #: Most samples per simulator call (more gives no speed on a CPU).
 MAX_BATCH = 256
-#: Bytes per neuron per step in one batch: the int64 raster and the working copies of a layer step.
-_BYTES_PER_NEURON_STEP = 32
 
 
 def batch_size_for(sim: Simulator, steps: int, budget: int = BATCH_MEMORY_BUDGET,
@@ -32,7 +32,12 @@ def batch_size_for(sim: Simulator, steps: int, budget: int = BATCH_MEMORY_BUDGET
     for v in sim.input_shape:
         inputs *= int(v)
     neurons = inputs + sum(int(st.neurons) for st in sim.structure)
-    per_sample = max(1, neurons * int(steps) * _BYTES_PER_NEURON_STEP)
+    per_sample = max(1, neurons * int(steps) * BYTES_PER_ELEMENT)
+    memory = available_memory()
+    if memory is not None and per_sample > memory:
+        raise ResourceError(f"one sample over {int(steps)} steps ({neurons} neurons and inputs) "
+                            f"needs {per_sample / 2**30:.3g} GiB, more than this machine's "
+                            f"{memory / 2**30:.0f} GiB; simulate fewer steps")
     return int(max(1, min(max_batch, budget // per_sample)))
 
 

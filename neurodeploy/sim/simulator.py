@@ -116,15 +116,15 @@ def _bias_array(label: str, bias: Any, out_shape: tuple[int, ...]) -> Any:
     b = np.asarray(bias, dtype=np.int64)
     if b.size == 0:
         raise FormatError(f"{label}: bias is empty")
+    size = int(np.prod(out_shape))
+    if b.size not in (1, size) and not (len(out_shape) == 3 and b.size == out_shape[0]):
+        raise FormatError(f"{label}: bias of {b.size} values fits neither the {size} neurons nor "
+                          f"the {out_shape[0]} channels")
     if b.size == 1 or np.all(b == b.reshape(-1)[0]):
         return int(b.reshape(-1)[0])  # a uniform bias is a scalar: cheaper to add
-    size = int(np.prod(out_shape))
     if b.size == size:
         return b.reshape(out_shape)
-    if len(out_shape) == 3 and b.size == out_shape[0]:
-        return b.reshape(out_shape[0], 1, 1)
-    raise FormatError(f"{label}: bias of {b.size} values fits neither the {size} neurons nor the "
-                      f"{out_shape[0]} channels")
+    return b.reshape(out_shape[0], 1, 1)
 
 
 class Simulator:
@@ -214,6 +214,11 @@ class Simulator:
                                   f"{np.asarray(e.synapse.weight).dtype}")
         if g.reset not in ("zero", "subtract"):
             raise FormatError(f"{st.label}: unknown reset {g.reset!r}")
+        for what, exp in [("bias_exp", g.bias_exp)] + [
+                (f"weight_exp of edge {j}", getattr(e.synapse, "weight_exp", 0))
+                for j, e in enumerate(st.edges)]:
+            if not -62 <= int(exp) <= 62:  # the profile schema's exponent bound
+                raise FormatError(f"{st.label}: {what} = {int(exp)} is outside [-62, 62]")
         params = {
             "current_decay": _decay(g.current_decay, st.label, st.out_shape),
             "voltage_decay": _decay(g.voltage_decay, st.label, st.out_shape),

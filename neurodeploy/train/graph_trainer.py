@@ -69,6 +69,11 @@ class GraphTrainer(Trainer):
         if _structure(ck.graph) != _structure(self.model.net.graph) or ck.steps != self.model.spec.steps:
             raise CheckpointError(f"{self.checkpoint_path} holds another graph network (nodes, edges, shapes or "
                                   "steps differ); choose another output folder")
+        stored = ck.graph.meta.get("encoding")
+        if isinstance(stored, dict) and stored != dict(self.model.spec.encoding):
+            raise ConfigError(f"{self.checkpoint_path} was trained with input encoding {stored}, not "
+                              f"{dict(self.model.spec.encoding)}; a resumed run keeps its settings: drop "
+                              "--encoding/--input-bits or start a new run")
         self.model.net.load_state_dict(GraphNet(ck.graph).state_dict())
         return ck.train
 

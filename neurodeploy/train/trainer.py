@@ -151,9 +151,15 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
+    def _data_identity(self) -> dict[str, Any]:
+        """What decides the samples a run trains on: the dataset's name and split (subset included)."""
+        return {"dataset": self.data.name, "split": getattr(self.data, "split", ""),
+                "samples": [len(self.data.x_train), len(self.data.x_test)]}
+
     def _save(self, test_acc: float, train_acc: float) -> None:
         train = {
             "config": asdict(self.config),
+            "data": self._data_identity(),
             "epoch": self.epoch,
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -204,6 +210,11 @@ class Trainer:
         if changed:
             raise ConfigError(f"{self.checkpoint_path} was trained with other settings ({'; '.join(changed)}); "
                               "a resumed run keeps its settings: drop those options or start a new run")
+        data = tr.get("data")
+        if isinstance(data, dict) and data != self._data_identity():
+            raise ConfigError(f"{self.checkpoint_path} was trained on other data ({data['dataset']}: "
+                              f"{data.get('split')}); a resumed run keeps its data: give the same --dataset "
+                              "and --limit or start a new run")
         try:
             self.optimizer.load_state_dict(tr["optimizer"])
             if self.scheduler is not None and tr.get("scheduler"):
