@@ -333,33 +333,13 @@ class DeployGraph:
                     arrays[key] = np.asarray(value, dtype=np.int64)
                     entry[f.name] = {"array": key}
                 elif f.name == "extra":
-                    projections = []
-                    for j, proj in enumerate(value):
-                        pe: dict[str, Any] = {}
-                        for g in dataclasses.fields(proj):
-                            gv = getattr(proj, g.name)
-                            if isinstance(gv, np.ndarray):
-                                key = f"layer{i}.extra{j}.{g.name}"
-                                arrays[key] = np.asarray(gv, dtype=np.int64)
-                                pe[g.name] = {"array": key}
-                            else:
-                                pe[g.name] = list(gv) if isinstance(gv, tuple) else gv
-                        projections.append(pe)
-                    if projections:
-                        entry[f.name] = projections
+                    if value:
+                        entry[f.name] = [_fields_entry(proj, f"layer{i}.extra{j}", arrays)
+                                         for j, proj in enumerate(value)]
                 elif f.name in ("source", "delay") and value is None:
                     continue
                 elif isinstance(value, NeuronGroup):
-                    group: dict[str, Any] = {}
-                    for g in dataclasses.fields(value):
-                        gv = getattr(value, g.name)
-                        if isinstance(gv, np.ndarray):
-                            key = f"layer{i}.neurons.{g.name}"
-                            arrays[key] = np.asarray(gv, dtype=np.int64)
-                            group[g.name] = {"array": key}
-                        else:
-                            group[g.name] = list(gv) if isinstance(gv, tuple) else gv
-                    entry[f.name] = group
+                    entry[f.name] = _fields_entry(value, f"layer{i}.neurons", arrays)
                 else:
                     entry[f.name] = list(value) if isinstance(value, tuple) else value
             layers.append(entry)
@@ -481,6 +461,22 @@ class DeployGraph:
             raise FormatError(f"{path} is not a readable deployment graph ({type(exc).__name__})") \
                 from None
         return cls.from_arrays(header, arrays)
+
+
+def _fields_entry(obj: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The JSON header entry of a dataclass (a neuron group, a projection): arrays go to
+    ``arrays`` as int64 under ``<prefix>.<field>`` and are named by ``{"array": key}``; tuples
+    become lists."""
+    entry: dict[str, Any] = {}
+    for g in dataclasses.fields(obj):
+        value = getattr(obj, g.name)
+        if isinstance(value, np.ndarray):
+            key = f"{prefix}.{g.name}"
+            arrays[key] = np.asarray(value, dtype=np.int64)
+            entry[g.name] = {"array": key}
+        else:
+            entry[g.name] = list(value) if isinstance(value, tuple) else value
+    return entry
 
 
 def _projection_from(arrays: dict[str, np.ndarray]):
