@@ -9,17 +9,13 @@ of 37 samples gives the two ranks shares of 19 and 18.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.distributed as dist
 from click.testing import CliRunner
 
 from neurodeploy.cli import main
+from tests.torchrun import run_torchrun
 
 CONFIG = """
 [model]
@@ -48,18 +44,7 @@ FINETUNE = ("--profile", "loihi2", "--batch-size", "50", "--lr", "0.002", "--no-
 
 
 def _torchrun(args: list[str], nproc: int) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
-           "-m", "neurodeploy.cli", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-2000:]
+    run_torchrun(args, nproc, timeout=300)
 
 
 def _weights(path):

@@ -6,11 +6,6 @@ global batch of 32 leaves a last batch of 9 samples, so the two ranks' shares di
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -18,6 +13,7 @@ from click.testing import CliRunner
 
 from neurodeploy.cli import main
 from neurodeploy.train.distributed import shard
+from tests.torchrun import run_torchrun
 
 CONFIG = """
 [model]
@@ -47,19 +43,8 @@ TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 
 
 def _torchrun(tmp_path, out: str, nproc: int, *extra: str) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
-           "-m", "neurodeploy.cli", "train", "--config", str(tmp_path / "run.toml"), "-o", str(tmp_path / out),
-           "--no-progress", "--device", "cpu", *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-2000:]
+    run_torchrun(["train", "--config", str(tmp_path / "run.toml"), "-o", str(tmp_path / out), "--no-progress",
+                  "--device", "cpu", *extra], nproc, timeout=180)
 
 
 def _weights(path):
