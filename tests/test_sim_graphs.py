@@ -658,3 +658,21 @@ def test_flat_per_neuron_decays_of_a_conv_group_run_as_shaped_ones_and_mixed_ini
     with pytest.raises(FormatError, match="per-neuron initial potentials") as exc:
         Simulator(graph(decays, initial_v=np.arange(18)))
     assert "\n" not in str(exc.value)
+
+
+def test_a_group_whose_input_could_leave_64_bits_is_refused_in_one_line():
+    """Exponents near the schema's bound on large weights would wrap int64 silently; the
+    simulator refuses such a group before running it, and runs the same graph at a sane
+    exponent."""
+    def graph(exp):
+        hidden = NeuronGroup((4,), 4096, 0, 100, np.zeros(4, np.int64))
+        out = NeuronGroup((2,), 4096, 0, 10**9, np.zeros(2, np.int64), spiking=False)
+        return DeployGraph("loihi2", "loihi", (3,), [Dense(np.full((4, 3), 100, np.int64), hidden,
+                                                           weight_exp=exp, name="a"),
+                                                     Dense(np.ones((2, 4), np.int64), out, name="o")], 5)
+
+    ok = Simulator(graph(7)).run(np.ones((1, 5, 3), np.int64))
+    assert ok.readout.max() > 0
+    with pytest.raises(FormatError, match="beyond 64-bit integers") as exc:
+        Simulator(graph(60))
+    assert "\n" not in str(exc.value)

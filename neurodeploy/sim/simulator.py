@@ -219,6 +219,7 @@ class Simulator:
                 for j, e in enumerate(st.edges)]:
             if not -62 <= int(exp) <= 62:  # the profile schema's exponent bound
                 raise FormatError(f"{st.label}: {what} = {int(exp)} is outside [-62, 62]")
+        self._check_int64_headroom(st, g)
         params = {
             "current_decay": _decay(g.current_decay, st.label, st.out_shape),
             "voltage_decay": _decay(g.voltage_decay, st.label, st.out_shape),
@@ -296,6 +297,25 @@ class Simulator:
         for a in inputs[1:]:
             total = total + a
         return total
+
+    def _check_int64_headroom(self, st: LayerStructure, g: Any) -> None:
+        """Refuse a group whose synaptic input or bias could leave int64 (exponents near 62 on
+        large weights): a bound from every edge's summed absolute weights, the largest input
+        value an event carries and the exponent, so the arithmetic never wraps silently."""
+        n = self.profile.neuron
+        event = max(1, (1 << self.profile.input.graded_bits) - 1, int(n.max_spikes_per_step),
+                    int(n.max_output_spikes_per_step))
+        total = 0
+        for e in st.edges:
+            w = getattr(e.synapse, "weight", None)
+            size = int(np.prod(getattr(e.synapse, "kernel", (1, 1)))) if w is None else 0
+            mass = size if w is None else int(np.abs(np.asarray(w, dtype=np.int64)).sum(dtype=np.int64))
+            total += (mass * event) << max(0, int(getattr(e.synapse, "weight_exp", 0)))
+        bias = np.asarray(g.bias, dtype=np.int64)
+        total += (int(np.abs(bias).max()) if bias.size else 0) << max(0, int(g.bias_exp))
+        if total >= 1 << 62:
+            raise FormatError(f"{st.label}: its synaptic input and bias could reach {total:.3e}, beyond "
+                              "64-bit integers (weights, bias and exponents too large)")
 
     # ------------------------------------------------------------------ inputs
     def _check_inputs(self, inputs: Any) -> tuple[np.ndarray, int]:
