@@ -79,7 +79,7 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.arith.synapse import conv_output_shape
-from neurodeploy.atomic import atomic_path
+from neurodeploy.atomic import atomic_path, json_default
 from neurodeploy.errors import FormatError, UnsupportedError
 from neurodeploy.families import rules as design_rules
 from neurodeploy.families.loihi.netx import (
@@ -479,26 +479,16 @@ def lava_network_spec(graph: Any, *, profile: HardwareProfile | str | None = Non
         "metadata": graph.metadata,
     }
     try:
-        json.dumps(header, default=_json_default)
+        json.dumps(header, default=json_default)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"the graph's metadata cannot be stored as JSON ({exc})") from None
     return header, arrays
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (Path, tuple)):
-        return str(o)
-    raise TypeError(f"cannot store {type(o).__name__} in a Lava process description")
-
-
 def save_spec(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
     """Write ``(header, arrays)`` as an ``.npz`` (JSON header as uint8 under ``__header__``),
     atomically."""
-    blob = np.frombuffer(json.dumps(header, default=_json_default).encode(), dtype=np.uint8)
+    blob = np.frombuffer(json.dumps(header, default=json_default).encode(), dtype=np.uint8)
     with atomic_path(path, suffix=".tmp.npz") as tmp:
         np.savez(tmp, __header__=blob, **{k: np.asarray(v, dtype=np.int64)
                                           for k, v in arrays.items()})
@@ -583,7 +573,7 @@ def export_lava_process(graph: Any, path: str | Path, *,
     with atomic_path(dest, suffix=".tmp.npz") as tmp:
         save_spec(tmp, header, arrays)
         back_header, back_arrays = load_spec(tmp)
-        same = json.loads(json.dumps(header, default=_json_default)) == back_header and \
+        same = json.loads(json.dumps(header, default=json_default)) == back_header and \
             set(back_arrays) == set(arrays) and \
             all(np.array_equal(back_arrays[k], arrays[k]) for k in arrays)
         if not same:

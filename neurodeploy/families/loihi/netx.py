@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.atomic import atomic_path
+from neurodeploy.atomic import atomic_path, json_default
 from neurodeploy.errors import FormatError, NeurodeployError, UnsupportedError
 from neurodeploy.families import rules as design_rules
 from neurodeploy.hardware import HardwareProfile, load_profile
@@ -506,19 +506,6 @@ def _header(graph: DeployGraph, plan: dict[str, Any], profile: HardwareProfile) 
     }
 
 
-def _json(obj: Any) -> str:
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, (Path, tuple)):
-            return str(o)
-        raise TypeError(f"cannot store {type(o).__name__} in netx metadata")
-
-    return json.dumps(obj, default=default)
-
-
 def _write(path: Path, plan: dict[str, Any], header: str) -> None:
     import h5py
 
@@ -613,7 +600,7 @@ def export_netx(graph: DeployGraph, path: str | Path, *, profile: HardwareProfil
     prof = graph.resolved_profile() if profile is None else load_profile(profile)
     plan = _plan(graph, prof, graded_input)
     try:
-        header = _json(_header(graph, plan, prof))
+        header = json.dumps(_header(graph, plan, prof), default=json_default)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"the graph's metadata cannot be stored as JSON ({exc})") from None
     dest = Path(path)
