@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from neurodeploy.models.spec import ModelSpec
+from neurodeploy.nn import sparse_input
 from neurodeploy.nn.encoding import encode
 from neurodeploy.nn.neurons import SpikingNeuron
 
@@ -34,6 +35,10 @@ class SpikingNet(nn.Module):
         for stage in self.stages:
             if isinstance(stage, SpikingNeuron):
                 h = stage(h)
+            elif type(stage) is nn.Linear and torch.is_grad_enabled():  # training: products over the spikes
+                t, b = h.shape[:2]
+                out = sparse_input.linear(h.reshape(t * b, -1), stage.weight, stage.bias)
+                h = out.reshape(t, b, -1)
             else:
                 t, b = h.shape[:2]
                 out = stage(h.reshape(t * b, *h.shape[2:]))

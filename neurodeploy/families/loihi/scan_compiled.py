@@ -1,5 +1,5 @@
 """A compiled form of :class:`~neurodeploy.families.loihi.scan.NeuronScan`'s inner loop
-(optional: used where numba is installed, ``pip install -e ".[fast]"``).
+(numba, a dependency; where it cannot be imported the numpy loop runs).
 
 :meth:`NeuronScan._run_rows` advances a block of states one step at a time, each step a handful
 of numpy passes over the whole block; on a small group or a short window the per-call overhead
