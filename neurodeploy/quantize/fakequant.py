@@ -47,6 +47,7 @@ from neurodeploy.families import rules as design_rules
 from neurodeploy.families.shadow import straight_through
 from neurodeploy.hardware import HardwareProfile, load_profile
 from neurodeploy.models import SpikingNet
+from neurodeploy.nn import sparse_input
 from neurodeploy.nn.encoding import Encoding, encode_integers
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate
 from neurodeploy.quantize.constraints import Constraints
@@ -150,8 +151,9 @@ _FLOAT32_EXACT = 2.0 / torch.finfo(torch.float32).eps
 
 class _IntegerProduct(torch.autograd.Function):
     """``s @ w.T`` of integer-valued float64 tensors: the product in float32 where every partial
-    sum is provably below float32's integer limit (exact there, so the same values as in float64), else in
-    float64; the gradients of the float64 product."""
+    sum is provably below float32's integer limit (exact there, so the same values as in float64,
+    in any order of summation: over the nonzero events only, :func:`neurodeploy.nn.sparse_input.linear`,
+    when they are sparse), else in float64; the gradients of the float64 product."""
 
     @staticmethod
     def forward(ctx, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -159,7 +161,7 @@ class _IntegerProduct(torch.autograd.Function):
         if s.numel() and w.numel():
             bound = float(w.abs().sum(1).max()) * float(s.abs().max())
             if bound < _FLOAT32_EXACT:
-                return (s.float() @ w.T.float()).double()
+                return sparse_input.linear(s.float(), w.float()).double()
         return s @ w.T
 
     @staticmethod
