@@ -41,9 +41,12 @@ own process); without it all run on glibc's defaults.
 process's peak resident set size
 (``ru_maxrss``) from just before the first training step to the end: torch's CPU allocator keeps
 no statistics, so this counts every allocation made while training (activations saved for
-backward, gradients, optimiser state), rounded to pages. The 1-minute load average is read before
-and after every measurement. Medians over the repeats are reported, with ratios to the
-neurodeploy row measured in the same run.
+backward, gradients, optimiser state), rounded to pages, so it includes one-time costs of the
+first steps (loading compiled kernels, the allocator's first pools). ``step MiB`` is the peak of
+the timed steps alone: the kernel's peak resident size is reset after the warm-up steps (Linux
+``/proc/self/clear_refs``) and its growth over the resident size at that moment is reported. The
+1-minute load average is read before and after every measurement. Medians over the repeats are
+reported, with ratios to the neurodeploy row measured in the same run.
 
 Usage::
 
@@ -314,6 +317,25 @@ def _build_recurrent(lib: str):
 
 
 # ---------------------------------------------------------------------- one measurement
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> int | None:
+    """Reset the kernel's peak resident set size (Linux ``clear_refs`` 5) and return the current
+    resident size in KiB, or ``None`` where this cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _status_kib("VmRSS")
+    except OSError:
+        return None
+
+
 def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_memory: bool) -> dict[str, Any]:
     """Train ``steps`` steps of ``bench`` with ``lib`` in this process; steps/s and peak memory."""
     import gc
@@ -347,13 +369,16 @@ def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_me
     load0 = os.getloadavg()[0]
     for _ in range(warmup):
         train_step()
+    gc.collect()
+    steady0 = _reset_peak()
     start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         loss = train_step()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    steady = None if steady0 is None else (_status_kib("VmHWM") - steady0) / 1024
     return {"bench": bench, "library": lib, "steps_per_s": steps / seconds,
-            "steps_per_cpu_s": steps / cpu_seconds, "peak_mib": (rss1 - rss0) / 1024,
+            "steps_per_cpu_s": steps / cpu_seconds, "peak_mib": (rss1 - rss0) / 1024, "step_peak_mib": steady,
             "load_before": load0, "load_after": os.getloadavg()[0], "loss": loss}
 
 
@@ -426,7 +451,10 @@ def main(argv: list[str] | None = None) -> int:
             if mine:
                 rows[lib] = {"steps_per_s": statistics.median(r["steps_per_s"] for r in mine),
                              "steps_per_cpu_s": statistics.median(r["steps_per_cpu_s"] for r in mine),
-                             "peak_mib": statistics.median(r["peak_mib"] for r in mine), "n": len(mine)}
+                             "peak_mib": statistics.median(r["peak_mib"] for r in mine),
+                             "step_peak_mib": (statistics.median(r["step_peak_mib"] for r in mine)
+                                               if all(r.get("step_peak_mib") is not None for r in mine) else None),
+                             "n": len(mine)}
         base = rows.get("neurodeploy")
         for row in rows.values():
             if base:
@@ -444,11 +472,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} torch thread(s); freed memory kept: {args.keep_freed_memory}")
     for bench, rows in summary.items():
         print(f"\n{bench}  (T={BENCHES[bench]['steps']}, batch {BENCHES[bench]['batch']})")
-        print(f"{'library':18s} {'steps/s':>8s} {'x':>6s} {'steps/cpu-s':>12s} {'x':>6s} {'peak MiB':>9s}")
+        print(f"{'library':18s} {'steps/s':>8s} {'x':>6s} {'steps/cpu-s':>12s} {'x':>6s} {'peak MiB':>9s} "
+              f"{'step MiB':>9s}")
         for lib, row in rows.items():
+            step_peak = row.get("step_peak_mib")
             print(f"{lib:18s} {row['steps_per_s']:8.2f} {row.get('neurodeploy_speedup', float('nan')):6.2f} "
                   f"{row['steps_per_cpu_s']:12.2f} {row.get('neurodeploy_speedup_cpu', float('nan')):6.2f} "
-                  f"{row['peak_mib']:9.1f}")
+                  f"{row['peak_mib']:9.1f} {step_peak if step_peak is not None else float('nan'):9.1f}")
     for lib, why in skipped.items():
         print(f"skipped {lib}: {why}")
     if args.out:
