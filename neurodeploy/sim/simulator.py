@@ -338,7 +338,15 @@ class Simulator:
             raise DataError(f"inputs must be integers, got dtype {x.dtype}")
         gb = self.profile.input.graded_bits
         hi = 1 if gb == 0 else (1 << gb) - 1
-        x, top = _checked_copy(x, np.uint8 if hi <= 255 else np.int64)  # hi = 2**k - 1
+        if x.dtype.kind == "i" and np.iinfo(x.dtype).max < hi:
+            # seen as unsigned, a negative value of a type this narrow looks like a valid one
+            # (int8 -1 is 255): widen first, so that the check below sees its sign bit
+            x = x.astype(np.int64)
+        # the raster the kernels read: uint8 where the profile's events fit it; else a narrower
+        # integer raster as it is (the encoder's int16 / int32 graded events: every kernel widens
+        # its events before a product or sum), others as int64
+        target = np.uint8 if hi <= 255 else x.dtype if x.dtype.itemsize < 8 else np.int64
+        x, top = _checked_copy(x, target)  # hi = 2**k - 1
         if top > hi:
             lo_v, hi_v = int(x.min()), int(x.max())
             what = "binary spikes (0 or 1)" if gb == 0 else f"{gb}-bit graded values 0..{hi}"
@@ -708,7 +716,8 @@ def _window(s: np.ndarray, c0: int, c1: int) -> np.ndarray:
 def _checked_copy(x: np.ndarray, dtype: Any) -> tuple[np.ndarray, int]:
     """``(y, top)``: ``x`` (integers) as ``dtype``, and ``top``, the bitwise OR of all values of
     ``x`` seen as unsigned. For ``hi = 2**k - 1``, ``top <= hi`` proves ``0 <= x <= hi`` (a
-    negative value sets the top bit), and ``top`` bounds ``max(x)`` (``top < 2 * max``). When
+    negative value sets the top bit, which is above ``hi`` when a signed ``x``'s type holds
+    ``hi``: the caller widens narrower signed types first), and ``top`` bounds ``max(x)`` (``top < 2 * max``). When
     ``top`` fits ``dtype``, ``y`` holds ``x`` exactly; otherwise ``y`` is ``x`` unchanged.
     Blocks of cache size are checked and converted together (one pass over memory, not two),
     segments of blocks on parallel threads."""
