@@ -346,14 +346,14 @@ class Simulator:
         # integer raster as it is (the encoder's int16 / int32 graded events: every kernel widens
         # its events before a product or sum), others as int64
         target = np.uint8 if hi <= 255 else x.dtype if x.dtype.itemsize < 8 else np.int64
-        x, top = _checked_copy(x, target)  # hi = 2**k - 1
-        if top > hi:
+        y, top = _checked_copy(x, target)  # hi = 2**k - 1
+        if top > hi:  # named by the caller's values (a copy may have wrapped them)
             lo_v, hi_v = int(x.min()), int(x.max())
             what = "binary spikes (0 or 1)" if gb == 0 else f"{gb}-bit graded values 0..{hi}"
             bad = lo_v if lo_v < 0 else hi_v
             raise DataError(f"input value {bad} out of range: profile {self.profile.name} takes "
                             f"{what} (input.graded_bits = {gb})")
-        return x, top
+        return y, top
 
     # ------------------------------------------------------------------ run
     def run(
