@@ -369,7 +369,11 @@ class Simulator:
 
         Args:
             inputs: integer array ``[B, T, *graph.input_shape]``: binary spikes, or graded values
-                (``0 .. 2**input.graded_bits - 1``) when the profile allows graded input.
+                (``0 .. 2**input.graded_bits - 1``) when the profile allows graded input; any
+                integer dtype (a narrow raster such as the encoder's, see
+                :mod:`neurodeploy.lower.inputs`, is never widened to int64 as a whole: every
+                product and sum of events is formed in a wide type), bool, or floats holding
+                integers.
             extra_steps: steps run after the input ends, with zero input (e.g. ``latency``).
             record: any of ``"spikes"`` (rasters of every layer), ``"u"``, ``"v"`` (states after
                 every step) and ``"input"`` (the input raster after jitter).
