@@ -249,6 +249,39 @@ def test_narrow_signed_rasters_with_negative_values_are_refused():
         Simulator(binary).run(spikes)
 
 
+# ------------------------------------------------------------------- fine-tuning's forward
+@pytest.mark.parametrize("encoding", [{"kind": "direct", "bits": 8}, {"kind": "rate", "seed": 1}])
+def test_fakequant_forward_takes_the_encoders_raster(encoding):
+    """The fake-quant forward (the fine-tuning shadow and its exact integers) on the encoder's
+    raster equals its own int64 events, read-out and every record, and the simulator on the
+    lowered graph predicts what it predicts."""
+    from neurodeploy.data import load_dataset
+    from neurodeploy.lower.lowering import graph_from_fakequant
+    from neurodeploy.models import ModelSpec, build_model
+    from neurodeploy.quantize.fakequant import fake_quantize
+
+    digits = load_dataset("digits")
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="mlp", input_shape=(1, 8, 8), hidden=[16], steps=4, encoding=encoding,
+                     neuron={"threshold": 0.3})
+    fq = fake_quantize(build_model(spec).eval(), "loihi2", digits.x_train[:100])
+    x = digits.x_test[:12]
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    narrow = encode_inputs(x, 4, encoding, gen())
+    wide = encode_integers(x, 4, encoding, gen())
+    assert narrow.dtype == np.uint8 and np.array_equal(narrow, wide.numpy())
+    with torch.no_grad():
+        a, rec_a = fq.run(torch.from_numpy(narrow), record=True)
+        b, rec_b = fq.run(wide, record=True)
+    assert torch.equal(a, b)
+    for ra, rb in zip(rec_a, rec_b, strict=True):
+        assert ra.keys() == rb.keys() and all(torch.equal(ra[k], rb[k]) for k in ra)
+    graph = graph_from_fakequant(fq)
+    sim = Simulator(graph)
+    res = sim.run(narrow, extra_steps=sim.latency)
+    assert np.array_equal(res.predictions, a.argmax(1).numpy())
+
+
 # ------------------------------------------------------------------ temporal tasks, the bench
 def test_event_samples_reach_the_simulator_as_they_are():
     graph = recurrent_dense(9, 1, profile="loihi2", graded=True)
