@@ -459,7 +459,9 @@ class Simulator:
                 if e.source == -1 and input_spikes is None:
                     input_spikes = events
             u_ovf[:, k], v_ovf[:, k], acc_ovf[:, k] = counts
-            per_neuron = raster.sum(axis=1, dtype=np.int64)
+            # summed in 16 bits where no sum of uint8 values can reach 2**16 (exact, faster)
+            narrow = raster.dtype == np.uint8 and steps * 255 < 1 << 16
+            per_neuron = raster.sum(axis=1, dtype=np.uint16 if narrow else np.int64).astype(np.int64)
             neuron_counts.append(per_neuron)
             spike_counts[:, k] = per_neuron.reshape(b, -1).sum(axis=1)
             if "spikes" in record:
