@@ -1,8 +1,8 @@
 """Speed of neurodeploy's bit-accurate simulator against Lava 0.10's CPU fixed-point simulator.
 
 Two networks (``--network mlp``, ``convnet`` or ``all``, the default), each run on the same
-Bernoulli(0.1) input spikes (rate coding) by both simulators in one invocation of this script, so every ratio
-compares two measurements taken on one machine at one time:
+Bernoulli(0.1) input spikes (rate coding) by both simulators in one invocation of this script, so
+every ratio compares two measurements taken on one machine at one time:
 
 * ``mlp``: 784-128-10 CUBA (random int8 weights, iDecay 1024, vDecay 128, vThMant 1500), built in
   Lava from raw Dense/LIF processes;

@@ -723,8 +723,9 @@ def _checked_copy(x: np.ndarray, dtype: Any) -> tuple[np.ndarray, int]:
     """``(y, top)``: ``x`` (integers) as ``dtype``, and ``top``, the bitwise OR of all values of
     ``x`` seen as unsigned. For ``hi = 2**k - 1``, ``top <= hi`` proves ``0 <= x <= hi`` (a
     negative value sets the top bit, which is above ``hi`` when a signed ``x``'s type holds
-    ``hi``: the caller widens narrower signed types first), and ``top`` bounds ``max(x)`` (``top < 2 * max``). When
-    ``top`` fits ``dtype``, ``y`` holds ``x`` exactly; otherwise ``y`` is ``x`` unchanged.
+    ``hi``: the caller widens narrower signed types first), and ``top`` bounds ``max(x)``
+    (``top < 2 * max``). When ``top`` fits ``dtype``, ``y`` holds ``x`` exactly; otherwise ``y``
+    is ``x`` unchanged.
     Blocks of cache size are checked and converted together (one pass over memory, not two),
     segments of blocks on parallel threads."""
     unsigned = x.view(np.dtype(f"u{x.dtype.itemsize}"))
