@@ -1,8 +1,8 @@
 """Speed of neurodeploy's bit-accurate simulator against Lava 0.10's CPU fixed-point simulator.
 
 Two networks (``--network mlp``, ``convnet`` or ``all``, the default), each run on the same
-Bernoulli(0.1) input spikes by both simulators in one invocation of this script, so every ratio
-compares two measurements taken on one machine at one time:
+Bernoulli(0.1) input spikes (rate coding) by both simulators in one invocation of this script, so
+every ratio compares two measurements taken on one machine at one time:
 
 * ``mlp``: 784-128-10 CUBA (random int8 weights, iDecay 1024, vDecay 128, vThMant 1500), built in
   Lava from raw Dense/LIF processes;
@@ -19,8 +19,10 @@ compares two measurements taken on one machine at one time:
   median steady run.
 * neurodeploy: ``Simulator(graph).run`` on all samples as one batch (one untimed warm-up run,
   then ``--repeats`` timed runs, half before the Lava subprocess and half after it, each
-  including ``Simulator`` construction; the input raster is int64 like the lowering's encoder
-  output, or ``--input-dtype uint8`` / ``bool``).
+  including ``Simulator`` construction). The input raster is what the chip input encoder
+  (``neurodeploy.lower.inputs.encode_inputs``) emits for rate-coded samples of value 0.1: the
+  default path, in its dtype (uint8 for binary spikes); ``--input-dtype int64`` / ``uint8`` /
+  ``bool`` converts it, to compare.
 
 The speed-up is Lava's median steady ``run(steps)`` times the number of samples over our best
 batched time; the JSON also has it over our median time, with Lava's first run included, and the
@@ -98,11 +100,18 @@ def build_conv_graph(seed: int, steps: int, idecay: int = 1024, vdecay: int = 12
 
 
 def make_inputs(seed: int, samples: int, steps: int, n_in: int | tuple[int, ...],
-                p: float = 0.1, dtype: str = "int64") -> np.ndarray:
-    """Bernoulli(p) input spikes, ``(samples, steps, *n_in)`` of ``dtype``."""
-    rng = np.random.default_rng(seed + 1)
+                p: float = 0.1, dtype: str = "encoder") -> np.ndarray:
+    """Bernoulli(p) input spikes ``(samples, steps, *n_in)``: the chip input encoder's rate coding
+    of samples whose every value is ``p``, in the encoder's dtype (``"encoder"``) or converted to
+    ``dtype``."""
+    import torch
+
+    from neurodeploy.lower.inputs import encode_inputs
+
     shape = (n_in,) if isinstance(n_in, int) else tuple(n_in)
-    return (rng.random((samples, steps, *shape)) < p).astype(dtype)
+    x = torch.full((samples, *shape), float(p))
+    raster = encode_inputs(x, steps, {"kind": "rate", "seed": seed + 1})
+    return raster if dtype == "encoder" else raster.astype(dtype)
 
 
 def find_lava_python(explicit: str | None) -> Path | None:
@@ -268,7 +277,7 @@ def bench_network(name: str, python: Path, args: argparse.Namespace) -> dict:
         "ours_batched_s": ours_times,
         "ours_best_s": ours_best,
         "ours_median_s": ours_median,
-        "ours_input_dtype": args.input_dtype,
+        "ours_input_dtype": str(inputs.dtype),
         "speedup_steady": lava_steady_total / ours_best,
         "speedup_steady_ours_median": lava_steady_total / ours_median,
         "speedup_with_first_run": lava_total / ours_best,
@@ -286,7 +295,7 @@ def bench_network(name: str, python: Path, args: argparse.Namespace) -> dict:
     print(f"  Lava   steady run({args.steps}), median:       {steady_median:8.3f} s "
           f"(x {samples} samples = {lava_steady_total:.2f} s)")
     print(f"  ours   {samples} samples batched, best of {args.repeats}: {ours_best:8.3f} s "
-          f"(all: {', '.join(f'{t:.3f}' for t in ours_times)}; {args.input_dtype} input)")
+          f"(all: {', '.join(f'{t:.3f}' for t in ours_times)}; {inputs.dtype} input)")
     print(f"  speed-up: {figures['speedup_steady']:.0f}x steady state "
           f"({figures['speedup_steady_ours_median']:.0f}x on our median), "
           f"{figures['speedup_with_first_run']:.0f}x including Lava's first run")
@@ -316,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify", type=int, default=3, help="samples re-run in a fresh Lava net")
     ap.add_argument("--repeats", type=int, default=6,
                     help="timed runs of our simulator (half before Lava, half after)")
-    ap.add_argument("--input-dtype", default="int64", choices=("int64", "uint8", "bool"),
-                    help="dtype of the input raster handed to our simulator")
+    ap.add_argument("--input-dtype", default="encoder", choices=("encoder", "int64", "uint8", "bool"),
+                    help="dtype of the input raster handed to our simulator (default: the "
+                         "encoder's own, uint8 for spikes; others convert it, to compare)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lava-python", default=None, help="interpreter of the Lava environment")
     ap.add_argument("--out", default=None, help="write the figures to this JSON file")

@@ -203,7 +203,9 @@ def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitt
 
     def inputs(start: int, stop: int) -> Any:
         if is_sequence(x, graph.input_shape):  # input events [B, T, ...] (a temporal task)
-            return x[start:stop, :graph.steps].to(torch.int64).numpy()
+            # as they are: the simulator refuses values that are not its events (a fraction,
+            # a value beyond the profile's range) and keeps the rest in its narrow dtype
+            return x[start:stop, :graph.steps]
         return encode_sample_inputs(x[start:stop], graph.steps, graph.encoding, start=start)
 
     return simulate_accuracy(graph, inputs, y.numpy(), batch_size, profile=profile, extra_steps=latency,

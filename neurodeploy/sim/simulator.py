@@ -338,14 +338,22 @@ class Simulator:
             raise DataError(f"inputs must be integers, got dtype {x.dtype}")
         gb = self.profile.input.graded_bits
         hi = 1 if gb == 0 else (1 << gb) - 1
-        x, top = _checked_copy(x, np.uint8 if hi <= 255 else np.int64)  # hi = 2**k - 1
-        if top > hi:
+        if x.dtype.kind == "i" and np.iinfo(x.dtype).max < hi:
+            # seen as unsigned, a negative value of a type this narrow looks like a valid one
+            # (int8 -1 is 255): widen first, so that the check below sees its sign bit
+            x = x.astype(np.int64)
+        # the raster the kernels read: uint8 where the profile's events fit it; else a narrower
+        # integer raster as it is (the encoder's int16 / int32 graded events: every kernel widens
+        # its events before a product or sum), others as int64
+        target = np.uint8 if hi <= 255 else x.dtype if x.dtype.itemsize < 8 else np.int64
+        y, top = _checked_copy(x, target)  # hi = 2**k - 1
+        if top > hi:  # named by the caller's values (a copy may have wrapped them)
             lo_v, hi_v = int(x.min()), int(x.max())
             what = "binary spikes (0 or 1)" if gb == 0 else f"{gb}-bit graded values 0..{hi}"
             bad = lo_v if lo_v < 0 else hi_v
             raise DataError(f"input value {bad} out of range: profile {self.profile.name} takes "
                             f"{what} (input.graded_bits = {gb})")
-        return x, top
+        return y, top
 
     # ------------------------------------------------------------------ run
     def run(
@@ -361,7 +369,11 @@ class Simulator:
 
         Args:
             inputs: integer array ``[B, T, *graph.input_shape]``: binary spikes, or graded values
-                (``0 .. 2**input.graded_bits - 1``) when the profile allows graded input.
+                (``0 .. 2**input.graded_bits - 1``) when the profile allows graded input; any
+                integer dtype (a narrow raster such as the encoder's, see
+                :mod:`neurodeploy.lower.inputs`, is never widened to int64 as a whole: every
+                product and sum of events is formed in a wide type), bool, or floats holding
+                integers.
             extra_steps: steps run after the input ends, with zero input (e.g. ``latency``).
             record: any of ``"spikes"`` (rasters of every layer), ``"u"``, ``"v"`` (states after
                 every step) and ``"input"`` (the input raster after jitter).
@@ -447,7 +459,9 @@ class Simulator:
                 if e.source == -1 and input_spikes is None:
                     input_spikes = events
             u_ovf[:, k], v_ovf[:, k], acc_ovf[:, k] = counts
-            per_neuron = raster.sum(axis=1, dtype=np.int64)
+            # summed in 16 bits where no sum of uint8 values can reach 2**16 (exact, faster)
+            narrow = raster.dtype == np.uint8 and steps * 255 < 1 << 16
+            per_neuron = raster.sum(axis=1, dtype=np.uint16 if narrow else np.int64).astype(np.int64)
             neuron_counts.append(per_neuron)
             spike_counts[:, k] = per_neuron.reshape(b, -1).sum(axis=1)
             if "spikes" in record:
@@ -708,8 +722,10 @@ def _window(s: np.ndarray, c0: int, c1: int) -> np.ndarray:
 def _checked_copy(x: np.ndarray, dtype: Any) -> tuple[np.ndarray, int]:
     """``(y, top)``: ``x`` (integers) as ``dtype``, and ``top``, the bitwise OR of all values of
     ``x`` seen as unsigned. For ``hi = 2**k - 1``, ``top <= hi`` proves ``0 <= x <= hi`` (a
-    negative value sets the top bit), and ``top`` bounds ``max(x)`` (``top < 2 * max``). When
-    ``top`` fits ``dtype``, ``y`` holds ``x`` exactly; otherwise ``y`` is ``x`` unchanged.
+    negative value sets the top bit, which is above ``hi`` when a signed ``x``'s type holds
+    ``hi``: the caller widens narrower signed types first), and ``top`` bounds ``max(x)``
+    (``top < 2 * max``). When ``top`` fits ``dtype``, ``y`` holds ``x`` exactly; otherwise ``y``
+    is ``x`` unchanged.
     Blocks of cache size are checked and converted together (one pass over memory, not two),
     segments of blocks on parallel threads."""
     unsigned = x.view(np.dtype(f"u{x.dtype.itemsize}"))
