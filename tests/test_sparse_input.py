@@ -102,3 +102,17 @@ def test_density_limit_is_decided_exactly():
     assert sparse_input._compress(x, weight) is not None
     x.view(-1)[(x.view(-1) == 0).nonzero()[0]] = 1
     assert sparse_input._compress(x, weight) is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_torch_thread_count_is_left_alone(threads):
+    """numba's thread pool must not change how many threads torch uses afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = _input(400, 300, 0.2, False, torch.float32, 7)
+        for _ in range(2):
+            sparse_input.linear(x, torch.randn(32, 300))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -79,11 +79,10 @@ def _values(x, rowptr, cols, vals):
             vals[k] = x[r, cols[k]]
 
 
-def _gather_add(ptr, idx, vals, table, bias, has_bias, out):
-    """``out[r] = bias + Σ_{k in row r} vals[k] · table[idx[k]]`` (in list order)."""
-    n_out = ptr.shape[0] - 1
+def _gather_add(ptr, idx, vals, table, bias, has_bias, out, r0, r1):
+    """``out[r] = bias + Σ_{k in row r} vals[k] · table[idx[k]]`` (in list order), rows ``r0 .. r1-1``."""
     width = table.shape[1]
-    for r in prange(n_out):
+    for r in range(r0, r1):
         o = out[r]
         for c in range(width):
             o[c] = bias[c] if has_bias else 0
@@ -94,11 +93,10 @@ def _gather_add(ptr, idx, vals, table, bias, has_bias, out):
                 o[c] += v * w[c]
 
 
-def _gather_sum(ptr, idx, table, bias, has_bias, out):
-    """:func:`_gather_add` for values that are all 1 (spikes): no multiplications."""
-    n_out = ptr.shape[0] - 1
+def _gather_sum(ptr, idx, vals, table, bias, has_bias, out, r0, r1):
+    """:func:`_gather_add` for values that are all 1 (spikes): no multiplications (``vals`` unused)."""
     width = table.shape[1]
-    for r in prange(n_out):
+    for r in range(r0, r1):
         o = out[r]
         for c in range(width):
             o[c] = bias[c] if has_bias else 0
@@ -108,26 +106,47 @@ def _gather_sum(ptr, idx, table, bias, has_bias, out):
                 o[c] += w[c]
 
 
+def _split_rows(kernel):
+    """A parallel form of ``kernel``: blocks of rows on numba's threads. (A function of its own, not
+    a ``parallel=True`` build of the serial kernel, so that numba's on-disk cache cannot hand one
+    build to the other.)"""
+
+    def parallel(ptr, idx, vals, table, bias, has_bias, out, blocks):
+        n = ptr.shape[0] - 1
+        for i in prange(blocks):
+            kernel(ptr, idx, vals, table, bias, has_bias, out, i * n // blocks, (i + 1) * n // blocks)
+
+    return parallel
+
+
 _KERNELS: dict[tuple[bool, bool], object] = {}
 """``(binary, parallel) -> compiled gather``: a serial build for one thread (no thread pool is
-started), a parallel one over output rows for more."""
+started), a parallel one over blocks of rows for more."""
 
 if AVAILABLE:
     _rows = _njit(_rows)
     _values = _njit(_values)
-    for _binary, _fn in ((True, _gather_sum), (False, _gather_add)):
-        _KERNELS[_binary, False] = _njit(_fn)
-        _KERNELS[_binary, True] = _njit_parallel(_fn)
+    _gather_add = _njit(_gather_add)
+    _gather_sum = _njit(_gather_sum)
+    _KERNELS[False, False], _KERNELS[True, False] = _gather_add, _gather_sum
+
+    _KERNELS[False, True] = numba.njit(parallel=True, nogil=True)(_split_rows(_gather_add))
+    _KERNELS[True, True] = numba.njit(parallel=True, nogil=True)(_split_rows(_gather_sum))
 
 
 def _gather(ptr, idx, vals, binary, table, bias, out) -> None:
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if threads > 1:
-        numba.set_num_threads(threads)
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(0, table.dtype)
-    args = (ptr, idx, table, b, has_bias, out) if binary else (ptr, idx, vals, table, b, has_bias, out)
-    _KERNELS[bool(binary), threads > 1](*args)
+    v = vals if vals.size else np.zeros(1, table.dtype)
+    if threads == 1:
+        _KERNELS[bool(binary), False](ptr, idx, v, table, b, has_bias, out, 0, ptr.shape[0] - 1)
+        return
+    numba.set_num_threads(threads)
+    _KERNELS[bool(binary), True](ptr, idx, v, table, b, has_bias, out, 4 * threads)
+    if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer resets the process's count
+        torch.set_num_threads(torch_threads)
 
 
 class _Compressed:
