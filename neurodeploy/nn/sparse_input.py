@@ -47,6 +47,10 @@ and two threads: the gather-add costs about as much per nonzero as a dense multi
 MIN_ELEMENTS = 1 << 15
 """Inputs with fewer entries run the dense product (the scan and the call cost more than they save)."""
 
+MAX_GRAD_BYTES = 2 << 20
+"""The largest output gradient whose rows :func:`weight_grad` gathers (it must stay in the CPU's
+cache): above it the dense product was measured as fast."""
+
 ENABLED = True
 """Set to ``False`` to run every layer densely (tests compare both paths)."""
 
@@ -77,6 +81,24 @@ def _values(x, rowptr, cols, vals):
     for r in range(rowptr.shape[0] - 1):
         for k in range(rowptr[r], rowptr[r + 1]):
             vals[k] = x[r, cols[k]]
+
+
+def _columns(rowptr, cols, vals, binary, n_cols, colptr, rows, cvals):
+    """The same nonzeros listed by column (a counting sort): ``colptr``, ``rows`` and ``cvals``."""
+    n_rows = rowptr.shape[0] - 1
+    colptr[:] = 0
+    for k in range(rowptr[n_rows]):
+        colptr[cols[k] + 1] += 1
+    for j in range(n_cols):
+        colptr[j + 1] += colptr[j]
+    fill = colptr[:-1].copy()
+    for r in range(n_rows):
+        for k in range(rowptr[r], rowptr[r + 1]):
+            j = cols[k]
+            rows[fill[j]] = r
+            if not binary:
+                cvals[fill[j]] = vals[k]
+            fill[j] += 1
 
 
 def _gather_add(ptr, idx, vals, table, bias, has_bias, out, r0, r1):
@@ -126,6 +148,7 @@ started), a parallel one over blocks of rows for more."""
 if AVAILABLE:
     _rows = _njit(_rows)
     _values = _njit(_values)
+    _columns = _njit(_columns)
     _gather_add = _njit(_gather_add)
     _gather_sum = _njit(_gather_sum)
     _KERNELS[False, False], _KERNELS[True, False] = _gather_add, _gather_sum
@@ -170,6 +193,14 @@ class _Compressed:
             _values(x, rowptr, cols, vals)
         return cls(rowptr, cols[:nnz], vals, bool(binary), n_cols)
 
+    def by_column(self) -> _Compressed:
+        """The transposed input's nonzeros, row by row (``x``'s columns)."""
+        colptr = np.empty(self.n_cols + 1, np.int64)
+        rows = np.empty(len(self.cols), np.int32)
+        cvals = np.empty(0 if self.binary else len(self.cols), self.vals.dtype)
+        _columns(self.rowptr, self.cols, self.vals, self.binary, self.n_cols, colptr, rows, cvals)
+        return _Compressed(colptr, rows, cvals, self.binary, len(self.rowptr) - 1)
+
 
 class _SparseInputLinear(torch.autograd.Function):
     @staticmethod
@@ -179,6 +210,7 @@ class _SparseInputLinear(torch.autograd.Function):
         _gather(comp.rowptr, comp.cols, comp.vals, comp.binary, table.numpy(),
                 None if bias is None else bias.detach().numpy(), out.numpy())
         ctx.has_bias = bias is not None
+        ctx.comp = comp
         ctx.save_for_backward(x, weight)
         return out
 
@@ -187,19 +219,39 @@ class _SparseInputLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = g @ weight if need_x else None
-        grad_w = g.t() @ x if need_w else None
+        grad_w = weight_grad(g, x, ctx.comp) if need_w else None
         grad_b = g.sum(0) if need_b and ctx.has_bias else None
         return grad_x, grad_w, grad_b, None
 
 
-def _compress(x: torch.Tensor, weight: torch.Tensor) -> _Compressed | None:
+def _compress(x: torch.Tensor, weight: torch.Tensor | None = None) -> _Compressed | None:
+    """``x``'s compressed rows, or ``None`` where the dense product runs instead (see the module
+    docstring); ``weight`` (when given) must match ``x``'s dtype and width."""
     if not (ENABLED and AVAILABLE) or x.dim() != 2 or x.numel() < MIN_ELEMENTS:
         return None
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not x.is_contiguous():
         return None
-    if not x.is_contiguous() or x.shape[1] != weight.shape[1]:
+    if weight is not None and (weight.dtype != x.dtype or weight.dim() != 2 or x.shape[1] != weight.shape[1]):
         return None
     return _Compressed.scan(x.detach().numpy())
+
+
+def weight_grad(g: torch.Tensor, x: torch.Tensor, comp: _Compressed | None = None) -> torch.Tensor:
+    """``gᵀ x`` (a linear layer's weight gradient for output gradient ``g [R, N]`` and input
+    ``x [R, J]``): per input column ``j``, the sum of the rows ``g[r]`` (times ``x[r, j]``) over the
+    rows where ``x[r, j] ≠ 0``, when ``x`` is sparse and ``g`` small enough
+    (:data:`MAX_GRAD_BYTES`) to stay in cache while its rows are gathered; else the dense product.
+    ``comp`` is ``x``'s compressed rows when the caller has them."""
+    small = g.dim() == 2 and g.numel() * g.element_size() <= MAX_GRAD_BYTES
+    if small and g.dtype == x.dtype and g.device.type == "cpu" and comp is None:
+        comp = _compress(x)
+    if not small or comp is None or g.dtype != x.dtype:
+        return g.t() @ x
+    cols = comp.by_column()
+    g = g.detach().contiguous()
+    out = g.new_empty((comp.n_cols, g.shape[1]))
+    _gather(cols.rowptr, cols.cols, cols.vals, cols.binary, g.numpy(), None, out.numpy())
+    return out.t().contiguous()
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -153,7 +153,8 @@ class _IntegerProduct(torch.autograd.Function):
     """``s @ w.T`` of integer-valued float64 tensors: the product in float32 where every partial
     sum is provably below float32's integer limit (exact there, so the same values as in float64,
     in any order of summation: over the nonzero events only, :func:`neurodeploy.nn.sparse_input.linear`,
-    when they are sparse), else in float64; the gradients of the float64 product."""
+    when they are sparse), else in float64; the gradients of the float64 product (the weight's
+    over the nonzero events, :func:`~neurodeploy.nn.sparse_input.weight_grad`, where that is faster)."""
 
     @staticmethod
     def forward(ctx, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -168,7 +169,7 @@ class _IntegerProduct(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         s, w = ctx.saved_tensors
         grad_s = grad @ w if ctx.needs_input_grad[0] else None
-        grad_w = grad.T @ s if ctx.needs_input_grad[1] else None
+        grad_w = sparse_input.weight_grad(grad, s) if ctx.needs_input_grad[1] else None
         return grad_s, grad_w
 
 
