@@ -116,3 +116,37 @@ def test_torch_thread_count_is_left_alone(threads):
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(110, 600), cols=st.integers(300, 500), out=st.integers(1, 300),
+       density=st.sampled_from([0.0, 0.05, 0.2]), graded=st.booleans(), double=st.booleans(),
+       threads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
+def test_weight_grad_equals_dense(rows, cols, out, density, graded, double, threads, seed):
+    dtype = torch.float64 if double else torch.float32
+    x = _input(rows, cols, density, graded, dtype, seed)
+    g = torch.randn(rows, out, generator=torch.Generator().manual_seed(seed + 2), dtype=dtype)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = sparse_input.weight_grad(g, x)
+    finally:
+        torch.set_num_threads(before)
+    tol = 1e-12 if double else 2e-5
+    assert got.shape == (out, cols) and got.is_contiguous()
+    torch.testing.assert_close(got, g.t() @ x, rtol=tol, atol=tol * rows)
+
+
+def test_weight_grad_gathers_only_small_gradients(monkeypatch):
+    x = _input(400, 300, 0.1, False, torch.float64, 8)
+    g = torch.randn(400, 64, dtype=torch.float64)
+    calls = []
+    monkeypatch.setattr(sparse_input, "_gather", lambda *a: calls.append(a) or sparse_input_gather(*a))
+    sparse_input.weight_grad(g, x)
+    assert len(calls) == 1
+    monkeypatch.setattr(sparse_input, "MAX_GRAD_BYTES", g.numel() * 8 - 1)
+    sparse_input.weight_grad(g, x)
+    assert len(calls) == 1  # too large: the dense product
+
+
+sparse_input_gather = sparse_input._gather
