@@ -97,9 +97,47 @@ def run_neuron(neuron: SpikingNeuron, h: torch.Tensor) -> torch.Tensor:
     return out.permute(0, 1, 4, 2, 3)
 
 
+class _AvgPoolChannelsLast(torch.autograd.Function):
+    """Average pooling with kernel = stride = ``k`` on channels-last maps whose sides ``k`` divides.
+
+    The forward is the ``AvgPool2d`` stage's own (torch's channels-last kernel); the backward
+    writes each input pixel's gradient ``g / k^2`` once by broadcasting the pooled gradient over its
+    window, the same value torch's backward accumulates into a zero-filled gradient (windows do not
+    overlap), at about half the cost (``tests/test_conv_layout.py`` checks both bit for bit)."""
+
+    @staticmethod
+    def forward(ctx, x, stage: nn.AvgPool2d, k: int):
+        ctx.k = k
+        return stage(x)  # the module itself, so that its hooks run
+
+    @staticmethod
+    def backward(ctx, g):
+        k = ctx.k
+        n, c, h, w = g.shape
+        pooled = to_channels_last(g).permute(0, 2, 3, 1) / (k * k)
+        grad = pooled[:, :, None, :, None, :].expand(n, h, k, w, k, c).reshape(n, h * k, w * k, c)
+        return grad.permute(0, 3, 1, 2), None, None
+
+
+def _pool_size(stage: nn.Module, x: torch.Tensor) -> int | None:
+    """``k`` when ``stage`` is an ``AvgPool2d`` with kernel = stride = ``k`` that tiles ``x`` exactly
+    (no padding, no ceil mode, no divisor override); ``None`` otherwise."""
+    if not isinstance(stage, nn.AvgPool2d):
+        return None
+    kernel, stride, pad = (tuple(v) if isinstance(v, tuple | list) else (v, v)
+                           for v in (stage.kernel_size, stage.stride or stage.kernel_size, stage.padding))
+    k = kernel[0]
+    if (kernel != (k, k) or stride != kernel or pad != (0, 0) or stage.ceil_mode
+            or stage.divisor_override is not None or x.shape[2] % k or x.shape[3] % k):
+        return None
+    return k
+
+
 def run_image_stage(stage: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """An :data:`IMAGE_STAGES` stage on ``h [T, B, C, H, W]`` (time folded into the batch) in
     channels-last memory; the output ``[T, B, C', H', W']`` stays there."""
     t, b = h.shape[:2]
-    out = stage(to_channels_last(h.reshape(t * b, *h.shape[2:])))
+    x = to_channels_last(h.reshape(t * b, *h.shape[2:]))
+    k = _pool_size(stage, x)
+    out = stage(x) if k is None else _AvgPoolChannelsLast.apply(x, stage, k)
     return out.reshape(t, b, *out.shape[1:])
