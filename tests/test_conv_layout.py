@@ -134,6 +134,7 @@ def test_monitored_layers_report_the_reference_statistics():
         with torch.no_grad():
             forward(seq)
         stats.append([m.stats for m in net.modules() if isinstance(m, SpikingNeuron)])
+    assert not conv_layout.channels_last_pays(net.stages, seq)
     for got, ref in zip(*stats, strict=True):
         assert got.keys() == ref.keys()
         for key in ref:

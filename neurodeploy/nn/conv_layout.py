@@ -19,8 +19,9 @@ its stages so:
 
 The layout only decides where values lie in memory: every value, spike and gradient is the NCHW
 network's, up to the floating-point rounding of a different convolution or batch-norm summation
-order (``tests/test_conv_layout.py``). A neuron whose monitor is on runs on standard memory, because
-the monitor's potential sample is taken by position in the NCHW order.
+order (``tests/test_conv_layout.py``). A network with a monitored neuron runs on standard memory:
+the monitor's potential sample (:func:`~neurodeploy.nn.neurons.layer_stats`) is taken by position in
+the NCHW order.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ IMAGE_STAGES = (nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d)
 
 def channels_last_pays(stages: nn.ModuleList | list[nn.Module], seq: torch.Tensor) -> bool:
     """Whether a network of ``stages`` runs ``seq [T, B, C, H, W]`` in channels-last memory: a float32
-    image sequence on the CPU (where it was measured to pay) through at least one convolution."""
+    image sequence on the CPU (where it was measured to pay) through at least one convolution, with
+    no neuron's monitor on (a monitored neuron needs standard memory, and converting to and from it
+    around every neuron costs more than the convolutions gain)."""
     return (seq.dim() == 5 and seq.device.type == "cpu" and seq.dtype == torch.float32
-            and any(isinstance(s, nn.Conv2d) for s in stages))
+            and any(isinstance(s, nn.Conv2d) for s in stages)
+            and not any(isinstance(s, SpikingNeuron) and s.monitor for s in stages))
 
 
 def is_channels_last(h: torch.Tensor) -> bool:
