@@ -35,13 +35,18 @@ IMAGE_STAGES = (nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d)
 """Stateless stages that run on (and return) channels-last feature maps."""
 
 
+def cpu_float32_images(seq: torch.Tensor) -> bool:
+    """Whether ``seq`` is a float32 image sequence ``[T, B, C, H, W]`` on the CPU, where channels-last
+    memory was measured to pay (oneDNN and torch's channels-last kernels)."""
+    return seq.dim() == 5 and seq.device.type == "cpu" and seq.dtype == torch.float32
+
+
 def channels_last_pays(stages: nn.ModuleList | list[nn.Module], seq: torch.Tensor) -> bool:
-    """Whether a network of ``stages`` runs ``seq [T, B, C, H, W]`` in channels-last memory: a float32
-    image sequence on the CPU (where it was measured to pay) through at least one convolution, with
-    no neuron's monitor on (a monitored neuron needs standard memory, and converting to and from it
-    around every neuron costs more than the convolutions gain)."""
-    return (seq.dim() == 5 and seq.device.type == "cpu" and seq.dtype == torch.float32
-            and any(isinstance(s, nn.Conv2d) for s in stages)
+    """Whether a network of ``stages`` runs ``seq`` in channels-last memory: CPU float32 images
+    (:func:`cpu_float32_images`) through at least one convolution, with no neuron's monitor on (a
+    monitored neuron needs standard memory, and converting to and from it around every neuron costs
+    more than the convolutions gain)."""
+    return (cpu_float32_images(seq) and any(isinstance(s, nn.Conv2d) for s in stages)
             and not any(isinstance(s, SpikingNeuron) and s.monitor for s in stages))
 
 
@@ -55,9 +60,16 @@ def is_channels_last(h: torch.Tensor) -> bool:
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Feature maps ``x [N, C, H, W]`` with the same values in channels-last memory (``x`` itself
-    when they are there; a re-striding view when ``C = 1`` and ``x`` is contiguous, which torch
-    would otherwise read as standard memory)."""
+    """Feature maps ``x [N, C, H, W]`` (or a sequence ``[T, B, C, H, W]``) with the same values in
+    channels-last memory (``x`` itself when they are there; a re-striding view when ``C = 1`` and
+    ``x`` is contiguous, which torch would otherwise read as standard memory)."""
+    if x.dim() == 5:
+        if is_channels_last(x):
+            return x
+        t, b, c, h, w = x.shape
+        if c == 1 and x.is_contiguous():
+            return x.as_strided(x.shape, (b * h * w, h * w, 1, w, 1))
+        return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     n, c, h, w = x.shape
     if c == 1 and x.is_contiguous():
         return x.as_strided(x.shape, (h * w, 1, w, 1))
@@ -75,13 +87,18 @@ class _ToStandard(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        return to_channels_last(g)
 
 
 def to_standard(h: torch.Tensor) -> torch.Tensor:
-    """A channels-last sequence ``h [T, B, C, H, W]`` in standard memory (its gradient flows back in
-    channels-last memory); any other ``h`` as it is."""
-    return _ToStandard.apply(h) if is_channels_last(h) else h
+    """Channels-last feature maps ``h [N, C, H, W]`` or ``[T, B, C, H, W]`` in standard memory (their
+    gradient flows back in channels-last memory); any other ``h`` as it is."""
+    if h.dim() == 5:
+        channels_last = is_channels_last(h)
+    else:
+        channels_last = (h.dim() == 4 and h.shape[1] > 1 and not h.is_contiguous()
+                         and h.is_contiguous(memory_format=torch.channels_last))
+    return _ToStandard.apply(h) if channels_last else h
 
 
 def _elementwise(neuron: SpikingNeuron) -> bool:
