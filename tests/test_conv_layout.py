@@ -226,3 +226,29 @@ def test_layout_helpers_keep_values():
     (std * torch.arange(std.numel()).reshape(std.shape)).sum().backward()
     assert conv_layout.is_channels_last(seq.grad)
     assert torch.equal(seq.grad, torch.arange(std.numel(), dtype=torch.float32).reshape(std.shape))
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_graph_network_in_channels_last_memory_equals_float64(pool):
+    """A GraphNet of a convolutional network runs float32 images in channels-last memory; with dyadic
+    weights its logits equal the float64 network's (standard memory) exactly, its gradients to float32
+    rounding."""
+    from neurodeploy.graph import graph_from_model
+    from neurodeploy.models.graph_net import GraphNet
+
+    net = _net("convnet", pool, False, tau=2.0)
+    seq, labels = _seq(), torch.tensor([0, 3, 1, 9, 4])
+    results = []
+    for dtype in (torch.float32, torch.float64):
+        g = GraphNet(graph_from_model(net)).to(dtype)
+        logits, trace = g(seq.to(dtype), trace=True)
+        F.cross_entropy(logits, labels).backward()
+        results.append((logits.detach(), {n: p.grad for n, p in g.named_parameters()}, trace))
+    (logits, grads, trace), (ref_logits, ref_grads, ref_trace) = results
+    convs = [k for k, node in g.graph.nodes.items() if node.kind == "Conv"]
+    assert convs and all(conv_layout.is_channels_last(trace[k]) for k in convs)
+    assert not any(conv_layout.is_channels_last(ref_trace[k]) for k in convs)
+    assert torch.equal(logits.double(), ref_logits)
+    for name, grad in grads.items():
+        ref = ref_grads[name].float()
+        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4 * max(ref.abs().max().item(), 1e-3), msg=name)
