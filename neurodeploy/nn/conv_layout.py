@@ -22,6 +22,10 @@ network's, up to the floating-point rounding of a different convolution or batch
 order (``tests/test_conv_layout.py``). A network with a monitored neuron runs on standard memory:
 the monitor's potential sample (:func:`~neurodeploy.nn.neurons.layer_stats`) is taken by position in
 the NCHW order.
+
+:class:`~neurodeploy.models.graph_net.GraphNet` runs its nodes step by step with elementwise torch
+ops, which keep the layout of their inputs: it converts the input sequence and its zero states with
+:func:`to_channels_last` and hands ``Flatten`` standard memory (:func:`to_standard`).
 """
 
 from __future__ import annotations
