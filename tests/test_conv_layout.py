@@ -121,6 +121,20 @@ def test_channels_last_network_equals_standard_memory_reference(arch, pool, bn):
         assert torch.equal(out, ref)
 
 
+def test_reference_loop_neurons_run_on_channels_last_memory_too():
+    from neurodeploy.nn.neurons import set_impl
+
+    net = _net("vgg", "max", False)
+    set_impl(net, "loop")
+    seq, labels = _seq(), torch.tensor([0, 3, 1, 9, 4])
+    logits, rates, grads = _pass(net, seq, labels, net.forward_sequence)
+    ref_logits, ref_rates, ref_grads = _pass(net, seq, labels, lambda s: _reference_sequence(net, s))
+    assert torch.equal(logits, ref_logits)
+    assert all(torch.equal(r, ref) for r, ref in zip(rates, ref_rates, strict=True))
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], rtol=1e-4, atol=1e-4 * ref_grads[name].abs().max().item())
+
+
 def test_monitored_layers_report_the_reference_statistics():
     """A monitored neuron (the trainer's monitor) records the same per-neuron statistics and the same
     potential sample as on standard memory."""
