@@ -38,6 +38,7 @@ from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.interpret import apply_stateless
 from neurodeploy.graph.ir import Edge, Graph, GraphError
 from neurodeploy.models.spec import MAX_STEPS
+from neurodeploy.nn.conv_layout import cpu_float32_images, to_channels_last, to_standard
 from neurodeploy.nn.neurons import layer_stats
 from neurodeploy.nn.surrogate import Surrogate, make_surrogate, spike
 
@@ -147,6 +148,10 @@ class GraphNet(nn.Module):
         seq = seq.to(dtype)
         nodes = {k: self._node(k) for k in self.order}
         zeros = {k: torch.zeros(batch, *self.shapes[k], dtype=dtype, device=seq.device) for k in self.order}
+        channels_last = cpu_float32_images(seq) and any(isinstance(nd, gn.Conv) for nd in nodes.values())
+        if channels_last:  # feature maps in channels-last memory (nn/conv_layout.py): same values, faster
+            seq = to_channels_last(seq)
+            zeros = {k: to_channels_last(z) if z.dim() == 4 else z for k, z in zeros.items()}
         state = {k: _init_state(nodes[k], zeros[k]) for k in self.order if isinstance(nodes[k], gn.STATEFUL)}
         prev = dict(zeros)
         outs: dict[str, list[torch.Tensor]] = {k: [] for k in self.order}
@@ -164,6 +169,8 @@ class GraphNet(nn.Module):
                         x = now[src] if x is None else x + now[src]
                     for src in self.recurrent[k]:
                         x = x + prev[src]
+                    if channels_last and isinstance(node, gn.Flatten):
+                        x = to_standard(x)
                     now[k] = self._step(k, node, state[k], x) if k in state else apply_stateless(node, x)
                     if k in watched:
                         potentials[k].append(state[k]["m"].detach())
