@@ -21,15 +21,29 @@ them, the potentials ``M``. Threshold, decay (PLIF) and input gradients are redu
 ``gM``. All of it runs tile by tile over the neurons (see :data:`TILE_ELEMENTS`). The numbers are
 the reference loop's: the forward uses the same floating-point operations in the same order, and
 the gradients equal the loop's (tests).
+
+Two forms run this: compiled loops (:mod:`neurodeploy.nn.fused_compiled`, numba: one pass per
+element for the forward and one for the backward) and the torch operations below, tile by tile. Which
+one runs is decided once per call, by :func:`compiled_applies`: the compiled loops where numba is
+importable, :data:`USE_COMPILED` is on, the tensors are on the CPU in float32 or float64, and the
+threshold and decay are single values; the torch form everywhere else. Both give the same spikes and
+potentials bit for bit, and gradients equal to the loop's (tests run both).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from neurodeploy.nn import fused_compiled
 from neurodeploy.nn.surrogate import Surrogate
+
+USE_COMPILED = os.environ.get("NEURODEPLOY_FUSED_COMPILED", "1") != "0"
+"""Run the compiled loops where they apply (see :func:`compiled_applies`); ``False`` (or the
+environment variable ``NEURODEPLOY_FUSED_COMPILED=0``) forces the torch form everywhere."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,40 @@ def _as_float(v: torch.Tensor | float) -> float:
     return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
 
 
+def compiled_applies(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float,
+                     u0: torch.Tensor) -> bool:
+    """Whether a sequence ``current [T, E]`` runs in the compiled loops (the one place that decides).
+
+    They cover every :class:`Dynamics`, surrogate, MP-Init value and learnable threshold or decay, on
+    CPU tensors in float32 or float64 with a single threshold and decay; the torch form runs the rest
+    (other devices and dtypes, per-neuron thresholds or decays), and everything when numba is
+    missing or :data:`USE_COMPILED` is off."""
+    return (USE_COMPILED and fused_compiled.AVAILABLE and current.device.type == "cpu"
+            and current.dtype in (torch.float32, torch.float64) and u0.device.type == "cpu"
+            and v_th.numel() == 1 and (not isinstance(decay, torch.Tensor) or decay.numel() == 1))
+
+
+def _charge_code(dyn: Dynamics) -> int:
+    if dyn.kind == "cuba":
+        return fused_compiled.CHARGE_CUBA
+    return fused_compiled.CHARGE_DECAY_INPUT if dyn.form == "decay_input" else fused_compiled.CHARGE_LEAK
+
+
+def _scalars(decay: torch.Tensor | float, v_th: torch.Tensor, dyn: Dynamics, dtype: torch.dtype) -> np.ndarray:
+    """``[b, 1 - b, fi, V, 1, 0]`` for the compiled loops, each computed as the torch form computes it
+    (``1 - b`` in double for a Python ``b``, in the tensor's dtype for a tensor ``b``)."""
+    if isinstance(decay, torch.Tensor):
+        b, cin = float(decay.detach()), float(1 - decay.detach())
+    else:
+        b, cin = float(decay), 1.0 - float(decay)
+    return fused_compiled.scalars(b, cin, dyn.current_factor, _as_float(v_th),
+                                  np.float32 if dtype == torch.float32 else np.float64)
+
+
+def _u0_tile(u0: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
+    return u0[c0:c1] if u0.dim() else u0
+
+
 def _tiles(steps: int, width: int, device: torch.device) -> list[tuple[int, int]]:
     if device.type != "cpu":  # a GPU gains nothing from tiles, only launches
         return [(0, width)] if width else []
@@ -72,13 +120,16 @@ def _tiles(steps: int, width: int, device: torch.device) -> list[tuple[int, int]
 
 
 def _run(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float, u0: torch.Tensor,
-         dyn: Dynamics, surrogate: Surrogate | None = None,
-         keep_potentials: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+         dyn: Dynamics, surrogate: Surrogate | None = None, keep_potentials: bool = True,
+         compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
     """The forward recurrence without autograd on ``current [T, E]``: ``(S, M, U[T-1], dS/dM)``.
 
     ``M`` is ``None`` unless ``keep_potentials``; ``dS/dM`` is computed (tile by tile, by
-    ``surrogate.phi``) only when a surrogate is given.
+    ``surrogate.phi``) only when a surrogate is given. ``u0`` is one value or one per column.
+    ``compiled``: run the compiled loops (:func:`compiled_applies` decides).
     """
+    if compiled:
+        return _run_compiled(current, v_th, decay, u0, dyn, surrogate, keep_potentials)
     steps, width = current.shape
     tiles = _tiles(steps, width, current.device)
     s_all = torch.empty_like(current)
@@ -94,7 +145,7 @@ def _run(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float,
         cur = current[:, c0:c1]
         m_tile = m_all[:, c0:c1] if m_all is not None else scratch[:, : c1 - c0]
         s_tile = s_all[:, c0:c1]
-        u = torch.zeros_like(cur[0]) + u0
+        u = torch.zeros_like(cur[0]) + _u0_tile(u0, c0, c1)
         i_syn = torch.zeros_like(cur[0]) if dyn.kind == "cuba" else None
         ratio = torch.empty_like(cur[0]) if dyn.relative else None
         for t in range(steps):
@@ -130,13 +181,77 @@ def _run(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float,
     return s_all, m_all, u_last, ds_all
 
 
+def _run_compiled(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float, u0: torch.Tensor,
+                  dyn: Dynamics, surrogate: Surrogate | None,
+                  keep_potentials: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """:func:`_run` in the compiled loops (``current`` contiguous): one call over all columns without a
+    surrogate; with one, a call per tile whose surrogate argument ``x`` stays in the cache for
+    ``surrogate.phi``."""
+    steps, width = current.shape
+    cur = current.detach()
+    dtype = cur.dtype
+    s_all = torch.empty_like(cur)
+    m_all = torch.empty_like(cur) if keep_potentials else None
+    ds_all = torch.empty_like(cur) if surrogate is not None else None
+    u = torch.zeros_like(cur[0]) + u0.to(dtype)  # becomes U[T-1] in place
+    i_syn = torch.zeros_like(u) if dyn.kind == "cuba" else u.new_zeros(1)
+    v = v_th.detach()
+    p = _scalars(decay, v, dyn, dtype)
+    unused = np.empty((1, 1), p.dtype)
+    args = (p, _charge_code(dyn), dyn.relative, dyn.reset == "zero", u.numpy(), i_syn.numpy(), s_all.numpy(),
+            m_all.numpy() if m_all is not None else unused, m_all is not None)
+    if ds_all is None:
+        fused_compiled.forward(cur.numpy(), 0, width, *args, unused, False)
+        return s_all, m_all, u, None
+    tiles = _tiles(steps, width, cur.device)
+    scratch = cur.new_empty((steps, tiles[0][1] - tiles[0][0])) if tiles else None
+    for c0, c1 in tiles:
+        fused_compiled.forward(cur.numpy(), c0, c1, *args, scratch.numpy(), True)
+        phi = surrogate.phi(scratch[:, : c1 - c0], None if dyn.relative else v)
+        if dyn.relative:
+            torch.div(phi, v, out=ds_all[:, c0:c1])
+        else:
+            ds_all[:, c0:c1] = phi
+    return s_all, m_all, u, ds_all
+
+
+def _backward_compiled(ctx, g_s: torch.Tensor | None, ds: torch.Tensor, s_all: torch.Tensor,
+                       m_all: torch.Tensor | None, current: torch.Tensor | None, v: torch.Tensor,
+                       decay_t: torch.Tensor | None) -> tuple:
+    """``_FusedNeuron.backward`` in one compiled pass over the sequence."""
+    dyn: Dynamics = ctx.dyn
+    need_i, need_v, need_decay = ctx.needs_input_grad[:3]
+    g_s = torch.zeros_like(ds) if g_s is None else g_s.contiguous()
+    unused = np.empty((1, 1), ctx.scalars.dtype)
+    g_all = torch.empty_like(ds) if need_i else None
+    sums = np.zeros(3)
+    fused_compiled.backward(g_s.detach().numpy(), ds.detach().numpy(), s_all.detach().numpy(),
+                            m_all.detach().numpy() if m_all is not None else unused,
+                            current.detach().numpy() if current is not None else unused,
+                            ctx.u0.reshape(-1).contiguous().numpy(), ctx.scalars, _charge_code(dyn),
+                            dyn.reset == "zero", dyn.detach_reset, dyn.relative, need_i, need_v, need_decay,
+                            g_all.numpy() if g_all is not None else unused, sums)
+    grad_v = grad_decay = None
+    if need_v:
+        v_float = float(v)
+        grad_v = -(sums[0] / v_float if dyn.relative else sums[0]) - sums[1]
+        grad_v = torch.tensor(grad_v, dtype=ds.dtype).reshape(v.shape)
+    if need_decay:
+        grad_decay = torch.tensor(sums[2], dtype=ds.dtype).reshape(decay_t.shape)
+    return g_all, grad_v, grad_decay, None, None, None, None, None
+
+
 class _FusedNeuron(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current, v_th, decay, u0, dyn: Dynamics, surrogate: Surrogate, keep_potentials: bool):
+    def forward(ctx, current, v_th, decay, u0, dyn: Dynamics, surrogate: Surrogate, keep_potentials: bool,
+                compiled: bool):
         need_decay, need_v = ctx.needs_input_grad[2], ctx.needs_input_grad[1]
         need_m = (dyn.reset == "zero" and not dyn.detach_reset) or (need_v and dyn.relative) or need_decay
-        s_all, m_all, u_last, ds = _run(current, v_th, decay, u0, dyn, surrogate, need_m or keep_potentials)
+        s_all, m_all, u_last, ds = _run(current, v_th, decay, u0, dyn, surrogate, need_m or keep_potentials,
+                                        compiled)
         ctx.dyn = dyn
+        ctx.compiled = compiled
+        ctx.scalars = _scalars(decay, v_th, dyn, current.dtype) if compiled else None
         ctx.save_for_backward(ds, s_all, m_all if need_m else None,
                               current if need_decay and dyn.form == "decay_input" else None,
                               v_th.detach(), decay if isinstance(decay, torch.Tensor) else None)
@@ -149,6 +264,8 @@ class _FusedNeuron(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_s, _g_m, _g_u):
         ds, s_all, m_all, current, v, decay_t = ctx.saved_tensors
+        if ctx.compiled:
+            return _backward_compiled(ctx, g_s, ds, s_all, m_all, current, v, decay_t)
         dyn: Dynamics = ctx.dyn
         b = _as_float(ctx.decay_value)
         need_i, need_v, need_decay = ctx.needs_input_grad[:3]
@@ -189,7 +306,7 @@ class _FusedNeuron(torch.autograd.Function):
                     grad_v -= (g_u * s).sum()
             if need_decay:
                 u_prev = torch.empty_like(g_m)
-                u_prev[0] = ctx.u0
+                u_prev[0] = _u0_tile(ctx.u0, c0, c1)
                 if dyn.reset == "zero":
                     torch.mul(m[:-1], 1 - s[:-1], out=u_prev[1:])
                 else:
@@ -207,7 +324,16 @@ class _FusedNeuron(torch.autograd.Function):
             grad_v = grad_v.reshape(v.shape)
         if need_decay:
             grad_decay = grad_decay.reshape(decay_t.shape)
-        return (g_all if need_i else None), grad_v, grad_decay, None, None, None, None
+        return (g_all if need_i else None), grad_v, grad_decay, None, None, None, None, None
+
+
+def _memory_order(x: torch.Tensor) -> list[int] | None:
+    """The order ``[0, ...]`` of ``x``'s dimensions in which its memory is contiguous (e.g. a
+    channels-last convolution output), or ``None`` when it is contiguous as it is or not dense."""
+    if x.dim() <= 2 or x.is_contiguous():
+        return None
+    perm = [0, *sorted(range(1, x.dim()), key=lambda d: -x.stride(d))]
+    return perm if x.permute(perm).is_contiguous() else None
 
 
 def fused_spikes(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float, u0: torch.Tensor,
@@ -218,16 +344,35 @@ def fused_spikes(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor 
 
     Returns ``(S, M, U_last)``: the pre-spike potentials ``M`` (detached; ``None`` unless
     ``keep_potentials``) and the last post-reset potential (detached). ``u0`` is the initial
-    potential (broadcast to one step's shape).
+    potential: one value or any shape that broadcasts to one step's shape ``[B, ...]``.
+
+    The recurrence is elementwise over the neurons and samples, so it runs on the columns in the
+    order they lie in memory: a ``current`` that is dense in another order than the contiguous one
+    (channels-last) is processed in place of a copy, and ``S`` and ``M`` come back in its layout;
+    anything else is copied to a contiguous ``[T, E]`` first.
     """
-    shape = current.shape
-    flat = current.reshape(shape[0], -1)
+    perm = _memory_order(current)
+    work = current.permute(perm) if perm is not None else current
+    shape = work.shape
+    flat = work.reshape(shape[0], -1)
+    u0 = u0.detach().to(current.dtype)
+    if u0.numel() > 1:  # one initial potential per column, in the columns' order
+        u0 = u0.expand(current.shape[1:])
+        u0 = (u0.permute([d - 1 for d in perm[1:]]) if perm is not None else u0).reshape(-1)
+    compiled = compiled_applies(flat, v_th, decay, u0)
+    if compiled:
+        flat = flat.contiguous()
     grads = torch.is_grad_enabled() and (
         current.requires_grad or v_th.requires_grad or (isinstance(decay, torch.Tensor) and decay.requires_grad))
     if not grads:
         with torch.no_grad():
-            s, m, u_last, _ = _run(flat, v_th, decay, u0, dyn, None, keep_potentials)
+            s, m, u_last, _ = _run(flat, v_th, decay, u0, dyn, None, keep_potentials, compiled)
     else:
-        s, m, u_last = _FusedNeuron.apply(flat, v_th, decay, u0, dyn, surrogate, keep_potentials)
+        s, m, u_last = _FusedNeuron.apply(flat, v_th, decay, u0, dyn, surrogate, keep_potentials, compiled)
+    s, u_last = s.reshape(shape), u_last.reshape(shape[1:])
     m = m.reshape(shape) if keep_potentials else None
-    return s.reshape(shape), m, u_last.reshape(shape[1:])
+    if perm is not None:
+        back = [perm.index(d) for d in range(len(perm))]
+        s, u_last = s.permute(back), u_last.permute([d - 1 for d in back[1:]])
+        m = m.permute(back) if m is not None else None
+    return s, m, u_last
