@@ -129,7 +129,8 @@ def _run(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float,
     ``compiled``: run the compiled loops (:func:`compiled_applies` decides).
     """
     if compiled:
-        return _run_compiled(current, v_th, decay, u0, dyn, surrogate, keep_potentials)
+        s_all, m_all, u_last = _run_compiled(current, v_th, decay, u0, dyn, keep_potentials)
+        return s_all, m_all, u_last, None
     steps, width = current.shape
     tiles = _tiles(steps, width, current.device)
     s_all = torch.empty_like(current)
@@ -182,62 +183,64 @@ def _run(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float,
 
 
 def _run_compiled(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor | float, u0: torch.Tensor,
-                  dyn: Dynamics, surrogate: Surrogate | None,
-                  keep_potentials: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-    """:func:`_run` in the compiled loops (``current`` contiguous): one call over all columns without a
-    surrogate; with one, a call per tile whose surrogate argument ``x`` stays in the cache for
-    ``surrogate.phi``."""
+                  dyn: Dynamics, keep_potentials: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The forward recurrence in one compiled pass over a contiguous ``current [T, E]``:
+    ``(S, M or None, U[T-1])``. Nothing else is kept: the backward recomputes ``M`` tile by tile
+    (:func:`_backward_compiled`)."""
     steps, width = current.shape
     cur = current.detach()
-    dtype = cur.dtype
     s_all = torch.empty_like(cur)
     m_all = torch.empty_like(cur) if keep_potentials else None
-    ds_all = torch.empty_like(cur) if surrogate is not None else None
-    u = torch.zeros_like(cur[0]) + u0.to(dtype)  # becomes U[T-1] in place
+    u = torch.zeros_like(cur[0]) + u0  # becomes U[T-1] in place
     i_syn = torch.zeros_like(u) if dyn.kind == "cuba" else u.new_zeros(1)
-    v = v_th.detach()
-    p = _scalars(decay, v, dyn, dtype)
+    p = _scalars(decay, v_th, dyn, cur.dtype)
     unused = np.empty((1, 1), p.dtype)
-    args = (p, _charge_code(dyn), dyn.relative, dyn.reset == "zero", u.numpy(), i_syn.numpy(), s_all.numpy(),
-            m_all.numpy() if m_all is not None else unused, m_all is not None)
-    if ds_all is None:
-        fused_compiled.forward(cur.numpy(), 0, width, *args, unused, False)
-        return s_all, m_all, u, None
-    tiles = _tiles(steps, width, cur.device)
-    scratch = cur.new_empty((steps, tiles[0][1] - tiles[0][0])) if tiles else None
-    for c0, c1 in tiles:
-        fused_compiled.forward(cur.numpy(), c0, c1, *args, scratch.numpy(), True)
-        phi = surrogate.phi(scratch[:, : c1 - c0], None if dyn.relative else v)
-        if dyn.relative:
-            torch.div(phi, v, out=ds_all[:, c0:c1])
-        else:
-            ds_all[:, c0:c1] = phi
-    return s_all, m_all, u, ds_all
+    fused_compiled.forward(cur.numpy(), 0, width, p, _charge_code(dyn), dyn.relative, dyn.reset == "zero",
+                           u.numpy(), i_syn.numpy(), s_all.numpy(), m_all.numpy() if m_all is not None else unused,
+                           m_all is not None, unused, False, 0)
+    return s_all, m_all, u
 
 
-def _backward_compiled(ctx, g_s: torch.Tensor | None, ds: torch.Tensor, s_all: torch.Tensor,
-                       m_all: torch.Tensor | None, current: torch.Tensor | None, v: torch.Tensor,
+def _backward_compiled(ctx, g_s: torch.Tensor | None, current: torch.Tensor, v: torch.Tensor,
                        decay_t: torch.Tensor | None) -> tuple:
-    """``_FusedNeuron.backward`` in one compiled pass over the sequence."""
+    """``_FusedNeuron.backward`` from the saved input alone, tile by tile: the compiled forward
+    recomputes the tile's ``S`` and ``M`` (the same values as the forward pass) and the surrogate's
+    argument, ``surrogate.phi`` turns that into ``dS/dM``, and the compiled backward runs the tile's
+    reverse-time recurrence. A tile's intermediates stay in the cache; the only full-size arrays
+    read are the input and ``dL/dS``, the only one written is the input gradient."""
     dyn: Dynamics = ctx.dyn
     need_i, need_v, need_decay = ctx.needs_input_grad[:3]
-    g_s = torch.zeros_like(ds) if g_s is None else g_s.contiguous()
-    unused = np.empty((1, 1), ctx.scalars.dtype)
-    g_all = torch.empty_like(ds) if need_i else None
+    cur = current.detach()
+    steps, width = cur.shape
+    g_s = torch.zeros_like(cur) if g_s is None else g_s.contiguous()
+    g_all = torch.empty_like(cur) if need_i else None
+    p = ctx.scalars
+    unused = np.empty((1, 1), p.dtype)
     sums = np.zeros(3)
-    fused_compiled.backward(g_s.detach().numpy(), ds.detach().numpy(), s_all.detach().numpy(),
-                            m_all.detach().numpy() if m_all is not None else unused,
-                            current.detach().numpy() if current is not None else unused,
-                            ctx.u0.reshape(-1).contiguous().numpy(), ctx.scalars, _charge_code(dyn),
-                            dyn.reset == "zero", dyn.detach_reset, dyn.relative, need_i, need_v, need_decay,
-                            g_all.numpy() if g_all is not None else unused, sums)
+    u0 = ctx.u0.reshape(-1).contiguous()
+    tiles = _tiles(steps, width, cur.device)
+    w = tiles[0][1] - tiles[0][0] if tiles else 0
+    m_t, x_t, s_t = (cur.new_empty((steps, w)) for _ in range(3))
+    u_t = cur.new_empty(w)
+    i_t = cur.new_empty(w if dyn.kind == "cuba" else 1)
+    charge, zero_reset = _charge_code(dyn), dyn.reset == "zero"
+    for c0, c1 in tiles:
+        n = c1 - c0
+        torch.add(torch.zeros_like(u_t[:n]), _u0_tile(u0, c0, c1) if u0.numel() > 1 else u0[0], out=u_t[:n])
+        i_t.zero_()
+        fused_compiled.forward(cur.numpy(), c0, c1, p, charge, dyn.relative, zero_reset, u_t.numpy(), i_t.numpy(),
+                               s_t.numpy(), m_t.numpy(), True, x_t.numpy(), True, c0)
+        phi = ctx.surrogate.phi(x_t[:, :n], None if dyn.relative else v)
+        ds = (phi / v if dyn.relative else phi).contiguous()
+        fused_compiled.backward(g_s.numpy(), ds.numpy(), s_t.numpy(), m_t.numpy(), cur.numpy(), u0.numpy(), p,
+                                charge, zero_reset, dyn.detach_reset, dyn.relative, need_i, need_v, need_decay,
+                                g_all.numpy() if g_all is not None else unused, sums, c0, c1)
     grad_v = grad_decay = None
     if need_v:
-        v_float = float(v)
-        grad_v = -(sums[0] / v_float if dyn.relative else sums[0]) - sums[1]
-        grad_v = torch.tensor(grad_v, dtype=ds.dtype).reshape(v.shape)
+        grad_v = -(sums[0] / float(v) if dyn.relative else sums[0]) - sums[1]
+        grad_v = torch.tensor(grad_v, dtype=cur.dtype).reshape(v.shape)
     if need_decay:
-        grad_decay = torch.tensor(sums[2], dtype=ds.dtype).reshape(decay_t.shape)
+        grad_decay = torch.tensor(sums[2], dtype=cur.dtype).reshape(decay_t.shape)
     return g_all, grad_v, grad_decay, None, None, None, None, None
 
 
@@ -245,27 +248,33 @@ class _FusedNeuron(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, v_th, decay, u0, dyn: Dynamics, surrogate: Surrogate, keep_potentials: bool,
                 compiled: bool):
-        need_decay, need_v = ctx.needs_input_grad[2], ctx.needs_input_grad[1]
-        need_m = (dyn.reset == "zero" and not dyn.detach_reset) or (need_v and dyn.relative) or need_decay
-        s_all, m_all, u_last, ds = _run(current, v_th, decay, u0, dyn, surrogate, need_m or keep_potentials,
-                                        compiled)
         ctx.dyn = dyn
         ctx.compiled = compiled
-        ctx.scalars = _scalars(decay, v_th, dyn, current.dtype) if compiled else None
+        ctx.u0 = u0.detach().clone()  # MP-Init updates its buffer in place after the pass
+        ctx.decay_value = decay
+        if compiled:  # only the input is kept: the backward recomputes the rest
+            s_all, m_all, u_last = _run_compiled(current, v_th, decay, u0, dyn, keep_potentials)
+            ctx.scalars = _scalars(decay, v_th, dyn, current.dtype)
+            ctx.surrogate = surrogate
+            ctx.save_for_backward(current, v_th.detach(), decay if isinstance(decay, torch.Tensor) else None)
+            m_out = m_all if keep_potentials else current.new_empty(0)
+            ctx.mark_non_differentiable(m_out, u_last)
+            return s_all, m_out, u_last
+        need_decay, need_v = ctx.needs_input_grad[2], ctx.needs_input_grad[1]
+        need_m = (dyn.reset == "zero" and not dyn.detach_reset) or (need_v and dyn.relative) or need_decay
+        s_all, m_all, u_last, ds = _run(current, v_th, decay, u0, dyn, surrogate, need_m or keep_potentials)
         ctx.save_for_backward(ds, s_all, m_all if need_m else None,
                               current if need_decay and dyn.form == "decay_input" else None,
                               v_th.detach(), decay if isinstance(decay, torch.Tensor) else None)
-        ctx.u0 = u0.detach().clone()  # MP-Init updates its buffer in place after the pass
-        ctx.decay_value = decay
         m_out = m_all if keep_potentials else current.new_empty(0)
         ctx.mark_non_differentiable(m_out, u_last)
         return s_all, m_out, u_last
 
     @staticmethod
     def backward(ctx, g_s, _g_m, _g_u):
-        ds, s_all, m_all, current, v, decay_t = ctx.saved_tensors
         if ctx.compiled:
-            return _backward_compiled(ctx, g_s, ds, s_all, m_all, current, v, decay_t)
+            return _backward_compiled(ctx, g_s, *ctx.saved_tensors)
+        ds, s_all, m_all, current, v, decay_t = ctx.saved_tensors
         dyn: Dynamics = ctx.dyn
         b = _as_float(ctx.decay_value)
         need_i, need_v, need_decay = ctx.needs_input_grad[:3]
