@@ -35,7 +35,7 @@ except Exception:  # noqa: BLE001 - any import failure: the torch form runs
 AVAILABLE = numba is not None
 """Whether the compiled loops can be used here."""
 
-BLOCK = 2048
+BLOCK = 8192
 """Columns advanced together through all steps (their state stays in the L1/L2 cache)."""
 
 CHARGE_LEAK, CHARGE_DECAY_INPUT, CHARGE_CUBA = 0, 1, 2
