@@ -15,19 +15,26 @@ and the backward is the reverse-time linear recurrence for ``gM = dL/dM``::
 
     gM[t] = a[t] + b e[t] gM[t+1],   a = gS dS/dM,   e = dU/dM + dU/dS dS/dM (dU/dS = 0 when detached)
 
-so the only tensors kept for it are ``dS/dM`` (the surrogate, evaluated by ``surrogate.phi`` on
-whole tiles of the sequence), the spikes (the output itself) and, only when a gradient needs
-them, the potentials ``M``. Threshold, decay (PLIF) and input gradients are reductions over
-``gM``. All of it runs tile by tile over the neurons (see :data:`TILE_ELEMENTS`). The numbers are
-the reference loop's: the forward uses the same floating-point operations in the same order, and
-the gradients equal the loop's (tests).
+Threshold, decay (PLIF) and input gradients are reductions over ``gM``. The numbers are the
+reference loop's: the forward uses the same floating-point operations in the same order, and the
+gradients equal the loop's (tests).
 
-Two forms run this: compiled loops (:mod:`neurodeploy.nn.fused_compiled`, numba: one pass per
-element for the forward and one for the backward) and the torch operations below, tile by tile. Which
-one runs is decided once per call, by :func:`compiled_applies`: the compiled loops where numba is
-importable, :data:`USE_COMPILED` is on, the tensors are on the CPU in float32 or float64, and the
-threshold and decay are single values; the torch form everywhere else. Both give the same spikes and
-potentials bit for bit, and gradients equal to the loop's (tests run both).
+Two forms run this, chosen once per call by :func:`compiled_applies`:
+
+- the compiled loops of :mod:`neurodeploy.nn.fused_compiled` (numba), where numba is importable,
+  :data:`USE_COMPILED` is on, the tensors are on the CPU in float32 or float64 and the threshold
+  and decay are single values. The forward is one pass that reads ``I`` and writes ``S``; autograd
+  keeps only the input. The backward recomputes ``M`` and the surrogate's argument tile by tile
+  (the same values), applies ``surrogate.phi`` to the tile with torch and runs the reverse-time
+  recurrence over it, so a tile's intermediates stay in the cache and the only full-size arrays
+  it touches are ``I``, ``dL/dS`` and the input gradient it writes.
+- the torch operations below everywhere else: tile by tile over the neurons (see
+  :data:`TILE_ELEMENTS`), a few tensor operations per step; the tensors kept for the backward are
+  ``dS/dM`` (by ``surrogate.phi`` on whole tiles), the spikes (the output itself) and, only when a
+  gradient needs them, the potentials ``M``.
+
+Both give the same spikes and potentials bit for bit (the tests run both against the loop). The
+surrogate is written once, in :mod:`neurodeploy.nn.surrogate`, for both.
 """
 
 from __future__ import annotations

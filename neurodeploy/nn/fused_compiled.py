@@ -3,21 +3,23 @@ recurrence of a whole sequence, one pass over each element.
 
 The torch form in :func:`neurodeploy.nn.fused._run` and ``_FusedNeuron.backward`` issues a handful
 of tensor operations per time step, each a memory pass over a tile; :func:`forward` and
-:func:`backward` here walk each neuron's column through all ``T`` steps once, in blocks of
-:data:`BLOCK` columns so that the per-column state stays in the CPU's cache. They run serially (one
-thread; torch's own operations around them keep ``torch.get_num_threads()``).
+:func:`backward` here take a block of :data:`BLOCK` neuron columns through all ``T`` steps at once
+(the block's state stays in the CPU's cache). The flags (CUBA or LIF charge, relative threshold,
+reset, detach, which gradients) choose among branch-free loops once per row of a block, so that the
+loops vectorise. They run serially, on the calling thread (numba's threading layer is never
+started; torch's operations around them keep ``torch.get_num_threads()``).
 
 The forward performs the same floating-point operations in the same order as the torch form and the
 reference loop (``M = U b + I'``, ``1[M > V]`` or ``1[M / V > 1]``, ``M (1 - S)`` or ``M - V S``),
 all in the tensor's dtype (the scalars arrive already rounded to it, as torch rounds a Python scalar
 operand), without fast-math, so spikes and potentials are the same bits. The surrogate derivative is
-not evaluated here: :func:`forward` writes its argument ``x`` (``M - V`` or ``M / V - 1``) and the
+not evaluated here: :func:`forward` can write its argument ``x`` (``M - V`` or ``M / V - 1``) and the
 caller applies ``surrogate.phi`` to it, so each surrogate stays written once
 (:mod:`neurodeploy.nn.surrogate`). The backward is the closed form of :mod:`neurodeploy.nn.fused`'s
 docstring; its threshold and decay reductions accumulate in float64.
 
-Only contiguous float32/float64 arrays ``[T, E]`` reach these functions (``E`` neurons x samples, in
-whatever memory order the tensor had: the recurrence is elementwise over ``E``).
+Only C-contiguous float32/float64 arrays ``[T, E]`` reach these functions (``E`` neurons x samples,
+in whatever memory order the tensor had: the recurrence is elementwise over ``E``).
 """
 
 from __future__ import annotations
