@@ -231,12 +231,13 @@ def _backward_compiled(ctx, g_s: torch.Tensor | None, current: torch.Tensor, v: 
     u_t = cur.new_empty(w)
     i_t = cur.new_empty(w if dyn.kind == "cuba" else 1)
     charge, zero_reset = _charge_code(dyn), dyn.reset == "zero"
+    need_m = (zero_reset and not dyn.detach_reset) or (need_v and dyn.relative) or need_decay
     for c0, c1 in tiles:
         n = c1 - c0
         torch.add(torch.zeros_like(u_t[:n]), _u0_tile(u0, c0, c1) if u0.numel() > 1 else u0[0], out=u_t[:n])
         i_t.zero_()
         fused_compiled.forward(cur.numpy(), c0, c1, p, charge, dyn.relative, zero_reset, u_t.numpy(), i_t.numpy(),
-                               s_t.numpy(), m_t.numpy(), True, x_t.numpy(), True, c0)
+                               s_t.numpy(), m_t.numpy(), need_m, x_t.numpy(), True, c0)
         phi = ctx.surrogate.phi(x_t[:, :n], None if dyn.relative else v)
         ds = (phi / v if dyn.relative else phi).contiguous()
         fused_compiled.backward(g_s.numpy(), ds.numpy(), s_t.numpy(), m_t.numpy(), cur.numpy(), u0.numpy(), p,
