@@ -110,6 +110,30 @@ def test_fused_equals_reference_loop(compiled, cfg, seed, steps, mp0, epoch, rat
         torch.testing.assert_close(got[4][key], ref[4][key], rtol=1e-12, atol=0, msg=key)
 
 
+@given(cfg=configs, seed=st.integers(0, 10_000), steps=st.integers(1, 9), mp0=st.floats(-0.5, 0.5),
+       grad=st.booleans())
+@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("compiled", FORMS)
+def test_fused_float32_forward_is_bit_identical_to_the_loop(compiled, cfg, seed, steps, mp0, grad):
+    """float32 (where a Python decay rounds to float32 inside each product): the same spikes,
+    potentials (monitor statistics), MP-Init update, with and without autograd."""
+    layer = SpikingNeuron(NeuronConfig(**cfg)).train()
+    layer.monitor = True
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(steps, 3, 5, generator=gen, dtype=torch.float64) * 1.5 + 0.6).float()
+    results = []
+    for impl in ("loop", "fused"):
+        layer.impl = impl
+        layer.mp_mean.fill_(mp0)
+        with torch.set_grad_enabled(grad), neuron_form(compiled) if impl == "fused" else contextlib.nullcontext():
+            out = layer(x.clone().requires_grad_(grad))
+        results.append((out.detach(), layer.mp_mean.clone(), dict(layer.stats)))
+    (out_ref, mp_ref, stats_ref), (out, mp, stats) = results
+    assert torch.equal(out, out_ref) and torch.equal(mp, mp_ref)
+    for key in stats_ref:
+        assert torch.equal(stats[key], stats_ref[key]), key
+
+
 @pytest.mark.parametrize("compiled", FORMS)
 def test_fused_float32_network_matches_loop_and_is_default(compiled):
     spec = ModelSpec(arch="convnet", input_shape=[1, 8, 8], hidden=[4, 6], dense=[12], steps=5,
