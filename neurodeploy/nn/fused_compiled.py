@@ -1,0 +1,239 @@
+"""Compiled (numba) loops of :mod:`neurodeploy.nn.fused`: the forward recurrence and the backward
+recurrence of a whole sequence, one pass over each element.
+
+The torch form in :func:`neurodeploy.nn.fused._run` and ``_FusedNeuron.backward`` issues a handful
+of tensor operations per time step, each a memory pass over a tile; :func:`forward` and
+:func:`backward` here take a block of :data:`BLOCK` neuron columns through all ``T`` steps at once
+(the block's state stays in the CPU's cache). The flags (CUBA or LIF charge, relative threshold,
+reset, detach, which gradients) choose among branch-free loops once per row of a block, so that the
+loops vectorise. They run serially, on the calling thread (numba's threading layer is never
+started; torch's operations around them keep ``torch.get_num_threads()``).
+
+The forward performs the same floating-point operations in the same order as the torch form and the
+reference loop (``M = U b + I'``, ``1[M > V]`` or ``1[M / V > 1]``, ``M (1 - S)`` or ``M - V S``),
+all in the tensor's dtype (the scalars arrive already rounded to it, as torch rounds a Python scalar
+operand), without fast-math, so spikes and potentials are the same bits. The surrogate derivative is
+not evaluated here: :func:`forward` can write its argument ``x`` (``M - V`` or ``M / V - 1``) and the
+caller applies ``surrogate.phi`` to it, so each surrogate stays written once
+(:mod:`neurodeploy.nn.surrogate`). The backward is the closed form of :mod:`neurodeploy.nn.fused`'s
+docstring; its threshold and decay reductions accumulate in float64.
+
+Only C-contiguous float32/float64 arrays ``[T, E]`` reach these functions (``E`` neurons x samples,
+in whatever memory order the tensor had: the recurrence is elementwise over ``E``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # pragma: no cover - depends on the environment
+    import numba
+
+    _njit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+except Exception:  # noqa: BLE001 - any import failure: the torch form runs
+    numba = None
+    _njit = None
+
+AVAILABLE = numba is not None
+"""Whether the compiled loops can be used here."""
+
+BLOCK = 8192
+"""Columns advanced together through all steps (their state stays in the L1/L2 cache)."""
+
+CHARGE_LEAK, CHARGE_DECAY_INPUT, CHARGE_CUBA = 0, 1, 2
+"""``M = U b + I`` (LIF leak, IF, PLIF), ``M = U b + (1 - b) I`` (decay input), ``M = U b + i`` (CUBA)."""
+
+
+def _forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_out, write_m, x_out, write_x, off):
+    """Advance columns ``c0:c1`` of ``cur [T, E]`` through all steps.
+
+    ``p = [b, 1 - b, fi, V, 1, 0]`` in the dtype; ``u`` (the initial potential on entry, the last
+    post-reset potential on return) and ``i_syn`` (CUBA's current) are updated in place. Writes
+    ``S`` into ``s_out``, ``M`` into ``m_out`` (if ``write_m``) and the surrogate's argument into
+    ``x_out`` (if ``write_x``). Column ``k`` of ``cur`` is column ``k - off`` of every other array
+    (``off = 0``: whole rows; ``off = c0``: arrays of one tile). Each step of a block is a few branch-free loops
+    over the block's row (which stays in the L1 cache), chosen by the flags once per row, so that
+    they vectorise.
+    """
+    steps = cur.shape[0]
+    b = p[0]
+    cin = p[1]
+    fi = p[2]
+    v = p[3]
+    one = p[4]
+    zero = p[5]
+    buf = np.empty(BLOCK, cur.dtype)
+    for k0 in range(c0, c1, BLOCK):
+        k1 = min(c1, k0 + BLOCK)
+        n = k1 - k0
+        j0 = k0 - off
+        j1 = k1 - off
+        uu = u[j0:j1]
+        for t in range(steps):
+            cu = cur[t, k0:k1]
+            so = s_out[t, j0:j1]
+            mr = m_out[t, j0:j1] if write_m else buf[0:n]
+            if charge == 2:
+                ii = i_syn[j0:j1]
+                for k in range(n):
+                    i = ii[k] * fi + cu[k]
+                    ii[k] = i
+                    mr[k] = uu[k] * b + i
+            elif charge == 1:
+                for k in range(n):
+                    mr[k] = uu[k] * b + cin * cu[k]
+            else:
+                for k in range(n):
+                    mr[k] = uu[k] * b + cu[k]
+            if relative:
+                if zero_reset:
+                    for k in range(n):
+                        m = mr[k]
+                        s = one if m / v > one else zero
+                        so[k] = s
+                        uu[k] = m * (one - s)
+                else:
+                    for k in range(n):
+                        m = mr[k]
+                        s = one if m / v > one else zero
+                        so[k] = s
+                        uu[k] = m - v * s
+            elif zero_reset:
+                for k in range(n):
+                    m = mr[k]
+                    s = one if m > v else zero
+                    so[k] = s
+                    uu[k] = m * (one - s)
+            else:
+                for k in range(n):
+                    m = mr[k]
+                    s = one if m > v else zero
+                    so[k] = s
+                    uu[k] = m - v * s
+            if write_x:
+                xo = x_out[t, j0:j1]
+                if relative:
+                    for k in range(n):
+                        xo[k] = mr[k] / v - one
+                else:
+                    for k in range(n):
+                        xo[k] = mr[k] - v
+
+
+def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative,
+              need_i, need_v, need_decay, g_out, sums, c0, c1):
+    """The reverse-time recurrence ``gM[t] = gS[t] dS/dM[t] + b e[t] gM[t+1]`` over columns ``c0:c1``.
+
+    ``g_s``, ``cur``, ``g_out`` and ``u0`` (one value or one per column) hold all columns; ``ds``
+    (dS/dM), ``s_all`` and ``m_all`` only the tile's (column ``k`` at ``k - c0``). Writes the input
+    gradient into ``g_out`` (if ``need_i``) and adds to ``sums`` (float64): ``sums[0] = sum gSpk
+    dS/dM (x M for relative)``, ``sums[1] = sum gU S`` (threshold), ``sums[2] = sum gM dM/db``
+    (decay). Loops as in :func:`_forward`.
+    """
+    steps = ds.shape[0]
+    b = p[0]
+    cin = p[1]
+    fi = p[2]
+    v = p[3]
+    one = p[4]
+    zero = p[5]
+    g_next = np.empty(BLOCK, ds.dtype)  # gM[t+1], then gM[t]
+    gi_next = np.empty(BLOCK, ds.dtype)
+    tmp = np.empty(BLOCK, ds.dtype)
+    acc0 = np.zeros(BLOCK, np.float64)
+    acc1 = np.zeros(BLOCK, np.float64)
+    acc2 = np.zeros(BLOCK, np.float64)
+    for k0 in range(c0, c1, BLOCK):
+        k1 = min(c1, k0 + BLOCK)
+        n = k1 - k0
+        j0 = k0 - c0
+        j1 = k1 - c0
+        for k in range(n):
+            g_next[k] = zero
+            gi_next[k] = zero
+        for t in range(steps - 1, -1, -1):
+            gb = zero if t == steps - 1 else b  # gM[T] = 0: the last step has no successor
+            gs = g_s[t, k0:k1]
+            d = ds[t, j0:j1]
+            sr = s_all[t, j0:j1]
+            if need_v:  # with gU[t] = b gM[t+1]
+                mr = m_all[t, j0:j1] if relative or not detach else m_all[0, 0:0]
+                if detach:
+                    for k in range(n):
+                        tmp[k] = gs[k]
+                elif zero_reset:
+                    for k in range(n):
+                        tmp[k] = gs[k] - gb * g_next[k] * mr[k]
+                else:
+                    for k in range(n):
+                        tmp[k] = gs[k] - gb * g_next[k] * v
+                if relative:
+                    for k in range(n):
+                        acc0[k] += tmp[k] * d[k] * mr[k]
+                else:
+                    for k in range(n):
+                        acc0[k] += tmp[k] * d[k]
+                if not zero_reset:
+                    for k in range(n):
+                        acc1[k] += gb * g_next[k] * sr[k]
+            if zero_reset:
+                if detach:
+                    for k in range(n):
+                        g_next[k] = gs[k] * d[k] + gb * (one - sr[k]) * g_next[k]
+                else:
+                    mr = m_all[t, j0:j1]
+                    for k in range(n):
+                        g_next[k] = gs[k] * d[k] + gb * (one - sr[k] - mr[k] * d[k]) * g_next[k]
+            elif detach:
+                for k in range(n):
+                    g_next[k] = gs[k] * d[k] + gb * g_next[k]
+            else:
+                for k in range(n):
+                    g_next[k] = gs[k] * d[k] + gb * (one - v * d[k]) * g_next[k]
+            if need_decay:  # dM[t]/db = U[t-1] (- I[t] for decay_input), U[-1] = u0
+                if t == 0:
+                    for k in range(n):
+                        tmp[k] = u0[k0 + k] if u0.shape[0] > 1 else u0[0]
+                else:
+                    mp = m_all[t - 1, j0:j1]
+                    sp = s_all[t - 1, j0:j1]
+                    if zero_reset:
+                        for k in range(n):
+                            tmp[k] = mp[k] * (one - sp[k])
+                    else:
+                        for k in range(n):
+                            tmp[k] = mp[k] - v * sp[k]
+                if charge == 1:
+                    cr = cur[t, k0:k1]
+                    for k in range(n):
+                        tmp[k] = tmp[k] - cr[k]
+                for k in range(n):
+                    acc2[k] += g_next[k] * tmp[k]
+            if need_i:
+                go = g_out[t, k0:k1]
+                if charge == 2:  # i[t] = fi i[t-1] + I[t]: gI[t] = gM[t] + fi gI[t+1]
+                    for k in range(n):
+                        gi_next[k] = g_next[k] + fi * gi_next[k]
+                        go[k] = gi_next[k]
+                elif charge == 1:
+                    for k in range(n):
+                        go[k] = g_next[k] * cin
+                else:
+                    for k in range(n):
+                        go[k] = g_next[k]
+    sums[0] += acc0.sum()
+    sums[1] += acc1.sum()
+    sums[2] += acc2.sum()
+
+
+if AVAILABLE:  # pragma: no branch
+    forward = _njit(_forward)
+    backward = _njit(_backward)
+else:  # pragma: no cover
+    forward = backward = None
+
+
+def scalars(b: float, cin: float, fi: float, v: float, dtype: np.dtype) -> np.ndarray:
+    """The kernels' scalar operands ``[b, 1 - b, fi, V, 1, 0]`` rounded to ``dtype`` (as torch rounds a
+    Python scalar operand of a float32 tensor)."""
+    return np.array([b, cin, fi, v, 1.0, 0.0], dtype=np.float64).astype(dtype)
