@@ -137,7 +137,7 @@ def test_reference_loop_neurons_run_on_channels_last_memory_too():
 
 def test_monitored_layers_report_the_reference_statistics():
     """A monitored neuron (the trainer's monitor) records the same per-neuron statistics and the same
-    potential sample as on standard memory."""
+    potential sample as on standard memory, while the network runs on channels-last memory."""
     net = _net("convnet", "avg", False)
     seq = _seq()
     stats = []
@@ -148,7 +148,7 @@ def test_monitored_layers_report_the_reference_statistics():
         with torch.no_grad():
             forward(seq)
         stats.append([m.stats for m in net.modules() if isinstance(m, SpikingNeuron)])
-    assert not conv_layout.channels_last_pays(net.stages, seq)
+    assert conv_layout.channels_last_pays(net.stages, seq)
     for got, ref in zip(*stats, strict=True):
         assert got.keys() == ref.keys()
         for key in ref:

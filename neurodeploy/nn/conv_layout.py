@@ -19,9 +19,9 @@ its stages so:
 
 The layout only decides where values lie in memory: every value, spike and gradient is the NCHW
 network's, up to the floating-point rounding of a different convolution or batch-norm summation
-order (``tests/test_conv_layout.py``). A network with a monitored neuron runs on standard memory:
-the monitor's potential sample (:func:`~neurodeploy.nn.neurons.layer_stats`) is taken by position in
-the NCHW order.
+order (``tests/test_conv_layout.py``). A monitored neuron reads its statistics
+(:func:`~neurodeploy.nn.neurons.layer_stats`, whose potential sample is taken by position) in the
+NCHW order, so they are the standard-memory network's.
 
 :class:`~neurodeploy.models.graph_net.GraphNet` runs its nodes step by step with elementwise torch
 ops, which keep the layout of their inputs: it converts the input sequence and its zero states with
@@ -47,11 +47,8 @@ def cpu_float32_images(seq: torch.Tensor) -> bool:
 
 def channels_last_pays(stages: nn.ModuleList | list[nn.Module], seq: torch.Tensor) -> bool:
     """Whether a network of ``stages`` runs ``seq`` in channels-last memory: CPU float32 images
-    (:func:`cpu_float32_images`) through at least one convolution, with no neuron's monitor on (a
-    monitored neuron needs standard memory, and converting to and from it around every neuron costs
-    more than the convolutions gain)."""
-    return (cpu_float32_images(seq) and any(isinstance(s, nn.Conv2d) for s in stages)
-            and not any(isinstance(s, SpikingNeuron) and s.monitor for s in stages))
+    (:func:`cpu_float32_images`) through at least one convolution."""
+    return cpu_float32_images(seq) and any(isinstance(s, nn.Conv2d) for s in stages)
 
 
 def is_channels_last(h: torch.Tensor) -> bool:
@@ -113,10 +110,15 @@ def run_neuron(neuron: SpikingNeuron, h: torch.Tensor) -> torch.Tensor:
     """``neuron(h)``; for a channels-last ``h [T, B, C, H, W]`` the neurons run on its memory as
     ``[T, B, H, W, C]`` and the output stays in channels-last memory. A monitored neuron, one with
     per-neuron tensors, or any other ``h`` runs as ``neuron(h)`` (which reads a channels-last ``h``
-    by copying it to standard memory)."""
-    if not is_channels_last(h) or neuron.monitor or not _elementwise(neuron):
+    by copying it to standard memory). A monitored neuron reads its statistics in the standard
+    order of its shape (``stats_order``), so they are the same as on standard memory."""
+    if not is_channels_last(h) or not _elementwise(neuron):
         return neuron(h)
-    out = neuron(h.permute(0, 1, 3, 4, 2))
+    neuron.stats_order = (0, 1, 4, 2, 3)
+    try:
+        out = neuron(h.permute(0, 1, 3, 4, 2))
+    finally:
+        neuron.stats_order = None
     if neuron.track_rate and neuron.rate is not None:
         neuron.rate = neuron.rate.permute(2, 0, 1)
     return out.permute(0, 1, 4, 2, 3)

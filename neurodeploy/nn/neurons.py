@@ -35,6 +35,11 @@ MP_INIT_MOMENTUM = 0.1
 MP_INIT_MEANS = ("all", "fired")
 POTENTIAL_SAMPLE = 4096
 """Number of pre-spike potentials sampled per forward pass for quantile statistics."""
+STATS_SAMPLES = 8
+"""The monitor's potential statistics (gradient-alive and in-support fractions, fraction above
+threshold, mean potential per step, the potential sample) are read from the first this-many samples
+of a batch: each is a mean over neurons and steps, and reading every sample of a large batch doubled
+a convolutional network's training step. Spike counts use every sample."""
 IMPLS = ("fused", "loop")
 DEFAULT_IMPL = "fused"
 """How :class:`SpikingNeuron` runs a sequence: ``"fused"`` (one autograd function over all steps with a
@@ -253,7 +258,8 @@ class SpikingNeuron(nn.Module):
         return m - v_th if self.config.scale == "absolute" else m / v_th - 1
 
     def _record(self, spikes: torch.Tensor, m: torch.Tensor, v_th: torch.Tensor) -> None:
-        self.stats = layer_stats(spikes, m, v_th, self.surrogate, self.config.scale)
+        order = getattr(self, "stats_order", None)  # the layer ran on another memory order of its shape
+        self.stats = layer_stats(spikes, m, v_th, self.surrogate, self.config.scale, order)
 
     def extra_repr(self) -> str:
         c = self.config
@@ -263,9 +269,19 @@ class SpikingNeuron(nn.Module):
 
 @torch.no_grad()
 def layer_stats(spikes: torch.Tensor, m: torch.Tensor, v_th: torch.Tensor, surrogate: Surrogate,
-                scale: str = "absolute") -> dict[str, torch.Tensor]:
+                scale: str = "absolute", order: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
     """The monitor statistics of one pass of a spiking layer (:mod:`neurodeploy.train.monitor`):
-    ``spikes`` and pre-spike potentials ``m`` ``[T, B, *shape]``, threshold ``v_th``."""
+    spikes ``S`` (0 or 1) and pre-spike potentials ``m`` ``[T, B, *shape]``, threshold ``v_th``;
+    the potential statistics from the first :data:`STATS_SAMPLES` samples. ``order`` (a permutation
+    of the dimensions) gives ``[T, B, *shape]`` when ``spikes`` and ``m`` hold the layer's neurons in
+    another memory order: the statistics are those of the permuted tensors."""
+    steps, batch = spikes.shape[:2]
+    per_step = spikes.reshape(steps * batch, -1) if spikes.is_contiguous() else None
+    spike_sum = (per_step.sum(dim=0) if per_step is not None else spikes.sum(dim=(0, 1))).reshape(spikes.shape[2:])
+    m = m[:, :STATS_SAMPLES]
+    if order is not None:
+        spike_sum = spike_sum.permute([d - 2 for d in order[2:]])
+        m = m.permute(order)
     x = m - v_th if scale == "absolute" else m / v_th - 1
     vth_arg = v_th if scale == "absolute" else None
     flat_m = m.flatten()
@@ -276,11 +292,11 @@ def layer_stats(spikes: torch.Tensor, m: torch.Tensor, v_th: torch.Tensor, surro
     else:
         sample = flat_m
     return {
-        "spike_sum": spikes.sum(dim=(0, 1)),  # per neuron, over T and B
-        "fired_all": spikes.amin(dim=(0, 1)),  # 1 where the neuron fired at every step, every sample
+        "spike_sum": spike_sum,  # per neuron, over T and B
+        "fired_all": (spike_sum == steps * batch).to(spikes.dtype),  # fired at every step, every sample
         "elements": torch.tensor(float(spikes.numel())),
-        "samples": torch.tensor(float(spikes.shape[1])),
-        "steps": torch.tensor(float(spikes.shape[0])),
+        "samples": torch.tensor(float(batch)),
+        "steps": torch.tensor(float(steps)),
         "grad_alive": surrogate.grad_alive(x, vth_arg).float().mean(),
         "in_support": surrogate.in_support(x, vth_arg).float().mean(),
         "m_sample": (sample / v_th).float(),  # potentials in units of the threshold

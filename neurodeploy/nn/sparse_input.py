@@ -22,6 +22,8 @@ threads as torch (``torch.get_num_threads()``).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -51,8 +53,8 @@ MAX_GRAD_BYTES = 2 << 20
 """The largest output gradient whose rows :func:`weight_grad` gathers (it must stay in the CPU's
 cache): above it the dense product was measured as fast."""
 
-ENABLED = True
-"""Set to ``False`` to run every layer densely (tests compare both paths)."""
+ENABLED = os.environ.get("NEURODEPLOY_SPARSE_INPUT", "1") != "0"
+"""``False`` (or the environment variable ``NEURODEPLOY_SPARSE_INPUT=0``) runs every layer densely."""
 
 
 def _rows(x, limit, cols, rowptr):
