@@ -60,3 +60,18 @@ def test_resumed_metrics_equal_uninterrupted_run(tmp_path, monkeypatch, auto_rem
         ck_cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
         assert ck_full["train"]["doctor"]["trials"]
         assert ck_full["train"]["doctor"] == ck_cut["train"]["doctor"]
+
+
+def test_remedies_stay_in_the_model_spec(tmp_path):
+    """The doctor's remedies are recorded in the trained model's spec, never in the caller's (a
+    second network built from the same spec once started with the first one's remedied threshold)."""
+    data = load_dataset("digits", limit=500)
+    spec = ModelSpec(arch="mlp", input_shape=(1, 8, 8), hidden=[32, 32], steps=4,
+                     encoding={"kind": "direct", "bits": 8}, neuron={"threshold": 20.0})
+    before = spec.to_dict()
+    cfg = TrainConfig(epochs=3, threads=1, batch_size=48, log_every=4, monitor_window=7, auto_remedy=True)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    train_model(model, data, cfg, tmp_path / "run", progress=False)
+    assert model.spec.overrides, "the doctor applied no remedy: the test no longer exercises one"
+    assert spec.to_dict() == before

@@ -10,6 +10,8 @@ their feature maps in channels-last memory from the first image stage to ``Flatt
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -94,9 +96,9 @@ def _pool(spec: ModelSpec) -> nn.Module:
 
 
 def build_model(spec: ModelSpec | dict) -> SpikingNet:
-    """Build the network a spec describes (weights freshly initialised by torch's defaults)."""
-    if isinstance(spec, dict):
-        spec = ModelSpec.from_dict(spec)
+    """Build the network a spec describes (weights freshly initialised by torch's defaults). The
+    network holds its own copy of the spec (training records remedies in it), never the caller's."""
+    spec = ModelSpec.from_dict(spec) if isinstance(spec, dict) else copy.deepcopy(spec)
     stages: list[nn.Module] = []
     c, *hw = spec.input_shape
     if spec.arch == "mlp":
