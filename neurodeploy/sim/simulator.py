@@ -680,7 +680,11 @@ class Simulator:
                           _PLAN_CHUNK_ELEMENTS)]
         # the synapses of a group of chunks on parallel threads, then the neurons in order
         work = sum(e.work for e in stage.edges)
-        threads = 1 if b * steps * work < _PARALLEL_ELEMENTS else None
+        # dense plans run torch's int8 product, which has threads of its own: workers around it
+        # only wait for each other (784-128-10 of benchmarks/bench_vs_lava.py: 10-12 ms on one
+        # worker against 15-16 ms on two)
+        dense_only = all(plan is not None and e.kind == "dense" for e, _, _, plan in plans)
+        threads = 1 if dense_only or b * steps * work < _PARALLEL_ELEMENTS else None
         per_step = b * max(n_out, 1)
         group = max(1, _GROUP_ELEMENTS // per_step)
         start = 0

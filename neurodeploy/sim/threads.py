@@ -66,5 +66,23 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any],
     threads = min(cpus() if threads is None else int(threads), len(items))
     if threads <= 1:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="neurodeploy-sim") as pool:
+    with torch_threads(1), ThreadPoolExecutor(max_workers=threads, thread_name_prefix="neurodeploy-sim") as pool:
         return list(pool.map(fn, items))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads limited to ``n`` for the duration: the workers of
+    :func:`parallel_map` are the parallelism, and torch operations inside them that each started
+    their own threads made the ConvNet of ``benchmarks/bench_vs_lava.py`` slower with two workers
+    than with one (1.35 s against 1.15 s; 0.93 s with this limit)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before > n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
