@@ -31,26 +31,10 @@ from neurodeploy.lower.inputs import dtype_for_range, encode_inputs, encode_samp
 from neurodeploy.nn.encoding import encode_integers, encode_samples
 from neurodeploy.sim import Simulator
 from neurodeploy.sim.deploy import simulate_graph
+from tests.sim_results import assert_same_results
 from tests.test_sim_graphs import _check_loihi, _inputs, recurrent_dense, recurrent_xylo, residual_conv, residual_dense
 
 RECORD = ("spikes", "u", "v", "input")
-
-
-def _same_results(a, b):
-    """Every figure of two simulator results is equal (rasters and states by value)."""
-    assert a.layer_names == b.layer_names
-    for name in ("readout", "predictions", "input_spikes", "spike_counts", "synops",
-                 "neuron_updates", "u_overflows", "v_overflows", "acc_overflows", "energy_j"):
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    for x, y in zip(a.neuron_spike_counts, b.neuron_spike_counts, strict=True):
-        assert np.array_equal(x, y)
-    assert a.rasters.keys() == b.rasters.keys()
-    for key in a.rasters:
-        assert np.array_equal(a.rasters[key], b.rasters[key]), key
-    assert a.states.keys() == b.states.keys()
-    for var in a.states:
-        for key in a.states[var]:
-            assert np.array_equal(a.states[var][key], b.states[var][key]), (var, key)
 
 
 def _narrow_equals_int64(graph, raster, extra_steps=2, jitter=None):
@@ -62,7 +46,7 @@ def _narrow_equals_int64(graph, raster, extra_steps=2, jitter=None):
         sim = Simulator(graph, fast=fast)
         a = sim.run(raster, extra_steps=extra_steps, record=RECORD, jitter=jitter, seed=5)
         b = sim.run(wide, extra_steps=extra_steps, record=RECORD, jitter=jitter, seed=5)
-        _same_results(a, b)
+        assert_same_results(a, b)
     return a
 
 
@@ -237,7 +221,7 @@ def test_narrow_signed_rasters_with_negative_values_are_refused():
     x[0, 2, 1] = 7
     ok = Simulator(graph).run(x)
     for dtype in (np.int8, np.int16, np.int32):
-        _same_results(Simulator(graph).run(x.astype(dtype)), ok)
+        assert_same_results(Simulator(graph).run(x.astype(dtype)), ok)
         bad = x.astype(dtype)
         bad[0, 3, 0] = -1
         with pytest.raises(DataError, match="value -1"):

@@ -11,6 +11,7 @@ from neurodeploy.errors import ConfigError, DataError, FormatError, UnsupportedE
 from neurodeploy.hardware import load_profile
 from neurodeploy.lower.graph import Conv2d, Dense, DeployGraph, Flatten, NeuronGroup, SumPool2d
 from neurodeploy.sim import Simulator, simulate_accuracy, threads
+from tests.sim_results import assert_same_results
 
 M = 1 << 23
 
@@ -290,21 +291,6 @@ def test_u_beyond_int32_matches_lava_and_reference():
         _check_against_loihi_reference(graph, x, res)
 
 
-def _results_equal(a, b):
-    assert a.layer_names == b.layer_names
-    for name in ("readout", "predictions", "input_spikes", "spike_counts", "synops",
-                 "u_overflows", "v_overflows", "acc_overflows", "energy_j"):
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    for x, y in zip(a.neuron_spike_counts, b.neuron_spike_counts, strict=True):
-        assert np.array_equal(x, y)
-    assert a.rasters.keys() == b.rasters.keys()
-    for key in a.rasters:
-        assert np.array_equal(a.rasters[key], b.rasters[key]), key
-    for var in a.states:
-        for key in a.states[var]:
-            assert np.array_equal(a.states[var][key], b.states[var][key]), (var, key)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_fast_kernels_equal_the_step_path(seed, monkeypatch):
     """Whole-window kernels (whole window; small chunks on threads) and the per-step path: the
@@ -322,15 +308,15 @@ def test_fast_kernels_equal_the_step_path(seed, monkeypatch):
     slow = Simulator(graph, fast=False).run(x, extra_steps=2, record=rec)
     fast = Simulator(graph).run(x, extra_steps=2, record=rec)
     assert any(s.scan for s in Simulator(graph)._stages)
-    _results_equal(fast, slow)
+    assert_same_results(fast, slow)
     # small chunks of steps, synapses on parallel threads, several groups of chunks
     monkeypatch.setattr(threads, "cpus", lambda: 3)
     monkeypatch.setattr(simulator, "_PARALLEL_ELEMENTS", 1)
     monkeypatch.setattr(simulator, "_GROUP_ELEMENTS", 16)
     monkeypatch.setattr(simulator, "_PLAN_CHUNK_ELEMENTS", 64)
     monkeypatch.setattr(simulator, "_CHUNK_ELEMENTS", 64)
-    _results_equal(Simulator(graph).run(x, extra_steps=2, record=rec), slow)
-    _results_equal(Simulator(graph, blas_threads=None).run(x, extra_steps=2, record=rec), slow)
+    assert_same_results(Simulator(graph).run(x, extra_steps=2, record=rec), slow)
+    assert_same_results(Simulator(graph, blas_threads=None).run(x, extra_steps=2, record=rec), slow)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -544,10 +530,10 @@ def test_input_dtypes_give_the_same_result(monkeypatch):
     x = (rng.random((3, 40, *graph.input_shape)) < 0.4).astype(np.int64)
     ref = Simulator(graph, fast=False).run(x)
     for dtype in (np.int64, np.int32, np.uint8, np.uint16, bool):
-        _results_equal(Simulator(graph).run(x.astype(dtype)), ref)
+        assert_same_results(Simulator(graph).run(x.astype(dtype)), ref)
     strided = x.transpose(1, 0, 2).copy().transpose(1, 0, 2)  # not C-contiguous
     assert not strided.flags.c_contiguous
-    _results_equal(Simulator(graph).run(strided), ref)
+    assert_same_results(Simulator(graph).run(strided), ref)
     for bad, where in ((2, -1), (-1, -1), (-1, 0), (256, 5)):
         y = x.copy()
         y.reshape(-1)[where] = bad

@@ -26,16 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # pragma: no cover - depends on the environment
-    import numba
-
-    _njit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
-except Exception:  # noqa: BLE001 - any import failure: the torch form runs
-    numba = None
-    _njit = None
-
-AVAILABLE = numba is not None
-"""Whether the compiled loops can be used here."""
+from neurodeploy.compiled import AVAILABLE, njit
 
 BLOCK = 8192
 """Columns advanced together through all steps (their state stays in the L1/L2 cache)."""
@@ -56,12 +47,7 @@ def _forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_ou
     they vectorise.
     """
     steps = cur.shape[0]
-    b = p[0]
-    cin = p[1]
-    fi = p[2]
-    v = p[3]
-    one = p[4]
-    zero = p[5]
+    b, cin, fi, v, one, zero = p[0], p[1], p[2], p[3], p[4], p[5]
     buf = np.empty(BLOCK, cur.dtype)
     for k0 in range(c0, c1, BLOCK):
         k1 = min(c1, k0 + BLOCK)
@@ -131,12 +117,7 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
     (decay). Loops as in :func:`_forward`.
     """
     steps = ds.shape[0]
-    b = p[0]
-    cin = p[1]
-    fi = p[2]
-    v = p[3]
-    one = p[4]
-    zero = p[5]
+    b, cin, fi, v, one, zero = p[0], p[1], p[2], p[3], p[4], p[5]
     g_next = np.empty(BLOCK, ds.dtype)  # gM[t+1], then gM[t]
     gi_next = np.empty(BLOCK, ds.dtype)
     tmp = np.empty(BLOCK, ds.dtype)
@@ -226,14 +207,14 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
     sums[2] += acc2.sum()
 
 
-if AVAILABLE:  # pragma: no branch
-    forward = _njit(_forward)
-    backward = _njit(_backward)
-else:  # pragma: no cover
-    forward = backward = None
+forward = njit(_forward, error_model="numpy")
+backward = njit(_backward, error_model="numpy")
 
 
 def scalars(b: float, cin: float, fi: float, v: float, dtype: np.dtype) -> np.ndarray:
     """The kernels' scalar operands ``[b, 1 - b, fi, V, 1, 0]`` rounded to ``dtype`` (as torch rounds a
     Python scalar operand of a float32 tensor)."""
     return np.array([b, cin, fi, v, 1.0, 0.0], dtype=np.float64).astype(dtype)
+
+
+__all__ = ["AVAILABLE", "BLOCK", "backward", "forward", "scalars"]

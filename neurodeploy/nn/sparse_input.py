@@ -27,19 +27,7 @@ import os
 import numpy as np
 import torch
 
-try:  # pragma: no cover - depends on the environment
-    import numba
-    from numba import prange
-
-    _njit = numba.njit(cache=True, nogil=True, fastmath=False)
-    _njit_parallel = numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
-except Exception:  # noqa: BLE001 - any import failure: the dense product runs
-    numba = None
-    prange = range
-    _njit = _njit_parallel = None
-
-AVAILABLE = numba is not None
-"""Whether the sparse kernels can run here."""
+from neurodeploy.compiled import AVAILABLE, njit, numba
 
 MAX_DENSITY = 0.3
 """Above this fraction of nonzeros the dense product is faster (measured on 784x512 layers with one
@@ -103,8 +91,9 @@ def _columns(rowptr, cols, vals, binary, n_cols, colptr, rows, cvals):
             fill[j] += 1
 
 
-def _gather_add(ptr, idx, vals, table, bias, has_bias, out, r0, r1):
-    """``out[r] = bias + Σ_{k in row r} vals[k] · table[idx[k]]`` (in list order), rows ``r0 .. r1-1``."""
+def _gather_add(ptr, idx, vals, binary, table, bias, has_bias, out, r0, r1):
+    """``out[r] = bias + Σ_{k in row r} vals[k] · table[idx[k]]`` (in list order), rows
+    ``r0 .. r1-1``; with ``binary`` every value is ``vals[0]`` (a 1 of the table's type)."""
     width = table.shape[1]
     for r in range(r0, r1):
         o = out[r]
@@ -112,51 +101,27 @@ def _gather_add(ptr, idx, vals, table, bias, has_bias, out, r0, r1):
             o[c] = bias[c] if has_bias else 0
         for k in range(ptr[r], ptr[r + 1]):
             w = table[idx[k]]
-            v = vals[k]
+            v = vals[0] if binary else vals[k]
             for c in range(width):
                 o[c] += v * w[c]
 
 
-def _gather_sum(ptr, idx, vals, table, bias, has_bias, out, r0, r1):
-    """:func:`_gather_add` for values that are all 1 (spikes): no multiplications (``vals`` unused)."""
-    width = table.shape[1]
-    for r in range(r0, r1):
-        o = out[r]
-        for c in range(width):
-            o[c] = bias[c] if has_bias else 0
-        for k in range(ptr[r], ptr[r + 1]):
-            w = table[idx[k]]
-            for c in range(width):
-                o[c] += w[c]
+def _gather_rows_parallel(ptr, idx, vals, binary, table, bias, has_bias, out, blocks):
+    """:func:`_gather_add` on numba's threads, in ``blocks`` blocks of rows. (A function of its
+    own, not a ``parallel=True`` build of the serial kernel: with both builds of one function in
+    numba's on-disk cache, calling the serial build was seen to start numba's thread pool, which
+    resets torch's thread count.)"""
+    n = ptr.shape[0] - 1
+    for i in numba.prange(blocks):
+        r0, r1 = i * n // blocks, (i + 1) * n // blocks
+        _gather_add(ptr, idx, vals, binary, table, bias, has_bias, out, r0, r1)
 
 
-def _split_rows(kernel):
-    """A parallel form of ``kernel``: blocks of rows on numba's threads. (A function of its own, not
-    a ``parallel=True`` build of the serial kernel, so that numba's on-disk cache cannot hand one
-    build to the other.)"""
-
-    def parallel(ptr, idx, vals, table, bias, has_bias, out, blocks):
-        n = ptr.shape[0] - 1
-        for i in prange(blocks):
-            kernel(ptr, idx, vals, table, bias, has_bias, out, i * n // blocks, (i + 1) * n // blocks)
-
-    return parallel
-
-
-_KERNELS: dict[tuple[bool, bool], object] = {}
-"""``(binary, parallel) -> compiled gather``: a serial build for one thread (no thread pool is
-started), a parallel one over blocks of rows for more."""
-
-if AVAILABLE:
-    _rows = _njit(_rows)
-    _values = _njit(_values)
-    _columns = _njit(_columns)
-    _gather_add = _njit(_gather_add)
-    _gather_sum = _njit(_gather_sum)
-    _KERNELS[False, False], _KERNELS[True, False] = _gather_add, _gather_sum
-
-    _KERNELS[False, True] = numba.njit(parallel=True, nogil=True)(_split_rows(_gather_add))
-    _KERNELS[True, True] = numba.njit(parallel=True, nogil=True)(_split_rows(_gather_sum))
+_rows = njit(_rows)
+_values = njit(_values)
+_columns = njit(_columns)
+_gather_add = njit(_gather_add)
+_gather_rows_parallel = njit(_gather_rows_parallel, parallel=True)
 
 
 def _gather(ptr, idx, vals, binary, table, bias, out) -> None:
@@ -164,12 +129,12 @@ def _gather(ptr, idx, vals, binary, table, bias, out) -> None:
     threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(0, table.dtype)
-    v = vals if vals.size else np.zeros(1, table.dtype)
+    v = np.ones(1, table.dtype) if binary else vals
     if threads == 1:
-        _KERNELS[bool(binary), False](ptr, idx, v, table, b, has_bias, out, 0, ptr.shape[0] - 1)
+        _gather_add(ptr, idx, v, bool(binary), table, b, has_bias, out, 0, ptr.shape[0] - 1)
         return
     numba.set_num_threads(threads)
-    _KERNELS[bool(binary), True](ptr, idx, v, table, b, has_bias, out, 4 * threads)
+    _gather_rows_parallel(ptr, idx, v, bool(binary), table, b, has_bias, out, 4 * threads)
     if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer resets the process's count
         torch.set_num_threads(torch_threads)
 

@@ -17,16 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # pragma: no cover - depends on the environment
-    import numba
-
-    _njit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
-except Exception:  # noqa: BLE001 - any import failure: the numpy loop runs
-    numba = None
-    _njit = None
-
-AVAILABLE = numba is not None
-"""Whether the compiled loop can be used here."""
+from neurodeploy.compiled import AVAILABLE, njit
 
 
 def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset,
@@ -82,7 +73,7 @@ def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zer
                     rec_v[i, t, k] = np.int64(vi[k])
 
 
-advance = _njit(_advance) if AVAILABLE else None
+advance = njit(_advance, error_model="numpy")
 """``advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset, spikes,
 t0, steps, rec_u, rec_v, rec_pre, flags)``: ``u``, ``v`` ``[rows, N]`` float64 (updated in
 place), ``a`` ``[>= steps, rows, N]`` (step ``t0 + j`` gets ``a[j]``), ``cu``, ``cv``, ``bias``
@@ -104,13 +95,13 @@ def _zero_reset_terms(phi, v_pre, keep, unit, g, dv):
         dv[i] = keep[i] - v_pre[i] * gi
 
 
-spike_terms = _njit(_spike_terms) if AVAILABLE else None
+spike_terms = njit(_spike_terms, error_model="numpy")
 """``spike_terms(v_pre, raster, theta, unit, x, s, keep)`` on flat arrays, in one pass: the
 surrogate's argument ``x = (v_pre - theta) / unit``, the spikes ``s`` (float64 of the uint8
 raster) and ``keep = 1 - s`` (the fine-tuning shadow's terms; the same operations as their torch
 form, so the same values)."""
 
-zero_reset_terms = _njit(_zero_reset_terms) if AVAILABLE else None
+zero_reset_terms = njit(_zero_reset_terms, error_model="numpy")
 """``zero_reset_terms(phi, v_pre, keep, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
 unit`` and ``dv/dv_pre = keep - v_pre · g`` of the zero reset."""
 
