@@ -225,3 +225,23 @@ def test_widen_makes_the_live_window_wider_by_the_factor(name):
     before = s.half_width()
     s.widen(4.0)
     assert s.half_width() == pytest.approx(4 * before, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name,kw", [("atan", {"alpha": 2.0}), ("atan", {"alpha": 3.7}),
+                                     ("fast_sigmoid", {"k": 25.0}), ("fast_sigmoid", {"k": 0.3})])
+def test_in_place_phi_equals_the_formula(name, kw, dtype):
+    """``phi`` works in place on one temporary; its values are the formula's, bit for bit, and
+    the input is left alone (with autograd recording, the formula itself runs)."""
+    sur = make_surrogate({"name": name, **kw})
+    x = torch.cat([torch.randn(20000, generator=torch.Generator().manual_seed(0), dtype=dtype) * 4,
+                   torch.tensor([0.0, -0.0, 1e-30, -1e30, float("inf"), -float("inf")], dtype=dtype)])
+    if name == "atan":
+        ref = (sur.alpha / 2) / (1 + (math.pi / 2 * sur.alpha * x) ** 2)
+    else:
+        ref = 1.0 / (1.0 + sur.k * x.abs()) ** 2
+    before = x.clone()
+    assert torch.equal(sur.phi(x), ref)
+    assert torch.equal(x, before)
+    xg = x.clone().requires_grad_(True)
+    assert torch.equal(sur.phi(xg).detach(), ref)
