@@ -252,7 +252,8 @@ class FakeQuantNet(nn.Module):
         counts ``[B, N]`` as float64 integers, per-layer records if ``record``)."""
         b, t_in = events.shape[:2]
         steps = t_in + self.latency
-        x = torch.cat([events.double(), events.new_zeros((b, self.latency, *events.shape[2:])).double()], 1)
+        x = torch.zeros((b, steps, *events.shape[2:]), dtype=torch.float64)  # the events, then latency steps
+        x[:, :t_in] = events
         jit = parse_spec(self.constraints.jitter) if self.constraints.jitter is not None else None
         if jit is not None and not jit.is_null():
             x = straight_through(x, jitter_spikes(x.detach(), jit, jitter_generator or torch.Generator()))
