@@ -88,7 +88,14 @@ def main() -> None:
                     help="also time the step-by-step reference path of the fake-quant forward")
     ap.add_argument("--profile-batches", type=int, default=0,
                     help="print a cProfile of this many fine-tuning batches and stop")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="this process keeps freed memory for reuse (glibc mallopt, as `neurodeploy train` and "
+                         "`neurodeploy finetune` do); it applies to both epochs")
     args = ap.parse_args()
+    if args.keep_freed_memory:
+        from neurodeploy.train.allocator import keep_freed_memory
+
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     ds = _data(args.data_root, args.samples)
     x, y = ds.x_train, ds.y_train
