@@ -16,6 +16,7 @@ from neurodeploy.arith.spiking import spike_and_reset
 from neurodeploy.errors import ConfigError, UnsupportedError
 from neurodeploy.families import get_family, list_families, loihi, xylo
 from neurodeploy.families.loihi import scan as loihi_scan
+from tests.scan_cases import draw_group
 
 M = 1 << 23
 
@@ -456,9 +457,6 @@ def _step_reference(a, *, steps, delay, initial_v, params, config):
     return out, cu, cv
 
 
-_MODES = ("none", "saturate", "saturate_symmetric", "wrap", "wrap_once")
-
-
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_neuron_scan_matches_neuron_step(data):
@@ -466,25 +464,9 @@ def test_neuron_scan_matches_neuron_step(data):
                    data.draw(st.integers(1, 14)))
     delay = data.draw(st.integers(0, min(2, steps)))
 
-    def decay():
-        if data.draw(st.booleans()):
-            return data.draw(st.sampled_from([0, 1, 2048, 4095, 4096]))
-        return data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, 4096)))
-
     scale = data.draw(st.sampled_from([300, 1 << 17, 1 << 25]))  # the last wraps int32
     a = data.draw(hnp.arrays(np.int64, (b, steps, n), elements=st.integers(-scale, scale)))
-    params = dict(
-        current_decay=decay(), voltage_decay=decay(),
-        threshold=data.draw(st.integers(0, 1 << 17)),
-        bias=data.draw(st.one_of(st.integers(-4096, 4095),
-                                 hnp.arrays(np.int64, n, elements=st.integers(-4096, 4095)))),
-        bias_exp=data.draw(st.integers(-7, 7)),
-        spiking=data.draw(st.booleans()), reset=data.draw(st.sampled_from(["zero", "subtract"])))
-    config = loihi.LoihiConfig(
-        current_overflow=data.draw(st.sampled_from(_MODES)),
-        voltage_overflow=data.draw(st.sampled_from(_MODES)),
-        threshold_strict=data.draw(st.booleans()))
-    initial_v = data.draw(st.integers(-(M - 1), M - 1))
+    params, config, initial_v = draw_group(data, n)
     assert loihi.NeuronScan.supported(params, config)
     ref, cu, cv = _step_reference(a, steps=steps, delay=delay, initial_v=initial_v,
                                   params=params, config=config)

@@ -13,12 +13,10 @@ from hypothesis.extra import numpy as hnp
 
 from neurodeploy.families import loihi
 from neurodeploy.families.loihi import scan_compiled
+from tests.scan_cases import draw_group
 
 pytestmark = pytest.mark.skipif(not scan_compiled.AVAILABLE,
                                 reason="numba is not installed (pip install -e '.[fast]')")
-
-_MODES = ("none", "saturate", "saturate_symmetric", "wrap", "wrap_once")
-
 
 def _run(compiled, a, bound, b, n, steps, delay, cut, params, config, initial_v):
     saved = loihi.NeuronScan.compiled
@@ -43,25 +41,9 @@ def test_compiled_scan_equals_the_numpy_loop(data):
                    data.draw(st.integers(1, 40)))
     delay = data.draw(st.integers(0, min(2, steps)))
 
-    def decay():
-        if data.draw(st.booleans()):
-            return data.draw(st.sampled_from([0, 1, 1024, 2048, 4095, 4096]))
-        return data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, 4096)))
-
     scale = data.draw(st.sampled_from([300, 1 << 14, 1 << 17, 1 << 25]))
     a = data.draw(hnp.arrays(np.int64, (steps - delay, b, n), elements=st.integers(-scale, scale)))
-    params = dict(
-        current_decay=decay(), voltage_decay=decay(),
-        threshold=data.draw(st.integers(0, 1 << 17)),
-        bias=data.draw(st.one_of(st.just(0), st.integers(-4096, 4095),
-                                 hnp.arrays(np.int64, n, elements=st.integers(-4096, 4095)))),
-        bias_exp=data.draw(st.integers(-7, 7)),
-        spiking=data.draw(st.booleans()), reset=data.draw(st.sampled_from(["zero", "subtract"])))
-    config = loihi.LoihiConfig(
-        current_overflow=data.draw(st.sampled_from(_MODES)),
-        voltage_overflow=data.draw(st.sampled_from(_MODES)),
-        threshold_strict=data.draw(st.booleans()))
-    initial_v = data.draw(st.integers(-(1 << 23) + 1, (1 << 23) - 1))
+    params, config, initial_v = draw_group(data, n)
     a64 = a.astype(data.draw(st.sampled_from([np.float64, np.float32]))) * 64
     bound = float(np.abs(a64).max(initial=0.0)) * data.draw(st.sampled_from([1.0, 1.5]))
     cut = data.draw(st.integers(0, steps - delay))

@@ -30,9 +30,10 @@ import torch
 from neurodeploy.compiled import AVAILABLE, njit, numba
 
 MAX_DENSITY = 0.3
-"""Above this fraction of nonzeros the dense product is faster (measured on 784x512 layers with one
-and two threads: the gather-add costs about as much per nonzero as a dense multiply-add costs per
-2.5–3 entries)."""
+"""Above this fraction of nonzeros the dense product runs. On a 3200x784 input at 20 % density and a
+784->512 layer, one thread, the forward took 24.5 ms against the dense 39.5 ms (scan and gather
+included): one nonzero cost about as much as three dense multiply-adds, so the two break even
+near a third."""
 
 MIN_ELEMENTS = 1 << 15
 """Inputs with fewer entries run the dense product (the scan and the call cost more than they save)."""

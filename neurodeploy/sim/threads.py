@@ -75,7 +75,8 @@ def torch_threads(n: int):
     """torch's intra-op threads limited to ``n`` for the duration: the workers of
     :func:`parallel_map` are the parallelism, and torch operations inside them that each started
     their own threads made the ConvNet of ``benchmarks/bench_vs_lava.py`` slower with two workers
-    than with one (1.35 s against 1.15 s; 0.93 s with this limit)."""
+    than with one (best of two runs: 1.35 s against 1.15 s on a shared 2-CPU machine; with torch at
+    one thread, two workers took 0.93–1.21 s over three such runs)."""
     import torch
 
     before = torch.get_num_threads()
