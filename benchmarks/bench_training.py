@@ -44,7 +44,9 @@ no statistics, so this counts every allocation made while training (activations 
 backward, gradients, optimiser state), rounded to pages, so it includes one-time costs of the
 first steps (loading compiled kernels, the allocator's first pools). ``step MiB`` is the peak of
 the timed steps alone: the kernel's peak resident size is reset after the warm-up steps (Linux
-``/proc/self/clear_refs``) and its growth over the resident size at that moment is reported. The
+``/proc/self/clear_refs``) and its growth over the resident size at that moment is reported.
+``process MiB`` is the whole process's peak resident set size at the end (the imported libraries'
+code and data included). The
 1-minute load average is read before and after every measurement. Medians over the repeats are
 reported, with ratios to the neurodeploy row measured in the same run.
 
@@ -379,6 +381,7 @@ def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_me
     steady = None if steady0 is None else (_status_kib("VmHWM") - steady0) / 1024
     return {"bench": bench, "library": lib, "steps_per_s": steps / seconds,
             "steps_per_cpu_s": steps / cpu_seconds, "peak_mib": (rss1 - rss0) / 1024, "step_peak_mib": steady,
+            "process_peak_mib": rss1 / 1024,
             "load_before": load0, "load_after": os.getloadavg()[0], "loss": loss}
 
 
@@ -454,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                              "peak_mib": statistics.median(r["peak_mib"] for r in mine),
                              "step_peak_mib": (statistics.median(r["step_peak_mib"] for r in mine)
                                                if all(r.get("step_peak_mib") is not None for r in mine) else None),
+                             "process_peak_mib": statistics.median(r["process_peak_mib"] for r in mine),
                              "n": len(mine)}
         base = rows.get("neurodeploy")
         for row in rows.values():
@@ -473,12 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     for bench, rows in summary.items():
         print(f"\n{bench}  (T={BENCHES[bench]['steps']}, batch {BENCHES[bench]['batch']})")
         print(f"{'library':18s} {'steps/s':>8s} {'x':>6s} {'steps/cpu-s':>12s} {'x':>6s} {'peak MiB':>9s} "
-              f"{'step MiB':>9s}")
+              f"{'step MiB':>9s} {'process MiB':>12s}")
         for lib, row in rows.items():
             step_peak = row.get("step_peak_mib")
             print(f"{lib:18s} {row['steps_per_s']:8.2f} {row.get('neurodeploy_speedup', float('nan')):6.2f} "
                   f"{row['steps_per_cpu_s']:12.2f} {row.get('neurodeploy_speedup_cpu', float('nan')):6.2f} "
-                  f"{row['peak_mib']:9.1f} {step_peak if step_peak is not None else float('nan'):9.1f}")
+                  f"{row['peak_mib']:9.1f} {step_peak if step_peak is not None else float('nan'):9.1f} "
+                  f"{row['process_peak_mib']:12.1f}")
     for lib, why in skipped.items():
         print(f"skipped {lib}: {why}")
     if args.out:

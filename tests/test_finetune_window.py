@@ -38,10 +38,12 @@ def _steps(neuron, a_seq, bias, initial_v):
 
 @pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "triangle"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-@pytest.mark.parametrize("spiking", [True, False])
+@pytest.mark.parametrize(("spiking", "loss"),  # loss: what the gradient flows from (a
+                         [(True, "both"), (True, "spikes"), (True, "v"),  # non-spiking group's
+                          (False, "both"), (False, "v")])  # spikes carry none)
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("storage", [32, None])  # None: unbounded, the per-step states path
-def test_window_equals_the_step_loop(seed, spiking, reset, surrogate, storage):
+def test_window_equals_the_step_loop(seed, spiking, loss, reset, surrogate, storage):
     g = torch.Generator().manual_seed(seed)
     b, steps, n = 5, 12, 7
     theta = int(torch.randint(50, 400, (1,), generator=g))
@@ -63,7 +65,8 @@ def test_window_equals_the_step_loop(seed, spiking, reset, surrogate, storage):
         a_, b_ = a.clone().requires_grad_(), bias.clone().requires_grad_()
         s, v, vs = (neuron.window(a_, b_, initial_v, True) if window
                     else _steps(neuron, a_, b_, initial_v))
-        ((w_s * s).sum() + (w_v * v).sum()).backward()
+        terms = {"spikes": (w_s * s).sum(), "v": (w_v * v).sum()}
+        (sum(terms.values()) if loss == "both" else terms[loss]).backward()
         values.append((s.detach(), v.detach(), vs))
         grads.append((a_.grad, b_.grad))
     for x, y in zip(*values, strict=True):

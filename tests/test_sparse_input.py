@@ -35,8 +35,8 @@ def _compare(x, weight, bias, threads=1):
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=st.integers(110, 300), cols=st.integers(300, 420), out=st.integers(1, 70),
-       density=st.sampled_from([0.0, 0.02, 0.15, 0.29]), graded=st.booleans(), has_bias=st.booleans(),
+@given(rows=st.integers(110, 300), cols=st.integers(300, 420), out=st.integers(sparse_input.MIN_WIDTH, 90),
+       density=st.sampled_from([0.0, 0.02, 0.15, 0.24]), graded=st.booleans(), has_bias=st.booleans(),
        double=st.booleans(), threads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
 def test_equals_dense_linear(rows, cols, out, density, graded, has_bias, double, threads, seed):
     dtype = torch.float64 if double else torch.float32
@@ -61,13 +61,13 @@ def test_integer_sums_are_exact():
 
 def test_spikes_take_the_gather_without_values():
     x = _input(400, 300, 0.2, False, torch.float32, 5)
-    comp = sparse_input._compress(x, torch.zeros(8, 300))
+    comp = sparse_input._compress(x, torch.zeros(sparse_input.MIN_WIDTH, 300))
     assert comp is not None and comp.binary and comp.vals.size == 0
     assert comp.rowptr[-1] == int((x != 0).sum())
     assert (comp.cols == x.nonzero()[:, 1].numpy()).all()
 
 
-@pytest.mark.parametrize("case", ["dense", "small", "int", "not-contiguous", "disabled", "wrong-width"])
+@pytest.mark.parametrize("case", ["dense", "small", "narrow", "int", "not-contiguous", "disabled", "wrong-width"])
 def test_dense_product_where_sparse_does_not_apply(case, monkeypatch):
     x = _input(400, 300, 0.2, False, torch.float32, 6)
     weight = torch.randn(16, 300)
@@ -75,6 +75,8 @@ def test_dense_product_where_sparse_does_not_apply(case, monkeypatch):
         x = _input(400, 300, sparse_input.MAX_DENSITY + 0.1, False, torch.float32, 6)
     elif case == "small":
         x = x[:10]
+    elif case == "narrow":
+        weight = torch.randn(sparse_input.MIN_WIDTH - 1, 300)
     elif case == "int":
         x, weight = x.long(), weight.long()
     elif case == "not-contiguous":
@@ -98,7 +100,7 @@ def test_density_limit_is_decided_exactly():
     x = torch.zeros(rows * cols)
     x[:limit] = 1
     x = x[torch.randperm(rows * cols, generator=torch.Generator().manual_seed(0))].reshape(rows, cols)
-    weight = torch.randn(4, cols)
+    weight = torch.randn(sparse_input.MIN_WIDTH, cols)
     assert sparse_input._compress(x, weight) is not None
     x.view(-1)[(x.view(-1) == 0).nonzero()[0]] = 1
     assert sparse_input._compress(x, weight) is None
@@ -137,13 +139,15 @@ def test_weight_grad_equals_dense(rows, cols, out, density, graded, double, thre
     torch.testing.assert_close(got, g.t() @ x, rtol=tol, atol=tol * rows)
 
 
-def test_weight_grad_gathers_only_small_gradients(monkeypatch):
+def test_weight_grad_gathers_only_small_wide_gradients(monkeypatch):
     x = _input(400, 300, 0.1, False, torch.float64, 8)
     g = torch.randn(400, 64, dtype=torch.float64)
     calls = []
     monkeypatch.setattr(sparse_input, "_gather", lambda *a: calls.append(a) or sparse_input_gather(*a))
     sparse_input.weight_grad(g, x)
     assert len(calls) == 1
+    sparse_input.weight_grad(g[:, : sparse_input.MIN_WIDTH - 1], x)
+    assert len(calls) == 1  # too narrow: the dense product
     monkeypatch.setattr(sparse_input, "MAX_GRAD_BYTES", g.numel() * 8 - 1)
     sparse_input.weight_grad(g, x)
     assert len(calls) == 1  # too large: the dense product

@@ -14,6 +14,7 @@ with one line naming the node or edge at fault.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -211,21 +212,31 @@ def _pair_ok(v: Any, low: int) -> bool:
     return isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) and x >= low for x in v)
 
 
+@functools.cache
+def _value_fields(cls: type) -> tuple[tuple[str, bool, bool], ...]:
+    """``(name, may be None, may be a number)`` of every tensor-valued field of a node class."""
+    out = []
+    for f in dataclasses.fields(cls):
+        t = str(f.type)
+        if "Tensor" in t or t.startswith("Param"):
+            out.append((f.name, "None" in t, "Param" in t))
+    return tuple(out)
+
+
 def check_parameters(k: str, node: n.Node) -> None:
     """One-line :class:`GraphError` for parameters a node of its kind cannot have."""
     kind = node.kind
-    for f in dataclasses.fields(node):  # tensors and numbers: of their type and finite
-        v, t = getattr(node, f.name), str(f.type)
-        if v is None and "None" in t:
+    for name, optional, param in _value_fields(type(node)):  # tensors and numbers: typed, finite
+        v = getattr(node, name)
+        if v is None and optional:
             continue
-        if "Tensor" in t or t.startswith("Param"):
-            number = not isinstance(v, bool) and isinstance(v, int | float) and "Param" in t
-            if not number and not (isinstance(v, torch.Tensor) and v.is_floating_point()):
-                raise GraphError(f"node {k} ({kind}): {f.name} must be a float tensor"
-                                 f"{' or a number' if 'Param' in t else ''}, got "
-                                 f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}")
-            if not (math.isfinite(v) if number else bool(torch.isfinite(v).all())):
-                raise GraphError(f"node {k} ({kind}): {f.name} holds values that are not finite")
+        number = not isinstance(v, bool) and isinstance(v, int | float) and param
+        if not number and not (isinstance(v, torch.Tensor) and v.is_floating_point()):
+            raise GraphError(f"node {k} ({kind}): {name} must be a float tensor"
+                             f"{' or a number' if param else ''}, got "
+                             f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}")
+        if not (math.isfinite(v) if number else bool(torch.isfinite(v).all())):
+            raise GraphError(f"node {k} ({kind}): {name} holds values that are not finite")
     if isinstance(node, n.Input) and (not node.shape or any(int(v) < 1 for v in node.shape)):
         raise GraphError(f"node {k} (Input): shape {node.shape} is not positive")
     if isinstance(node, n.Output) and node.readout not in n.READOUTS:

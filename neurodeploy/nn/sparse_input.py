@@ -7,15 +7,16 @@ make 80–90 % of a dense product's multiply-adds add nothing. :func:`linear` co
 - forward: ``x`` is scanned once into a compressed row list (the column index of every nonzero,
   and its value unless all nonzeros are 1); each output row is the bias plus the rows of ``Wᵀ``
   named by that list, scaled by their values (a gather-add);
-- backward: the dense products ``dL/dW = gᵀ x``, ``dL/dx = g W``, ``dL/db = Σ_r g[r]``. (A
-  gather over the same list by column, for ``dL/dW``, measured no faster than the dense product:
-  its rows of ``g`` come from the whole ``[R, N]`` gradient, not from a table that stays in cache.)
+- backward: ``dL/dW = gᵀ x`` as the same gather over the list sorted by column (per input column,
+  the sum of the rows of ``g`` where that input was nonzero), ``dL/dx = g W`` and
+  ``dL/db = Σ_r g[r]`` dense.
 
 Every output element is the bias plus the same products as the dense layer's, summed in
-increasing input order, so values equal ``torch.nn.functional.linear`` up to float rounding of the
-summation order (tests: ``tests/test_sparse_input.py``). The dense product runs instead when the
-input is denser than :data:`MAX_DENSITY` (the scan stops as soon as it knows), too small to pay
-(:data:`MIN_ELEMENTS`), not a CPU float tensor, or when numba is not installed.
+increasing input order in groups of four, so values equal ``torch.nn.functional.linear`` up to
+float rounding of the summation order (tests: ``tests/test_sparse_input.py``). The dense product
+runs instead when the input is denser than :data:`MAX_DENSITY` (the scan stops as soon as it
+knows), too small to pay (:data:`MIN_ELEMENTS`), the layer too narrow (:data:`MIN_WIDTH`), not a
+CPU float tensor, or when numba is not installed.
 Compiled with numba (a dependency; without it the dense product runs); the kernels use as many
 threads as torch (``torch.get_num_threads()``).
 """
@@ -29,18 +30,23 @@ import torch
 
 from neurodeploy.compiled import AVAILABLE, njit, numba
 
-MAX_DENSITY = 0.3
-"""Above this fraction of nonzeros the dense product runs. On a 3200x784 input at 20 % density and a
-784->512 layer, one thread, the forward took 24.5 ms against the dense 39.5 ms (scan and gather
-included): one nonzero cost about as much as three dense multiply-adds, so the two break even
-near a third."""
+MAX_DENSITY = 0.25
+"""Above this fraction of nonzeros the dense product runs. On a 3200x784 input and a 784->512 layer,
+one thread, the forward (scan included) took 14.4 ms at 20 % density against the dense 28.3 ms,
+and 29.3 ms against 27.3 ms at 30 %."""
 
 MIN_ELEMENTS = 1 << 15
 """Inputs with fewer entries run the dense product (the scan and the call cost more than they save)."""
 
-MAX_GRAD_BYTES = 2 << 20
-"""The largest output gradient whose rows :func:`weight_grad` gathers (it must stay in the CPU's
-cache): above it the dense product was measured as fast."""
+MIN_WIDTH = 32
+"""Layers with fewer outputs run the dense product: a 784->10 layer on 3200 rows at 20 % density
+took 2.6 ms over the nonzeros against the dense 1.9 ms (a row of 10 weights is too short for the
+gather to pay for its scan)."""
+
+MAX_GRAD_BYTES = 8 << 20
+"""The largest output gradient whose rows :func:`weight_grad` gathers. At 20 % density the gather
+took 17.9 ms against the dense 25.9 ms for a 3200x512 gradient (6.5 MB) and a 784-wide input, and
+broke even (99.8 against 102.5 ms) for a 3200x2048 one (26 MB)."""
 
 ENABLED = os.environ.get("NEURODEPLOY_SPARSE_INPUT", "1") != "0"
 """``False`` (or the environment variable ``NEURODEPLOY_SPARSE_INPUT=0``) runs every layer densely."""
@@ -49,18 +55,25 @@ ENABLED = os.environ.get("NEURODEPLOY_SPARSE_INPUT", "1") != "0"
 def _rows(x, limit, cols, rowptr):
     """Compressed rows of ``x [R, J]``: ``(nnz, binary)``, or ``(-1, False)`` past ``limit`` nonzeros.
 
-    Branch-free: every entry's column is written at the running position ``k``, which advances on
-    nonzeros only (``cols`` holds ``limit + J`` entries, so a row never overruns before the check)."""
+    Two passes over each row, both branch-free: one counts the entries that are neither 0 nor 1
+    (vectorised), one writes every entry's column at the running position ``m``, which advances
+    on nonzeros only (``cols`` holds ``limit + J`` entries, so a row never overruns before the
+    check)."""
     n_rows, n_cols = x.shape
     k = 0
     other = 0
     for r in range(n_rows):
         rowptr[r] = k
+        xr = x[r]
         for j in range(n_cols):
-            v = x[r, j]
-            cols[k] = j
+            v = xr[j]
             other += (v != 0) & (v != 1)
-            k += v != 0
+        row_cols = cols[k:k + n_cols]
+        m = 0
+        for j in range(n_cols):
+            row_cols[m] = j
+            m += xr[j] != 0
+        k += m
         if k > limit:
             return -1, False
     rowptr[n_rows] = k
@@ -93,18 +106,41 @@ def _columns(rowptr, cols, vals, binary, n_cols, colptr, rows, cvals):
 
 
 def _gather_add(ptr, idx, vals, binary, table, bias, has_bias, out, r0, r1):
-    """``out[r] = bias + Σ_{k in row r} vals[k] · table[idx[k]]`` (in list order), rows
-    ``r0 .. r1-1``; with ``binary`` every value is ``vals[0]`` (a 1 of the table's type)."""
+    """``out[r] = bias + Σ_{k in row r} vals[k] · table[idx[k]]``, rows ``r0 .. r1-1``; with
+    ``binary`` every value is 1. The list is taken four entries at a time, each group summed as
+    ``(a + b) + (c + d)`` before it is added: one pass over ``out[r]`` per four rows of the table
+    instead of one per row (the pass, a load and a store of ``out[r]``, is what limits the loop)."""
     width = table.shape[1]
     for r in range(r0, r1):
         o = out[r]
         for c in range(width):
             o[c] = bias[c] if has_bias else 0
-        for k in range(ptr[r], ptr[r + 1]):
-            w = table[idx[k]]
-            v = vals[0] if binary else vals[k]
-            for c in range(width):
-                o[c] += v * w[c]
+        k = ptr[r]
+        end = ptr[r + 1]
+        if binary:
+            while k + 4 <= end:
+                t0, t1, t2, t3 = table[idx[k]], table[idx[k + 1]], table[idx[k + 2]], table[idx[k + 3]]
+                for c in range(width):
+                    o[c] += (t0[c] + t1[c]) + (t2[c] + t3[c])
+                k += 4
+            while k < end:
+                t0 = table[idx[k]]
+                for c in range(width):
+                    o[c] += t0[c]
+                k += 1
+        else:
+            while k + 4 <= end:
+                t0, t1, t2, t3 = table[idx[k]], table[idx[k + 1]], table[idx[k + 2]], table[idx[k + 3]]
+                v0, v1, v2, v3 = vals[k], vals[k + 1], vals[k + 2], vals[k + 3]
+                for c in range(width):
+                    o[c] += (v0 * t0[c] + v1 * t1[c]) + (v2 * t2[c] + v3 * t3[c])
+                k += 4
+            while k < end:
+                t0 = table[idx[k]]
+                v0 = vals[k]
+                for c in range(width):
+                    o[c] += v0 * t0[c]
+                k += 1
 
 
 def _gather_rows_parallel(ptr, idx, vals, binary, table, bias, has_bias, out, blocks):
@@ -199,7 +235,8 @@ def _compress(x: torch.Tensor, weight: torch.Tensor | None = None) -> _Compresse
         return None
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not x.is_contiguous():
         return None
-    if weight is not None and (weight.dtype != x.dtype or weight.dim() != 2 or x.shape[1] != weight.shape[1]):
+    if weight is not None and (weight.dtype != x.dtype or weight.dim() != 2 or x.shape[1] != weight.shape[1]
+                               or weight.shape[0] < MIN_WIDTH):
         return None
     return _Compressed.scan(x.detach().numpy())
 
@@ -207,10 +244,10 @@ def _compress(x: torch.Tensor, weight: torch.Tensor | None = None) -> _Compresse
 def weight_grad(g: torch.Tensor, x: torch.Tensor, comp: _Compressed | None = None) -> torch.Tensor:
     """``gᵀ x`` (a linear layer's weight gradient for output gradient ``g [R, N]`` and input
     ``x [R, J]``): per input column ``j``, the sum of the rows ``g[r]`` (times ``x[r, j]``) over the
-    rows where ``x[r, j] ≠ 0``, when ``x`` is sparse and ``g`` small enough
-    (:data:`MAX_GRAD_BYTES`) to stay in cache while its rows are gathered; else the dense product.
+    rows where ``x[r, j] ≠ 0``, when ``x`` is sparse, ``g`` no larger than :data:`MAX_GRAD_BYTES`
+    and at least :data:`MIN_WIDTH` wide; else the dense product.
     ``comp`` is ``x``'s compressed rows when the caller has them."""
-    small = g.dim() == 2 and g.numel() * g.element_size() <= MAX_GRAD_BYTES
+    small = g.dim() == 2 and g.numel() * g.element_size() <= MAX_GRAD_BYTES and g.shape[1] >= MIN_WIDTH
     if small and g.dtype == x.dtype and g.device.type == "cpu" and comp is None:
         comp = _compress(x)
     if not small or comp is None or g.dtype != x.dtype:

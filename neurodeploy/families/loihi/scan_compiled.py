@@ -105,4 +105,53 @@ zero_reset_terms = njit(_zero_reset_terms, error_model="numpy")
 """``zero_reset_terms(phi, v_pre, keep, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
 unit`` and ``dv/dv_pre = keep - v_pre · g`` of the zero reset."""
 
-__all__ = ["AVAILABLE", "advance", "spike_terms", "zero_reset_terms"]
+
+def _window_grad(grad_s, has_gs, g, dv, spiking, gv, fv, fi, act, grad_a, gpre_sum):
+    batch, steps, n = grad_a.shape
+    gp = np.empty(n)
+    ga = np.empty(n)
+    for b in range(batch):
+        for k in range(n):
+            gpre_sum[b, k] = 0.0
+        for t in range(steps - 1, -1, -1):
+            if spiking:
+                dvt = dv[b, t]
+                if t == steps - 1:
+                    for k in range(n):
+                        gp[k] = gv[b, k] * dvt[k]
+                else:
+                    for k in range(n):
+                        gp[k] = gp[k] * (dvt[k] * fv)
+                if has_gs:
+                    gst = grad_s[b, t]
+                    gt = g[b, t]
+                    for k in range(n):
+                        gp[k] = gst[k] * gt[k] + gp[k]
+            elif t == steps - 1:
+                for k in range(n):
+                    gp[k] = gv[b, k]
+            else:
+                for k in range(n):
+                    gp[k] = gp[k] * fv
+            out = grad_a[b, t]
+            if t == steps - 1:
+                for k in range(n):
+                    ga[k] = gp[k]
+            else:
+                for k in range(n):
+                    ga[k] = gp[k] + fi * ga[k]
+            for k in range(n):
+                out[k] = ga[k] * act
+                gpre_sum[b, k] += gp[k]
+
+
+window_grad = njit(_window_grad, error_model="numpy")
+"""``window_grad(grad_s, has_gs, g, dv, spiking, gv, fv, fi, act, grad_a, gpre_sum)``: the
+fine-tuning window's backward (:class:`~neurodeploy.families.loihi.shadow.TrainNeuron`), both
+recurrences in one pass backwards over the steps, sample by sample, with the operations of its
+torch form: ``gpre[t] = grad_s[t] · g[t] + gpre[t + 1] · (dv[t] · fv)`` (from ``gv · dv[T-1]``;
+without spikes ``gpre[t] = gpre[t + 1] · fv`` from ``gv``), ``ga[t] = gpre[t] + fi · ga[t + 1]``.
+Writes ``grad_a = act · ga`` ``[B, T, N]`` and ``gpre_sum = Σ_t gpre[t]`` ``[B, N]``; all
+float64."""
+
+__all__ = ["AVAILABLE", "advance", "spike_terms", "window_grad", "zero_reset_terms"]

@@ -266,6 +266,7 @@ class _Window(torch.autograd.Function):
                                                      record)
         ctx.neuron = neuron
         ctx.bias_shape = bias.shape if isinstance(bias, torch.Tensor) else None
+        ctx.grad_shape = tuple(a_seq.shape[2:])
         ctx.save_for_backward(*((g, dv) if spiking else ()))
         if record:
             ctx.mark_non_differentiable(v_seq)
@@ -285,6 +286,9 @@ class _Window(torch.autograd.Function):
         # gpre[t] = gpre[t + 1] · fv · dv[t] + grad_s[t] · g[t], gu[t] = gu[t + 1] · fi + gpre[t]
         # (one fused operation per step each, written into whole-window buffers)
         gv = grad_v if grad_v is not None else torch.zeros(shape, dtype=torch.float64)
+        if NeuronScan.compiled and gv.dtype == torch.float64 and \
+                (grad_s is None or grad_s.dtype == torch.float64):
+            return _compiled_window_grad(ctx, n, grad_s, g, dv, gv, steps)
         gpre = torch.empty((shape[0], steps, *shape[1:]), dtype=torch.float64)
         if n.spiking:
             gs = grad_s * g if grad_s is not None else None
@@ -309,6 +313,27 @@ class _Window(torch.autograd.Function):
         if ctx.bias_shape is not None and ctx.needs_input_grad[1]:
             grad_bias = (gpre.sum(1) * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
         return grad_a, grad_bias, None, None, None
+
+
+def _compiled_window_grad(ctx, n: TrainNeuron, grad_s, g, dv, gv, steps: int):
+    """:class:`_Window`'s backward by :func:`scan_compiled.window_grad` (the same recurrences in
+    one compiled pass; values equal the torch loop's up to the order of the bias gradient's sum)."""
+    batch = gv.shape[0]
+    flat = (batch, steps, -1)
+    gv = gv.contiguous().reshape(batch, -1)
+    spiking = bool(n.spiking)
+    dummy = np.zeros((1, 1, 1))
+    gs = grad_s.contiguous().reshape(flat).numpy() if grad_s is not None and spiking else dummy
+    g_np = g.contiguous().reshape(flat).numpy() if spiking else dummy
+    dv_np = dv.contiguous().reshape(flat).numpy() if spiking else dummy
+    grad_a = torch.empty((batch, steps, gv.shape[1]), dtype=torch.float64)
+    gpre_sum = torch.empty_like(gv)
+    scan_compiled.window_grad(gs, grad_s is not None and spiking, g_np, dv_np, spiking, gv.numpy(),
+                              float(n.fv), float(n.fi), float(n.act), grad_a.numpy(), gpre_sum.numpy())
+    grad_bias = None
+    if ctx.bias_shape is not None and ctx.needs_input_grad[1]:
+        grad_bias = (gpre_sum.reshape(gv.shape[0], *ctx.grad_shape) * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
+    return grad_a.reshape(batch, steps, *ctx.grad_shape), grad_bias, None, None, None
 
 
 __all__ = ["TrainNeuron", "dense_output"]
