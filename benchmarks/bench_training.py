@@ -338,10 +338,8 @@ def _reset_peak() -> int | None:
         return None
 
 
-def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_memory: bool) -> dict[str, Any]:
-    """Train ``steps`` steps of ``bench`` with ``lib`` in this process; steps/s and peak memory."""
-    import gc
-
+def _train_step(bench: str, lib: str, threads: int, keep_memory: bool):
+    """One training step of ``bench`` with ``lib`` as a function (model, data and optimiser built)."""
     import torch
 
     if keep_memory:
@@ -366,6 +364,29 @@ def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_me
         opt.step()
         return float(loss)
 
+    return train_step
+
+
+def profile(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_memory: bool) -> None:
+    """Print torch.profiler's operations by their own CPU time over ``steps`` steps (after ``warmup``)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    train_step = _train_step(bench, lib, threads, keep_memory)
+    for _ in range(warmup):
+        train_step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            train_step()
+    print(f"{bench} {lib}: {steps} steps, {threads} thread(s); times are totals over the steps")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_memory: bool) -> dict[str, Any]:
+    """Train ``steps`` steps of ``bench`` with ``lib`` in this process; steps/s and peak memory."""
+    import gc
+
+    train_step = _train_step(bench, lib, threads, keep_memory)
     gc.collect()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     load0 = os.getloadavg()[0]
@@ -417,8 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-freed-memory", action="store_true",
                     help="every library's process keeps freed memory (glibc mallopt, as `neurodeploy train` does)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--profile", nargs=2, metavar=("BENCH", "LIB"),
+                    help="print torch.profiler's table of --steps steps of one network and library, and stop")
     ap.add_argument("--worker", nargs=2, metavar=("BENCH", "LIB"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.profile:
+        profile(*args.profile, args.steps, args.warmup, args.threads, args.keep_freed_memory)
+        return 0
     if args.worker:
         print(json.dumps(measure(*args.worker, args.steps, args.warmup, args.threads, args.keep_freed_memory)))
         return 0
