@@ -8,6 +8,8 @@ reference forms), release the GIL, and are cached on disk next to their module.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 try:  # pragma: no cover - depends on the environment
@@ -25,3 +27,22 @@ def njit(fn: Any, **options: Any) -> Any:
     if numba is None:
         return None
     return numba.njit(cache=True, nogil=True, fastmath=False, **options)(fn)
+
+
+@contextlib.contextmanager
+def threads() -> Iterator[int]:
+    """How many threads a parallel kernel may use here: torch's count
+    (``torch.get_num_threads()``), at most numba's pool. Inside the block numba's pool is set to
+    that count; torch's count is restored on leaving it (numba's OpenMP layer resets the
+    process's count when its pool starts)."""
+    import torch
+
+    torch_threads = torch.get_num_threads()
+    n = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS)) if numba is not None else 1
+    if n > 1:
+        numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)

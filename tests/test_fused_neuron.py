@@ -32,14 +32,14 @@ FORMS = [pytest.param(True, id="compiled", marks=pytest.mark.skipif(
 def neuron_form(compiled: bool):
     """Run the fused path in the compiled loops or in the torch form, and check which one ran."""
     calls = []
-    saved = fused.USE_COMPILED, fused_compiled.forward
+    saved = fused.USE_COMPILED, fused_compiled.forward_threads
     fused.USE_COMPILED = compiled
     if fused_compiled.AVAILABLE:
-        fused_compiled.forward = lambda *a: calls.append(1) or saved[1](*a)
+        fused_compiled.forward_threads = lambda *a: calls.append(1) or saved[1](*a)
     try:
         yield
     finally:
-        fused.USE_COMPILED, fused_compiled.forward = saved
+        fused.USE_COMPILED, fused_compiled.forward_threads = saved
     assert bool(calls) == compiled, "the fused path did not run in the form the test asked for"
 
 SURROGATES = [
@@ -80,25 +80,33 @@ def _run(layer: SpikingNeuron, impl: str, x: torch.Tensor, weights: torch.Tensor
 
 
 @given(cfg=configs, seed=st.integers(0, 10_000), steps=st.integers(1, 9), mp0=st.floats(-0.5, 0.5),
-       epoch=st.integers(1, 4), rate_weight=st.sampled_from([0.0, 0.7]), tile=st.sampled_from([None, 4, 1]))
+       epoch=st.integers(1, 4), rate_weight=st.sampled_from([0.0, 0.7]), tile=st.sampled_from([None, 4, 1]),
+       parallel=st.booleans())
 @settings(max_examples=120, deadline=None)
 @pytest.mark.parametrize("compiled", FORMS)
-def test_fused_equals_reference_loop(compiled, cfg, seed, steps, mp0, epoch, rate_weight, tile):
-    """``tile``: the tile width (one tile of all 15 neurons x samples, tiles of 4 columns, of 1)."""
+def test_fused_equals_reference_loop(compiled, cfg, seed, steps, mp0, epoch, rate_weight, tile, parallel):
+    """``tile``: the tile width (one tile of all 15 neurons x samples, tiles of 4 columns, of 1);
+    ``parallel``: two torch threads, and the compiled loops split even these few columns among
+    numba's threads."""
     layer = SpikingNeuron(NeuronConfig(**cfg)).double().train()
     layer.surrogate.set_epoch(epoch, 4)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(steps, 3, 5, generator=gen, dtype=torch.float64) * 1.5 + 0.6
     weights = torch.randn(steps, 3, 5, generator=gen, dtype=torch.float64)
     ref = _run(layer, "loop", x, weights, mp0, rate_weight)
-    saved = fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH
+    saved = fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH, fused_compiled.MIN_PARALLEL_COLUMNS, torch.get_num_threads()
     if tile is not None:
         fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH = 0, tile
+    if parallel:
+        fused_compiled.MIN_PARALLEL_COLUMNS = 1
+        torch.set_num_threads(2)
     try:
         with neuron_form(compiled):
             got = _run(layer, "fused", x, weights, mp0, rate_weight)
+        assert torch.get_num_threads() == (2 if parallel else saved[3])
     finally:
-        fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH = saved
+        fused.TILE_ELEMENTS, fused.MIN_TILE_WIDTH, fused_compiled.MIN_PARALLEL_COLUMNS = saved[:3]
+        torch.set_num_threads(saved[3])
     assert torch.equal(got[0], ref[0])  # identical spikes / outputs
     torch.testing.assert_close(got[1], ref[1], rtol=1e-10, atol=1e-12)  # input gradient
     assert got[2].keys() == ref[2].keys()

@@ -202,9 +202,9 @@ def _run_compiled(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Tensor
     i_syn = torch.zeros_like(u) if dyn.kind == "cuba" else u.new_zeros(1)
     p = _scalars(decay, v_th, dyn, cur.dtype)
     unused = np.empty((1, 1), p.dtype)
-    fused_compiled.forward(cur.numpy(), 0, width, p, _charge_code(dyn), dyn.relative, dyn.reset == "zero",
-                           u.numpy(), i_syn.numpy(), s_all.numpy(), m_all.numpy() if m_all is not None else unused,
-                           m_all is not None, unused, False, 0)
+    fused_compiled.forward_threads(cur.numpy(), 0, width, p, _charge_code(dyn), dyn.relative, dyn.reset == "zero",
+                                   u.numpy(), i_syn.numpy(), s_all.numpy(),
+                                   m_all.numpy() if m_all is not None else unused, m_all is not None, unused, False, 0)
     return s_all, m_all, u
 
 
@@ -236,13 +236,13 @@ def _backward_compiled(ctx, g_s: torch.Tensor | None, current: torch.Tensor, v: 
         n = c1 - c0
         torch.add(torch.zeros_like(u_t[:n]), _u0_tile(u0, c0, c1) if u0.numel() > 1 else u0[0], out=u_t[:n])
         i_t.zero_()
-        fused_compiled.forward(cur.numpy(), c0, c1, p, charge, dyn.relative, zero_reset, u_t.numpy(), i_t.numpy(),
-                               s_t.numpy(), m_t.numpy(), need_m, x_t.numpy(), True, c0)
+        fused_compiled.forward_threads(cur.numpy(), c0, c1, p, charge, dyn.relative, zero_reset, u_t.numpy(),
+                                       i_t.numpy(), s_t.numpy(), m_t.numpy(), need_m, x_t.numpy(), True, c0)
         phi = ctx.surrogate.phi(x_t[:, :n], None if dyn.relative else v)
         ds = (phi / v if dyn.relative else phi).contiguous()
-        fused_compiled.backward(g_s.numpy(), ds.numpy(), s_t.numpy(), m_t.numpy(), cur.numpy(), u0.numpy(), p,
-                                charge, zero_reset, dyn.detach_reset, dyn.relative, need_i, need_v, need_decay,
-                                g_all.numpy() if g_all is not None else unused, sums, c0, c1)
+        fused_compiled.backward_threads(g_s.numpy(), ds.numpy(), s_t.numpy(), m_t.numpy(), cur.numpy(), u0.numpy(),
+                                        p, charge, zero_reset, dyn.detach_reset, dyn.relative, need_i, need_v,
+                                        need_decay, g_all.numpy() if g_all is not None else unused, sums, c0, c1, c0)
     grad_v = grad_decay = None
     if need_v:
         grad_v = -(sums[0] / float(v) if dyn.relative else sums[0]) - sums[1]

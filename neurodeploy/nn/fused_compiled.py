@@ -6,8 +6,9 @@ of tensor operations per time step, each a memory pass over a tile; :func:`forwa
 :func:`backward` here take a block of :data:`BLOCK` neuron columns through all ``T`` steps at once
 (the block's state stays in the CPU's cache). The flags (CUBA or LIF charge, relative threshold,
 reset, detach, which gradients) choose among branch-free loops once per row of a block, so that the
-loops vectorise. They run serially, on the calling thread (numba's threading layer is never
-started; torch's operations around them keep ``torch.get_num_threads()``).
+loops vectorise. With more than one torch thread, :func:`forward_threads` and
+:func:`backward_threads` split the columns among numba's threads (as many as torch uses; torch's
+count is kept).
 
 The forward performs the same floating-point operations in the same order as the torch form and the
 reference loop (``M = U b + I'``, ``1[M > V]`` or ``1[M / V > 1]``, ``M (1 - S)`` or ``M - V S``),
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurodeploy.compiled import AVAILABLE, njit
+from neurodeploy.compiled import AVAILABLE, njit, numba, threads
 
 BLOCK = 8192
 """Columns advanced together through all steps (their state stays in the L1/L2 cache)."""
@@ -107,11 +108,11 @@ def _forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_ou
 
 
 def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative,
-              need_i, need_v, need_decay, g_out, sums, c0, c1):
+              need_i, need_v, need_decay, g_out, sums, c0, c1, off):
     """The reverse-time recurrence ``gM[t] = gS[t] dS/dM[t] + b e[t] gM[t+1]`` over columns ``c0:c1``.
 
     ``g_s``, ``cur``, ``g_out`` and ``u0`` (one value or one per column) hold all columns; ``ds``
-    (dS/dM), ``s_all`` and ``m_all`` only the tile's (column ``k`` at ``k - c0``). Writes the input
+    (dS/dM), ``s_all`` and ``m_all`` only the tile's (column ``k`` at ``k - off``). Writes the input
     gradient into ``g_out`` (if ``need_i``) and adds to ``sums`` (float64): ``sums[0] = sum gSpk
     dS/dM (x M for relative)``, ``sums[1] = sum gU S`` (threshold), ``sums[2] = sum gM dM/db``
     (decay). Loops as in :func:`_forward`.
@@ -127,8 +128,8 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
     for k0 in range(c0, c1, BLOCK):
         k1 = min(c1, k0 + BLOCK)
         n = k1 - k0
-        j0 = k0 - c0
-        j1 = k1 - c0
+        j0 = k0 - off
+        j1 = k1 - off
         for k in range(n):
             g_next[k] = zero
             gi_next[k] = zero
@@ -207,8 +208,64 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
     sums[2] += acc2.sum()
 
 
+def _forward_parallel(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_out, write_m, x_out,
+                      write_x, off, chunks):
+    """:func:`forward` on numba's threads, columns ``c0:c1`` in ``chunks`` parts (each column's
+    recurrence is independent, so the values are the serial ones)."""
+    n = c1 - c0
+    for i in numba.prange(chunks):
+        forward(cur, c0 + i * n // chunks, c0 + (i + 1) * n // chunks, p, charge, relative, zero_reset, u, i_syn,
+                 s_out, m_out, write_m, x_out, write_x, off)
+
+
+def _backward_parallel(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative,
+                       need_i, need_v, need_decay, g_out, sums, c0, c1, off):
+    """:func:`backward` on numba's threads, columns ``c0:c1`` in ``sums.shape[0]`` parts, part
+    ``i`` adding its reductions to ``sums[i]``."""
+    n = c1 - c0
+    chunks = sums.shape[0]
+    for i in numba.prange(chunks):
+        backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative, need_i, need_v,
+                  need_decay, g_out, sums[i], c0 + i * n // chunks, c0 + (i + 1) * n // chunks, off)
+
+
 forward = njit(_forward, error_model="numpy")
 backward = njit(_backward, error_model="numpy")
+_forward_parallel = njit(_forward_parallel, error_model="numpy", parallel=True)
+_backward_parallel = njit(_backward_parallel, error_model="numpy", parallel=True)
+
+MIN_PARALLEL_COLUMNS = 4096
+"""Each thread of a parallel call gets at least this many columns (fewer: the serial loop runs)."""
+
+
+def forward_threads(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_out, write_m, x_out, write_x,
+                    off) -> None:
+    """:func:`forward` on as many threads as torch uses (:func:`neurodeploy.compiled.threads`)."""
+    with threads() as n:
+        parts = min(n, (c1 - c0) // MIN_PARALLEL_COLUMNS)
+        if parts < 2:
+            forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_out, write_m, x_out, write_x,
+                    off)
+        else:
+            _forward_parallel(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_out, write_m, x_out,
+                              write_x, off, parts)
+
+
+def backward_threads(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative, need_i, need_v,
+                     need_decay, g_out, sums, c0, c1, off) -> None:
+    """:func:`backward` on as many threads as torch uses; ``sums`` (float64, 3) gets every part's
+    reductions added (in part order)."""
+    with threads() as n:
+        parts = min(n, (c1 - c0) // MIN_PARALLEL_COLUMNS)
+        if parts < 2:
+            backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative, need_i, need_v,
+                     need_decay, g_out, sums, c0, c1, off)
+            return
+        part_sums = np.zeros((parts, 3))
+        _backward_parallel(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative, need_i, need_v,
+                           need_decay, g_out, part_sums, c0, c1, off)
+        for i in range(parts):
+            sums += part_sums[i]
 
 
 def scalars(b: float, cin: float, fi: float, v: float, dtype: np.dtype) -> np.ndarray:
@@ -217,4 +274,4 @@ def scalars(b: float, cin: float, fi: float, v: float, dtype: np.dtype) -> np.nd
     return np.array([b, cin, fi, v, 1.0, 0.0], dtype=np.float64).astype(dtype)
 
 
-__all__ = ["AVAILABLE", "BLOCK", "backward", "forward", "scalars"]
+__all__ = ["AVAILABLE", "BLOCK", "backward", "backward_threads", "forward", "forward_threads", "scalars"]

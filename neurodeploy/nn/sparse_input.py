@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from neurodeploy.compiled import AVAILABLE, njit, numba
+from neurodeploy.compiled import threads as compiled_threads
 
 MAX_DENSITY = 0.25
 """Above this fraction of nonzeros the dense product runs. On a 3200x784 input and a 784->512 layer,
@@ -162,18 +163,14 @@ _gather_rows_parallel = njit(_gather_rows_parallel, parallel=True)
 
 
 def _gather(ptr, idx, vals, binary, table, bias, out) -> None:
-    torch_threads = torch.get_num_threads()
-    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(0, table.dtype)
     v = np.ones(1, table.dtype) if binary else vals
-    if threads == 1:
-        _gather_add(ptr, idx, v, bool(binary), table, b, has_bias, out, 0, ptr.shape[0] - 1)
-        return
-    numba.set_num_threads(threads)
-    _gather_rows_parallel(ptr, idx, v, bool(binary), table, b, has_bias, out, 4 * threads)
-    if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer resets the process's count
-        torch.set_num_threads(torch_threads)
+    with compiled_threads() as threads:
+        if threads == 1:
+            _gather_add(ptr, idx, v, bool(binary), table, b, has_bias, out, 0, ptr.shape[0] - 1)
+        else:
+            _gather_rows_parallel(ptr, idx, v, bool(binary), table, b, has_bias, out, 4 * threads)
 
 
 class _Compressed:
