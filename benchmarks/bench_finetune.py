@@ -11,7 +11,8 @@ step-by-step reference path as well, interleaved over ``--rounds`` rounds (the m
 reported, so a change of the machine's other load hits both alike), in wall-clock and in
 CPU time of this process (less inflated by other processes on a shared machine). Both run with
 ``--threads`` torch threads; the 1-minute load average is printed before and after. With
-``--profile-batches N`` it prints cProfile's top functions over N fine-tuning batches instead.
+``--profile-batches N`` it prints cProfile's top functions over N fine-tuning batches instead (by
+their own time, then by cumulative time).
 
     python benchmarks/bench_finetune.py --data-root DIR --reference
 """
@@ -113,6 +114,7 @@ def main() -> None:
             print(f"--- {'whole-window' if fused else 'step-by-step'} path, {args.profile_batches} "
                   f"batches: {secs:.2f} s")
             pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
         return
     load0 = os.getloadavg()[0]
     rounds = []  # interleaved: float, fine-tuning (, reference) per round, so load hits all alike
