@@ -234,7 +234,7 @@ backward = njit(_backward, error_model="numpy")
 _forward_parallel = njit(_forward_parallel, error_model="numpy", parallel=True)
 _backward_parallel = njit(_backward_parallel, error_model="numpy", parallel=True)
 
-MIN_PARALLEL_COLUMNS = 4096
+MIN_PARALLEL_COLUMNS = 2048
 """Each thread of a parallel call gets at least this many columns (fewer: the serial loop runs)."""
 
 
