@@ -254,7 +254,9 @@ def forward_threads(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_ou
 def backward_threads(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, relative, need_i, need_v,
                      need_decay, g_out, sums, c0, c1, off) -> None:
     """:func:`backward` on as many threads as torch uses; ``sums`` (float64, 3) gets every part's
-    reductions added (in part order)."""
+    reductions added (in part order). Every column's input gradient is the serial loop's bit for
+    bit; the threshold and decay gradients (the reductions) are summed in parts, so they can differ
+    from the one-thread sums in the last bits (about 1e-14 relative)."""
     with threads() as n:
         parts = min(n, (c1 - c0) // MIN_PARALLEL_COLUMNS)
         if parts < 2:

@@ -16,7 +16,9 @@ increasing input order in groups of four, so values equal ``torch.nn.functional.
 float rounding of the summation order (tests: ``tests/test_sparse_input.py``). The dense product
 runs instead when the input is denser than :data:`MAX_DENSITY` (the scan stops as soon as it
 knows), too small to pay (:data:`MIN_ELEMENTS`), the layer too narrow (:data:`MIN_WIDTH`), not a
-CPU float tensor, or when numba is not installed.
+CPU float tensor, or when numba is not installed. Only the nonzero inputs meet the weights: a
+non-finite weight (or output-gradient entry) that meets only zero inputs leaves the result finite,
+where the dense product's ``0 · inf`` would make it NaN.
 Compiled with numba (a dependency; without it the dense product runs); the kernels use as many
 threads as torch (``torch.get_num_threads()``).
 """

@@ -148,10 +148,12 @@ def _window_grad(grad_s, has_gs, g, dv, spiking, gv, fv, fi, act, grad_a, gpre_s
 window_grad = njit(_window_grad, error_model="numpy")
 """``window_grad(grad_s, has_gs, g, dv, spiking, gv, fv, fi, act, grad_a, gpre_sum)``: the
 fine-tuning window's backward (:class:`~neurodeploy.families.loihi.shadow.TrainNeuron`), both
-recurrences in one pass backwards over the steps, sample by sample, with the operations of its
-torch form: ``gpre[t] = grad_s[t] · g[t] + gpre[t + 1] · (dv[t] · fv)`` (from ``gv · dv[T-1]``;
-without spikes ``gpre[t] = gpre[t + 1] · fv`` from ``gv``), ``ga[t] = gpre[t] + fi · ga[t + 1]``.
-Writes ``grad_a = act · ga`` ``[B, T, N]`` and ``gpre_sum = Σ_t gpre[t]`` ``[B, N]``; all
-float64."""
+recurrences in one pass backwards over the steps, sample by sample:
+``gpre[t] = grad_s[t] · g[t] + gpre[t + 1] · (dv[t] · fv)`` (from ``gv · dv[T-1]``; without spikes
+``gpre[t] = gpre[t + 1] · fv`` from ``gv``), ``ga[t] = gpre[t] + fi · ga[t + 1]``. Writes
+``grad_a = act · ga`` ``[B, T, N]`` and ``gpre_sum = Σ_t gpre[t]`` ``[B, N]``; all float64. Each
+product is rounded before its sum, where torch's ``addcmul`` and ``add(alpha=)`` may fuse the two
+(one rounding, depending on the CPU), so the values equal the torch form's to float64 rounding,
+not bit for bit (``tests/test_finetune_window.py`` compares both with the step-by-step path)."""
 
 __all__ = ["AVAILABLE", "advance", "spike_terms", "window_grad", "zero_reset_terms"]

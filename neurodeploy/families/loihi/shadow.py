@@ -317,7 +317,7 @@ class _Window(torch.autograd.Function):
 
 def _compiled_window_grad(ctx, n: TrainNeuron, grad_s, g, dv, gv, steps: int):
     """:class:`_Window`'s backward by :func:`scan_compiled.window_grad` (the same recurrences in
-    one compiled pass; values equal the torch loop's up to the order of the bias gradient's sum)."""
+    one compiled pass; values equal the torch loop's to float64 rounding: see its docstring)."""
     batch = gv.shape[0]
     flat = (batch, steps, -1)
     gv = gv.contiguous().reshape(batch, -1)
