@@ -362,7 +362,7 @@ def _train_step(bench: str, lib: str, threads: int, keep_memory: bool):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return train_step
 

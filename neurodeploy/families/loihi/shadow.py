@@ -332,7 +332,7 @@ def _compiled_window_grad(ctx, n: TrainNeuron, grad_s, g, dv, gv, steps: int):
                               float(n.fv), float(n.fi), float(n.act), grad_a.numpy(), gpre_sum.numpy())
     grad_bias = None
     if ctx.bias_shape is not None and ctx.needs_input_grad[1]:
-        grad_bias = (gpre_sum.reshape(gv.shape[0], *ctx.grad_shape) * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
+        grad_bias = (gpre_sum.reshape(batch, *ctx.grad_shape) * 2.0**n.bias_exp).sum_to_size(ctx.bias_shape)
     return grad_a.reshape(batch, steps, *ctx.grad_shape), grad_bias, None, None, None
 
 
