@@ -153,12 +153,18 @@ class _IntegerProduct(torch.autograd.Function):
     """``s @ w.T`` of integer-valued float64 tensors: the product in float32 where every partial
     sum is provably below float32's integer limit (exact there, so the same values as in float64,
     in any order of summation: over the nonzero events only, :func:`neurodeploy.nn.sparse_input.linear`,
-    when they are sparse), else in float64; the gradients of the float64 product (the weight's
-    over the nonzero events, :func:`~neurodeploy.nn.sparse_input.weight_grad`, where that is faster)."""
+    when they are sparse), else in float64.
+
+    The gradients are the float64 product's, with their two products taken in ``grad_dtype``, the
+    dtype of the parameters they train (float32 for a float32 model: rounded as its float
+    training rounds; float64 for a float64 model: the step path's values to float64 rounding).
+    The weight's is taken over the nonzero events (:func:`~neurodeploy.nn.sparse_input.weight_grad`)
+    where that is faster."""
 
     @staticmethod
-    def forward(ctx, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, s: torch.Tensor, w: torch.Tensor, grad_dtype: torch.dtype) -> torch.Tensor:
         ctx.save_for_backward(s, w)
+        ctx.grad_dtype = grad_dtype
         if s.numel() and w.numel():
             bound = float(w.abs().sum(1).max()) * float(s.abs().max())
             if bound < _FLOAT32_EXACT:
@@ -168,9 +174,11 @@ class _IntegerProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         s, w = ctx.saved_tensors
-        grad_s = grad @ w if ctx.needs_input_grad[0] else None
-        grad_w = sparse_input.weight_grad(grad, s) if ctx.needs_input_grad[1] else None
-        return grad_s, grad_w
+        g = grad.to(ctx.grad_dtype)
+        grad_s = (g @ w.to(g.dtype)).to(grad.dtype) if ctx.needs_input_grad[0] else None
+        grad_w = (sparse_input.weight_grad(g, s.to(g.dtype)).to(grad.dtype)
+                  if ctx.needs_input_grad[1] else None)
+        return grad_s, grad_w, None
 
 
 def chip_depths(layers: list[Any], input_delay: int, synapse_delay: int) -> list[int]:
@@ -224,6 +232,12 @@ class FakeQuantNet(nn.Module):
         if self.graph:
             self.depths = chip_depths(layers, t.input_delay, t.synapse_delay)
             self.delays = [layer.delay for layer in layers]
+
+    def _grad_dtype(self) -> torch.dtype:
+        """The dtype the fused path's backward products run in: the model's parameters' (float64
+        when it has none)."""
+        p = next(self.model.parameters(), None)
+        return p.dtype if p is not None and p.is_floating_point() else torch.float64
 
     @property
     def latency(self) -> int:
@@ -279,7 +293,7 @@ class FakeQuantNet(nn.Module):
 
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
-            acc = _IntegerProduct.apply(s, w) if self.fused else s @ w.T
+            acc = _IntegerProduct.apply(s, w, self._grad_dtype()) if self.fused else s @ w.T
             shadow = acc * 2.0**layer.weight_exp
             # a family that finishes its dense output from the accumulator saves a product
             finish = getattr(self.family, "dense_output", None) if self.fused else None
