@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from neurodeploy.graph import (
@@ -470,3 +472,18 @@ def test_chip_blocks_refuse_what_the_graph_can_say_but_a_chain_cannot():
     g = fold_all(_chain(_aff(4, 4), LIF(0.5, 1.0, r=0.5, strict=False), _aff(2, 4)).build())
     with pytest.raises(UnsupportedError, match="non-strict"):
         blocks_from_graph(g)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                 st.sampled_from([3.0e38, -3.0e38, 1.7e308, -1.7e308])),
+                       min_size=0, max_size=40),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_all_finite_is_the_elementwise_test(values, dtype):
+    """The one-sum finiteness test agrees with ``isfinite(t).all()``, also where finite values
+    overflow the sum (which then is not finite) and on NaNs and infinities of either sign."""
+    from neurodeploy.graph.ir import all_finite
+
+    t = torch.tensor(values, dtype=torch.float64).to(dtype)
+    assert all_finite(t) == bool(torch.isfinite(t).all())
+    assert all_finite(t.reshape(1, -1)) == bool(torch.isfinite(t).all())

@@ -196,9 +196,16 @@ class Graph:
         return self
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of float tensor ``t`` is finite. A NaN or an infinity makes the sum
+    non-finite, so a finite sum decides it in one reduction; a sum that is not finite (a NaN, an
+    infinity, or finite values whose sum overflows) is decided value by value."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def _finite_positive(v: n.Param) -> bool:
     if isinstance(v, torch.Tensor):
-        return bool(torch.isfinite(v).all()) and bool((v > 0).all())
+        return all_finite(v) and bool((v > 0).all())
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
@@ -235,7 +242,7 @@ def check_parameters(k: str, node: n.Node) -> None:
             raise GraphError(f"node {k} ({kind}): {name} must be a float tensor"
                              f"{' or a number' if param else ''}, got "
                              f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}")
-        if not (math.isfinite(v) if number else bool(torch.isfinite(v).all())):
+        if not (math.isfinite(v) if number else all_finite(v)):
             raise GraphError(f"node {k} ({kind}): {name} holds values that are not finite")
     if isinstance(node, n.Input) and (not node.shape or any(int(v) < 1 for v in node.shape)):
         raise GraphError(f"node {k} (Input): shape {node.shape} is not positive")
