@@ -149,35 +149,43 @@ _FLOAT32_EXACT = 2.0 / torch.finfo(torch.float32).eps
 """Integers below this magnitude, and sums of them that stay below it, are exact in float32."""
 
 
-class _IntegerProduct(torch.autograd.Function):
-    """``s @ w.T`` of integer-valued float64 tensors: the product in float32 where every partial
-    sum is provably below float32's integer limit (exact there, so the same values as in float64,
-    in any order of summation: over the nonzero events only, :func:`neurodeploy.nn.sparse_input.linear`,
-    when they are sparse), else in float64.
+def _exact_in_float32(s: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether every partial sum of ``s @ w.T`` (integer-valued) is provably below float32's
+    integer limit, so that the product is exact in float32 in any order of summation."""
+    if not (s.numel() and w.numel()):
+        return False
+    with torch.no_grad():
+        return float(w.abs().sum(1).max()) * float(s.abs().max()) < _FLOAT32_EXACT
 
-    The gradients are the float64 product's, with their two products taken in ``grad_dtype``, the
-    dtype of the parameters they train (float32 for a float32 model: rounded as its float
-    training rounds; float64 for a float64 model: the step path's values to float64 rounding).
-    The weight's is taken over the nonzero events (:func:`~neurodeploy.nn.sparse_input.weight_grad`)
-    where that is faster."""
+
+def integer_product(s: torch.Tensor, w: torch.Tensor, grad_dtype: torch.dtype) -> torch.Tensor:
+    """``s @ w.T`` of integer-valued float64 tensors, differentiable in both.
+
+    The value is exact: taken in float32 where :func:`_exact_in_float32` proves it exact there
+    (over the nonzero events only when they are sparse: :func:`neurodeploy.nn.sparse_input.linear`),
+    else in float64. The gradients are the product's, taken in ``grad_dtype``, the dtype of the
+    parameters they train: for a float32 model the float32 product's autograd (rounded as its
+    float training rounds), otherwise float64 (:class:`_IntegerProduct`)."""
+    exact32 = _exact_in_float32(s, w)
+    if exact32 and grad_dtype == torch.float32:
+        return sparse_input.linear(s.float(), w.float()).double()
+    return _IntegerProduct.apply(s, w, exact32)
+
+
+class _IntegerProduct(torch.autograd.Function):
+    """:func:`integer_product` with float64 gradients (the weight's over the nonzero events,
+    :func:`~neurodeploy.nn.sparse_input.weight_grad`, where that is faster)."""
 
     @staticmethod
-    def forward(ctx, s: torch.Tensor, w: torch.Tensor, grad_dtype: torch.dtype) -> torch.Tensor:
+    def forward(ctx, s: torch.Tensor, w: torch.Tensor, exact32: bool) -> torch.Tensor:
         ctx.save_for_backward(s, w)
-        ctx.grad_dtype = grad_dtype
-        if s.numel() and w.numel():
-            bound = float(w.abs().sum(1).max()) * float(s.abs().max())
-            if bound < _FLOAT32_EXACT:
-                return sparse_input.linear(s.float(), w.float()).double()
-        return s @ w.T
+        return sparse_input.linear(s.float(), w.float()).double() if exact32 else s @ w.T
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         s, w = ctx.saved_tensors
-        g = grad.to(ctx.grad_dtype)
-        grad_s = (g @ w.to(g.dtype)).to(grad.dtype) if ctx.needs_input_grad[0] else None
-        grad_w = (sparse_input.weight_grad(g, s.to(g.dtype)).to(grad.dtype)
-                  if ctx.needs_input_grad[1] else None)
+        grad_s = grad @ w if ctx.needs_input_grad[0] else None
+        grad_w = sparse_input.weight_grad(grad, s) if ctx.needs_input_grad[1] else None
         return grad_s, grad_w, None
 
 
@@ -293,7 +301,7 @@ class FakeQuantNet(nn.Module):
 
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
-            acc = _IntegerProduct.apply(s, w, self._grad_dtype()) if self.fused else s @ w.T
+            acc = integer_product(s, w, self._grad_dtype()) if self.fused else s @ w.T
             shadow = acc * 2.0**layer.weight_exp
             # a family that finishes its dense output from the accumulator saves a product
             finish = getattr(self.family, "dense_output", None) if self.fused else None
