@@ -26,8 +26,9 @@ def _run(compiled, a, bound, b, n, steps, delay, cut, params, config, initial_v)
                                 record_v_pre=True)
         raster = np.zeros((b, steps, n), np.uint8)
         scan.run(None, 0.0, raster, 0, delay)
-        scan.run(a[:cut], bound, raster, delay, cut)
-        scan.run(a[cut:], bound, raster, delay + cut, steps - delay - cut)
+        per_step = np.ndim(bound) > 0  # one bound per step, or one for all
+        scan.run(a[:cut], bound[:cut] if per_step else bound, raster, delay, cut)
+        scan.run(a[cut:], bound[cut:] if per_step else bound, raster, delay + cut, steps - delay - cut)
     finally:
         loihi.NeuronScan.compiled = saved
     return (raster, scan.states_u, scan.states_v, scan.states_v_pre, scan.u_overflows,
@@ -45,7 +46,9 @@ def test_compiled_scan_equals_the_numpy_loop(data):
     a = data.draw(hnp.arrays(np.int64, (steps - delay, b, n), elements=st.integers(-scale, scale)))
     params, config, initial_v = draw_group(data, n)
     a64 = a.astype(data.draw(st.sampled_from([np.float64, np.float32]))) * 64
-    bound = float(np.abs(a64).max(initial=0.0)) * data.draw(st.sampled_from([1.0, 1.5]))
+    slack = data.draw(st.sampled_from([1.0, 1.5]))
+    bound = (np.abs(a64).max(axis=(1, 2), initial=0.0) * slack
+             if data.draw(st.booleans()) else float(np.abs(a64).max(initial=0.0)) * slack)
     cut = data.draw(st.integers(0, steps - delay))
     args = (a64, bound, b, n, steps, delay, cut, params, config, initial_v)
     fast, ref = _run(True, *args), _run(False, *args)
@@ -69,3 +72,44 @@ def test_compiled_scan_runs_and_matches_neuron_step_on_a_long_window():
         u, v, spikes[:, t] = r.u, r.v, r.spikes
     assert spikes.sum() > 0 and np.array_equal(fast[0], spikes)
     assert np.array_equal(fast[6], u) and np.array_equal(fast[7], v)
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_a_saturating_voltage_runs_compiled_and_equals_the_numpy_loop_and_neuron_step(
+        per_step, monkeypatch):
+    """A layer driven into Loihi's voltage saturation at most steps: the compiled loop applies
+    the clamp itself (every step runs compiled), with the same spikes, states and overflow counts
+    as the numpy loop and as ``neuron_step``."""
+    rng = np.random.default_rng(1)
+    b, n, steps = 3, 5, 30
+    params = dict(current_decay=4096, voltage_decay=2048, threshold=1 << 16, bias=0, bias_exp=0,
+                  spiking=True, reset="zero")
+    a = rng.integers(-(1 << 17), 1 << 15, (steps, b, n))
+    a64 = a.astype(np.float64) * 64
+    bound = np.abs(a64).max(axis=(1, 2)) if per_step else float(np.abs(a64).max())
+    compiled_steps = []
+    advance = scan_compiled.advance
+
+    def counting(*args):
+        assert args[19]  # v_sat: the clamp runs in the compiled loop
+        compiled_steps.append(args[14])
+        return advance(*args)
+
+    monkeypatch.setattr(scan_compiled, "advance", counting)
+    fast = _run(True, a64, bound, b, n, steps, 0, 10, params, loihi.DEFAULT, 0)
+    assert sum(compiled_steps) == steps
+    ref = _run(False, a64, bound, b, n, steps, 0, 10, params, loihi.DEFAULT, 0)
+    for x, y in zip(fast, ref, strict=True):
+        assert np.array_equal(x, y)
+    assert fast[5].sum() > 2 * steps  # saturated often
+    u = np.zeros((b, n), np.int64)
+    v = np.zeros((b, n), np.int64)
+    v_ovf = np.zeros(b, np.int64)
+    for t in range(steps):
+        r = loihi.neuron_step(u, v, a[t], **params)
+        u, v = r.u, r.v
+        assert np.array_equal(fast[0][:, t], r.spikes)
+        if r.v_overflow is not None:  # None: the rule changed nothing
+            v_ovf += np.asarray(r.v_overflow).reshape(b, -1).sum(1)
+    assert np.array_equal(fast[6], u) and np.array_equal(fast[7], v)
+    assert np.array_equal(fast[5], v_ovf)

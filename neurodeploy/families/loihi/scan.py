@@ -299,7 +299,7 @@ class NeuronScan:
         return float(x.min()), float(x.max())
 
     # ---------------------------------------------------------------------------------- run
-    def run(self, a: np.ndarray | None, a_bound: float, raster: np.ndarray, t0: int,
+    def run(self, a: np.ndarray | None, a_bound: float | np.ndarray, raster: np.ndarray, t0: int,
             steps: int) -> None:
         """Advance ``steps`` steps.
 
@@ -307,7 +307,9 @@ class NeuronScan:
             a: synaptic input in state units (``a_in << activation_shift``), float or int,
                 time-major ``[>= steps, B, N]`` (flattened neurons; ``a[j]`` feeds step
                 ``t0 + j``), or ``None`` for no input.
-            a_bound: bound of ``|a|`` (ignored when ``a`` is ``None``).
+            a_bound: bound of ``|a|``, one number for every step or one per step (``[>= steps]``,
+                ``a_bound[j]`` bounds ``|a[j]|``: tighter bounds let more steps run compiled);
+                ignored when ``a`` is ``None``.
             raster: uint8 ``[B, T, N]``; spikes of step ``t0 + j`` go to ``raster[:, t0 + j]``.
             t0: index of the first step in the window.
             steps: number of steps.
@@ -328,7 +330,7 @@ class NeuronScan:
                                              min(union[2], b[2]), max(union[3], b[3]))
         self._bounds = union
 
-    def _run_rows(self, a: np.ndarray | None, a_bound: float, raster: np.ndarray, t0: int,
+    def _run_rows(self, a: np.ndarray | None, a_bound: float | np.ndarray, raster: np.ndarray, t0: int,
                   steps: int, r0: int, r1: int,
                   bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         """:meth:`run` for samples ``r0:r1`` from interval bounds ``bounds``; returns their
@@ -348,36 +350,49 @@ class NeuronScan:
         strict = self._strict
         fire, stay = (np.greater, np.less_equal) if strict else (np.greater_equal, np.less)
         cu, cv = self._cu_max, self._cv_max
-        bound = 0.0 if a is None else float(a_bound)
+        # the bound of |a| at every step of the block (a number: the same at every step)
+        if a is None:
+            bounds_a = [0.0] * steps
+        elif np.ndim(a_bound) == 0:
+            bounds_a = [float(a_bound)] * steps
+        else:
+            bounds_a = np.asarray(a_bound, dtype=np.float64)[:steps].tolist()
+            if len(bounds_a) < steps:
+                raise ValueError(f"a_bound has {len(bounds_a)} per-step bounds for {steps} steps")
         u_lo, u_hi, v_lo, v_hi = bounds
         rec_u = None if self.states_u is None else self.states_u[r0:r1]
         rec_v = None if self.states_v is None else self.states_v[r0:r1]
         rec_pre = None if self.states_v_pre is None else self.states_v_pre[r0:r1]
         ok = (u_lo_ok, u_hi_ok, v_lo_ok, v_hi_ok)
+        # a saturating voltage rule runs in the compiled loop (a clamp) where the storage rule
+        # stays idle before it: the sum's bounds then need only stay inside storage
+        v_store = self._st if (cfg.voltage_overflow in ("saturate", "saturate_symmetric")
+                               and st_lo <= self._v_ok[0] and self._v_ok[1] <= st_hi) else None
         j = 0
         while j < steps:
             if self.compiled:
                 # the steps whose bounds prove every range rule idle run compiled; where a bound
                 # would stop that soon, the actual extremes (tighter) decide
                 box = (u_lo, u_hi, v_lo, v_hi)
-                safe, after = _safe_steps(box, steps - j, bound, cu, cv, b_lo, b_hi, theta,
-                                          spiking, strict, zero_reset, ok)
+                safe, after = _safe_steps(box, bounds_a[j:], cu, cv, b_lo, b_hi, theta,
+                                          spiking, strict, zero_reset, ok, v_store)
                 if safe < min(steps - j, 8) and u.size:
                     tight = (max(u_lo, float(u.min())), min(u_hi, float(u.max())),
                              max(v_lo, float(v.min())), min(v_hi, float(v.max())))
-                    safe2, after2 = _safe_steps(tight, steps - j, bound, cu, cv, b_lo, b_hi,
-                                                theta, spiking, strict, zero_reset, ok)
+                    safe2, after2 = _safe_steps(tight, bounds_a[j:], cu, cv, b_lo, b_hi,
+                                                theta, spiking, strict, zero_reset, ok, v_store)
                     if safe2 > safe:
                         safe, after = safe2, after2
                 if safe:
                     self._advance_compiled(u, v, a, j, r0, r1, spikes, t0 + j, safe, rec_u,
-                                           rec_v, rec_pre)
+                                           rec_v, rec_pre, v_ovf if v_store is not None else None)
                     u_lo, u_hi, v_lo, v_hi = after
                     j += safe
                     continue
             stop = j + 1 if self.compiled else steps  # one numpy step, then try again
             for j in range(j, stop):  # noqa: B020 - j continues after the loop
                 t = t0 + j
+                bound = bounds_a[j]
                 # u' = rtz(u * fu) + a, v' = rtz(v * fv) + u' + b: values and interval bounds
                 np.multiply(uv, c, out=uv)
                 np.trunc(uv, out=uv)
@@ -419,9 +434,11 @@ class NeuronScan:
             j = stop
         return u_lo, u_hi, v_lo, v_hi
 
-    def _advance_compiled(self, u, v, a, j0, r0, r1, spikes, t0, steps, rec_u, rec_v, rec_pre):
+    def _advance_compiled(self, u, v, a, j0, r0, r1, spikes, t0, steps, rec_u, rec_v, rec_pre,
+                          v_ovf=None):
         """Steps ``t0 .. t0 + steps - 1`` (input ``a[j0:]``) of samples ``r0:r1`` in the
-        compiled loop."""
+        compiled loop; with ``v_ovf`` (these samples' voltage overflow counts) the loop applies
+        the saturating voltage rule and counts into it."""
         c = self._c.reshape(2, -1)
         bias = self._bias
         b = np.zeros(1) if bias is None else np.ascontiguousarray(bias, dtype=np.float64).reshape(-1)
@@ -432,7 +449,9 @@ class NeuronScan:
             self._theta, self._spiking, self._strict, self._reset == "zero", spikes, t0, steps,
             none_i if rec_u is None else rec_u, none_i if rec_v is None else rec_v,
             none_f if rec_pre is None else rec_pre,
-            np.array([rec_u is not None, rec_v is not None, rec_pre is not None]))
+            np.array([rec_u is not None, rec_v is not None, rec_pre is not None]),
+            v_ovf is not None, self._v_ok[0], self._v_ok[1],
+            v_ovf if v_ovf is not None else np.zeros(0, np.int64))
 
     @property
     def v(self) -> np.ndarray:
@@ -445,21 +464,30 @@ class NeuronScan:
         return self._uv[0].astype(np.int64).reshape(self.batch, *self.shape)
 
 
-def _safe_steps(bounds: tuple[float, float, float, float], steps: int, bound: float, cu: float,
+def _safe_steps(bounds: tuple[float, float, float, float], bounds_a: list[float], cu: float,
                 cv: float, b_lo: float, b_hi: float, theta: float, spiking: bool, strict: bool,
-                zero_reset: bool, ok: tuple[float, float, float, float]):
+                zero_reset: bool, ok: tuple[float, float, float, float],
+                v_store: tuple[float, float] | None = None):
     """How many leading steps :meth:`NeuronScan._run_rows`'s interval bounds prove free of every
-    range rule (the loop's bound updates, without arrays), and the bounds after them."""
+    range rule (the loop's bound updates, without arrays; ``bounds_a[j]`` bounds ``|a|`` at the
+    ``j``-th of the steps), and the bounds after them. With ``v_store`` (the storage range) the
+    compiled loop applies the saturating voltage rule itself: ``v`` need only stay inside
+    storage, and its bounds are then clamped to the rule's range ``ok[2:]``."""
     u_lo, u_hi, v_lo, v_hi = bounds
     u_lo_ok, u_hi_ok, v_lo_ok, v_hi_ok = ok
-    for j in range(steps):
+    steps = len(bounds_a)
+    for j, bound in enumerate(bounds_a):
         nu_lo = min(u_lo * cu, 0.0) - bound
         nu_hi = max(u_hi * cu, 0.0) + bound
         if nu_lo < u_lo_ok or nu_hi > u_hi_ok:
             return j, (u_lo, u_hi, v_lo, v_hi)
         nv_lo = min(v_lo * cv, 0.0) + nu_lo + b_lo
         nv_hi = max(v_hi * cv, 0.0) + nu_hi + b_hi
-        if nv_lo < v_lo_ok or nv_hi > v_hi_ok:
+        if v_store is not None:
+            if nv_lo < v_store[0] or nv_hi > v_store[1]:
+                return j, (u_lo, u_hi, v_lo, v_hi)
+            nv_lo, nv_hi = max(nv_lo, v_lo_ok), min(nv_hi, v_hi_ok)
+        elif nv_lo < v_lo_ok or nv_hi > v_hi_ok:
             return j, (u_lo, u_hi, v_lo, v_hi)
         u_lo, u_hi, v_lo, v_hi = nu_lo, nu_hi, nv_lo, nv_hi
         if spiking and (v_hi > theta or (not strict and v_hi == theta)):

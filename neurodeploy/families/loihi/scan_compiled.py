@@ -9,7 +9,9 @@ dominates, on a large one the passes stream the block through the cache once per
 subtract reset), state by state over all steps, so every value is the same integer (exact in
 float64 for the reasons the scan's docstring gives). It is only called for a block of steps in
 which the scan's interval bounds prove that no storage or overflow rule can act (the caller
-checks; otherwise the numpy loop runs), so it has no range rules of its own.
+checks; otherwise the numpy loop runs), so it has no range rules of its own but one: a saturating
+voltage rule (Loihi's ``saturate_symmetric``), which a layer driven hard reaches at every step and
+which is a clamp (the scan proves the storage rule idle before it).
 ``tests/test_arith.py`` compares it with the numpy loop and with ``neuron_step``.
 """
 
@@ -21,7 +23,7 @@ from neurodeploy.compiled import AVAILABLE, njit
 
 
 def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset,
-             spikes, t0, steps, rec_u, rec_v, rec_pre, flags):
+             spikes, t0, steps, rec_u, rec_v, rec_pre, flags, v_sat, v_min, v_max, v_ovf):
     rows, n = u.shape
     # per-neuron factors and bias broadcast to n (loop-invariant, so the inner loops vectorise)
     fu = np.empty(n)
@@ -51,6 +53,13 @@ def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zer
             else:
                 for k in range(n):
                     vi[k] = np.trunc(vi[k] * fv[k]) + ui[k]
+            if v_sat:  # the voltage's saturation rule, counted per sample
+                changed = 0
+                for k in range(n):
+                    x = vi[k]
+                    changed += np.int64(x < v_min) + np.int64(x > v_max)
+                    vi[k] = min(max(x, v_min), v_max)
+                v_ovf[i] += changed
             if flags[2]:
                 rec_pre[i, t] = vi
             if spiking:
@@ -75,10 +84,13 @@ def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zer
 
 advance = njit(_advance, error_model="numpy")
 """``advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset, spikes,
-t0, steps, rec_u, rec_v, rec_pre, flags)``: ``u``, ``v`` ``[rows, N]`` float64 (updated in
-place), ``a`` ``[>= steps, rows, N]`` (step ``t0 + j`` gets ``a[j]``), ``cu``, ``cv``, ``bias``
-float64 of length 1 or ``N``, ``spikes`` bool ``[rows, T, N]``, records ``[rows, T, N]`` written
-where ``flags`` (u, v, v before the reset) says so."""
+t0, steps, rec_u, rec_v, rec_pre, flags, v_sat, v_min, v_max, v_ovf)``: ``u``, ``v`` ``[rows, N]``
+float64 (updated in place), ``a`` ``[>= steps, rows, N]`` (step ``t0 + j`` gets ``a[j]``), ``cu``,
+``cv``, ``bias`` float64 of length 1 or ``N``, ``spikes`` bool ``[rows, T, N]``, records
+``[rows, T, N]`` written where ``flags`` (u, v, v before the reset) says so. With ``v_sat`` the
+new ``v`` is clamped to ``[v_min, v_max]`` before the spike decision (a saturating voltage rule;
+the caller proves that the storage rule stays idle) and every clamped value is counted into
+``v_ovf[row]``: the numpy loop's ``apply_overflow`` and its count, value for value."""
 
 def _spike_terms(v_pre, raster, theta, unit, x, s, keep):
     for i in range(v_pre.shape[0]):
