@@ -302,11 +302,15 @@ class FakeQuantNet(nn.Module):
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
             acc = integer_product(s, w, self._grad_dtype()) if self.fused else s @ w.T
-            shadow = acc * 2.0**layer.weight_exp
+            shadow = acc if layer.weight_exp == 0 else acc * 2.0**layer.weight_exp
             # a family that finishes its dense output from the accumulator saves a product
             finish = getattr(self.family, "dense_output", None) if self.fused else None
             if finish is not None:
-                exact, _ = finish(acc.detach(), layer.weight_exp, config=self.config)
+                exact, changed = finish(acc.detach(), layer.weight_exp, config=self.config)
+                if changed is None and layer.weight_exp >= 0:
+                    # no rule changed a value, and the shift is an exact float64 product by a
+                    # power of two: the shadow holds the exact values already
+                    return shadow
             else:
                 exact, _ = self.family.dense(w.detach(), s.detach(), layer.weight_exp,
                                              config=self.config)

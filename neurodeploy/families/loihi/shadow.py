@@ -246,8 +246,10 @@ def dense_output(acc: Any, weight_exp: int = 0,
                  config: LoihiConfig = DEFAULT) -> tuple[Any, Any]:
     """:func:`~neurodeploy.families.loihi.arith.dense` from its accumulator ``acc = s @ W.T``
     (computed once by the caller, which trains through the same product): the exponent, the
-    accumulator rule and storage."""
-    acc = ops.shift(acc, weight_exp)
+    accumulator rule and storage. Returns ``(output, changed)``: ``changed`` is ``None`` where no
+    rule changed a value (``output`` is ``shift(acc, weight_exp)`` value for value), else the
+    mask of the values a rule changed."""
+    acc = ops.shift(acc, weight_exp) if weight_exp else acc
     if isinstance(acc, torch.Tensor) and _inside(
             acc, safe_interval(config.accumulator_bits, config.dense_accumulator_overflow),
             safe_interval(config.storage_bits, "wrap")):
