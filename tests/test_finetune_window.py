@@ -75,13 +75,10 @@ def test_window_equals_the_step_loop(seed, spiking, loss, reset, surrogate, stor
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
 
 
-def test_fused_fakequant_equals_the_step_path_in_values_and_gradients():
-    torch.manual_seed(0)
-    spec = ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[12, 10], steps=5, num_classes=4,
-                     encoding={"kind": "direct", "bits": 8},
-                     neuron={"model": "lif", "tau": 2.0, "threshold": 0.5})
-    model = build_model(spec).double()
-    x, y = torch.rand(9, 1, 4, 4), torch.randint(0, 4, (9,))
+def _both_paths(model, x, y):
+    """The loihi2 fake-quant network of ``model`` on the whole-window path, then the step path:
+    per path (logits, exact read-out, per-layer records), and the parameters' gradients of the
+    cross-entropy."""
     fq = fake_quantize(model, "loihi2", x)
     outs, grads = [], []
     for fused in (True, False):
@@ -91,6 +88,17 @@ def test_fused_fakequant_equals_the_step_path_in_values_and_gradients():
         torch.nn.functional.cross_entropy(out, y).backward()
         outs.append((out.detach(), fq.readout_integers(x), fq.run(fq.encode(x), record=True)[1]))
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    return outs, grads
+
+
+def test_fused_fakequant_equals_the_step_path_in_values_and_gradients():
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[12, 10], steps=5, num_classes=4,
+                     encoding={"kind": "direct", "bits": 8},
+                     neuron={"model": "lif", "tau": 2.0, "threshold": 0.5})
+    model = build_model(spec).double()
+    x, y = torch.rand(9, 1, 4, 4), torch.randint(0, 4, (9,))
+    outs, grads = _both_paths(model, x, y)
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
     for r0, r1 in zip(outs[0][2], outs[1][2], strict=True):
         assert torch.equal(r0["v"], r1["v"])
@@ -111,16 +119,8 @@ def test_float32_model_gradients_agree_with_the_step_path_to_float32_rounding():
     model = build_model(spec)
     assert next(model.parameters()).dtype == torch.float32
     x, y = torch.rand(33, 1, 8, 8), torch.randint(0, 4, (33,))
-    fq = fake_quantize(model, "loihi2", x)
-    outs, grads = [], []
-    for fused in (True, False):
-        fq.fused = fused
-        model.zero_grad()
-        out = fq(x)
-        torch.nn.functional.cross_entropy(out, y).backward()
-        outs.append(out.detach())
-        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
-    assert torch.equal(outs[0], outs[1])
+    outs, grads = _both_paths(model, x, y)
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
     assert len(grads[0]) == len(grads[1]) == 6
     for g0, g1 in zip(*grads, strict=True):
         assert g1.abs().max() > 0
