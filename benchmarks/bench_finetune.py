@@ -10,7 +10,7 @@ batch 64, with the whole-window neuron path (default) and, with ``--reference``,
 step-by-step reference path as well, interleaved over ``--rounds`` rounds (the median ratio is
 reported, so a change of the machine's other load hits both alike), in wall-clock and in
 CPU time of this process (less inflated by other processes on a shared machine), after an
-untimed warm-up of four batches of each (first-call costs). Both run with
+untimed warm-up of four batches of each path (first-call costs). Both run with
 ``--threads`` torch threads; the 1-minute load average is printed before and after. With
 ``--profile-batches N`` it prints cProfile's top functions over N fine-tuning batches instead (by
 their own time, then by cumulative time).
@@ -120,7 +120,8 @@ def main() -> None:
     # warm-up, untimed: both paths' first-call costs (imports, compiled kernels, allocator pools)
     warm = 4 * args.batch_size
     float_epoch(model, x[:warm], y[:warm], args.batch_size)
-    finetune_epoch(model, x[:warm], y[:warm], args.profile, args.batch_size, True)
+    for fused in ([True, False] if args.reference else [True]):
+        finetune_epoch(model, x[:warm], y[:warm], args.profile, args.batch_size, fused)
     load0 = os.getloadavg()[0]
     rounds = []  # interleaved: float, fine-tuning (, reference) per round, so load hits all alike
     for _ in range(args.rounds):

@@ -113,3 +113,56 @@ def test_a_saturating_voltage_runs_compiled_and_equals_the_numpy_loop_and_neuron
             v_ovf += np.asarray(r.v_overflow).reshape(b, -1).sum(1)
     assert np.array_equal(fast[6], u) and np.array_equal(fast[7], v)
     assert np.array_equal(fast[5], v_ovf)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_compiled_scan_equals_the_numpy_loop_on_narrow_states_and_signed_thresholds(data):
+    """Narrow states (storage just wider than ``u`` and ``v``, so storage wraps before the
+    voltage rule) and thresholds of either sign, which a profile does not allow but the scan
+    accepts: the compiled loop (its clamp included) equals the numpy loop."""
+    b, n, steps = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 25))
+    cur_bits, v_bits = data.draw(st.integers(8, 16)), data.draw(st.integers(8, 16))
+    config = loihi.LoihiConfig(
+        current_bits=cur_bits, voltage_bits=v_bits,
+        storage_bits=max(cur_bits, v_bits) + data.draw(st.integers(0, 2)),
+        current_overflow=data.draw(st.sampled_from(["wrap_once", "wrap", "saturate"])),
+        voltage_overflow=data.draw(st.sampled_from(["saturate_symmetric", "saturate", "wrap"])),
+        threshold_strict=data.draw(st.booleans()))
+    limit = 1 << max(cur_bits, v_bits)
+    params = dict(current_decay=data.draw(st.sampled_from([0, 1024, 4096])),
+                  voltage_decay=data.draw(st.sampled_from([0, 128, 2048])),
+                  threshold=data.draw(st.integers(-(limit >> 6), limit >> 6)),
+                  bias=data.draw(st.integers(-limit, limit)), bias_exp=0,
+                  spiking=data.draw(st.booleans()), reset=data.draw(st.sampled_from(["zero", "subtract"])))
+    initial_v = data.draw(st.integers(-(limit >> 1) + 1, (limit >> 1) - 1))
+    if not loihi.NeuronScan.supported(params, config, 1, initial_v):
+        return
+    a = data.draw(hnp.arrays(np.int64, (steps, b, n), elements=st.integers(-(limit >> 7), limit >> 7)))
+    a64 = a.astype(np.float64) * 64
+    bound = np.abs(a64).max(axis=(1, 2), initial=0.0)
+    cut = data.draw(st.integers(0, steps))
+    args = (a64, bound, b, n, steps, 0, cut, params, config, initial_v)
+    for x, y in zip(_run(True, *args), _run(False, *args), strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_a_clamped_voltage_below_the_range_keeps_its_bounds_in_order():
+    """Regression: a bias below the voltage range clamps the whole interval of ``v`` to its lower
+    end; its bounds must stay ordered, so that the next step's storage wrap (17-bit storage,
+    16-bit voltage) is seen and the numpy loop runs it, as ``neuron_step`` does."""
+    config = loihi.LoihiConfig(current_bits=16, voltage_bits=16, storage_bits=17,
+                               voltage_overflow="saturate_symmetric", current_overflow="wrap_once")
+    params = dict(current_decay=0, voltage_decay=0, threshold=-2048, bias=-32769, bias_exp=0,
+                  spiking=True, reset="subtract")
+    steps = 3
+    args = (np.zeros((steps, 1, 1)), 0.0, 1, 1, steps, 0, steps, params, config, 0)
+    fast, ref = _run(True, *args), _run(False, *args)
+    for x, y in zip(fast, ref, strict=True):
+        assert np.array_equal(x, y)
+    u = np.zeros((1, 1), np.int64)
+    v = np.zeros((1, 1), np.int64)
+    for t in range(steps):
+        r = loihi.neuron_step(u, v, np.zeros((1, 1), np.int64), **params, config=config)
+        u, v = r.u, r.v
+        assert np.array_equal(fast[2][:, t], v)

@@ -163,9 +163,9 @@ def integer_product(s: torch.Tensor, w: torch.Tensor, grad_dtype: torch.dtype) -
 
     The value is exact: taken in float32 where :func:`_exact_in_float32` proves it exact there
     (over the nonzero events only when they are sparse: :func:`neurodeploy.nn.sparse_input.linear`),
-    else in float64. The gradients are the product's, taken in ``grad_dtype``, the dtype of the
-    parameters they train: for a float32 model the float32 product's autograd (rounded as its
-    float training rounds), otherwise float64 (:class:`_IntegerProduct`)."""
+    else in float64. The gradients are the product's: where the float32 product is exact and
+    ``grad_dtype`` (the dtype of the parameters they train) is float32, that product's autograd
+    (rounded as float32 training rounds); otherwise float64 (:class:`_IntegerProduct`)."""
     exact32 = _exact_in_float32(s, w)
     if exact32 and grad_dtype == torch.float32:
         return sparse_input.linear(s.float(), w.float()).double()
@@ -242,10 +242,10 @@ class FakeQuantNet(nn.Module):
             self.delays = [layer.delay for layer in layers]
 
     def _grad_dtype(self) -> torch.dtype:
-        """The dtype the fused path's backward products run in: the model's parameters' (float64
-        when it has none)."""
-        p = next(self.model.parameters(), None)
-        return p.dtype if p is not None and p.is_floating_point() else torch.float64
+        """The dtype the fused path's backward products may run in: float32 where every floating
+        parameter of the model is float32, else float64."""
+        dtypes = {p.dtype for p in self.model.parameters() if p.is_floating_point()}
+        return torch.float32 if dtypes == {torch.float32} else torch.float64
 
     @property
     def latency(self) -> int:

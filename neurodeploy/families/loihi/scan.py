@@ -374,12 +374,12 @@ class NeuronScan:
                 # the steps whose bounds prove every range rule idle run compiled; where a bound
                 # would stop that soon, the actual extremes (tighter) decide
                 box = (u_lo, u_hi, v_lo, v_hi)
-                safe, after = _safe_steps(box, bounds_a[j:], cu, cv, b_lo, b_hi, theta,
+                safe, after = _safe_steps(box, bounds_a, j, cu, cv, b_lo, b_hi, theta,
                                           spiking, strict, zero_reset, ok, v_store)
                 if safe < min(steps - j, 8) and u.size:
                     tight = (max(u_lo, float(u.min())), min(u_hi, float(u.max())),
                              max(v_lo, float(v.min())), min(v_hi, float(v.max())))
-                    safe2, after2 = _safe_steps(tight, bounds_a[j:], cu, cv, b_lo, b_hi,
+                    safe2, after2 = _safe_steps(tight, bounds_a, j, cu, cv, b_lo, b_hi,
                                                 theta, spiking, strict, zero_reset, ok, v_store)
                     if safe2 > safe:
                         safe, after = safe2, after2
@@ -464,19 +464,20 @@ class NeuronScan:
         return self._uv[0].astype(np.int64).reshape(self.batch, *self.shape)
 
 
-def _safe_steps(bounds: tuple[float, float, float, float], bounds_a: list[float], cu: float,
-                cv: float, b_lo: float, b_hi: float, theta: float, spiking: bool, strict: bool,
-                zero_reset: bool, ok: tuple[float, float, float, float],
+def _safe_steps(bounds: tuple[float, float, float, float], bounds_a: list[float], start: int,
+                cu: float, cv: float, b_lo: float, b_hi: float, theta: float, spiking: bool,
+                strict: bool, zero_reset: bool, ok: tuple[float, float, float, float],
                 v_store: tuple[float, float] | None = None):
-    """How many leading steps :meth:`NeuronScan._run_rows`'s interval bounds prove free of every
-    range rule (the loop's bound updates, without arrays; ``bounds_a[j]`` bounds ``|a|`` at the
-    ``j``-th of the steps), and the bounds after them. With ``v_store`` (the storage range) the
+    """How many steps from ``start`` on :meth:`NeuronScan._run_rows`'s interval bounds prove free
+    of every range rule (the loop's bound updates, without arrays; ``bounds_a[j]`` bounds ``|a|``
+    at step ``j``), and the bounds after them. With ``v_store`` (the storage range) the
     compiled loop applies the saturating voltage rule itself: ``v`` need only stay inside
     storage, and its bounds are then clamped to the rule's range ``ok[2:]``."""
     u_lo, u_hi, v_lo, v_hi = bounds
     u_lo_ok, u_hi_ok, v_lo_ok, v_hi_ok = ok
-    steps = len(bounds_a)
-    for j, bound in enumerate(bounds_a):
+    steps = len(bounds_a) - start
+    for j in range(steps):
+        bound = bounds_a[start + j]
         nu_lo = min(u_lo * cu, 0.0) - bound
         nu_hi = max(u_hi * cu, 0.0) + bound
         if nu_lo < u_lo_ok or nu_hi > u_hi_ok:
@@ -486,7 +487,10 @@ def _safe_steps(bounds: tuple[float, float, float, float], bounds_a: list[float]
         if v_store is not None:
             if nv_lo < v_store[0] or nv_hi > v_store[1]:
                 return j, (u_lo, u_hi, v_lo, v_hi)
-            nv_lo, nv_hi = max(nv_lo, v_lo_ok), min(nv_hi, v_hi_ok)
+            # the clamp maps [nv_lo, nv_hi] into [v_lo_ok, v_hi_ok], also an interval lying
+            # wholly outside it (to one end)
+            nv_lo = min(max(nv_lo, v_lo_ok), v_hi_ok)
+            nv_hi = max(min(nv_hi, v_hi_ok), v_lo_ok)
         elif nv_lo < v_lo_ok or nv_hi > v_hi_ok:
             return j, (u_lo, u_hi, v_lo, v_hi)
         u_lo, u_hi, v_lo, v_hi = nu_lo, nu_hi, nv_lo, nv_hi

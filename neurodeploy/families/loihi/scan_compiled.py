@@ -12,7 +12,8 @@ which the scan's interval bounds prove that no storage or overflow rule can act 
 checks; otherwise the numpy loop runs), so it has no range rules of its own but one: a saturating
 voltage rule (Loihi's ``saturate_symmetric``), which a layer driven hard reaches at every step and
 which is a clamp (the scan proves the storage rule idle before it).
-``tests/test_arith.py`` compares it with the numpy loop and with ``neuron_step``.
+``tests/test_arith.py`` and ``tests/test_scan_compiled.py`` compare it with the numpy loop and
+with ``neuron_step``.
 """
 
 from __future__ import annotations

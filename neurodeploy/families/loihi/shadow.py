@@ -123,10 +123,14 @@ def _v_pre_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any,
         return None
     # time-major view of a batch-major copy (the scan reads a[t] for step t; one pass, no
     # transposing copy)
-    a = (a_seq.reshape(b, steps, -1) * neuron.act).numpy().transpose(1, 0, 2)
+    flat = a_seq.reshape(b, steps, -1)
+    a = (flat * neuron.act).numpy().transpose(1, 0, 2)
     # the bound of |a| step by step (tighter than one bound for the window: more steps are
-    # proven free of range rules and run compiled)
-    bounds = np.abs(a).max(axis=(1, 2)) if a.size else np.zeros(steps)
+    # proven free of range rules and run compiled); no copy of the input
+    if a.size:
+        bounds = (torch.maximum(flat.amax(dim=(0, 2)), -flat.amin(dim=(0, 2))) * neuron.act).numpy()
+    else:
+        bounds = np.zeros(steps)
     if a.size and not float(bounds.max()) < 2.0**50:
         return None
     scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_v_pre=True)
