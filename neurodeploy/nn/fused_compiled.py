@@ -36,6 +36,13 @@ CHARGE_LEAK, CHARGE_DECAY_INPUT, CHARGE_CUBA = 0, 1, 2
 """``M = U b + I`` (LIF leak, IF, PLIF), ``M = U b + (1 - b) I`` (decay input), ``M = U b + i`` (CUBA)."""
 
 
+def _block(k0, c1, off):
+    """The block of columns from ``k0``: its end ``k1`` (at most :data:`BLOCK` columns, not past
+    ``c1``), its width, and where it lies in the tile's arrays (``k0 - off .. k1 - off``)."""
+    k1 = min(c1, k0 + BLOCK)
+    return k1, k1 - k0, k0 - off, k1 - off
+
+
 def _forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_out, write_m, x_out, write_x, off):
     """Advance columns ``c0:c1`` of ``cur [T, E]`` through all steps.
 
@@ -51,10 +58,7 @@ def _forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_ou
     b, cin, fi, v, one, zero = p[0], p[1], p[2], p[3], p[4], p[5]
     buf = np.empty(BLOCK, cur.dtype)
     for k0 in range(c0, c1, BLOCK):
-        k1 = min(c1, k0 + BLOCK)
-        n = k1 - k0
-        j0 = k0 - off
-        j1 = k1 - off
+        k1, n, j0, j1 = _block(k0, c1, off)
         uu = u[j0:j1]
         for t in range(steps):
             cu = cur[t, k0:k1]
@@ -126,10 +130,7 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
     acc1 = np.zeros(BLOCK, np.float64)
     acc2 = np.zeros(BLOCK, np.float64)
     for k0 in range(c0, c1, BLOCK):
-        k1 = min(c1, k0 + BLOCK)
-        n = k1 - k0
-        j0 = k0 - off
-        j1 = k1 - off
+        k1, n, j0, j1 = _block(k0, c1, off)
         for k in range(n):
             g_next[k] = zero
             gi_next[k] = zero
@@ -229,6 +230,7 @@ def _backward_parallel(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, de
                   need_decay, g_out, sums[i], c0 + i * n // chunks, c0 + (i + 1) * n // chunks, off)
 
 
+_block = njit(_block)
 forward = njit(_forward, error_model="numpy")
 backward = njit(_backward, error_model="numpy")
 _forward_parallel = njit(_forward_parallel, error_model="numpy", parallel=True)
