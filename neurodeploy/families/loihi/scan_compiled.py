@@ -93,30 +93,29 @@ new ``v`` is clamped to ``[v_min, v_max]`` before the spike decision (a saturati
 the caller proves that the storage rule stays idle) and every clamped value is counted into
 ``v_ovf[row]``: the numpy loop's ``apply_overflow`` and its count, value for value."""
 
-def _spike_terms(v_pre, raster, theta, unit, x, s, keep):
+def _spike_terms(v_pre, raster, theta, unit, x, s):
     for i in range(v_pre.shape[0]):
         x[i] = (v_pre[i] - theta) / unit
-        f = 1.0 if raster[i] else 0.0
-        s[i] = f
-        keep[i] = 1.0 - f
+        s[i] = 1.0 if raster[i] else 0.0
 
 
-def _zero_reset_terms(phi, v_pre, keep, unit, g, dv):
+def _zero_reset_terms(phi, v_pre, s, unit, g, dv):
     for i in range(phi.shape[0]):
         gi = phi[i] / unit
         g[i] = gi
-        dv[i] = keep[i] - v_pre[i] * gi
+        dv[i] = (1.0 - s[i]) - v_pre[i] * gi
 
 
 spike_terms = njit(_spike_terms, error_model="numpy")
-"""``spike_terms(v_pre, raster, theta, unit, x, s, keep)`` on flat arrays, in one pass: the
-surrogate's argument ``x = (v_pre - theta) / unit``, the spikes ``s`` (float64 of the uint8
-raster) and ``keep = 1 - s`` (the fine-tuning shadow's terms; the same operations as their torch
-form, so the same values)."""
+"""``spike_terms(v_pre, raster, theta, unit, x, s)`` on flat arrays, in one pass: the
+surrogate's argument ``x = (v_pre - theta) / unit`` and the spikes ``s`` (float64 of the uint8
+raster): the fine-tuning shadow's terms, the same operations as their torch form, so the same
+values."""
 
 zero_reset_terms = njit(_zero_reset_terms, error_model="numpy")
-"""``zero_reset_terms(phi, v_pre, keep, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
-unit`` and ``dv/dv_pre = keep - v_pre · g`` of the zero reset."""
+"""``zero_reset_terms(phi, v_pre, s, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
+unit`` and ``dv/dv_pre = (1 - s) - v_pre · g`` of the zero reset. ``g`` may be ``phi`` itself and
+``dv`` any array the pass does not read (each element is read before it is written)."""
 
 
 def _window_grad(grad_s, has_gs, g, dv, spiking, gv, fv, fi, act, grad_a, gpre_sum):

@@ -219,23 +219,26 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
         return torch.zeros_like(a_seq), v_pre[:, -1], v_pre, None, None
     fused = raster is not None and neuron.config.threshold_strict and NeuronScan.compiled \
         and v_pre.is_contiguous()
-    if fused:  # the scan's spikes (v_pre > theta, i.e. x > 0); x, s and 1 - s in one pass
-        x, s_seq, keep = (torch.empty_like(v_pre) for _ in range(3))
+    if fused:  # the scan's spikes (v_pre > theta, i.e. x > 0); x and s in one pass
+        x, s_seq = torch.empty_like(v_pre), torch.empty_like(v_pre)
         scan_compiled.spike_terms(v_pre.view(-1).numpy(), raster.reshape(-1).numpy(),
                                   neuron.theta, neuron.state_unit, x.view(-1).numpy(),
-                                  s_seq.view(-1).numpy(), keep.view(-1).numpy())
+                                  s_seq.view(-1).numpy())
     else:
         x = torch.sub(v_pre, neuron.theta).div_(neuron.state_unit)
         s_seq = (raster.to(v_pre.dtype) if raster is not None and neuron.config.threshold_strict
                  else (x > 0).to(v_pre.dtype))
-        keep = None
     v_seq = _reset(neuron, v_pre, s_seq) if record else None
     v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
     phi = neuron.surrogate.phi(x)
     if neuron.reset == "zero" and fused:
-        g, dv = torch.empty_like(v_pre), torch.empty_like(v_pre)
+        # g into phi's own buffer where phi is a fresh array; dv into x's (x is not needed after)
+        fresh = phi.is_contiguous() and phi.shape == v_pre.shape and phi.data_ptr() not in (
+            x.data_ptr(), v_pre.data_ptr(), s_seq.data_ptr())
+        g = phi if fresh else torch.empty_like(v_pre)
+        dv = x
         scan_compiled.zero_reset_terms(phi.contiguous().view(-1).numpy(), v_pre.view(-1).numpy(),
-                                       keep.view(-1).numpy(), neuron.state_unit,
+                                       s_seq.view(-1).numpy(), neuron.state_unit,
                                        g.view(-1).numpy(), dv.view(-1).numpy())
         return s_seq, v_last, v_seq, g, dv
     g = phi / neuron.state_unit
