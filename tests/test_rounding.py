@@ -60,3 +60,43 @@ def test_the_compiled_form_takes_contiguous_float64_and_the_torch_form_the_rest(
         got = rounding.round_to_range(src, 0.5, -128, 127)
         want = _reference(src.detach().clone().requires_grad_(), 0.5, -128, 127)
         assert torch.equal(got, want)
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal NaN positions and, elsewhere, equal bits (so -0.0 differs from 0.0)."""
+    nan = torch.isnan(a)
+    return torch.equal(nan, torch.isnan(b)) and torch.equal(a[~nan].view(torch.int64), b[~nan].view(torch.int64))
+
+
+def test_gradients_keep_non_finite_values_and_signed_zeros_as_the_torch_form(monkeypatch):
+    """Clipped entries multiply the gradient by 0: a NaN or infinite gradient there stays NaN
+    and a negative one gives -0.0, in both forms; the compiled form ran."""
+    x = torch.tensor([1000.0, -1000.0, float("nan"), 1.0, -1000.0, 3.0], dtype=torch.float64)
+    g = torch.tensor([float("inf"), float("nan"), float("inf"), float("nan"), -2.0, -0.0],
+                     dtype=torch.float64)
+    grads = []
+    calls = []
+    if rounding.AVAILABLE:
+        real = rounding._masked_scale
+        monkeypatch.setattr(rounding, "_masked_scale", lambda *a: calls.append(1) or real(*a))
+    for compiled in ([True, False] if rounding.AVAILABLE else [False]):
+        monkeypatch.setattr(rounding, "COMPILED", compiled)
+        xx = x.clone().requires_grad_()
+        rounding.round_to_range(xx, 0.5, -255, 255).backward(g)
+        grads.append(xx.grad)
+    assert _same_bits(grads[0], grads[-1])
+    assert calls == ([1] if rounding.AVAILABLE else [])
+
+
+@pytest.mark.parametrize("layout", ["transposed", "channels_last"])
+def test_strided_inputs_take_the_torch_form_both_ways(form, layout):
+    base = torch.linspace(-300, 300, 2 * 3 * 4 * 5, dtype=torch.float64)
+    x = (base.reshape(5, 24).t() if layout == "transposed"
+         else base.reshape(2, 3, 4, 5).contiguous(memory_format=torch.channels_last))
+    src, ref = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    g = torch.ones(x.shape, dtype=torch.float64)
+    got, want = rounding.round_to_range(src, 0.5, -128, 127), _reference(ref, 0.5, -128, 127)
+    assert torch.equal(got, want)
+    got.backward(g)
+    want.backward(g)
+    assert torch.equal(src.grad, ref.grad)

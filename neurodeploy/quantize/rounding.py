@@ -28,7 +28,8 @@ def _round_range(x, factor, lo, hi, q, inside):
 
 def _masked_scale(grad, factor, inside, out):
     for i in range(grad.shape[0]):
-        out[i] = grad[i] * factor if inside[i] else 0.0
+        # times 0 or 1 as the torch form: a NaN or infinite gradient stays NaN, a zero keeps its sign
+        out[i] = grad[i] * factor * (1.0 if inside[i] else 0.0)
 
 
 _round_range = njit(_round_range)
@@ -61,7 +62,8 @@ class _RoundToRange(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (inside,) = ctx.saved_tensors
-        if _compiled_applies(grad) and grad.shape == inside.shape:
+        if (_compiled_applies(grad) and not grad.requires_grad and grad.shape == inside.shape
+                and inside.is_contiguous()):  # else the torch form (strides, double backward)
             out = torch.empty_like(grad)
             _masked_scale(grad.view(-1).numpy(), ctx.factor, inside.view(-1).numpy(), out.view(-1).numpy())
             return out, None, None, None

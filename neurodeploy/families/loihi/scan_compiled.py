@@ -114,8 +114,8 @@ values."""
 
 zero_reset_terms = njit(_zero_reset_terms, error_model="numpy")
 """``zero_reset_terms(phi, v_pre, s, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
-unit`` and ``dv/dv_pre = (1 - s) - v_pre · g`` of the zero reset. ``g`` may be ``phi`` itself and
-``dv`` any array the pass does not read (each element is read before it is written)."""
+unit`` and ``dv/dv_pre = (1 - s) - v_pre · g`` of the zero reset. ``dv`` may be any array the
+pass does not read otherwise (each element is read before it is written)."""
 
 
 def _window_grad(grad_s, has_gs, g, dv, spiking, gv, fv, fi, act, grad_a, gpre_sum):

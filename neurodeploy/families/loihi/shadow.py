@@ -232,12 +232,10 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
     v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
     phi = neuron.surrogate.phi(x)
     if neuron.reset == "zero" and fused:
-        # g into phi's own buffer where phi is a fresh array; dv into x's (x is not needed after)
-        fresh = phi.is_contiguous() and phi.shape == v_pre.shape and phi.data_ptr() not in (
-            x.data_ptr(), v_pre.data_ptr(), s_seq.data_ptr())
-        g = phi if fresh else torch.empty_like(v_pre)
-        dv = x
-        scan_compiled.zero_reset_terms(phi.contiguous().view(-1).numpy(), v_pre.view(-1).numpy(),
+        g = torch.empty_like(v_pre)
+        dv = x  # x's buffer: x is not needed after phi
+        phi = phi.to(v_pre.dtype).expand_as(v_pre).contiguous()
+        scan_compiled.zero_reset_terms(phi.view(-1).numpy(), v_pre.view(-1).numpy(),
                                        s_seq.view(-1).numpy(), neuron.state_unit,
                                        g.view(-1).numpy(), dv.view(-1).numpy())
         return s_seq, v_last, v_seq, g, dv
