@@ -29,6 +29,24 @@ from neurodeploy.arith.ops import Array
 
 OVERFLOW_MODES = ("none", "saturate", "saturate_symmetric", "wrap", "wrap_once")
 
+SATURATING_MODES = ("saturate", "saturate_symmetric")
+"""The rules that clamp to their range (:func:`overflow_range`)."""
+
+
+def overflow_range(bits: int, mode: str) -> tuple[int, int]:
+    """``(lo, hi)``: the values rule ``mode`` of a ``bits``-wide state leaves unchanged (the
+    clamp's ends for a saturating rule); raises ``ValueError`` for ``"none"`` and unknown modes."""
+    half = 1 << (bits - 1)
+    if mode == "saturate":
+        return -half, half - 1
+    if mode == "saturate_symmetric":
+        return -(half - 1), half - 1
+    if mode == "wrap":
+        return -half, half - 1
+    if mode == "wrap_once":
+        return -half + 1, half
+    raise ValueError(f"unknown overflow mode {mode!r}; expected one of {OVERFLOW_MODES}")
+
 
 def apply_overflow(x: Array, bits: int, mode: str) -> tuple[Array, Array | None]:
     """Apply the overflow rule ``mode`` for a ``bits``-wide signed state.
@@ -45,23 +63,14 @@ def apply_overflow(x: Array, bits: int, mode: str) -> tuple[Array, Array | None]
     if mode == "none":
         return x, None
     half = 1 << (bits - 1)
-    if mode == "saturate":
-        lo, hi = -half, half - 1
-    elif mode == "saturate_symmetric":
-        lo, hi = -(half - 1), half - 1
-    elif mode == "wrap":
-        lo, hi = -half, half - 1
-    elif mode == "wrap_once":
-        lo, hi = -half + 1, half
-    else:
-        raise ValueError(f"unknown overflow mode {mode!r}; expected one of {OVERFLOW_MODES}")
+    lo, hi = overflow_range(bits, mode)
     if not ops.is_torch(x):
         # fast path (numpy only; on torch it would force a device sync every step)
         xa = np.asarray(x)
         if xa.size == 0 or (xa.min() >= lo and xa.max() <= hi):
             return x, None
     mask = (x < lo) | (x > hi)
-    if mode in ("saturate", "saturate_symmetric"):
+    if mode in SATURATING_MODES:
         return ops.clip(x, lo, hi), mask
     if mode == "wrap":
         return ops.mod(x + half, 2 * half) - half, mask

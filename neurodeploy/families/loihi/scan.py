@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from neurodeploy.arith.overflow import apply_overflow
+from neurodeploy.arith.overflow import SATURATING_MODES, apply_overflow, overflow_range
 from neurodeploy.arith.synapse import row_abs_bound
 from neurodeploy.families.loihi import scan_compiled
 
@@ -48,14 +48,8 @@ def safe_interval(bits: int | None, mode: str) -> tuple[float, float]:
     """The values that overflow rule ``mode`` of a ``bits``-wide state leaves unchanged."""
     if bits is None or mode == "none":
         return -np.inf, np.inf
-    half = float(1 << (bits - 1))
-    if mode == "saturate_symmetric":
-        return -(half - 1), half - 1
-    if mode == "wrap_once":
-        return -half + 1, half
-    if mode in ("saturate", "wrap"):
-        return -half, half - 1
-    raise ValueError(f"unknown overflow mode {mode!r}")
+    lo, hi = overflow_range(bits, mode)
+    return float(lo), float(hi)
 
 
 _INT8: list[bool] = []  # the probe's verdict, once per process
@@ -366,7 +360,7 @@ class NeuronScan:
         ok = (u_lo_ok, u_hi_ok, v_lo_ok, v_hi_ok)
         # a saturating voltage rule runs in the compiled loop (a clamp) where the storage rule
         # stays idle before it: the sum's bounds then need only stay inside storage
-        v_store = self._st if (cfg.voltage_overflow in ("saturate", "saturate_symmetric")
+        v_store = self._st if (cfg.voltage_overflow in SATURATING_MODES
                                and st_lo <= self._v_ok[0] and self._v_ok[1] <= st_hi) else None
         j = 0
         while j < steps:
