@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neurodeploy.nn import sparse_conv
 from neurodeploy.nn.neurons import SpikingNeuron
 
 IMAGE_STAGES = (nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d)
@@ -162,9 +163,16 @@ def _pool_size(stage: nn.Module, x: torch.Tensor) -> int | None:
 
 def run_image_stage(stage: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """An :data:`IMAGE_STAGES` stage on ``h [T, B, C, H, W]`` (time folded into the batch) in
-    channels-last memory; the output ``[T, B, C', H', W']`` stays there."""
+    channels-last memory; the output ``[T, B, C', H', W']`` stays there. While gradients are
+    recorded, a ``Conv2d`` takes its forward and weight gradient over the input's nonzeros where
+    that pays (:func:`neurodeploy.nn.sparse_conv.conv2d`)."""
     t, b = h.shape[:2]
     x = to_channels_last(h.reshape(t * b, *h.shape[2:]))
     k = _pool_size(stage, x)
-    out = stage(x) if k is None else _AvgPoolChannelsLast.apply(x, stage, k)
+    if k is not None:
+        out = _AvgPoolChannelsLast.apply(x, stage, k)
+    elif isinstance(stage, nn.Conv2d) and torch.is_grad_enabled():
+        out = sparse_conv.conv2d(x, stage)
+    else:
+        out = stage(x)
     return out.reshape(t, b, *out.shape[1:])
