@@ -172,15 +172,23 @@ def test_unknown_impl_is_refused():
         set_impl(SpikingNeuron(), "magic")
 
 
+WIDE_CASES = [  # the surrogate on torch tiles (sigmoid) or in the compiled loop, each charge form
+    {"model": "plif", "form": "decay_input", "surrogate": {"name": "sigmoid", "alpha": 4.0}},
+    {"model": "plif", "form": "decay_input", "surrogate": {"name": "atan", "alpha": 2.0}},
+    {"model": "lif", "form": "leak", "surrogate": {"name": "fast_sigmoid", "k": 25.0}},
+    {"model": "cuba", "form": "leak", "surrogate": {"name": "triangle", "alpha": 1.0}},
+]
+
+
 @pytest.mark.parametrize("compiled", FORMS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_on_more_columns_than_a_block(compiled, dtype):
+@pytest.mark.parametrize("case", WIDE_CASES, ids=lambda c: f"{c['model']}-{c['surrogate']['name']}")
+def test_fused_on_more_columns_than_a_block(compiled, dtype, case):
     """Several of the compiled loops' column blocks (and torch tiles), float32 and float64: same
     spikes and potentials as the loop, gradients of the input, a learnable threshold and PLIF decay."""
     width = 2 * fused_compiled.BLOCK + 37
-    layer = SpikingNeuron(NeuronConfig(model="plif", form="decay_input", tau=3.0, learn_threshold=True,
-                                       threshold=0.8, reset="subtract", mp_init=True,
-                                       surrogate={"name": "sigmoid", "alpha": 4.0})).to(dtype).train()
+    layer = SpikingNeuron(NeuronConfig(**case, tau=3.0, learn_threshold=True, threshold=0.8, reset="subtract",
+                                       mp_init=True)).to(dtype).train()
     gen = torch.Generator().manual_seed(11)
     x = (torch.randn(4, 3, width, generator=gen, dtype=torch.float64) * 1.5 + 0.6).to(dtype)
     weights = torch.randn(4, 3, width, generator=gen, dtype=torch.float64).to(dtype)

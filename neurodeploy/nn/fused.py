@@ -225,12 +225,20 @@ def _backward_compiled(ctx, g_s: torch.Tensor | None, current: torch.Tensor, v: 
     unused = np.empty((1, 1), p.dtype)
     sums = np.zeros(3)
     u0 = ctx.u0.reshape(-1).contiguous()
+    charge, zero_reset = _charge_code(dyn), dyn.reset == "zero"
+    form = ctx.surrogate.compiled_form()
+    if form is not None:  # the surrogate too is evaluated in the compiled loop: one pass, no tiles
+        code, a, c = form
+        fused_compiled.backward_fused_threads(
+            cur.numpy(), g_s.numpy(), u0.numpy(), p, charge, dyn.relative, zero_reset, dyn.detach_reset, need_i,
+            need_v, need_decay, code, fused_compiled.phi_constants(a, c, p.dtype),
+            g_all.numpy() if g_all is not None else unused, sums)
+        return _backward_results(cur, v, decay_t, dyn, need_v, need_decay, g_all, sums)
     tiles = _tiles(steps, width, cur.device)
     w = tiles[0][1] - tiles[0][0] if tiles else 0
     m_t, x_t, s_t = (cur.new_empty((steps, w)) for _ in range(3))
     u_t = cur.new_empty(w)
     i_t = cur.new_empty(w if dyn.kind == "cuba" else 1)
-    charge, zero_reset = _charge_code(dyn), dyn.reset == "zero"
     need_m = (zero_reset and not dyn.detach_reset) or (need_v and dyn.relative) or need_decay
     for c0, c1 in tiles:
         n = c1 - c0
@@ -243,6 +251,11 @@ def _backward_compiled(ctx, g_s: torch.Tensor | None, current: torch.Tensor, v: 
         fused_compiled.backward_threads(g_s.numpy(), ds.numpy(), s_t.numpy(), m_t.numpy(), cur.numpy(), u0.numpy(),
                                         p, charge, zero_reset, dyn.detach_reset, dyn.relative, need_i, need_v,
                                         need_decay, g_all.numpy() if g_all is not None else unused, sums, c0, c1, c0)
+    return _backward_results(cur, v, decay_t, dyn, need_v, need_decay, g_all, sums)
+
+
+def _backward_results(cur, v, decay_t, dyn: Dynamics, need_v: bool, need_decay: bool, g_all, sums) -> tuple:
+    """``_FusedNeuron.backward``'s gradients from the compiled loops' input gradient and reductions."""
     grad_v = grad_decay = None
     if need_v:
         grad_v = -(sums[0] / float(v) if dyn.relative else sums[0]) - sums[1]

@@ -57,6 +57,7 @@ def _forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_ou
     steps = cur.shape[0]
     b, cin, fi, v, one, zero = p[0], p[1], p[2], p[3], p[4], p[5]
     buf = np.empty(BLOCK, cur.dtype)
+    charged = np.empty(BLOCK if charge == 1 else 0, cur.dtype)
     for k0 in range(c0, c1, BLOCK):
         k1, n, j0, j1 = _block(k0, c1, off)
         uu = u[j0:j1]
@@ -64,40 +65,44 @@ def _forward(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_ou
             cu = cur[t, k0:k1]
             so = s_out[t, j0:j1]
             mr = m_out[t, j0:j1] if write_m else buf[0:n]
+            # the step's input to M = U b + input: I, (1 - b) I, or CUBA's current i
             if charge == 2:
-                ii = i_syn[j0:j1]
+                src = i_syn[j0:j1]
                 for k in range(n):
-                    i = ii[k] * fi + cu[k]
-                    ii[k] = i
-                    mr[k] = uu[k] * b + i
+                    src[k] = src[k] * fi + cu[k]
             elif charge == 1:
+                src = charged[0:n]
                 for k in range(n):
-                    mr[k] = uu[k] * b + cin * cu[k]
+                    src[k] = cin * cu[k]
             else:
-                for k in range(n):
-                    mr[k] = uu[k] * b + cu[k]
+                src = cu
+            # charge, fire and reset in one pass over the row
             if relative:
                 if zero_reset:
                     for k in range(n):
-                        m = mr[k]
+                        m = uu[k] * b + src[k]
+                        mr[k] = m
                         s = one if m / v > one else zero
                         so[k] = s
                         uu[k] = m * (one - s)
                 else:
                     for k in range(n):
-                        m = mr[k]
+                        m = uu[k] * b + src[k]
+                        mr[k] = m
                         s = one if m / v > one else zero
                         so[k] = s
                         uu[k] = m - v * s
             elif zero_reset:
                 for k in range(n):
-                    m = mr[k]
+                    m = uu[k] * b + src[k]
+                    mr[k] = m
                     s = one if m > v else zero
                     so[k] = s
                     uu[k] = m * (one - s)
             else:
                 for k in range(n):
-                    m = mr[k]
+                    m = uu[k] * b + src[k]
+                    mr[k] = m
                     s = one if m > v else zero
                     so[k] = s
                     uu[k] = m - v * s
@@ -124,18 +129,24 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
     steps = ds.shape[0]
     b, cin, fi, v, one, zero = p[0], p[1], p[2], p[3], p[4], p[5]
     g_next = np.empty(BLOCK, ds.dtype)  # gM[t+1], then gM[t]
-    gi_next = np.empty(BLOCK, ds.dtype)
-    tmp = np.empty(BLOCK, ds.dtype)
-    acc0 = np.zeros(BLOCK, np.float64)
-    acc1 = np.zeros(BLOCK, np.float64)
-    acc2 = np.zeros(BLOCK, np.float64)
+    gi_next = np.empty(BLOCK if charge == 2 else 0, ds.dtype)
+    tmp = np.empty(BLOCK if need_v or need_decay else 0, ds.dtype)
+    acc0 = np.zeros(BLOCK if need_v else 0, np.float64)
+    acc1 = np.zeros(BLOCK if need_v else 0, np.float64)
+    acc2 = np.zeros(BLOCK if need_decay else 0, np.float64)
+    # with a LIF charge the input gradient is gM itself: the recurrence then runs in g_out's rows
+    # (gM[t+1] read from row t + 1, gM[t] written to row t) instead of a copy per step
+    direct = need_i and charge == 0
     for k0 in range(c0, c1, BLOCK):
         k1, n, j0, j1 = _block(k0, c1, off)
         for k in range(n):
             g_next[k] = zero
+        for k in range(gi_next.shape[0]):
             gi_next[k] = zero
         for t in range(steps - 1, -1, -1):
             gb = zero if t == steps - 1 else b  # gM[T] = 0: the last step has no successor
+            prev = g_out[t + 1, k0:k1] if direct and t < steps - 1 else g_next[0:n]  # gM[t+1]
+            g_m = g_out[t, k0:k1] if direct else g_next[0:n]  # gM[t] (may be prev itself)
             gs = g_s[t, k0:k1]
             d = ds[t, j0:j1]
             sr = s_all[t, j0:j1]
@@ -146,10 +157,10 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
                         tmp[k] = gs[k]
                 elif zero_reset:
                     for k in range(n):
-                        tmp[k] = gs[k] - gb * g_next[k] * mr[k]
+                        tmp[k] = gs[k] - gb * prev[k] * mr[k]
                 else:
                     for k in range(n):
-                        tmp[k] = gs[k] - gb * g_next[k] * v
+                        tmp[k] = gs[k] - gb * prev[k] * v
                 if relative:
                     for k in range(n):
                         acc0[k] += tmp[k] * d[k] * mr[k]
@@ -158,21 +169,21 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
                         acc0[k] += tmp[k] * d[k]
                 if not zero_reset:
                     for k in range(n):
-                        acc1[k] += gb * g_next[k] * sr[k]
+                        acc1[k] += gb * prev[k] * sr[k]
             if zero_reset:
                 if detach:
                     for k in range(n):
-                        g_next[k] = gs[k] * d[k] + gb * (one - sr[k]) * g_next[k]
+                        g_m[k] = gs[k] * d[k] + gb * (one - sr[k]) * prev[k]
                 else:
                     mr = m_all[t, j0:j1]
                     for k in range(n):
-                        g_next[k] = gs[k] * d[k] + gb * (one - sr[k] - mr[k] * d[k]) * g_next[k]
+                        g_m[k] = gs[k] * d[k] + gb * (one - sr[k] - mr[k] * d[k]) * prev[k]
             elif detach:
                 for k in range(n):
-                    g_next[k] = gs[k] * d[k] + gb * g_next[k]
+                    g_m[k] = gs[k] * d[k] + gb * prev[k]
             else:
                 for k in range(n):
-                    g_next[k] = gs[k] * d[k] + gb * (one - v * d[k]) * g_next[k]
+                    g_m[k] = gs[k] * d[k] + gb * (one - v * d[k]) * prev[k]
             if need_decay:  # dM[t]/db = U[t-1] (- I[t] for decay_input), U[-1] = u0
                 if t == 0:
                     for k in range(n):
@@ -191,22 +202,93 @@ def _backward(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, detach, rel
                     for k in range(n):
                         tmp[k] = tmp[k] - cr[k]
                 for k in range(n):
-                    acc2[k] += g_next[k] * tmp[k]
-            if need_i:
+                    acc2[k] += g_m[k] * tmp[k]
+            if need_i and not direct:
                 go = g_out[t, k0:k1]
                 if charge == 2:  # i[t] = fi i[t-1] + I[t]: gI[t] = gM[t] + fi gI[t+1]
                     for k in range(n):
-                        gi_next[k] = g_next[k] + fi * gi_next[k]
+                        gi_next[k] = g_m[k] + fi * gi_next[k]
                         go[k] = gi_next[k]
-                elif charge == 1:
-                    for k in range(n):
-                        go[k] = g_next[k] * cin
                 else:
                     for k in range(n):
-                        go[k] = g_next[k]
-    sums[0] += acc0.sum()
-    sums[1] += acc1.sum()
-    sums[2] += acc2.sum()
+                        go[k] = g_m[k] * cin
+    if need_v:
+        sums[0] += acc0.sum()
+        sums[1] += acc1.sum()
+    if need_decay:
+        sums[2] += acc2.sum()
+
+
+def _phi(x, d, n, code, prm):
+    """``d[:n] = phi(x[:n])`` for the surrogate with compiled form ``code``
+    (:meth:`neurodeploy.nn.surrogate.Surrogate.compiled_form`), ``prm = [a, c, 1, 0, 2]`` in the
+    dtype: the same operations, in the same order and dtype, as the surrogate's torch ``phi``
+    (``1 / y`` as torch's reciprocal, ``s / y`` for a scalar ``s`` as ``(1 / y) · s``)."""
+    a, c, one, zero, two = prm[0], prm[1], prm[2], prm[3], prm[4]
+    if code == 1:  # rectangular: 1[|x| < a] / c
+        for k in range(n):
+            d[k] = (one if abs(x[k]) < a else zero) / c
+    elif code == 2:  # triangle: clamp(a - c |x|, min=0)
+        for k in range(n):
+            t = a - abs(x[k]) * c
+            d[k] = zero if t < zero else t
+    elif code == 3:  # fast sigmoid: 1 / (1 + a |x|)^2
+        for k in range(n):
+            t = abs(x[k]) * a + one
+            d[k] = one / (t * t)
+    elif code == 4:  # atan: c / (1 + (a x)^2)
+        for k in range(n):
+            t = x[k] * a
+            d[k] = (one / (t * t + one)) * c
+    else:  # softsign: a / (2 (1 + |a x|)^2)
+        for k in range(n):
+            t = abs(a * x[k]) + one
+            d[k] = (one / (two * (t * t))) * a
+
+
+def _backward_fused(cur, g_s, u0, p, charge, relative, zero_reset, detach, need_i, need_v, need_decay, code, prm,
+                    g_out, sums, c0, c1):
+    """The whole backward of columns ``c0:c1``, :data:`BLOCK` columns at a time: :func:`forward`
+    recomputes the block's ``S``, ``M`` and surrogate argument ``x`` (the forward pass's values)
+    into block-sized buffers, :func:`_phi` turns ``x`` into ``dS/dM`` (divided by ``V`` for a
+    relative threshold), and :func:`backward` runs the reverse-time recurrence. Only ``cur``,
+    ``g_s`` and ``g_out`` are full-size; everything else stays in the cache."""
+    steps = cur.shape[0]
+    dt = cur.dtype
+    m_t = np.empty((steps, BLOCK), dt)
+    x_t = np.empty((steps, BLOCK), dt)
+    s_t = np.empty((steps, BLOCK), dt)
+    d_t = np.empty((steps, BLOCK), dt)
+    u = np.empty(BLOCK, dt)
+    i_syn = np.empty(BLOCK if charge == 2 else 1, dt)
+    need_m = (zero_reset and not detach) or (need_v and relative) or need_decay
+    v, zero = p[3], p[5]
+    for k0 in range(c0, c1, BLOCK):
+        k1 = min(c1, k0 + BLOCK)
+        n = k1 - k0
+        for k in range(n):  # U[-1] = 0 + u0, as the torch form adds it to zeros
+            u[k] = zero + (u0[k0 + k] if u0.shape[0] > 1 else u0[0])
+        for k in range(i_syn.shape[0]):
+            i_syn[k] = zero
+        forward(cur, k0, k1, p, charge, relative, zero_reset, u, i_syn, s_t, m_t, need_m, x_t, True, k0)
+        for t in range(steps):
+            d = d_t[t]
+            _phi(x_t[t], d, n, code, prm)
+            if relative:
+                for k in range(n):
+                    d[k] = d[k] / v
+        backward(g_s, d_t, s_t, m_t, cur, u0, p, charge, zero_reset, detach, relative, need_i, need_v, need_decay,
+                 g_out, sums, k0, k1, k0)
+
+
+def _backward_fused_parallel(cur, g_s, u0, p, charge, relative, zero_reset, detach, need_i, need_v, need_decay,
+                             code, prm, g_out, sums, c0, c1):
+    """:func:`_backward_fused` on numba's threads, columns ``c0:c1`` in ``sums.shape[0]`` parts."""
+    n = c1 - c0
+    chunks = sums.shape[0]
+    for i in numba.prange(chunks):
+        _backward_fused(cur, g_s, u0, p, charge, relative, zero_reset, detach, need_i, need_v, need_decay, code,
+                        prm, g_out, sums[i], c0 + i * n // chunks, c0 + (i + 1) * n // chunks)
 
 
 def _forward_parallel(cur, c0, c1, p, charge, relative, zero_reset, u, i_syn, s_out, m_out, write_m, x_out,
@@ -235,6 +317,9 @@ forward = njit(_forward, error_model="numpy")
 backward = njit(_backward, error_model="numpy")
 _forward_parallel = njit(_forward_parallel, error_model="numpy", parallel=True)
 _backward_parallel = njit(_backward_parallel, error_model="numpy", parallel=True)
+_phi = njit(_phi, error_model="numpy")
+_backward_fused = njit(_backward_fused, error_model="numpy")
+_backward_fused_parallel = njit(_backward_fused_parallel, error_model="numpy", parallel=True)
 
 MIN_PARALLEL_COLUMNS = 2048
 """Each thread of a parallel call gets at least this many columns (fewer: the serial loop runs)."""
@@ -272,10 +357,35 @@ def backward_threads(g_s, ds, s_all, m_all, cur, u0, p, charge, zero_reset, deta
             sums += part_sums[i]
 
 
+def backward_fused_threads(cur, g_s, u0, p, charge, relative, zero_reset, detach, need_i, need_v, need_decay, code,
+                           prm, g_out, sums) -> None:
+    """:func:`_backward_fused` over all columns on as many threads as torch uses; ``sums`` as in
+    :func:`backward_threads`."""
+    c1 = cur.shape[1]
+    with threads() as n:
+        parts = min(n, c1 // MIN_PARALLEL_COLUMNS)
+        if parts < 2:
+            _backward_fused(cur, g_s, u0, p, charge, relative, zero_reset, detach, need_i, need_v, need_decay, code,
+                            prm, g_out, sums, 0, c1)
+            return
+        part_sums = np.zeros((parts, 3))
+        _backward_fused_parallel(cur, g_s, u0, p, charge, relative, zero_reset, detach, need_i, need_v, need_decay,
+                                 code, prm, g_out, part_sums, 0, c1)
+        for i in range(parts):
+            sums += part_sums[i]
+
+
+def phi_constants(a: float, c: float, dtype: np.dtype) -> np.ndarray:
+    """:func:`_phi`'s constants ``[a, c, 1, 0, 2]`` rounded to ``dtype`` (as torch rounds a Python
+    scalar operand of a float32 tensor)."""
+    return np.array([a, c, 1.0, 0.0, 2.0], dtype=np.float64).astype(dtype)
+
+
 def scalars(b: float, cin: float, fi: float, v: float, dtype: np.dtype) -> np.ndarray:
     """The kernels' scalar operands ``[b, 1 - b, fi, V, 1, 0]`` rounded to ``dtype`` (as torch rounds a
     Python scalar operand of a float32 tensor)."""
     return np.array([b, cin, fi, v, 1.0, 0.0], dtype=np.float64).astype(dtype)
 
 
-__all__ = ["AVAILABLE", "BLOCK", "backward", "backward_threads", "forward", "forward_threads", "scalars"]
+__all__ = ["AVAILABLE", "BLOCK", "backward", "backward_fused_threads", "backward_threads", "forward", "forward_threads",
+           "phi_constants", "scalars"]

@@ -46,6 +46,9 @@ GRAD_EPS = 1e-3
 
 SCALE_MODES = ("absolute", "relative", "threshold_robust")
 
+PHI_CODES = {"rectangular": 1, "triangle": 2, "fast_sigmoid": 3, "atan": 4, "softsign": 5}
+"""The surrogates whose ``phi`` the compiled neuron loops also evaluate (:meth:`Surrogate.compiled_form`)."""
+
 
 class _SpikeFunction(torch.autograd.Function):
     """Heaviside forward, surrogate backward; ``surrogate`` is any object with ``phi``."""
@@ -92,6 +95,20 @@ class Surrogate:
         """``grad_out * phi(x)``: the gradient with respect to ``x`` (finite-support surrogates may
         evaluate ``phi`` only inside their support; the result is the same)."""
         return grad_out * self.phi(x, v_th)
+
+    def compiled_form(self) -> tuple[int, float, float] | None:
+        """``(code, a, c)``: this surrogate's ``phi`` as the compiled loops of
+        :mod:`neurodeploy.nn.fused_compiled` evaluate it (:data:`PHI_CODES`; ``a`` and ``c`` its
+        constants, rounded there to the tensor's dtype as torch rounds a Python scalar operand), or
+        ``None`` where only :meth:`phi` computes it. Both give the same bits
+        (``tests/test_surrogate_compiled.py``). A subclass (which may redefine ``phi``) has none."""
+        code = PHI_CODES.get(self.name)
+        if code is None or type(self) is not SURROGATES.get(self.name):
+            return None
+        return (code, *self._constants())
+
+    def _constants(self) -> tuple[float, float]:
+        raise NotImplementedError
 
     def peak(self) -> float:
         """Maximum of ``phi`` over ``x`` (used by the gradient-dead rule)."""
@@ -152,6 +169,9 @@ class Rectangular(Surrogate):
     def phi(self, x, v_th=None):
         return (x.abs() < self.width / 2).to(x.dtype) / self.width
 
+    def _constants(self):
+        return self.width / 2, self.width
+
     def widen(self, factor):
         old = self.width
         self.width = old * factor
@@ -167,6 +187,9 @@ class Triangle(Surrogate):
 
     def phi(self, x, v_th=None):
         return torch.clamp(self.alpha - self.alpha**2 * x.abs(), min=0.0)
+
+    def _constants(self):
+        return self.alpha, self.alpha**2
 
 
 @dataclass
@@ -199,6 +222,9 @@ class FastSigmoid(Surrogate):
         t = x.abs().mul_(self.k).add_(1.0)
         return t.mul_(t).reciprocal_()
 
+    def _constants(self):
+        return self.k, 0.0
+
 
 @dataclass
 class ATan(Surrogate):
@@ -214,6 +240,9 @@ class ATan(Surrogate):
         t = x * (math.pi / 2 * self.alpha)  # in place as FastSigmoid.phi: the same values
         return t.mul_(t).add_(1).reciprocal_().mul_(self.alpha / 2)
 
+    def _constants(self):
+        return math.pi / 2 * self.alpha, self.alpha / 2
+
 
 @dataclass
 class SoftSign(Surrogate):
@@ -225,6 +254,9 @@ class SoftSign(Surrogate):
 
     def phi(self, x, v_th=None):
         return self.alpha / (2 * (1 + (self.alpha * x).abs()) ** 2)
+
+    def _constants(self):
+        return self.alpha, 0.0
 
 
 ADALI_SCHEDULES = ("log", "linear", "constant_initial", "constant_final")
