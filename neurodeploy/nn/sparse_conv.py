@@ -66,7 +66,9 @@ def _output_lists(rowptr, cols, vals, binary, n_samples, shape, bias_row, idx, w
     (when ``bias_row ≥ 0``, weight 1), then for every kernel tap ``(ky, kx)`` whose input pixel
     lies inside the image, the rows ``(ky·KW + kx)·C + c`` of that pixel's nonzero channels ``c``,
     weighted by their values (``weights`` untouched when ``binary``). ``shape`` is
-    ``(H, W, OH, OW, KH, KW, ph, pw, C)``."""
+    ``(H, W, OH, OW, KH, KW, ph, pw, C)``. Entries are copied four at a time: ``cols`` and ``vals``
+    have 3 readable entries past the last nonzero, ``idx`` and ``weights`` 3 writable ones past
+    the last list entry."""
     h, w, oh, ow, kh, kw, ph, pw, c_in = shape
     m = 0
     p = 0
@@ -90,11 +92,21 @@ def _output_lists(rowptr, cols, vals, binary, n_samples, shape, bias_row, idx, w
                             continue
                         q = (n * h + iy) * w + ix
                         base = (ky * kw + kx) * c_in
-                        for k in range(rowptr[q], rowptr[q + 1]):
+                        k = rowptr[q]
+                        end = rowptr[q + 1]
+                        while k < end:  # four entries at a time (a short loop of unknown length is slow)
                             idx[m] = base + cols[k]
+                            idx[m + 1] = base + cols[k + 1]
+                            idx[m + 2] = base + cols[k + 2]
+                            idx[m + 3] = base + cols[k + 3]
                             if not binary:
                                 weights[m] = vals[k]
-                            m += 1
+                                weights[m + 1] = vals[k + 1]
+                                weights[m + 2] = vals[k + 2]
+                                weights[m + 3] = vals[k + 3]
+                            step = min(4, end - k)
+                            m += step
+                            k += step
     offsets[p] = m
 
 
@@ -104,7 +116,8 @@ def _tap_lists(colptr, rows, cvals, binary, shape, block, idx, weights, offsets)
     block reach through tap ``(ky, kx)``, weighted by the input values. ``colptr``, ``rows`` and
     ``cvals`` list the nonzeros by channel, each channel's in increasing pixel order (``rows``:
     pixel indices). Taking the samples a block at a time keeps the block's part of the output
-    gradient, the table these lists index, in the cache."""
+    gradient, the table these lists index, in the cache. ``idx`` and ``weights`` have one writable
+    entry past the last list entry."""
     h, w, oh, ow, kh, kw, ph, pw, c_in = shape
     nnz = rows.shape[0]
     iy_all = np.empty(nnz, np.int32)
@@ -138,14 +151,12 @@ def _tap_lists(colptr, rows, cvals, binary, shape, block, idx, weights, offsets)
                 for c in range(c_in):
                     offsets[b] = m
                     b += 1
-                    for k in range(start[c], end[c]):
+                    for k in range(start[c], end[c]):  # branch-free: written always, kept if inside
                         iy, ix = iy_all[k], ix_all[k]
-                        if iy < lo_y or iy >= hi_y or ix < lo_x or ix >= hi_x:
-                            continue
                         idx[m] = p0[k] - shift
                         if not binary:
                             weights[m] = cvals[k]
-                        m += 1
+                        m += (iy >= lo_y) & (iy < hi_y) & (ix >= lo_x) & (ix < hi_x)
         start[:] = end
     offsets[b] = m
 
@@ -187,13 +198,16 @@ def _forward(comp: _Compressed, geo: _Geometry, weight: torch.Tensor, bias: torc
         rows.append(bias.detach().reshape(1, -1))
     table = torch.cat(rows)
     size = geo.n * geo.oh * geo.ow
-    total = len(comp.cols) * geo.kh * geo.kw + (size if bias is not None else 0)
+    total = len(comp.cols) * geo.kh * geo.kw + (size if bias is not None else 0) + 3
+    dtype = table.numpy().dtype
     idx = np.empty(total, np.int64)
-    weights = None if comp.binary else np.empty(total, table.numpy().dtype)
+    weights = None if comp.binary else np.empty(total, dtype)
     offsets = np.empty(size + 1, np.int64)
-    _output_lists(comp.rowptr, comp.cols, comp.vals, comp.binary, geo.n, geo.kernel_args,
+    cols = np.concatenate([comp.cols, np.zeros(3, comp.cols.dtype)])
+    vals = np.concatenate([comp.vals, np.zeros(3, dtype)]) if not comp.binary else np.empty(1, dtype)
+    _output_lists(comp.rowptr, cols, vals, comp.binary, geo.n, geo.kernel_args,
                   geo.kh * geo.kw * geo.c if bias is not None else -1, idx,
-                  weights if weights is not None else np.empty(1, table.numpy().dtype), offsets)
+                  weights if weights is not None else np.empty(1, dtype), offsets)
     used = int(offsets[-1])
     out = _gather(idx[:used], None if weights is None else weights[:used], offsets, table)
     return out.view(geo.n, geo.oh, geo.ow, geo.o).permute(0, 3, 1, 2)
@@ -211,7 +225,7 @@ def _weight_grad(comp: _Compressed, geo: _Geometry, g: torch.Tensor) -> torch.Te
     block = max(1, BLOCK_BYTES // (geo.oh * geo.ow * geo.o * table.element_size()))
     blocks = -(-geo.n // block)
     rows_per_block = geo.kh * geo.kw * geo.c
-    total = len(by_channel.cols) * geo.kh * geo.kw
+    total = len(by_channel.cols) * geo.kh * geo.kw + 1
     idx = np.empty(total, np.int64)
     dtype = table.numpy().dtype
     weights = None if comp.binary else np.empty(total, dtype)
