@@ -37,7 +37,7 @@ def _steps(neuron, a_seq, bias, initial_v):
     return torch.stack(out, 1), v, torch.stack(vs, 1)
 
 
-@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "triangle"])
+@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "triangle", "sigmoid"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 @pytest.mark.parametrize(("spiking", "loss"),  # loss: what the gradient flows from (a
                          [(True, "both"), (True, "spikes"), (True, "v"),  # non-spiking group's

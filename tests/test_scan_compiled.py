@@ -115,6 +115,112 @@ def test_a_saturating_voltage_runs_compiled_and_equals_the_numpy_loop_and_neuron
     assert np.array_equal(fast[5], v_ovf)
 
 
+@pytest.mark.parametrize("per_step", [False, True])
+def test_a_wrapping_current_runs_compiled_and_equals_the_numpy_loop_and_neuron_step(per_step, monkeypatch):
+    """Inputs beyond the 24-bit current (an MNIST layer's graded input does this): Loihi's
+    single correction (``wrap_once``) runs in the compiled loop, every step, with the same
+    spikes, states and overflow counts as the numpy loop and ``neuron_step``."""
+    rng = np.random.default_rng(2)
+    b, n, steps = 3, 6, 25
+    params = dict(current_decay=4096, voltage_decay=2048, threshold=1 << 20, bias=0, bias_exp=0,
+                  spiking=True, reset="zero")
+    half = 1 << (loihi.DEFAULT.current_bits - 1)
+    a = rng.integers(-(2 * half) // 64, (2 * half) // 64, (steps, b, n))  # |a << 6| up to 2M
+    a64 = a.astype(np.float64) * 64
+    bound = np.abs(a64).max(axis=(1, 2)) if per_step else float(np.abs(a64).max())
+    compiled_steps = []
+    advance = scan_compiled.advance
+
+    def counting(*args):
+        assert args[23]  # u_wrap: the correction runs in the compiled loop
+        compiled_steps.append(args[14])
+        return advance(*args)
+
+    monkeypatch.setattr(scan_compiled, "advance", counting)
+    fast = _run(True, a64, bound, b, n, steps, 0, 10, params, loihi.DEFAULT, 0)
+    assert sum(compiled_steps) == steps
+    ref = _run(False, a64, bound, b, n, steps, 0, 10, params, loihi.DEFAULT, 0)
+    for x, y in zip(fast, ref, strict=True):
+        assert np.array_equal(x, y)
+    assert fast[4].sum() > steps  # the current wrapped often
+    u = np.zeros((b, n), np.int64)
+    v = np.zeros((b, n), np.int64)
+    u_ovf = np.zeros(b, np.int64)
+    for t in range(steps):
+        r = loihi.neuron_step(u, v, a[t], **params)
+        u, v = r.u, r.v
+        assert np.array_equal(fast[0][:, t], r.spikes)
+        if r.u_overflow is not None:
+            u_ovf += np.asarray(r.u_overflow).reshape(b, -1).sum(1)
+    assert np.array_equal(fast[6], u) and np.array_equal(fast[7], v)
+    assert np.array_equal(fast[4], u_ovf)
+
+
+def _wrap_once(x, half):
+    return np.where(x > half, x - 2 * half, np.where(x <= -half, x + 2 * half, x))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_safe_steps_bounds_hold_for_every_state_inside_them(data):
+    """Soundness of the bound propagation that admits steps to the compiled loop: from any states
+    inside the given bounds, with any inputs inside the per-step input bounds, the exact step
+    (storage and range rules included) changes nothing but what the compiled loop applies itself
+    (the voltage clamp, the current's single correction), and the states after every admitted
+    step lie inside the bounds it reports."""
+    from neurodeploy.families.loihi.scan import _safe_steps
+
+    half_u = float(1 << data.draw(st.integers(4, 8)))
+    half_v = float(1 << data.draw(st.integers(4, 8)))
+    st_hi = float(1 << data.draw(st.integers(9, 11))) - 1
+    store = (-st_hi - 1, st_hi)
+    ok = (-half_u + 1, half_u, -(half_v - 1), half_v - 1)  # wrap_once current, saturate_symmetric voltage
+    use_u = data.draw(st.booleans())
+    use_v = data.draw(st.booleans())
+    cu = data.draw(st.sampled_from([0.0, 0.5, 1.0]))
+    cv = data.draw(st.sampled_from([0.0, 0.5, 0.9375]))
+    theta = float(data.draw(st.integers(1, int(half_v) - 1)))
+    zero_reset, strict = data.draw(st.booleans()), data.draw(st.booleans())
+    b_lo = b_hi = 0.0
+    steps = data.draw(st.integers(1, 6))
+    bounds_a = [float(data.draw(st.integers(0, int(2.5 * half_u)))) for _ in range(steps)]
+    u_ends = sorted(data.draw(st.integers(int(ok[0]), int(ok[1]))) for _ in range(2))
+    v_ends = sorted(data.draw(st.integers(int(ok[2]), int(ok[3]))) for _ in range(2))
+    box = (float(u_ends[0]), float(u_ends[1]), float(v_ends[0]), float(v_ends[1]))
+    safe, after = _safe_steps(box, bounds_a, 0, cu, cv, b_lo, b_hi, theta, True, strict, zero_reset, ok,
+                              store if use_v else None, (*store, half_u) if use_u else None)
+    # many trajectories at once: states from the box's ends and inside, inputs at their bounds,
+    # zero and in between (the extremes are where a wrong bound shows)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    count = 512
+
+    def pick(lo, hi):
+        x = rng.integers(int(lo), int(hi) + 1, count).astype(np.float64)
+        x[: count // 4], x[count // 4: count // 2] = lo, hi
+        return rng.permutation(x)
+
+    u, v = pick(box[0], box[1]), pick(box[2], box[3])
+    for j in range(safe):
+        a = pick(-bounds_a[j], bounds_a[j])
+        u = np.trunc(u * cu) + a
+        assert (store[0] <= u).all() and (u <= store[1]).all()  # storage never wraps in an admitted step
+        out = (u < ok[0]) | (u > ok[1])
+        if out.any():
+            assert use_u and (-3 * half_u < u[out]).all() and (u[out] <= 3 * half_u).all()
+            u = _wrap_once(u, half_u)
+        v = np.trunc(v * cv) + u
+        assert (store[0] <= v).all() and (v <= store[1]).all()
+        out = (v < ok[2]) | (v > ok[3])
+        if out.any():
+            assert use_v
+            v = np.clip(v, ok[2], ok[3])
+        fire = v > theta if strict else v >= theta
+        v = np.where(fire, 0.0 if zero_reset else v - theta, v)
+    if safe:
+        assert (after[0] <= u).all() and (u <= after[1]).all()
+        assert (after[2] <= v).all() and (v <= after[3]).all()
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_compiled_scan_equals_the_numpy_loop_on_narrow_states_and_signed_thresholds(data):

@@ -375,6 +375,18 @@ def backward_fused_threads(cur, g_s, u0, p, charge, relative, zero_reset, detach
             sums += part_sums[i]
 
 
+def surrogate_phi(surrogate, x: np.ndarray, out: np.ndarray) -> bool:
+    """``out = surrogate.phi(x)`` for contiguous 1-D float arrays by :func:`_phi`, the same bits, when
+    the surrogate has a compiled form (:meth:`~neurodeploy.nn.surrogate.Surrogate.compiled_form`);
+    returns whether it ran (else ``out`` is untouched and the caller applies ``surrogate.phi``)."""
+    form = surrogate.compiled_form() if AVAILABLE else None
+    if form is None:
+        return False
+    code, a, c = form
+    _phi(x, out, x.shape[0], code, phi_constants(a, c, x.dtype))
+    return True
+
+
 def phi_constants(a: float, c: float, dtype: np.dtype) -> np.ndarray:
     """:func:`_phi`'s constants ``[a, c, 1, 0, 2]`` rounded to ``dtype`` (as torch rounds a Python
     scalar operand of a float32 tensor)."""
@@ -388,4 +400,4 @@ def scalars(b: float, cin: float, fi: float, v: float, dtype: np.dtype) -> np.nd
 
 
 __all__ = ["AVAILABLE", "BLOCK", "backward", "backward_fused_threads", "backward_threads", "forward", "forward_threads",
-           "phi_constants", "scalars"]
+           "phi_constants", "scalars", "surrogate_phi"]

@@ -362,6 +362,9 @@ class NeuronScan:
         # stays idle before it: the sum's bounds then need only stay inside storage
         v_store = self._st if (cfg.voltage_overflow in SATURATING_MODES
                                and st_lo <= self._v_ok[0] and self._v_ok[1] <= st_hi) else None
+        # so does the current's single correction (wrap_once), where storage holds its range
+        u_store = (st_lo, st_hi, float(1 << (cfg.current_bits - 1))) if (
+            cfg.current_overflow == "wrap_once" and st_lo <= self._u_ok[0] and self._u_ok[1] <= st_hi) else None
         j = 0
         while j < steps:
             if self.compiled:
@@ -369,17 +372,18 @@ class NeuronScan:
                 # would stop that soon, the actual extremes (tighter) decide
                 box = (u_lo, u_hi, v_lo, v_hi)
                 safe, after = _safe_steps(box, bounds_a, j, cu, cv, b_lo, b_hi, theta,
-                                          spiking, strict, zero_reset, ok, v_store)
+                                          spiking, strict, zero_reset, ok, v_store, u_store)
                 if safe < min(steps - j, 8) and u.size:
                     tight = (max(u_lo, float(u.min())), min(u_hi, float(u.max())),
                              max(v_lo, float(v.min())), min(v_hi, float(v.max())))
                     safe2, after2 = _safe_steps(tight, bounds_a, j, cu, cv, b_lo, b_hi,
-                                                theta, spiking, strict, zero_reset, ok, v_store)
+                                                theta, spiking, strict, zero_reset, ok, v_store, u_store)
                     if safe2 > safe:
                         safe, after = safe2, after2
                 if safe:
                     self._advance_compiled(u, v, a, j, r0, r1, spikes, t0 + j, safe, rec_u,
-                                           rec_v, rec_pre, v_ovf if v_store is not None else None)
+                                           rec_v, rec_pre, v_ovf if v_store is not None else None,
+                                           u_ovf if u_store is not None else None)
                     u_lo, u_hi, v_lo, v_hi = after
                     j += safe
                     continue
@@ -429,10 +433,11 @@ class NeuronScan:
         return u_lo, u_hi, v_lo, v_hi
 
     def _advance_compiled(self, u, v, a, j0, r0, r1, spikes, t0, steps, rec_u, rec_v, rec_pre,
-                          v_ovf=None):
+                          v_ovf=None, u_ovf=None):
         """Steps ``t0 .. t0 + steps - 1`` (input ``a[j0:]``) of samples ``r0:r1`` in the
         compiled loop; with ``v_ovf`` (these samples' voltage overflow counts) the loop applies
-        the saturating voltage rule and counts into it."""
+        the saturating voltage rule and counts into it, with ``u_ovf`` (their current overflow
+        counts) the current's single correction (``wrap_once``)."""
         c = self._c.reshape(2, -1)
         bias = self._bias
         b = np.zeros(1) if bias is None else np.ascontiguousarray(bias, dtype=np.float64).reshape(-1)
@@ -445,7 +450,9 @@ class NeuronScan:
             none_f if rec_pre is None else rec_pre,
             np.array([rec_u is not None, rec_v is not None, rec_pre is not None]),
             v_ovf is not None, self._v_ok[0], self._v_ok[1],
-            v_ovf if v_ovf is not None else np.zeros(0, np.int64))
+            v_ovf if v_ovf is not None else np.zeros(0, np.int64),
+            u_ovf is not None, float(1 << (self.cfg.current_bits - 1)) if u_ovf is not None else 0.0,
+            u_ovf if u_ovf is not None else np.zeros(0, np.int64))
 
     @property
     def v(self) -> np.ndarray:
@@ -461,12 +468,16 @@ class NeuronScan:
 def _safe_steps(bounds: tuple[float, float, float, float], bounds_a: list[float], start: int,
                 cu: float, cv: float, b_lo: float, b_hi: float, theta: float, spiking: bool,
                 strict: bool, zero_reset: bool, ok: tuple[float, float, float, float],
-                v_store: tuple[float, float] | None = None):
+                v_store: tuple[float, float] | None = None,
+                u_store: tuple[float, float, float] | None = None):
     """How many steps from ``start`` on :meth:`NeuronScan._run_rows`'s interval bounds prove free
     of every range rule (the loop's bound updates, without arrays; ``bounds_a[j]`` bounds ``|a|``
     at step ``j``), and the bounds after them. With ``v_store`` (the storage range) the
     compiled loop applies the saturating voltage rule itself: ``v`` need only stay inside
-    storage, and its bounds are then clamped to the rule's range ``ok[2:]``."""
+    storage, and its bounds are then clamped to the rule's range ``ok[2:]``. With ``u_store``
+    (the storage range and ``M``) it applies the current's single correction (``wrap_once``):
+    ``u`` need only stay inside storage and inside ``(-3M, 3M]``, which the correction maps into
+    the rule's range ``ok[:2]`` (its bounds then become that range)."""
     u_lo, u_hi, v_lo, v_hi = bounds
     u_lo_ok, u_hi_ok, v_lo_ok, v_hi_ok = ok
     steps = len(bounds_a) - start
@@ -475,7 +486,10 @@ def _safe_steps(bounds: tuple[float, float, float, float], bounds_a: list[float]
         nu_lo = min(u_lo * cu, 0.0) - bound
         nu_hi = max(u_hi * cu, 0.0) + bound
         if nu_lo < u_lo_ok or nu_hi > u_hi_ok:
-            return j, (u_lo, u_hi, v_lo, v_hi)
+            if u_store is None or nu_lo < u_store[0] or nu_hi > u_store[1] or \
+                    nu_lo <= -3 * u_store[2] or nu_hi > 3 * u_store[2]:
+                return j, (u_lo, u_hi, v_lo, v_hi)
+            nu_lo, nu_hi = u_lo_ok, u_hi_ok  # (-3M, 3M] corrected once lies in (-M, M]
         nv_lo = min(v_lo * cv, 0.0) + nu_lo + b_lo
         nv_hi = max(v_hi * cv, 0.0) + nu_hi + b_hi
         if v_store is not None:

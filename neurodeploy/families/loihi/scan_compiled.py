@@ -9,9 +9,11 @@ dominates, on a large one the passes stream the block through the cache once per
 subtract reset), state by state over all steps, so every value is the same integer (exact in
 float64 for the reasons the scan's docstring gives). It is only called for a block of steps in
 which the scan's interval bounds prove that no storage or overflow rule can act (the caller
-checks; otherwise the numpy loop runs), so it has no range rules of its own but one: a saturating
-voltage rule (Loihi's ``saturate_symmetric``), which a layer driven hard reaches at every step and
-which is a clamp (the scan proves the storage rule idle before it).
+checks; otherwise the numpy loop runs), so it has no range rules of its own but two, which a layer
+driven hard reaches at every step: a saturating voltage rule (Loihi's ``saturate_symmetric``, a
+clamp) and the current's single correction (Loihi's ``wrap_once``: ``x > M`` becomes ``x - 2M``,
+``x <= -M`` becomes ``x + 2M``); the scan proves the storage rule idle before each, and the
+current inside ``(-3M, 3M]``, where one correction brings it into range.
 ``tests/test_arith.py`` and ``tests/test_scan_compiled.py`` compare it with the numpy loop and
 with ``neuron_step``.
 """
@@ -24,7 +26,8 @@ from neurodeploy.compiled import AVAILABLE, njit
 
 
 def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset,
-             spikes, t0, steps, rec_u, rec_v, rec_pre, flags, v_sat, v_min, v_max, v_ovf):
+             spikes, t0, steps, rec_u, rec_v, rec_pre, flags, v_sat, v_min, v_max, v_ovf,
+             u_wrap, u_half, u_ovf):
     rows, n = u.shape
     # per-neuron factors and bias broadcast to n (loop-invariant, so the inner loops vectorise)
     fu = np.empty(n)
@@ -48,6 +51,15 @@ def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zer
             else:
                 for k in range(n):
                     ui[k] = np.trunc(ui[k] * fu[k])
+            if u_wrap:  # the current's single correction (wrap_once), counted per sample
+                changed = 0
+                for k in range(n):
+                    x = ui[k]
+                    above = x > u_half
+                    below = x <= -u_half
+                    changed += np.int64(above) + np.int64(below)
+                    ui[k] = x - 2 * u_half if above else (x + 2 * u_half if below else x)
+                u_ovf[i] += changed
             if has_bias:
                 for k in range(n):
                     vi[k] = np.trunc(vi[k] * fv[k]) + ui[k] + bb[k]

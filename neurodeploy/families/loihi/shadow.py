@@ -43,6 +43,7 @@ from neurodeploy.families.loihi.arith import (
 )
 from neurodeploy.families.loihi.scan import NeuronScan, safe_interval
 from neurodeploy.families.shadow import straight_through
+from neurodeploy.nn import fused_compiled
 from neurodeploy.nn.surrogate import Surrogate, spike
 
 
@@ -230,7 +231,9 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
                  else (x > 0).to(v_pre.dtype))
     v_seq = _reset(neuron, v_pre, s_seq) if record else None
     v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
-    phi = neuron.surrogate.phi(x)
+    phi = torch.empty_like(x) if fused else None
+    if not (fused and fused_compiled.surrogate_phi(neuron.surrogate, x.view(-1).numpy(), phi.view(-1).numpy())):
+        phi = neuron.surrogate.phi(x)
     if neuron.reset == "zero" and fused:
         g = torch.empty_like(v_pre)
         dv = x  # x's buffer: x is not needed after phi
