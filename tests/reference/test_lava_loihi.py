@@ -192,6 +192,31 @@ def _v_saturation_case() -> Case:
     return Case(_graph(100, [layer], steps), np.ones((steps, 100), np.int64), check=check)
 
 
+def _u_wrap_once_case() -> Case:
+    # u' = a << 6 (iDecay 4096) with a = +-100 * 255 * 2**3 = +-204,000: 64 * a = +-13,056,000 lies
+    # in (2**23, 3 * 2**23], where the single correction brings u back into 24 bits (the
+    # compiled loop's range; beyond 3 * 2**23 see the fan-in cases): neuron 0's drive wraps to
+    # -3,721,216, neuron 1's to +3,721,216. Every other step only inputs 0-49 spike: then the
+    # drives are +-6,528,000, in range, and neuron 2 (+255 from inputs 0-49, -255 from 50-99)
+    # gets that too instead of 0.
+    steps = 24
+    w = np.zeros((3, 100), np.int64)
+    w[0], w[1] = 255, -255
+    w[2, :50], w[2, 50:] = 255, -255
+    layer = _layer(w, idecay=4096, vdecay=1024, vth=2**12, weight_exp=3)
+    raster = np.ones((steps, 100), np.int64)
+    raster[1::2, 50:] = 0  # every other step only inputs 0-49
+
+    def check(res):
+        u = res["layer0.u"]
+        assert np.abs(u).max() <= M, "u left 24 bits"
+        assert (u[:, 0] == -3_721_216).any() and (u[:, 1] == 3_721_216).any(), "u never wrapped once"
+        assert (u[:, 0] == 6_528_000).any(), "u never stayed in range"
+        assert res["layer0.spikes"][:, 1].any()
+
+    return Case(_graph(100, [layer], steps), raster, check=check)
+
+
 def _decay_case(idecay: int, vdecay: int) -> Case:
     rng = np.random.default_rng(idecay * 7 + vdecay)
     steps = 30
@@ -229,6 +254,7 @@ def build_cases() -> dict[str, Case]:
     cases["odd_negative_weights"] = _odd_negative_case()
     cases.update(_trunc_cases())
     cases["v_saturation"] = _v_saturation_case()
+    cases["u_wrap_once"] = _u_wrap_once_case()
     for idecay, vdecay in [(0, 0), (4096, 4096), (0, 4096), (4096, 0)]:
         cases[f"decay_i{idecay}_v{vdecay}"] = _decay_case(idecay, vdecay)
     for we, be in [(3, -3), (-3, 2), (-1, -1), (1, 0)]:
