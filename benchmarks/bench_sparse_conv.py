@@ -18,10 +18,9 @@ does), so that no form pays the first touch of its fresh output at every call.
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
+import kernel_timing
 import torch
 
 CASES = [  # (N, C, O, side, density, value)
@@ -34,22 +33,8 @@ CASES = [  # (N, C, O, side, density, value)
 ]
 
 
-def _best(fn, rounds: int, clock) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return 1e3 * min(times)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--no-limits", action="store_true", help="run the sparse forms outside the module's limits too")
-    args = ap.parse_args(argv)
+    args = kernel_timing.parse(__doc__, argv)
     from neurodeploy.nn import sparse_conv
     from neurodeploy.nn.conv_layout import to_channels_last
     from neurodeploy.train.allocator import keep_freed_memory
@@ -61,11 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.no_limits:
         sparse_conv.MAX_DENSITY, sparse_conv.MIN_CHANNELS = 1.0, 1
-    torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    clock = time.process_time if args.threads == 1 else time.perf_counter
-    print(f"{args.threads} thread(s), load average {os.getloadavg()[0]:.2f}; "
-          f"{'CPU' if args.threads == 1 else 'wall-clock'} ms, best of {args.rounds}")
+    clock = kernel_timing.clock(args.threads)
+    print(kernel_timing.header(args))
     print(f"{'N':>4s} {'C':>3s} {'O':>3s} {'side':>4s} {'d':>5s} {'v':>4s} | {'fwd sparse':>10s} {'dense':>7s} "
           f"{'x':>5s} | {'fwd+gW sparse':>13s} {'dense':>7s} {'x':>5s}")
     for n, c, o, side, density, value in CASES:
@@ -78,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             return torch.autograd.grad(conv(x), params, g)  # noqa: B023
 
         with torch.no_grad():
-            fs = _best(lambda: sparse_conv.conv2d(x, stage), args.rounds, clock)  # noqa: B023
-            fd = _best(lambda: stage(x), args.rounds, clock)  # noqa: B023
-        ts = _best(lambda: train(lambda v: sparse_conv.conv2d(v, stage)), args.rounds, clock)  # noqa: B023
-        td = _best(lambda: train(stage), args.rounds, clock)  # noqa: B023
+            fs = kernel_timing.best_ms(lambda: sparse_conv.conv2d(x, stage), args.rounds, clock)  # noqa: B023
+            fd = kernel_timing.best_ms(lambda: stage(x), args.rounds, clock)  # noqa: B023
+        ts = kernel_timing.best_ms(lambda: train(lambda v: sparse_conv.conv2d(v, stage)), args.rounds, clock)  # noqa: B023
+        td = kernel_timing.best_ms(lambda: train(stage), args.rounds, clock)  # noqa: B023
         print(f"{n:4d} {c:3d} {o:3d} {side:4d} {density:5.2f} {value:4.2f} | {fs:10.2f} {fd:7.2f} {fd / fs:5.2f} | "
               f"{ts:13.2f} {td:7.2f} {td / ts:5.2f}")
     print(f"load average {os.getloadavg()[0]:.2f}")

@@ -15,10 +15,9 @@ to; ``--no-limits`` lifts the limits, to see why they are where they are.
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
+import kernel_timing
 import torch
 
 CASES = [  # (R, J, N, density)
@@ -32,22 +31,8 @@ CASES = [  # (R, J, N, density)
 ]
 
 
-def _best(fn, rounds: int, clock) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return 1e3 * min(times)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--no-limits", action="store_true", help="run the sparse forms outside the module's limits too")
-    args = ap.parse_args(argv)
+    args = kernel_timing.parse(__doc__, argv)
     from neurodeploy.nn import sparse_input
 
     if not sparse_input.AVAILABLE:
@@ -55,21 +40,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.no_limits:
         sparse_input.MAX_DENSITY, sparse_input.MIN_WIDTH, sparse_input.MAX_GRAD_BYTES = 1.0, 1, 1 << 40
-    torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    clock = time.process_time if args.threads == 1 else time.perf_counter
-    print(f"{args.threads} thread(s), load average {os.getloadavg()[0]:.2f}; "
-          f"{'CPU' if args.threads == 1 else 'wall-clock'} ms, best of {args.rounds}")
+    clock = kernel_timing.clock(args.threads)
+    print(kernel_timing.header(args))
     print(f"{'R':>5s} {'J':>5s} {'N':>5s} {'d':>5s} | {'fwd sparse':>10s} {'dense':>7s} {'x':>5s} | "
           f"{'gW sparse':>9s} {'dense':>7s} {'x':>5s}")
     for rows, cols, out, density in CASES:
         x = (torch.rand(rows, cols, generator=gen) < density).float()
         w = torch.randn(out, cols, generator=gen)
         g = torch.randn(rows, out, generator=gen)
-        fs = _best(lambda: sparse_input.linear(x, w), args.rounds, clock)  # noqa: B023
-        fd = _best(lambda: torch.nn.functional.linear(x, w), args.rounds, clock)  # noqa: B023
-        gs = _best(lambda: sparse_input.weight_grad(g, x), args.rounds, clock)  # noqa: B023
-        gd = _best(lambda: g.t() @ x, args.rounds, clock)  # noqa: B023
+        fs = kernel_timing.best_ms(lambda: sparse_input.linear(x, w), args.rounds, clock)  # noqa: B023
+        fd = kernel_timing.best_ms(lambda: torch.nn.functional.linear(x, w), args.rounds, clock)  # noqa: B023
+        gs = kernel_timing.best_ms(lambda: sparse_input.weight_grad(g, x), args.rounds, clock)  # noqa: B023
+        gd = kernel_timing.best_ms(lambda: g.t() @ x, args.rounds, clock)  # noqa: B023
         print(f"{rows:5d} {cols:5d} {out:5d} {density:5.2f} | {fs:10.2f} {fd:7.2f} {fd / fs:5.2f} | "
               f"{gs:9.2f} {gd:7.2f} {gd / gs:5.2f}")
     print(f"load average {os.getloadavg()[0]:.2f}")

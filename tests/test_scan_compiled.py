@@ -80,39 +80,9 @@ def test_a_saturating_voltage_runs_compiled_and_equals_the_numpy_loop_and_neuron
     """A layer driven into Loihi's voltage saturation at most steps: the compiled loop applies
     the clamp itself (every step runs compiled), with the same spikes, states and overflow counts
     as the numpy loop and as ``neuron_step``."""
-    rng = np.random.default_rng(1)
-    b, n, steps = 3, 5, 30
-    params = dict(current_decay=4096, voltage_decay=2048, threshold=1 << 16, bias=0, bias_exp=0,
-                  spiking=True, reset="zero")
-    a = rng.integers(-(1 << 17), 1 << 15, (steps, b, n))
-    a64 = a.astype(np.float64) * 64
-    bound = np.abs(a64).max(axis=(1, 2)) if per_step else float(np.abs(a64).max())
-    compiled_steps = []
-    advance = scan_compiled.advance
-
-    def counting(*args):
-        assert args[19]  # v_sat: the clamp runs in the compiled loop
-        compiled_steps.append(args[14])
-        return advance(*args)
-
-    monkeypatch.setattr(scan_compiled, "advance", counting)
-    fast = _run(True, a64, bound, b, n, steps, 0, 10, params, loihi.DEFAULT, 0)
-    assert sum(compiled_steps) == steps
-    ref = _run(False, a64, bound, b, n, steps, 0, 10, params, loihi.DEFAULT, 0)
-    for x, y in zip(fast, ref, strict=True):
-        assert np.array_equal(x, y)
-    assert fast[5].sum() > 2 * steps  # saturated often
-    u = np.zeros((b, n), np.int64)
-    v = np.zeros((b, n), np.int64)
-    v_ovf = np.zeros(b, np.int64)
-    for t in range(steps):
-        r = loihi.neuron_step(u, v, a[t], **params)
-        u, v = r.u, r.v
-        assert np.array_equal(fast[0][:, t], r.spikes)
-        if r.v_overflow is not None:  # None: the rule changed nothing
-            v_ovf += np.asarray(r.v_overflow).reshape(b, -1).sum(1)
-    assert np.array_equal(fast[6], u) and np.array_equal(fast[7], v)
-    assert np.array_equal(fast[5], v_ovf)
+    a = np.random.default_rng(1).integers(-(1 << 17), 1 << 15, (30, 3, 5))
+    _check_rule_runs_compiled(monkeypatch, per_step, a, threshold=1 << 16, flag=19, counts=5)
+    # (args[19] is v_sat: the clamp runs in the compiled loop; counts[5]: the voltage overflows)
 
 
 @pytest.mark.parametrize("per_step", [False, True])
@@ -120,19 +90,28 @@ def test_a_wrapping_current_runs_compiled_and_equals_the_numpy_loop_and_neuron_s
     """Inputs beyond the 24-bit current (an MNIST layer's graded input does this): Loihi's
     single correction (``wrap_once``) runs in the compiled loop, every step, with the same
     spikes, states and overflow counts as the numpy loop and ``neuron_step``."""
-    rng = np.random.default_rng(2)
-    b, n, steps = 3, 6, 25
-    params = dict(current_decay=4096, voltage_decay=2048, threshold=1 << 20, bias=0, bias_exp=0,
-                  spiking=True, reset="zero")
     half = 1 << (loihi.DEFAULT.current_bits - 1)
-    a = rng.integers(-(2 * half) // 64, (2 * half) // 64, (steps, b, n))  # |a << 6| up to 2M
+    a = np.random.default_rng(2).integers(-(2 * half) // 64, (2 * half) // 64, (25, 3, 6))  # |a << 6| < 2M
+    _check_rule_runs_compiled(monkeypatch, per_step, a, threshold=1 << 20, flag=23, counts=4)
+    # (args[23] is u_wrap: the correction runs in the compiled loop; counts[4]: the current overflows)
+
+
+def _check_rule_runs_compiled(monkeypatch, per_step: bool, a: np.ndarray, threshold: int, flag: int,
+                              counts: int) -> None:
+    """Input ``a [T, B, N]`` to a zero-reset group: every step runs compiled with the range rule
+    whose flag is ``args[flag]`` of ``scan_compiled.advance`` on, and the spikes, states and
+    overflow counts (``_run``'s output ``counts``: 4 current, 5 voltage) equal the numpy loop's and
+    ``neuron_step``'s; the rule acted more often than there are steps."""
+    steps, b, n = a.shape
+    params = dict(current_decay=4096, voltage_decay=2048, threshold=threshold, bias=0, bias_exp=0,
+                  spiking=True, reset="zero")
     a64 = a.astype(np.float64) * 64
     bound = np.abs(a64).max(axis=(1, 2)) if per_step else float(np.abs(a64).max())
     compiled_steps = []
     advance = scan_compiled.advance
 
     def counting(*args):
-        assert args[23]  # u_wrap: the correction runs in the compiled loop
+        assert args[flag]
         compiled_steps.append(args[14])
         return advance(*args)
 
@@ -142,18 +121,19 @@ def test_a_wrapping_current_runs_compiled_and_equals_the_numpy_loop_and_neuron_s
     ref = _run(False, a64, bound, b, n, steps, 0, 10, params, loihi.DEFAULT, 0)
     for x, y in zip(fast, ref, strict=True):
         assert np.array_equal(x, y)
-    assert fast[4].sum() > steps  # the current wrapped often
+    assert fast[counts].sum() > steps  # the rule acted often
     u = np.zeros((b, n), np.int64)
     v = np.zeros((b, n), np.int64)
-    u_ovf = np.zeros(b, np.int64)
+    ovf = np.zeros(b, np.int64)
     for t in range(steps):
         r = loihi.neuron_step(u, v, a[t], **params)
         u, v = r.u, r.v
         assert np.array_equal(fast[0][:, t], r.spikes)
-        if r.u_overflow is not None:
-            u_ovf += np.asarray(r.u_overflow).reshape(b, -1).sum(1)
+        changed = r.u_overflow if counts == 4 else r.v_overflow
+        if changed is not None:  # None: the rule changed nothing
+            ovf += np.asarray(changed).reshape(b, -1).sum(1)
     assert np.array_equal(fast[6], u) and np.array_equal(fast[7], v)
-    assert np.array_equal(fast[4], u_ovf)
+    assert np.array_equal(fast[counts], ovf)
 
 
 def _wrap_once(x, half):
