@@ -44,9 +44,9 @@ from neurodeploy.nn.sparse_input import _Compressed
 
 MAX_DENSITY = 0.15
 """Above this fraction of nonzero input entries the dense convolution runs. B2's second convolution
-(512 maps of 32 channels, 14x14, to 64 channels; one thread), forward and weight gradient: 34.7 ms
-against the dense 67.8 at 5 %, 49.8 against 68.1 at 10 %, 65.0 against 67.8 at 15 % and 80.1
-against 67.5 at 20 % (``python benchmarks/bench_sparse_conv.py --no-limits``)."""
+(512 maps of 32 channels, 14x14, to 64 channels; one thread), forward and weight gradient
+(``python benchmarks/bench_sparse_conv.py --no-limits``): 32.7 ms against the dense 72.1 at 5 %
+density, 46.6 against 71.6 at 10 %, 64.5 against 70.8 at 15 % and 79.8 against 70.7 at 20 %."""
 
 MIN_ELEMENTS = 1 << 15
 """Inputs with fewer entries run the dense convolution (the scan and the calls cost more than they save)."""
@@ -54,8 +54,8 @@ MIN_ELEMENTS = 1 << 15
 MIN_CHANNELS = 8
 """Inputs with fewer channels run the dense convolution: with few entries per output pixel,
 building the lists costs more than the dense products save (B2's first convolution, one input
-channel at 20 % density, measured 27.4 ms sparse against 15.5 dense for the forward and weight
-gradient)."""
+channel at 20 % density: 28.9 ms sparse against 16.3 dense for the forward and weight gradient,
+same benchmark)."""
 
 ENABLED = os.environ.get("NEURODEPLOY_SPARSE_CONV", "1") != "0"
 """``False`` (or the environment variable ``NEURODEPLOY_SPARSE_CONV=0``) runs every convolution densely."""
