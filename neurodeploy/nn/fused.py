@@ -24,17 +24,22 @@ Two forms run this, chosen once per call by :func:`compiled_applies`:
 - the compiled loops of :mod:`neurodeploy.nn.fused_compiled` (numba), where numba is importable,
   :data:`USE_COMPILED` is on, the tensors are on the CPU in float32 or float64 and the threshold
   and decay are single values. The forward is one pass that reads ``I`` and writes ``S``; autograd
-  keeps only the input. The backward recomputes ``M`` and the surrogate's argument tile by tile
-  (the same values), applies ``surrogate.phi`` to the tile with torch and runs the reverse-time
-  recurrence over it, so a tile's intermediates stay in the cache and the only full-size arrays
-  it touches are ``I``, ``dL/dS`` and the input gradient it writes.
+  keeps only the input. The backward recomputes ``M`` and the surrogate's argument block by
+  block (the same values), turns it into ``dS/dM`` and runs the reverse-time recurrence over it,
+  so a block's intermediates stay in the cache and the only full-size arrays it touches are
+  ``I``, ``dL/dS`` and the input gradient it writes. A surrogate with a compiled form
+  (:meth:`~neurodeploy.nn.surrogate.Surrogate.compiled_form`: the same operations as its torch
+  ``phi``, bit for bit) is evaluated inside that one compiled call; any other (sigmoid, AdaLi, a
+  subclass) by ``surrogate.phi`` with torch, tile by tile between two compiled calls.
 - the torch operations below everywhere else: tile by tile over the neurons (see
   :data:`TILE_ELEMENTS`), a few tensor operations per step; the tensors kept for the backward are
   ``dS/dM`` (by ``surrogate.phi`` on whole tiles), the spikes (the output itself) and, only when a
   gradient needs them, the potentials ``M``.
 
-Both give the same spikes and potentials bit for bit (the tests run both against the loop). The
-surrogate is written once, in :mod:`neurodeploy.nn.surrogate`, for both.
+Both give the same spikes and potentials bit for bit (the tests run both against the loop). Each
+surrogate's torch form is in :mod:`neurodeploy.nn.surrogate`; the compiled forms of five of them
+are in :func:`neurodeploy.nn.fused_compiled._phi`, paired with them by
+``tests/test_surrogate_compiled.py``.
 """
 
 from __future__ import annotations
