@@ -265,10 +265,40 @@ def test_the_compiled_loops_apply_only_where_they_cover_the_call():
         assert not fused.compiled_applies(x.half(), v, 0.5, u0)  # dtypes other than float32/64
         assert not fused.compiled_applies(x, torch.ones(4), 0.5, u0)  # a threshold per neuron
         assert not fused.compiled_applies(x, v, torch.full((4,), 0.5), u0)  # a decay per neuron
+        # a one-element threshold or decay of another dtype with dimensions promotes in torch
+        assert not fused.compiled_applies(x, torch.ones(1, dtype=torch.float64), 0.5, u0)
+        assert not fused.compiled_applies(x, v, torch.full((1,), 0.5, dtype=torch.float64), u0)
+        assert fused.compiled_applies(x, v.double(), 0.5, u0) == fused_compiled.AVAILABLE  # 0-dim: no promotion
         fused.USE_COMPILED = False
         assert not fused.compiled_applies(x, v, 0.5, u0)
     finally:
         fused.USE_COMPILED = saved
+
+
+@pytest.mark.parametrize("surrogate", ["sigmoid", "atan"])
+def test_a_float64_threshold_with_dimensions_on_float32_current_runs_the_torch_form(surrogate):
+    """A float32 current with a learnable one-element float64 threshold, which torch's promotion
+    turns into float64 arithmetic: the fused call leaves it to the torch form (the compiled
+    loops compute in the current's dtype), so it trains, with the torch form's values."""
+    from neurodeploy.nn.fused import Dynamics, fused_spikes
+
+    gen = torch.Generator().manual_seed(3)
+    current = torch.randn(6, 40, generator=gen) * 1.5 + 0.6
+    runs = []
+    for use in (True, False):
+        saved, fused.USE_COMPILED = fused.USE_COMPILED, use
+        try:
+            v_th = torch.tensor([0.8], dtype=torch.float64, requires_grad=True)
+            cur = current.clone().requires_grad_(True)
+            s = fused_spikes(cur, v_th, 0.7, torch.tensor(0.0), Dynamics(relative=True),
+                             make_surrogate(surrogate))[0]
+            (s * torch.arange(40.0)).sum().backward()
+        finally:
+            fused.USE_COMPILED = saved
+        runs.append((s.detach(), cur.grad, v_th.grad))
+    assert runs[0][0].any() and runs[0][1].abs().sum() > 0
+    for a, b in zip(runs[0], runs[1], strict=True):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("compiled", FORMS)

@@ -93,7 +93,8 @@ def test_integer_sums_are_exact():
 
 
 @pytest.mark.parametrize("case", ["dense", "small", "few-channels", "stride", "dilation", "groups", "reflect",
-                                  "subclass", "hook", "standard-memory", "int", "disabled", "even-same"])
+                                  "subclass", "hook", "backward-hook", "global-hook", "autocast", "standard-memory",
+                                  "int", "disabled", "even-same", "kernel-too-large"])
 def test_dense_convolution_where_sparse_does_not_apply(case, monkeypatch):
     x = _maps(8, 16, 16, 16, 0.1, False, torch.float32, 5)
     kwargs = {"padding": 1}
@@ -122,19 +123,42 @@ def test_dense_convolution_where_sparse_does_not_apply(case, monkeypatch):
         monkeypatch.setattr(sparse_conv, "ENABLED", False)
     elif case == "even-same":
         kwargs = {"padding": "same", "kernel_size": 2}
+    elif case == "kernel-too-large":
+        x, kwargs = _maps(8, 16, 4, 4, 0.1, False, torch.float32, 5), {"padding": 0, "kernel_size": 5}
+        monkeypatch.setattr(sparse_conv, "MIN_ELEMENTS", 0)
     stage = cls(x.shape[1], 8, **({"kernel_size": 3} | kwargs))
     calls = []
     if case == "hook":
         stage.register_forward_hook(lambda *_: calls.append(1))
+    elif case == "backward-hook":
+        stage.register_full_backward_hook(lambda *_: calls.append(1))
+    elif case == "global-hook":
+        request_cleanup = torch.nn.modules.module.register_module_forward_hook(lambda *_: calls.append(1)).remove
+    if case == "kernel-too-large":
+        with pytest.raises(RuntimeError):  # torch's own error, from the stage itself
+            sparse_conv.conv2d(x, stage)
+        return
+    if case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = sparse_conv.conv2d(x, stage)
+            assert out.dtype == torch.bfloat16 and "SparseConv2d" not in type(out.grad_fn).__name__
+        return
     if case == "int":
         x, stage = x.double(), stage.float()  # dtypes differ
         assert sparse_conv._compress(x, stage.weight) is None
         return
-    out = sparse_conv.conv2d(x, stage)
-    assert "SparseConv2d" not in type(out.grad_fn).__name__
-    torch.testing.assert_close(out, stage(x))
-    if case == "hook":
-        assert len(calls) == 2  # the stage itself ran, hooks and all
+    try:
+        out = sparse_conv.conv2d(x, stage)
+        assert "SparseConv2d" not in type(out.grad_fn).__name__
+        torch.testing.assert_close(out, stage(x))
+        if case in ("hook", "global-hook"):
+            assert len(calls) >= 2  # the stage itself ran, hooks and all
+        if case == "backward-hook":
+            out.sum().backward()
+            assert len(calls) == 1
+    finally:
+        if case == "global-hook":
+            request_cleanup()
 
 
 @pytest.mark.parametrize("padding", ["same", "valid"])

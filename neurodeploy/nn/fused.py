@@ -97,10 +97,17 @@ def compiled_applies(current: torch.Tensor, v_th: torch.Tensor, decay: torch.Ten
     They cover every :class:`Dynamics`, surrogate, MP-Init value and learnable threshold or decay, on
     CPU tensors in float32 or float64 with a single threshold and decay; the torch form runs the rest
     (other devices and dtypes, per-neuron thresholds or decays), and everything when numba is
-    missing or :data:`USE_COMPILED` is off."""
+    missing or :data:`USE_COMPILED` is off. A threshold or decay tensor of another dtype than the
+    current that takes part in torch's type promotion (one with dimensions) also leaves it to the
+    torch form, which promotes as torch does."""
     return (USE_COMPILED and fused_compiled.AVAILABLE and current.device.type == "cpu"
             and current.dtype in (torch.float32, torch.float64) and u0.device.type == "cpu"
-            and v_th.numel() == 1 and (not isinstance(decay, torch.Tensor) or decay.numel() == 1))
+            and v_th.numel() == 1 and (not isinstance(decay, torch.Tensor) or decay.numel() == 1)
+            and _no_promotion(v_th, current) and _no_promotion(decay, current))
+
+
+def _no_promotion(t: torch.Tensor | float, current: torch.Tensor) -> bool:
+    return not isinstance(t, torch.Tensor) or t.dim() == 0 or t.dtype == current.dtype
 
 
 def _charge_code(dyn: Dynamics) -> int:
@@ -333,12 +340,13 @@ class _FusedNeuron(torch.autograd.Function):
                 g_spk = g_s[:, c0:c1]
                 if not dyn.detach_reset:
                     g_spk = g_spk - g_u * (m if dyn.reset == "zero" else v)
+                # (out of place: a threshold of shape [1] makes the terms [1], grad_v starts 0-dim)
                 if dyn.relative:  # x = M / V - 1: dx/dV = -M / V^2, and ds holds phi / V
-                    grad_v -= (g_spk * d * m).sum() / v
+                    grad_v = grad_v - (g_spk * d * m).sum() / v
                 else:  # x = M - V: dx/dV = -1
-                    grad_v -= (g_spk * d).sum()
+                    grad_v = grad_v - (g_spk * d).sum()
                 if dyn.reset == "subtract":
-                    grad_v -= (g_u * s).sum()
+                    grad_v = grad_v - (g_u * s).sum()
             if need_decay:
                 u_prev = torch.empty_like(g_m)
                 u_prev[0] = _u0_tile(ctx.u0, c0, c1)

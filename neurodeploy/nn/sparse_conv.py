@@ -24,9 +24,9 @@ The lists are built by compiled loops over the nonzeros only. Every output is th
 dense convolution's products, so values equal ``torch.nn.functional.conv2d`` up to the float
 rounding of the summation order (tests: ``tests/test_sparse_conv.py``). The dense convolution runs
 instead for an input denser than :data:`MAX_DENSITY`, smaller than :data:`MIN_ELEMENTS`, with fewer
-channels than :data:`MIN_CHANNELS`, any other
-stride, dilation, grouping or padding mode, an input not on the CPU, not float32 or float64, or
-not in channels-last memory, and without numba. As in the linear layer, a non-finite weight that
+channels than :data:`MIN_CHANNELS`, any other stride, dilation, grouping or padding mode, an input
+not on the CPU, not float32 or float64, or not in channels-last memory, a stage with hooks, a call
+under CPU autocast, and without numba. As in the linear layer, a non-finite weight that
 meets only zero inputs leaves the output finite where the dense product's ``0 · inf`` would make
 it NaN. The gathers run on torch's threads.
 """
@@ -38,6 +38,7 @@ import os
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks
 
 from neurodeploy.compiled import AVAILABLE, njit
 from neurodeploy.nn.sparse_input import _Compressed
@@ -285,19 +286,31 @@ def _compress(x: torch.Tensor, weight: torch.Tensor) -> _Compressed | None:
         return None
     if x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype or not _channels_last(x):
         return None
-    if x.shape[1] < MIN_CHANNELS:
+    if x.shape[1] < MIN_CHANNELS or x.shape[0] * x.shape[2] * x.shape[3] >= 1 << 31:  # int32 pixel indices
         return None
     return _Compressed.scan(_pixels(x), MAX_DENSITY)
+
+
+def _hooked(stage: nn.Module) -> bool:
+    """Whether calling ``stage`` would run hooks (its own, or every module's global ones)."""
+    own = (stage._forward_hooks, stage._forward_pre_hooks, stage._backward_hooks, stage._backward_pre_hooks)
+    glob = (getattr(module_hooks, name, None) for name in (
+        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+        "_global_backward_pre_hooks"))
+    return any(own) or any(g for g in glob)
 
 
 def conv2d(x: torch.Tensor, stage: nn.Conv2d) -> torch.Tensor:
     """``stage(x)`` for a ``Conv2d`` stage on channels-last feature maps ``x [N, C, H, W]``, its
     forward and weight gradient over ``x``'s nonzeros where the sparse form applies (module
-    docstring); the output lies in channels-last memory. A stage with hooks, or of a subclass,
-    runs as ``stage(x)``."""
+    docstring); the output lies in channels-last memory. A stage of a subclass or with hooks
+    (forward or backward, its own or global), a kernel larger than the padded input, and any call
+    under CPU autocast run as ``stage(x)``."""
     padding = _padding(stage)
-    hooked = stage._forward_hooks or stage._forward_pre_hooks
-    comp = None if padding is None or hooked else _compress(x, stage.weight)
+    if padding is None or _hooked(stage) or torch.is_autocast_enabled("cpu"):
+        return stage(x)
+    geo = _Geometry(x, stage.weight, padding) if x.dim() == 4 else None
+    comp = None if geo is None or geo.oh <= 0 or geo.ow <= 0 else _compress(x, stage.weight)
     if comp is None:
         return stage(x)
-    return _SparseConv2d.apply(x, stage.weight, stage.bias, comp, _Geometry(x, stage.weight, padding))
+    return _SparseConv2d.apply(x, stage.weight, stage.bias, comp, geo)
