@@ -108,47 +108,42 @@ def _columns(rowptr, cols, vals, binary, n_cols, colptr, rows, cvals):
             fill[j] += 1
 
 
-def _add_rows(o, idx, vals, binary, table, k, end):
-    """``o += Σ_{k ≤ i < end} vals[i] · table[idx[i]]`` (every value 1 with ``binary``). The list is
-    taken four entries at a time, each group summed as ``(a + b) + (c + d)`` before it is added: one
-    pass over ``o`` per four rows of the table instead of one per row (the pass, a load and a store
-    of ``o``, is what limits the loop)."""
-    width = table.shape[1]
-    if binary:
-        while k + 4 <= end:
-            t0, t1, t2, t3 = table[idx[k]], table[idx[k + 1]], table[idx[k + 2]], table[idx[k + 3]]
-            for c in range(width):
-                o[c] += (t0[c] + t1[c]) + (t2[c] + t3[c])
-            k += 4
-        while k < end:
-            t0 = table[idx[k]]
-            for c in range(width):
-                o[c] += t0[c]
-            k += 1
-    else:
-        while k + 4 <= end:
-            t0, t1, t2, t3 = table[idx[k]], table[idx[k + 1]], table[idx[k + 2]], table[idx[k + 3]]
-            v0, v1, v2, v3 = vals[k], vals[k + 1], vals[k + 2], vals[k + 3]
-            for c in range(width):
-                o[c] += (v0 * t0[c] + v1 * t1[c]) + (v2 * t2[c] + v3 * t3[c])
-            k += 4
-        while k < end:
-            t0 = table[idx[k]]
-            v0 = vals[k]
-            for c in range(width):
-                o[c] += v0 * t0[c]
-            k += 1
-
-
 def _gather_add(ptr, idx, vals, binary, table, bias, has_bias, out, r0, r1):
     """``out[r] = bias + Σ_{k in row r} vals[k] · table[idx[k]]``, rows ``r0 .. r1-1``; with
-    ``binary`` every value is 1 (the sum taken by :func:`_add_rows`)."""
+    ``binary`` every value is 1. The list is taken four entries at a time, each group summed as
+    ``(a + b) + (c + d)`` before it is added: one pass over ``out[r]`` per four rows of the table
+    instead of one per row (the pass, a load and a store of ``out[r]``, is what limits the loop)."""
     width = table.shape[1]
     for r in range(r0, r1):
         o = out[r]
         for c in range(width):
             o[c] = bias[c] if has_bias else 0
-        _add_rows(o, idx, vals, binary, table, ptr[r], ptr[r + 1])
+        k = ptr[r]
+        end = ptr[r + 1]
+        if binary:
+            while k + 4 <= end:
+                t0, t1, t2, t3 = table[idx[k]], table[idx[k + 1]], table[idx[k + 2]], table[idx[k + 3]]
+                for c in range(width):
+                    o[c] += (t0[c] + t1[c]) + (t2[c] + t3[c])
+                k += 4
+            while k < end:
+                t0 = table[idx[k]]
+                for c in range(width):
+                    o[c] += t0[c]
+                k += 1
+        else:
+            while k + 4 <= end:
+                t0, t1, t2, t3 = table[idx[k]], table[idx[k + 1]], table[idx[k + 2]], table[idx[k + 3]]
+                v0, v1, v2, v3 = vals[k], vals[k + 1], vals[k + 2], vals[k + 3]
+                for c in range(width):
+                    o[c] += (v0 * t0[c] + v1 * t1[c]) + (v2 * t2[c] + v3 * t3[c])
+                k += 4
+            while k < end:
+                t0 = table[idx[k]]
+                v0 = vals[k]
+                for c in range(width):
+                    o[c] += v0 * t0[c]
+                k += 1
 
 
 def _gather_rows_parallel(ptr, idx, vals, binary, table, bias, has_bias, out, blocks):
@@ -163,7 +158,6 @@ def _gather_rows_parallel(ptr, idx, vals, binary, table, bias, has_bias, out, bl
 
 
 _rows = njit(_rows)
-_add_rows = njit(_add_rows, inline="always")
 _values = njit(_values)
 _columns = njit(_columns)
 _gather_add = njit(_gather_add)
