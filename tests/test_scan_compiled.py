@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.families import loihi
 from neurodeploy.families.loihi import scan_compiled
 from tests.scan_cases import draw_group
@@ -136,10 +137,6 @@ def _check_rule_runs_compiled(monkeypatch, per_step: bool, a: np.ndarray, thresh
     assert np.array_equal(fast[counts], ovf)
 
 
-def _wrap_once(x, half):
-    return np.where(x > half, x - 2 * half, np.where(x <= -half, x + 2 * half, x))
-
-
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_safe_steps_bounds_hold_for_every_state_inside_them(data):
@@ -150,8 +147,8 @@ def test_safe_steps_bounds_hold_for_every_state_inside_them(data):
     step lie inside the bounds it reports."""
     from neurodeploy.families.loihi.scan import _safe_steps
 
-    half_u = float(1 << data.draw(st.integers(4, 8)))
-    half_v = float(1 << data.draw(st.integers(4, 8)))
+    u_bits, v_bits = data.draw(st.integers(5, 9)), data.draw(st.integers(5, 9))
+    half_u, half_v = float(1 << (u_bits - 1)), float(1 << (v_bits - 1))
     st_hi = float(1 << data.draw(st.integers(9, 11))) - 1
     store = (-st_hi - 1, st_hi)
     ok = (-half_u + 1, half_u, -(half_v - 1), half_v - 1)  # wrap_once current, saturate_symmetric voltage
@@ -187,13 +184,13 @@ def test_safe_steps_bounds_hold_for_every_state_inside_them(data):
         out = (u < ok[0]) | (u > ok[1])
         if out.any():
             assert use_u and (-3 * half_u < u[out]).all() and (u[out] <= 3 * half_u).all()
-            u = _wrap_once(u, half_u)
+            u = apply_overflow(u, u_bits, "wrap_once")[0]
         v = np.trunc(v * cv) + u
         assert (store[0] <= v).all() and (v <= store[1]).all()
         out = (v < ok[2]) | (v > ok[3])
         if out.any():
             assert use_v
-            v = np.clip(v, ok[2], ok[3])
+            v = apply_overflow(v, v_bits, "saturate_symmetric")[0]
         fire = v > theta if strict else v >= theta
         v = np.where(fire, 0.0 if zero_reset else v - theta, v)
     if safe:

@@ -9,7 +9,7 @@ rows (``torch.nn.functional.embedding_bag``, a gather-add over lists of row indi
 weights):
 
 - the input's pixels are scanned once into compressed rows (per pixel, the channels that are
-  nonzero and their values: :class:`neurodeploy.nn.sparse_input._Compressed` of the
+  nonzero and their values: :class:`neurodeploy.nn.sparse_input.CompressedRows` of the
   ``[N·H·W, C]`` matrix);
 - forward: the table is the weight laid out as ``Wt [KH·KW·C, O]`` (one kernel tap of one input
   channel per row) plus the bias as a last row; each output pixel's list holds the bias row and,
@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 
 from neurodeploy.compiled import AVAILABLE, njit
-from neurodeploy.nn.sparse_input import _Compressed
+from neurodeploy.nn.sparse_input import CompressedRows
 
 MAX_DENSITY = 0.15
 """Above this fraction of nonzero input entries the dense convolution runs. B2's second convolution
@@ -186,31 +186,40 @@ def _pixels(x: torch.Tensor) -> np.ndarray:
     return x.detach().permute(0, 2, 3, 1).reshape(-1, x.shape[1]).numpy()
 
 
-def _gather(idx: np.ndarray, weights: np.ndarray | None, offsets: np.ndarray, table: torch.Tensor) -> torch.Tensor:
-    """``out[b] = Σ weights[i] · table[idx[i]]`` over ``offsets[b] <= i < offsets[b + 1]``."""
-    per = None if weights is None else torch.from_numpy(weights)
-    return torch.nn.functional.embedding_bag(torch.from_numpy(idx), table, torch.from_numpy(offsets), mode="sum",
-                                             per_sample_weights=per, include_last_offset=True)
+class _Lists:
+    """Buffers for one set of gather lists (``total`` entries at most, ``bags`` lists): row
+    indices, their weights (none when every input is 1) and the lists' offsets."""
+
+    def __init__(self, total: int, bags: int, binary: bool, dtype: np.dtype):
+        self.idx = np.empty(total, np.int64)
+        self.weights = None if binary else np.empty(total, dtype)
+        self.offsets = np.empty(bags + 1, np.int64)
+        self.weights_arg = self.weights if self.weights is not None else np.empty(1, dtype)  # for the kernels
+
+    def gather(self, table: torch.Tensor) -> torch.Tensor:
+        """``out[b] = Σ weights[i] · table[idx[i]]`` over list ``b``
+        (``torch.nn.functional.embedding_bag``)."""
+        used = int(self.offsets[-1])
+        per = None if self.weights is None else torch.from_numpy(self.weights[:used])
+        return torch.nn.functional.embedding_bag(torch.from_numpy(self.idx[:used]), table,
+                                                 torch.from_numpy(self.offsets), mode="sum",
+                                                 per_sample_weights=per, include_last_offset=True)
 
 
-def _forward(comp: _Compressed, geo: _Geometry, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _forward(comp: CompressedRows, geo: _Geometry, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     rows = [weight.detach().permute(2, 3, 1, 0).reshape(-1, geo.o)]
     if bias is not None:
         rows.append(bias.detach().reshape(1, -1))
     table = torch.cat(rows)
     size = geo.n * geo.oh * geo.ow
-    total = len(comp.cols) * geo.kh * geo.kw + (size if bias is not None else 0) + 3
     dtype = table.numpy().dtype
-    idx = np.empty(total, np.int64)
-    weights = None if comp.binary else np.empty(total, dtype)
-    offsets = np.empty(size + 1, np.int64)
+    lists = _Lists(len(comp.cols) * geo.kh * geo.kw + (size if bias is not None else 0) + 3, size, comp.binary,
+                   dtype)
     cols = np.concatenate([comp.cols, np.zeros(3, comp.cols.dtype)])
     vals = np.concatenate([comp.vals, np.zeros(3, dtype)]) if not comp.binary else np.empty(1, dtype)
     _output_lists(comp.rowptr, cols, vals, comp.binary, geo.n, geo.kernel_args,
-                  geo.kh * geo.kw * geo.c if bias is not None else -1, idx,
-                  weights if weights is not None else np.empty(1, dtype), offsets)
-    used = int(offsets[-1])
-    out = _gather(idx[:used], None if weights is None else weights[:used], offsets, table)
+                  geo.kh * geo.kw * geo.c if bias is not None else -1, lists.idx, lists.weights_arg, lists.offsets)
+    out = lists.gather(table)
     return out.view(geo.n, geo.oh, geo.ow, geo.o).permute(0, 3, 1, 2)
 
 
@@ -219,22 +228,18 @@ BLOCK_BYTES = 1 << 19
 most this size (at least one sample), so that the gather reads it from the cache."""
 
 
-def _weight_grad(comp: _Compressed, geo: _Geometry, g: torch.Tensor) -> torch.Tensor:
+def _weight_grad(comp: CompressedRows, geo: _Geometry, g: torch.Tensor) -> torch.Tensor:
     """``dL/dW [O, C, KH, KW]`` for the output gradient ``g`` (any memory layout)."""
     table = g.permute(0, 2, 3, 1).contiguous().view(-1, geo.o)
     by_channel = comp.by_column()
     block = max(1, BLOCK_BYTES // (geo.oh * geo.ow * geo.o * table.element_size()))
     blocks = -(-geo.n // block)
     rows_per_block = geo.kh * geo.kw * geo.c
-    total = len(by_channel.cols) * geo.kh * geo.kw + 1
-    idx = np.empty(total, np.int64)
-    dtype = table.numpy().dtype
-    weights = None if comp.binary else np.empty(total, dtype)
-    offsets = np.empty(blocks * rows_per_block + 1, np.int64)
-    _tap_lists(by_channel.rowptr, by_channel.cols, by_channel.vals, comp.binary, geo.kernel_args, block, idx,
-               weights if weights is not None else np.empty(1, dtype), offsets)
-    used = int(offsets[-1])
-    acc = _gather(idx[:used], None if weights is None else weights[:used], offsets, table)
+    lists = _Lists(len(by_channel.cols) * geo.kh * geo.kw + 1, blocks * rows_per_block, comp.binary,
+                   table.numpy().dtype)
+    _tap_lists(by_channel.rowptr, by_channel.cols, by_channel.vals, comp.binary, geo.kernel_args, block, lists.idx,
+               lists.weights_arg, lists.offsets)
+    acc = lists.gather(table)
     acc = acc.view(blocks, rows_per_block, geo.o).sum(0)
     # rows are (ky, kx, c); the weight is [O, C, KH, KW]
     return acc.view(geo.kh, geo.kw, geo.c, geo.o).permute(3, 2, 0, 1).contiguous()
@@ -242,7 +247,7 @@ def _weight_grad(comp: _Compressed, geo: _Geometry, g: torch.Tensor) -> torch.Te
 
 class _SparseConv2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, comp: _Compressed, geo: _Geometry):
+    def forward(ctx, x, weight, bias, comp: CompressedRows, geo: _Geometry):
         ctx.comp, ctx.geo, ctx.has_bias = comp, geo, bias is not None
         ctx.save_for_backward(x, weight)
         return _forward(comp, geo, weight, bias)
@@ -280,7 +285,7 @@ def _padding(stage: nn.Conv2d) -> tuple[int, int] | None:
     return int(stage.padding[0]), int(stage.padding[1])
 
 
-def _compress(x: torch.Tensor, weight: torch.Tensor) -> _Compressed | None:
+def _compress(x: torch.Tensor, weight: torch.Tensor) -> CompressedRows | None:
     """``x``'s compressed pixels, or ``None`` where the dense convolution runs (module docstring)."""
     if not (ENABLED and AVAILABLE) or x.dim() != 4 or x.numel() < MIN_ELEMENTS or x.device.type != "cpu":
         return None
@@ -288,7 +293,7 @@ def _compress(x: torch.Tensor, weight: torch.Tensor) -> _Compressed | None:
         return None
     if x.shape[1] < MIN_CHANNELS or x.shape[0] * x.shape[2] * x.shape[3] >= 1 << 31:  # int32 pixel indices
         return None
-    return _Compressed.scan(_pixels(x), MAX_DENSITY)
+    return CompressedRows.scan(_pixels(x), MAX_DENSITY)
 
 
 def _hooked(stage: nn.Module) -> bool:

@@ -175,14 +175,14 @@ def _gather(ptr, idx, vals, binary, table, bias, out) -> None:
             _gather_rows_parallel(ptr, idx, v, bool(binary), table, b, has_bias, out, 4 * threads)
 
 
-class _Compressed:
+class CompressedRows:
     """The nonzeros of a 2-D input, row by row."""
 
     def __init__(self, rowptr, cols, vals, binary, n_cols):
         self.rowptr, self.cols, self.vals, self.binary, self.n_cols = rowptr, cols, vals, binary, n_cols
 
     @classmethod
-    def scan(cls, x: np.ndarray, max_density: float = MAX_DENSITY) -> _Compressed | None:
+    def scan(cls, x: np.ndarray, max_density: float = MAX_DENSITY) -> CompressedRows | None:
         """``x``'s nonzeros, or ``None`` when more than ``max_density`` of its entries are nonzero."""
         n_rows, n_cols = x.shape
         limit = int(max_density * x.size)
@@ -197,18 +197,18 @@ class _Compressed:
             _values(x, rowptr, cols, vals)
         return cls(rowptr, cols[:nnz], vals, bool(binary), n_cols)
 
-    def by_column(self) -> _Compressed:
+    def by_column(self) -> CompressedRows:
         """The transposed input's nonzeros, row by row (``x``'s columns)."""
         colptr = np.empty(self.n_cols + 1, np.int64)
         rows = np.empty(len(self.cols), np.int32)
         cvals = np.empty(0 if self.binary else len(self.cols), self.vals.dtype)
         _columns(self.rowptr, self.cols, self.vals, self.binary, self.n_cols, colptr, rows, cvals)
-        return _Compressed(colptr, rows, cvals, self.binary, len(self.rowptr) - 1)
+        return CompressedRows(colptr, rows, cvals, self.binary, len(self.rowptr) - 1)
 
 
 class _SparseInputLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, comp: _Compressed):
+    def forward(ctx, x, weight, bias, comp: CompressedRows):
         table = weight.detach().t().contiguous()
         out = x.new_empty((x.shape[0], weight.shape[0]))
         _gather(comp.rowptr, comp.cols, comp.vals, comp.binary, table.numpy(),
@@ -228,7 +228,7 @@ class _SparseInputLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
-def _compress(x: torch.Tensor, weight: torch.Tensor | None = None) -> _Compressed | None:
+def _compress(x: torch.Tensor, weight: torch.Tensor | None = None) -> CompressedRows | None:
     """``x``'s compressed rows, or ``None`` where the dense product runs instead (see the module
     docstring); ``weight`` (when given) must match ``x``'s dtype and width."""
     if not (ENABLED and AVAILABLE) or x.dim() != 2 or x.numel() < MIN_ELEMENTS:
@@ -238,10 +238,10 @@ def _compress(x: torch.Tensor, weight: torch.Tensor | None = None) -> _Compresse
     if weight is not None and (weight.dtype != x.dtype or weight.dim() != 2 or x.shape[1] != weight.shape[1]
                                or weight.shape[0] < MIN_WIDTH):
         return None
-    return _Compressed.scan(x.detach().numpy())
+    return CompressedRows.scan(x.detach().numpy())
 
 
-def weight_grad(g: torch.Tensor, x: torch.Tensor, comp: _Compressed | None = None) -> torch.Tensor:
+def weight_grad(g: torch.Tensor, x: torch.Tensor, comp: CompressedRows | None = None) -> torch.Tensor:
     """``gᵀ x`` (a linear layer's weight gradient for output gradient ``g [R, N]`` and input
     ``x [R, J]``): per input column ``j``, the sum of the rows ``g[r]`` (times ``x[r, j]``) over the
     rows where ``x[r, j] ≠ 0``, when ``x`` is sparse, ``g`` no larger than :data:`MAX_GRAD_BYTES`

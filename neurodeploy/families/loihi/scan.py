@@ -363,7 +363,8 @@ class NeuronScan:
         v_store = self._st if (cfg.voltage_overflow in SATURATING_MODES
                                and st_lo <= self._v_ok[0] and self._v_ok[1] <= st_hi) else None
         # so does the current's single correction (wrap_once), where storage holds its range
-        u_store = (st_lo, st_hi, float(1 << (cfg.current_bits - 1))) if (
+        # (M, the rule's half range, is the upper end of its unchanged range ``_u_ok``)
+        u_store = (st_lo, st_hi, self._u_ok[1]) if (
             cfg.current_overflow == "wrap_once" and st_lo <= self._u_ok[0] and self._u_ok[1] <= st_hi) else None
         j = 0
         while j < steps:
@@ -451,7 +452,7 @@ class NeuronScan:
             np.array([rec_u is not None, rec_v is not None, rec_pre is not None]),
             v_ovf is not None, self._v_ok[0], self._v_ok[1],
             v_ovf if v_ovf is not None else np.zeros(0, np.int64),
-            u_ovf is not None, float(1 << (self.cfg.current_bits - 1)) if u_ovf is not None else 0.0,
+            u_ovf is not None, self._u_ok[1] if u_ovf is not None else 0.0,
             u_ovf if u_ovf is not None else np.zeros(0, np.int64))
 
     @property
