@@ -687,6 +687,9 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
     if state.exists() and not (resume or force):
         raise ConfigError(f"{state} holds the state of an earlier fine-tuning run; use --resume to "
                           "continue it or --force to start afresh")
+    from neurodeploy.train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process fine-tunes: reuse freed tensors' memory (see train)
     par = distributed.setup("cpu")
     res = finetune_model(ck.build(), profile_name, ds, c, cfg, progress=progress,
                          log=lambda m: click.echo(m, err=True), parallel=par, state_path=state,
@@ -738,6 +741,9 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
                                  Output.of(out / "sweep.png", "png", "sweep plot")], force=force)
     cfg = FinetuneConfig(epochs=epochs, lr=lr)
     ck = load_checkpoint(checkpoint)
+    from neurodeploy.train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process fine-tunes: reuse freed tensors' memory (see train)
     for v in j:
         _check_jitter(v, ck.spec.steps)
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
@@ -916,8 +922,10 @@ def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
     if not resume and (out / "train" / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     from neurodeploy.hardware import load_profile
+    from neurodeploy.train.allocator import keep_freed_memory
 
     load_profile(profile_name)  # fail before training on a bad profile
+    keep_freed_memory()  # this process trains and fine-tunes: reuse freed tensors' memory (see train)
     run_pipeline(out, cfg, resume=resume, progress=progress,
                  log=lambda msg: click.echo(msg, err=True), profile=profile_name)
 

@@ -76,11 +76,11 @@ def test_window_equals_the_step_loop(seed, spiking, loss, reset, surrogate, stor
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
 
 
-def _both_paths(model, x, y):
+def _both_paths(model, x, y, constraints=None):
     """The loihi2 fake-quant network of ``model`` on the whole-window path, then the step path:
     per path (logits, exact read-out, per-layer records), and the parameters' gradients of the
     cross-entropy."""
-    fq = fake_quantize(model, "loihi2", x)
+    fq = fake_quantize(model, "loihi2", x, constraints)
     outs, grads = [], []
     for fused in (True, False):
         fq.fused = fused
@@ -104,6 +104,34 @@ def test_fused_fakequant_equals_the_step_path_in_values_and_gradients():
     for r0, r1 in zip(outs[0][2], outs[1][2], strict=True):
         assert torch.equal(r0["v"], r1["v"])
     assert len(grads[0]) == len(grads[1]) > 0
+    assert any(bool(gr.abs().sum() > 0) for gr in grads[0])
+    for g0, g1 in zip(*grads, strict=True):
+        torch.testing.assert_close(g0, g1, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("arch", "encoding", "jitter"), [
+    ("mlp", {"kind": "rate"}, None),
+    ("mlp", {"kind": "direct", "bits": 8}, 1),
+    ("convnet", {"kind": "direct", "bits": 4}, None),
+    ("convnet", {"kind": "latency"}, None),
+])
+def test_fused_fakequant_equals_the_step_path_for_each_input_kind(arch, encoding, jitter):
+    """The first layer's input on the whole-window path (graded steps as one view, the events
+    without the latency steps; a padded copy under jitter) against the step path's padded
+    input."""
+    from neurodeploy.quantize.constraints import Constraints
+
+    torch.manual_seed(1)
+    extra = {"kernel": 3, "pool": "avg"} if arch == "convnet" else {}
+    spec = ModelSpec(arch=arch, input_shape=(1, 6, 6), hidden=[4, 6] if arch == "convnet" else [12],
+                     steps=4, num_classes=3, encoding=encoding,
+                     neuron={"model": "lif", "tau": 2.0, "threshold": 0.3}, **extra)
+    model = build_model(spec).double()
+    x, y = torch.rand(5, 1, 6, 6), torch.randint(0, 3, (5,))
+    outs, grads = _both_paths(model, x, y, Constraints(jitter=jitter) if jitter else None)
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    for r0, r1 in zip(outs[0][2], outs[1][2], strict=True):
+        assert torch.equal(r0["v"], r1["v"])
     assert any(bool(gr.abs().sum() > 0) for gr in grads[0])
     for g0, g1 in zip(*grads, strict=True):
         torch.testing.assert_close(g0, g1, rtol=1e-9, atol=1e-12)
@@ -142,3 +170,17 @@ def test_float32_model_gradients_agree_with_the_step_path_to_float32_rounding(mo
     fq = fake_quantize(model, "loihi2", x)
     fq(x)
     assert copies == []
+
+
+def test_an_empty_batch_gives_empty_read_outs_on_both_paths():
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="mlp", input_shape=(1, 4, 4), hidden=[6], steps=3, num_classes=4,
+                     encoding={"kind": "direct", "bits": 8})
+    model = build_model(spec)
+    fq = fake_quantize(model, "loihi2", torch.rand(8, 1, 4, 4))
+    for fused in (True, False):
+        fq.fused = fused
+        assert fq.readout_integers(torch.rand(0, 1, 4, 4)).shape == (0, 4)
+        out = fq(torch.rand(0, 1, 4, 4))
+        assert out.shape == (0, 4)
+        out.sum().backward()

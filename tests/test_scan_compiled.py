@@ -249,3 +249,25 @@ def test_a_clamped_voltage_below_the_range_keeps_its_bounds_in_order():
         r = loihi.neuron_step(u, v, np.zeros((1, 1), np.int64), **params, config=config)
         u, v = r.u, r.v
         assert np.array_equal(fast[2][:, t], v)
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=hnp.arrays("float64", hnp.array_shapes(min_dims=3, max_dims=3, min_side=0, max_side=5),
+                    elements=st.sampled_from([0.0, -0.0, 1.0, -7.0, 3.0e15, -2.0**60, float("inf"),
+                                              float("nan")])),
+       act=st.sampled_from([1.0, 2.0, 64.0, 2.0**-3]))
+def test_scaled_by_step_equals_the_torch_scaling_and_bounds(a, act):
+    """The fine-tuning window's input in state units and its step bounds, in one pass, against
+    ``a * act`` and ``max(amax, -amin) * act`` over the batch and neurons of each step."""
+    import torch
+
+    out, bounds = np.empty(a.shape), np.empty(a.shape[1])
+    has_nan = scan_compiled.scaled_by_step(a, act, out, bounds)
+    t = torch.from_numpy(a)
+    assert has_nan == bool(np.isnan(a).any())
+    np.testing.assert_array_equal(out, (t * act).numpy())
+    if a.size and not has_nan:
+        want = (torch.maximum(t.amax(dim=(0, 2)), -t.amin(dim=(0, 2))) * act).numpy()
+        np.testing.assert_array_equal(bounds, want)
+    elif not a.size:
+        np.testing.assert_array_equal(bounds, np.zeros(a.shape[1]))

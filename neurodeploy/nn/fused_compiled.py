@@ -323,6 +323,9 @@ backward = njit(_backward, error_model="numpy")
 _forward_parallel = njit(_forward_parallel, error_model="numpy", parallel=True)
 _backward_parallel = njit(_backward_parallel, error_model="numpy", parallel=True)
 _phi = njit(_phi, error_model="numpy")
+phi_block = _phi
+"""``phi_block(x, d, n, code, prm)``: ``d[:n] = phi(x[:n])`` for compiled form ``code`` (see
+:func:`_phi`), for other compiled kernels."""
 _backward_fused = njit(_backward_fused, error_model="numpy")
 _backward_fused_parallel = njit(_backward_fused_parallel, error_model="numpy", parallel=True)
 
@@ -405,4 +408,4 @@ def scalars(b: float, cin: float, fi: float, v: float, dtype: np.dtype) -> np.nd
 
 
 __all__ = ["AVAILABLE", "BLOCK", "backward", "backward_fused_threads", "backward_threads", "forward", "forward_threads",
-           "phi_constants", "scalars", "surrogate_phi"]
+           "phi_block", "phi_constants", "scalars", "surrogate_phi"]

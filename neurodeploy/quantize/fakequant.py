@@ -151,11 +151,16 @@ _FLOAT32_EXACT = 2.0 / torch.finfo(torch.float32).eps
 
 def _exact_in_float32(s: torch.Tensor, w: torch.Tensor) -> bool:
     """Whether every partial sum of ``s @ w.T`` (integer-valued) is provably below float32's
-    integer limit, so that the product is exact in float32 in any order of summation."""
+    integer limit, so that the product is exact in float32 in any order of summation: the bound
+    ``max |s| · max_r Σ_j |w[r, j]|`` (a NaN fails it)."""
     if not (s.numel() and w.numel()):
         return False
     with torch.no_grad():
-        return float(w.abs().sum(1).max()) * float(s.abs().max()) < _FLOAT32_EXACT
+        lo, hi = torch.aminmax(s)  # max |s| in one pass; NaN in both
+        largest = max(-float(lo), float(hi))
+        # the rows' sums of |w| without a |w| copy (integers: exact in any order)
+        rows = torch.linalg.vector_norm(w, 1, dim=1) if w.dim() == 2 else w.abs().sum(1)
+        return float(rows.max()) * largest < _FLOAT32_EXACT and not math.isnan(largest)
 
 
 def integer_product(s: torch.Tensor, w: torch.Tensor, grad_dtype: torch.dtype) -> torch.Tensor:
@@ -259,14 +264,34 @@ class FakeQuantNet(nn.Module):
         return self.constraints.max_steps or self.steps
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Integer input events ``[B, T_in, ...]`` (int64) for samples ``x``."""
+        """Integer input events ``[B, T_in, ...]`` (int64) for samples ``x``. A graded (``direct``)
+        input's steps are one view of the same values (stride 0 over the steps: read-only)."""
         if is_sequence(x, self.input_shape):  # already input events [B, T, ...]
             if not torch.equal(x, torch.round(x)):
                 raise ConfigError("input event sequences must hold integers (spikes or graded payloads)")
             return x[:, :self.input_steps].to(torch.int64)
         if generator is None:
             generator = torch.Generator().manual_seed(self.encoding.seed)
+        if self.encoding.kind == "direct":  # the same events at every step: encode one
+            one = encode_integers(x, 1, self.encoding, generator)
+            return one.expand(one.shape[0], self.input_steps, *one.shape[2:])
         return encode_integers(x, self.input_steps, self.encoding, generator)
+
+    def _input(self, events: torch.Tensor, steps: int, jit: Any,
+               jitter_generator: torch.Generator | None) -> torch.Tensor:
+        """The first layer's input, float64: the events, then zero steps up to ``steps``. The
+        whole-window path takes the events alone (it adds no synaptic input after the last step
+        with events) and keeps repeated steps one view; every other path gets the padded copy."""
+        b, t_in = events.shape[:2]
+        if self.fused and not self.graph and (jit is None or jit.is_null()) and t_in > 0:
+            if events.stride(1) == 0:
+                return events[:, :1].to(torch.float64).expand(events.shape)
+            return events.to(torch.float64)
+        x = torch.zeros((b, steps, *events.shape[2:]), dtype=torch.float64)  # the events, then latency steps
+        x[:, :t_in] = events
+        if jit is not None and not jit.is_null():
+            x = straight_through(x, jitter_spikes(x.detach(), jit, jitter_generator or torch.Generator()))
+        return x
 
     def run(self, events: torch.Tensor, jitter_generator: torch.Generator | None = None,
             record: bool = False) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
@@ -274,11 +299,8 @@ class FakeQuantNet(nn.Module):
         counts ``[B, N]`` as float64 integers, per-layer records if ``record``)."""
         b, t_in = events.shape[:2]
         steps = t_in + self.latency
-        x = torch.zeros((b, steps, *events.shape[2:]), dtype=torch.float64)  # the events, then latency steps
-        x[:, :t_in] = events
         jit = parse_spec(self.constraints.jitter) if self.constraints.jitter is not None else None
-        if jit is not None and not jit.is_null():
-            x = straight_through(x, jitter_spikes(x.detach(), jit, jitter_generator or torch.Generator()))
+        x = self._input(events, steps, jit, jitter_generator)
         records = []
         h = x
         final = None
@@ -288,16 +310,17 @@ class FakeQuantNet(nn.Module):
             return self._run_graph(x, blocks, jit, jitter_generator, record)
         for k, (layer, blk) in enumerate(zip(self.layers, blocks, strict=True)):
             if self.flatten_before[k]:
-                h = h.reshape(b, steps, -1)
+                h = h.reshape(b, h.shape[1], math.prod(h.shape[2:]))
             h, v_last, rec = self._run_layer(layer, layer.int_weight(blk.weight), layer.int_bias(blk.bias),
-                                             h, self.delays[k], record)
+                                             h, self.delays[k], record, steps)
             if jit is not None and not jit.is_null() and layer.spiking:
                 h = straight_through(h, jitter_spikes(h.detach(), jit, jitter_generator or torch.Generator()))
             records.append(rec)
             final = v_last
         if self.readout_kind == "spike_count":
-            return h.sum(dim=1).reshape(b, -1), records
-        return final.reshape(b, -1), records
+            counts = h.sum(dim=1)
+            return counts.reshape(b, math.prod(counts.shape[1:])), records
+        return final.reshape(b, math.prod(final.shape[1:])), records
 
     def _synapse(self, layer: FakeQuantLayer, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if layer.kind == "dense":
@@ -323,14 +346,16 @@ class FakeQuantNet(nn.Module):
         return straight_through(shadow, exact.to(shadow.dtype))
 
     def _run_layer(self, layer: FakeQuantLayer, w: torch.Tensor, bias: torch.Tensor, s_in: torch.Tensor,
-                   delay: int, record: bool):
-        b, steps = s_in.shape[:2]
+                   delay: int, record: bool, steps: int):
+        """Layer ``layer`` over ``steps`` steps; ``s_in`` ``[B, <= steps, ...]`` holds its input
+        events, zero after its last step."""
+        b = s_in.shape[0]
         bias_b = bias.view(-1, 1, 1) if layer.kind == "conv" else bias
         window = getattr(layer.neuron, "window", None) if self.fused else None
         if window is not None and 0 <= delay < steps:
             # step t gets the synaptic output of step t - delay (zero before): the last `delay`
             # input steps reach no step of the window
-            used = steps - delay
+            used = min(steps - delay, s_in.shape[1])
             if not s_in.requires_grad:  # trailing steps without events add nothing
                 used = steps_with_events(s_in, used)
             once = repeats_over_steps(s_in, used)  # graded input: the same events every step
@@ -344,6 +369,8 @@ class FakeQuantNet(nn.Module):
                                   1)
                 s_seq, v_last, v_seq = window(a_seq, bias_b, layer.initial_v, record)
                 return s_seq, v_last, ({"v": v_seq} if record else {})
+        if s_in.shape[1] < steps:  # the zero steps after the events
+            s_in = torch.cat([s_in, s_in.new_zeros((b, steps - s_in.shape[1], *s_in.shape[2:]))], 1)
         flat = s_in.reshape(b * steps, *s_in.shape[2:])
         a_all = self._synapse(layer, w, flat)
         a_all = a_all.reshape(b, steps, *layer.out_shape, *a_all.shape[1 + len(layer.out_shape):])

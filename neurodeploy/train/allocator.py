@@ -8,8 +8,9 @@ tensor again. On a small CPU this costs up to 40 % of a convolutional network's 
 ``M_MMAP_MAX = 0`` and a very high ``M_TRIM_THRESHOLD`` freed blocks stay in the heap and the next
 step reuses them; the process's resident memory then stays at its peak until it exits.
 
-:func:`keep_freed_memory` is called by the ``neurodeploy train`` command (which owns its process);
-library users may call it themselves. It does nothing on systems without glibc.
+:func:`keep_freed_memory` is called by the commands that train or fine-tune (``neurodeploy train``,
+``finetune``, ``sweep``, ``pipeline``: each owns its process); library users may call it
+themselves. It does nothing on systems without glibc.
 """
 
 from __future__ import annotations

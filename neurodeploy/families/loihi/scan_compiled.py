@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurodeploy.compiled import AVAILABLE, njit
+from neurodeploy.nn import fused_compiled
 
 
 def _advance(u, v, a, has_a, cu, cv, bias, has_bias, theta, spiking, strict, zero_reset,
@@ -128,6 +129,72 @@ zero_reset_terms = njit(_zero_reset_terms, error_model="numpy")
 """``zero_reset_terms(phi, v_pre, s, unit, g, dv)`` on flat arrays, in one pass: ``g = phi /
 unit`` and ``dv/dv_pre = (1 - s) - v_pre · g`` of the zero reset. ``dv`` may be any array the
 pass does not read otherwise (each element is read before it is written)."""
+
+
+def _scaled_by_step(a, act, out, bounds):
+    batch, steps, n = a.shape
+    nan = False
+    for t in range(steps):
+        bounds[t] = 0.0
+    for b in range(batch):
+        for t in range(steps):
+            row, dst = a[b, t], out[b, t]
+            m = bounds[t]
+            for k in range(n):
+                v = row[k] * act
+                dst[k] = v
+                m = max(m, abs(v))
+                nan |= v != v
+            bounds[t] = m
+    return nan
+
+
+scaled_by_step = njit(_scaled_by_step, error_model="numpy")
+"""``scaled_by_step(a, act, out, bounds) -> has_nan``: ``out = a · act`` (``[B, T, N]`` float64)
+and ``bounds[t] = max |out[:, t]|`` in one pass: the fine-tuning window's synaptic input in state
+units and its bound step by step (the same IEEE products as ``a * act``; ``max |a| · act`` for
+``act > 0``). Returns whether a value is NaN (the bounds then say nothing)."""
+
+
+TERMS_BLOCK = 1024
+"""Elements whose surrogate argument :func:`window_terms` holds at a time."""
+
+
+def _window_terms(v_pre, raster, theta, unit, code, prm, zero_reset, s, g, dv):
+    n = v_pre.shape[0]
+    x = np.empty(TERMS_BLOCK)
+    phi = np.empty(TERMS_BLOCK)
+    neg_theta = -theta
+    for k0 in range(0, n, TERMS_BLOCK):
+        m = min(TERMS_BLOCK, n - k0)
+        # slices of the block: loops over them vectorise
+        vb, rb, sb, gb, db = v_pre[k0:k0 + m], raster[k0:k0 + m], s[k0:k0 + m], g[k0:k0 + m], dv[k0:k0 + m]
+        for j in range(m):
+            x[j] = (vb[j] - theta) / unit
+        fused_compiled.phi_block(x, phi, m, code, prm)
+        if zero_reset:
+            for j in range(m):
+                sj = 1.0 if rb[j] else 0.0
+                gj = phi[j] / unit
+                sb[j] = sj
+                gb[j] = gj
+                db[j] = (1.0 - sj) - vb[j] * gj
+        else:
+            for j in range(m):
+                gj = phi[j] / unit
+                sb[j] = 1.0 if rb[j] else 0.0
+                gb[j] = gj
+                db[j] = gj * neg_theta + 1.0
+
+
+window_terms = njit(_window_terms, error_model="numpy")
+"""``window_terms(v_pre, raster, theta, unit, code, prm, zero_reset, s, g, dv)`` on flat float64
+arrays (``raster`` uint8), in one pass: the spikes ``s`` (the scan's raster as float64), the
+surrogate derivative ``g = phi((v_pre - theta) / unit) / unit`` (``phi`` the surrogate's
+compiled form ``code`` with constants ``prm``, :func:`neurodeploy.nn.fused_compiled.phi_block`)
+and ``dv/dv_pre``: ``(1 - s) - v_pre · g`` for the zero reset, ``g · (-theta) + 1`` for the
+subtract reset. The same operations as the torch form in ``shadow._integer_window``, so the same
+values, without the surrogate argument and ``phi`` as whole-window arrays."""
 
 
 def _window_grad(grad_s, has_gs, g, dv, spiking, gv, fv, fi, act, grad_a, gpre_sum):

@@ -26,6 +26,7 @@ and its gradients equal the step-by-step path's autograd gradients.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -124,14 +125,20 @@ def _v_pre_by_scan(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any,
         return None
     # time-major view of a batch-major copy (the scan reads a[t] for step t; one pass, no
     # transposing copy)
-    flat = a_seq.reshape(b, steps, -1)
-    a = (flat * neuron.act).numpy().transpose(1, 0, 2)
-    # the bound of |a| step by step (tighter than one bound for the window: more steps are
-    # proven free of range rules and run compiled); no copy of the input
-    if a.size:
-        bounds = (torch.maximum(flat.amax(dim=(0, 2)), -flat.amin(dim=(0, 2))) * neuron.act).numpy()
+    # The bound of |a| step by step (tighter than one bound for the window: more steps are
+    # proven free of range rules and run compiled), with the scaled copy in one pass where it
+    # compiles (a NaN: no bound, the step path decides).
+    flat = a_seq.reshape(b, steps, math.prod(shape))
+    act = float(neuron.act)
+    if NeuronScan.compiled and flat.dtype == torch.float64 and flat.is_contiguous() and act > 0:
+        scaled, bounds = np.empty(flat.shape), np.empty(steps)
+        if scan_compiled.scaled_by_step(flat.numpy(), act, scaled, bounds):
+            return None
     else:
-        bounds = np.zeros(steps)
+        scaled = (flat * act).numpy()
+        bounds = ((torch.maximum(flat.amax(dim=(0, 2)), -flat.amin(dim=(0, 2))) * act).numpy()
+                  if flat.numel() else np.zeros(steps))
+    a = scaled.transpose(1, 0, 2)
     if a.size and not float(bounds.max()) < 2.0**50:
         return None
     scan = NeuronScan(b, shape, params, neuron.config, int(initial_v), steps, record_v_pre=True)
@@ -220,6 +227,17 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
         return torch.zeros_like(a_seq), v_pre[:, -1], v_pre, None, None
     fused = raster is not None and neuron.config.threshold_strict and NeuronScan.compiled \
         and v_pre.is_contiguous()
+    form = neuron.surrogate.compiled_form() if fused else None
+    if form is not None and v_pre.dtype == torch.float64:  # every term in one compiled pass
+        s_seq, g, dv = torch.empty_like(v_pre), torch.empty_like(v_pre), torch.empty_like(v_pre)
+        code, a, c = form
+        scan_compiled.window_terms(v_pre.view(-1).numpy(), raster.reshape(-1).numpy(), neuron.theta,
+                                   neuron.state_unit, code, fused_compiled.phi_constants(a, c, np.float64),
+                                   neuron.reset == "zero", s_seq.view(-1).numpy(), g.view(-1).numpy(),
+                                   dv.view(-1).numpy())
+        v_seq = _reset(neuron, v_pre, s_seq) if record else None
+        v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
+        return s_seq, v_last, v_seq, g, dv
     if fused:  # the scan's spikes (v_pre > theta, i.e. x > 0); x and s in one pass
         x, s_seq = torch.empty_like(v_pre), torch.empty_like(v_pre)
         scan_compiled.spike_terms(v_pre.view(-1).numpy(), raster.reshape(-1).numpy(),
@@ -330,8 +348,8 @@ def _compiled_window_grad(ctx, n: TrainNeuron, grad_s, g, dv, gv, steps: int):
     """:class:`_Window`'s backward by :func:`scan_compiled.window_grad` (the same recurrences in
     one compiled pass; values equal the torch loop's to float64 rounding: see its docstring)."""
     batch = gv.shape[0]
-    flat = (batch, steps, -1)
-    gv = gv.contiguous().reshape(batch, -1)
+    flat = (batch, steps, math.prod(ctx.grad_shape))
+    gv = gv.contiguous().reshape(batch, flat[2])
     spiking = bool(n.spiking)
     dummy = np.zeros((1, 1, 1))
     gs = grad_s.contiguous().reshape(flat).numpy() if grad_s is not None and spiking else dummy
