@@ -315,3 +315,14 @@ def test_graphs_without_a_chip_form_are_refused_in_one_line():
         with pytest.raises(UnsupportedError, match=words) as exc:
             fold_model(build(extra))
         assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("which", ["resnet", "rnn"])
+def test_an_empty_batch_gives_empty_read_outs(request, which, digits, rows):
+    model = request.getfixturevalue(which)
+    data = digits if which == "resnet" else rows
+    fq = fake_quantize(model, "loihi2", data.x_train[:50])
+    for fused in (True, False):
+        fq.fused = fused
+        out = fq.readout_integers(data.x_train[:0])
+        assert out.shape == (0, 10)

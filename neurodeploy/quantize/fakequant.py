@@ -436,7 +436,7 @@ class FakeQuantNet(nn.Module):
                     ready.append(None)
                     continue
                 s_in = spikes[src]
-                flat = s_in.reshape(b * steps, *(s_in.shape[2:] if q.kind == "conv" else (-1,)))
+                flat = s_in.reshape(b * steps, *(s_in.shape[2:] if q.kind == "conv" else (math.prod(s_in.shape[2:]),)))
                 a = self._synapse(q, w, flat)
                 ready.append((a.reshape(b, steps, *a.shape[1:]), d))
             window = getattr(layer.neuron, "window", None) if self.fused else None
@@ -465,7 +465,7 @@ class FakeQuantNet(nn.Module):
                         q, w, d = next(mine)
                         if t >= d:
                             s_own = out[t - d]
-                            s_own = s_own.reshape(b, -1) if q.kind == "dense" else s_own
+                            s_own = s_own.reshape(b, math.prod(s_own.shape[1:])) if q.kind == "dense" else s_own
                             a = self._synapse(q, w, s_own)
                             a_in = self._merge(a_in, a, a.dim() == 2 + len(layer.out_shape))
                     u, v, s = layer.neuron(u, v, zero if a_in is None else a_in, bias_b)
@@ -481,8 +481,9 @@ class FakeQuantNet(nn.Module):
             records.append(rec)
             final = v_last
         if self.readout_kind == "spike_count":
-            return spikes[len(self.layers) - 1].sum(dim=1).reshape(b, -1), records
-        return final.reshape(b, -1), records
+            counts = spikes[len(self.layers) - 1].sum(dim=1)
+            return counts.reshape(b, math.prod(counts.shape[1:])), records
+        return final.reshape(b, math.prod(final.shape[1:])), records
 
     def _merge(self, acc: torch.Tensor | None, a: torch.Tensor, parts: bool) -> torch.Tensor:
         """A group's synaptic input after one more path (paths in order): the family's

@@ -262,7 +262,7 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
         return s_seq, v_last, v_seq, g, dv
     g = phi / neuron.state_unit
     if neuron.reset == "zero":
-        dv = torch.addcmul(1 - s_seq, v_pre, g, value=-1.0)
+        dv = (1 - s_seq) - v_pre * g  # as the compiled terms (addcmul may round otherwise)
     else:
         dv = (g * -neuron.theta).add_(1.0)
     return s_seq, v_last, v_seq, g, dv
