@@ -26,6 +26,13 @@ _ALLOC_MARKERS = ("can't allocate memory", "DefaultCPUAllocator", "not enough me
                   "Cannot allocate memory")
 
 
+def _named_path(ctx, param, value):
+    """An ``-o`` value must name a path: an empty one (an unset shell variable) is refused."""
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("must name a path, got an empty string", ctx=ctx, param=param)
+    return value
+
+
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -227,7 +234,8 @@ def main() -> None:
 @click.option("--seed", type=int)
 @click.option("--auto-remedy/--no-auto-remedy", default=None,
               help="Let the dead-neuron doctor apply its remedies.")
-@click.option("-o", "--out", "out_dir", default="runs/train", show_default=True, help="Output folder.")
+@click.option("-o", "--out", "out_dir", callback=_named_path,
+              default="runs/train", show_default=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -401,7 +409,8 @@ def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encod
 @click.option("--dataset", help="Dataset to measure on (default: the one it was trained on).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("--limit", type=int, help="Use only the first N test samples.")
-@click.option("-o", "--out", "out_dir", help="Folder for inspect.json and activity.png "
+@click.option("-o", "--out", "out_dir", callback=_named_path,
+              help="Folder for inspect.json and activity.png "
               "(default: next to the checkpoint).")
 @_force_option
 @guarded
@@ -511,7 +520,8 @@ def _deploy_options(fn):
 @click.option("--limit", type=int, help="Simulate only the first N test samples.")
 @click.option("--jitter", type=int, help="Spike-time jitter: uniform shift of every spike in ±J steps.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
-@click.option("-o", "--out", "out_path", help="JSON report path (default: simulate-PROFILE.json "
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              help="JSON report path (default: simulate-PROFILE.json "
               "next to the checkpoint); the deployment graph is written beside it (.npz).")
 @_deploy_options
 @_force_option
@@ -572,7 +582,8 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
 @click.option("--limit", type=int, help="Use only the first N test samples.")
 @click.option("--neurobench/--no-neurobench", default=True, show_default=True,
               help="Also compute the NeuroBench figures of the float model (needs the neurobench package).")
-@click.option("-o", "--out", "out_dir", help="Output folder (default: compare/ next to the checkpoint).")
+@click.option("-o", "--out", "out_dir", callback=_named_path,
+              help="Output folder (default: compare/ next to the checkpoint).")
 @click.option("--resume", is_flag=True, help="Reuse the profiles an interrupted run in the output folder finished.")
 @click.option("--progress/--no-progress", default=None)
 @_force_option
@@ -629,7 +640,8 @@ def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
-@click.option("-o", "--out", "out_path", required=True, help="Quantized checkpoint to write (.pt); its "
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              required=True, help="Quantized checkpoint to write (.pt); its "
               "deployment graph goes beside it (.npz).")
 @_deploy_options
 @_force_option
@@ -658,7 +670,8 @@ def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-o", "--out", "out_path", required=True, help="Fine-tuned checkpoint to write (.pt); its "
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              required=True, help="Fine-tuned checkpoint to write (.pt); its "
               "deployment graph goes beside it (.npz).")
 @click.option("--resume", is_flag=True, help="Continue from the state file beside OUT (.finetune-state.pt, "
               "written after every epoch), e.g. an interrupted run or one with fewer --epochs.")
@@ -713,7 +726,8 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
 @click.option("--steps", "step_values", help="Latency budgets (input steps) to sweep, e.g. 8,6,4.")
 @click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs per point.")
 @click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("-o", "--out", "out_dir", default="runs/sweep", show_default=True, help="Folder for sweep.json/png.")
+@click.option("-o", "--out", "out_dir", callback=_named_path,
+              default="runs/sweep", show_default=True, help="Folder for sweep.json/png.")
 @click.option("--dataset", help="Dataset (default: the one it was trained on).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("--progress/--no-progress", default=None)
@@ -746,6 +760,9 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
     keep_freed_memory()  # this process fine-tunes: reuse freed tensors' memory (see train)
     for v in j:
         _check_jitter(v, ck.spec.steps)
+    for v in st:  # every point before the first runs
+        if v > ck.spec.steps:
+            raise ConfigError(f"--steps {v} exceeds the {ck.spec.steps} steps the network was trained for")
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
     with atomic_group():  # sweep.json and sweep.png together or neither
         report = run_sweep(ck.build(), profile_name, ds, weight_bits=b, jitter=j, max_steps=st, config=cfg,
@@ -767,7 +784,8 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
                    "network; lava-process: its Lava process network (.npz; also MP-Init and per-neuron decays); "
                    "onnx: the float network as an ONNX graph; xylo: the Xylo chip specification (.npz) of the "
                    "deployed integer network, as Rockpool's XyloSim.from_specification takes it.")
-@click.option("-o", "--out", "out_path", required=True,
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              required=True,
               help="File to write (.nir, .net, .npz or .onnx).")
 @click.option("--dt", type=float, default=None,
               help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
@@ -851,7 +869,8 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 
 @main.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_path", required=True, help="Checkpoint to write (.pt).")
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              required=True, help="Checkpoint to write (.pt).")
 @click.option("--convention", type=click.Choice(["nir", "snntorch", "spikingjelly", "norse", "norse-seconds", "sinabs",
                                                  "rockpool", "lava-dl", "neurodeploy"]), default=None,
               help="How the file's neuron parameters are read (default: neurodeploy for files it wrote; "
@@ -894,7 +913,8 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate, reset,
 
 # ---------------------------------------------------------------------------------------- pipeline
 @main.command()
-@click.option("-o", "--out", "out_dir", default="runs/pipeline", show_default=True, help="Run folder.")
+@click.option("-o", "--out", "out_dir", callback=_named_path,
+              default="runs/pipeline", show_default=True, help="Run folder.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML run configuration (default: the embedded digits MLP).")
 @click.option("--epochs", type=int, help="Override the number of training epochs.")
@@ -988,7 +1008,8 @@ def _ttfs_constraint_options(fn):
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--to", "target", type=click.Choice(["ttfs"]), required=True, help="Target network kind.")
-@click.option("-o", "--out", "out_path", required=True, help="TTFS checkpoint to write (.pt).")
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              required=True, help="TTFS checkpoint to write (.pt).")
 @click.option("--dataset", default="digits", show_default=True,
               help="Dataset whose training split sets the windows (test split: the equivalence check).")
 @click.option("--data-root", help="Dataset folder.")
@@ -1045,7 +1066,8 @@ def ttfs() -> None:
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--activity-penalty", type=float, default=0.0, show_default=True,
               help="Weight of the L1 activity penalty (fewer spikes per neuron).")
-@click.option("-o", "--out", "out_path", required=True, help="TTFS checkpoint to write (.pt).")
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              required=True, help="TTFS checkpoint to write (.pt).")
 @_force_option
 @guarded
 def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, threads, activity_penalty, out_path,
@@ -1078,7 +1100,8 @@ def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, 
               help="Weight of the L1 activity penalty (fewer spikes per neuron).")
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
-@click.option("-o", "--out", "out_path", required=True, help="Fine-tuned TTFS checkpoint to write (.pt).")
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              required=True, help="Fine-tuned TTFS checkpoint to write (.pt).")
 @_force_option
 @guarded
 def ttfs_finetune(checkpoint, weight_bits, weight_percentile, time_bits, jitter, jitter_sigma, latency_quantile,
@@ -1117,7 +1140,8 @@ def ttfs_finetune(checkpoint, weight_bits, weight_percentile, time_bits, jitter,
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
-@click.option("-o", "--out", "out_dir", default="runs/ttfs_sweep", show_default=True,
+@click.option("-o", "--out", "out_dir", callback=_named_path,
+              default="runs/ttfs_sweep", show_default=True,
               help="Folder for sweep.json and sweep.png.")
 @_force_option
 @guarded
@@ -1161,7 +1185,8 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
 @click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
-@click.option("-o", "--out", "out_path", help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
+@click.option("-o", "--out", "out_path", callback=_named_path,
+              help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
 @click.option("--graph", "graph_path", help="Also save the deployment graph (.npz) for `neurodeploy simulate`.")
 @_force_option
 @guarded

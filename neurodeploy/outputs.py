@@ -146,6 +146,9 @@ def _check_place(out: Output) -> None:
     p = out.path
     if p.is_dir():
         raise OutputError(f"{out.what} {p} is a folder; give a file name")
+    if p.exists() and not p.is_file():  # a device, a pipe or a socket: never replaced
+        raise OutputError(f"{out.what} {p} is a special file (a device, pipe or socket), not a regular file; "
+                          "choose another output path")
     if p.exists() and not os.access(p, os.W_OK) and not os.access(p.parent, os.W_OK):
         raise OutputError(f"cannot replace {p}: it is not writable; choose another output path")
     parent = p.parent

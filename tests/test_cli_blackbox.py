@@ -465,3 +465,78 @@ def test_files_are_written_with_the_umask(ws):
         assert (ws / "u.onnx").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+# ---------------------------------------------------------------------------------------- more outputs
+@pytest.mark.parametrize("args", [
+    ["finetune", "{W}/ck.pt", "--epochs", "1", "-o", ""],
+    ["sweep", "{W}/ck.pt", "--bits", "8", "--epochs", "1", "-o", " "],
+    ["pipeline", "--epochs", "1", "-o", ""],
+    ["export", "{W}/ck.pt", "--format", "nir", "-o", ""],
+], ids=["finetune", "sweep", "pipeline", "export"])
+def test_an_empty_output_path_is_refused(ws, args):
+    before = _snapshot(ws)
+    res = _invoke(_fill(args, ws, ""))
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "empty")
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_special_file_is_never_an_output(ws, force):
+    fifo = ws / "pipe.pt"
+    os.mkfifo(fifo)
+    before = _snapshot(ws)
+    res = _invoke(["finetune", ws / "ck.pt", "--epochs", "1", "-o", fifo, "--no-progress",
+                   *(["--force"] if force else [])])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "special file")
+    assert fifo.is_fifo()
+
+
+def test_a_neuron_setting_that_is_not_a_table_is_refused(ws):
+    (ws / "neuron.toml").write_text('[model]\narch = "mlp"\nhidden = [16]\nneuron = "lif"\n[train]\nepochs = 1\n')
+    before = _snapshot(ws)
+    res = _invoke(["pipeline", "--config", ws / "neuron.toml", "-o", ws / "pl", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "neuron")
+    assert not (ws / "pl" / "train").exists()
+
+
+def test_sweep_refuses_a_latency_beyond_the_trained_steps_before_any_point(ws):
+    before = _snapshot(ws)
+    res = _invoke(["sweep", ws / "ck.pt", "--bits", "8", "--steps", "2,99999", "--epochs", "1",
+                   "-o", ws / "sw", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "99999")
+    assert not (ws / "sw").exists()
+
+
+@pytest.mark.parametrize("state", ["empty", "random", "truncated", "a-checkpoint", "other-weight-bits"])
+def test_a_resume_state_that_does_not_fit_is_refused(ws, state):
+    out = ws / "ft.pt"
+    res = _invoke(["finetune", ws / "ck.pt", "--epochs", "1", "--weight-bits", "8", "-o", out, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    saved = ws / "ft.finetune-state.pt"
+    good = saved.read_bytes()
+    if state == "empty":
+        saved.write_bytes(b"")
+    elif state == "random":
+        saved.write_bytes(os.urandom(2048))
+    elif state == "truncated":
+        saved.write_bytes(good[: len(good) // 2])
+    elif state == "a-checkpoint":
+        shutil.copy(ws / "ck.pt", saved)
+    before = _snapshot(ws)
+    bits = "4" if state == "other-weight-bits" else "8"
+    res = _invoke(["finetune", ws / "ck.pt", "--epochs", "2", "--weight-bits", bits, "-o", out, "--resume",
+                   "--force", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws,
+                          *(["weight_bits"] if state == "other-weight-bits" else ["--resume"]))
+
+
+@pytest.mark.parametrize("command", ["finetune", "sweep"])
+def test_a_plain_pickle_is_one_line_from_a_real_process(ws, command):
+    """torch warns about a foreign pickle protocol on stderr; the refusal stays one line."""
+    with open(ws / "plain.pt", "wb") as fh:
+        pickle.dump({"a": 1}, fh, protocol=4)
+    before = _snapshot(ws)
+    args = [command, str(ws / "plain.pt"), "--epochs", "1", "-o", str(ws / ("o.pt" if command == "finetune" else "sw"))]
+    proc = subprocess.run([sys.executable, "-m", "neurodeploy.cli", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _assert_clean_refusal(proc.stderr, proc.returncode, before, ws, "plain.pt")

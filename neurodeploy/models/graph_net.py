@@ -25,6 +25,7 @@ and :func:`load_graph_checkpoint` reads it back into a :class:`GraphCheckpoint`.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,9 @@ def load_graph_checkpoint(path: str | Path) -> GraphCheckpoint:
     if not path.is_file():
         raise CheckpointError(f"graph checkpoint {path} does not exist or is not a file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt archives
         raise CheckpointError(f"{path} is not a readable graph checkpoint (corrupt or truncated: "
                               f"{type(exc).__name__})") from None

@@ -97,8 +97,15 @@ class ModelSpec:
         if self.arch != "mlp" and len(self.input_shape) != 3:
             raise ConfigError(f"{self.arch} needs a (C, H, W) input, got {self.input_shape}")
         self.encoding = Encoding.from_config(self.encoding).to_dict()
-        self.neuron = NeuronConfig(**self.neuron).to_dict() if isinstance(self.neuron, dict) \
-            else NeuronConfig(**self.neuron.to_dict()).to_dict()
+        if isinstance(self.neuron, NeuronConfig):
+            self.neuron = self.neuron.to_dict()
+        if not isinstance(self.neuron, dict):
+            raise ConfigError(f"neuron must be a table of neuron settings (e.g. model = \"lif\", tau = 10), "
+                              f"got {self.neuron!r}")
+        unknown = set(self.neuron) - set(NeuronConfig.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"neuron has unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        self.neuron = NeuronConfig(**self.neuron).to_dict()
         if not isinstance(self.overrides, dict):
             raise ConfigError("overrides must be a table of per-layer neuron settings")
         for name in self.overrides:

@@ -88,13 +88,18 @@ def finetune(fq: FakeQuantNet, dataset: Any, config: FinetuneConfig | None = Non
     history: list[dict[str, Any]] = []
     first = 0
     state = Path(state_path) if state_path is not None else None
+    settings = run_settings(fq, c)
     if resume and state is not None and state.exists():
-        saved = torch.load(state, weights_only=True)
+        saved = load_state(state, settings)
         if int(saved["epoch"]) > c.epochs:
             raise ConfigError(f"{state}: {saved['epoch']} epochs already done, more than the "
                               f"{c.epochs} asked for")
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{state} holds the state of another network ({' '.join(str(exc).split())[:200]}); "
+                              "delete it or start afresh without --resume") from None
         for group in opt.param_groups:
             group["lr"] = c.lr  # the schedule below is replayed from the start
         first, history = int(saved["epoch"]), list(saved["history"])
@@ -138,12 +143,45 @@ def finetune(fq: FakeQuantNet, dataset: Any, config: FinetuneConfig | None = Non
         if state is not None and par.is_main:
             with atomic_path(state) as tmp:
                 torch.save({"epoch": epoch + 1, "model": model.state_dict(),
-                            "optimizer": opt.state_dict(), "history": history}, tmp)
+                            "optimizer": opt.state_dict(), "history": history,
+                            "settings": settings}, tmp)
         par.barrier()
         if log and par.is_main:
             log(f"      finetune epoch {epoch + 1}/{c.epochs}: loss {rec['loss']:.4f}, "
                 f"integer train accuracy {100 * rec['train_accuracy']:.2f}%")
     return history
+
+
+def run_settings(fq: FakeQuantNet, config: FinetuneConfig) -> dict[str, Any]:
+    """What a fine-tuning state file must share with the run that resumes it: the profile, the
+    constraints and the step settings (the number of epochs may grow)."""
+    return {"profile": str(getattr(fq.profile, "name", fq.profile)), **fq.constraints.to_dict(),
+            "lr": float(config.lr), "batch_size": int(config.batch_size), "seed": int(config.seed)}
+
+
+def load_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The fine-tuning state at ``path``, refused in one line when it is not one this module wrote
+    or was written by a run with other ``settings`` (:func:`run_settings`)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: one line
+        raise ConfigError(f"{path} is not a readable fine-tuning state ({type(exc).__name__}); delete it or "
+                          "start afresh without --resume") from None
+    keys = {"epoch", "model", "optimizer", "history"}
+    if not isinstance(saved, dict) or not keys <= set(saved) or isinstance(saved["epoch"], bool) \
+            or not isinstance(saved["epoch"], int) or saved["epoch"] < 0:
+        raise ConfigError(f"{path} is not a fine-tuning state neurodeploy wrote; delete it or start afresh "
+                          "without --resume")
+    stored = saved.get("settings")  # states written before the settings were stored have none
+    if stored is not None:
+        differ = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+        if differ:
+            k = differ[0]
+            raise ConfigError(f"{path} was written by a run with {k} {stored.get(k)!r}, this run has "
+                              f"{settings.get(k)!r}; resume with the same settings or start afresh")
+    return saved
 
 
 def config_dict(config: FinetuneConfig) -> dict[str, Any]:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def load_deployable(path: str | Path) -> Any:
 def is_graph_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a graph checkpoint file (by its format tag)."""
     try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception:  # the checkpoint loader names what is wrong with the file
         return False
     return isinstance(payload, dict) and payload.get("format") == GRAPH_CHECKPOINT_FORMAT

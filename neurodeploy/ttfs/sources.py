@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def load_torch_relu(path: str | Path) -> nn.Sequential:
     if path.is_dir():
         raise FormatError(f"model file {path} is a folder, not a file")
     try:
-        with torch.serialization.safe_globals(list(SAFE_MODULES)):
+        with torch.serialization.safe_globals(list(SAFE_MODULES)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
