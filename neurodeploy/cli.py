@@ -926,7 +926,7 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate, reset,
 def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
     """The main job: train on the embedded default (or a config), inspect, simulate on a chip
     profile, and report."""
-    from neurodeploy.pipeline import default_run_config, run_pipeline, stored_run_config
+    from neurodeploy.pipeline import default_run_config, foreign_report, run_pipeline, stored_run_config
     from neurodeploy.train.config import load_run_config
 
     _check_common(epochs=epochs)
@@ -935,6 +935,10 @@ def pipeline(out_dir, config_path, epochs, profile_name, resume, progress):
     check_outputs([config_path], [Output.of(out / "train" / "checkpoint.pt", "torch", "checkpoint"),
                                   Output.of(out / "report.json", "json", "report"),
                                   Output.of(out / "report.md", "text", "report")])
+    foreign = foreign_report(out)
+    if foreign is not None:
+        raise ConfigError(f"{foreign} exists and is not a neurodeploy run report; choose another --out or "
+                          "move the file")
     stored = stored_run_config(out) if resume and not config_path else None
     cfg = load_run_config(config_path) if config_path else stored or default_run_config()
     if epochs is not None:

@@ -70,9 +70,9 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
     see the module docstring."""
     cfg = config or default_run_config()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = load_dataset(cfg.data.name, cfg.data.root, limit=cfg.data.limit)
+    out.mkdir(parents=True, exist_ok=True)  # after the data loads: a refused run leaves no folder
     if tuple(cfg.model.input_shape) != tuple(data.input_shape) or cfg.model.num_classes != data.num_classes:
         cfg.model.input_shape = tuple(data.input_shape)
         cfg.model.num_classes = data.num_classes
@@ -152,11 +152,30 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
     return PipelineResult(out, ck_path, insp.accuracy, time.perf_counter() - start, report)
 
 
+REPORT_TITLE = "# neurodeploy run report"
+"""The first line of every ``report.md`` the pipeline writes (how a run folder's report is told from
+a file someone else put there)."""
+
+
+def foreign_report(out_dir: str | Path) -> Path | None:
+    """``out_dir/report.md`` when it exists and is not a report the pipeline wrote (so a run must not
+    replace it), else ``None``."""
+    p = Path(out_dir) / "report.md"
+    if not p.is_file():
+        return None
+    try:
+        with open(p, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline().rstrip("\n")
+    except OSError:
+        return p
+    return None if first == REPORT_TITLE else p
+
+
 def render_markdown(report: dict[str, Any], activity_table: str, deploy_table: str) -> str:
     """The human-readable report."""
     tr = report["train"]
     lines = [
-        "# neurodeploy run report",
+        REPORT_TITLE,
         "",
         f"- dataset: **{report['dataset']}** ({report['split']})",
         f"- model: {report['model']['arch']} {report['model']['hidden']}, "

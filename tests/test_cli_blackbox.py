@@ -540,3 +540,19 @@ def test_a_plain_pickle_is_one_line_from_a_real_process(ws, command):
     proc = subprocess.run([sys.executable, "-m", "neurodeploy.cli", *args], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     _assert_clean_refusal(proc.stderr, proc.returncode, before, ws, "plain.pt")
+
+
+def test_a_refused_pipeline_leaves_no_run_folder(ws):
+    (ws / "limit.toml").write_text("[data]\nlimit = -5\n[train]\nepochs = 1\n")
+    before = _snapshot(ws)
+    res = _invoke(["pipeline", "--config", ws / "limit.toml", "-o", ws / "pl", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "limit")
+    assert not (ws / "pl").exists()
+
+
+def test_pipeline_never_replaces_a_report_it_did_not_write(ws):
+    (ws / "pl").mkdir()
+    (ws / "pl" / "report.md").write_text("my own notes\n")
+    before = _snapshot(ws)
+    res = _invoke(["pipeline", "--epochs", "1", "-o", ws / "pl", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "report.md")
