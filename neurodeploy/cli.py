@@ -26,10 +26,34 @@ _ALLOC_MARKERS = ("can't allocate memory", "DefaultCPUAllocator", "not enough me
                   "Cannot allocate memory")
 
 
+class _InputFile(click.Path):
+    """A file the command reads: a device, pipe or socket is refused (reading a pipe would wait
+    forever)."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        p = Path(os.fsdecode(value)) if value is not None else None
+        if p is not None and p.exists() and not p.is_file() and not p.is_dir():
+            self.fail(f"{os.fsdecode(value)!r} is a special file (a device, pipe or socket), not a file", param, ctx)
+        return value
+
+
 def _named_path(ctx, param, value):
     """An ``-o`` value must name a path: an empty one (an unset shell variable) is refused."""
     if value is not None and not str(value).strip():
         raise click.BadParameter("must name a path, got an empty string", ctx=ctx, param=param)
+    return value
+
+
+def _file_path(ctx, param, value):
+    """An ``-o`` value that must name a file: not empty, not ``.``/``..``, no trailing separator (a
+    folder, which the command would otherwise write a file in place of)."""
+    value = _named_path(ctx, param, value)
+    if value is not None:
+        text = str(value)
+        last = text.replace(os.sep, "/").rsplit("/", 1)[-1]
+        if last in ("", ".", ".."):
+            raise click.BadParameter(f"{text!r} names a folder; give a file name", ctx=ctx, param=param)
     return value
 
 
@@ -205,7 +229,7 @@ def main() -> None:
 
 # ---------------------------------------------------------------------------------------- train
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run configuration.")
+@click.option("--config", "config_path", type=_InputFile(dir_okay=False), help="TOML run configuration.")
 @click.option("--model", "arch", help="Architecture: mlp, convnet or vgg; or a graph checkpoint GRAPH.pt (from "
               "`neurodeploy import` or a graph network saved in Python) to train.")
 @click.option("--dataset", help="digits, digits-4x4, digits-rows, mnist, torchvision:<Name> or tonic:<Name>.")
@@ -405,7 +429,7 @@ def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encod
 
 # ---------------------------------------------------------------------------------------- inspect
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--dataset", help="Dataset to measure on (default: the one it was trained on).")
 @click.option("--data-root", help="Dataset folder.")
 @click.option("--limit", type=int, help="Use only the first N test samples.")
@@ -475,7 +499,7 @@ def profiles_show(name, as_json):
 
 
 @profiles.command("validate")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=_InputFile(dir_okay=False))
 @guarded
 def profiles_validate(file):
     """Check a profile file; prints 'ok' or one line naming the problem."""
@@ -513,14 +537,14 @@ def _deploy_options(fn):
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--profile", "profile_name", default=None,
               help="Profile name or TOML path (default: a quantized checkpoint's own, else loihi2).")
 @click.option("--steps", type=int, help="Input time steps (latency budget; default: the trained number).")
 @click.option("--limit", type=int, help="Simulate only the first N test samples.")
 @click.option("--jitter", type=int, help="Spike-time jitter: uniform shift of every spike in ±J steps.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               help="JSON report path (default: simulate-PROFILE.json "
               "next to the checkpoint); the deployment graph is written beside it (.npz).")
 @_deploy_options
@@ -574,7 +598,7 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--profiles", "profile_list", help="Comma-separated profile names or TOML paths "
               "(default: every shipped profile).")
 @click.option("--dataset", help="Dataset (default: the one it was trained on).")
@@ -638,9 +662,9 @@ def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="Quantized checkpoint to write (.pt); its "
               "deployment graph goes beside it (.npz).")
 @_deploy_options
@@ -662,7 +686,7 @@ def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
 @click.option("--jitter", type=int, help="Spike-time jitter while fine-tuning and simulating: ±J steps.")
 @click.option("--max-steps", type=int, help="Latency budget: input steps per sample.")
@@ -670,7 +694,7 @@ def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="Fine-tuned checkpoint to write (.pt); its "
               "deployment graph goes beside it (.npz).")
 @click.option("--resume", is_flag=True, help="Continue from the state file beside OUT (.finetune-state.pt, "
@@ -719,7 +743,7 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
 @click.option("--bits", help="Weight bits to sweep, e.g. 8,6,4,3.")
 @click.option("--jitter", "jitter_values", help="Jitter bounds (± steps) to sweep, e.g. 0,1,2.")
@@ -777,14 +801,14 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
 
 # ---------------------------------------------------------------------------------------- export / import
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["nir", "lava", "lava-process", "onnx", "xylo"]),
               required=True,
               help="nir: NIR graph of the float network; lava: Lava netx HDF5 (.net) of the deployed integer "
                    "network; lava-process: its Lava process network (.npz; also MP-Init and per-neuron decays); "
                    "onnx: the float network as an ONNX graph; xylo: the Xylo chip specification (.npz) of the "
                    "deployed integer network, as Rockpool's XyloSim.from_specification takes it.")
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               required=True,
               help="File to write (.nir, .net, .npz or .onnx).")
 @click.option("--dt", type=float, default=None,
@@ -868,8 +892,8 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 
 
 @main.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.argument("file", type=_InputFile(dir_okay=False))
+@click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="Checkpoint to write (.pt).")
 @click.option("--convention", type=click.Choice(["nir", "snntorch", "spikingjelly", "norse", "norse-seconds", "sinabs",
                                                  "rockpool", "lava-dl", "neurodeploy"]), default=None,
@@ -915,7 +939,7 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate, reset,
 @main.command()
 @click.option("-o", "--out", "out_dir", callback=_named_path,
               default="runs/pipeline", show_default=True, help="Run folder.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+@click.option("--config", "config_path", type=_InputFile(dir_okay=False),
               help="TOML run configuration (default: the embedded digits MLP).")
 @click.option("--epochs", type=int, help="Override the number of training epochs.")
 @click.option("--profile", "profile_name", default="loihi2", show_default=True,
@@ -1010,9 +1034,9 @@ def _ttfs_constraint_options(fn):
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=_InputFile(dir_okay=False))
 @click.option("--to", "target", type=click.Choice(["ttfs"]), required=True, help="Target network kind.")
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="TTFS checkpoint to write (.pt).")
 @click.option("--dataset", default="digits", show_default=True,
               help="Dataset whose training split sets the windows (test split: the equivalence check).")
@@ -1070,7 +1094,7 @@ def ttfs() -> None:
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--activity-penalty", type=float, default=0.0, show_default=True,
               help="Weight of the L1 activity penalty (fewer spikes per neuron).")
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="TTFS checkpoint to write (.pt).")
 @_force_option
 @guarded
@@ -1093,7 +1117,7 @@ def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, 
 
 
 @ttfs.command("finetune")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @_ttfs_constraint_options
 @click.option("--epochs", type=int, default=1, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -1104,7 +1128,7 @@ def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, 
               help="Weight of the L1 activity penalty (fewer spikes per neuron).")
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="Fine-tuned TTFS checkpoint to write (.pt).")
 @_force_option
 @guarded
@@ -1133,7 +1157,7 @@ def ttfs_finetune(checkpoint, weight_bits, weight_percentile, time_bits, jitter,
 
 
 @ttfs.command("sweep")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--bits", help="Weight bits to sweep, e.g. 8,6,4,3.")
 @click.option("--jitter-sigmas", help="Gaussian jitter sigmas (window lengths), e.g. 0.01,0.05,0.1.")
 @click.option("--quantiles", help="Latency window quantiles, e.g. 1.0,0.9,0.5.")
@@ -1183,13 +1207,13 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
 
 
 @ttfs.command("simulate")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @_ttfs_constraint_options
 @click.option("--limit", type=int, help="Simulate only the first N test samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
 @click.option("--dataset", help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", help="Dataset folder.")
-@click.option("-o", "--out", "out_path", callback=_named_path,
+@click.option("-o", "--out", "out_path", callback=_file_path,
               help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
 @click.option("--graph", "graph_path", help="Also save the deployment graph (.npz) for `neurodeploy simulate`.")
 @_force_option

@@ -556,3 +556,58 @@ def test_pipeline_never_replaces_a_report_it_did_not_write(ws):
     before = _snapshot(ws)
     res = _invoke(["pipeline", "--epochs", "1", "-o", ws / "pl", "--no-progress"])
     _assert_clean_refusal(res.output, res.exit_code, before, ws, "report.md")
+
+
+@pytest.mark.parametrize("args", [
+    ["quantize", "{W}/in.fifo", "-o", "{W}/q2.pt"],
+    ["profiles", "validate", "{W}/in.fifo"],
+    ["train", "--config", "{W}/in.fifo", "-o", "{W}/tr"],
+    ["simulate", "{W}/ck.pt", "--profile", "{W}/p.fifo.toml", "-o", "{W}/r.json"],
+], ids=["checkpoint", "profile-file", "config", "profile-option"])
+def test_a_pipe_as_input_is_refused_at_once(ws, args):
+    """Reading a pipe would wait forever: a real process must answer within the timeout."""
+    os.mkfifo(ws / "in.fifo")
+    os.mkfifo(ws / "p.fifo.toml")
+    before = _snapshot(ws)
+    proc = subprocess.run([sys.executable, "-m", "neurodeploy.cli", *_fill(args, ws, "")], capture_output=True,
+                          text=True, timeout=90, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _assert_clean_refusal(proc.stderr, proc.returncode, before, ws, "special file")
+
+
+@pytest.mark.parametrize("out", [".", "..", "newdir/", "sub/."])
+def test_a_file_output_that_names_a_folder_is_refused(ws, out):
+    before = _snapshot(ws)
+    res = _invoke(["quantize", ws / "ck.pt", "-o", out if out == ".." else f"{ws}/{out}", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "folder")
+    assert not (ws / "newdir").exists() and not (ws / "sub").exists()
+
+
+@pytest.mark.parametrize("case", ["input-shape-string", "complex-weight"])
+def test_damaged_checkpoint_fields_are_named(ws, case):
+    payload = torch.load(ws / "ck.pt", weights_only=True)
+    if case == "input-shape-string":
+        payload["spec"] = {**payload["spec"], "input_shape": "1,8,8"}
+        word = "input_shape"
+    else:
+        name = next(k for k, v in payload["state_dict"].items() if v.dim() == 2)
+        payload["state_dict"] = {**payload["state_dict"], name: payload["state_dict"][name].to(torch.complex64)}
+        word = "complex"
+    torch.save(payload, ws / "damaged.pt")
+    before = _snapshot(ws)
+    for args in (["simulate", ws / "damaged.pt", "-o", ws / "r.json", "--no-progress"],
+                 ["export", ws / "damaged.pt", "--format", "onnx", "-o", ws / "x.onnx"]):
+        res = _invoke(args)
+        _assert_clean_refusal(res.output, res.exit_code, before, ws, word)
+
+
+def test_nir_shapes_and_pairs_that_are_not_integers_are_refused():
+    from neurodeploy.errors import FormatError
+    from neurodeploy.export import nir_graph
+
+    assert nir_graph._shape([1, 8.0, 8]) == (1, 8, 8)
+    for bad in ("xyz", [1.5, 2], [float("nan")]):
+        with pytest.raises(FormatError, match="not a list of integers"):
+            nir_graph._shape(bad)
+    assert nir_graph._pair(2) == (2, 2)
+    with pytest.raises(FormatError):
+        nir_graph._pair("ab")

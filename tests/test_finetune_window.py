@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from neurodeploy.families import loihi
-from neurodeploy.families.loihi import shadow
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.nn.surrogate import make_surrogate
 from neurodeploy.quantize import fakequant
@@ -185,28 +184,3 @@ def test_an_empty_batch_gives_empty_read_outs_on_both_paths():
         out = fq(torch.rand(0, 1, 4, 4))
         assert out.shape == (0, 4)
         out.sum().backward()
-
-
-@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "triangle", "rectangular", "softsign"])
-@pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_the_compiled_window_terms_equal_the_torch_form_bit_for_bit(scan_kind, surrogate, reset):
-    """``scan_compiled.window_terms`` (spikes, surrogate derivative, ``dv/dv_pre`` in one pass)
-    against the torch form of ``_integer_window`` on the same window: the same bits."""
-    if not scan_kind:
-        pytest.skip("compares the compiled terms with the torch form")
-    g = torch.Generator().manual_seed(3)
-    theta = 300
-    neuron = loihi.TrainNeuron(current_decay=1024, voltage_decay=512, threshold=theta, bias_exp=6,
-                               spiking=True, reset=reset, state_unit=64 * 1.7,
-                               surrogate=make_surrogate({"name": surrogate}), config=loihi.LoihiConfig())
-    a = torch.randint(-theta, 2 * theta, (4, 9, 2500), generator=g).double()  # several blocks
-    bias = torch.randint(-50, 50, (2500,), generator=g).double()
-    terms = []
-    for compiled in (True, False):
-        loihi.NeuronScan.compiled = compiled
-        s, v_last, v_seq, gs, dv = shadow._integer_window(neuron, a, bias, 0.0, True)
-        terms.append((s, v_last, v_seq, gs, dv))
-    loihi.NeuronScan.compiled = True
-    assert bool(terms[0][0].any()) and not bool(terms[0][0].all())
-    for x, y in zip(*terms, strict=True):
-        assert torch.equal(x, y) and torch.equal(torch.signbit(x), torch.signbit(y))

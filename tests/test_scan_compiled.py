@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from neurodeploy.arith.overflow import apply_overflow
 from neurodeploy.families import loihi
-from neurodeploy.families.loihi import scan_compiled
+from neurodeploy.families.loihi import scan_compiled, shadow
+from neurodeploy.nn.surrogate import make_surrogate
 from tests.scan_cases import draw_group
 
 pytestmark = pytest.mark.skipif(not scan_compiled.AVAILABLE,
@@ -271,3 +273,28 @@ def test_scaled_by_step_equals_the_torch_scaling_and_bounds(a, act):
         np.testing.assert_array_equal(bounds, want)
     elif not a.size:
         np.testing.assert_array_equal(bounds, np.zeros(a.shape[1]))
+
+
+@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid", "triangle", "rectangular", "softsign"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_the_compiled_window_terms_equal_the_torch_form_bit_for_bit(surrogate, reset):
+    """``scan_compiled.window_terms`` (spikes, surrogate derivative, ``dv/dv_pre`` in one pass)
+    against the torch form of ``_integer_window`` on the same window: the same bits."""
+    g = torch.Generator().manual_seed(3)
+    theta = 300
+    neuron = loihi.TrainNeuron(current_decay=1024, voltage_decay=512, threshold=theta, bias_exp=6,
+                               spiking=True, reset=reset, state_unit=64 * 1.7,
+                               surrogate=make_surrogate({"name": surrogate}), config=loihi.LoihiConfig())
+    a = torch.randint(-theta, 2 * theta, (4, 9, 2500), generator=g).double()  # several blocks
+    bias = torch.randint(-50, 50, (2500,), generator=g).double()
+    terms = []
+    saved = loihi.NeuronScan.compiled
+    try:
+        for compiled in (True, False):
+            loihi.NeuronScan.compiled = compiled
+            terms.append(shadow._integer_window(neuron, a, bias, 0.0, True))
+    finally:
+        loihi.NeuronScan.compiled = saved
+    assert bool(terms[0][0].any()) and not bool(terms[0][0].all())
+    for x, y in zip(*terms, strict=True):
+        assert torch.equal(x, y) and torch.equal(torch.signbit(x), torch.signbit(y))

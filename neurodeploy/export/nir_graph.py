@@ -62,15 +62,29 @@ def _t(arr: Any) -> torch.Tensor:
     return torch.from_numpy(_finite(arr))
 
 
+def _ints(v: Any, what: str) -> np.ndarray:
+    """``v`` as a 1-D array of integers, or a one-line :class:`FormatError` naming ``what``."""
+    try:
+        a = np.atleast_1d(np.asarray(v)).ravel()
+        whole = a.dtype.kind == "f" and bool(np.all(np.isfinite(a))) and bool(np.all(a == np.round(a)))
+        if a.dtype.kind not in "iu" and not whole:
+            raise ValueError
+        return a.astype(np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise FormatError(f"NIR {what} {v!r} is not a list of integers") from None
+
+
 def _pair(v: Any) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int)
+    a = _ints(v, "stride/padding/dilation")
+    if a.size == 0:
+        raise FormatError(f"NIR stride/padding/dilation {v!r} is empty")
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 def _shape(t: Any) -> tuple[int, ...]:
     if isinstance(t, dict):
         t = next(iter(t.values()), None)
-    return tuple(int(v) for v in np.atleast_1d(np.asarray(t))) if t is not None else ()
+    return tuple(int(v) for v in _ints(t, "shape")) if t is not None else ()
 
 
 def flatten_nir(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -545,6 +545,8 @@ def parse_profile_text(text: str, source: str = "<profile>") -> HardwareProfile:
 def validate_profile_file(path: str | os.PathLike) -> HardwareProfile:
     """Read and validate the profile at ``path``; raises :class:`ProfileError` on any problem."""
     p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():  # reading a pipe would wait forever
+        raise ProfileError(f"{p}: a special file (a device, pipe or socket), not a profile file")
     try:
         raw = p.read_bytes()
     except FileNotFoundError:

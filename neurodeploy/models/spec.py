@@ -6,8 +6,11 @@ into a :class:`~neurodeploy.models.net.SpikingNet`.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from neurodeploy.errors import ConfigError
 from neurodeploy.nn.encoding import Encoding
@@ -77,7 +80,12 @@ class ModelSpec:
             raise ConfigError(f"unknown read-out {self.readout!r}; choose one of {', '.join(READOUTS)}")
         if self.pool not in POOLS:
             raise ConfigError(f"unknown pooling {self.pool!r}; choose one of {', '.join(POOLS)}")
-        self.input_shape = tuple(int(v) for v in self.input_shape)
+        shape = self.input_shape
+        if not isinstance(shape, list | tuple | np.ndarray) or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_)
+                or (isinstance(v, float) and v.is_integer()) for v in shape):
+            raise ConfigError(f"input_shape must be a list of positive integers, got {shape!r}")
+        self.input_shape = tuple(int(v) for v in shape)
         if not self.input_shape or any(v < 1 for v in self.input_shape):
             raise ConfigError(f"input_shape must be positive integers, got {self.input_shape}")
         if not self.hidden:

@@ -46,6 +46,8 @@ def load_deployable(path: str | Path) -> Any:
 
 def is_graph_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a graph checkpoint file (by its format tag)."""
+    if not Path(path).is_file():  # the checkpoint loader names what it is (a pipe is never read)
+        return False
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols
             warnings.simplefilter("ignore")

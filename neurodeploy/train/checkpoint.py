@@ -93,6 +93,8 @@ def read_torch_file(path: Path, what: str) -> Any:
         raise CheckpointError(f"{what} {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{what} {path} is a folder, not a file")
+    if not path.is_file():  # reading a pipe would wait forever
+        raise CheckpointError(f"{what} {path} is a special file (a device, pipe or socket), not a file")
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols; the error says it all
             warnings.simplefilter("ignore")
@@ -143,6 +145,9 @@ def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Refuse a checkpoint whose floating-point tensors hold NaN or infinite values, naming the first
     such tensor (a diverged training run writes them; every later stage would be meaningless)."""
     for name, t in state.items():
+        if t.is_complex():  # casting would drop the imaginary parts silently
+            raise CheckpointError(f"{path}: {name} holds complex values ({t.dtype}); a network's parameters "
+                                  "are real")
         if not t.is_floating_point() or t.numel() == 0:
             continue
         bad = ~torch.isfinite(t)
