@@ -38,6 +38,13 @@ class _InputFile(click.Path):
         return value
 
 
+def _not_empty(ctx, param, value):
+    """An option given as an empty string (an unset shell variable) is refused, not read as its default."""
+    if isinstance(value, str) and not value.strip():
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
+
+
 def _named_path(ctx, param, value):
     """An ``-o`` value must name a path: an empty one (an unset shell variable) is refused."""
     if value is not None and not str(value).strip():
@@ -232,8 +239,9 @@ def main() -> None:
 @click.option("--config", "config_path", type=_InputFile(dir_okay=False), help="TOML run configuration.")
 @click.option("--model", "arch", help="Architecture: mlp, convnet or vgg; or a graph checkpoint GRAPH.pt (from "
               "`neurodeploy import` or a graph network saved in Python) to train.")
-@click.option("--dataset", help="digits, digits-4x4, digits-rows, mnist, torchvision:<Name> or tonic:<Name>.")
-@click.option("--data-root", help="Dataset folder (mnist: IDX files).")
+@click.option("--dataset", callback=_not_empty,
+              help="digits, digits-4x4, digits-rows, mnist, torchvision:<Name> or tonic:<Name>.")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder (mnist: IDX files).")
 @click.option("--limit", type=int, help="Use only the first N samples of each split.")
 @click.option("--hidden", help="Hidden widths/channels, e.g. 128,128 (vgg: 16,P,32).")
 @click.option("--dense", help="Dense head widths of a convnet/vgg, e.g. 64.")
@@ -430,8 +438,8 @@ def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encod
 # ---------------------------------------------------------------------------------------- inspect
 @main.command()
 @click.argument("checkpoint", type=_InputFile(dir_okay=False))
-@click.option("--dataset", help="Dataset to measure on (default: the one it was trained on).")
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--dataset", callback=_not_empty, help="Dataset to measure on (default: the one it was trained on).")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("--limit", type=int, help="Use only the first N test samples.")
 @click.option("-o", "--out", "out_dir", callback=_named_path,
               help="Folder for inspect.json and activity.png "
@@ -526,8 +534,8 @@ def _constraints(weight_bits=None, jitter=None, max_steps=None, state_bits=None)
 
 def _deploy_options(fn):
     for opt in reversed([
-        click.option("--dataset", help="Dataset (default: the one it was trained on)."),
-        click.option("--data-root", help="Dataset folder."),
+        click.option("--dataset", callback=_not_empty, help="Dataset (default: the one it was trained on)."),
+        click.option("--data-root", callback=_not_empty, help="Dataset folder."),
         click.option("--weight-bits", type=int, help="Weight precision in bits (2..16, within the profile)."),
         click.option("--state-bits", type=int, help="Neuron state width in bits (overrides the profile)."),
         click.option("--progress/--no-progress", default=None),
@@ -538,7 +546,7 @@ def _deploy_options(fn):
 
 @main.command()
 @click.argument("checkpoint", type=_InputFile(dir_okay=False))
-@click.option("--profile", "profile_name", default=None,
+@click.option("--profile", "profile_name", callback=_not_empty, default=None,
               help="Profile name or TOML path (default: a quantized checkpoint's own, else loihi2).")
 @click.option("--steps", type=int, help="Input time steps (latency budget; default: the trained number).")
 @click.option("--limit", type=int, help="Simulate only the first N test samples.")
@@ -601,8 +609,8 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
 @click.argument("checkpoint", type=_InputFile(dir_okay=False))
 @click.option("--profiles", "profile_list", help="Comma-separated profile names or TOML paths "
               "(default: every shipped profile).")
-@click.option("--dataset", help="Dataset (default: the one it was trained on).")
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--dataset", callback=_not_empty, help="Dataset (default: the one it was trained on).")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("--limit", type=int, help="Use only the first N test samples.")
 @click.option("--neurobench/--no-neurobench", default=True, show_default=True,
               help="Also compute the NeuroBench figures of the float model (needs the neurobench package).")
@@ -663,7 +671,8 @@ def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root
 
 @main.command()
 @click.argument("checkpoint", type=_InputFile(dir_okay=False))
-@click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
+@click.option("--profile", "profile_name", callback=_not_empty,
+              default="loihi2", show_default=True, help="Profile name or TOML path.")
 @click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="Quantized checkpoint to write (.pt); its "
               "deployment graph goes beside it (.npz).")
@@ -687,7 +696,8 @@ def quantize(checkpoint, profile_name, out_path, dataset, data_root, weight_bits
 
 @main.command()
 @click.argument("checkpoint", type=_InputFile(dir_okay=False))
-@click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
+@click.option("--profile", "profile_name", callback=_not_empty,
+              default="loihi2", show_default=True, help="Profile name or TOML path.")
 @click.option("--jitter", type=int, help="Spike-time jitter while fine-tuning and simulating: ±J steps.")
 @click.option("--max-steps", type=int, help="Latency budget: input steps per sample.")
 @click.option("--epochs", type=int, default=3, show_default=True)
@@ -744,7 +754,8 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
 
 @main.command()
 @click.argument("checkpoint", type=_InputFile(dir_okay=False))
-@click.option("--profile", "profile_name", default="loihi2", show_default=True, help="Profile name or TOML path.")
+@click.option("--profile", "profile_name", callback=_not_empty,
+              default="loihi2", show_default=True, help="Profile name or TOML path.")
 @click.option("--bits", help="Weight bits to sweep, e.g. 8,6,4,3.")
 @click.option("--jitter", "jitter_values", help="Jitter bounds (± steps) to sweep, e.g. 0,1,2.")
 @click.option("--steps", "step_values", help="Latency budgets (input steps) to sweep, e.g. 8,6,4.")
@@ -752,8 +763,8 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("-o", "--out", "out_dir", callback=_named_path,
               default="runs/sweep", show_default=True, help="Folder for sweep.json/png.")
-@click.option("--dataset", help="Dataset (default: the one it was trained on).")
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--dataset", callback=_not_empty, help="Dataset (default: the one it was trained on).")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("--progress/--no-progress", default=None)
 @_force_option
 @guarded
@@ -813,11 +824,12 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
               help="File to write (.nir, .net, .npz or .onnx).")
 @click.option("--dt", type=float, default=None,
               help="nir: time step in seconds the time constants are written for (default 1e-4 s).")
-@click.option("--profile", "profile_name", default=None,
+@click.option("--profile", "profile_name", callback=_not_empty, default=None,
               help="lava, xylo: profile name or TOML path (default: a quantized checkpoint's own, else loihi2 / "
                    "xylo).")
-@click.option("--dataset", help="lava, xylo: calibration dataset (default: the one it was trained on).")
-@click.option("--data-root", help="lava, xylo: dataset folder.")
+@click.option("--dataset", callback=_not_empty,
+              help="lava, xylo: calibration dataset (default: the one it was trained on).")
+@click.option("--data-root", callback=_not_empty, help="lava, xylo: dataset folder.")
 @click.option("--weight-bits", type=int, help="lava, xylo: weight precision in bits (2..16).")
 @click.option("--graded-input", is_flag=True,
               help="lava: allow graded (direct-encoded) input; load the file with "
@@ -942,7 +954,7 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate, reset,
 @click.option("--config", "config_path", type=_InputFile(dir_okay=False),
               help="TOML run configuration (default: the embedded digits MLP).")
 @click.option("--epochs", type=int, help="Override the number of training epochs.")
-@click.option("--profile", "profile_name", default="loihi2", show_default=True,
+@click.option("--profile", "profile_name", callback=_not_empty, default="loihi2", show_default=True,
               help="Hardware profile to simulate the deployment on.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the run folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
@@ -1038,9 +1050,9 @@ def _ttfs_constraint_options(fn):
 @click.option("--to", "target", type=click.Choice(["ttfs"]), required=True, help="Target network kind.")
 @click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="TTFS checkpoint to write (.pt).")
-@click.option("--dataset", default="digits", show_default=True,
+@click.option("--dataset", callback=_not_empty, default="digits", show_default=True,
               help="Dataset whose training split sets the windows (test split: the equivalence check).")
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("--limit", type=int, help="Use only the first N samples of each split.")
 @click.option("--headroom", type=float, default=1.5, show_default=True,
               help="Window = HEADROOM x the largest activation of the layer on the training split.")
@@ -1083,8 +1095,8 @@ def ttfs() -> None:
 
 
 @ttfs.command("train")
-@click.option("--dataset", default="digits", show_default=True)
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--dataset", callback=_not_empty, default="digits", show_default=True)
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("--limit", type=int, help="Use only the first N samples of each split.")
 @click.option("--hidden", default="340", show_default=True, help="Hidden widths, e.g. 340 or 256,256.")
 @click.option("--epochs", type=int, default=1, show_default=True)
@@ -1126,8 +1138,8 @@ def ttfs_train(dataset, data_root, limit, hidden, epochs, lr, batch_size, seed, 
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--activity-penalty", type=float, default=0.0, show_default=True,
               help="Weight of the L1 activity penalty (fewer spikes per neuron).")
-@click.option("--dataset", help="Dataset (default: the checkpoint's).")
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--dataset", callback=_not_empty, help="Dataset (default: the checkpoint's).")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("-o", "--out", "out_path", callback=_file_path,
               required=True, help="Fine-tuned TTFS checkpoint to write (.pt).")
 @_force_option
@@ -1166,8 +1178,8 @@ def ttfs_finetune(checkpoint, weight_bits, weight_percentile, time_bits, jitter,
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
-@click.option("--dataset", help="Dataset (default: the checkpoint's).")
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--dataset", callback=_not_empty, help="Dataset (default: the checkpoint's).")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("-o", "--out", "out_dir", callback=_named_path,
               default="runs/ttfs_sweep", show_default=True,
               help="Folder for sweep.json and sweep.png.")
@@ -1211,8 +1223,8 @@ def ttfs_sweep(checkpoint, bits, jitter_sigmas, quantiles, time_bits_values, epo
 @_ttfs_constraint_options
 @click.option("--limit", type=int, help="Simulate only the first N test samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Jitter seed.")
-@click.option("--dataset", help="Dataset (default: the checkpoint's).")
-@click.option("--data-root", help="Dataset folder.")
+@click.option("--dataset", callback=_not_empty, help="Dataset (default: the checkpoint's).")
+@click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("-o", "--out", "out_path", callback=_file_path,
               help="JSON report (default: simulate-ttfs.json next to the checkpoint).")
 @click.option("--graph", "graph_path", help="Also save the deployment graph (.npz) for `neurodeploy simulate`.")

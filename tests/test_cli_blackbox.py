@@ -611,3 +611,11 @@ def test_nir_shapes_and_pairs_that_are_not_integers_are_refused():
     assert nir_graph._pair(2) == (2, 2)
     with pytest.raises(FormatError):
         nir_graph._pair("ab")
+
+
+@pytest.mark.parametrize("option", ["--profile", "--dataset", "--data-root"])
+def test_an_empty_option_is_refused_not_read_as_its_default(ws, option):
+    before = _snapshot(ws)
+    res = _invoke(["simulate", ws / "ck.pt", option, "", "-o", ws / "r.json", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, option, "empty")
+    assert not (ws / "r.json").exists()
