@@ -18,7 +18,7 @@ import click
 from neurodeploy import __version__
 from neurodeploy.atomic import atomic_group
 from neurodeploy.errors import ConfigError, NeurodeployError, ResourceError
-from neurodeploy.outputs import Output, check_output_folder, check_outputs, side_path
+from neurodeploy.outputs import SPECIAL_FILE, Output, check_output_folder, check_outputs, side_path, special_file
 
 #: The largest seed any of the random generators accepts everywhere (numpy's limit).
 MAX_SEED = 2**32 - 1
@@ -32,9 +32,8 @@ class _InputFile(click.Path):
 
     def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
-        p = Path(os.fsdecode(value)) if value is not None else None
-        if p is not None and p.exists() and not p.is_file() and not p.is_dir():
-            self.fail(f"{os.fsdecode(value)!r} is a special file (a device, pipe or socket), not a file", param, ctx)
+        if value is not None and special_file(os.fsdecode(value)):
+            self.fail(f"{os.fsdecode(value)!r} is {SPECIAL_FILE}, not a file", param, ctx)
         return value
 
 

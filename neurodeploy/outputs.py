@@ -142,13 +142,23 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+SPECIAL_FILE = "a special file (a device, pipe or socket)"
+"""How a refusal names what :func:`special_file` finds."""
+
+
+def special_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder: a device, pipe or socket,
+    which a command must never read (a pipe can wait forever) nor replace."""
+    p = Path(path)
+    return p.exists() and not p.is_file() and not p.is_dir()
+
+
 def _check_place(out: Output) -> None:
     p = out.path
     if p.is_dir():
         raise OutputError(f"{out.what} {p} is a folder; give a file name")
-    if p.exists() and not p.is_file():  # a device, a pipe or a socket: never replaced
-        raise OutputError(f"{out.what} {p} is a special file (a device, pipe or socket), not a regular file; "
-                          "choose another output path")
+    if special_file(p):
+        raise OutputError(f"{out.what} {p} is {SPECIAL_FILE}, not a regular file; choose another output path")
     if p.exists() and not os.access(p, os.W_OK) and not os.access(p.parent, os.W_OK):
         raise OutputError(f"cannot replace {p}: it is not writable; choose another output path")
     parent = p.parent

@@ -38,6 +38,7 @@ from typing import Any
 from neurodeploy.arith.overflow import OVERFLOW_MODES
 from neurodeploy.arith.spiking import RESET_MODES
 from neurodeploy.errors import ProfileError
+from neurodeploy.outputs import SPECIAL_FILE, special_file
 
 try:  # Python >= 3.11
     import tomllib
@@ -545,8 +546,8 @@ def parse_profile_text(text: str, source: str = "<profile>") -> HardwareProfile:
 def validate_profile_file(path: str | os.PathLike) -> HardwareProfile:
     """Read and validate the profile at ``path``; raises :class:`ProfileError` on any problem."""
     p = Path(path)
-    if p.exists() and not p.is_file() and not p.is_dir():  # reading a pipe would wait forever
-        raise ProfileError(f"{p}: a special file (a device, pipe or socket), not a profile file")
+    if special_file(p):
+        raise ProfileError(f"{p}: {SPECIAL_FILE}, not a profile file")
     try:
         raw = p.read_bytes()
     except FileNotFoundError:

@@ -26,6 +26,7 @@ import torch
 from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.models import ModelSpec, SpikingNet, build_model
+from neurodeploy.outputs import SPECIAL_FILE, special_file
 
 TORCH_LOAD_ERRORS = (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError,
                      AttributeError, TypeError, KeyError, IndexError)
@@ -93,8 +94,8 @@ def read_torch_file(path: Path, what: str) -> Any:
         raise CheckpointError(f"{what} {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{what} {path} is a folder, not a file")
-    if not path.is_file():  # reading a pipe would wait forever
-        raise CheckpointError(f"{what} {path} is a special file (a device, pipe or socket), not a file")
+    if special_file(path):
+        raise CheckpointError(f"{what} {path} is {SPECIAL_FILE}, not a file")
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols; the error says it all
             warnings.simplefilter("ignore")
