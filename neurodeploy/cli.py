@@ -38,23 +38,17 @@ class _InputFile(click.Path):
 
 
 def _not_empty(ctx, param, value):
-    """An option given as an empty string (an unset shell variable) is refused, not read as its default."""
+    """An option given as an empty string (an unset shell variable) is refused, not read as its default
+    or as the current folder."""
     if isinstance(value, str) and not value.strip():
         raise click.BadParameter("must not be empty", ctx=ctx, param=param)
-    return value
-
-
-def _named_path(ctx, param, value):
-    """An ``-o`` value must name a path: an empty one (an unset shell variable) is refused."""
-    if value is not None and not str(value).strip():
-        raise click.BadParameter("must name a path, got an empty string", ctx=ctx, param=param)
     return value
 
 
 def _file_path(ctx, param, value):
     """An ``-o`` value that must name a file: not empty, not ``.``/``..``, no trailing separator (a
     folder, which the command would otherwise write a file in place of)."""
-    value = _named_path(ctx, param, value)
+    value = _not_empty(ctx, param, value)
     if value is not None:
         text = str(value)
         last = text.replace(os.sep, "/").rsplit("/", 1)[-1]
@@ -265,7 +259,7 @@ def main() -> None:
 @click.option("--seed", type=int)
 @click.option("--auto-remedy/--no-auto-remedy", default=None,
               help="Let the dead-neuron doctor apply its remedies.")
-@click.option("-o", "--out", "out_dir", callback=_named_path,
+@click.option("-o", "--out", "out_dir", callback=_not_empty,
               default="runs/train", show_default=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
@@ -440,7 +434,7 @@ def _train_graph_file(path, config_path, dataset, data_root, limit, steps, encod
 @click.option("--dataset", callback=_not_empty, help="Dataset to measure on (default: the one it was trained on).")
 @click.option("--data-root", callback=_not_empty, help="Dataset folder.")
 @click.option("--limit", type=int, help="Use only the first N test samples.")
-@click.option("-o", "--out", "out_dir", callback=_named_path,
+@click.option("-o", "--out", "out_dir", callback=_not_empty,
               help="Folder for inspect.json and activity.png "
               "(default: next to the checkpoint).")
 @_force_option
@@ -613,7 +607,7 @@ def simulate(checkpoint, profile_name, steps, limit, jitter, seed, out_path, dat
 @click.option("--limit", type=int, help="Use only the first N test samples.")
 @click.option("--neurobench/--no-neurobench", default=True, show_default=True,
               help="Also compute the NeuroBench figures of the float model (needs the neurobench package).")
-@click.option("-o", "--out", "out_dir", callback=_named_path,
+@click.option("-o", "--out", "out_dir", callback=_not_empty,
               help="Output folder (default: compare/ next to the checkpoint).")
 @click.option("--resume", is_flag=True, help="Reuse the profiles an interrupted run in the output folder finished.")
 @click.option("--progress/--no-progress", default=None)
@@ -760,7 +754,7 @@ def finetune(checkpoint, profile_name, jitter, max_steps, epochs, lr, batch_size
 @click.option("--steps", "step_values", help="Latency budgets (input steps) to sweep, e.g. 8,6,4.")
 @click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs per point.")
 @click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("-o", "--out", "out_dir", callback=_named_path,
+@click.option("-o", "--out", "out_dir", callback=_not_empty,
               default="runs/sweep", show_default=True, help="Folder for sweep.json/png.")
 @click.option("--dataset", callback=_not_empty, help="Dataset (default: the one it was trained on).")
 @click.option("--data-root", callback=_not_empty, help="Dataset folder.")
@@ -794,9 +788,6 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
     keep_freed_memory()  # this process fine-tunes: reuse freed tensors' memory (see train)
     for v in j:
         _check_jitter(v, ck.spec.steps)
-    for v in st:  # every point before the first runs
-        if v > ck.spec.steps:
-            raise ConfigError(f"--steps {v} exceeds the {ck.spec.steps} steps the network was trained for")
     ck, ds = _load_for_deploy(checkpoint, dataset, data_root, ck)
     with atomic_group():  # sweep.json and sweep.png together or neither
         report = run_sweep(ck.build(), profile_name, ds, weight_bits=b, jitter=j, max_steps=st, config=cfg,
@@ -948,7 +939,7 @@ def import_(file, out_path, convention, dt, steps, encoding, approximate, reset,
 
 # ---------------------------------------------------------------------------------------- pipeline
 @main.command()
-@click.option("-o", "--out", "out_dir", callback=_named_path,
+@click.option("-o", "--out", "out_dir", callback=_not_empty,
               default="runs/pipeline", show_default=True, help="Run folder.")
 @click.option("--config", "config_path", type=_InputFile(dir_okay=False),
               help="TOML run configuration (default: the embedded digits MLP).")
@@ -1179,7 +1170,7 @@ def ttfs_finetune(checkpoint, weight_bits, weight_percentile, time_bits, jitter,
 @click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
 @click.option("--dataset", callback=_not_empty, help="Dataset (default: the checkpoint's).")
 @click.option("--data-root", callback=_not_empty, help="Dataset folder.")
-@click.option("-o", "--out", "out_dir", callback=_named_path,
+@click.option("-o", "--out", "out_dir", callback=_not_empty,
               default="runs/ttfs_sweep", show_default=True,
               help="Folder for sweep.json and sweep.png.")
 @_force_option

@@ -152,6 +152,9 @@ def run_sweep(model: SpikingNet, profile: str, dataset: Any, *, weight_bits: lis
 
     if not (weight_bits or jitter or max_steps):
         raise ConfigError("give at least one of --bits, --jitter, --steps to sweep")
+    for v in max_steps:  # every point before the first runs
+        if v > model.spec.steps:
+            raise ConfigError(f"--steps {v} exceeds the {model.spec.steps} steps the network was trained for")
     points = []
     base = deploy_model(model, profile, dataset, progress=progress)
     for axis, values in (("weight_bits", weight_bits), ("jitter", jitter), ("max_steps", max_steps)):

@@ -20,8 +20,9 @@ from torch import nn
 from tqdm import tqdm
 
 from neurodeploy.atomic import atomic_path
-from neurodeploy.errors import ConfigError
+from neurodeploy.errors import CheckpointError, ConfigError
 from neurodeploy.quantize.fakequant import FakeQuantNet
+from neurodeploy.train.checkpoint import read_torch_file
 from neurodeploy.train.distributed import Parallel, all_finite, all_reduce_sum, shard, wrap_finetune
 
 
@@ -163,12 +164,9 @@ def load_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """The fine-tuning state at ``path``, refused in one line when it is not one this module wrote
     or was written by a run with other ``settings`` (:func:`run_settings`)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            saved = torch.load(path, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file: one line
-        raise ConfigError(f"{path} is not a readable fine-tuning state ({type(exc).__name__}); delete it or "
-                          "start afresh without --resume") from None
+        saved = read_torch_file(Path(path), "fine-tuning state")
+    except CheckpointError as exc:
+        raise ConfigError(f"{exc}; delete it or start afresh without --resume") from None
     keys = {"epoch", "model", "optimizer", "history"}
     if not isinstance(saved, dict) or not keys <= set(saved) or isinstance(saved["epoch"], bool) \
             or not isinstance(saved["epoch"], int) or saved["epoch"] < 0:

@@ -249,9 +249,7 @@ def _integer_window(neuron: TrainNeuron, a_seq: torch.Tensor, bias: Any, initial
                  else (x > 0).to(v_pre.dtype))
     v_seq = _reset(neuron, v_pre, s_seq) if record else None
     v_last = v_seq[:, -1] if record else _reset(neuron, v_pre[:, -1], s_seq[:, -1])
-    phi = torch.empty_like(x) if fused else None
-    if not (fused and fused_compiled.surrogate_phi(neuron.surrogate, x.view(-1).numpy(), phi.view(-1).numpy())):
-        phi = neuron.surrogate.phi(x)
+    phi = neuron.surrogate.phi(x)  # a surrogate with a compiled form took the pass above
     if neuron.reset == "zero" and fused:
         g = torch.empty_like(v_pre)
         dv = x  # x's buffer: x is not needed after phi
