@@ -46,7 +46,9 @@ first steps (loading compiled kernels, the allocator's first pools). ``step MiB`
 the timed steps alone: the kernel's peak resident size is reset after the warm-up steps (Linux
 ``/proc/self/clear_refs``) and its growth over the resident size at that moment is reported.
 ``process MiB`` is the whole process's peak resident set size at the end (the imported libraries'
-code and data included). The
+code and data included). ``--one-time-costs-first`` (a diagnostic, not the benchmark's figure)
+runs one step of a two-sample batch in every process before ``peak MiB``'s starting point, so the
+difference between the two runs' ``peak MiB`` is each library's one-time cost of its first step. The
 1-minute load average is read before and after every measurement. Medians over the repeats are
 reported, with ratios to the neurodeploy row measured in the same run.
 
@@ -338,8 +340,9 @@ def _reset_peak() -> int | None:
         return None
 
 
-def _train_step(bench: str, lib: str, threads: int, keep_memory: bool):
-    """One training step of ``bench`` with ``lib`` as a function (model, data and optimiser built)."""
+def _train_step(bench: str, lib: str, threads: int, keep_memory: bool, batch: int | None = None):
+    """One training step of ``bench`` with ``lib`` as a function (model, data and optimiser built);
+    ``batch`` samples instead of the network's batch where given."""
     import torch
 
     if keep_memory:
@@ -351,8 +354,9 @@ def _train_step(bench: str, lib: str, threads: int, keep_memory: bool):
     torch.manual_seed(0)
     cfg = BENCHES[bench]
     gen = torch.Generator().manual_seed(1)
-    seq = (torch.rand(cfg["steps"], cfg["batch"], 1, 28, 28, generator=gen) < 0.2).float()
-    labels = torch.randint(0, 10, (cfg["batch"],), generator=gen)
+    batch = cfg["batch"] if batch is None else batch
+    seq = (torch.rand(cfg["steps"], batch, 1, 28, 28, generator=gen) < 0.2).float()
+    labels = torch.randint(0, 10, (batch,), generator=gen)
     params, forward, reset = build(bench, lib)
     opt = torch.optim.Adam(list(params), lr=1e-3)
 
@@ -382,10 +386,14 @@ def profile(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_me
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
-def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_memory: bool) -> dict[str, Any]:
-    """Train ``steps`` steps of ``bench`` with ``lib`` in this process; steps/s and peak memory."""
+def measure(bench: str, lib: str, steps: int, warmup: int, threads: int, keep_memory: bool,
+            one_time_first: bool = False) -> dict[str, Any]:
+    """Train ``steps`` steps of ``bench`` with ``lib`` in this process; steps/s and peak memory.
+    ``one_time_first``: one step of a two-sample batch runs before the peak is read."""
     import gc
 
+    if one_time_first:
+        _train_step(bench, lib, threads, keep_memory, batch=2)()
     train_step = _train_step(bench, lib, threads, keep_memory)
     gc.collect()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -437,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--keep-freed-memory", action="store_true",
                     help="every library's process keeps freed memory (glibc mallopt, as `neurodeploy train` does)")
+    ap.add_argument("--one-time-costs-first", action="store_true",
+                    help="diagnostic: one step of a two-sample batch runs in every process before its peak is read, "
+                         "so `peak MiB` leaves out each library's one-time costs (loading compiled kernels)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--profile", nargs=2, metavar=("BENCH", "LIB"),
                     help="print torch.profiler's table of --steps steps of one network and library, and stop")
@@ -446,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         profile(*args.profile, args.steps, args.warmup, args.threads, args.keep_freed_memory)
         return 0
     if args.worker:
-        print(json.dumps(measure(*args.worker, args.steps, args.warmup, args.threads, args.keep_freed_memory)))
+        print(json.dumps(measure(*args.worker, args.steps, args.warmup, args.threads, args.keep_freed_memory,
+                                 args.one_time_costs_first)))
         return 0
     benches = [b for b in args.benches.split(",") if b]
     libs = [lib for lib in args.libraries.split(",") if lib]
@@ -460,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--warmup", str(args.warmup), "--threads", str(args.threads)]
                 if args.keep_freed_memory:
                     cmd.append("--keep-freed-memory")
+                if args.one_time_costs_first:
+                    cmd.append("--one-time-costs-first")
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     tail = (proc.stderr.strip().splitlines() or ["?"])[-1]

@@ -18,10 +18,9 @@ import click
 from neurodeploy import __version__
 from neurodeploy.atomic import atomic_group
 from neurodeploy.errors import ConfigError, NeurodeployError, ResourceError
+from neurodeploy.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 from neurodeploy.outputs import SPECIAL_FILE, Output, check_output_folder, check_outputs, side_path, special_file
 
-#: The largest seed any of the random generators accepts everywhere (numpy's limit).
-MAX_SEED = 2**32 - 1
 _ALLOC_MARKERS = ("can't allocate memory", "DefaultCPUAllocator", "not enough memory", "out of memory",
                   "Cannot allocate memory")
 
@@ -140,8 +139,8 @@ def _check_common(*, lr=None, seed=None, limit=None, epochs=None, batch_size=Non
     _check_number(lr, "--lr", 1e-12, 1.0, "a learning rate above 1 moves weights further than their size")
     _check_number(seed, "--seed", 0, MAX_SEED)
     _check_number(limit, "--limit", 1)
-    _check_number(epochs, "--epochs", 1, 100_000)
-    _check_number(batch_size, "--batch-size", 1, 1_000_000)
+    _check_number(epochs, "--epochs", 1, MAX_EPOCHS)
+    _check_number(batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
     if steps is not None:
         from neurodeploy.models.spec import MAX_STEPS
 

@@ -121,9 +121,11 @@ SWEEP_AXES = ("weight_bits", "jitter", "max_steps")
 
 
 def parse_values(text: str | None, what: str, lo: int) -> list[int]:
-    """Comma-separated integers ``>= lo`` (for sweep options)."""
-    if not text:
+    """Comma-separated distinct integers ``>= lo`` (for sweep options); ``None`` is no values."""
+    if text is None:
         return []
+    if not text.strip():
+        raise ConfigError(f"{what} is empty; give comma-separated integers or leave the option out")
     out = []
     for part in text.split(","):
         try:
@@ -132,6 +134,8 @@ def parse_values(text: str | None, what: str, lo: int) -> list[int]:
             raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
         if v < lo:
             raise ConfigError(f"{what} values must be at least {lo}, got {v}")
+        if v in out:
+            raise ConfigError(f"{what} names {v} twice; each point runs once")
         out.append(v)
     return out
 

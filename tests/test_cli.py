@@ -47,6 +47,10 @@ def test_train_bad_config_file(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[train]\nepochs = "many"\n')
     _one_line_error(run("train", "--config", cfg, "-o", tmp_path / "o"), "train.epochs")
+    for key, value, word in (("seed", -1, "train.seed"), ("seed", 2**32, "train.seed"),
+                             ("epochs", 10**9, "train.epochs"), ("batch_size", 0, "train.batch_size")):
+        cfg.write_text(f"[train]\n{key} = {value}\n")  # the same bounds as the options'
+        _one_line_error(run("train", "--config", cfg, "-o", tmp_path / "o"), word)
     cfg.write_text('[model]\nwidth = 3\n')
     _one_line_error(run("train", "--config", cfg, "-o", tmp_path / "o"), "width")
     _one_line_error(run("train", "--config", tmp_path / "missing.toml", "-o", tmp_path / "o"), "missing.toml")

@@ -507,6 +507,14 @@ def test_sweep_refuses_a_latency_beyond_the_trained_steps_before_any_point(ws):
     assert not (ws / "sw").exists()
 
 
+@pytest.mark.parametrize("values,word", [("8,4,8", "twice"), ("", "empty"), (" ", "empty")])
+def test_sweep_refuses_an_empty_or_repeating_list(ws, values, word):
+    before = _snapshot(ws)
+    res = _invoke(["sweep", ws / "ck.pt", "--bits", values, "--epochs", "1", "-o", ws / "sw", "--no-progress"])
+    _assert_clean_refusal(res.output, res.exit_code, before, ws, "--bits", word)
+    assert not (ws / "sw").exists()
+
+
 @pytest.mark.parametrize("state", ["empty", "random", "truncated", "a-checkpoint", "other-weight-bits"])
 def test_a_resume_state_that_does_not_fit_is_refused(ws, state):
     out = ws / "ft.pt"

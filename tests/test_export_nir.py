@@ -552,6 +552,15 @@ def test_graphs_no_template_rebuilds_import_as_graphs_and_the_rest_is_refused_in
                                                  ("n", "output")], type_check=False)
     imp = nir_to_checkpoint(branching, convention="norse")
     assert imp.kind == "graph" and sorted(imp.checkpoint.graph.inputs_of("n")) == ["a", "b"]
+    for declared, ok in (([1, 6], True), ([], True), ([12, 1, 6], True), ([7], False), ([6, 7], False)):
+        nodes["output"] = nir.Output(output_type=np.array(declared, dtype=np.int64))
+        contradicting = nir.NIRGraph(nodes=nodes, edges=branching.edges, type_check=False)
+        if ok:  # the six values (behind batch or time axes), or nothing declared
+            assert nir_to_checkpoint(contradicting, convention="norse").kind == "graph"
+            continue
+        with pytest.raises(UnsupportedError) as exc:
+            nir_to_checkpoint(contradicting, convention="norse")
+        assert "Output" in _one_line(exc) and "(6,)" in _one_line(exc)
     lif = nir.LIF(tau=np.ones(6), r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6),
                   v_reset=np.full(6, 0.5))
     with pytest.raises(UnsupportedError) as exc:

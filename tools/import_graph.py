@@ -5,7 +5,7 @@ Usage: python tools/import_graph.py            (from the repository root)
 A node is a sub-package or top-level module of ``neurodeploy`` (each chip family is its own node:
 ``families.loihi``, ...); an edge ``a -> b`` means some module of ``a`` imports from ``b``, at
 module level or inside a function (imports only for type checkers, under ``if TYPE_CHECKING:``,
-are not edges). ``errors``, ``atomic`` and ``outputs`` (imported everywhere)
+are not edges). ``errors``, ``atomic``, ``outputs`` and ``limits`` (imported everywhere)
 are left out. ``tests/test_architecture.py`` checks that ARCHITECTURE.md holds this table.
 """
 
@@ -16,7 +16,7 @@ import collections
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-UBIQUITOUS = {"neurodeploy", "errors", "atomic", "outputs"}
+UBIQUITOUS = {"neurodeploy", "errors", "atomic", "outputs", "limits"}
 
 
 def node_of(module: str) -> str:

@@ -261,6 +261,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
         if kind == "Input":
             new: gn.Node = gn.Input(in_type)
         elif kind == "Output":
+            _check_output_type(node, name, in_shape)
             kept = (graph_meta.get("readout") or {}).get("kind") if ours and graph_meta.get("network") == "graph" \
                 else None
             new = gn.Output(kept if kept in gn.READOUTS else "mean")
@@ -381,6 +382,17 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
         return out.validate()
     except GraphError as exc:
         raise UnsupportedError(f"the NIR graph does not form a valid float graph: {exc}") from None
+
+
+def _check_output_type(node: Any, name: str, shape: tuple[int, ...]) -> None:
+    """An ``Output`` whose declared type cannot hold the activity reaching it leaves open which
+    network the file means: refused. An empty type says nothing; leading axes (batch or time, as
+    some libraries write them) and another layout of the same values (flat) are accepted."""
+    declared = _shape(node.output_type)
+    size = int(np.prod(shape))
+    if declared and not any(int(np.prod(declared[k:])) == size for k in range(len(declared))):
+        raise UnsupportedError(f"{name}: the Output's type {declared} does not match the activity reaching it "
+                               f"{shape}; the file contradicts itself")
 
 
 def _unfolded(node: Any, payload: dict[str, Any] | None) -> tuple[Any, Any]:

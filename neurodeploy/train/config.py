@@ -14,6 +14,7 @@ from typing import Any
 import tomllib
 
 from neurodeploy.errors import ConfigError
+from neurodeploy.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
 from neurodeploy.models import ModelSpec
 
 OPTIMIZERS = ("adam", "sgd")
@@ -72,10 +73,11 @@ class TrainConfig:
                 ok = isinstance(value, str)
             if not ok:
                 raise ConfigError(f"train.{f.name} must be of type {type(default).__name__}, got {value!r}")
-        if self.epochs < 1:
-            raise ConfigError(f"train.epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        for name, hi in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
+            if not 1 <= getattr(self, name) <= hi:
+                raise ConfigError(f"train.{name} must be in 1..{hi}, got {getattr(self, name)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"train.seed must be in 0..{MAX_SEED}, got {self.seed}")
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
