@@ -900,13 +900,16 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
                                                  "rockpool", "lava-dl", "neurodeploy"]), default=None,
               help="How the file's neuron parameters are read (default: neurodeploy for files it wrote; "
                    "otherwise required unless --dt is given).")
-@click.option("--dt", type=float, help="Time step in seconds the file's time constants are meant for.")
+@click.option("--dt", type=float, help="Time step in seconds the file's time constants are meant for "
+              "(required for Norse and Rockpool files: their network's dt, which the file does not record).")
 @click.option("--steps", type=int, help="Time steps T of the imported model (default: the file's, else 8).")
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to Loihi's decay units instead of refusing.")
-@click.option("--reset", type=click.Choice(["subtract", "zero"]), default=None,
-              help="Reset of files that do not record it (snnTorch: subtract is its default, after the decay); "
-                   "refused for files whose neurodeploy metadata records it.")
+@click.option("--reset", type=click.Choice(["subtract", "zero", "none"]), default=None,
+              help="Reset of every spiking layer of files that do not record it (snnTorch: subtract is its "
+                   "default, after the decay; Sinabs: subtract is its MembraneSubtract, zero its MembraneReset; "
+                   "none is refused: every neurodeploy neuron resets); refused for files whose neurodeploy "
+                   "metadata records it.")
 @click.option("--single-spike", is_flag=True, help="The Sinabs/Rockpool network used single-spike neurons.")
 @click.option("--norm-input", type=click.Choice(["yes", "no"]), default=None,
               help="Whether the Sinabs LIFs scaled their input by 1 - decay (Sinabs' default: yes).")

@@ -433,7 +433,7 @@ def test_norse_convention_matches_norse_equations():
     tau, v_leak, th = np.full(n, 5e-3), np.full(n, 0.3), np.linspace(0.5, 1.2, n)  # per-neuron thresholds
     # Norse 1.1's exporter writes dt / tau_mem_inv = tau * dt
     lif = nir.LIF(tau=tau * dt, r=np.ones(n), v_leak=v_leak, v_threshold=th, v_reset=np.zeros(n))
-    imp = nir_to_checkpoint(_graph(a1, lif, a2, in_shape=(10,)), convention="norse", steps=10)
+    imp = nir_to_checkpoint(_graph(a1, lif, a2, in_shape=(10,)), convention="norse", dt=1e-3, steps=10)
     assert imp.dt == 1e-3 and imp.kind == "graph"  # Norse starts at v = v_leak: no template neuron does
 
     def lif_box(v, x):  # norse lif_box_feed_forward_step: dv = dt/tau (x + v_leak - v); reset to v_reset
@@ -454,9 +454,9 @@ def test_sinabs_convention_matches_sinabs_equations():
     iaf = nir.IF(r=np.ones(n), v_threshold=np.full(n, 0.8))
     graph = _graph(a1, lif, a2, iaf, a3, in_shape=(8,))
     with pytest.raises(UnsupportedError) as exc:  # sinabs' default MultiSpike: the file cannot say
-        nir_to_checkpoint(graph, convention="sinabs", steps=12)
+        nir_to_checkpoint(graph, convention="sinabs", reset="subtract", steps=12)
     assert "--single-spike" in _one_line(exc)
-    imp = nir_to_checkpoint(graph, convention="sinabs", steps=12, single_spike=True, norm_input=False)
+    imp = nir_to_checkpoint(graph, convention="sinabs", reset="subtract", steps=12, single_spike=True, norm_input=False)
     assert imp.kind == "graph"  # sinabs fires at v >= threshold: no template neuron
     alpha = math.exp(-1 / 4.0)  # sinabs: tau in steps, v = alpha v + x, reset by subtraction
 
@@ -483,7 +483,7 @@ def test_cubalif_conventions_match_their_equations():
     cuba = nir.CubaLIF(tau_syn=np.full(n, -dt / math.log(beta)), tau_mem=np.full(n, -dt / math.log(alpha)),
                        r=np.full(n, 7.0), v_leak=np.zeros(n), v_threshold=np.full(n, 0.6), w_in=np.ones(n))
     graph = _graph(a1, cuba, a2, in_shape=(6,))
-    imp = nir_to_checkpoint(graph, convention="rockpool", steps=10, single_spike=True)
+    imp = nir_to_checkpoint(graph, convention="rockpool", dt=1e-3, steps=10, single_spike=True)
     assert imp.kind == "graph"  # rockpool fires at v >= threshold: no template neuron does
     node = imp.checkpoint.graph.nodes["n1"]
     assert (node.current_decay, node.voltage_decay, node.reset, node.strict) == (beta, alpha, "subtract", False)
@@ -541,30 +541,30 @@ def test_graphs_no_template_rebuilds_import_as_graphs_and_the_rest_is_refused_in
     a, b = _rand_affine(rng, 4, 6), _rand_affine(rng, 6, 2)
     li = nir.LI(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2))
     imp = nir_to_checkpoint(_graph(a, nir.IF(r=np.ones(6), v_threshold=np.ones(6)), b, li, in_shape=(4,)),
-                            convention="norse")
+                            convention="norse", dt=1e-3)
     assert imp.kind == "graph" and "leaky-integrator" in " ".join(imp.warnings)
     taus = nir.LIF(tau=np.linspace(1, 2, 6) * 1e-3, r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6))
-    imp = nir_to_checkpoint(_graph(a, taus, b, in_shape=(4,)), convention="norse")
+    imp = nir_to_checkpoint(_graph(a, taus, b, in_shape=(4,)), convention="norse", dt=1e-3)
     assert imp.kind == "graph" and isinstance(imp.checkpoint.graph.nodes["n1"].decay, torch.Tensor)
     nodes = {"input": nir.Input(input_type=np.array([4])), "a": a, "b": _rand_affine(rng, 4, 6),
              "n": nir.IF(r=np.ones(6), v_threshold=np.ones(6)), "output": nir.Output(output_type=np.array([6]))}
     branching = nir.NIRGraph(nodes=nodes, edges=[("input", "a"), ("input", "b"), ("a", "n"), ("b", "n"),
                                                  ("n", "output")], type_check=False)
-    imp = nir_to_checkpoint(branching, convention="norse")
+    imp = nir_to_checkpoint(branching, convention="norse", dt=1e-3)
     assert imp.kind == "graph" and sorted(imp.checkpoint.graph.inputs_of("n")) == ["a", "b"]
     for declared, ok in (([1, 6], True), ([], True), ([12, 1, 6], True), ([7], False), ([6, 7], False)):
         nodes["output"] = nir.Output(output_type=np.array(declared, dtype=np.int64))
         contradicting = nir.NIRGraph(nodes=nodes, edges=branching.edges, type_check=False)
         if ok:  # the six values (behind batch or time axes), or nothing declared
-            assert nir_to_checkpoint(contradicting, convention="norse").kind == "graph"
+            assert nir_to_checkpoint(contradicting, convention="norse", dt=1e-3).kind == "graph"
             continue
         with pytest.raises(UnsupportedError) as exc:
-            nir_to_checkpoint(contradicting, convention="norse")
+            nir_to_checkpoint(contradicting, convention="norse", dt=1e-3)
         assert "Output" in _one_line(exc) and "(6,)" in _one_line(exc)
     lif = nir.LIF(tau=np.ones(6), r=np.ones(6), v_leak=np.zeros(6), v_threshold=np.ones(6),
                   v_reset=np.full(6, 0.5))
     with pytest.raises(UnsupportedError) as exc:
-        nir_to_checkpoint(_graph(a, lif, b, in_shape=(4,)), convention="norse")
+        nir_to_checkpoint(_graph(a, lif, b, in_shape=(4,)), convention="norse", dt=1e-3)
     assert "v_reset" in _one_line(exc)
     conv1d = nir.Conv1d(input_shape=4, weight=np.ones((2, 1, 3)), stride=1, padding=0, dilation=1, groups=1,
                         bias=np.zeros(2))
@@ -572,7 +572,7 @@ def test_graphs_no_template_rebuilds_import_as_graphs_and_the_rest_is_refused_in
              "output": nir.Output(output_type=np.array([2, 2]))}
     with pytest.raises(UnsupportedError) as exc:
         nir_to_checkpoint(nir.NIRGraph(nodes=nodes, edges=[("input", "c"), ("c", "output")], type_check=False),
-                          convention="norse")
+                          convention="norse", dt=1e-3)
     assert "Conv1d" in _one_line(exc)
 
 

@@ -175,7 +175,7 @@ def test_cli_trains_an_imported_recurrent_nir_graph(tmp_path, rows):
     src = tmp_path / "rnn.nir"
     nir.write(src, _recurrent_nir())
     runner = CliRunner()
-    r = runner.invoke(main, ["import", str(src), "-o", str(tmp_path / "g.pt"), "--convention", "norse",
+    r = runner.invoke(main, ["import", str(src), "-o", str(tmp_path / "g.pt"), "--convention", "norse", "--dt", "1e-3",
                              "--steps", "8", "--encoding", "direct"])
     assert r.exit_code == 0, r.output
     ck = load_graph_checkpoint(tmp_path / "g.pt")

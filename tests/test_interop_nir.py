@@ -254,7 +254,7 @@ def test_norse_networks_import_identically(tmp_path):
                                 torch.nn.Linear(20, 6), norse.IAFCell(norse.IAFParameters(v_th=th))).double()
     _scale_linear(mlp, 1.0)
     path = _write(_norse_export(mlp, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "mlp.nir")
-    imp = import_nir(path, convention="norse", steps=T)
+    imp = import_nir(path, convention="norse", dt=1e-3, steps=T)
     seq = torch.rand(T, 32, 10, dtype=torch.float64)
     _same(_our_spikes(imp, seq), _norse_run(mlp, seq, (norse.LIFBoxCell, norse.IAFCell)))
 
@@ -266,7 +266,7 @@ def test_norse_networks_import_identically(tmp_path):
     cuba = norse.SequentialState(torch.nn.Linear(10, 20), norse.LIFCell(cuba_p)).double()
     _scale_linear(cuba, 3.0)
     path = _write(_norse_export(cuba, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "cuba.nir")
-    imp = import_nir(path, convention="norse", steps=T)
+    imp = import_nir(path, convention="norse", dt=1e-3, steps=T)
     _same(_our_spikes(imp, seq), _norse_run(cuba, seq, (norse.LIFCell,)))
 
     # Norse 1.1 writes no Flatten (its exporter maps it to nothing), and its Conv2d nodes have
@@ -277,9 +277,56 @@ def test_norse_networks_import_identically(tmp_path):
     graph = _norse_export(conv, torch.rand(1, 2, 7, 7, dtype=torch.float64))
     with pytest.raises(TypeError):
         nir.write(tmp_path / "conv.nir", graph)
-    imp = nir_to_checkpoint(graph, convention="norse", steps=T)
+    imp = nir_to_checkpoint(graph, convention="norse", dt=1e-3, steps=T)
     seq = torch.rand(T, 16, 2, 7, 7, dtype=torch.float64)
     _same(_our_spikes(imp, seq), _norse_run(conv, seq, (norse.LIFBoxCell,)))
+
+
+def test_norse_files_need_the_dt_their_network_ran_with(tmp_path):
+    """Norse's exporter writes time constants for the dt it is given (the cells' own), and the file
+    does not store it: the import asks for --dt, and with it the spikes are Norse's."""
+    pytest.importorskip("norse")
+    import norse.torch as norse
+
+    rng = np.random.default_rng(8)
+    torch.manual_seed(8)
+    dt = 5e-4
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.from_numpy(rng.uniform(100, 400, 20)),
+                               v_th=torch.from_numpy(rng.uniform(0.05, 0.15, 20)),
+                               v_leak=torch.zeros(20, dtype=torch.float64),
+                               v_reset=torch.zeros(20, dtype=torch.float64))
+    net = norse.SequentialState(torch.nn.Linear(10, 20), norse.LIFBoxCell(p, dt=dt)).double()
+    _scale_linear(net, 1.0)
+    path = _write(_norse_export(net, torch.rand(1, 10, dtype=torch.float64), dt=dt), tmp_path, "dt.nir")
+    with pytest.raises(UnsupportedError) as exc:
+        import_nir(path, convention="norse")
+    assert "--dt" in _one_line(exc)
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    theirs = _norse_run(net, seq, (norse.LIFBoxCell,))
+    assert theirs[0].sum() > 0
+    _same(_our_spikes(import_nir(path, convention="norse", dt=dt, steps=T), seq), theirs)
+    default = _our_spikes(import_nir(path, convention="norse", dt=1e-3, steps=T), seq)
+    assert not torch.equal(default[0], theirs[0].reshape(default[0].shape))  # the dt decides the spikes
+
+
+def test_a_snntorch_leaky_without_leak_imports_identically_and_no_reset_is_refused(tmp_path):
+    """snnTorch writes beta = 1 as tau = r = inf (r = tau/dt): the input gain is the limit, 1."""
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    torch.manual_seed(9)
+    net = torch.nn.Sequential(torch.nn.Linear(10, 20), snn.Leaky(beta=torch.ones(20, dtype=torch.float64),
+                                                                 threshold=torch.full((20,), 2.0, dtype=torch.float64),
+                                                                 init_hidden=True)).double()
+    _scale_linear(net, 1.0)
+    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "beta1.nir")
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    theirs = _snn_run(net, seq, (snn.Leaky,))
+    assert theirs[0].sum() > 0
+    _same(_our_spikes(import_nir(path, convention="snntorch", reset="subtract", steps=T), seq), theirs)
+    with pytest.raises(UnsupportedError) as exc:
+        import_nir(path, convention="snntorch", reset="none")
+    assert "never resets" in _one_line(exc)
 
 
 # ------------------------------------------------------------------------------------ SpikingJelly 2.0
@@ -380,16 +427,34 @@ def test_sinabs_networks_import_identically_or_ask_what_the_file_cannot_say(tmp_
     net = mlp(sa.MultiSpike)  # Sinabs' default
     path = _write(_sinabs_export(net, torch.rand(1, T, 10, dtype=torch.float64)), tmp_path, "multi.nir")
     with pytest.raises(UnsupportedError) as exc:
-        import_nir(path, convention="sinabs", norm_input=True)
+        import_nir(path, convention="sinabs", reset="subtract", norm_input=True)
     assert "--single-spike" in _one_line(exc)
     net = mlp(sa.SingleSpike)
     path = _write(_sinabs_export(net, torch.rand(1, T, 10, dtype=torch.float64)), tmp_path, "single.nir")
     with pytest.raises(UnsupportedError) as exc:  # sinabs' LIF norm_input is not in the file
-        import_nir(path, convention="sinabs", single_spike=True)
+        import_nir(path, convention="sinabs", reset="subtract", single_spike=True)
     assert "--norm-input" in _one_line(exc)
-    imp = import_nir(path, convention="sinabs", single_spike=True, norm_input=True, steps=T)
+    imp = import_nir(path, convention="sinabs", reset="subtract", single_spike=True, norm_input=True, steps=T)
     seq = torch.rand(T, 32, 10, dtype=torch.float64)
     _same(_our_spikes(imp, seq), _sinabs_run(net, seq, (sl.LIF, sl.IAF)))
+
+    def mlp_to_zero():  # Sinabs' MembraneReset: the same file as MembraneSubtract's
+        net = mlp(sa.SingleSpike)
+        for m in net.modules():
+            if isinstance(m, sl.LIF | sl.IAF):
+                m.reset_fn = sa.MembraneReset()
+        return net
+
+    net = mlp_to_zero()
+    path = _write(_sinabs_export(net, torch.rand(1, T, 10, dtype=torch.float64)), tmp_path, "zero.nir")
+    with pytest.raises(UnsupportedError) as exc:
+        import_nir(path, convention="sinabs", single_spike=True, norm_input=True)
+    assert "--reset subtract|zero" in _one_line(exc)
+    theirs = _sinabs_run(net, seq, (sl.LIF, sl.IAF))
+    imp = import_nir(path, convention="sinabs", reset="zero", single_spike=True, norm_input=True, steps=T)
+    _same(_our_spikes(imp, seq), theirs)
+    wrong = import_nir(path, convention="sinabs", reset="subtract", single_spike=True, norm_input=True, steps=T)
+    assert any(not torch.equal(a, b.reshape(a.shape)) for a, b in zip(_our_spikes(wrong, seq), theirs, strict=True))
 
 
 # ------------------------------------------------------------------------------------ Rockpool 3.1
@@ -425,11 +490,11 @@ def test_rockpool_networks_import_identically_or_ask_for_single_spikes(tmp_path)
         net, _ = build(2.0 ** 16)  # Rockpool's default: several spikes per step
         path = _write(to_nir(net, torch.rand(1, T, 10)), tmp_path, "multi.nir")
         with pytest.raises(UnsupportedError) as exc:
-            import_nir(path, convention="rockpool")
+            import_nir(path, convention="rockpool", dt=1e-3)
         assert "--single-spike" in _one_line(exc)
         net, layers = build(1.0)
         path = _write(to_nir(net, torch.rand(1, T, 10)), tmp_path, "single.nir")
-        imp = import_nir(path, convention="rockpool", single_spike=True, steps=T)
+        imp = import_nir(path, convention="rockpool", dt=1e-3, single_spike=True, steps=T)
         seq = torch.rand(T, 32, 10)
         h, theirs = seq.transpose(0, 1), []
         net.reset_state()  # the export ran the network: its neurons kept their state
@@ -562,9 +627,9 @@ def test_nir_paper_cnn_is_refused_as_multi_spike_and_runs_as_sinabs_with_single_
     several spikes per step, which the graph cannot; with single spikes (and no lower bound on the
     potential) Sinabs' own import of the file gives exactly the graph's spikes in every layer."""
     with pytest.raises(UnsupportedError) as exc:
-        import_nir(FIXTURES / "cnn_sinabs.nir", convention="sinabs")
+        import_nir(FIXTURES / "cnn_sinabs.nir", convention="sinabs", reset="subtract")
     assert "--single-spike" in _one_line(exc)
-    imp = import_nir(FIXTURES / "cnn_sinabs.nir", convention="sinabs", single_spike=True, steps=8)
+    imp = import_nir(FIXTURES / "cnn_sinabs.nir", convention="sinabs", reset="subtract", single_spike=True, steps=8)
     conv = imp.checkpoint.graph.nodes["0"]
     assert tuple(conv.weight.shape[2:]) == (5, 5) and conv.padding == (1, 1) and conv.stride == (2, 2)
     x = (torch.rand(8, 2, 2, 34, 34, generator=torch.Generator().manual_seed(0)) < 0.05).double()

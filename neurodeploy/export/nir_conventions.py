@@ -39,14 +39,17 @@ convention         dt        LIF decay        LIF input gain        IF gain  Cub
 ``nir``            required  ``1 - dt/tau``   ``dt r / tau``        ``dt r`` Euler, current first    v_reset    ``>``
 ``snntorch``       1e-4 s    ``1 - dt/tau``   ``dt r / tau``        1        as ``nir``              asked      ``>``
 ``spikingjelly``   1e-4 s    ``1 - dt/tau``   ``dt r / tau``        ``dt r`` as ``nir``              v_reset    ``>=``
-``norse``          1e-3 s    tau = file / dt  ``dt / tau``          1        gain ``dt / tau_mem``   v_reset    ``>``
-``norse-seconds``  1e-3 s    ``1 - dt/tau``   ``dt / tau``          1        as ``norse``            v_reset    ``>``
-``sinabs``         1 step    ``exp(-dt/tau)`` asked (norm_input)    1        not supported           subtract   ``>=``
-``rockpool``       1e-3 s    ``exp(-dt/tau)`` 1                     1        gain ``exp(-dt/tau_s)`` subtract   ``>=``
+``norse``          asked     tau = file / dt  ``dt / tau``          1        gain ``dt / tau_mem``   v_reset    ``>``
+``norse-seconds``  asked     ``1 - dt/tau``   ``dt / tau``          1        as ``norse``            v_reset    ``>``
+``sinabs``         1 step    ``exp(-dt/tau)`` asked (norm_input)    1        not supported           asked      ``>=``
+``rockpool``       asked     ``exp(-dt/tau)`` 1                     1        gain ``exp(-dt/tau_s)`` subtract   ``>=``
 =================  ========  ===============  ====================  =======  ======================  =========  ======
 
 Norse starts its neurons at ``v_leak``; Sinabs and Rockpool neurons emit several spikes per step
-unless the caller says they did not (``single_spike``).
+unless the caller says they did not (``single_spike``). "asked": the file cannot say, so the
+caller must (``dt``: Norse's and Rockpool's exporters write time constants for the network's own
+``dt``, default 1e-3 s, without storing it; ``reset``: snnTorch and Sinabs files look the same for
+either reset).
 
 ``neurodeploy`` (files written by :mod:`neurodeploy.export.nir`) is ``nir`` with the ``dt`` stored
 in the file; its metadata restores every setting exactly.
@@ -98,6 +101,9 @@ class Convention:
     resets: tuple[str, ...] = ()
     v_init: str = "zero"  # initial potential: "zero" or "v_leak" (Norse starts at rest)
     li_gain: str = "lif"  # LI read-out input gain: as the LIF's, or "decay" (Rockpool: i = beta (i + I))
+    dt_asked: bool = False  # the file's time constants are for the writer's model's dt, which it does not store
+    delayed_subtract: bool = False  # an asked "subtract" lowers the potential at the next step, after its decay
+    r_is_tau_over_dt: bool = False  # the writer fixes a LIF's r = tau/dt (its gain is 1, also when tau = inf)
 
 
 SNNTORCH_RESETS = ("subtract", "zero")
@@ -105,29 +111,38 @@ SNNTORCH_RESETS = ("subtract", "zero")
 "subtract"``, ``reset_delay=True``: the threshold is subtracted at the next step, after the decay);
 ``zero`` its ``reset_mechanism="zero"`` (``Leaky``: either ``reset_delay``; ``Synaptic``:
 ``reset_delay=False``). snnTorch's ``reset_delay=False`` with subtraction spikes on the potential
-minus a second threshold whenever the reset potential stays above threshold: no graph form."""
+minus a second threshold whenever the reset potential stays above threshold: no graph form; its
+``reset_mechanism="none"`` (``--reset none``) is refused: every neurodeploy neuron resets."""
+
+SINABS_RESETS = ("subtract", "zero")
+"""``--reset`` choices for Sinabs files: ``subtract`` is Sinabs' default ``reset_fn=MembraneSubtract()``,
+``zero`` its ``MembraneReset()``; both act at the step of the spike, and both write the same file."""
+
+NO_RESET = "none"
+"""The reset a library may offer (snnTorch's ``reset_mechanism="none"``) that no neurodeploy neuron has."""
 
 CONVENTIONS: dict[str, Convention] = {
     "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value", library="NIR", version="1.0"),
     "neurodeploy": Convention("neurodeploy", DEFAULT_DT, "euler", "euler", "euler", "euler", "value",
                               library="neurodeploy", version="0.1"),
     "snntorch": Convention("snntorch", 1e-4, "euler", "euler", "one", "euler", "ask", library="snnTorch",
-                           version="1.0", resets=SNNTORCH_RESETS),
+                           version="1.0", resets=SNNTORCH_RESETS, delayed_subtract=True,
+                           r_is_tau_over_dt=True),
     "spikingjelly": Convention("spikingjelly", 1e-4, "euler", "euler", "euler", "euler", "value",
                                library="SpikingJelly", version="2.0", strict=False),
     "norse": Convention("norse", 1e-3, "euler", "dt_over_tau", "one", "norse", "value", library="Norse",
-                        version="1.1", tau="dt_s", v_init="v_leak",
+                        version="1.1", tau="dt_s", v_init="v_leak", dt_asked=True,
                         notes=("Norse 1.1 writes the time constant multiplied by dt; read as tau = file / dt",)),
     "norse-seconds": Convention("norse-seconds", 1e-3, "euler", "dt_over_tau", "one", "norse", "value",
-                                library="Norse", version="before 1.1", v_init="v_leak",
+                                library="Norse", version="before 1.1", v_init="v_leak", dt_asked=True,
                                 notes=("tau read in seconds, as earlier Norse exporters wrote it (1 / tau_mem_inv; "
                                        "e.g. the NIR paper's lif_norse.nir)",)),
-    "sinabs": Convention("sinabs", 1.0, "exp", "ask", "one", "none", "subtract", library="Sinabs",
-                         version="3.1", strict=False, multi_spike=True,
+    "sinabs": Convention("sinabs", 1.0, "exp", "ask", "one", "none", "ask", library="Sinabs",
+                         version="3.1", strict=False, multi_spike=True, resets=SINABS_RESETS,
                          notes=("sinabs fires at v >= threshold; its IAF may clip the potential from below "
                                 "(min_v_mem), which the file does not record",)),
     "rockpool": Convention("rockpool", 1e-3, "exp", "one", "one", "rockpool", "subtract", library="Rockpool",
-                           version="3.1", strict=False, multi_spike=True, li_gain="decay",
+                           version="3.1", strict=False, multi_spike=True, li_gain="decay", dt_asked=True,
                            notes=("rockpool fires at v >= threshold",)),
 }
 """Per library and version (``library``, ``version``); ``nir`` is the NIR specification itself."""
@@ -308,13 +323,16 @@ def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], rese
     (for a convention that asks, one of its ``resets``; otherwise ``zero`` or ``subtract`` at the
     step of the spike, overriding the file, e.g. the NIR paper's Braille network that resets by
     subtraction but records ``v_reset = 0``)."""
+    if reset == NO_RESET:
+        raise UnsupportedError(f"{where}: a neuron that never resets (--reset {NO_RESET}) has no neurodeploy form; "
+                               "its neurons reset to zero or by subtraction")
     if conv.reset == "ask":
         if reset is None:
             raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record the reset; pass "
                                    f"--reset {'|'.join(conv.resets)} (reset=...)")
         if reset not in conv.resets:
             raise ConfigError(f"reset {reset!r} is not a {conv.library} reset; choose one of {', '.join(conv.resets)}")
-        return ("subtract", True) if reset == "subtract" else ("zero", False)
+        return ("subtract", conv.delayed_subtract) if reset == "subtract" else ("zero", False)
     if reset is not None:  # overrides what the file or the convention says (files that mislabel it)
         if reset not in ("zero", "subtract"):
             raise ConfigError(f"reset {reset!r} is not a reset; choose zero or subtract")
@@ -367,7 +385,7 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         decay = _decay(tau, dt, conv, "time constant", where)
         k = dt / tau if conv.decay == "euler" else 1.0 - decay
         if conv.lif_gain == "euler":
-            gain = k * r
+            gain = _euler_gain(k, tau, r, dt, conv, where)
         elif conv.lif_gain == "ask":
             if norm_input is None:
                 raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record whether a LIF "
@@ -405,6 +423,21 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, mode, current_decay=fi, notes=notes,
                               **extra)
     raise UnsupportedError(f"{where}: NIR {kind} is not a spiking neuron neurodeploy can run")
+
+
+def _euler_gain(k: np.ndarray, tau: np.ndarray, r: np.ndarray, dt: float, conv: Convention,
+                where: str) -> np.ndarray:
+    """``dt r / tau``. A neuron without leak has ``tau = r = inf`` where its writer fixes ``r = tau/dt``
+    (snnTorch's ``beta = 1``): its gain is that ratio's limit, 1. For other writers ``inf/inf``
+    leaves the gain open: refused."""
+    both = np.isinf(tau) & np.isinf(r)
+    if both.any() and not conv.r_is_tau_over_dt:
+        raise UnsupportedError(f"{where}: tau and r are both infinite, so the input gain r/tau is undetermined "
+                               f"under convention {conv.name}")
+    with np.errstate(invalid="ignore"):
+        gain = np.broadcast_to(k * r, tau.shape).copy()
+    gain[both] = 1.0
+    return gain
 
 
 def uniform(arr: np.ndarray, what: str, where: str) -> float:

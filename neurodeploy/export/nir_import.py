@@ -639,6 +639,10 @@ def _resolve(graph_meta: dict[str, Any] | None, convention: str | None, dt: floa
         if dt is not None and not close(float(dt), float(stored)):
             notes.append(f"dt {dt:g} s ignored: the file's metadata says {stored:g} s")
         return True, conv, float(stored)
+    if dt is None and conv.dt_asked:
+        raise UnsupportedError(f"{conv.library} {conv.version} files do not record the time step their network ran "
+                               f"with, which sets every decay; pass --dt (dt=..., in seconds; {conv.library}'s "
+                               f"default is {conv.dt:g})")
     use_dt = dt if dt is not None else conv.dt
     if use_dt is None:
         raise ConfigError(f"convention {conv.name!r} needs dt (the time step in seconds the file was made for)")
@@ -681,13 +685,14 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         convention: how neuron parameters are read: ``"neurodeploy"`` (default for files written by
             neurodeploy), ``"nir"``, ``"snntorch"``, ``"norse"``, ``"sinabs"`` or ``"rockpool"``.
         dt: time step in seconds the file's time constants are meant for (default: the
-            convention's; neurodeploy files use their stored value).
+            convention's; required for Norse and Rockpool files, whose writers take the network's dt
+            and do not store it; neurodeploy files use their stored value).
         steps: time steps T of the imported model (default: the file's, else 8).
         encoding: input encoding (default: the file's, else ``"direct"``).
         approximate: round CUBA decays to Loihi's ``1/DECAY_UNIT`` units instead of refusing.
         source: name of the file, recorded in the checkpoint's ``meta``.
-        reset: the reset where the convention's files do not record it (snnTorch: ``subtract``,
-            or ``zero``).
+        reset: the reset of every spiking layer where the convention's files do not record it
+            (snnTorch and Sinabs: ``subtract`` or ``zero``; ``none`` is refused).
         single_spike: a Sinabs or Rockpool network used single-spike neurons.
         norm_input: a Sinabs LIF scaled its input by ``1 - decay`` (Sinabs' default).
 
