@@ -180,6 +180,16 @@ def _parse_widths(text: str | None, what: str) -> list[Any] | None:
     return out
 
 
+def _reset_list(text: str | None) -> str | None:
+    """``--reset``: one of subtract, zero, none, or a comma-separated list of them."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p in ("subtract", "zero", "none") for p in parts):
+        raise click.BadParameter(f"{text!r}: give subtract, zero or none, or a comma-separated list of them")
+    return ",".join(parts)
+
+
 def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -658,6 +668,8 @@ def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root
     write_json(out, report)
     click.echo(f"profile {graph.profile}: deployed accuracy {100 * report['deployed_accuracy']:.2f}% on "
                f"{report['samples']} samples, {graph.steps} input steps")
+    for w in figs["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -905,11 +917,12 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--steps", type=int, help="Time steps T of the imported model (default: the file's, else 8).")
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to Loihi's decay units instead of refusing.")
-@click.option("--reset", type=click.Choice(["subtract", "zero", "none"]), default=None,
-              help="Reset of every spiking layer of files that do not record it (snnTorch: subtract is its "
-                   "default, after the decay; Sinabs: subtract is its MembraneSubtract, zero its MembraneReset; "
-                   "none is refused: every neurodeploy neuron resets); refused for files whose neurodeploy "
-                   "metadata records it.")
+@click.option("--reset", callback=lambda _c, _p, v: _reset_list(v), default=None,
+              help="Reset of files that do not record it: subtract, zero or none, for every spiking layer, or a "
+                   "comma-separated list with one per spiking layer in the file's order (snnTorch: subtract is "
+                   "its default, after the decay; Sinabs: subtract is its MembraneSubtract, zero its "
+                   "MembraneReset; none is refused: every neurodeploy neuron resets); refused for files whose "
+                   "neurodeploy metadata records it.")
 @click.option("--single-spike", is_flag=True, help="The Sinabs/Rockpool network used single-spike neurons.")
 @click.option("--norm-input", type=click.Choice(["yes", "no"]), default=None,
               help="Whether the Sinabs LIFs scaled their input by 1 - decay (Sinabs' default: yes).")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.errors import UnsupportedError
+from neurodeploy.errors import ConfigError, UnsupportedError
 from neurodeploy.export.nir import import_nir, nir_to_checkpoint
 from neurodeploy.graph import nodes as gn
 
@@ -155,6 +155,27 @@ def test_snntorch_mlp_imports_identically_or_asks_for_the_reset(case, tmp_path):
     else:
         ours = _our_spikes(imp, seq)
     _same(ours, theirs)
+
+
+def test_snntorch_layers_with_different_resets_take_one_reset_each(tmp_path):
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    rng = np.random.default_rng(4)
+    torch.manual_seed(4)
+    net = torch.nn.Sequential(torch.nn.Linear(10, 24), _snn_layer("leaky", (24,), rng, "subtract", True),
+                              torch.nn.Linear(24, 12), _snn_layer("leaky", (12,), rng, "zero", True)).double()
+    _scale_linear(net, 1.5)
+    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path)
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    theirs = _snn_run(net, seq, (snn.Leaky,))
+    _same(_our_spikes(import_nir(path, convention="snntorch", reset="subtract,zero", steps=T), seq), theirs)
+    one = _our_spikes(import_nir(path, convention="snntorch", reset="subtract", steps=T), seq)
+    assert not torch.equal(one[1], theirs[1].reshape(one[1].shape))  # one flag for both layers is wrong here
+    for wrong in ("subtract,zero,zero", "subtract, zero, subtract, zero"):
+        with pytest.raises(ConfigError) as exc:
+            import_nir(path, convention="snntorch", reset=wrong)
+        assert "2 spiking layers" in _one_line(exc) or "more spiking layers" in _one_line(exc)
 
 
 def test_snntorch_synaptic_zero_reset_with_its_default_delay_differs_from_every_flag(tmp_path):

@@ -296,3 +296,23 @@ def test_train_quantize_finetune_simulate_on_speck2f(tmp_path):
     assert r.exit_code == 2 and r.output.startswith("error: ") and len(r.output.splitlines()) == 1
     assert "(rule state_width)" in r.output
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_potentials_beyond_16_bits_are_simulated_as_sinabs_does_and_warned_about():
+    """Speck's rule for a potential beyond 16 bits is not published: the simulator keeps the exact
+    value and every event it holds (Sinabs' MultiSpike has no cap), and the report warns."""
+    from neurodeploy.sim.deploy import simulate_graph
+
+    g = _demo_graph()
+    g.encoding = {"kind": "direct", "bits": 1}  # an input of ones: an event at every pixel and step
+    g.layers[0].weight[...] = 127  # 18 inputs of 127 per step: 2286 per step against a threshold of 5
+    x = torch.ones(3, 2, 8, 8)
+    res = Simulator(g, PROFILE).run(np.ones((3, g.steps, 2, 8, 8), np.int64), record=("spikes",))
+    assert int(res.v_overflows.sum()) > 0
+    assert int(max(a.max() for a in res.rasters.values())) > 2**16  # no cap at 2**16 events
+    figs = simulate_graph(g, x, torch.zeros(3, dtype=torch.int64), progress=False)
+    assert figs["warnings"] and all("16-bit range" in w and "may differ" in w for w in figs["warnings"])
+    g = _demo_graph()
+    g.encoding = {"kind": "direct", "bits": 1}
+    quiet = simulate_graph(g, torch.zeros(3, 2, 8, 8), torch.zeros(3, dtype=torch.int64), progress=False)
+    assert quiet["warnings"] == [] and sum(quiet["v_overflows"].values()) == 0

@@ -346,6 +346,36 @@ def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], rese
     return "zero", False
 
 
+class LayerResets:
+    """The ``reset`` a caller gave, layer by layer: ``None`` (the file or the convention decides),
+    one reset for every spiking layer, or a comma-separated list naming each spiking layer's in
+    the order the reader meets them (the file's layer order). Take one per spiking layer with
+    :meth:`take`; :meth:`finish` refuses a list whose length is not the number of layers."""
+
+    def __init__(self, reset: str | None):
+        self.given = reset
+        self.values = None if reset is None else tuple(v.strip() for v in str(reset).split(","))
+        self.taken = 0
+
+    def take(self) -> str | None:
+        if self.values is None:
+            return None
+        self.taken += 1
+        if len(self.values) == 1:
+            return self.values[0]
+        if self.taken > len(self.values):
+            self._refuse("more")
+        return self.values[self.taken - 1]
+
+    def finish(self) -> None:
+        if self.values is not None and len(self.values) > 1 and len(self.values) != self.taken:
+            self._refuse(str(self.taken))
+
+    def _refuse(self, layers: str) -> None:
+        raise ConfigError(f"--reset {self.given} names {len(self.values)} resets but the file has {layers} spiking "
+                          "layers; give one reset, or one per spiking layer in order")
+
+
 def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...],
                 reset: str | None = None, single_spike: bool = False,
                 norm_input: bool | None = None) -> DiscreteNeuron:

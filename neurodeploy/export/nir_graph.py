@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from neurodeploy.errors import FormatError, NeurodeployError, UnsupportedError
-from neurodeploy.export.nir_conventions import to_discrete, unfold_gain
+from neurodeploy.export.nir_conventions import LayerResets, to_discrete, unfold_gain
 from neurodeploy.export.nir_import import _resolve
 from neurodeploy.export.nir_io import unpack_metadata
 from neurodeploy.graph import nodes as gn
@@ -187,8 +187,9 @@ def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: fl
     """The float graph of a NIR graph (see the module docstring).
 
     ``convention``/``dt`` as for :func:`~neurodeploy.export.nir_import.nir_to_checkpoint`;
-    ``reset`` decides the reset where the convention's files do not record it (snnTorch:
-    ``subtract`` or ``zero``); ``single_spike`` says that a Sinabs or
+    ``reset`` decides the reset where the convention's files do not record it (snnTorch, Sinabs:
+    ``subtract`` or ``zero``; one for every spiking layer, or a comma-separated list with one per
+    spiking layer in the graph's order); ``single_spike`` says that a Sinabs or
     Rockpool network used single-spike neurons; ``norm_input`` whether a Sinabs LIF scaled its
     input by ``1 - decay``. Raises :class:`UnsupportedError` naming the node
     with no IR form or what the file leaves open (and the option that decides it),
@@ -236,6 +237,7 @@ class _ShapeError(NeurodeployError):
 def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...], graph_meta: Any, ours: bool,
            conv: Any, use_dt: float, asked: tuple[Any, Any, Any], notes: list[str]) -> Graph:
     reset, single_spike, norm_input = asked
+    resets = LayerResets(reset)
     notes = list(notes)
     skeleton = Graph({k: gn.Add() for k in nir_nodes}, edges)
     try:
@@ -308,7 +310,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                                        "float-graph form")
             new = gn.Delay(int(whole.flat[0]))
         elif kind in ("LIF", "IF", "CubaLIF"):
-            dn = to_discrete(node, use_dt, conv, name, in_shape, reset=None if ours else reset,
+            dn = to_discrete(node, use_dt, conv, name, in_shape, reset=None if ours else resets.take(),
                              single_spike=single_spike, norm_input=norm_input)
             notes.extend(x for x in dn.notes if x not in notes)
             mode = (payload or {}).get("reset", dn.reset)
@@ -371,6 +373,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
         for other in ins[1:]:
             if shapes[other] != in_shape:
                 raise UnsupportedError(f"{name}: its inputs have different shapes ({in_shape}, {shapes[other]})")
+    resets.finish()
     all_edges = [Edge(e.src, front.get(e.dst, e.dst), e.recurrent) for e in edges] + extra_edges
     all_edges += _move_recurrent_biases(nodes, all_edges, shapes)
     readout = graph_meta["readout"]["kind"] if ours and isinstance(graph_meta.get("readout"), dict) else None

@@ -43,6 +43,7 @@ from neurodeploy.export.nir_conventions import (
     DECAY_UNIT,
     REL_TOL,
     DiscreteNeuron,
+    LayerResets,
     close,
     cuba_parameters,
     get_convention,
@@ -217,6 +218,7 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
     in_shape = _shape(first.input_type.get("input") if isinstance(first.input_type, dict) else None, chain[0][0])
     shape = in_shape
     ops: list[_Op] = []
+    resets = LayerResets(asked[0])
     for name, node in chain[1:]:
         kind = type(node).__name__
         meta = unpack_metadata(node, name) if ours else None
@@ -315,13 +317,14 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             ops.append(_Op("scale", name, scale=s, in_shape=shape, out_shape=shape, meta=meta))
             continue
         if kind in NEURON_TYPES:
-            dn = to_discrete(node, dt, conv, name, shape, reset=asked[0], single_spike=asked[1],
+            dn = to_discrete(node, dt, conv, name, shape, reset=resets.take(), single_spike=asked[1],
                              norm_input=asked[2])
             ops.append(_Op("neuron", name, neuron=dn, in_shape=shape, out_shape=shape, meta=meta, node=node))
             notes.extend(n for n in dn.notes if n not in notes)
             continue
         reason = _REFUSED.get(kind, "it has no neurodeploy equivalent")
         raise UnsupportedError(f"{name}: NIR {kind} cannot be imported: {reason}")
+    resets.finish()
     return in_shape, ops
 
 
@@ -691,8 +694,9 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         encoding: input encoding (default: the file's, else ``"direct"``).
         approximate: round CUBA decays to Loihi's ``1/DECAY_UNIT`` units instead of refusing.
         source: name of the file, recorded in the checkpoint's ``meta``.
-        reset: the reset of every spiking layer where the convention's files do not record it
-            (snnTorch and Sinabs: ``subtract`` or ``zero``; ``none`` is refused).
+        reset: the reset where the convention's files do not record it (snnTorch and Sinabs:
+            ``subtract`` or ``zero``; ``none`` is refused): one for every spiking layer, or a
+            comma-separated list with one per spiking layer in the file's order.
         single_spike: a Sinabs or Rockpool network used single-spike neurons.
         norm_input: a Sinabs LIF scaled its input by ``1 - decay`` (Sinabs' default).
 

@@ -125,9 +125,9 @@ class NeuronFormat:
                                       choices=RESET_MODES)
     refractory_steps: int = _f("int", "refractory period in steps (must be 0: no family "
                                "models refractoriness)", lo=0, hi=0)
-    max_spikes_per_step: int = _f("int", "most events per neuron per step", lo=1, hi=2**16)
+    max_spikes_per_step: int = _f("int", "most events per neuron per step", lo=1, hi=2**31 - 1)
     max_output_spikes_per_step: int = _f("int", "most events per read-out neuron per step",
-                                         lo=1, hi=2**16)
+                                         lo=1, hi=2**31 - 1)
     synaptic_states: int = _f("int", "synaptic current states per neuron (informational)",
                               lo=1, hi=16)
     min_ramp: int | None = _f("int", "smallest potential increase per step of a ramp "

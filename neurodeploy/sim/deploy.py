@@ -213,8 +213,28 @@ def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitt
             return x[start:stop, :graph.steps]
         return encode_sample_inputs(x[start:stop], graph.steps, graph.encoding, start=start)
 
-    return simulate_accuracy(graph, inputs, y.numpy(), batch_size, profile=profile, extra_steps=latency,
+    figs = simulate_accuracy(graph, inputs, y.numpy(), batch_size, profile=profile, extra_steps=latency,
                              jitter=jitter, seed=seed, progress=progress)
+    figs["warnings"] = unpublished_overflows(figs, profile)
+    return figs
+
+
+def unpublished_overflows(figs: dict[str, Any], profile: Any) -> list[str]:
+    """One warning per layer whose current or voltage left the profile's width where its rule is
+    ``"none"``: the simulator keeps the exact value, as the vendor's software does (Sinabs on
+    Speck), but the chip's own rule there is not published, so the chip may differ."""
+    st = profile.state
+    out = []
+    for key, rule, bits, what in (("u_overflows", st.current_overflow, st.current_bits, "synaptic current"),
+                                  ("v_overflows", st.voltage_overflow, st.voltage_bits, "membrane potential")):
+        if rule != "none":
+            continue
+        for layer, count in figs.get(key, {}).items():
+            if count:
+                out.append(f"{layer}: the {what} left {profile.name}'s {bits}-bit range at {count} neuron step(s); "
+                           "the simulator keeps exact values there, as the vendor's software does, but the chip's "
+                           "rule is not published, so the chip may differ (lower the weights or raise the threshold)")
+    return out
 
 
 def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any, *,
@@ -248,7 +268,7 @@ def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any
         profile=p.name, graph=graph, float_accuracy=float_accuracy(model, x, y, fq.input_steps),
         accuracy=float(figs["accuracy"]), samples=int(figs["samples"]), input_steps=graph.steps,
         latency_steps=fq.latency, figures=figs, fit=fit_report(graph, p).to_dict(),
-        warnings=list(graph.metadata.get("warnings", [])))
+        warnings=[*graph.metadata.get("warnings", []), *figs["warnings"]])
 
 
 def deployment_from_graph(graph: DeployGraph, dataset: Any, float_acc: float, *, limit: int | None = None,
@@ -263,7 +283,8 @@ def deployment_from_graph(graph: DeployGraph, dataset: Any, float_acc: float, *,
     return Deployment(
         profile=profile.name, graph=graph, float_accuracy=float(float_acc), accuracy=float(figs["accuracy"]),
         samples=int(figs["samples"]), input_steps=graph.steps, latency_steps=Simulator(graph, profile).latency,
-        figures=figs, fit=fit_report(graph, profile).to_dict(), warnings=list(graph.metadata.get("warnings", [])))
+        figures=figs, fit=fit_report(graph, profile).to_dict(),
+        warnings=[*graph.metadata.get("warnings", []), *figs["warnings"]])
 
 
 def simulate_checkpoint(model: SpikingNet, profile: str, dataset: Any, *, steps: int | None = None,

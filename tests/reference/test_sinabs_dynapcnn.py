@@ -13,8 +13,9 @@ with ``min_v_mem = -threshold``) and must choose the graph's integers: the two l
 
 Networks: ConvNets trained on digits and lowered to ``speck2f`` (all 360 test samples, 8 steps),
 and seeded random integer networks with sum pooling, biases, several events per step, the lower
-bound ``min_v_mem`` and one whose potentials leave 16 bits (flagged by the simulator; Sinabs's
-software forward does not saturate either, so the two still agree there).
+bound ``min_v_mem`` and two whose potentials leave 16 bits (flagged by the simulator; Sinabs's
+software forward does not saturate either, so the two still agree there; in one a neuron sends
+more than 2**16 events in a step, which Sinabs does not cap).
 """
 
 from __future__ import annotations
@@ -220,14 +221,19 @@ def test_random_integer_networks_give_sinabs_events_layer_by_layer(tmp_path):
     rng = np.random.default_rng(99)  # large weights, small thresholds: potentials beyond 16 bits
     big = _random_graph(rng, size=16, thr=(100, 200))
     cases["beyond16bit"] = (big, np.ones((2, 10, *big.input_shape), np.int64))
+    rng = np.random.default_rng(10)  # thresholds of 4..7: one neuron sends more than 2**16 events in a step
+    flood = _random_graph(rng, size=16, thr=(4, 8))
+    cases["beyond16bitflood"] = (flood, np.ones((2, 10, *flood.input_shape), np.int64))
     refs = _run_sinabs(cases, tmp_path)
     multi = clamp = 0
     for name, (graph, events) in cases.items():
         stats = _compare(graph, events, refs[name])
-        if name == "beyond16bit":
+        if name.startswith("beyond16bit"):
             assert stats["v_overflows"] > 0  # flagged, and still Sinabs's events
         else:
             assert stats["v_overflows"] == 0, name
+        if name == "beyond16bitflood":  # Sinabs's MultiSpike has no cap, nor has the profile
+            assert stats["max_events_per_step"] > 2**16
         multi += stats["max_events_per_step"] > 1
     sim = Simulator(cases["random0"][0], PROFILE)
     res = sim.run(cases["random0"][1], record=("v",))

@@ -12,7 +12,8 @@ step (one time bin of events) and neuron:
 2. events: ``n = floor(v / theta)`` where ``v >= theta`` (Sinabs's ``MultiSpike``:
    ``(v > 0) * trunc(v / theta)``, so non-strict, and several events per step when ``v`` holds
    several thresholds; the chip fires once per threshold crossing as it integrates the events of
-   a bin one by one), capped at the profile's ``max_spikes_per_step``;
+   a bin one by one), capped at the profile's ``max_spikes_per_step`` (the schema's largest value,
+   2**31 - 1: Sinabs has no cap, and a potential within 16 bits never reaches it);
 3. reset by subtraction: ``v = v - n * theta``;
 4. the lower bound: ``v = max(v, min_v_mem)`` with ``min_v_mem = -theta`` (the family's one
    convention for the chip's per-layer lower threshold: the value Sinabs users set so that
@@ -23,7 +24,7 @@ Sinabs's software forward does not saturate at 16 bits, and what the chip does w
 leaves that range is not published; so the simulator keeps the exact value (as Sinabs does) and
 counts every neuron step whose potential before the spike test leaves ``[-2**15, 2**15 - 1]`` as a
 voltage overflow (``SimResult.v_overflows``). Results with overflows are where chip and software
-may differ; the reference tests run networks without any.
+may differ: the deployment reports warn about them (``sim.deploy.unpublished_overflows``).
 
 ``u`` is the step's synaptic input (no state: the profile's current decay is complete), ``v`` the
 membrane potential. All functions work on numpy int64 arrays and torch tensors (int64, or float64
@@ -49,7 +50,7 @@ class SpeckConfig:
 
     voltage_bits: int = 16
     threshold_strict: bool = False
-    max_spikes: int = 1 << 16
+    max_spikes: int = 2**31 - 1
     accumulator_bits: int = 16
     dense_accumulator_overflow: str = "none"
     conv_accumulator_overflow: str = "none"
