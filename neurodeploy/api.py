@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from neurodeploy.errors import ConfigError
+from neurodeploy.hardware import check_fit
 from neurodeploy.lower.graph import DeployGraph
 from neurodeploy.models import ModelSpec, SpikingNet, build_model
 from neurodeploy.models.graph_net import GraphCheckpoint
@@ -171,6 +172,7 @@ def export_to(source: Any, path: str | Path, format: str | None = None, **option
             source = convert(source)
         if not isinstance(source, DeployGraph):
             raise ConfigError("Lava netx export needs a deployment graph (nd.convert(nd.prepare(...)))")
+        check_fit(source)
         return export_netx(source, path, **options).path
     if isinstance(source, FakeQuantNet):
         source = source.model
@@ -227,6 +229,7 @@ def export_chip(source: Any, path: str | Path, fmt: str) -> Path:
         source = convert(source)
     if not isinstance(source, DeployGraph):
         raise ConfigError(f"{fmt} export needs a deployment graph (nd.convert(nd.prepare(...)))")
+    check_fit(source)  # a graph built by hand was never checked against its chip
     if fmt == "lava-process":
         from neurodeploy.export.netx import export_lava_process
 

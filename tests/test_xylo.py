@@ -136,9 +136,9 @@ def test_lowered_graph_uses_the_quantized_dashes_and_one_shift_per_matrix(xylo_m
 
 
 # ------------------------------------------------------------------------------------- spec
-def _graph(seed: int, profile: str = "xylo-audio2", widths=(7, 5, 4)) -> DeployGraph:
+def _graph(seed: int, profile: str = "xylo-audio2", widths=(7, 5, 4), inputs: int = 6) -> DeployGraph:
     rng = np.random.default_rng(seed)
-    layers, fan = [Flatten()], 6
+    layers, fan = [Flatten()], inputs
     for k, n in enumerate(widths):
         g = NeuronGroup(shape=(n,), current_decay=int(rng.integers(1, 16)),
                         voltage_decay=int(rng.integers(0, 16)), threshold=int(rng.integers(30, 900)),
@@ -147,7 +147,18 @@ def _graph(seed: int, profile: str = "xylo-audio2", widths=(7, 5, 4)) -> DeployG
                             weight_exp=2 if 0 < k < len(widths) - 1 else int(rng.integers(0, 8)),
                             name=f"l{k}"))
         fan = n
-    return DeployGraph(profile, "xylo", (6, 1), layers, steps=20)
+    return DeployGraph(profile, "xylo", (inputs, 1), layers, steps=20)
+
+
+def test_the_api_refuses_to_export_a_hand_built_graph_the_chip_cannot_hold(tmp_path):
+    import neurodeploy as nd
+
+    assert nd.export_to(_graph(0), tmp_path / "ok.npz", format="xylo").is_file()
+    for graph, what in ((_graph(0, inputs=17), "input channels"), (_graph(0, widths=(7, 5, 9)), "read-out")):
+        out = tmp_path / "no.npz"
+        with pytest.raises(nd.NeurodeployError) as exc:
+            nd.export_to(graph, out, format="xylo")
+        assert what in str(exc.value) and "\n" not in str(exc.value) and not out.exists()
 
 
 @pytest.mark.parametrize("seed", range(4))
