@@ -283,6 +283,8 @@ def _array(node: Any, attr: str, where: str, shape: tuple[int, ...]) -> np.ndarr
     value = getattr(node, attr, None)
     if value is None:
         raise FormatError(f"{where}: NIR {type(node).__name__} has no {attr}")
+    if np.iscomplexobj(value):  # casting would drop the imaginary part
+        raise FormatError(f"{where}: {attr} holds complex values; a neuron's parameters are real")
     try:
         with np.errstate(all="ignore"):
             arr = np.asarray(value, dtype=np.float64)

@@ -37,16 +37,26 @@ import torch
 from neurodeploy.errors import FormatError, NeurodeployError, UnsupportedError
 from neurodeploy.export.nir_conventions import LayerResets, to_discrete, unfold_gain
 from neurodeploy.export.nir_import import _resolve
-from neurodeploy.export.nir_io import unpack_metadata
+from neurodeploy.export.nir_io import check_edges, unpack_metadata
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.ir import Edge, Graph, GraphError, output_shape
 
 
+class _ParamError(FormatError):
+    """A parameter that is not a finite real number (the node's name is added where it is read)."""
+
+
 def _finite(arr: Any) -> np.ndarray:
-    """``arr`` as float64; NaN or infinite parameters change every spike downstream: refused."""
-    a = np.array(arr, dtype=np.float64)
+    """``arr`` as float64; parameters that are not numbers, complex (casting would drop the
+    imaginary part), NaN or infinite change every spike downstream: refused."""
+    raw = np.asarray(arr)
+    if raw.dtype.kind == "c":
+        raise _ParamError(f"a parameter holds complex values ({raw.dtype}); a network's parameters are real")
+    if raw.dtype.kind not in "biuf":
+        raise _ParamError(f"a parameter is not numeric ({raw.dtype})")
+    a = np.array(raw, dtype=np.float64)
     if not np.all(np.isfinite(a)):
-        raise FormatError("a parameter holds NaN or infinite values")
+        raise _ParamError("a parameter holds NaN or infinite values")
     return a
 
 
@@ -198,6 +208,7 @@ def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: fl
     """
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"expected a NIR graph, got {type(graph).__name__}")
+    check_edges(graph)
     notes: list[str] = []
     graph_meta = unpack_metadata(graph, "graph")
     ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes)
@@ -251,128 +262,135 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
     dropped = len(_shape(nir_nodes[next(k for k in order if isinstance(nir_nodes[k], nir.Input))].input_type)) \
         - len(in_type)
     for name in order:
-        node = nir_nodes[name]
-        kind = type(node).__name__
-        ins = skeleton.inputs_of(name)
-        if not ins and kind != "Input":
-            raise UnsupportedError(f"{name}: NIR {kind} has no input edge from the graph's input side")
-        in_shape = shapes[ins[0]] if ins else ()
-        payload = unpack_metadata(node, name) if ours else None
-        meta: dict[str, Any] = {"source": (payload or {}).get("stage", name), "nir": kind}
-        aux: list[tuple[str, gn.Node]] = []
-        if kind == "Input":
-            new: gn.Node = gn.Input(in_type)
-        elif kind == "Output":
-            _check_output_type(node, name, in_shape)
-            kept = (graph_meta.get("readout") or {}).get("kind") if ours and graph_meta.get("network") == "graph" \
-                else None
-            new = gn.Output(kept if kept in gn.READOUTS else "mean")
-        elif kind in ("_Pass", "Identity"):
-            new = gn.Add()
-        elif kind in ("Affine", "Linear"):
-            bias = getattr(node, "bias", None)
-            w, bias = _unfolded(node, payload)
-            w = _t(w)
-            if len(in_shape) > 1 and w.dim() == 2 and int(np.prod(in_shape)) == w.shape[1]:
-                raise _ShapeError(f"{name}: {kind} takes {w.shape[1]} features; the graph does not accept "
-                                  f"a {in_shape} input")
-            new = gn.Affine(w, None if bias is None else _t(bias))
-        elif kind == "Conv2d":
-            pad = node.padding
-            if isinstance(pad, bytes | np.bytes_):
-                pad = bytes(pad).decode()
-            if isinstance(pad, str):
-                if pad == "valid":
-                    pad = (0, 0)
-                else:
-                    kh, kw = np.asarray(node.weight).shape[2:]
-                    d = _pair(node.dilation)
-                    if (d[0] * (kh - 1)) % 2 or (d[1] * (kw - 1)) % 2 or _pair(node.stride) != (1, 1):
-                        raise UnsupportedError(f"{name}: asymmetric 'same' padding has no float-graph form")
-                    pad = (d[0] * (kh - 1) // 2, d[1] * (kw - 1) // 2)
-            w, bias = _unfolded(node, payload)
-            b = None if bias is None or np.ndim(bias) == 0 else _t(bias)
-            new = gn.Conv(_t(w), b, _pair(node.stride), _pair(pad), _pair(node.dilation),
-                          int(np.asarray(node.groups).ravel()[0]))
-        elif kind in ("AvgPool2d", "SumPool2d"):
-            cls = gn.AvgPool if kind == "AvgPool2d" else gn.SumPool
-            new = cls(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
-        elif kind == "Flatten":
-            new = _flatten(node, name, in_shape, dropped)
-        elif kind == "Scale":
-            new = gn.Scale(_param(node.scale))
-        elif kind == "Delay":
-            steps = np.asarray(node.delay, dtype=np.float64) / use_dt
-            whole = np.round(steps)
-            if steps.size == 0 or not np.allclose(steps, whole, rtol=1e-9) or np.any(whole != whole.flat[0]) \
-                    or whole.flat[0] < 1:
-                raise UnsupportedError(f"{name}: a delay that is not one whole number (>= 1) of steps dt has no "
-                                       "float-graph form")
-            new = gn.Delay(int(whole.flat[0]))
-        elif kind in ("LIF", "IF", "CubaLIF"):
-            dn = to_discrete(node, use_dt, conv, name, in_shape, reset=None if ours else resets.take(),
-                             single_spike=single_spike, norm_input=norm_input)
-            notes.extend(x for x in dn.notes if x not in notes)
-            mode = (payload or {}).get("reset", dn.reset)
-            v_init = _param(np.broadcast_to(dn.v_init, in_shape))
-            cfg = (payload or {}).get("neuron")
-            state = (payload or {}).get("state") or {}
-            if isinstance(cfg, dict):
-                meta.update(neuron=cfg, state=state, surrogate=cfg.get("surrogate"), scale_mode=cfg.get("scale"))
-                if cfg.get("mp_init"):
-                    v_init = float(state.get("mp_mean", 0.0))
-            th = _param(dn.threshold)
-            gain = np.broadcast_to(1.0 if (payload or {}).get("gain_in_synapse") else dn.gain, in_shape)
-            if np.any(dn.drive != 0):
-                if np.any(gain == 0):
-                    raise UnsupportedError(f"{name}: a constant drive (v_leak) on a neuron with input gain 0 has no "
-                                           "float-graph form")
-                aux.append((f"{name}.leak", gn.Bias(_t(np.broadcast_to(dn.drive / gain, in_shape)))))
-            if dn.kind == "if":
-                new = gn.IF(th, _param(gain), mode, v_init, dn.strict)
-            elif dn.kind == "lif":
-                new = gn.LIF(_param(dn.decay), th, _param(gain), mode, v_init, dn.strict)
-            else:
-                new = gn.CubaLIF(_param(dn.current_decay), _param(dn.decay), th, _param(gain), mode, v_init,
-                                 dn.strict)
-            if dn.reset_after_decay:
-                if np.any(gain == 0):
-                    raise UnsupportedError(f"{name}: a delayed subtractive reset on a neuron with input gain 0 has "
-                                           "no float-graph form")
-                v = np.broadcast_to(dn.threshold, in_shape)
-                if dn.kind == "cuba":
-                    c = -v * (1.0 - np.broadcast_to(dn.decay, in_shape)) / gain
-                    fi = np.broadcast_to(dn.current_decay, in_shape)
-                    extra_edges.extend(_reset_loop(nodes, name, c, None))
-                    if np.any(fi != 0):
-                        extra_edges.extend(_reset_loop(nodes, name, -fi * c, 1))
-                else:
-                    c = -v * (1.0 - np.broadcast_to(dn.decay, in_shape)) / gain
-                    extra_edges.extend(_reset_loop(nodes, name, c, None))
-        elif kind in ("LI", "I"):
-            new = _integrator(node, kind, name, in_shape, use_dt, conv, aux, norm_input)
-        else:
-            raise UnsupportedError(f"{name}: NIR {kind} has no float-graph form")
-        new.meta.update(meta)
-        prev = None
-        for aux_name, aux_node in aux:
-            aux_node.meta.update({"source": name, "nir": kind, "role": aux_name.rsplit(".", 1)[1]})
-            nodes[aux_name] = aux_node
-            shapes[aux_name] = in_shape
-            if prev is not None:
-                extra_edges.append(Edge(prev, aux_name))
-            prev = aux_name
-        if prev is not None:
-            front[name] = aux[0][0]
-            extra_edges.append(Edge(prev, name))
-        nodes[name] = new
         try:
-            shapes[name] = new.shape if isinstance(new, gn.Input) else output_shape(name, new, in_shape)
-        except GraphError as exc:
-            raise _ShapeError(f"{exc}; the graph does not accept the input type's trailing shape") from None
-        for other in ins[1:]:
-            if shapes[other] != in_shape:
-                raise UnsupportedError(f"{name}: its inputs have different shapes ({in_shape}, {shapes[other]})")
+            node = nir_nodes[name]
+            kind = type(node).__name__
+            ins = skeleton.inputs_of(name)
+            if not ins and kind != "Input":
+                raise UnsupportedError(f"{name}: NIR {kind} has no input edge from the graph's input side")
+            in_shape = shapes[ins[0]] if ins else ()
+            payload = unpack_metadata(node, name) if ours else None
+            meta: dict[str, Any] = {"source": (payload or {}).get("stage", name), "nir": kind}
+            aux: list[tuple[str, gn.Node]] = []
+            if kind == "Input":
+                new: gn.Node = gn.Input(in_type)
+            elif kind == "Output":
+                _check_output_type(node, name, in_shape)
+                kept = (graph_meta.get("readout") or {}).get("kind") if ours and graph_meta.get("network") == "graph" \
+                    else None
+                new = gn.Output(kept if kept in gn.READOUTS else "mean")
+            elif kind in ("_Pass", "Identity"):
+                new = gn.Add()
+            elif kind in ("Affine", "Linear"):
+                bias = getattr(node, "bias", None)
+                w, bias = _unfolded(node, payload)
+                w = _t(w)
+                if w.numel() == 0:
+                    raise FormatError(f"{name}: weight of shape {tuple(w.shape)} is empty")
+                if len(in_shape) > 1 and w.dim() == 2 and int(np.prod(in_shape)) == w.shape[1]:
+                    raise _ShapeError(f"{name}: {kind} takes {w.shape[1]} features; the graph does not accept "
+                                      f"a {in_shape} input")
+                new = gn.Affine(w, None if bias is None else _t(bias))
+            elif kind == "Conv2d":
+                pad = node.padding
+                if isinstance(pad, bytes | np.bytes_):
+                    pad = bytes(pad).decode()
+                if isinstance(pad, str):
+                    if pad == "valid":
+                        pad = (0, 0)
+                    else:
+                        kh, kw = np.asarray(node.weight).shape[2:]
+                        d = _pair(node.dilation)
+                        if (d[0] * (kh - 1)) % 2 or (d[1] * (kw - 1)) % 2 or _pair(node.stride) != (1, 1):
+                            raise UnsupportedError(f"{name}: asymmetric 'same' padding has no float-graph form")
+                        pad = (d[0] * (kh - 1) // 2, d[1] * (kw - 1) // 2)
+                w, bias = _unfolded(node, payload)
+                if np.size(w) == 0:
+                    raise FormatError(f"{name}: weight of shape {np.shape(w)} is empty")
+                b = None if bias is None or np.ndim(bias) == 0 else _t(bias)
+                new = gn.Conv(_t(w), b, _pair(node.stride), _pair(pad), _pair(node.dilation),
+                              int(np.asarray(node.groups).ravel()[0]))
+            elif kind in ("AvgPool2d", "SumPool2d"):
+                cls = gn.AvgPool if kind == "AvgPool2d" else gn.SumPool
+                new = cls(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
+            elif kind == "Flatten":
+                new = _flatten(node, name, in_shape, dropped)
+            elif kind == "Scale":
+                new = gn.Scale(_param(node.scale))
+            elif kind == "Delay":
+                steps = np.asarray(node.delay, dtype=np.float64) / use_dt
+                whole = np.round(steps)
+                if steps.size == 0 or not np.allclose(steps, whole, rtol=1e-9) or np.any(whole != whole.flat[0]) \
+                        or whole.flat[0] < 1:
+                    raise UnsupportedError(f"{name}: a delay that is not one whole number (>= 1) of steps dt has no "
+                                           "float-graph form")
+                new = gn.Delay(int(whole.flat[0]))
+            elif kind in ("LIF", "IF", "CubaLIF"):
+                dn = to_discrete(node, use_dt, conv, name, in_shape, reset=None if ours else resets.take(),
+                                 single_spike=single_spike, norm_input=norm_input)
+                notes.extend(x for x in dn.notes if x not in notes)
+                mode = (payload or {}).get("reset", dn.reset)
+                v_init = _param(np.broadcast_to(dn.v_init, in_shape))
+                cfg = (payload or {}).get("neuron")
+                state = (payload or {}).get("state") or {}
+                if isinstance(cfg, dict):
+                    meta.update(neuron=cfg, state=state, surrogate=cfg.get("surrogate"), scale_mode=cfg.get("scale"))
+                    if cfg.get("mp_init"):
+                        v_init = float(state.get("mp_mean", 0.0))
+                th = _param(dn.threshold)
+                gain = np.broadcast_to(1.0 if (payload or {}).get("gain_in_synapse") else dn.gain, in_shape)
+                if np.any(dn.drive != 0):
+                    if np.any(gain == 0):
+                        raise UnsupportedError(f"{name}: a constant drive (v_leak) on a neuron with input gain 0 "
+                                               "has no float-graph form")
+                    aux.append((f"{name}.leak", gn.Bias(_t(np.broadcast_to(dn.drive / gain, in_shape)))))
+                if dn.kind == "if":
+                    new = gn.IF(th, _param(gain), mode, v_init, dn.strict)
+                elif dn.kind == "lif":
+                    new = gn.LIF(_param(dn.decay), th, _param(gain), mode, v_init, dn.strict)
+                else:
+                    new = gn.CubaLIF(_param(dn.current_decay), _param(dn.decay), th, _param(gain), mode, v_init,
+                                     dn.strict)
+                if dn.reset_after_decay:
+                    if np.any(gain == 0):
+                        raise UnsupportedError(f"{name}: a delayed subtractive reset on a neuron with input gain 0 has "
+                                               "no float-graph form")
+                    v = np.broadcast_to(dn.threshold, in_shape)
+                    if dn.kind == "cuba":
+                        c = -v * (1.0 - np.broadcast_to(dn.decay, in_shape)) / gain
+                        fi = np.broadcast_to(dn.current_decay, in_shape)
+                        extra_edges.extend(_reset_loop(nodes, name, c, None))
+                        if np.any(fi != 0):
+                            extra_edges.extend(_reset_loop(nodes, name, -fi * c, 1))
+                    else:
+                        c = -v * (1.0 - np.broadcast_to(dn.decay, in_shape)) / gain
+                        extra_edges.extend(_reset_loop(nodes, name, c, None))
+            elif kind in ("LI", "I"):
+                new = _integrator(node, kind, name, in_shape, use_dt, conv, aux, norm_input)
+            else:
+                raise UnsupportedError(f"{name}: NIR {kind} has no float-graph form")
+            new.meta.update(meta)
+            prev = None
+            for aux_name, aux_node in aux:
+                aux_node.meta.update({"source": name, "nir": kind, "role": aux_name.rsplit(".", 1)[1]})
+                nodes[aux_name] = aux_node
+                shapes[aux_name] = in_shape
+                if prev is not None:
+                    extra_edges.append(Edge(prev, aux_name))
+                prev = aux_name
+            if prev is not None:
+                front[name] = aux[0][0]
+                extra_edges.append(Edge(prev, name))
+            nodes[name] = new
+            try:
+                shapes[name] = new.shape if isinstance(new, gn.Input) else output_shape(name, new, in_shape)
+            except GraphError as exc:
+                raise _ShapeError(f"{exc}; the graph does not accept the input type's trailing shape") from None
+            for other in ins[1:]:
+                if shapes[other] != in_shape:
+                    raise UnsupportedError(f"{name}: its inputs have different shapes ({in_shape}, {shapes[other]})")
+        except _ParamError as exc:  # a parameter's own check does not know the node
+            raise FormatError(f"{name}: {exc}") from None
     resets.finish()
     all_edges = [Edge(e.src, front.get(e.dst, e.dst), e.recurrent) for e in edges] + extra_edges
     all_edges += _move_recurrent_biases(nodes, all_edges, shapes)

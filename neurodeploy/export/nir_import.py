@@ -53,7 +53,7 @@ from neurodeploy.export.nir_conventions import (
     unfold_gain,
     uniform,
 )
-from neurodeploy.export.nir_io import FORMAT_TAG, FORMAT_VERSION, check_digest, read_nir, unpack_metadata
+from neurodeploy.export.nir_io import FORMAT_TAG, FORMAT_VERSION, check_digest, check_edges, read_nir, unpack_metadata
 from neurodeploy.models import ModelSpec, build_model
 from neurodeploy.models.graph_net import FORMAT as GRAPH_FORMAT
 from neurodeploy.models.graph_net import GraphCheckpoint
@@ -192,6 +192,8 @@ def _ints(value: Any, n: int, what: str, where: str, minimum: int = 0) -> tuple[
 
 
 def _float_array(value: Any, what: str, where: str, ndim: int | None = None) -> np.ndarray:
+    if np.iscomplexobj(value):  # casting would drop the imaginary part
+        raise FormatError(f"{where}: {what} holds complex values; a network's parameters are real")
     try:
         with np.errstate(all="ignore"):
             arr = np.asarray(value, dtype=np.float64)
@@ -715,6 +717,7 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         Encoding.from_config(encoding)  # ConfigError on a bad encoding
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"expected a NIR graph, got {type(graph).__name__}")
+    check_edges(graph)
     graph_meta = unpack_metadata(graph, "graph")
     ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes)
     if ours and reset is not None:
@@ -734,7 +737,8 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
     except (UnsupportedError, FormatError) as exc:
         if not ours:
             try:
-                return _as_graph(graph, conv, use_dt, steps, source, (reset, single_spike, norm_input), exc)
+                return _as_graph(graph, conv, use_dt, steps, source, (reset, single_spike, norm_input), exc,
+                                 encoding)
             except NeurodeployError as graph_exc:
                 raise graph_exc from None  # the general reader's reason
         if isinstance(exc, FormatError):
@@ -744,8 +748,9 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
 
 
 def _as_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, source: str | None,
-              asked: tuple[Any, Any, Any], template_error: NeurodeployError) -> NirImport:
-    """The import as a graph checkpoint (when no template rebuilds the graph)."""
+              asked: tuple[Any, Any, Any], template_error: NeurodeployError, encoding: Any = None) -> NirImport:
+    """The import as a graph checkpoint (when no template rebuilds the graph), with the input
+    ``encoding`` the caller gave (else the graph network's default, direct)."""
     from neurodeploy.export.nir_graph import graph_from_nir
 
     reset, single_spike, norm_input = asked
@@ -756,8 +761,10 @@ def _as_graph(graph: nir.NIRGraph, conv: Any, use_dt: float, steps: int | None, 
     if steps is None:
         steps = DEFAULT_STEPS
         notes.append(f"the file does not record the number of time steps; using T = {DEFAULT_STEPS}")
-    meta = {"imported_from": {"format": "nir", "file": source, "convention": conv.name, "dt": use_dt,
-                              "warnings": notes}}
+    meta: dict[str, Any] = {"imported_from": {"format": "nir", "file": source, "convention": conv.name,
+                                              "dt": use_dt, "warnings": notes}}
+    if encoding is not None:
+        meta["encoding"] = Encoding.from_config(encoding).to_dict()
     return NirImport(GraphCheckpoint(g, steps, meta), conv.name, use_dt, notes)
 
 

@@ -179,7 +179,22 @@ def _read_direct(path: Path) -> nir.NIRGraph:
             raise FormatError(f"{path} is not a valid NIR graph ({_first_line(first)})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"{path} holds a single NIR {type(graph).__name__}, not a graph")
+    check_edges(graph)
     return graph
+
+
+def check_edges(graph: nir.NIRGraph, prefix: str = "") -> None:
+    """Refuse a graph (or a graph nested in it) that lists one edge twice: whether a doubled edge
+    adds its source's activity twice is not said by NIR (whose own reader refuses it)."""
+    seen: set[tuple[str, str]] = set()
+    for edge in graph.edges:
+        key = tuple(edge)
+        if key in seen:
+            raise FormatError(f"the NIR graph lists the edge {prefix}{key[0]} -> {prefix}{key[1]} twice")
+        seen.add(key)
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            check_edges(node, f"{prefix}{name}.")
 
 
 def _read_in_child(path: Path) -> nir.NIRGraph:

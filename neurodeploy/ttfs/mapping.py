@@ -111,6 +111,9 @@ def relu_graph(model: nn.Module, input_shape: tuple[int, ...]) -> Graph:
         if not isinstance(m, _SUPPORTED_TYPES):
             raise UnsupportedError(f"{where} is not supported by the TTFS mapping; supported: "
                                    f"{', '.join(SUPPORTED_LAYERS)}")
+        if isinstance(m, nn.Linear | nn.Conv2d) and m.weight.numel() == 0:
+            raise UnsupportedError(f"{where} has no weights (weight of shape {tuple(m.weight.shape)}): a layer "
+                                   "needs at least one input and one output")
         if isinstance(m, nn.Conv2d) and (m.groups != 1 or _pair(m.dilation) != (1, 1)
                                          or m.padding_mode != "zeros"):
             raise UnsupportedError(f"{where}: only groups=1, dilation=1 and zero padding are supported")

@@ -56,6 +56,12 @@ def _load(path: Path):
     return model
 
 
+def _not_empty(w: np.ndarray, where: str) -> None:
+    if w.size == 0:
+        raise UnsupportedError(f"{where}: the weight of shape {list(w.shape)} is empty; a layer needs at "
+                               "least one input and one output")
+
+
 def _attrs(node) -> dict[str, Any]:
     import onnx
 
@@ -147,8 +153,11 @@ def load_onnx_relu(path: str | Path) -> tuple[nn.Sequential, tuple[int, ...] | N
             if a.get("transA", 0):
                 raise UnsupportedError(f"{where}: transA=1 is not supported")
             b = const(node.input[1], where).astype(np.float64)
+            if b.ndim != 2:
+                raise UnsupportedError(f"{where}: a Gemm weight must be 2-D, got shape {list(b.shape)}")
             # Y = alpha * A @ B' + beta * C with B' = B.T if transB; a Linear weight is alpha * B'.T
             w = (b if a.get("transB", 0) else b.T) * float(a.get("alpha", 1.0))
+            _not_empty(w, where)
             lin = nn.Linear(w.shape[1], w.shape[0], dtype=DTYPE)
             lin.weight.data.copy_(t(w))
             c = (
@@ -164,6 +173,7 @@ def load_onnx_relu(path: str | Path) -> tuple[nn.Sequential, tuple[int, ...] | N
             m = const(node.input[1], where).astype(np.float64)
             if m.ndim != 2:
                 raise UnsupportedError(f"{where}: only a 2-D constant right-hand side is supported")
+            _not_empty(m, where)
             lin = nn.Linear(m.shape[0], m.shape[1], dtype=DTYPE)
             lin.weight.data.copy_(t(m.T))
             lin.bias.data.zero_()
@@ -193,6 +203,7 @@ def load_onnx_relu(path: str | Path) -> tuple[nn.Sequential, tuple[int, ...] | N
             w = const(node.input[1], where).astype(np.float64)
             if w.ndim != 4:
                 raise UnsupportedError(f"{where}: only 2-D convolutions are supported")
+            _not_empty(w, where)
             if int(a.get("group", 1)) != 1 or any(int(d) != 1 for d in a.get("dilations", [1, 1])):
                 raise UnsupportedError(f"{where}: only group=1 and dilations=1 are supported")
             _no_auto_pad(a, where)
