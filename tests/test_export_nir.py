@@ -896,3 +896,54 @@ def test_integrator_read_out_delay_and_scale_import_as_their_equations_and_lava_
     with pytest.raises(ConfigError) as exc:
         graph_from_nir(g, convention="lava-dl")
     assert "lava-dl/issues/218" in _one_line(exc) and "--convention nir" in _one_line(exc)
+
+
+def _plain_mlp(w1=None, w2=None) -> nir.NIRGraph:
+    rng = np.random.default_rng(11)
+    w1 = rng.normal(0, 0.3, (32, 64)).astype(np.float32) if w1 is None else w1
+    w2 = rng.normal(0, 0.3, (10, 32)).astype(np.float32) if w2 is None else w2
+    n = w1.shape[0]
+    lif = nir.LIF(tau=np.full(n, 2e-3, np.float32), r=np.ones(n, np.float32), v_leak=np.zeros(n, np.float32),
+                  v_threshold=np.ones(n, np.float32))
+    nodes = {"input": nir.Input(input_type=np.array([64])), "fc1": nir.Affine(w1, np.zeros(n, np.float32)),
+             "lif1": lif, "fc2": nir.Affine(w2, np.zeros(10, np.float32)),
+             "output": nir.Output(output_type=np.array([10]))}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "output")],
+                        type_check=False)
+
+
+@pytest.mark.parametrize("case,words", [
+    ("empty-layer", ["fc1", "empty"]),
+    ("doubled-edge", ["fc1 -> lif1", "twice"]),
+    ("text-weights", ["fc1", "not numeric"]),
+    ("complex-weights", ["fc1", "complex"]),
+])
+def test_nir_files_whose_weights_or_edges_mean_nothing_are_refused_in_one_line(tmp_path, case, words):
+    path = tmp_path / f"{case}.nir"
+    if case == "empty-layer":
+        nir.write(path, _plain_mlp(np.ones((0, 64), np.float32), np.ones((10, 0), np.float32)))
+    else:
+        nir.write(path, _plain_mlp())
+        with h5py.File(path, "r+") as f:
+            if case == "doubled-edge":
+                edges = f["node/edges"][()]
+                del f["node/edges"]
+                f["node/edges"] = np.concatenate([edges[:2], edges[1:]])
+            else:
+                w = f["node/nodes/fc1/weight"][()]
+                del f["node/nodes/fc1/weight"]
+                f["node/nodes/fc1/weight"] = np.full(w.shape, b"a") if case == "text-weights" \
+                    else (w + 1j * w).astype(np.complex64)
+    before = path.read_bytes()
+    with pytest.raises((FormatError, UnsupportedError)) as exc:
+        import_nir(path, tmp_path / "out.pt", dt=1e-3)
+    assert all(w in _one_line(exc) for w in words), _one_line(exc)
+    assert path.read_bytes() == before and not (tmp_path / "out.pt").exists()
+
+
+def test_a_graph_network_import_keeps_the_encoding_it_was_given(tmp_path):
+    g = _plain_mlp()
+    g.edges.append(("lif1", "lif1"))  # recurrent: no template rebuilds it, so a graph network
+    imp = nir_to_checkpoint(g, dt=1e-3, steps=4, encoding={"kind": "rate"})
+    assert imp.kind == "graph" and imp.checkpoint.meta["encoding"]["kind"] == "rate"
+    assert "encoding" not in nir_to_checkpoint(g, dt=1e-3, steps=4).checkpoint.meta  # the default: direct

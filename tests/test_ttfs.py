@@ -409,6 +409,28 @@ def test_onnx_matmul_add_chain_and_refused_operator(tmp_path, digits):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("case,text", [("empty-layer", "is empty"), ("rank-3-gemm", "must be 2-D")])
+def test_onnx_layers_without_a_linear_form_are_refused_in_one_line(tmp_path, case, text):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1 = np.ones((64, 0) if case == "empty-layer" else (64, 32, 1), np.float32)
+    w2 = np.ones((w1.shape[1], 10), np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2"], ["y"])]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    path = tmp_path / f"{case}.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning from torch on the way
+        with pytest.raises(UnsupportedError, match=text) as err:
+            seq, shape = load_onnx_relu(path)
+            relu_to_ttfs(seq, torch.rand(8, 64))
+    assert "\n" not in str(err.value)
+
+
 def test_corrupt_and_foreign_model_files(tmp_path, relu_mlp):
     good = tmp_path / "m.onnx"
     _export(relu_mlp, good, (1, 8, 8))

@@ -88,6 +88,9 @@ class ModelSpec:
         self.input_shape = tuple(int(v) for v in shape)
         if not self.input_shape or any(v < 1 for v in self.input_shape):
             raise ConfigError(f"input_shape must be positive integers, got {self.input_shape}")
+        for key in ("hidden", "dense"):
+            if not isinstance(getattr(self, key), list | tuple):
+                raise ConfigError(f"{key} must be a list of widths, got {getattr(self, key)!r}")
         if not self.hidden:
             self.hidden = list(DEFAULT_HIDDEN[self.arch])
         for h in self.hidden:

@@ -59,9 +59,11 @@ class Checkpoint:
         model = build_model(self.spec)
         try:
             model.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint weights do not match its model spec: {first}") from None
+        except RuntimeError as exc:  # torch's message: a header line, then one line per problem
+            lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+            detail = lines[1] if len(lines) > 1 else lines[0] if lines else "?"
+            more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+            raise CheckpointError(f"checkpoint weights do not match its model spec: {detail}{more}") from None
         model.eval()
         return model
 
