@@ -917,6 +917,7 @@ def _plain_mlp(w1=None, w2=None) -> nir.NIRGraph:
     ("doubled-edge", ["fc1 -> lif1", "twice"]),
     ("text-weights", ["fc1", "not numeric"]),
     ("complex-weights", ["fc1", "complex"]),
+    ("unknown-type", ["fc2", "Frobnicate", "does not know"]),
 ])
 def test_nir_files_whose_weights_or_edges_mean_nothing_are_refused_in_one_line(tmp_path, case, words):
     path = tmp_path / f"{case}.nir"
@@ -925,7 +926,10 @@ def test_nir_files_whose_weights_or_edges_mean_nothing_are_refused_in_one_line(t
     else:
         nir.write(path, _plain_mlp())
         with h5py.File(path, "r+") as f:
-            if case == "doubled-edge":
+            if case == "unknown-type":
+                del f["node/nodes/fc2/type"]
+                f["node/nodes/fc2/type"] = b"Frobnicate"
+            elif case == "doubled-edge":
                 edges = f["node/edges"][()]
                 del f["node/edges"]
                 f["node/edges"] = np.concatenate([edges[:2], edges[1:]])

@@ -630,8 +630,8 @@ def _resolve(graph_meta: dict[str, Any] | None, convention: str | None, dt: floa
             convention = "nir"
         else:
             raise ConfigError("this NIR file does not record its time step or the library that wrote it; pass "
-                              "convention (snntorch, spikingjelly, norse, sinabs, rockpool) or dt (seconds, "
-                              "with the plain 'nir' Euler convention)")
+                              "--convention snntorch|spikingjelly|norse|sinabs|rockpool (convention=...) or --dt "
+                              "(dt=..., seconds, with the plain 'nir' Euler convention)")
     conv = get_convention(convention)
     if conv.name == "neurodeploy":
         if not ours:

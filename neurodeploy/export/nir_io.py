@@ -176,11 +176,38 @@ def _read_direct(path: Path) -> nir.NIRGraph:
         try:  # graphs written before NIR checked types (NIR#135) may still be readable
             graph = nir.read(path, type_check=False)
         except Exception:
-            raise FormatError(f"{path} is not a valid NIR graph ({_first_line(first)})") from None
+            unknown = _unknown_node_type(path)
+            raise FormatError(unknown or f"{path} is not a valid NIR graph ({_first_line(first)})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise FormatError(f"{path} holds a single NIR {type(graph).__name__}, not a graph")
     check_edges(graph)
     return graph
+
+
+def _unknown_node_type(path: Path) -> str | None:
+    """The first node of the file whose ``type`` NIR does not know, as a sentence (else ``None``)."""
+    known = {name for name, cls in vars(nir).items() if isinstance(cls, type) and issubclass(cls, nir.NIRNode)}
+
+    def walk(group: Any, prefix: str) -> str | None:
+        for name, node in group.items():
+            if not isinstance(node, h5py.Group) or "type" not in node:
+                continue
+            kind = node["type"][()]
+            kind = kind.decode(errors="replace") if isinstance(kind, bytes) else str(kind)
+            if kind not in known:
+                return f"{path}: node {prefix}{name} has the type {kind!r}, which NIR {nir.__version__} does not know"
+            if kind == "NIRGraph" and isinstance(node.get("nodes"), h5py.Group):
+                found = walk(node["nodes"], f"{prefix}{name}.")
+                if found:
+                    return found
+        return None
+
+    try:
+        with h5py.File(path, "r") as f:
+            nodes = f["node"].get("nodes")
+            return walk(nodes, "") if isinstance(nodes, h5py.Group) else None
+    except Exception:  # noqa: BLE001 - only a better message is at stake
+        return None
 
 
 def check_edges(graph: nir.NIRGraph, prefix: str = "") -> None:
