@@ -181,12 +181,14 @@ def _parse_widths(text: str | None, what: str) -> list[Any] | None:
 
 
 def _reset_list(text: str | None) -> str | None:
-    """``--reset``: one of subtract, zero, none, or a comma-separated list of them."""
+    """``--reset``: subtract, zero or none; a comma-separated list of them; or NAME=RESET pairs."""
     if text is None:
         return None
     parts = [p.strip() for p in text.split(",")]
-    if not all(p in ("subtract", "zero", "none") for p in parts):
-        raise click.BadParameter(f"{text!r}: give subtract, zero or none, or a comma-separated list of them")
+    modes = [p.split("=", 1)[1].strip() if "=" in p else p for p in parts]
+    if not all(m in ("subtract", "zero", "none") for m in modes) or any(p.startswith("=") for p in parts):
+        raise click.BadParameter(f"{text!r}: give subtract, zero or none, a comma-separated list of them, or "
+                                 "NAME=RESET pairs")
     return ",".join(parts)
 
 
@@ -663,8 +665,8 @@ def _simulate_graph_file(path, limit, jitter, seed, out_path, dataset, data_root
     figs = simulate_graph(graph, x, y, jitter=None if jitter is None else int(jitter), seed=seed, progress=progress)
     report = {"graph": str(path), "profile": graph.profile, "dataset": ds.name, "split": ds.split,
               "deployed_accuracy": float(figs["accuracy"]), "samples": int(figs["samples"]),
-              "figures": {k: v for k, v in figs.items() if k != "predictions"},
-              "predictions": [int(v) for v in figs["predictions"]]}
+              "figures": {k: v for k, v in figs.items() if k not in ("predictions", "warnings")},
+              "warnings": figs["warnings"], "predictions": [int(v) for v in figs["predictions"]]}
     write_json(out, report)
     click.echo(f"profile {graph.profile}: deployed accuracy {100 * report['deployed_accuracy']:.2f}% on "
                f"{report['samples']} samples, {graph.steps} input steps")
@@ -808,6 +810,8 @@ def sweep(checkpoint, profile_name, bits, jitter_values, step_values, epochs, lr
     for p in report["points"]:
         click.echo(f"{p['axis']:<12}{p['value']:>4}: {100 * p['ptq_accuracy']:6.2f}% → "
                    f"{100 * p['finetuned_accuracy']:6.2f}%")
+    for w in report["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     click.echo(f"wrote {Path(out_dir) / 'sweep.json'} and {Path(out_dir) / 'sweep.png'}", err=True)
 
 
@@ -918,8 +922,9 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to Loihi's decay units instead of refusing.")
 @click.option("--reset", callback=lambda _c, _p, v: _reset_list(v), default=None,
-              help="Reset of files that do not record it: subtract, zero or none, for every spiking layer, or a "
-                   "comma-separated list with one per spiking layer in the file's order (snnTorch: subtract is "
+              help="Reset of files that do not record it: subtract, zero or none, for every spiking layer; a "
+                   "comma-separated list with one per spiking layer in the file's order; or NAME=RESET pairs "
+                   "naming the NIR nodes (snnTorch: subtract is "
                    "its default, after the decay; Sinabs: subtract is its MembraneSubtract, zero its "
                    "MembraneReset; none is refused: every neurodeploy neuron resets); refused for files whose "
                    "neurodeploy metadata records it.")

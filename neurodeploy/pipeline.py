@@ -129,6 +129,8 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
         save_quantized(ft.model, tuned_path, dep, ft.constraints, ft.scales, meta=ck.meta, ptq_accuracy=ptq_acc,
                        finetune=ft.summary())
     write_json(out / "deploy" / f"simulate-{dep.profile}.json", dep.to_dict())
+    for w in dep.warnings:
+        log(f"      warning: {w}")
     log(f"      simulated accuracy on {dep.profile}: {100 * ptq_acc:.2f}% after quantization, "
         f"{100 * dep.accuracy:.2f}% after fine-tuning (float {100 * dep.float_accuracy:.2f}%)")
 

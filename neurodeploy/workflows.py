@@ -161,12 +161,15 @@ def run_sweep(model: SpikingNet, profile: str, dataset: Any, *, weight_bits: lis
             raise ConfigError(f"--steps {v} exceeds the {model.spec.steps} steps the network was trained for")
     points = []
     base = deploy_model(model, profile, dataset, progress=progress)
+    warned = list(base.warnings)
     for axis, values in (("weight_bits", weight_bits), ("jitter", jitter), ("max_steps", max_steps)):
         for v in values:
             c = Constraints(**{axis: v})
             res = finetune_model(model, profile, dataset, c, config, progress=progress)
             points.append({"axis": axis, "value": v, "ptq_accuracy": res.before.accuracy,
                            "finetuned_accuracy": res.after.accuracy, "seconds": res.seconds})
+            warned += [f"{axis} = {v}: {w}" for w in (*res.before.warnings, *res.after.warnings)
+                       if f"{axis} = {v}: {w}" not in warned]
             if log:
                 log(f"      {axis} = {v}: simulated accuracy {100 * res.before.accuracy:.2f}% → "
                     f"{100 * res.after.accuracy:.2f}% after fine-tuning ({res.seconds:.1f} s)")
@@ -174,7 +177,7 @@ def run_sweep(model: SpikingNet, profile: str, dataset: Any, *, weight_bits: lis
               "ptq_accuracy": base.accuracy, "samples": base.samples,
               "finetune": config_dict(config or FinetuneConfig()),
               "dataset": getattr(dataset, "name", ""), "split": getattr(dataset, "split", ""),
-              "points": points}
+              "points": points, "warnings": warned}
     if out_dir is not None:
         out = Path(out_dir)
         write_json(out / "sweep.json", report)

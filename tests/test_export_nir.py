@@ -951,3 +951,25 @@ def test_a_graph_network_import_keeps_the_encoding_it_was_given(tmp_path):
     imp = nir_to_checkpoint(g, dt=1e-3, steps=4, encoding={"kind": "rate"})
     assert imp.kind == "graph" and imp.checkpoint.meta["encoding"]["kind"] == "rate"
     assert "encoding" not in nir_to_checkpoint(g, dt=1e-3, steps=4).checkpoint.meta  # the default: direct
+
+
+def test_a_reset_list_needs_an_order_and_names_decide_on_parallel_branches(tmp_path):
+    rng = np.random.default_rng(12)
+
+    def lif(n):
+        return nir.LIF(tau=np.full(n, 4e-3), r=np.full(n, 4.0), v_leak=np.zeros(n), v_threshold=np.ones(n))
+
+    nodes = {"input": nir.Input(input_type=np.array([4])), "z_fc": _rand_affine(rng, 4, 6), "z_lif": lif(6),
+             "a_fc": _rand_affine(rng, 4, 6), "a_lif": lif(6), "mix": _rand_affine(rng, 6, 3), "out_lif": lif(3),
+             "output": nir.Output(output_type=np.array([3]))}
+    edges = [("input", "z_fc"), ("z_fc", "z_lif"), ("input", "a_fc"), ("a_fc", "a_lif"), ("z_lif", "mix"),
+             ("a_lif", "mix"), ("mix", "out_lif"), ("out_lif", "output")]
+    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    with pytest.raises(ConfigError) as exc:  # z_lif and a_lif have no order
+        nir_to_checkpoint(g, dt=1e-3, reset="zero,subtract,zero")
+    assert "parallel branches" in _one_line(exc) and "z_lif=" in _one_line(exc)
+    nir.write(tmp_path / "g.nir", g)
+    for graph in (g, nir_io.read_nir(tmp_path / "g.nir")):  # in memory and from the file: the same
+        imp = nir_to_checkpoint(graph, dt=1e-3, reset="z_lif=zero,a_lif=subtract,out_lif=zero")
+        resets = {k: imp.checkpoint.graph.nodes[k].reset for k in ("z_lif", "a_lif", "out_lif")}
+        assert resets == {"z_lif": "zero", "a_lif": "subtract", "out_lif": "zero"}

@@ -172,10 +172,37 @@ def test_snntorch_layers_with_different_resets_take_one_reset_each(tmp_path):
     _same(_our_spikes(import_nir(path, convention="snntorch", reset="subtract,zero", steps=T), seq), theirs)
     one = _our_spikes(import_nir(path, convention="snntorch", reset="subtract", steps=T), seq)
     assert not torch.equal(one[1], theirs[1].reshape(one[1].shape))  # one flag for both layers is wrong here
-    for wrong in ("subtract,zero,zero", "subtract, zero, subtract, zero"):
+    named = import_nir(path, convention="snntorch", reset="3=zero,1=subtract", steps=T)  # snnTorch names by index
+    _same(_our_spikes(named, seq), theirs)
+    assert "resets by layer: 1 subtract, 3 zero" in " ".join(named.warnings)
+    for wrong, words in (("subtract,zero,zero", "2 spiking layers"),
+                         ("subtract, zero, subtract, zero", "names 4 resets"),
+                         ("1=subtract", "no reset for the spiking layer 3"), ("1=zero,3=zero,9=zero", "9 is not")):
         with pytest.raises(ConfigError) as exc:
             import_nir(path, convention="snntorch", reset=wrong)
-        assert "2 spiking layers" in _one_line(exc) or "more spiking layers" in _one_line(exc)
+        assert words in _one_line(exc), _one_line(exc)
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.5, 1.0), (1.0, 0.8), (1.0, 1.0)])
+def test_a_snntorch_synaptic_without_decay_imports_identically(tmp_path, alpha, beta):
+    """snnTorch writes alpha = 1 or beta = 1 as tau = inf with w_in or r = inf (both tau/dt): the
+    gains are the limits, 1; before, 0 * inf reached the weights as NaN."""
+    pytest.importorskip("snntorch")
+    import snntorch as snn
+
+    torch.manual_seed(10)
+    n = 12
+    net = torch.nn.Sequential(torch.nn.Linear(10, n), snn.Synaptic(
+        alpha=torch.full((n,), alpha, dtype=torch.float64), beta=torch.full((n,), beta, dtype=torch.float64),
+        threshold=torch.full((n,), 3.0, dtype=torch.float64), init_hidden=True, reset_mechanism="zero",
+        reset_delay=False)).double()
+    _scale_linear(net, 1.0)
+    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "syn.nir")
+    seq = torch.rand(T, 32, 10, dtype=torch.float64)
+    theirs = _snn_run(net, seq, (snn.Synaptic,))
+    assert theirs[0].sum() > 0
+    imp = import_nir(path, convention="snntorch", reset="zero", steps=T)
+    _same(_our_spikes(imp, seq), theirs)
 
 
 def test_snntorch_synaptic_zero_reset_with_its_default_delay_differs_from_every_flag(tmp_path):

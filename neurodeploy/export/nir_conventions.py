@@ -350,32 +350,71 @@ def _reset(node: Any, conv: Convention, where: str, shape: tuple[int, ...], rese
 
 class LayerResets:
     """The ``reset`` a caller gave, layer by layer: ``None`` (the file or the convention decides),
-    one reset for every spiking layer, or a comma-separated list naming each spiking layer's in
-    the order the reader meets them (the file's layer order). Take one per spiking layer with
-    :meth:`take`; :meth:`finish` refuses a list whose length is not the number of layers."""
+    one reset for every spiking layer, a comma-separated list with one reset per spiking layer in
+    the file's layer order, or ``NAME=RESET`` pairs naming the NIR nodes. A reader takes one per
+    spiking layer with :meth:`take`; :meth:`finish` refuses a list whose length is not the number
+    of layers, a positional list whose layers have no order (parallel branches: name them
+    instead), and names that are not spiking layers; :attr:`assigned` records who got what."""
 
     def __init__(self, reset: str | None):
         self.given = reset
-        self.values = None if reset is None else tuple(v.strip() for v in str(reset).split(","))
-        self.taken = 0
+        items = [] if reset is None else [v.strip() for v in str(reset).split(",")]
+        named = [i for i in items if "=" in i]
+        if named and len(named) != len(items):
+            raise ConfigError(f"--reset {reset}: name every layer (NAME=RESET) or none")
+        self.by_name = dict(tuple(v.strip() for v in i.split("=", 1)) for i in named) if named else None
+        self.values = None if reset is None or named else tuple(items)
+        self.assigned: dict[str, str] = {}
 
-    def take(self) -> str | None:
-        if self.values is None:
+    @property
+    def per_layer(self) -> bool:
+        """Whether layers may get different resets (a list or names, not one value)."""
+        return self.by_name is not None or (self.values is not None and len(self.values) > 1)
+
+    def take(self, name: str) -> str | None:
+        if self.by_name is not None:
+            if name not in self.by_name:
+                raise ConfigError(f"--reset {self.given} names no reset for the spiking layer {name}")
+            value = self.by_name[name]
+        elif self.values is None:
             return None
-        self.taken += 1
-        if len(self.values) == 1:
-            return self.values[0]
-        if self.taken > len(self.values):
-            self._refuse("more")
-        return self.values[self.taken - 1]
+        elif len(self.values) == 1:
+            value = self.values[0]
+        else:
+            if len(self.assigned) >= len(self.values):
+                self._refuse("more")
+            value = self.values[len(self.assigned)]
+        self.assigned[name] = value
+        return value
 
-    def finish(self) -> None:
-        if self.values is not None and len(self.values) > 1 and len(self.values) != self.taken:
-            self._refuse(str(self.taken))
+    def finish(self, reaches: Any = None) -> None:
+        """Check the whole assignment; ``reaches(a, b)``: whether layer ``b`` follows ``a`` on a path
+        (a graph reader's order is the file's layer order only where it does)."""
+        if self.by_name is not None:
+            unknown = sorted(set(self.by_name) - set(self.assigned))
+            if unknown:
+                raise ConfigError(f"--reset {self.given}: {', '.join(unknown)} is not a spiking layer of the file")
+            return
+        if self.values is None or len(self.values) == 1:
+            return
+        if len(self.values) != len(self.assigned):
+            self._refuse(str(len(self.assigned)))
+        names = list(self.assigned)
+        for a, b in zip(names, names[1:], strict=False):
+            if reaches is not None and not reaches(a, b):
+                raise ConfigError(f"--reset {self.given}: the spiking layers {a} and {b} are on parallel branches, "
+                                  "so a list has no order for them; name each layer: --reset "
+                                  + ",".join(f"{n}=..." for n in names))
+
+    def note(self) -> str | None:
+        """The assignment as a line for the import's notes, where layers may differ."""
+        if not self.per_layer or not self.assigned:
+            return None
+        return "resets by layer: " + ", ".join(f"{k} {v}" for k, v in self.assigned.items())
 
     def _refuse(self, layers: str) -> None:
         raise ConfigError(f"--reset {self.given} names {len(self.values)} resets but the file has {layers} spiking "
-                          "layers; give one reset, or one per spiking layer in order")
+                          "layers; give one reset, one per spiking layer in order, or NAME=RESET pairs")
 
 
 def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple[int, ...],
@@ -409,7 +448,8 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         gain = dt * r if conv.if_gain == "euler" else np.ones(shape)
         if conv.if_gain == "one" and not np.allclose(r, 1.0, rtol=REL_TOL):
             notes.append(f"{where}: r ignored under convention {conv.name}")
-        return DiscreteNeuron("if", shape, np.ones(shape), gain, zeros, threshold, mode, notes=notes, **extra)
+        return _checked(DiscreteNeuron("if", shape, np.ones(shape), gain, zeros, threshold, mode, notes=notes,
+                                       **extra), where)
     if kind == "LIF":
         tau = _tau(_positive(_array(node, "tau", where, shape), "tau", where), dt, conv)
         r = _array(node, "r", where, shape)
@@ -417,7 +457,7 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
         decay = _decay(tau, dt, conv, "time constant", where)
         k = dt / tau if conv.decay == "euler" else 1.0 - decay
         if conv.lif_gain == "euler":
-            gain = _euler_gain(k, tau, r, dt, conv, where)
+            gain = _limit_product(dt, tau, r, conv, where, "tau and r")
         elif conv.lif_gain == "ask":
             if norm_input is None:
                 raise UnsupportedError(f"{where}: {conv.library} {conv.version} files do not record whether a LIF "
@@ -429,9 +469,11 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
                 notes.append(f"{where}: r ignored under convention {conv.name}")
         else:
             gain = np.ones(shape)
-        return DiscreteNeuron("lif", shape, decay, np.broadcast_to(gain, shape).copy(), k * v_leak,
-                              threshold, mode, notes=notes, v_init=v_leak if conv.v_init == "v_leak" else 0.0,
-                              **extra)
+        with np.errstate(invalid="ignore"):
+            drive = k * v_leak
+        return _checked(DiscreteNeuron("lif", shape, decay, np.broadcast_to(gain, shape).copy(), drive,
+                                       threshold, mode, notes=notes,
+                                       v_init=v_leak if conv.v_init == "v_leak" else 0.0, **extra), where)
     if kind == "CubaLIF":
         if conv.cuba == "none":
             raise UnsupportedError(f"{where}: convention {conv.name} has no CubaLIF neuron")
@@ -451,25 +493,39 @@ def to_discrete(node: Any, dt: float, conv: Convention, where: str, shape: tuple
             # (r and w_in unused)
             gain = np.broadcast_to(dt / tau_mem, shape).copy()
         else:
-            gain = (dt / tau_syn) * w_in * (dt / tau_mem) * r
-        return DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, mode, current_decay=fi, notes=notes,
-                              **extra)
+            gain = _limit_product(dt, tau_syn, w_in, conv, where, "tau_syn and w_in") \
+                * _limit_product(dt, tau_mem, r, conv, where, "tau_mem and r")
+        return _checked(DiscreteNeuron("cuba", shape, fv, gain, zeros, threshold, mode, current_decay=fi,
+                                       notes=notes, **extra), where)
     raise UnsupportedError(f"{where}: NIR {kind} is not a spiking neuron neurodeploy can run")
 
 
-def _euler_gain(k: np.ndarray, tau: np.ndarray, r: np.ndarray, dt: float, conv: Convention,
-                where: str) -> np.ndarray:
-    """``dt r / tau``. A neuron without leak has ``tau = r = inf`` where its writer fixes ``r = tau/dt``
-    (snnTorch's ``beta = 1``): its gain is that ratio's limit, 1. For other writers ``inf/inf``
+def _checked(dn: DiscreteNeuron, where: str) -> DiscreteNeuron:
+    """``dn``, or a one-line refusal where its per-step factors are not finite numbers (parameters
+    whose combination has no value, e.g. ``0 * inf``): they would reach the weights as NaN."""
+    for what, arr in (("decay", dn.decay), ("input gain", dn.gain), ("drive", dn.drive),
+                      ("current decay", dn.current_decay)):
+        if arr is not None and not np.all(np.isfinite(np.asarray(arr, dtype=np.float64))):
+            raise FormatError(f"{where}: its parameters give a {what} that is not a finite number")
+    return dn
+
+
+def _limit_product(dt: float, tau: np.ndarray, x: np.ndarray, conv: Convention, where: str,
+                   what: str) -> np.ndarray:
+    """``(dt / tau) x``, a gain of the Euler step. A neuron without leak (or a current without
+    decay) has ``tau = x = inf`` where its writer fixes ``x = tau/dt`` (snnTorch's ``r`` and
+    ``w_in`` for ``beta = 1``, ``alpha = 1``): the product's limit, 1. For other writers ``inf/inf``
     leaves the gain open: refused."""
-    both = np.isinf(tau) & np.isinf(r)
+    tau, x = np.broadcast_arrays(np.asarray(tau, dtype=np.float64), np.asarray(x, dtype=np.float64))
+    both = np.isinf(tau) & np.isinf(x)
     if both.any() and not conv.r_is_tau_over_dt:
-        raise UnsupportedError(f"{where}: tau and r are both infinite, so the input gain r/tau is undetermined "
-                               f"under convention {conv.name}")
+        raise UnsupportedError(f"{where}: {what} are both infinite, so the input gain is undetermined under "
+                               f"convention {conv.name}")
     with np.errstate(invalid="ignore"):
-        gain = np.broadcast_to(k * r, tau.shape).copy()
-    gain[both] = 1.0
-    return gain
+        out = (dt / tau) * x
+    out = np.array(out, dtype=np.float64)
+    out[both] = 1.0
+    return out
 
 
 def uniform(arr: np.ndarray, what: str, where: str) -> float:

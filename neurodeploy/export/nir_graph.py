@@ -211,7 +211,7 @@ def graph_from_nir(graph: nir.NIRGraph, *, convention: str | None = None, dt: fl
     check_edges(graph)
     notes: list[str] = []
     graph_meta = unpack_metadata(graph, "graph")
-    ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes)
+    ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes, reset)
     nir_nodes, raw_edges = flatten_nir(graph)
     for a, b in raw_edges:
         for end in (a, b):
@@ -326,7 +326,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                                            "float-graph form")
                 new = gn.Delay(int(whole.flat[0]))
             elif kind in ("LIF", "IF", "CubaLIF"):
-                dn = to_discrete(node, use_dt, conv, name, in_shape, reset=None if ours else resets.take(),
+                dn = to_discrete(node, use_dt, conv, name, in_shape, reset=None if ours else resets.take(name),
                                  single_spike=single_spike, norm_input=norm_input)
                 notes.extend(x for x in dn.notes if x not in notes)
                 mode = (payload or {}).get("reset", dn.reset)
@@ -391,7 +391,9 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                     raise UnsupportedError(f"{name}: its inputs have different shapes ({in_shape}, {shapes[other]})")
         except _ParamError as exc:  # a parameter's own check does not know the node
             raise FormatError(f"{name}: {exc}") from None
-    resets.finish()
+    resets.finish(lambda a, b: b in _downstream(edges, a))
+    if resets.note():
+        notes.append(resets.note())
     all_edges = [Edge(e.src, front.get(e.dst, e.dst), e.recurrent) for e in edges] + extra_edges
     all_edges += _move_recurrent_biases(nodes, all_edges, shapes)
     readout = graph_meta["readout"]["kind"] if ours and isinstance(graph_meta.get("readout"), dict) else None
@@ -403,6 +405,22 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
         return out.validate()
     except GraphError as exc:
         raise UnsupportedError(f"the NIR graph does not form a valid float graph: {exc}") from None
+
+
+def _downstream(edges: list[Edge], start: str) -> set[str]:
+    """The nodes a path of forward (not recurrent) edges leads to from ``start``."""
+    succ: dict[str, list[str]] = {}
+    for e in edges:
+        if not e.recurrent:
+            succ.setdefault(e.src, []).append(e.dst)
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in succ.get(todo.pop(), []):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 
 def _check_output_type(node: Any, name: str, shape: tuple[int, ...]) -> None:

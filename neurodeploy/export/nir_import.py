@@ -319,14 +319,16 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             ops.append(_Op("scale", name, scale=s, in_shape=shape, out_shape=shape, meta=meta))
             continue
         if kind in NEURON_TYPES:
-            dn = to_discrete(node, dt, conv, name, shape, reset=resets.take(), single_spike=asked[1],
+            dn = to_discrete(node, dt, conv, name, shape, reset=resets.take(name), single_spike=asked[1],
                              norm_input=asked[2])
             ops.append(_Op("neuron", name, neuron=dn, in_shape=shape, out_shape=shape, meta=meta, node=node))
             notes.extend(n for n in dn.notes if n not in notes)
             continue
         reason = _REFUSED.get(kind, "it has no neurodeploy equivalent")
         raise UnsupportedError(f"{name}: NIR {kind} cannot be imported: {reason}")
-    resets.finish()
+    resets.finish()  # a chain: its layers come in the file's order
+    if resets.note():
+        notes.append(resets.note())
     return in_shape, ops
 
 
@@ -613,8 +615,11 @@ def _spec_fields(ops: list[_Op], in_shape: tuple[int, ...], hint: dict[str, Any]
 
 # ------------------------------------------------------------------------------------------ building
 def _resolve(graph_meta: dict[str, Any] | None, convention: str | None, dt: float | None,
-             notes: list[str]) -> tuple[bool, Any, float]:
+             notes: list[str], reset: str | None = None) -> tuple[bool, Any, float]:
     ours = graph_meta is not None and graph_meta.get("format") == FORMAT_TAG
+    if ours and reset is not None:
+        raise ConfigError(f"--reset {reset}: this file's neurodeploy metadata records each neuron's reset, which "
+                          "decides; import it without --reset")
     if graph_meta is not None and not ours:
         raise FormatError("the graph's neurodeploy metadata has no format tag")
     if ours and graph_meta.get("version") != FORMAT_VERSION:
@@ -719,10 +724,7 @@ def nir_to_checkpoint(graph: nir.NIRGraph, *, convention: str | None = None, dt:
         raise FormatError(f"expected a NIR graph, got {type(graph).__name__}")
     check_edges(graph)
     graph_meta = unpack_metadata(graph, "graph")
-    ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes)
-    if ours and reset is not None:
-        raise ConfigError(f"--reset {reset}: this file's neurodeploy metadata records each neuron's reset, which "
-                          "decides; import it without --reset")
+    ours, conv, use_dt = _resolve(graph_meta, convention, dt, notes, reset)
     if ours:
         check_digest(graph, graph_meta, "graph")
         first = graph.nodes.get("input")

@@ -124,7 +124,7 @@ class Deployment:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        figs = {k: v for k, v in self.figures.items() if k != "predictions"}
+        figs = {k: v for k, v in self.figures.items() if k not in ("predictions", "warnings")}
         return {"profile": self.profile, "float_accuracy": self.float_accuracy,
                 "deployed_accuracy": self.accuracy, "samples": self.samples,
                 "input_steps": self.input_steps, "latency_steps": self.latency_steps,
