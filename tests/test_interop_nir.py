@@ -183,26 +183,31 @@ def test_snntorch_layers_with_different_resets_take_one_reset_each(tmp_path):
         assert words in _one_line(exc), _one_line(exc)
 
 
-@pytest.mark.parametrize("alpha,beta", [(0.5, 1.0), (1.0, 0.8), (1.0, 1.0)])
-def test_a_snntorch_synaptic_without_decay_imports_identically(tmp_path, alpha, beta):
-    """snnTorch writes alpha = 1 or beta = 1 as tau = inf with w_in or r = inf (both tau/dt): the
-    gains are the limits, 1; before, 0 * inf reached the weights as NaN."""
+@pytest.mark.parametrize("alpha,beta", [(None, 1.0), (0.5, 1.0), (1.0, 0.8), (1.0, 1.0)])
+def test_a_snntorch_neuron_without_decay_imports_identically(tmp_path, alpha, beta):
+    """snnTorch writes beta = 1 (alpha = 1) as tau = r = inf (tau_syn = w_in = inf), since it writes
+    r = tau/dt and w_in = tau_syn/dt: the gains are the limits, 1. Before, a Leaky was refused with
+    a numpy warning and a Synaptic took 0 * inf into its weights as NaN. Alpha None: a Leaky."""
     pytest.importorskip("snntorch")
     import snntorch as snn
 
     torch.manual_seed(10)
     n = 12
-    net = torch.nn.Sequential(torch.nn.Linear(10, n), snn.Synaptic(
-        alpha=torch.full((n,), alpha, dtype=torch.float64), beta=torch.full((n,), beta, dtype=torch.float64),
-        threshold=torch.full((n,), 3.0, dtype=torch.float64), init_hidden=True, reset_mechanism="zero",
-        reset_delay=False)).double()
+    full = lambda v: torch.full((n,), v, dtype=torch.float64)  # noqa: E731
+    neuron = snn.Leaky(beta=full(beta), threshold=full(2.0), init_hidden=True) if alpha is None else \
+        snn.Synaptic(alpha=full(alpha), beta=full(beta), threshold=full(3.0), init_hidden=True,
+                     reset_mechanism="zero", reset_delay=False)
+    net = torch.nn.Sequential(torch.nn.Linear(10, n), neuron).double()
     _scale_linear(net, 1.0)
-    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "syn.nir")
+    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "still.nir")
     seq = torch.rand(T, 32, 10, dtype=torch.float64)
-    theirs = _snn_run(net, seq, (snn.Synaptic,))
+    theirs = _snn_run(net, seq, (snn.Leaky, snn.Synaptic))
     assert theirs[0].sum() > 0
-    imp = import_nir(path, convention="snntorch", reset="zero", steps=T)
-    _same(_our_spikes(imp, seq), theirs)
+    reset = "subtract" if alpha is None else "zero"
+    _same(_our_spikes(import_nir(path, convention="snntorch", reset=reset, steps=T), seq), theirs)
+    with pytest.raises(UnsupportedError) as exc:
+        import_nir(path, convention="snntorch", reset="none")
+    assert "never resets" in _one_line(exc)
 
 
 def test_snntorch_synaptic_zero_reset_with_its_default_delay_differs_from_every_flag(tmp_path):
@@ -355,26 +360,6 @@ def test_norse_files_need_the_dt_their_network_ran_with(tmp_path):
     _same(_our_spikes(import_nir(path, convention="norse", dt=dt, steps=T), seq), theirs)
     default = _our_spikes(import_nir(path, convention="norse", dt=1e-3, steps=T), seq)
     assert not torch.equal(default[0], theirs[0].reshape(default[0].shape))  # the dt decides the spikes
-
-
-def test_a_snntorch_leaky_without_leak_imports_identically_and_no_reset_is_refused(tmp_path):
-    """snnTorch writes beta = 1 as tau = r = inf (r = tau/dt): the input gain is the limit, 1."""
-    pytest.importorskip("snntorch")
-    import snntorch as snn
-
-    torch.manual_seed(9)
-    net = torch.nn.Sequential(torch.nn.Linear(10, 20), snn.Leaky(beta=torch.ones(20, dtype=torch.float64),
-                                                                 threshold=torch.full((20,), 2.0, dtype=torch.float64),
-                                                                 init_hidden=True)).double()
-    _scale_linear(net, 1.0)
-    path = _write(_snn_export(net, torch.rand(1, 10, dtype=torch.float64)), tmp_path, "beta1.nir")
-    seq = torch.rand(T, 32, 10, dtype=torch.float64)
-    theirs = _snn_run(net, seq, (snn.Leaky,))
-    assert theirs[0].sum() > 0
-    _same(_our_spikes(import_nir(path, convention="snntorch", reset="subtract", steps=T), seq), theirs)
-    with pytest.raises(UnsupportedError) as exc:
-        import_nir(path, convention="snntorch", reset="none")
-    assert "never resets" in _one_line(exc)
 
 
 # ------------------------------------------------------------------------------------ SpikingJelly 2.0

@@ -36,7 +36,7 @@ import torch
 
 from neurodeploy.errors import FormatError, NeurodeployError, UnsupportedError
 from neurodeploy.export.nir_conventions import LayerResets, to_discrete, unfold_gain
-from neurodeploy.export.nir_import import _resolve
+from neurodeploy.export.nir_import import _resolve, padding_of
 from neurodeploy.export.nir_io import check_edges, unpack_metadata
 from neurodeploy.graph import nodes as gn
 from neurodeploy.graph.ir import Edge, Graph, GraphError, output_shape
@@ -292,9 +292,7 @@ def _build(nir_nodes: dict[str, Any], edges: list[Edge], in_type: tuple[int, ...
                                       f"a {in_shape} input")
                 new = gn.Affine(w, None if bias is None else _t(bias))
             elif kind == "Conv2d":
-                pad = node.padding
-                if isinstance(pad, bytes | np.bytes_):
-                    pad = bytes(pad).decode()
+                pad = padding_of(node)
                 if isinstance(pad, str):
                     if pad == "valid":
                         pad = (0, 0)

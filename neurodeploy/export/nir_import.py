@@ -178,6 +178,12 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return shape
 
 
+def padding_of(node: Any) -> Any:
+    """A NIR convolution's ``padding`` as written: numbers, or a string (HDF5 gives bytes)."""
+    pad = node.padding
+    return bytes(pad).decode() if isinstance(pad, bytes | np.bytes_) else pad
+
+
 def _ints(value: Any, n: int, what: str, where: str, minimum: int = 0) -> tuple[int, ...]:
     try:
         with np.errstate(all="ignore"):
@@ -262,9 +268,7 @@ def _read_ops(chain: list[tuple[str, Any]], ours: bool, conv, dt: float, notes: 
             kh, kw = int(w.shape[2]), int(w.shape[3])
             if min(w.shape) < 1:
                 raise FormatError(f"{name}: weight of shape {w.shape} is empty")
-            pad = node.padding
-            if isinstance(pad, bytes | np.bytes_):
-                pad = bytes(pad).decode()
+            pad = padding_of(node)
             if isinstance(pad, str):
                 if pad == "valid":
                     padding = (0, 0)
