@@ -640,6 +640,9 @@ def compare(checkpoint, profile_list, dataset, data_root, limit, neurobench, out
                               neurobench=neurobench, progress=progress, out_dir=out, resume=resume)
     paths = write_comparison(report, out, inputs, force=True)  # checked above; --resume rewrote compare.json
     click.echo(report.table())
+    for row in report.rows:
+        for w in row.warnings:
+            click.echo(f"warning: {row.profile}: {w}", err=True)
     click.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
 
 

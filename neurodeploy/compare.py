@@ -306,7 +306,9 @@ class ComparisonReport:
             why = "" if r.deployed else \
                 f"{('`' + r.refusal.rule + '`') if r.refusal.rule else r.refusal.error} — {r.refusal.message}"
             out.append("| " + " | ".join([*cells, why]) + " |")
+        warned = [f"- {r.profile}: {w}" for r in self.rows for w in r.warnings]
         out += ["", "`*` energy from per-event figures the profile marks as estimates.", "",
+                *(["## Warnings", "", *warned, ""] if warned else []),
                 "![comparison](compare.png)", "", "## Energy figures and their sources", "",
                 "| profile | figure | pJ | source | estimate |", "|---|---|---|---|---|"]
         for r in self.rows:

@@ -130,7 +130,7 @@ def run_pipeline(out_dir: str | Path, config: RunConfig | None = None, resume: b
                        finetune=ft.summary())
     write_json(out / "deploy" / f"simulate-{dep.profile}.json", dep.to_dict())
     for w in dep.warnings:
-        log(f"      warning: {w}")
+        log(f"warning: {w}")
     log(f"      simulated accuracy on {dep.profile}: {100 * ptq_acc:.2f}% after quantization, "
         f"{100 * dep.accuracy:.2f}% after fine-tuning (float {100 * dep.float_accuracy:.2f}%)")
 

@@ -334,7 +334,7 @@ def test_export_refuses_what_nir_cannot_say(tmp_path):
                                      neuron={"model": "cuba", "current_decay": 0}))
     with pytest.raises(UnsupportedError) as exc:
         export_nir(no_decay, dest)
-    assert "decay of 0" in _one_line(exc)
+    assert "never decays (decay 0" in _one_line(exc)
     with pytest.raises(ConfigError):
         export_nir(build_model(ModelSpec(input_shape=(4,), hidden=[3])), dest, dt=0.0)
     assert not dest.exists() and list(tmp_path.iterdir()) == []

@@ -177,7 +177,8 @@ def test_snntorch_layers_with_different_resets_take_one_reset_each(tmp_path):
     assert "resets by layer: 1 subtract, 3 zero" in " ".join(named.warnings)
     for wrong, words in (("subtract,zero,zero", "2 spiking layers"),
                          ("subtract, zero, subtract, zero", "names 4 resets"),
-                         ("1=subtract", "no reset for the spiking layer 3"), ("1=zero,3=zero,9=zero", "9 is not")):
+                         ("1=subtract", "no reset for the spiking layer 3"), ("1=zero,3=zero,9=zero", "9 is not"),
+                         ("1=subtract,3=zero,1=zero", "1 is named twice"), ("9=zero", "9 is not")):
         with pytest.raises(ConfigError) as exc:
             import_nir(path, convention="snntorch", reset=wrong)
         assert words in _one_line(exc), _one_line(exc)

@@ -203,8 +203,8 @@ def cuba_factor_parameters(current_factor: float, voltage_factor: float, dt: flo
     ``dt`` [s] is ``i' = fi i + I``, ``v' = fv v + i'`` (per-step factors ``fi``, ``fv`` < 1)."""
     if current_factor >= 1 or voltage_factor >= 1:
         which = "current" if current_factor >= 1 else "voltage"
-        raise UnsupportedError(f"a CUBA {which} decay of 0 (no decay) has an infinite NIR time "
-                               "constant; NIR CubaLIF cannot express it")
+        raise UnsupportedError(f"a CUBA {which} that never decays (decay 0; e.g. snnTorch's alpha or beta = 1) "
+                               "has an infinite NIR time constant; NIR CubaLIF cannot express it")
     ks, km = 1.0 - current_factor, 1.0 - voltage_factor
     return {"tau_syn": dt / ks, "w_in": 1.0 / ks, "tau_mem": dt / km, "r": 1.0 / km}
 
@@ -362,7 +362,12 @@ class LayerResets:
         named = [i for i in items if "=" in i]
         if named and len(named) != len(items):
             raise ConfigError(f"--reset {reset}: name every layer (NAME=RESET) or none")
-        self.by_name = dict(tuple(v.strip() for v in i.split("=", 1)) for i in named) if named else None
+        pairs = [tuple(v.strip() for v in i.split("=", 1)) for i in named]
+        twice = sorted({k for k, _ in pairs if [n for n, _ in pairs].count(k) > 1})
+        if twice:
+            raise ConfigError(f"--reset {reset}: {', '.join(twice)} is named twice; name each layer once")
+        self.by_name = dict(pairs) if named else None
+        self.missing: list[str] = []
         self.values = None if reset is None or named else tuple(items)
         self.assigned: dict[str, str] = {}
 
@@ -373,8 +378,9 @@ class LayerResets:
 
     def take(self, name: str) -> str | None:
         if self.by_name is not None:
-            if name not in self.by_name:
-                raise ConfigError(f"--reset {self.given} names no reset for the spiking layer {name}")
+            if name not in self.by_name:  # refused by finish, after the names that are no layer
+                self.missing.append(name)
+                return "zero"
             value = self.by_name[name]
         elif self.values is None:
             return None
@@ -394,6 +400,9 @@ class LayerResets:
             unknown = sorted(set(self.by_name) - set(self.assigned))
             if unknown:
                 raise ConfigError(f"--reset {self.given}: {', '.join(unknown)} is not a spiking layer of the file")
+            if self.missing:
+                raise ConfigError(f"--reset {self.given} names no reset for the spiking layer "
+                                  f"{', '.join(self.missing)}")
             return
         if self.values is None or len(self.values) == 1:
             return
