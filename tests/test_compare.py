@@ -351,3 +351,22 @@ def test_parse_profiles(names, pad):
     with pytest.raises(ConfigError, match="--profiles"):
         parse_profiles(text + ",")
     assert parse_profiles(None) is None
+
+
+def test_a_deployment_warning_is_printed_and_kept_in_the_page(ck_path, tmp_path, monkeypatch):
+    from neurodeploy import compare as cmp
+
+    real = cmp._deploy_row
+
+    def warned(model, meta, profile, ds, limit):  # as a Speck deployment whose potentials left 16 bits
+        row = real(model, meta, profile, ds, limit)
+        row.warnings.append("stages.1: the membrane potential left the chip's range")
+        return row
+
+    monkeypatch.setattr(cmp, "_deploy_row", warned)
+    out = tmp_path / "cmp"
+    res = _run(["compare", ck_path, "--profiles", "loihi2", "--limit", 20, "--no-neurobench", "-o", out,
+                "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "warning: loihi2: stages.1: the membrane potential left the chip's range" in res.output
+    assert "- loihi2: stages.1: the membrane potential left" in (out / "compare.md").read_text()
