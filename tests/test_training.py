@@ -112,9 +112,11 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "cut.pt")
     ck = load_checkpoint(tmp_path / "good.pt")
-    ck.state_dict.pop(next(iter(ck.state_dict)))
-    with pytest.raises(CheckpointError, match="do not match"):
+    first = next(iter(ck.state_dict))
+    ck.state_dict.pop(first)
+    with pytest.raises(CheckpointError, match="do not match") as exc:
         ck.build()
+    assert first in str(exc.value) and "\n" not in str(exc.value)  # the message names the weight
 
 
 def test_run_config_errors(tmp_path):
@@ -124,6 +126,9 @@ def test_run_config_errors(tmp_path):
         load_run_config(p)
     p.write_text('[train]\nepochs = "ten"\n')
     with pytest.raises(ConfigError, match="train.epochs"):
+        load_run_config(p)
+    p.write_text('[model]\narch = "mlp"\nhidden = "32"\n')  # a string is not a list of widths 3 and 2
+    with pytest.raises(ConfigError, match="hidden must be a list"):
         load_run_config(p)
     p.write_text("[train\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
