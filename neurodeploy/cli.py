@@ -180,18 +180,6 @@ def _parse_widths(text: str | None, what: str) -> list[Any] | None:
     return out
 
 
-def _reset_list(text: str | None) -> str | None:
-    """``--reset``: subtract, zero or none; a comma-separated list of them; or NAME=RESET pairs."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    modes = [p.split("=", 1)[1].strip() if "=" in p else p for p in parts]
-    if not all(m in ("subtract", "zero", "none") for m in modes) or any(p.startswith("=") for p in parts):
-        raise click.BadParameter(f"{text!r}: give subtract, zero or none, a comma-separated list of them, or "
-                                 "NAME=RESET pairs")
-    return ",".join(parts)
-
-
 def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -924,7 +912,7 @@ def export(checkpoint, fmt, out_path, dt, profile_name, dataset, data_root, weig
 @click.option("--steps", type=int, help="Time steps T of the imported model (default: the file's, else 8).")
 @click.option("--encoding", help="Input encoding: direct, rate or latency (default: the file's, else direct).")
 @click.option("--approximate", is_flag=True, help="Round CUBA decays to Loihi's decay units instead of refusing.")
-@click.option("--reset", callback=lambda _c, _p, v: _reset_list(v), default=None,
+@click.option("--reset", default=None,
               help="Reset of files that do not record it: subtract, zero or none, for every spiking layer; a "
                    "comma-separated list with one per spiking layer in the file's order; or NAME=RESET pairs "
                    "naming the NIR nodes (snnTorch: subtract is "

@@ -168,8 +168,7 @@ def run_sweep(model: SpikingNet, profile: str, dataset: Any, *, weight_bits: lis
             res = finetune_model(model, profile, dataset, c, config, progress=progress)
             points.append({"axis": axis, "value": v, "ptq_accuracy": res.before.accuracy,
                            "finetuned_accuracy": res.after.accuracy, "seconds": res.seconds})
-            warned += [f"{axis} = {v}: {w}" for w in (*res.before.warnings, *res.after.warnings)
-                       if f"{axis} = {v}: {w}" not in warned]
+            warned.extend(dict.fromkeys(f"{axis} = {v}: {w}" for w in (*res.before.warnings, *res.after.warnings)))
             if log:
                 log(f"      {axis} = {v}: simulated accuracy {100 * res.before.accuracy:.2f}% → "
                     f"{100 * res.after.accuracy:.2f}% after fine-tuning ({res.seconds:.1f} s)")

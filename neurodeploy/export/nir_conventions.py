@@ -121,6 +121,9 @@ SINABS_RESETS = ("subtract", "zero")
 NO_RESET = "none"
 """The reset a library may offer (snnTorch's ``reset_mechanism="none"``) that no neurodeploy neuron has."""
 
+RESET_WORDS = ("subtract", "zero", NO_RESET)
+"""What ``--reset`` may say of a layer (``none`` is refused when a layer takes it)."""
+
 CONVENTIONS: dict[str, Convention] = {
     "nir": Convention("nir", None, "euler", "euler", "euler", "euler", "value", library="NIR", version="1.0"),
     "neurodeploy": Convention("neurodeploy", DEFAULT_DT, "euler", "euler", "euler", "euler", "value",
@@ -359,6 +362,10 @@ class LayerResets:
     def __init__(self, reset: str | None):
         self.given = reset
         items = [] if reset is None else [v.strip() for v in str(reset).split(",")]
+        words = [i.split("=", 1)[1].strip() if "=" in i else i for i in items]
+        if not all(w in RESET_WORDS for w in words) or any(i.startswith("=") for i in items):
+            raise ConfigError(f"--reset {reset!r}: give {', '.join(RESET_WORDS)}, a comma-separated list of them, "
+                              "or NAME=RESET pairs")
         named = [i for i in items if "=" in i]
         if named and len(named) != len(items):
             raise ConfigError(f"--reset {reset}: name every layer (NAME=RESET) or none")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from neurodeploy.atomic import atomic_path
 from neurodeploy.errors import CheckpointError, ConfigError
-from neurodeploy.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
+from neurodeploy.limits import check_run_bounds
 from neurodeploy.quantize.fakequant import FakeQuantNet
 from neurodeploy.train.checkpoint import read_torch_file
 from neurodeploy.train.distributed import Parallel, all_finite, all_reduce_sum, shard, wrap_finetune
@@ -45,11 +45,7 @@ class FinetuneConfig:
                 raise ConfigError(f"finetune {f.name} must be a number, got {v!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.threads < 1:
             raise ConfigError("finetune epochs, batch size and threads must be at least 1")
-        if self.epochs > MAX_EPOCHS or self.batch_size > MAX_BATCH_SIZE:
-            raise ConfigError(f"finetune epochs must be at most {MAX_EPOCHS} and batch size at most {MAX_BATCH_SIZE}, "
-                              f"got {self.epochs} and {self.batch_size}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"finetune seed must be in 0..{MAX_SEED}, got {self.seed}")
+        check_run_bounds("finetune ", epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)
         if not self.lr > 0:
             raise ConfigError(f"finetune learning rate must be positive, got {self.lr}")
 

@@ -219,6 +219,11 @@ def simulate_graph(graph: DeployGraph, x: torch.Tensor, y: torch.Tensor, *, jitt
     return figs
 
 
+def _warnings(graph: DeployGraph, figs: dict[str, Any]) -> list[str]:
+    """A deployment's warnings: the lowering's (stored in the graph), then the simulation's."""
+    return [*graph.metadata.get("warnings", []), *figs["warnings"]]
+
+
 def unpublished_overflows(figs: dict[str, Any], profile: Any) -> list[str]:
     """One warning per layer whose current or voltage left the profile's width where its rule is
     ``"none"``: the simulator keeps the exact value, as the vendor's software does (Sinabs on
@@ -268,7 +273,7 @@ def deploy_model(model: SpikingNet, profile: str | HardwareProfile, dataset: Any
         profile=p.name, graph=graph, float_accuracy=float_accuracy(model, x, y, fq.input_steps),
         accuracy=float(figs["accuracy"]), samples=int(figs["samples"]), input_steps=graph.steps,
         latency_steps=fq.latency, figures=figs, fit=fit_report(graph, p).to_dict(),
-        warnings=[*graph.metadata.get("warnings", []), *figs["warnings"]])
+        warnings=_warnings(graph, figs))
 
 
 def deployment_from_graph(graph: DeployGraph, dataset: Any, float_acc: float, *, limit: int | None = None,
@@ -284,7 +289,7 @@ def deployment_from_graph(graph: DeployGraph, dataset: Any, float_acc: float, *,
         profile=profile.name, graph=graph, float_accuracy=float(float_acc), accuracy=float(figs["accuracy"]),
         samples=int(figs["samples"]), input_steps=graph.steps, latency_steps=Simulator(graph, profile).latency,
         figures=figs, fit=fit_report(graph, profile).to_dict(),
-        warnings=[*graph.metadata.get("warnings", []), *figs["warnings"]])
+        warnings=_warnings(graph, figs))
 
 
 def simulate_checkpoint(model: SpikingNet, profile: str, dataset: Any, *, steps: int | None = None,

@@ -14,7 +14,7 @@ from typing import Any
 import tomllib
 
 from neurodeploy.errors import ConfigError
-from neurodeploy.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
+from neurodeploy.limits import check_run_bounds
 from neurodeploy.models import ModelSpec
 
 OPTIMIZERS = ("adam", "sgd")
@@ -73,11 +73,7 @@ class TrainConfig:
                 ok = isinstance(value, str)
             if not ok:
                 raise ConfigError(f"train.{f.name} must be of type {type(default).__name__}, got {value!r}")
-        for name, hi in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
-            if not 1 <= getattr(self, name) <= hi:
-                raise ConfigError(f"train.{name} must be in 1..{hi}, got {getattr(self, name)}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"train.seed must be in 0..{MAX_SEED}, got {self.seed}")
+        check_run_bounds("train.", epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:

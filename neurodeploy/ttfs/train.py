@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurodeploy.errors import ConfigError, UnsupportedError
-from neurodeploy.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
+from neurodeploy.limits import check_run_bounds
 from neurodeploy.ttfs.constraints import TTFSConstraints
 from neurodeploy.ttfs.mapping import flatten_sequential, relu_to_ttfs
 from neurodeploy.ttfs.network import DTYPE, Flatten, Synapse, TTFSNetwork
@@ -67,11 +67,7 @@ class TTFSTrainConfig:
                 raise ConfigError(f"TTFS training {f.name} must be a number, got {v!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.decay_steps < 1:
             raise ConfigError("TTFS training epochs, batch size and decay steps must be at least 1")
-        if self.epochs > MAX_EPOCHS or self.batch_size > MAX_BATCH_SIZE:
-            raise ConfigError(f"TTFS training epochs must be at most {MAX_EPOCHS} and batch size at most "
-                              f"{MAX_BATCH_SIZE}, got {self.epochs} and {self.batch_size}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"TTFS training seed must be in 0..{MAX_SEED}, got {self.seed}")
+        check_run_bounds("TTFS training ", epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)
         if not self.lr > 0 or not 0 < self.lr_decay <= 1:
             raise ConfigError(
                 f"TTFS training needs lr > 0 and 0 < lr_decay <= 1, got {self.lr}, {self.lr_decay}"
